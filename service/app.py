@@ -1,0 +1,38 @@
+"""The FastAPI application: routers per domain, one error shape, OpenAPI at /docs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.dispatch.relay import Relay
+
+from service.experiments.router import router as experiments_router
+from service.health.router import router as health_router
+from service.kit import exception_handlers
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    relay = Relay()
+    relay.start()
+    yield
+    relay.stop()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        lifespan=lifespan,
+        title="Glidepath",
+        version="0.1.0",
+        description="Runs PyTorch training experiments and tells you what the learning rate did.",
+    )
+    exception_handlers.install(app)
+    app.include_router(health_router)
+    app.include_router(experiments_router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,85 @@
+"""The `glidepath` command: run the service's processes and (later) talk to a running one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Glidepath: run PyTorch experiments and see what the learning rate did.",
+                  no_args_is_help=True, add_completion=False)  # fmt: skip
+
+HOST = typer.Option("127.0.0.1", help="Interface to listen on.")
+PORT = typer.Option(8000, help="Port to listen on.")
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def migrate(revision: str = typer.Argument("head", help="Alembic revision to upgrade to.")) -> None:
+    """Apply database migrations (creates the SQLite file in embedded mode)."""
+    from service.kit import migrate as m
+
+    m.upgrade(revision=revision)
+    typer.echo(f"database at {revision}")
+
+
+@app.command()
+def api(host: str = HOST, port: int = PORT, log_level: str = "info") -> None:
+    """Serve the HTTP API (and the outbox relay)."""
+    import uvicorn
+
+    _logging()
+    uvicorn.run("service.app:app", host=host, port=port, log_level=log_level)
+
+
+@app.command()
+def worker(
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues; default from "
+                                               "GLIDEPATH_WORKER_QUEUES.")] = None,  # fmt: skip
+    name: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
+    log_level: str = "info",
+) -> None:
+    """Run one Celery worker process (solo pool: one run at a time, no fork)."""
+    from service.config import settings
+    from worker.celery_app import celery_app
+
+    _logging()
+    argv = ["worker", "--pool", "solo", "--concurrency", "1", "--loglevel", log_level,
+            "--queues", queues or settings.worker_queues,
+            # mingle/gossip need broadcast messages: the file-system broker has none, and runs
+            # are coordinated through the database anyway.
+            "--without-mingle", "--without-gossip"]  # fmt: skip
+    if name:
+        argv += ["--hostname", name]
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def up(host: str = HOST, port: int = PORT) -> None:
+    """API and an embedded worker in one command; Ctrl-C stops both."""
+    from service.kit import migrate as m
+
+    m.upgrade()
+    worker_proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=os.environ)
+    try:
+        api(host=host, port=port, log_level="info")
+    finally:
+        if worker_proc.poll() is None:
+            worker_proc.send_signal(signal.SIGTERM)  # warm shutdown: the run is handed back
+            try:
+                worker_proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker_proc.kill()
+                worker_proc.wait()
+
+
+if __name__ == "__main__":
+    app()

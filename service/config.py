@@ -1,0 +1,69 @@
+"""Settings, read once from the environment (prefix ``GLIDEPATH_``).
+
+The defaults are the embedded mode: SQLite and a file-system broker under ``DATA_DIR``, so
+``glidepath up`` needs no server. Point ``DATABASE_URL``/``BROKER_URL`` at PostgreSQL and Redis
+and the same code is the production stack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GLIDEPATH_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".glidepath"),
+        description="Where the embedded database, broker files, uploads and checkpoints live.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://root@127.0.0.1:5432/glidepath. "
+        "Empty: SQLite at DATA_DIR/glidepath.db.",
+    )
+    broker_url: str = Field(
+        default="",
+        description="Celery broker URL, e.g. redis://127.0.0.1:6379/0. "
+        "Empty: kombu's file-system transport under DATA_DIR/broker (no server).",
+    )
+    api_tokens: str = Field(
+        default="",
+        description="Comma-separated bearer tokens the API accepts; empty leaves the API open.",
+    )
+    lease_seconds: float = Field(
+        default=30.0, gt=0, description="How long a worker's claim on a run lasts between heartbeats."
+    )
+    worker_queues: str = Field(
+        default="auto,cpu",
+        description="Comma-separated Celery queues a worker consumes (gpu workers add `gpu`).",
+    )
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'glidepath.db').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.effective_broker_url.startswith("filesystem://")
+
+    @property
+    def broker_dir(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+
+def get_settings() -> Settings:
+    """A fresh read of the environment (tests and the CLI change it between calls)."""
+    return Settings()
+
+
+settings = Settings()

@@ -1,0 +1,72 @@
+"""The outbox: a task is recorded in the same transaction as its experiment and sent to the
+broker only after that transaction commits. Whatever did not reach the broker (the process died
+between commit and send, the broker was down) is sent again by `relay_pending`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.dispatch.models import OutboxMessage
+from service.kit.db import session_scope
+from service.kit.time import utcnow
+
+log = logging.getLogger(__name__)
+
+_PENDING_KEY = "glidepath_outbox_pending"
+
+
+def enqueue(session: Session, experiment_id: int, queue: str, task: str) -> OutboxMessage:
+    """Record a task; it is sent when `session` commits (see `send_after_commit`)."""
+    message = OutboxMessage(experiment_id=experiment_id, queue=queue, task=task)
+    session.add(message)
+    session.info.setdefault(_PENDING_KEY, []).append(message)
+    return message
+
+
+def take_pending(session: Session) -> list[OutboxMessage]:
+    """The messages this session recorded; call after a successful commit."""
+    pending: list[OutboxMessage] = session.info.pop(_PENDING_KEY, [])
+    return pending
+
+
+def send(messages: list[OutboxMessage]) -> int:
+    """Send messages and mark them sent. A failure leaves them for the relay: never raises."""
+    from worker.celery_app import celery_app
+
+    sent_ids = []
+    for message in messages:
+        try:
+            celery_app.send_task(message.task, args=[message.experiment_id], queue=message.queue)
+            sent_ids.append(message.id)
+        except Exception:  # the broker is down: the relay retries
+            log.warning("could not send outbox message %s; the relay will retry", message.id,
+                        exc_info=True)  # fmt: skip
+    if sent_ids:
+        try:
+            with session_scope() as session:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(sent_ids))
+                    .values(sent_at=utcnow(), send_attempts=OutboxMessage.send_attempts + 1)
+                )
+        except Exception:  # a re-send later is harmless: the claim makes duplicates no-ops
+            log.warning("could not mark outbox messages sent", exc_info=True)
+    return len(sent_ids)
+
+
+def relay_pending(min_age_s: float = 5.0, limit: int = 500) -> int:
+    """Send what was recorded but never marked sent (older than `min_age_s`, so a request that is
+    sending its own messages right now is not raced)."""
+    with session_scope() as session:
+        rows = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.sent_at.is_(None))
+            .where(OutboxMessage.created_at < utcnow() - timedelta(seconds=min_age_s))
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        ).all()
+    return send(list(rows))

@@ -1,0 +1,78 @@
+"""Which torch classes a spec may name, and the keyword arguments each accepts.
+
+Kwargs are read from the class's own signature, so torch's names and defaults are ours and a new
+torch release adds its new kwargs without a change here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import cache
+
+import torch
+
+SOLVERS = (
+    "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam",
+)  # fmt: skip
+
+SCHEDULERS = (
+    "StepLR", "MultiStepLR", "ExponentialLR", "LinearLR", "ConstantLR", "PolynomialLR",
+    "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "CyclicLR", "OneCycleLR",
+    "ReduceLROnPlateau",
+)  # fmt: skip
+CONSTANT = "none"  # `{"type": "none"}` (or no scheduler at all): the LR stays at base_lr.
+
+# Per-batch schedulers; every other scheduler steps once per epoch unless the spec says otherwise.
+STEP_INTERVAL_DEFAULT = frozenset({"CyclicLR", "OneCycleLR"})
+
+# Arguments Glidepath fills in itself, with the reason a user is told.
+_SOLVER_RESERVED = {"params": "built from the model", "lr": "set by `base_lr`"}
+_SCHEDULER_RESERVED = {
+    "optimizer": "built from `solver`",
+    "last_epoch": "managed by Glidepath (resume restores it)",
+    "verbose": "deprecated in torch",
+    "total_steps": "derived from epochs × steps_per_epoch",
+    "epochs": "derived from the spec's `epochs`",
+    "steps_per_epoch": "derived from the split and batch_size",
+    "scale_fn": "a Python callable cannot be sent as JSON; use `mode`",
+}
+
+
+def solver_class(name: str) -> type[torch.optim.Optimizer]:
+    cls: type[torch.optim.Optimizer] = getattr(torch.optim, name)
+    return cls
+
+
+def scheduler_class(name: str) -> type:
+    cls: type = getattr(torch.optim.lr_scheduler, name)
+    return cls
+
+
+@cache
+def _signature(cls: type) -> dict[str, inspect.Parameter]:
+    return dict(inspect.signature(cls).parameters)
+
+
+def solver_kwargs(name: str) -> dict[str, inspect.Parameter]:
+    return {k: p for k, p in _signature(solver_class(name)).items() if k not in _SOLVER_RESERVED}
+
+
+def scheduler_kwargs(name: str) -> dict[str, inspect.Parameter]:
+    return {
+        k: p for k, p in _signature(scheduler_class(name)).items() if k not in _SCHEDULER_RESERVED
+    }
+
+
+def required_scheduler_kwargs(name: str) -> list[str]:
+    # CyclicLR's own base_lr defaults to the spec's base_lr (CONTRACT.md).
+    optional = {"base_lr"} if name == "CyclicLR" else set()
+    return [
+        k
+        for k, p in scheduler_kwargs(name).items()
+        if p.default is inspect.Parameter.empty and k not in optional
+    ]
+
+
+def reserved_reason(kind: str, key: str) -> str | None:
+    table = _SOLVER_RESERVED if kind == "solver" else _SCHEDULER_RESERVED
+    return table.get(key)

@@ -1,0 +1,176 @@
+"""Every query of the experiments domain. Services and the worker call these; nobody else
+writes SQL against these tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from service.experiments.models import (
+    FINAL_STATUSES,
+    Decision,
+    EpochRow,
+    Experiment,
+    ExperimentTag,
+)
+from service.kit.time import utcnow
+from service.kit.upsert import upsert
+
+
+class ExperimentRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(self, experiment_id: int) -> Experiment | None:
+        return self.session.get(Experiment, experiment_id)
+
+    def by_idempotency_key(self, key: str) -> Experiment | None:
+        return self.session.scalars(
+            select(Experiment).where(Experiment.idempotency_key == key)
+        ).first()
+
+    def tags_of(self, experiment_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+        out: dict[int, dict[str, str]] = {i: {} for i in experiment_ids}
+        if experiment_ids:
+            rows = self.session.execute(
+                select(ExperimentTag).where(ExperimentTag.experiment_id.in_(experiment_ids))
+            ).scalars()
+            for tag in rows:
+                out[tag.experiment_id][tag.key] = tag.value
+        return out
+
+    def list(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        batch_id: str | None = None,
+        tag: tuple[str, str | None] | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Experiment]:
+        """Newest first; `before_id` is the keyset cursor (stable under concurrent inserts)."""
+        q = select(Experiment).order_by(Experiment.id.desc()).limit(limit)
+        if statuses:
+            q = q.where(Experiment.status.in_(statuses))
+        if batch_id is not None:
+            q = q.where(Experiment.batch_id == batch_id)
+        if tag is not None:
+            key, value = tag
+            sub = select(ExperimentTag.experiment_id).where(ExperimentTag.key == key)
+            if value is not None:
+                sub = sub.where(ExperimentTag.value == value)
+            q = q.where(Experiment.id.in_(sub))
+        if before_id is not None:
+            q = q.where(Experiment.id < before_id)
+        return list(self.session.scalars(q))
+
+    def epochs(self, experiment_id: int, after_epoch: int = 0, limit: int | None = None
+               ) -> list[EpochRow]:  # fmt: skip
+        q = (
+            select(EpochRow)
+            .where(EpochRow.experiment_id == experiment_id, EpochRow.epoch > after_epoch)
+            .order_by(EpochRow.epoch)
+        )
+        if limit is not None:
+            q = q.limit(limit)
+        return list(self.session.scalars(q))
+
+    def decisions(self, experiment_id: int) -> list[Decision]:
+        return list(
+            self.session.scalars(
+                select(Decision)
+                .where(Decision.experiment_id == experiment_id)
+                .order_by(Decision.epoch, Decision.id)
+            )
+        )
+
+    # -- writes by the API ---------------------------------------------------------------------
+    def add(self, experiment: Experiment, tags: dict[str, str]) -> Experiment:
+        self.session.add(experiment)
+        self.session.flush()
+        for key, value in tags.items():
+            self.session.add(ExperimentTag(experiment_id=experiment.id, key=key, value=value))
+        return experiment
+
+    def cancel(self, experiment_id: int) -> None:
+        """Queued runs end now; running ones are flagged and stop at the next batch boundary."""
+        now = utcnow()
+        self.session.execute(
+            update(Experiment)
+            .where(Experiment.id == experiment_id, Experiment.status == "queued")
+            .values(status="cancelled", finished_at=now, cancel_requested=True,
+                    stop_reason="cancelled before it started")  # fmt: skip
+        )
+        self.session.execute(
+            update(Experiment)
+            .where(Experiment.id == experiment_id, Experiment.status == "running")
+            .values(cancel_requested=True)
+        )
+
+    # -- writes by the worker, fenced by `attempt` ----------------------------------------------
+    def claim(self, experiment_id: int, owner: str, lease_s: float) -> int | None:
+        """Take the run if it is queued, or running under a lease that has expired. Returns the
+        new attempt number, or None when someone else holds it (or it has ended)."""
+        now = utcnow()
+        result = self.session.execute(
+            update(Experiment)
+            .where(Experiment.id == experiment_id)
+            .where(
+                (Experiment.status == "queued")
+                | ((Experiment.status == "running") & (Experiment.lease_expires_at < now))
+            )
+            .where(Experiment.cancel_requested.is_(False))
+            .values(
+                status="running",
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                attempt=Experiment.attempt + 1,
+                started_at=func.coalesce(Experiment.started_at, now),
+            )
+            .returning(Experiment.attempt)
+        )
+        return result.scalar_one_or_none()
+
+    def heartbeat(self, experiment_id: int, attempt: int, lease_s: float) -> tuple[bool, bool]:
+        """Extend the lease. Returns (still ours, cancel requested)."""
+        result = self.session.execute(
+            update(Experiment)
+            .where(Experiment.id == experiment_id, Experiment.attempt == attempt,
+                   Experiment.status == "running")  # fmt: skip
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+            .returning(Experiment.cancel_requested)
+        )
+        cancel = result.scalar_one_or_none()
+        return cancel is not None, bool(cancel)
+
+    def fence(self, experiment_id: int, attempt: int, **values: Any) -> bool:
+        """Update the run only while `attempt` is current and it is running; False otherwise.
+        Taken first in every worker transaction, it also locks the row on PostgreSQL."""
+        result = self.session.execute(
+            update(Experiment)
+            .where(Experiment.id == experiment_id, Experiment.attempt == attempt,
+                   Experiment.status == "running")  # fmt: skip
+            .values(updated_at=utcnow(), **values)
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def truncate_history(self, experiment_id: int, after_epoch: int) -> None:
+        """Cut rows and decisions back to a checkpoint: a resumed run redoes what follows it."""
+        for model in (EpochRow, Decision):
+            self.session.execute(
+                delete(model).where(model.experiment_id == experiment_id, model.epoch > after_epoch)
+            )
+
+    def write_epoch(self, row: dict[str, Any], decisions: list[dict[str, Any]]) -> None:
+        upsert(self.session, EpochRow.__table__, [row], ["experiment_id", "epoch"])  # type: ignore[arg-type]
+        upsert(self.session, Decision.__table__, decisions, ["experiment_id", "epoch", "kind"])  # type: ignore[arg-type]
+
+    def finish(self, experiment_id: int, attempt: int, status: str, **values: Any) -> bool:
+        assert status in FINAL_STATUSES
+        return self.fence(experiment_id, attempt, status=status, finished_at=utcnow(),
+                          lease_owner=None, lease_expires_at=None, **values)  # fmt: skip

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from service.experiments import service
+from service.experiments.models import STATUSES
+from service.experiments.schemas import ExperimentOut, ExperimentPage, MetricsPage
+from service.experiments.spec import ExperimentSpec
+from service.kit.deps import SessionDep
+from service.kit.errors import InvalidInput
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+ERRORS = {404: {"description": "No such experiment"}, 422: {"description": "Invalid input"}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ExperimentOut,
+             responses={409: {"description": "Idempotency-Key reused with another spec"},
+                        422: {"description": "Invalid spec; `loc` is the field path"}})  # fmt: skip
+def create_experiment(
+    spec: ExperimentSpec,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> ExperimentOut:
+    """Queue one experiment. A repeated `Idempotency-Key` returns the first one unchanged."""
+    experiment, created = service.create(session, spec, idempotency_key)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    session.flush()
+    return service.out(session, experiment)
+
+
+@router.get("", response_model=ExperimentPage)
+def list_experiments(
+    session: SessionDep,
+    status_: Annotated[list[str] | None, Query(alias="status",
+                       description="Repeat or comma-separate")] = None,  # fmt: skip
+    batch_id: str | None = None,
+    tag: Annotated[str | None, Query(description="`key` or `key:value`")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ExperimentPage:
+    statuses = [s for v in status_ or [] for s in v.split(",") if s]
+    for s in statuses:
+        if s not in STATUSES:
+            raise InvalidInput(f"unknown status {s!r}; allowed: {', '.join(STATUSES)}",
+                               loc=["query", "status"])  # fmt: skip
+    return service.list_page(session, statuses=statuses, batch_id=batch_id, tag=tag,
+                             cursor=cursor, limit=limit)  # fmt: skip
+
+
+@router.get("/{experiment_id}", response_model=ExperimentOut, responses=ERRORS)
+def get_experiment(experiment_id: int, session: SessionDep) -> ExperimentOut:
+    return service.out(session, service.get(session, experiment_id))
+
+
+@router.get("/{experiment_id}/metrics", response_model=MetricsPage, responses=ERRORS,
+            response_model_exclude_unset=False)  # fmt: skip
+def get_metrics(
+    experiment_id: int,
+    session: SessionDep,
+    after_epoch: Annotated[int, Query(ge=0, description="Rows with epoch > this; 0 = all")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> MetricsPage:
+    return service.metrics(session, experiment_id, after_epoch, limit)
+
+
+@router.post("/{experiment_id}/cancel", response_model=ExperimentOut, responses=ERRORS)
+def cancel_experiment(experiment_id: int, session: SessionDep) -> ExperimentOut:
+    """Queued: cancelled at once. Running: stops at the next batch boundary."""
+    return service.out(session, service.cancel(session, experiment_id))

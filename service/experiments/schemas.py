@@ -1,0 +1,111 @@
+"""Response bodies of the experiments API (the request body is `spec.ExperimentSpec`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_serializer
+
+from service.experiments.models import EpochRow, Experiment
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes; every stored time is UTC.
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt
+
+
+class Progress(BaseModel):
+    epochs_run: int
+    epochs: int
+    fraction: float
+
+
+class ExperimentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    status: str
+    dataset: str
+    spec: dict[str, Any]
+    tags: dict[str, str]
+    batch_id: str | None
+    progress: Progress
+    split_sizes: dict[str, int] | None
+    steps_per_epoch: int | None
+    device: str | None
+    attempt: int
+    epochs_run: int
+    best_epoch: int | None
+    best_value: float | None
+    stop_reason: str | None
+    test_metrics: dict[str, float] | None
+    error: str | None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @field_serializer("created_at", "started_at", "finished_at")
+    def _times(self, dt: datetime | None) -> datetime | None:
+        return _utc(dt)
+
+    @classmethod
+    def of(cls, e: Experiment, tags: dict[str, str]) -> ExperimentOut:
+        epochs = int(e.spec.get("epochs", 0))
+        return cls(
+            id=e.id, name=e.name, status=e.status, dataset=e.spec.get("dataset", ""),
+            spec=e.spec, tags=tags, batch_id=e.batch_id,
+            progress=Progress(epochs_run=e.epochs_run, epochs=epochs,
+                              fraction=round(e.epochs_run / epochs, 4) if epochs else 0.0),
+            split_sizes=e.split_sizes, steps_per_epoch=e.steps_per_epoch, device=e.device,
+            attempt=e.attempt, epochs_run=e.epochs_run, best_epoch=e.best_epoch,
+            best_value=e.best_value, stop_reason=e.stop_reason, test_metrics=e.test_metrics,
+            error=e.error, cancel_requested=e.cancel_requested, created_at=e.created_at,
+            started_at=e.started_at, finished_at=e.finished_at,
+        )  # fmt: skip
+
+
+class ExperimentCreated(ExperimentOut):
+    pass
+
+
+class ExperimentPage(BaseModel):
+    items: list[ExperimentOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+class EpochOut(BaseModel):
+    epoch: int
+    lr: float
+    train_loss: float | None
+    val_loss: float | None
+    val_accuracy: float | None = None
+    val_mae: float | None = None
+    duration_s: float
+    decision: str | None
+
+    @model_serializer(mode="wrap")
+    def _one_val_metric(self, handler: Any) -> dict[str, Any]:
+        # A row carries val_accuracy (classification) or val_mae (regression), not both.
+        data: dict[str, Any] = handler(self)
+        for key in ("val_accuracy", "val_mae"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+    @classmethod
+    def of(cls, r: EpochRow) -> EpochOut:
+        return cls(epoch=r.epoch, lr=r.lr, train_loss=r.train_loss, val_loss=r.val_loss,
+                   val_accuracy=r.val_accuracy, val_mae=r.val_mae, duration_s=r.duration_s,
+                   decision=r.decision)  # fmt: skip
+
+
+class MetricsPage(BaseModel):
+    experiment_id: int
+    status: str
+    epochs: list[EpochOut]
+    next_after_epoch: int = Field(description="Pass as `after_epoch` to get only newer rows.")

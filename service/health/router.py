@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from service.config import settings
+from service.kit.db import get_engine
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+def _check_db() -> dict[str, Any]:
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"ok": True}
+    except Exception as exc:
+        return {"ok": False, "error": str(exc).splitlines()[0][:200]}
+
+
+def _check_broker() -> dict[str, Any]:
+    from worker.celery_app import celery_app
+
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return {"ok": True, "url": settings.effective_broker_url.split("@")[-1]}
+    except Exception as exc:
+        return {"ok": False, "error": str(exc).splitlines()[0][:200]}
+
+
+@router.get("/readyz", responses={503: {"description": "Database or broker unreachable"}})
+def readyz() -> JSONResponse:
+    """Readiness: the database and the broker both answer."""
+    checks = {"database": _check_db(), "broker": _check_broker()}
+    ready = all(c["ok"] for c in checks.values())
+    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
+                        status_code=200 if ready else 503,
+                        headers=None if ready else {"Retry-After": "2"})  # fmt: skip

@@ -1,0 +1,54 @@
+"""One error shape for every failure: {"detail": [{"loc", "msg", "type"}]}. Bad input is a 4xx,
+a database that cannot be reached is a 503 with Retry-After, never a 500."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.kit.errors import GlidepathError, item
+
+log = logging.getLogger(__name__)
+
+
+def _json(status: int, items: list, headers: dict[str, str] | None = None) -> JSONResponse:  # type: ignore[type-arg]
+    return JSONResponse({"detail": items}, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(GlidepathError)
+    async def _domain(_: Request, exc: GlidepathError) -> JSONResponse:
+        return _json(exc.status_code, exc.items, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        items = []
+        for e in exc.errors():
+            msg = str(e.get("msg", "invalid"))
+            if e.get("type") == "extra_forbidden":
+                msg = "unknown field"
+            items.append(item(list(e.get("loc", ())), msg, str(e.get("type", "invalid"))))
+        return _json(422, items)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _json(exc.status_code, [item([], str(exc.detail), "http_error")],
+                     getattr(exc, "headers", None))  # fmt: skip
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc)
+        return _json(503, [item([], "the database is unavailable; retry shortly", "unavailable")],
+                     {"Retry-After": "2"})  # fmt: skip
+
+    @app.exception_handler(DBAPIError)
+    async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:
+            return await _db_down(_, exc)  # type: ignore[arg-type]
+        log.exception("database error")
+        return _json(500, [item([], "internal database error", "internal")])

@@ -1,0 +1,140 @@
+"""Run one experiment end to end: claim, build, train epoch by epoch, write each epoch's row and
+decision in one fenced transaction, finish. A plain function: the Celery task only calls it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+
+import torch
+
+from service.config import settings
+from service.experiments import catalog
+from service.experiments.repository import ExperimentRepository
+from service.experiments.spec import ExperimentSpec
+from service.kit.db import session_scope
+from worker.engine.data import DeviceData, to_device
+from worker.engine.lease import Lease
+from worker.engine.loop import Cancelled, evaluate, train_epoch
+from worker.engine.model import build_model, pick_device
+from worker.engine.schedule import build_schedule
+from service.datasets.split import steps_per_epoch as steps_of
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Outcome:
+    experiment_id: int
+    status: str  # a final status, or "not_claimed" / "lease_lost"
+    epochs_run: int = 0
+
+
+def _metric_row(task: str, train_loss: float, val: object) -> dict[str, float | None]:
+    from worker.engine.loop import EvalResult
+
+    assert isinstance(val, EvalResult)
+    row: dict[str, float | None] = {"train_loss": train_loss, "val_loss": val.loss}
+    row["val_accuracy" if task == "classification" else "val_mae"] = (
+        val.accuracy if task == "classification" else val.mae
+    )
+    return row
+
+
+def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
+    owner = owner or worker_id()
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        attempt = repo.claim(experiment_id, owner, settings.lease_seconds)
+        experiment = repo.get(experiment_id) if attempt else None
+        spec_json = experiment.spec if experiment else None
+    if attempt is None or spec_json is None:
+        log.info("experiment %s not claimed (held elsewhere or ended)", experiment_id)
+        return Outcome(experiment_id, "not_claimed")
+    lease = Lease(experiment_id, attempt, settings.lease_seconds)
+    lease.start()
+    try:
+        return _train(experiment_id, attempt, ExperimentSpec.model_validate(spec_json), lease)
+    except Cancelled:
+        if lease.lost:
+            return Outcome(experiment_id, "lease_lost")
+        _finish(experiment_id, attempt, "cancelled", stop_reason="cancelled while running")
+        return Outcome(experiment_id, "cancelled")
+    except Exception as exc:
+        log.exception("experiment %s failed", experiment_id)
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        _finish(experiment_id, attempt, "failed", error=detail[:2000])
+        return Outcome(experiment_id, "failed")
+    finally:
+        lease.close()
+
+
+def _finish(experiment_id: int, attempt: int, status: str, **values: object) -> bool:
+    with session_scope() as session:
+        return ExperimentRepository(session).finish(experiment_id, attempt, status, **values)
+
+
+def _train(experiment_id: int, attempt: int, spec: ExperimentSpec, lease: Lease) -> Outcome:
+    device = pick_device(spec.device)
+    torch.manual_seed(spec.seed)  # weight init
+    data: DeviceData = to_device(spec, device)
+    task = data.info.task
+    model = build_model(spec.model, data.info).to(device)
+    optimizer = catalog.solver_class(spec.solver.type)(
+        model.parameters(), lr=spec.base_lr, **spec.solver.params
+    )
+    steps = steps_of(len(data.train), spec.batch_size)
+    schedule = build_schedule(spec, optimizer, steps)
+
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        if not repo.fence(experiment_id, attempt, device=str(device), steps_per_epoch=steps):
+            return Outcome(experiment_id, "lease_lost")
+        # Without a checkpoint a new attempt starts from epoch 1: drop what an earlier one wrote.
+        repo.truncate_history(experiment_id, 0)
+
+    status, reason = "succeeded", None
+    epoch = 0
+    for epoch in range(1, spec.epochs + 1):
+        lr = float(optimizer.param_groups[0]["lr"])
+        t0 = time.perf_counter()
+        train_loss = train_epoch(model, optimizer, schedule, data.train, spec.batch_size, task,
+                                 spec.seed, epoch, lease.stop)  # fmt: skip
+        val = evaluate(model, data.val, task)
+        schedule.after_epoch()
+        duration = time.perf_counter() - t0
+        metrics = _metric_row(task, train_loss, val)
+        decision = None
+        if not all(v is None or math.isfinite(v) for v in metrics.values()):
+            status, decision = "diverged", "diverged"
+            bad = [k for k, v in metrics.items() if v is not None and not math.isfinite(v)]
+            reason = f"{', '.join(bad)} became non-finite at epoch {epoch}"
+        row = {"experiment_id": experiment_id, "epoch": epoch, "lr": lr, "duration_s": duration,
+               "decision": decision, "attempt": attempt, **metrics}  # fmt: skip
+        with session_scope() as session:
+            repo = ExperimentRepository(session)
+            if not repo.fence(experiment_id, attempt, epochs_run=epoch):
+                return Outcome(experiment_id, "lease_lost", epoch - 1)
+            repo.write_epoch(row, [])
+        if status != "succeeded":
+            break
+
+    test_metrics = None
+    if data.test is not None and status == "succeeded":
+        t = evaluate(model, data.test, task)
+        test_metrics = {"test_loss": t.loss}
+        test_metrics["test_accuracy" if task == "classification" else "test_mae"] = (
+            t.accuracy if task == "classification" else t.mae  # type: ignore[assignment]
+        )
+    if not _finish(experiment_id, attempt, status, stop_reason=reason, test_metrics=test_metrics):
+        return Outcome(experiment_id, "lease_lost", epoch)
+    return Outcome(experiment_id, status, epoch)

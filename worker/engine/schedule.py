@@ -1,0 +1,163 @@
+"""LR schedules built from a spec with torch's own classes, so traces equal plain torch.
+
+Warmup composes with every scheduler as
+`SequentialLR([LinearLR(start_factor, 1.0, total_iters=W), main], milestones=[W])`, W counted in
+the main scheduler's interval. ReduceLROnPlateau cannot live inside SequentialLR: the warmup runs
+alone and the plateau decisions (worker/engine/decisions.py) start after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LinearLR, LRScheduler, SequentialLR
+
+from service.experiments import catalog
+from service.experiments.spec import ExperimentSpec
+
+
+class ScheduleError(ValueError):
+    """A scheduler config torch would refuse (now or mid-run); `loc` is relative to `scheduler`."""
+
+    def __init__(self, msg: str, loc: list[str | int] | None = None) -> None:
+        super().__init__(msg)
+        self.loc: list[str | int] = loc or ["params"]
+
+
+@dataclass
+class Schedule:
+    """What the loop needs: the torch scheduler (or None) and when to step it."""
+
+    scheduler: LRScheduler | None
+    interval: str  # "epoch" | "step"
+    warmup_epochs: int
+    plateau: bool  # ReduceLROnPlateau: LR changes come from decisions after the warmup
+
+    def after_step(self) -> None:
+        if self.scheduler is not None and self.interval == "step":
+            self.scheduler.step()
+
+    def after_epoch(self) -> None:
+        if self.scheduler is not None and self.interval == "epoch":
+            self.scheduler.step()
+
+
+def _check_values(type_: str, p: dict[str, Any], base_lr: float, total: int) -> None:
+    """Values torch accepts at construction but fails on (or silently mis-schedules) mid-run."""
+
+    def need(cond: bool, key: str, msg: str) -> None:
+        if not cond:
+            raise ScheduleError(f"{type_}.{key}: {msg}", ["params", key])
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if type_ == "StepLR":
+        need(is_int(p["step_size"]) and p["step_size"] >= 1, "step_size", "must be an integer ≥ 1")
+    if type_ == "MultiStepLR":
+        m = p["milestones"]
+        need(isinstance(m, list) and all(is_int(x) and x >= 1 for x in m), "milestones",
+             "must be a list of integers ≥ 1")  # fmt: skip
+        need(all(a < b for a, b in zip(m, m[1:], strict=False)), "milestones",
+             "must be strictly increasing")  # fmt: skip
+    if type_ == "ExponentialLR":
+        need(isinstance(p["gamma"], int | float) and p["gamma"] > 0, "gamma", "must be > 0")
+    if type_ in ("StepLR", "MultiStepLR") and "gamma" in p:
+        need(isinstance(p["gamma"], int | float) and p["gamma"] > 0, "gamma", "must be > 0")
+    if type_ in ("LinearLR", "ConstantLR", "PolynomialLR") and "total_iters" in p:
+        low = 0 if type_ == "ConstantLR" else 1
+        need(is_int(p["total_iters"]) and p["total_iters"] >= low, "total_iters",
+             f"must be an integer ≥ {low}")  # fmt: skip
+    if type_ == "CosineAnnealingLR":
+        need(isinstance(p["T_max"], int | float) and p["T_max"] > 0, "T_max", "must be > 0")
+    if type_ == "CyclicLR":
+        lo = p.get("base_lr", base_lr)
+        need(isinstance(p["max_lr"], int | float) and p["max_lr"] >= lo, "max_lr",
+             f"must be ≥ base_lr ({lo:g})")  # fmt: skip
+        for key in ("step_size_up", "step_size_down"):
+            if p.get(key) is not None:
+                need(isinstance(p[key], int | float) and p[key] > 0, key, "must be > 0")
+    if type_ == "OneCycleLR":
+        need(isinstance(p["max_lr"], int | float) and p["max_lr"] > 0, "max_lr", "must be > 0")
+        pct = p.get("pct_start", 0.3)
+        phases = 3 if p.get("three_phase") else 2
+        need(isinstance(pct, int | float) and 0 < pct < 1, "pct_start", "must be in (0, 1)")
+        # torch divides by each phase's length; a phase of zero steps fails mid-run.
+        need(float(pct * total) - 1 >= 1 and total - float(pct * total) * (phases - 1) >= 2,
+             "pct_start", f"leaves an empty phase over {total} scheduler steps")  # fmt: skip
+
+
+def build_schedule(
+    spec: ExperimentSpec, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> Schedule:
+    sched = spec.scheduler
+    warm = spec.warmup.epochs if spec.warmup else 0
+    if sched is None or sched.type == catalog.CONSTANT:
+        interval, main, plateau = "epoch", None, False
+    else:
+        interval = sched.effective_interval
+        per_epoch = steps_per_epoch if interval == "step" else 1
+        plateau = sched.type == "ReduceLROnPlateau"
+        main = None
+        if not plateau:
+            params = dict(sched.params)
+            if sched.type == "CyclicLR":
+                params.setdefault("base_lr", spec.base_lr)
+            if sched.type == "OneCycleLR":
+                params["total_steps"] = (spec.epochs - warm) * per_epoch
+            _check_values(sched.type, params, spec.base_lr, params.get("total_steps", 0))
+            try:
+                main = catalog.scheduler_class(sched.type)(optimizer, **params)
+            except (ValueError, TypeError, ZeroDivisionError) as exc:
+                raise ScheduleError(f"{sched.type} rejects these params: {exc}") from exc
+    if not warm:
+        return Schedule(main, interval, 0, plateau)
+    per_epoch = steps_per_epoch if interval == "step" else 1
+    w = warm * per_epoch
+    if main is None:
+        # Warmup before a constant LR (or before plateau decisions): LinearLR alone ends at
+        # factor 1.0 and stays there, which is what SequentialLR with a constant main would do.
+        ramp = LinearLR(optimizer, start_factor=spec.warmup.start_factor, end_factor=1.0,  # type: ignore[union-attr]
+                        total_iters=w)  # fmt: skip
+        return Schedule(ramp, interval, warm, plateau)
+    # SequentialLR needs both schedulers built on the same optimizer, warmup first, and resets
+    # the LR to the warmup's start itself.
+    ramp = LinearLR(optimizer, start_factor=spec.warmup.start_factor, end_factor=1.0,  # type: ignore[union-attr]
+                    total_iters=w)  # fmt: skip
+    return Schedule(SequentialLR(optimizer, [ramp, main], milestones=[w]), interval, warm, plateau)
+
+
+def dummy_optimizer(spec: ExperimentSpec) -> torch.optim.Optimizer:
+    p = torch.zeros(1, requires_grad=True)
+    return catalog.solver_class(spec.solver.type)([p], lr=spec.base_lr, **spec.solver.params)
+
+
+def iter_epoch_lrs(spec: ExperimentSpec, steps_per_epoch: int) -> Iterator[float]:
+    """The per-epoch LR (param group 0 at the first step of each epoch), without training and
+    without plateau decisions (those need metrics: see decisions.py)."""
+    optimizer = dummy_optimizer(spec)
+    schedule = build_schedule(spec, optimizer, steps_per_epoch)
+    for _ in range(spec.epochs):
+        yield float(optimizer.param_groups[0]["lr"])
+        for _ in range(steps_per_epoch if schedule.interval == "step" else 1):
+            optimizer.step()
+            schedule.after_step()
+        schedule.after_epoch()
+
+
+def simulate_lrs(spec: ExperimentSpec, steps_per_epoch: int, max_epochs: int = 3) -> list[float]:
+    """Build the schedule and walk its first epochs: catches what construction alone lets by."""
+    out = []
+    try:
+        for epoch, lr in enumerate(iter_epoch_lrs(spec, steps_per_epoch)):
+            if epoch >= max_epochs:
+                break
+            out.append(lr)
+    except ScheduleError:
+        raise
+    except (ValueError, TypeError, ZeroDivisionError, KeyError) as exc:
+        raise ScheduleError(f"{spec.scheduler.type if spec.scheduler else 'schedule'} fails: {exc}") from exc
+    return out
