@@ -18,12 +18,14 @@ def _broker_options() -> dict[str, Any]:
         # kombu's file-system transport: producers and consumers on one machine share a folder.
         folder = settings.broker_dir / "queue"
         processed = settings.broker_dir / "processed"
-        for d in (folder, processed):
+        control = settings.broker_dir / "control"  # broadcast; kombu defaults to ./control
+        for d in (folder, processed, control):
             d.mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
             "processed_folder": str(processed),
+            "control_folder": str(control),
             "store_processed": False,
             "polling_interval": 0.1,
         }

@@ -15,8 +15,9 @@ def split_sizes(n: int, train: float, val: float, test: float) -> dict[str, int]
     n_val = round(n * val)
     n_test = round(n * test)
     # Fractions that add up to 1 give every leftover sample to train; otherwise train is rounded
-    # too and the rest is left out.
-    n_train = n - n_val - n_test if math.isclose(train + val + test, 1.0) else round(n * train)
+    # too (never past what val and test leave) and the rest is left out.
+    rest = n - n_val - n_test
+    n_train = rest if math.isclose(train + val + test, 1.0) else min(round(n * train), rest)
     return {"train": n_train, "val": n_val, "test": n_test}
 
 
