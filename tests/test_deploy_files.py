@@ -1,0 +1,234 @@
+"""Static checks of Dockerfile and docker-compose.yml against the real code (no Docker needed).
+
+Every `glidepath ...` command in them must parse against the real Typer app, and every
+GLIDEPATH_* variable must be a field of service.config.Settings, so a renamed command, option or
+setting breaks this test instead of the deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+import yaml
+from typer.testing import CliRunner
+
+from service.cli import app
+from service.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+ENV_PREFIX = "GLIDEPATH_"
+
+
+# --- helpers (the negative tests below prove they can fail) -----------------------------------
+
+
+def glidepath_command_problem(argv: Sequence[str]) -> str | None:
+    """Why ``argv`` (``["glidepath", sub, *args]``) is not a valid command; None when it is.
+
+    Nothing is run: ``--help`` is eager, so Click parses the options (rejecting unknown ones) and
+    exits before the command body; ``make_context`` then converts the values without invoking.
+    """
+    if len(argv) < 2 or argv[0] != "glidepath":
+        return f"not a `glidepath <command>` line: {list(argv)!r}"
+    sub, args = argv[1], list(argv[2:])
+    # Typer >= 0.2x vendors Click (typer._click), so duck-type rather than isinstance(click.Group).
+    commands = getattr(typer.main.get_command(app), "commands", {})
+    if sub not in commands:
+        return f"unknown subcommand {sub!r}; registered: {sorted(commands)}"
+    result = CliRunner().invoke(app, [sub, *args, "--help"])
+    if result.exit_code != 0:
+        return (
+            f"`glidepath {sub} {' '.join(args)} --help` exited {result.exit_code}: {result.output}"
+        )
+    try:
+        commands[sub].make_context(sub, args)
+    except Exception as exc:  # a Click usage/parameter error (vendored or not)
+        return f"`glidepath {sub} {' '.join(args)}` does not parse: {exc}"
+    return None
+
+
+def is_glidepath_command(argv: Sequence[str]) -> bool:
+    return glidepath_command_problem(argv) is None
+
+
+def is_settings_env_var(name: str) -> bool:
+    """True when ``name`` is GLIDEPATH_ + an upper-cased field of Settings."""
+    if not name.startswith(ENV_PREFIX):
+        return False
+    field = name.removeprefix(ENV_PREFIX)
+    return field.isupper() and field.lower() in Settings.model_fields
+
+
+def load_compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE_FILE.read_text())  # resolves anchors and `<<` merge keys
+    assert isinstance(data, dict)
+    return data
+
+
+def services() -> dict[str, dict[str, Any]]:
+    svcs = load_compose()["services"]
+    assert isinstance(svcs, dict)
+    return svcs
+
+
+def command_argv(command: str | list[str] | None) -> list[str]:
+    if command is None:
+        return []
+    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+
+
+def env_names(environment: dict[str, Any] | list[str] | None) -> list[str]:
+    if environment is None:
+        return []
+    if isinstance(environment, dict):
+        return [str(k) for k in environment]
+    return [item.split("=", 1)[0] for item in environment]
+
+
+def env_dict(environment: dict[str, Any] | list[str] | None) -> dict[str, str]:
+    if environment is None:
+        return {}
+    if isinstance(environment, dict):
+        return {str(k): str(v) for k, v in environment.items()}
+    return dict(item.split("=", 1) for item in environment)
+
+
+def glidepath_services() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, svc in services().items():
+        argv = command_argv(svc.get("command"))
+        if argv and argv[0] == "glidepath":
+            out[name] = argv
+    return out
+
+
+def dockerfile_cmd() -> list[str]:
+    lines = [ln for ln in DOCKERFILE.read_text().splitlines() if ln.strip().startswith("CMD ")]
+    assert len(lines) == 1, f"expected exactly one CMD line, got {lines}"
+    cmd = json.loads(lines[0].strip().removeprefix("CMD "))
+    assert isinstance(cmd, list) and all(isinstance(c, str) for c in cmd), cmd
+    return cmd
+
+
+# --- negative self-checks ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        "glidepath frobnicate",
+        "glidepath api --no-such-option 1",
+        "glidepath api --port not-a-number",
+        "glidepath worker --queue gpu",  # the option is --queues
+        "glidepath",
+        "celery worker",
+    ],
+)
+def test_helper_rejects_made_up_commands(argv: str) -> None:
+    assert not is_glidepath_command(shlex.split(argv))
+
+
+def test_helper_accepts_real_commands() -> None:
+    assert is_glidepath_command(["glidepath", "migrate"])
+    assert is_glidepath_command(["glidepath", "migrate", "head"])
+    assert is_glidepath_command(["glidepath", "up", "--port", "9000"])
+
+
+@pytest.mark.parametrize(
+    "name", ["GLIDEPATH_NOPE", "GLIDEPATH_", "GLIDEPATH_database_url", "DATABASE_URL"]
+)
+def test_helper_rejects_made_up_env_vars(name: str) -> None:
+    assert not is_settings_env_var(name)
+
+
+def test_helper_accepts_every_settings_field() -> None:
+    assert Settings.model_fields  # not vacuous
+    for field in Settings.model_fields:
+        assert is_settings_env_var(ENV_PREFIX + field.upper())
+
+
+# --- docker-compose.yml --------------------------------------------------------------------------
+
+
+def test_compose_has_the_services() -> None:
+    assert {"postgres", "redis", "migrate", "api", "worker"} <= set(services())
+
+
+def test_compose_glidepath_commands_are_real() -> None:
+    cmds = glidepath_services()
+    assert {"migrate", "api", "worker"} <= set(cmds), cmds
+    for name, argv in cmds.items():
+        problem = glidepath_command_problem(argv)
+        assert problem is None, f"service {name}: {problem}"
+
+
+def test_compose_env_vars_are_settings_fields() -> None:
+    seen = 0
+    for name, svc in services().items():
+        for var in env_names(svc.get("environment")):
+            if var.startswith(ENV_PREFIX):
+                seen += 1
+                assert is_settings_env_var(var), (
+                    f"service {name}: {var} is not a Settings field "
+                    f"(fields: {sorted(Settings.model_fields)})"
+                )
+    assert seen, "no GLIDEPATH_* variables found: the anchors were not resolved?"
+
+
+def test_compose_app_services_share_stack_config() -> None:
+    for name in glidepath_services():
+        svc = services()[name]
+        env = env_dict(svc.get("environment"))
+        assert env.get("GLIDEPATH_DATABASE_URL", "").startswith("postgresql+psycopg://"), name
+        assert env.get("GLIDEPATH_BROKER_URL", "").startswith("redis://"), name
+        assert env.get("GLIDEPATH_DATA_DIR") == "/data", name
+        assert any(str(v).split(":")[1:2] == ["/data"] for v in svc.get("volumes", [])), name
+
+
+def test_compose_worker_reserves_nvidia_gpu() -> None:
+    devices = services()["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices)
+    argv = glidepath_services()["worker"]
+    assert "gpu" in argv[argv.index("--queues") + 1].split(",")
+
+
+def test_compose_redis_never_evicts() -> None:
+    argv = command_argv(services()["redis"].get("command"))
+    assert "--maxmemory-policy" in argv
+    assert argv[argv.index("--maxmemory-policy") + 1] == "noeviction"
+
+
+def test_compose_api_waits_for_migrations() -> None:
+    deps = services()["api"]["depends_on"]
+    assert deps["migrate"]["condition"] == "service_completed_successfully"
+    assert services()["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+# --- Dockerfile ---------------------------------------------------------------------------------
+
+
+def test_dockerfile_cmd_is_real() -> None:
+    argv = dockerfile_cmd()
+    problem = glidepath_command_problem(argv)
+    assert problem is None, problem
+
+
+def test_dockerfile_installs_the_project() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"pip install[^\n]*\s(-e\s+)?\.(\s|$)", text), "Dockerfile must pip install ."
+
+
+def test_dockerfile_env_vars_are_settings_fields() -> None:
+    names = re.findall(r"\b(GLIDEPATH_[A-Z0-9_]+)=", DOCKERFILE.read_text())
+    assert "GLIDEPATH_DATA_DIR" in names
+    for name in names:
+        assert is_settings_env_var(name), name
