@@ -93,6 +93,7 @@ def upgrade() -> None:
     sa.Column('val_mae', sa.Float(), nullable=True),
     sa.Column('duration_s', sa.Float(), nullable=False),
     sa.Column('decision', sa.String(length=40), nullable=True),
+    sa.Column('state', sa.JSON(), nullable=True),
     sa.Column('attempt', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['experiment_id'], ['experiments.id'], name=op.f('fk_epoch_metrics_experiment_id_experiments'), ondelete='CASCADE'),

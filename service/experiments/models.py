@@ -91,6 +91,9 @@ class EpochRow(Base):
     val_mae: Mapped[float | None] = mapped_column(Float, nullable=True)
     duration_s: Mapped[float] = mapped_column(Float)
     decision: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The decision state after this epoch (plateau best/bad epochs/cooldown, early-stop wait):
+    # the next epoch's decision needs only this row, however long the history.
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     attempt: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -4,12 +4,11 @@ decision in one fenced transaction, finish. A plain function: the Celery task on
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -18,6 +17,7 @@ from service.experiments import catalog
 from service.experiments.repository import ExperimentRepository
 from service.experiments.spec import ExperimentSpec
 from service.kit.db import session_scope
+from worker.engine import decisions
 from worker.engine.data import DeviceData, to_device
 from worker.engine.lease import Lease
 from worker.engine.loop import Cancelled, evaluate, train_epoch
@@ -48,6 +48,34 @@ def _metric_row(task: str, train_loss: float, val: object) -> dict[str, float | 
         val.accuracy if task == "classification" else val.mae
     )
     return row
+
+
+@dataclass
+class BestTracker:
+    """The best epoch by the run's own criterion: the early-stopping monitor, else the plateau
+    monitor, else val_loss (lower is better)."""
+
+    monitor: str
+    mode: str
+    epoch: int | None = None
+    value: float | None = None
+
+    @classmethod
+    def of(cls, spec: ExperimentSpec) -> BestTracker:
+        if spec.early_stopping:
+            return cls(spec.early_stopping.monitor, spec.early_stopping.mode)
+        if spec.scheduler and spec.scheduler.type == "ReduceLROnPlateau":
+            return cls(spec.scheduler.monitor, str(spec.scheduler.params.get("mode", "min")))
+        return cls("val_loss", "min")
+
+    def update(self, epoch: int, metrics: dict[str, float | None]) -> bool:
+        value = metrics.get(self.monitor)
+        if value is None:
+            return False
+        if self.value is None or (value < self.value if self.mode == "min" else value > self.value):
+            self.epoch, self.value = epoch, value
+            return True
+        return False
 
 
 def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
@@ -95,6 +123,7 @@ def _train(experiment_id: int, attempt: int, spec: ExperimentSpec, lease: Lease)
     steps = steps_of(len(data.train), spec.batch_size)
     schedule = build_schedule(spec, optimizer, steps)
 
+    best_weights: dict[str, torch.Tensor] | None = None
     with session_scope() as session:
         repo = ExperimentRepository(session)
         if not repo.fence(experiment_id, attempt, device=str(device), steps_per_epoch=steps):
@@ -102,6 +131,8 @@ def _train(experiment_id: int, attempt: int, spec: ExperimentSpec, lease: Lease)
         # Without a checkpoint a new attempt starts from epoch 1: drop what an earlier one wrote.
         repo.truncate_history(experiment_id, 0)
 
+    tracker = BestTracker.of(spec)
+    state = decisions.initial_state(spec, float(optimizer.param_groups[0]["lr"]))
     status, reason = "succeeded", None
     epoch = 0
     for epoch in range(1, spec.epochs + 1):
@@ -110,26 +141,34 @@ def _train(experiment_id: int, attempt: int, spec: ExperimentSpec, lease: Lease)
         train_loss = train_epoch(model, optimizer, schedule, data.train, spec.batch_size, task,
                                  spec.seed, epoch, lease.stop)  # fmt: skip
         val = evaluate(model, data.val, task)
-        schedule.after_epoch()
+        schedule.after_epoch(epoch)
         duration = time.perf_counter() - t0
         metrics = _metric_row(task, train_loss, val)
-        decision = None
-        if not all(v is None or math.isfinite(v) for v in metrics.values()):
-            status, decision = "diverged", "diverged"
-            bad = [k for k, v in metrics.items() if v is not None and not math.isfinite(v)]
-            reason = f"{', '.join(bad)} became non-finite at epoch {epoch}"
+        decision, state = decisions.step(spec, state, epoch, metrics, lr)
+        if decision.lr_next != lr:  # a plateau reduction: takes effect from the next epoch
+            for group in optimizer.param_groups:
+                group["lr"] = decision.lr_next
+        if tracker.update(epoch, metrics) and spec.early_stopping and spec.early_stopping.restore_best:
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         row = {"experiment_id": experiment_id, "epoch": epoch, "lr": lr, "duration_s": duration,
-               "decision": decision, "attempt": attempt, **metrics}  # fmt: skip
+               "decision": decision.label, "attempt": attempt, "state": state.to_json(),
+               **metrics}  # fmt: skip
+        events = [{"experiment_id": experiment_id, "epoch": epoch, **asdict(e)}
+                  for e in decision.events]  # fmt: skip
         with session_scope() as session:
             repo = ExperimentRepository(session)
-            if not repo.fence(experiment_id, attempt, epochs_run=epoch):
+            if not repo.fence(experiment_id, attempt, epochs_run=epoch,
+                              best_epoch=tracker.epoch, best_value=tracker.value):  # fmt: skip
                 return Outcome(experiment_id, "lease_lost", epoch - 1)
-            repo.write_epoch(row, [])
-        if status != "succeeded":
+            repo.write_epoch(row, events)
+        if decision.stop:
+            status, reason = decision.stop, decision.events[-1].reason
             break
 
+    if best_weights is not None and status == "early_stopped":
+        model.load_state_dict(best_weights)  # restore_best: the final model is the best epoch's
     test_metrics = None
-    if data.test is not None and status == "succeeded":
+    if data.test is not None and status in ("succeeded", "early_stopped"):
         t = evaluate(model, data.test, task)
         test_metrics = {"test_loss": t.loss}
         test_metrics["test_accuracy" if task == "classification" else "test_mae"] = (

@@ -40,9 +40,13 @@ class Schedule:
         if self.scheduler is not None and self.interval == "step":
             self.scheduler.step()
 
-    def after_epoch(self) -> None:
-        if self.scheduler is not None and self.interval == "epoch":
-            self.scheduler.step()
+    def after_epoch(self, epoch: int) -> None:
+        """Called once epoch `epoch` (1-based) has finished training and validating."""
+        if self.scheduler is None or self.interval != "epoch":
+            return
+        if self.plateau and epoch > self.warmup_epochs:
+            return  # after the warmup, the LR belongs to the plateau decisions
+        self.scheduler.step()
 
 
 def _check_values(type_: str, p: dict[str, Any], base_lr: float, total: int) -> None:
@@ -102,7 +106,14 @@ def build_schedule(
         per_epoch = steps_per_epoch if interval == "step" else 1
         plateau = sched.type == "ReduceLROnPlateau"
         main = None
-        if not plateau:
+        if plateau:
+            # Built only so torch checks the values (mode, factor < 1, ...): the decisions in
+            # decisions.py replay its logic from the stored history.
+            try:
+                catalog.scheduler_class(sched.type)(optimizer, **sched.params)
+            except (ValueError, TypeError) as exc:
+                raise ScheduleError(f"{sched.type} rejects these params: {exc}") from exc
+        else:
             params = dict(sched.params)
             if sched.type == "CyclicLR":
                 params.setdefault("base_lr", spec.base_lr)
@@ -140,12 +151,12 @@ def iter_epoch_lrs(spec: ExperimentSpec, steps_per_epoch: int) -> Iterator[float
     without plateau decisions (those need metrics: see decisions.py)."""
     optimizer = dummy_optimizer(spec)
     schedule = build_schedule(spec, optimizer, steps_per_epoch)
-    for _ in range(spec.epochs):
+    for epoch in range(1, spec.epochs + 1):
         yield float(optimizer.param_groups[0]["lr"])
         for _ in range(steps_per_epoch if schedule.interval == "step" else 1):
             optimizer.step()
             schedule.after_step()
-        schedule.after_epoch()
+        schedule.after_epoch(epoch)
 
 
 def simulate_lrs(spec: ExperimentSpec, steps_per_epoch: int, max_epochs: int = 3) -> list[float]:

@@ -1,0 +1,194 @@
+"""Decisions that change a run, as pure functions of the spec and the validation history.
+
+`step` takes the state after epoch N-1 and epoch N's metrics and returns epoch N's decision and
+the new state. Folding it over a stored history (`replay`) gives the same decisions a live run
+took, so a resumed run, the preview endpoint and an auditor all agree with the worker.
+
+ReduceLROnPlateau follows torch's `ReduceLROnPlateau.step` line by line (mode, factor, patience,
+threshold, threshold_mode, cooldown, min_lr, eps); early stopping follows CONTRACT.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from service.experiments.spec import EarlyStoppingSpec, ExperimentSpec
+
+
+@dataclass(frozen=True)
+class PlateauParams:
+    mode: str = "min"
+    factor: float = 0.1
+    patience: int = 10
+    threshold: float = 1e-4
+    threshold_mode: str = "rel"
+    cooldown: int = 0
+    min_lr: float = 0.0
+    eps: float = 1e-8
+
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> PlateauParams:
+        p = dict(params)
+        if isinstance(p.get("min_lr"), list):  # one param group: torch's per-group list of one
+            p["min_lr"] = p["min_lr"][0]
+        return cls(**p)
+
+
+@dataclass(frozen=True)
+class State:
+    """Everything a decision depends on besides the new epoch's metrics."""
+
+    lr: float
+    plateau_best: float | None = None  # None = torch's mode_worse (±inf), JSON-safe
+    plateau_best_epoch: int | None = None
+    plateau_bad_epochs: int = 0
+    plateau_cooldown: int = 0
+    stop_best: float | None = None
+    stop_best_epoch: int | None = None
+    stop_wait: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> State:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # "reduce_lr" | "early_stop" | "diverged"
+    monitor: str | None
+    value: float | None
+    best: float | None
+    best_epoch: int | None
+    old_lr: float | None
+    new_lr: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    epoch: int
+    lr_next: float  # LR for the next epoch's first step (plateau's say only)
+    stop: str | None  # final status when the run ends here: "early_stopped" | "diverged"
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def label(self) -> str | None:
+        return "+".join(e.kind for e in self.events) or None
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+def plateau_is_better(p: PlateauParams, a: float, best: float | None) -> bool:
+    if best is None:
+        best = math.inf if p.mode == "min" else -math.inf
+    if p.mode == "min" and p.threshold_mode == "rel":
+        return a < best * (1.0 - p.threshold)
+    if p.mode == "min":
+        return a < best - p.threshold
+    if p.threshold_mode == "rel":
+        return a > best * (p.threshold + 1.0)
+    return a > best + p.threshold
+
+
+def _plateau(p: PlateauParams, monitor: str, s: State, epoch: int, value: float
+             ) -> tuple[State, Event | None]:  # fmt: skip
+    best, best_epoch, bad, cooldown = (s.plateau_best, s.plateau_best_epoch,
+                                       s.plateau_bad_epochs, s.plateau_cooldown)  # fmt: skip
+    if plateau_is_better(p, value, best):
+        best, best_epoch, bad = value, epoch, 0
+    else:
+        bad += 1
+    if cooldown > 0:
+        cooldown -= 1
+        bad = 0  # torch ignores bad epochs in cooldown
+    lr, event = s.lr, None
+    if bad > p.patience:
+        waited = bad
+        new_lr = max(s.lr * p.factor, p.min_lr)
+        if s.lr - new_lr > p.eps:
+            lr = new_lr
+            event = Event("reduce_lr", monitor, value, best, best_epoch, s.lr, new_lr,
+                          f"{monitor} has not improved on {_fmt(best)} (epoch {best_epoch}) for "
+                          f"{waited} epochs; lr {s.lr:g} → {new_lr:g}")  # fmt: skip
+        cooldown, bad = p.cooldown, 0
+    return replace(s, lr=lr, plateau_best=best, plateau_best_epoch=best_epoch,
+                   plateau_bad_epochs=bad, plateau_cooldown=cooldown), event  # fmt: skip
+
+
+def stop_improved(es: EarlyStoppingSpec, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    if es.mode == "min":
+        return value < best - es.min_delta
+    return value > best + es.min_delta
+
+
+def _early_stop(es: EarlyStoppingSpec, s: State, epoch: int, value: float
+                ) -> tuple[State, Event | None]:  # fmt: skip
+    # A baseline is a best to beat that no epoch has reached yet.
+    best = s.stop_best if s.stop_best_epoch is not None else es.baseline
+    if stop_improved(es, value, best):
+        s = replace(s, stop_best=value, stop_best_epoch=epoch, stop_wait=0)
+    else:
+        s = replace(s, stop_best=best, stop_wait=s.stop_wait + 1)
+    if s.stop_wait < es.patience:
+        return s, None
+    where = f"{_fmt(s.stop_best)} (epoch {s.stop_best_epoch})" if s.stop_best_epoch else \
+        f"the baseline {_fmt(es.baseline)}"  # fmt: skip
+    return s, Event("early_stop", es.monitor, value, s.stop_best, s.stop_best_epoch, None, None,
+                    f"{es.monitor} has not improved on {where} for {s.stop_wait} epochs "
+                    f"(patience {es.patience}, min_delta {es.min_delta:g}); stopping")  # fmt: skip
+
+
+def initial_state(spec: ExperimentSpec, lr: float) -> State:
+    return State(lr=lr)
+
+
+def step(spec: ExperimentSpec, state: State, epoch: int, metrics: dict[str, float | None],
+         lr: float) -> tuple[Decision, State]:  # fmt: skip
+    """Epoch `epoch` finished with `metrics` while the LR was `lr`; what now?
+
+    `lr` is what the schedule set for this epoch (warmup included); plateau reductions act on it.
+    """
+    state = replace(state, lr=lr)
+    bad = sorted(k for k, v in metrics.items() if v is not None and not math.isfinite(v))
+    if bad:
+        event = Event("diverged", bad[0], metrics[bad[0]], None, None, None, None,
+                      f"{', '.join(bad)} became non-finite at epoch {epoch}; stopping")  # fmt: skip
+        return Decision(epoch, lr, "diverged", [event]), state
+    events: list[Event] = []
+    sched = spec.scheduler
+    warm = spec.warmup.epochs if spec.warmup else 0
+    if sched is not None and sched.type == "ReduceLROnPlateau" and epoch > warm:
+        # The plateau logic sees only the epochs after the warmup (CONTRACT.md).
+        value = metrics[sched.monitor]
+        assert value is not None
+        state, event = _plateau(PlateauParams.of(sched.params), sched.monitor, state, epoch, value)
+        events += [event] if event else []
+    stop = None
+    if spec.early_stopping is not None:
+        value = metrics[spec.early_stopping.monitor]
+        assert value is not None
+        state, event = _early_stop(spec.early_stopping, state, epoch, value)
+        if event:
+            events.append(event)
+            stop = "early_stopped"
+    return Decision(epoch, state.lr, stop, events), state
+
+
+def replay(spec: ExperimentSpec, history: list[tuple[int, float, dict[str, float | None]]]
+           ) -> tuple[list[Decision], State | None]:  # fmt: skip
+    """Fold `step` over stored (epoch, lr, metrics) rows: the decisions a run took."""
+    decisions, state = [], None
+    for epoch, lr, metrics in history:
+        state = state or initial_state(spec, lr)
+        decision, state = step(spec, state, epoch, metrics, lr)
+        decisions.append(decision)
+    return decisions, state
