@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.dispatch.relay import Relay
-
 from service.experiments.router import router as experiments_router
 from service.health.router import router as health_router
 from service.kit import exception_handlers

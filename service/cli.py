@@ -11,8 +11,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Glidepath: run PyTorch experiments and see what the learning rate did.",
-                  no_args_is_help=True, add_completion=False)  # fmt: skip
+app = typer.Typer(
+    help="Glidepath: run PyTorch experiments and see what the learning rate did.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 HOST = typer.Option("127.0.0.1", help="Interface to listen on.")
 PORT = typer.Option(8000, help="Port to listen on.")
@@ -42,8 +45,10 @@ def api(host: str = HOST, port: int = PORT, log_level: str = "info") -> None:
 
 @app.command()
 def worker(
-    queues: Annotated[str | None, typer.Option(help="Comma-separated queues; default from "
-                                               "GLIDEPATH_WORKER_QUEUES.")] = None,  # fmt: skip
+    queues: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated queues; default from GLIDEPATH_WORKER_QUEUES."),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
     log_level: str = "info",
 ) -> None:
@@ -52,11 +57,21 @@ def worker(
     from worker.celery_app import celery_app
 
     _logging()
-    argv = ["worker", "--pool", "solo", "--concurrency", "1", "--loglevel", log_level,
-            "--queues", queues or settings.worker_queues,
-            # mingle/gossip need broadcast messages: the file-system broker has none, and runs
-            # are coordinated through the database anyway.
-            "--without-mingle", "--without-gossip"]  # fmt: skip
+    argv = [
+        "worker",
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "--loglevel",
+        log_level,
+        "--queues",
+        queues or settings.worker_queues,
+        # mingle/gossip need broadcast messages: the file-system broker has none, and runs
+        # are coordinated through the database anyway.
+        "--without-mingle",
+        "--without-gossip",
+    ]
     if name:
         argv += ["--hostname", name]
     celery_app.worker_main(argv)

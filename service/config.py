@@ -35,7 +35,9 @@ class Settings(BaseSettings):
         description="Comma-separated bearer tokens the API accepts; empty leaves the API open.",
     )
     lease_seconds: float = Field(
-        default=30.0, gt=0, description="How long a worker's claim on a run lasts between heartbeats."
+        default=30.0,
+        gt=0,
+        description="How long a worker's claim on a run lasts between heartbeats.",
     )
     worker_queues: str = Field(
         default="auto,cpu",

@@ -5,4 +5,12 @@ from service.dispatch.models import OutboxMessage
 from service.experiments.models import Decision, EpochRow, Experiment, ExperimentTag
 from service.kit.db import Base
 
-__all__ = ["Base", "Dataset", "Decision", "EpochRow", "Experiment", "ExperimentTag", "OutboxMessage"]
+__all__ = [
+    "Base",
+    "Dataset",
+    "Decision",
+    "EpochRow",
+    "Experiment",
+    "ExperimentTag",
+    "OutboxMessage",
+]

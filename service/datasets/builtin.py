@@ -39,7 +39,9 @@ def _digits() -> Arrays:
     return Arrays(x=arrays.x / 16.0, y=arrays.y)
 
 
-def _standardized(loader: Callable[..., tuple[np.ndarray, np.ndarray]], task: str) -> Callable[[], Arrays]:
+def _standardized(
+    loader: Callable[..., tuple[np.ndarray, np.ndarray]], task: str
+) -> Callable[[], Arrays]:
     def load() -> Arrays:
         arrays = _sklearn(loader, task)
         x = (arrays.x - arrays.x.mean(0)) / (arrays.x.std(0) + 1e-8)
@@ -50,15 +52,31 @@ def _standardized(loader: Callable[..., tuple[np.ndarray, np.ndarray]], task: st
 
 _LOADERS: dict[str, tuple[Callable[[], Arrays], str, tuple[int, int, int] | None, str]] = {
     "digits": (_digits, "classification", (1, 8, 8), "8×8 handwritten digits, 10 classes"),
-    "iris": (_standardized(skd.load_iris, "classification"), "classification", None,
-             "iris flowers, 3 classes (standardized features)"),
-    "wine": (_standardized(skd.load_wine, "classification"), "classification", None,
-             "wine cultivars, 3 classes (standardized features)"),
-    "breast_cancer": (_standardized(skd.load_breast_cancer, "classification"), "classification",
-                      None, "Wisconsin breast cancer, 2 classes (standardized features)"),
-    "diabetes": (_standardized(skd.load_diabetes, "regression"), "regression", None,
-                 "diabetes progression, regression (standardized features)"),
-}  # fmt: skip
+    "iris": (
+        _standardized(skd.load_iris, "classification"),
+        "classification",
+        None,
+        "iris flowers, 3 classes (standardized features)",
+    ),
+    "wine": (
+        _standardized(skd.load_wine, "classification"),
+        "classification",
+        None,
+        "wine cultivars, 3 classes (standardized features)",
+    ),
+    "breast_cancer": (
+        _standardized(skd.load_breast_cancer, "classification"),
+        "classification",
+        None,
+        "Wisconsin breast cancer, 2 classes (standardized features)",
+    ),
+    "diabetes": (
+        _standardized(skd.load_diabetes, "regression"),
+        "regression",
+        None,
+        "diabetes progression, regression (standardized features)",
+    ),
+}
 
 NAMES = tuple(_LOADERS)
 

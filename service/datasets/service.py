@@ -21,11 +21,22 @@ def resolve(session: Session, name: str, loc: list[str | int]) -> DatasetInfo:
     row = session.scalars(select(Dataset).where(Dataset.name == name)).first()
     if row is None:
         known = [*builtin.NAMES, *(d.name for d in uploaded(session))]
-        raise InvalidInput.of([item(loc, f"unknown dataset {name!r}; available: "
-                                    f"{', '.join(sorted(known))}", "unknown_dataset")])  # fmt: skip
+        raise InvalidInput.of(
+            [
+                item(
+                    loc,
+                    f"unknown dataset {name!r}; available: {', '.join(sorted(known))}",
+                    "unknown_dataset",
+                )
+            ]
+        )
     shape = tuple(row.feature_shape)
     return DatasetInfo(
-        name=row.name, task=row.task, n_samples=row.n_samples, feature_shape=shape,
-        n_classes=row.n_classes, image_shape=shape if len(shape) == 3 else None,  # type: ignore[arg-type]
+        name=row.name,
+        task=row.task,
+        n_samples=row.n_samples,
+        feature_shape=shape,
+        n_classes=row.n_classes,
+        image_shape=(shape[0], shape[1], shape[2]) if len(shape) == 3 else None,
         description=f"uploaded ({row.n_samples} samples)",
-    )  # fmt: skip
+    )

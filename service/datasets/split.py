@@ -67,7 +67,9 @@ def split_indices(
     for part in ("val", "test", "train"):
         per_class = _largest_remainder(counts.astype(float), sizes[part], counts - taken)
         parts[part] = np.sort(
-            np.concatenate([m[t : t + k] for m, t, k in zip(members, taken, per_class, strict=True)])
+            np.concatenate(
+                [m[t : t + k] for m, t, k in zip(members, taken, per_class, strict=True)]
+            )
         ).astype(np.int64)
         taken += per_class
     return parts

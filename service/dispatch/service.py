@@ -43,8 +43,9 @@ def send(messages: list[OutboxMessage]) -> int:
             celery_app.send_task(message.task, args=[message.experiment_id], queue=message.queue)
             sent_ids.append(message.id)
         except Exception:  # the broker is down: the relay retries
-            log.warning("could not send outbox message %s; the relay will retry", message.id,
-                        exc_info=True)  # fmt: skip
+            log.warning(
+                "could not send outbox message %s; the relay will retry", message.id, exc_info=True
+            )
     if sent_ids:
         try:
             with session_scope() as session:

@@ -7,19 +7,37 @@ torch release adds its new kwargs without a change here.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 import torch
 
 SOLVERS = (
-    "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam",
-)  # fmt: skip
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "Adagrad",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+)
 
 SCHEDULERS = (
-    "StepLR", "MultiStepLR", "ExponentialLR", "LinearLR", "ConstantLR", "PolynomialLR",
-    "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "CyclicLR", "OneCycleLR",
+    "StepLR",
+    "MultiStepLR",
+    "ExponentialLR",
+    "LinearLR",
+    "ConstantLR",
+    "PolynomialLR",
+    "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
+    "CyclicLR",
+    "OneCycleLR",
     "ReduceLROnPlateau",
-)  # fmt: skip
+)
 CONSTANT = "none"  # `{"type": "none"}` (or no scheduler at all): the LR stays at base_lr.
 
 # Per-batch schedulers; every other scheduler steps once per epoch unless the spec says otherwise.
@@ -38,18 +56,18 @@ _SCHEDULER_RESERVED = {
 }
 
 
-def solver_class(name: str) -> type[torch.optim.Optimizer]:
-    cls: type[torch.optim.Optimizer] = getattr(torch.optim, name)
+def solver_class(name: str) -> Callable[..., torch.optim.Optimizer]:
+    cls: Callable[..., torch.optim.Optimizer] = getattr(torch.optim, name)
     return cls
 
 
-def scheduler_class(name: str) -> type:
-    cls: type = getattr(torch.optim.lr_scheduler, name)
+def scheduler_class(name: str) -> Callable[..., Any]:
+    cls: Callable[..., Any] = getattr(torch.optim.lr_scheduler, name)
     return cls
 
 
 @cache
-def _signature(cls: type) -> dict[str, inspect.Parameter]:
+def _signature(cls: Callable[..., Any]) -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(cls).parameters)
 
 

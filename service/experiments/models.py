@@ -74,7 +74,8 @@ class Experiment(Base):
 
 
 class EpochRow(Base):
-    """One row per finished epoch; (experiment_id, epoch) is unique and serves `after_epoch` reads."""
+    """One row per finished epoch. (experiment_id, epoch) is unique and serves `after_epoch`
+    range reads."""
 
     __tablename__ = "epoch_metrics"
     __table_args__ = (UniqueConstraint("experiment_id", "epoch"),)

@@ -44,7 +44,7 @@ class ExperimentRepository:
                 out[tag.experiment_id][tag.key] = tag.value
         return out
 
-    def list(
+    def search(
         self,
         *,
         statuses: Sequence[str] = (),
@@ -69,8 +69,9 @@ class ExperimentRepository:
             q = q.where(Experiment.id < before_id)
         return list(self.session.scalars(q))
 
-    def epochs(self, experiment_id: int, after_epoch: int = 0, limit: int | None = None
-               ) -> list[EpochRow]:  # fmt: skip
+    def epochs(
+        self, experiment_id: int, after_epoch: int = 0, limit: int | None = None
+    ) -> list[EpochRow]:
         q = (
             select(EpochRow)
             .where(EpochRow.experiment_id == experiment_id, EpochRow.epoch > after_epoch)
@@ -103,8 +104,12 @@ class ExperimentRepository:
         self.session.execute(
             update(Experiment)
             .where(Experiment.id == experiment_id, Experiment.status == "queued")
-            .values(status="cancelled", finished_at=now, cancel_requested=True,
-                    stop_reason="cancelled before it started")  # fmt: skip
+            .values(
+                status="cancelled",
+                finished_at=now,
+                cancel_requested=True,
+                stop_reason="cancelled before it started",
+            )
         )
         self.session.execute(
             update(Experiment)
@@ -140,8 +145,11 @@ class ExperimentRepository:
         """Extend the lease. Returns (still ours, cancel requested)."""
         result = self.session.execute(
             update(Experiment)
-            .where(Experiment.id == experiment_id, Experiment.attempt == attempt,
-                   Experiment.status == "running")  # fmt: skip
+            .where(
+                Experiment.id == experiment_id,
+                Experiment.attempt == attempt,
+                Experiment.status == "running",
+            )
             .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
             .returning(Experiment.cancel_requested)
         )
@@ -153,8 +161,11 @@ class ExperimentRepository:
         Taken first in every worker transaction, it also locks the row on PostgreSQL."""
         result = self.session.execute(
             update(Experiment)
-            .where(Experiment.id == experiment_id, Experiment.attempt == attempt,
-                   Experiment.status == "running")  # fmt: skip
+            .where(
+                Experiment.id == experiment_id,
+                Experiment.attempt == attempt,
+                Experiment.status == "running",
+            )
             .values(updated_at=utcnow(), **values)
         )
         return result.rowcount == 1  # type: ignore[attr-defined]
@@ -172,5 +183,12 @@ class ExperimentRepository:
 
     def finish(self, experiment_id: int, attempt: int, status: str, **values: Any) -> bool:
         assert status in FINAL_STATUSES
-        return self.fence(experiment_id, attempt, status=status, finished_at=utcnow(),
-                          lease_owner=None, lease_expires_at=None, **values)  # fmt: skip
+        return self.fence(
+            experiment_id,
+            attempt,
+            status=status,
+            finished_at=utcnow(),
+            lease_owner=None,
+            lease_expires_at=None,
+            **values,
+        )

@@ -1,24 +1,33 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
 
 from service.experiments import service
 from service.experiments.models import STATUSES
-from service.experiments.schemas import ExperimentOut, ExperimentPage, MetricsPage
+from service.experiments.schemas import DecisionList, ExperimentOut, ExperimentPage, MetricsPage
 from service.experiments.spec import ExperimentSpec
 from service.kit.deps import SessionDep
 from service.kit.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
-ERRORS = {404: {"description": "No such experiment"}, 422: {"description": "Invalid input"}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such experiment"},
+    422: {"description": "Invalid input"},
+}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ExperimentOut,
-             responses={409: {"description": "Idempotency-Key reused with another spec"},
-                        422: {"description": "Invalid spec; `loc` is the field path"}})  # fmt: skip
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExperimentOut,
+    responses={
+        409: {"description": "Idempotency-Key reused with another spec"},
+        422: {"description": "Invalid spec; `loc` is the field path"},
+    },
+)
 def create_experiment(
     spec: ExperimentSpec,
     session: SessionDep,
@@ -36,8 +45,9 @@ def create_experiment(
 @router.get("", response_model=ExperimentPage)
 def list_experiments(
     session: SessionDep,
-    status_: Annotated[list[str] | None, Query(alias="status",
-                       description="Repeat or comma-separate")] = None,  # fmt: skip
+    status_: Annotated[
+        list[str] | None, Query(alias="status", description="Repeat or comma-separate")
+    ] = None,
     batch_id: str | None = None,
     tag: Annotated[str | None, Query(description="`key` or `key:value`")] = None,
     cursor: str | None = None,
@@ -46,10 +56,12 @@ def list_experiments(
     statuses = [s for v in status_ or [] for s in v.split(",") if s]
     for s in statuses:
         if s not in STATUSES:
-            raise InvalidInput(f"unknown status {s!r}; allowed: {', '.join(STATUSES)}",
-                               loc=["query", "status"])  # fmt: skip
-    return service.list_page(session, statuses=statuses, batch_id=batch_id, tag=tag,
-                             cursor=cursor, limit=limit)  # fmt: skip
+            raise InvalidInput(
+                f"unknown status {s!r}; allowed: {', '.join(STATUSES)}", loc=["query", "status"]
+            )
+    return service.list_page(
+        session, statuses=statuses, batch_id=batch_id, tag=tag, cursor=cursor, limit=limit
+    )
 
 
 @router.get("/{experiment_id}", response_model=ExperimentOut, responses=ERRORS)
@@ -57,8 +69,12 @@ def get_experiment(experiment_id: int, session: SessionDep) -> ExperimentOut:
     return service.out(session, service.get(session, experiment_id))
 
 
-@router.get("/{experiment_id}/metrics", response_model=MetricsPage, responses=ERRORS,
-            response_model_exclude_unset=False)  # fmt: skip
+@router.get(
+    "/{experiment_id}/metrics",
+    response_model=MetricsPage,
+    responses=ERRORS,
+    response_model_exclude_unset=False,
+)
 def get_metrics(
     experiment_id: int,
     session: SessionDep,
@@ -66,6 +82,12 @@ def get_metrics(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> MetricsPage:
     return service.metrics(session, experiment_id, after_epoch, limit)
+
+
+@router.get("/{experiment_id}/decisions", response_model=DecisionList, responses=ERRORS)
+def get_decisions(experiment_id: int, session: SessionDep) -> DecisionList:
+    """Every LR reduction and the stop, with the numbers and a sentence that explain it."""
+    return service.decisions(session, experiment_id)
 
 
 @router.post("/{experiment_id}/cancel", response_model=ExperimentOut, responses=ERRORS)

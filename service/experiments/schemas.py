@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_serializer
 
-from service.experiments.models import EpochRow, Experiment
+from service.experiments.models import Decision, EpochRow, Experiment
 
 
 def _utc(dt: datetime | None) -> datetime | None:
@@ -57,16 +57,33 @@ class ExperimentOut(BaseModel):
     def of(cls, e: Experiment, tags: dict[str, str]) -> ExperimentOut:
         epochs = int(e.spec.get("epochs", 0))
         return cls(
-            id=e.id, name=e.name, status=e.status, dataset=e.spec.get("dataset", ""),
-            spec=e.spec, tags=tags, batch_id=e.batch_id,
-            progress=Progress(epochs_run=e.epochs_run, epochs=epochs,
-                              fraction=round(e.epochs_run / epochs, 4) if epochs else 0.0),
-            split_sizes=e.split_sizes, steps_per_epoch=e.steps_per_epoch, device=e.device,
-            attempt=e.attempt, epochs_run=e.epochs_run, best_epoch=e.best_epoch,
-            best_value=e.best_value, stop_reason=e.stop_reason, test_metrics=e.test_metrics,
-            error=e.error, cancel_requested=e.cancel_requested, created_at=e.created_at,
-            started_at=e.started_at, finished_at=e.finished_at,
-        )  # fmt: skip
+            id=e.id,
+            name=e.name,
+            status=e.status,
+            dataset=e.spec.get("dataset", ""),
+            spec=e.spec,
+            tags=tags,
+            batch_id=e.batch_id,
+            progress=Progress(
+                epochs_run=e.epochs_run,
+                epochs=epochs,
+                fraction=round(e.epochs_run / epochs, 4) if epochs else 0.0,
+            ),
+            split_sizes=e.split_sizes,
+            steps_per_epoch=e.steps_per_epoch,
+            device=e.device,
+            attempt=e.attempt,
+            epochs_run=e.epochs_run,
+            best_epoch=e.best_epoch,
+            best_value=e.best_value,
+            stop_reason=e.stop_reason,
+            test_metrics=e.test_metrics,
+            error=e.error,
+            cancel_requested=e.cancel_requested,
+            created_at=e.created_at,
+            started_at=e.started_at,
+            finished_at=e.finished_at,
+        )
 
 
 class ExperimentCreated(ExperimentOut):
@@ -99,9 +116,16 @@ class EpochOut(BaseModel):
 
     @classmethod
     def of(cls, r: EpochRow) -> EpochOut:
-        return cls(epoch=r.epoch, lr=r.lr, train_loss=r.train_loss, val_loss=r.val_loss,
-                   val_accuracy=r.val_accuracy, val_mae=r.val_mae, duration_s=r.duration_s,
-                   decision=r.decision)  # fmt: skip
+        return cls(
+            epoch=r.epoch,
+            lr=r.lr,
+            train_loss=r.train_loss,
+            val_loss=r.val_loss,
+            val_accuracy=r.val_accuracy,
+            val_mae=r.val_mae,
+            duration_s=r.duration_s,
+            decision=r.decision,
+        )
 
 
 class MetricsPage(BaseModel):
@@ -109,3 +133,31 @@ class MetricsPage(BaseModel):
     status: str
     epochs: list[EpochOut]
     next_after_epoch: int = Field(description="Pass as `after_epoch` to get only newer rows.")
+
+
+class DecisionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    epoch: int
+    kind: str = Field(description="reduce_lr | early_stop | diverged")
+    monitor: str | None
+    value: float | None
+    best: float | None
+    best_epoch: int | None
+    old_lr: float | None
+    new_lr: float | None
+    reason: str
+
+
+class DecisionList(BaseModel):
+    experiment_id: int
+    status: str
+    decisions: list[DecisionOut]
+
+    @classmethod
+    def of(cls, e: Experiment, rows: list[Decision]) -> DecisionList:
+        return cls(
+            experiment_id=e.id,
+            status=e.status,
+            decisions=[DecisionOut.model_validate(r) for r in rows],
+        )

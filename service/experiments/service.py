@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -14,7 +13,13 @@ from service.datasets import service as datasets
 from service.dispatch import service as dispatch
 from service.experiments.models import Experiment
 from service.experiments.repository import ExperimentRepository
-from service.experiments.schemas import EpochOut, ExperimentOut, ExperimentPage, MetricsPage
+from service.experiments.schemas import (
+    DecisionList,
+    EpochOut,
+    ExperimentOut,
+    ExperimentPage,
+    MetricsPage,
+)
 from service.experiments.spec import ExperimentSpec, check_spec, derived_sizes
 from service.kit.errors import Conflict, InvalidInput, NotFound
 
@@ -43,9 +48,13 @@ def validate(session: Session, spec: ExperimentSpec, loc: list[str | int]) -> Ex
         raise InvalidInput.of(errors)
     sizes, steps = derived_sizes(spec, info)
     return Experiment(
-        name=spec.name, spec=spec.model_dump(mode="json"), status="queued",
-        queue=queue_for(spec), split_sizes=sizes, steps_per_epoch=steps,
-    )  # fmt: skip
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        status="queued",
+        queue=queue_for(spec),
+        split_sizes=sizes,
+        steps_per_epoch=steps,
+    )
 
 
 def create(
@@ -77,8 +86,9 @@ def create(
 
 def _replay(existing: Experiment, digest: str) -> Experiment:
     if existing.request_hash != digest:
-        raise Conflict("this Idempotency-Key was used with a different spec",
-                       loc=["header", "Idempotency-Key"])  # fmt: skip
+        raise Conflict(
+            "this Idempotency-Key was used with a different spec", loc=["header", "Idempotency-Key"]
+        )
     return existing
 
 
@@ -105,21 +115,32 @@ def decode_cursor(cursor: str) -> int:
             raise ValueError
         return before
     except (ValueError, KeyError, TypeError):
-        raise InvalidInput("malformed cursor; pass back `next_cursor` as given",
-                           loc=["query", "cursor"]) from None  # fmt: skip
+        raise InvalidInput(
+            "malformed cursor; pass back `next_cursor` as given", loc=["query", "cursor"]
+        ) from None
 
 
 def list_page(
-    session: Session, *, statuses: list[str], batch_id: str | None, tag: str | None,
-    cursor: str | None, limit: int,
-) -> ExperimentPage:  # fmt: skip
+    session: Session,
+    *,
+    statuses: list[str],
+    batch_id: str | None,
+    tag: str | None,
+    cursor: str | None,
+    limit: int,
+) -> ExperimentPage:
     repo = ExperimentRepository(session)
     tag_filter: tuple[str, str | None] | None = None
     if tag:
         key, sep, value = tag.partition(":")
         tag_filter = (key, value if sep else None)
-    rows = repo.list(statuses=statuses, batch_id=batch_id, tag=tag_filter,
-                     before_id=decode_cursor(cursor) if cursor else None, limit=limit + 1)  # fmt: skip
+    rows = repo.search(
+        statuses=statuses,
+        batch_id=batch_id,
+        tag=tag_filter,
+        before_id=decode_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     tags = repo.tags_of([r.id for r in rows])
@@ -133,10 +154,16 @@ def metrics(session: Session, experiment_id: int, after_epoch: int, limit: int) 
     experiment = get(session, experiment_id)
     rows = ExperimentRepository(session).epochs(experiment_id, after_epoch, limit)
     return MetricsPage(
-        experiment_id=experiment_id, status=experiment.status,
+        experiment_id=experiment_id,
+        status=experiment.status,
         epochs=[EpochOut.of(r) for r in rows],
         next_after_epoch=rows[-1].epoch if rows else after_epoch,
-    )  # fmt: skip
+    )
+
+
+def decisions(session: Session, experiment_id: int) -> DecisionList:
+    experiment = get(session, experiment_id)
+    return DecisionList.of(experiment, ExperimentRepository(session).decisions(experiment_id))
 
 
 def cancel(session: Session, experiment_id: int) -> Experiment:
@@ -145,11 +172,3 @@ def cancel(session: Session, experiment_id: int) -> Experiment:
     session.flush()
     session.refresh(experiment)
     return experiment
-
-
-def spec_of(experiment: Experiment) -> ExperimentSpec:
-    return ExperimentSpec.model_validate(experiment.spec)
-
-
-def as_dict(model: Any) -> dict[str, Any]:
-    return model.model_dump(mode="json")  # type: ignore[no-any-return]

@@ -105,8 +105,9 @@ class ExperimentSpec(Strict):
     seed: int = 0
     device: str = "auto"
     checkpoint_every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None = None
-    tags: dict[Annotated[str, Field(min_length=1, max_length=100)],
-               Annotated[str, Field(max_length=200)]] = Field(default_factory=dict, max_length=50)  # fmt: skip
+    tags: dict[
+        Annotated[str, Field(min_length=1, max_length=100)], Annotated[str, Field(max_length=200)]
+    ] = Field(default_factory=dict, max_length=50)
 
     @field_validator("device")
     @classmethod
@@ -131,10 +132,16 @@ def _allowed(names: Any) -> str:
 def _check_solver(spec: ExperimentSpec) -> list[ErrorItem]:
     loc: list[str | int] = ["solver"]
     if spec.solver.type not in catalog.SOLVERS:
-        return [item([*loc, "type"], f"unknown solver {spec.solver.type!r}; allowed: "
-                     f"{_allowed(catalog.SOLVERS)}", "unknown_solver")]  # fmt: skip
-    errors = _check_kwargs("solver", spec.solver.type, spec.solver.params,
-                           catalog.solver_kwargs(spec.solver.type))  # fmt: skip
+        return [
+            item(
+                [*loc, "type"],
+                f"unknown solver {spec.solver.type!r}; allowed: {_allowed(catalog.SOLVERS)}",
+                "unknown_solver",
+            )
+        ]
+    errors = _check_kwargs(
+        "solver", spec.solver.type, spec.solver.params, catalog.solver_kwargs(spec.solver.type)
+    )
     if errors:
         return errors
     try:  # torch checks values in __init__ and some only on the first step: do both.
@@ -143,8 +150,13 @@ def _check_solver(spec: ExperimentSpec) -> list[ErrorItem]:
         p.sum().backward()
         opt.step()
     except (ValueError, TypeError, RuntimeError) as exc:
-        return [item([*loc, "params"], f"{spec.solver.type} rejects these params: {exc}",
-                     "invalid_params")]  # fmt: skip
+        return [
+            item(
+                [*loc, "params"],
+                f"{spec.solver.type} rejects these params: {exc}",
+                "invalid_params",
+            )
+        ]
     return []
 
 
@@ -155,11 +167,21 @@ def _check_kwargs(
     for key in params:
         reason = catalog.reserved_reason(kind, key)
         if reason:
-            errors.append(item([kind, "params", key], f"{key!r} is not settable here: {reason}",
-                               "reserved_param"))  # fmt: skip
+            errors.append(
+                item(
+                    [kind, "params", key],
+                    f"{key!r} is not settable here: {reason}",
+                    "reserved_param",
+                )
+            )
         elif key not in allowed:
-            errors.append(item([kind, "params", key], f"{type_} has no parameter {key!r}; "
-                               f"allowed: {_allowed(allowed)}", "unknown_param"))  # fmt: skip
+            errors.append(
+                item(
+                    [kind, "params", key],
+                    f"{type_} has no parameter {key!r}; allowed: {_allowed(allowed)}",
+                    "unknown_param",
+                )
+            )
     return errors
 
 
@@ -167,26 +189,52 @@ def _check_scheduler(spec: ExperimentSpec, info: DatasetInfo, steps: int) -> lis
     sched = spec.scheduler
     if sched is None or sched.type == catalog.CONSTANT:
         if sched is not None and sched.params:
-            return [item(["scheduler", "params"], "the constant schedule takes no params",
-                         "unknown_param")]  # fmt: skip
+            return [
+                item(
+                    ["scheduler", "params"],
+                    "the constant schedule takes no params",
+                    "unknown_param",
+                )
+            ]
         return []
     if sched.type not in catalog.SCHEDULERS:
-        return [item(["scheduler", "type"], f"unknown scheduler {sched.type!r}; allowed: "
-                     f"{_allowed((*catalog.SCHEDULERS, catalog.CONSTANT))}", "unknown_scheduler")]  # fmt: skip
+        return [
+            item(
+                ["scheduler", "type"],
+                f"unknown scheduler {sched.type!r}; allowed: "
+                f"{_allowed((*catalog.SCHEDULERS, catalog.CONSTANT))}",
+                "unknown_scheduler",
+            )
+        ]
     allowed = catalog.scheduler_kwargs(sched.type)
     errors = _check_kwargs("scheduler", sched.type, sched.params, allowed)
     for key in catalog.required_scheduler_kwargs(sched.type):
         if key not in sched.params:
-            errors.append(item(["scheduler", "params", key],
-                               f"{sched.type} requires {key!r}", "missing_param"))  # fmt: skip
+            errors.append(
+                item(
+                    ["scheduler", "params", key], f"{sched.type} requires {key!r}", "missing_param"
+                )
+            )
     if sched.type == "ReduceLROnPlateau":
         if sched.interval == "step":
-            errors.append(item(["scheduler", "interval"], "ReduceLROnPlateau decides once per "
-                               "epoch, after validation; interval must be 'epoch'", "invalid"))  # fmt: skip
+            errors.append(
+                item(
+                    ["scheduler", "interval"],
+                    "ReduceLROnPlateau decides once per "
+                    "epoch, after validation; interval must be 'epoch'",
+                    "invalid",
+                )
+            )
         metrics = metrics_for(info.task)
         if sched.monitor not in metrics:
-            errors.append(item(["scheduler", "monitor"], f"{sched.monitor!r} is not recorded for "
-                               f"{info.task}; allowed: {_allowed(metrics)}", "unknown_metric"))  # fmt: skip
+            errors.append(
+                item(
+                    ["scheduler", "monitor"],
+                    f"{sched.monitor!r} is not recorded for "
+                    f"{info.task}; allowed: {_allowed(metrics)}",
+                    "unknown_metric",
+                )
+            )
     if errors:
         return errors
     # Let the engine build it exactly as a run would and walk the whole schedule, so values torch
@@ -205,15 +253,26 @@ def _check_monitors(spec: ExperimentSpec, info: DatasetInfo) -> list[ErrorItem]:
         return []
     metrics = metrics_for(info.task)
     if spec.early_stopping.monitor not in metrics:
-        return [item(["early_stopping", "monitor"], f"{spec.early_stopping.monitor!r} is not "
-                     f"recorded for {info.task}; allowed: {_allowed(metrics)}", "unknown_metric")]  # fmt: skip
+        return [
+            item(
+                ["early_stopping", "monitor"],
+                f"{spec.early_stopping.monitor!r} is not "
+                f"recorded for {info.task}; allowed: {_allowed(metrics)}",
+                "unknown_metric",
+            )
+        ]
     return []
 
 
 def _check_model(spec: ExperimentSpec, info: DatasetInfo) -> list[ErrorItem]:
     if spec.model.type == "cnn" and info.image_shape is None:
-        return [item(["model", "type"], f"cnn needs image-shaped data; {info.name!r} is tabular",
-                     "invalid")]  # fmt: skip
+        return [
+            item(
+                ["model", "type"],
+                f"cnn needs image-shaped data; {info.name!r} is tabular",
+                "invalid",
+            )
+        ]
     return []
 
 
@@ -228,11 +287,22 @@ def check_spec(spec: ExperimentSpec, info: DatasetInfo) -> list[ErrorItem]:
     sizes, steps = derived_sizes(spec, info)
     for part in ("train", "val"):
         if sizes[part] < 1:
-            errors.append(item(["split", part], f"{info.name!r} has {info.n_samples} samples: the "
-                               f"{part} part would be empty", "empty_split"))  # fmt: skip
+            errors.append(
+                item(
+                    ["split", part],
+                    f"{info.name!r} has {info.n_samples} samples: the {part} part would be empty",
+                    "empty_split",
+                )
+            )
     if spec.warmup is not None and spec.warmup.epochs >= spec.epochs:
-        errors.append(item(["warmup", "epochs"], f"warmup ({spec.warmup.epochs} epochs) must be "
-                           f"shorter than the run ({spec.epochs} epochs)", "invalid"))  # fmt: skip
+        errors.append(
+            item(
+                ["warmup", "epochs"],
+                f"warmup ({spec.warmup.epochs} epochs) must be "
+                f"shorter than the run ({spec.epochs} epochs)",
+                "invalid",
+            )
+        )
     errors += _check_model(spec, info)
     errors += _check_monitors(spec, info)
     solver_errors = _check_solver(spec)
@@ -240,4 +310,3 @@ def check_spec(spec: ExperimentSpec, info: DatasetInfo) -> list[ErrorItem]:
     if not solver_errors and not errors:
         errors += _check_scheduler(spec, info, steps)
     return errors
-

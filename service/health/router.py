@@ -43,6 +43,8 @@ def readyz() -> JSONResponse:
     """Readiness: the database and the broker both answer."""
     checks = {"database": _check_db(), "broker": _check_broker()}
     ready = all(c["ok"] for c in checks.values())
-    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503,
-                        headers=None if ready else {"Retry-After": "2"})  # fmt: skip
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+        headers=None if ready else {"Retry-After": "2"},
+    )

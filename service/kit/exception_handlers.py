@@ -11,12 +11,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.kit.errors import GlidepathError, item
+from service.kit.errors import ErrorItem, GlidepathError, item
 
 log = logging.getLogger(__name__)
 
 
-def _json(status: int, items: list, headers: dict[str, str] | None = None) -> JSONResponse:  # type: ignore[type-arg]
+def _json(
+    status: int, items: list[ErrorItem], headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"detail": items}, status_code=status, headers=headers)
 
 
@@ -37,14 +39,20 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _json(exc.status_code, [item([], str(exc.detail), "http_error")],
-                     getattr(exc, "headers", None))  # fmt: skip
+        return _json(
+            exc.status_code,
+            [item([], str(exc.detail), "http_error")],
+            getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database unavailable: %s", exc)
-        return _json(503, [item([], "the database is unavailable; retry shortly", "unavailable")],
-                     {"Retry-After": "2"})  # fmt: skip
+        return _json(
+            503,
+            [item([], "the database is unavailable; retry shortly", "unavailable")],
+            {"Retry-After": "2"},
+        )
 
     @app.exception_handler(DBAPIError)
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:

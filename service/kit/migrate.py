@@ -16,7 +16,9 @@ def alembic_config(url: str | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser interpolates "%", which URL-encoded passwords contain.
-    cfg.set_main_option("sqlalchemy.url", (url or settings.effective_database_url).replace("%", "%%"))
+    cfg.set_main_option(
+        "sqlalchemy.url", (url or settings.effective_database_url).replace("%", "%%")
+    )
     return cfg
 
 

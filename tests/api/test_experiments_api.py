@@ -59,16 +59,25 @@ def test_task_is_recorded_in_outbox_and_sent_after_commit(client: TestClient) ->
         ({"base_lr": -1}, ["body", "base_lr"], "greater_than"),
         ({"epochs": 0}, ["body", "epochs"], "greater_than_equal"),
         ({"solver": {"type": "Adamm"}}, ["body", "solver", "type"], "unknown_solver"),
-        ({"solver": {"type": "SGD", "params": {"momentun": 0.9}}},
-         ["body", "solver", "params", "momentun"], "unknown_param"),
-        ({"solver": {"type": "SGD", "params": {"momentum": -1}}},
-         ["body", "solver", "params"], "invalid_params"),
+        (
+            {"solver": {"type": "SGD", "params": {"momentun": 0.9}}},
+            ["body", "solver", "params", "momentun"],
+            "unknown_param",
+        ),
+        (
+            {"solver": {"type": "SGD", "params": {"momentum": -1}}},
+            ["body", "solver", "params"],
+            "invalid_params",
+        ),
         ({"scheduler": {"type": "CosineLR"}}, ["body", "scheduler", "type"], "unknown_scheduler"),
-        ({"scheduler": {"type": "StepLR", "params": {"step": 3}}},
-         ["body", "scheduler", "params", "step"], "unknown_param"),
+        (
+            {"scheduler": {"type": "StepLR", "params": {"step": 3}}},
+            ["body", "scheduler", "params", "step"],
+            "unknown_param",
+        ),
         ({"dataset": "mnist"}, ["body", "dataset"], "unknown_dataset"),
     ],
-)  # fmt: skip
+)
 def test_bad_spec_is_422_naming_the_field(
     client: TestClient, patch: dict[str, Any], loc: list[Any], type_: str
 ) -> None:
@@ -130,18 +139,26 @@ def test_list_filters_and_cursor_pagination(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("params", "loc"),
-    [({"cursor": "garbage"}, ["query", "cursor"]), ({"status": "done"}, ["query", "status"]),
-     ({"limit": 0}, ["query", "limit"])],
-)  # fmt: skip
-def test_bad_list_queries_are_422(client: TestClient, params: dict[str, Any], loc: list[str]) -> None:
+    [
+        ({"cursor": "garbage"}, ["query", "cursor"]),
+        ({"status": "done"}, ["query", "status"]),
+        ({"limit": 0}, ["query", "limit"]),
+    ],
+)
+def test_bad_list_queries_are_422(
+    client: TestClient, params: dict[str, Any], loc: list[str]
+) -> None:
     r = client.get("/v1/experiments", params=params)
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == loc
 
 
 def test_missing_experiment_is_404_everywhere(client: TestClient) -> None:
-    for r in (client.get("/v1/experiments/999"), client.get("/v1/experiments/999/metrics"),
-              client.post("/v1/experiments/999/cancel")):  # fmt: skip
+    for r in (
+        client.get("/v1/experiments/999"),
+        client.get("/v1/experiments/999/metrics"),
+        client.post("/v1/experiments/999/cancel"),
+    ):
         assert r.status_code == 404
         assert r.json()["detail"][0]["loc"] == ["path", "experiment_id"]
     assert client.get("/v1/experiments/abc").status_code == 422
@@ -154,8 +171,12 @@ def test_cancel_queued_experiment(client: TestClient) -> None:
     assert r.json()["status"] == "cancelled"
     assert client.post(f"/v1/experiments/{exp_id}/cancel").json()["status"] == "cancelled"
     metrics = client.get(f"/v1/experiments/{exp_id}/metrics").json()
-    assert metrics == {"experiment_id": exp_id, "status": "cancelled", "epochs": [],
-                       "next_after_epoch": 0}  # fmt: skip
+    assert metrics == {
+        "experiment_id": exp_id,
+        "status": "cancelled",
+        "epochs": [],
+        "next_after_epoch": 0,
+    }
 
 
 def test_health_and_openapi(client: TestClient) -> None:
@@ -168,15 +189,22 @@ def test_health_and_openapi(client: TestClient) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=12,
 )
-spec_keys = st.sampled_from(sorted(SPEC) + ["scheduler", "warmup", "early_stopping", "device"])
+spec_keys = st.sampled_from([*sorted(SPEC), "scheduler", "warmup", "early_stopping", "device"])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(patch=st.dictionaries(spec_keys, json_values, max_size=3))
 def test_no_input_yields_a_500(client: TestClient, patch: dict[str, Any]) -> None:
-    r = client.post("/v1/experiments", content=json.dumps({**SPEC, **patch}),
-                    headers={"content-type": "application/json"})  # fmt: skip
+    r = client.post(
+        "/v1/experiments",
+        content=json.dumps({**SPEC, **patch}),
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code in (201, 422), r.text

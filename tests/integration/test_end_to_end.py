@@ -3,6 +3,7 @@ on the embedded default and on PostgreSQL + Redis."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -43,8 +44,15 @@ def test_experiment_runs_to_succeeded_and_pages_by_cursor(stack: Stack) -> None:
         expected = [0.1 * (0.1 + 0.9 * min(e, 3) / 3) for e in range(8)]
         assert [r["lr"] for r in rows] == pytest.approx(expected, rel=1e-12)
         for r in rows:
-            assert set(r) == {"epoch", "lr", "train_loss", "val_loss", "val_accuracy",
-                              "duration_s", "decision"}  # fmt: skip
+            assert set(r) == {
+                "epoch",
+                "lr",
+                "train_loss",
+                "val_loss",
+                "val_accuracy",
+                "duration_s",
+                "decision",
+            }
             assert r["duration_s"] > 0 and 0 <= r["val_accuracy"] <= 1
         assert rows[-1]["val_accuracy"] > 0.9  # an MLP on digits learns within 8 epochs
         assert rows[-1]["train_loss"] < rows[0]["train_loss"]
@@ -52,8 +60,9 @@ def test_experiment_runs_to_succeeded_and_pages_by_cursor(stack: Stack) -> None:
         # The cursor: pages of 3 rebuild the same rows, and the last page is empty.
         paged, after = [], 0
         while True:
-            page = c.get(f"/v1/experiments/{exp_id}/metrics",
-                         params={"after_epoch": after, "limit": 3}).json()  # fmt: skip
+            page = c.get(
+                f"/v1/experiments/{exp_id}/metrics", params={"after_epoch": after, "limit": 3}
+            ).json()
             assert page["status"] == "succeeded"
             if not page["epochs"]:
                 assert page["next_after_epoch"] == after
@@ -73,3 +82,71 @@ def test_same_spec_and_seed_give_identical_metrics(stack: Stack) -> None:
         a, b = (c.get(f"/v1/experiments/{i}/metrics").json()["epochs"] for i in ids)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "duration_s"} for r in rows]  # noqa: E731
     assert strip(a) == strip(b)
+
+
+def test_plateau_and_early_stop_decided_by_worker_match_an_independent_replay(stack: Stack) -> None:
+    import torch
+
+    spec = {
+        **SPEC,
+        "epochs": 30,
+        "warmup": {"epochs": 2, "start_factor": 0.5},
+        # threshold 0.5 (rel): only a halving of val_loss counts as better, so LR cuts come fast.
+        "scheduler": {
+            "type": "ReduceLROnPlateau",
+            "params": {"factor": 0.5, "patience": 1, "threshold": 0.5},
+        },
+        # min_delta 0.02 on val_accuracy: stops a few epochs after accuracy saturates.
+        "early_stopping": {
+            "monitor": "val_accuracy",
+            "mode": "max",
+            "patience": 4,
+            "min_delta": 0.02,
+        },
+    }
+    with stack.client() as c:
+        exp_id = c.post("/v1/experiments", json=spec).json()["id"]
+        final = stack.wait_final(exp_id)
+        rows = c.get(f"/v1/experiments/{exp_id}/metrics").json()["epochs"]
+        decisions = c.get(f"/v1/experiments/{exp_id}/decisions").json()["decisions"]
+    assert final["status"] == "early_stopped", stack.logs()
+    n = len(rows)
+    assert 5 <= n < 30 and final["epochs_run"] == n
+
+    # Independent replay: torch's own ReduceLROnPlateau over the stored val_loss after warmup.
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.1)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1, threshold=0.5)
+    warm = [0.1 * (0.5 + 0.5 * e / 2) for e in range(2)]
+    expected_lr = [*warm]
+    for r in rows[2:]:
+        expected_lr.append(opt.param_groups[0]["lr"])
+        plateau.step(r["val_loss"])
+    assert [r["lr"] for r in rows] == pytest.approx(expected_lr, rel=1e-12)
+    assert len(set(expected_lr[2:])) > 1  # the run really did reduce its LR
+
+    # Early stopping straight from CONTRACT.md over the stored val_accuracy.
+    best, wait, stop_epoch = None, 0, None
+    for r in rows:
+        v = r["val_accuracy"]
+        if best is None or v > best + 0.02:
+            best, wait, best_epoch = v, 0, r["epoch"]
+        else:
+            wait += 1
+        if wait >= 4:
+            stop_epoch = r["epoch"]
+            break
+    assert stop_epoch == n
+    assert final["best_epoch"] == best_epoch and final["best_value"] == best
+
+    kinds = [(d["epoch"], d["kind"]) for d in decisions]
+    assert (n, "early_stop") in kinds
+    cuts = [d for d in decisions if d["kind"] == "reduce_lr"]
+    # A cut takes effect from the next epoch (a cut at the stop epoch has none to show in).
+    assert [d["epoch"] + 1 for d in cuts if d["epoch"] < n] == [
+        r["epoch"] for prev, r in itertools.pairwise(rows) if r["lr"] < prev["lr"]
+    ]
+    assert all("→" in d["reason"] and "val_loss has not improved" in d["reason"] for d in cuts)
+    # Each row's label lists that epoch's decisions, in order (a cut and the stop can coincide).
+    for r in rows:
+        assert r["decision"] == ("+".join(k for e, k in kinds if e == r["epoch"]) or None)

@@ -30,9 +30,13 @@ class Backend:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GLIDEPATH_")}
-        env.update(GLIDEPATH_DATA_DIR=str(self.data_dir), GLIDEPATH_DATABASE_URL=self.database_url,
-                   GLIDEPATH_BROKER_URL=self.broker_url, GLIDEPATH_LEASE_SECONDS="10",
-                   PYTHONUNBUFFERED="1")  # fmt: skip
+        env.update(
+            GLIDEPATH_DATA_DIR=str(self.data_dir),
+            GLIDEPATH_DATABASE_URL=self.database_url,
+            GLIDEPATH_BROKER_URL=self.broker_url,
+            GLIDEPATH_LEASE_SECONDS="10",
+            PYTHONUNBUFFERED="1",
+        )
         return env
 
 
@@ -47,12 +51,16 @@ class Stack:
         return httpx.Client(base_url=self.url, timeout=10)
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        proc = _spawn(["worker", "--name", f"{name}@%h"], self.backend, self.log_dir / f"{name}.log")
+        proc = _spawn(
+            ["worker", "--name", f"{name}@%h"], self.backend, self.log_dir / f"{name}.log"
+        )
         self.procs[name] = proc
         return proc
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in self.log_dir.glob("*.log"))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text()[-4000:]}" for p in self.log_dir.glob("*.log")
+        )
 
     def wait_final(self, experiment_id: int, timeout: float = 120) -> dict[str, Any]:
         with self.client() as c:
@@ -85,9 +93,12 @@ def free_port() -> int:
 def _spawn(args: list[str], backend: Backend, log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", *args], env=backend.env(),
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "service.cli", *args],
+        env=backend.env(),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> None:

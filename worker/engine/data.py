@@ -38,8 +38,15 @@ def load_arrays(name: str) -> tuple[Arrays, DatasetInfo]:
 def to_device(spec: ExperimentSpec, device: torch.device) -> DeviceData:
     arrays, info = load_arrays(spec.dataset)
     labels = arrays.y if info.task == "classification" else None
-    idx = split_indices(labels, len(arrays.x), spec.split.train, spec.split.val, spec.split.test,
-                        spec.split.seed, spec.split.stratify)  # fmt: skip
+    idx = split_indices(
+        labels,
+        len(arrays.x),
+        spec.split.train,
+        spec.split.val,
+        spec.split.test,
+        spec.split.seed,
+        spec.split.stratify,
+    )
 
     def part(i: np.ndarray) -> Part:
         x = torch.from_numpy(np.ascontiguousarray(arrays.x[i])).to(device)
@@ -47,6 +54,8 @@ def to_device(spec: ExperimentSpec, device: torch.device) -> DeviceData:
         return Part(x, y)
 
     return DeviceData(
-        train=part(idx["train"]), val=part(idx["val"]),
-        test=part(idx["test"]) if len(idx["test"]) else None, info=info,
-    )  # fmt: skip
+        train=part(idx["train"]),
+        val=part(idx["val"]),
+        test=part(idx["test"]) if len(idx["test"]) else None,
+        info=info,
+    )

@@ -97,10 +97,15 @@ def plateau_is_better(p: PlateauParams, a: float, best: float | None) -> bool:
     return a > best + p.threshold
 
 
-def _plateau(p: PlateauParams, monitor: str, s: State, epoch: int, value: float
-             ) -> tuple[State, Event | None]:  # fmt: skip
-    best, best_epoch, bad, cooldown = (s.plateau_best, s.plateau_best_epoch,
-                                       s.plateau_bad_epochs, s.plateau_cooldown)  # fmt: skip
+def _plateau(
+    p: PlateauParams, monitor: str, s: State, epoch: int, value: float
+) -> tuple[State, Event | None]:
+    best, best_epoch, bad, cooldown = (
+        s.plateau_best,
+        s.plateau_best_epoch,
+        s.plateau_bad_epochs,
+        s.plateau_cooldown,
+    )
     if plateau_is_better(p, value, best):
         best, best_epoch, bad = value, epoch, 0
     else:
@@ -114,12 +119,26 @@ def _plateau(p: PlateauParams, monitor: str, s: State, epoch: int, value: float
         new_lr = max(s.lr * p.factor, p.min_lr)
         if s.lr - new_lr > p.eps:
             lr = new_lr
-            event = Event("reduce_lr", monitor, value, best, best_epoch, s.lr, new_lr,
-                          f"{monitor} has not improved on {_fmt(best)} (epoch {best_epoch}) for "
-                          f"{waited} epochs; lr {s.lr:g} → {new_lr:g}")  # fmt: skip
+            event = Event(
+                "reduce_lr",
+                monitor,
+                value,
+                best,
+                best_epoch,
+                s.lr,
+                new_lr,
+                f"{monitor} has not improved on {_fmt(best)} (epoch {best_epoch}) for "
+                f"{waited} epochs; lr {s.lr:g} → {new_lr:g}",
+            )
         cooldown, bad = p.cooldown, 0
-    return replace(s, lr=lr, plateau_best=best, plateau_best_epoch=best_epoch,
-                   plateau_bad_epochs=bad, plateau_cooldown=cooldown), event  # fmt: skip
+    return replace(
+        s,
+        lr=lr,
+        plateau_best=best,
+        plateau_best_epoch=best_epoch,
+        plateau_bad_epochs=bad,
+        plateau_cooldown=cooldown,
+    ), event
 
 
 def stop_improved(es: EarlyStoppingSpec, value: float, best: float | None) -> bool:
@@ -130,8 +149,9 @@ def stop_improved(es: EarlyStoppingSpec, value: float, best: float | None) -> bo
     return value > best + es.min_delta
 
 
-def _early_stop(es: EarlyStoppingSpec, s: State, epoch: int, value: float
-                ) -> tuple[State, Event | None]:  # fmt: skip
+def _early_stop(
+    es: EarlyStoppingSpec, s: State, epoch: int, value: float
+) -> tuple[State, Event | None]:
     # A baseline is a best to beat that no epoch has reached yet.
     best = s.stop_best if s.stop_best_epoch is not None else es.baseline
     if stop_improved(es, value, best):
@@ -140,19 +160,31 @@ def _early_stop(es: EarlyStoppingSpec, s: State, epoch: int, value: float
         s = replace(s, stop_best=best, stop_wait=s.stop_wait + 1)
     if s.stop_wait < es.patience:
         return s, None
-    where = f"{_fmt(s.stop_best)} (epoch {s.stop_best_epoch})" if s.stop_best_epoch else \
-        f"the baseline {_fmt(es.baseline)}"  # fmt: skip
-    return s, Event("early_stop", es.monitor, value, s.stop_best, s.stop_best_epoch, None, None,
-                    f"{es.monitor} has not improved on {where} for {s.stop_wait} epochs "
-                    f"(patience {es.patience}, min_delta {es.min_delta:g}); stopping")  # fmt: skip
+    where = (
+        f"{_fmt(s.stop_best)} (epoch {s.stop_best_epoch})"
+        if s.stop_best_epoch
+        else f"the baseline {_fmt(es.baseline)}"
+    )
+    return s, Event(
+        "early_stop",
+        es.monitor,
+        value,
+        s.stop_best,
+        s.stop_best_epoch,
+        None,
+        None,
+        f"{es.monitor} has not improved on {where} for {s.stop_wait} epochs "
+        f"(patience {es.patience}, min_delta {es.min_delta:g}); stopping",
+    )
 
 
 def initial_state(spec: ExperimentSpec, lr: float) -> State:
     return State(lr=lr)
 
 
-def step(spec: ExperimentSpec, state: State, epoch: int, metrics: dict[str, float | None],
-         lr: float) -> tuple[Decision, State]:  # fmt: skip
+def step(
+    spec: ExperimentSpec, state: State, epoch: int, metrics: dict[str, float | None], lr: float
+) -> tuple[Decision, State]:
     """Epoch `epoch` finished with `metrics` while the LR was `lr`; what now?
 
     `lr` is what the schedule set for this epoch (warmup included); plateau reductions act on it.
@@ -160,10 +192,19 @@ def step(spec: ExperimentSpec, state: State, epoch: int, metrics: dict[str, floa
     state = replace(state, lr=lr)
     bad = sorted(k for k, v in metrics.items() if v is not None and not math.isfinite(v))
     if bad:
-        event = Event("diverged", bad[0], metrics[bad[0]], None, None, None, None,
-                      f"{', '.join(bad)} became non-finite at epoch {epoch}; stopping")  # fmt: skip
-        return Decision(epoch, lr, "diverged", [event]), state
+        diverged = Event(
+            "diverged",
+            bad[0],
+            metrics[bad[0]],
+            None,
+            None,
+            None,
+            None,
+            f"{', '.join(bad)} became non-finite at epoch {epoch}; stopping",
+        )
+        return Decision(epoch, lr, "diverged", [diverged]), state
     events: list[Event] = []
+    event: Event | None
     sched = spec.scheduler
     warm = spec.warmup.epochs if spec.warmup else 0
     if sched is not None and sched.type == "ReduceLROnPlateau" and epoch > warm:
@@ -183,8 +224,9 @@ def step(spec: ExperimentSpec, state: State, epoch: int, metrics: dict[str, floa
     return Decision(epoch, state.lr, stop, events), state
 
 
-def replay(spec: ExperimentSpec, history: list[tuple[int, float, dict[str, float | None]]]
-           ) -> tuple[list[Decision], State | None]:  # fmt: skip
+def replay(
+    spec: ExperimentSpec, history: list[tuple[int, float, dict[str, float | None]]]
+) -> tuple[list[Decision], State | None]:
     """Fold `step` over stored (epoch, lr, metrics) rows: the decisions a run took."""
     decisions, state = [], None
     for epoch, lr, metrics in history:

@@ -11,9 +11,14 @@ from service.datasets.builtin import DatasetInfo
 from service.experiments.spec import ModelSpec
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "silu": nn.SiLU,
-    "leaky_relu": nn.LeakyReLU, "elu": nn.ELU,
-}  # fmt: skip
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+}
 
 
 def output_size(info: DatasetInfo) -> int:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from service.config import settings
+from service.datasets.split import steps_per_epoch as steps_of
 from service.experiments import catalog
 from service.experiments.repository import ExperimentRepository
 from service.experiments.spec import ExperimentSpec
@@ -23,7 +24,6 @@ from worker.engine.lease import Lease
 from worker.engine.loop import Cancelled, evaluate, train_epoch
 from worker.engine.model import build_model, pick_device
 from worker.engine.schedule import build_schedule
-from service.datasets.split import steps_per_epoch as steps_of
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +52,30 @@ def _metric_row(task: str, train_loss: float, val: object) -> dict[str, float | 
 
 @dataclass
 class BestTracker:
-    """The best epoch by the run's own criterion: the early-stopping monitor, else the plateau
-    monitor, else val_loss (lower is better)."""
+    """The run's best epoch: early stopping's best (its min_delta rule) when it is on, else the
+    plateau monitor's, else the lowest val_loss."""
 
     monitor: str
     mode: str
+    from_early_stopping: bool = False
     epoch: int | None = None
     value: float | None = None
 
     @classmethod
     def of(cls, spec: ExperimentSpec) -> BestTracker:
         if spec.early_stopping:
-            return cls(spec.early_stopping.monitor, spec.early_stopping.mode)
+            return cls(spec.early_stopping.monitor, spec.early_stopping.mode, True)
         if spec.scheduler and spec.scheduler.type == "ReduceLROnPlateau":
             return cls(spec.scheduler.monitor, str(spec.scheduler.params.get("mode", "min")))
         return cls("val_loss", "min")
 
-    def update(self, epoch: int, metrics: dict[str, float | None]) -> bool:
+    def update(self, epoch: int, metrics: dict[str, float | None], state: decisions.State) -> bool:
+        """Record epoch `epoch`; True when it is the new best."""
+        if self.from_early_stopping:
+            if state.stop_best_epoch is None:  # a baseline not beaten yet
+                return False
+            self.epoch, self.value = state.stop_best_epoch, state.stop_best
+            return state.stop_best_epoch == epoch
         value = metrics.get(self.monitor)
         if value is None:
             return False
@@ -138,8 +145,17 @@ def _train(experiment_id: int, attempt: int, spec: ExperimentSpec, lease: Lease)
     for epoch in range(1, spec.epochs + 1):
         lr = float(optimizer.param_groups[0]["lr"])
         t0 = time.perf_counter()
-        train_loss = train_epoch(model, optimizer, schedule, data.train, spec.batch_size, task,
-                                 spec.seed, epoch, lease.stop)  # fmt: skip
+        train_loss = train_epoch(
+            model,
+            optimizer,
+            schedule,
+            data.train,
+            spec.batch_size,
+            task,
+            spec.seed,
+            epoch,
+            lease.stop,
+        )
         val = evaluate(model, data.val, task)
         schedule.after_epoch(epoch)
         duration = time.perf_counter() - t0
@@ -148,17 +164,31 @@ def _train(experiment_id: int, attempt: int, spec: ExperimentSpec, lease: Lease)
         if decision.lr_next != lr:  # a plateau reduction: takes effect from the next epoch
             for group in optimizer.param_groups:
                 group["lr"] = decision.lr_next
-        if tracker.update(epoch, metrics) and spec.early_stopping and spec.early_stopping.restore_best:
+        improved = tracker.update(epoch, metrics, state)
+        if improved and spec.early_stopping and spec.early_stopping.restore_best:
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        row = {"experiment_id": experiment_id, "epoch": epoch, "lr": lr, "duration_s": duration,
-               "decision": decision.label, "attempt": attempt, "state": state.to_json(),
-               **metrics}  # fmt: skip
-        events = [{"experiment_id": experiment_id, "epoch": epoch, **asdict(e)}
-                  for e in decision.events]  # fmt: skip
+        row = {
+            "experiment_id": experiment_id,
+            "epoch": epoch,
+            "lr": lr,
+            "duration_s": duration,
+            "decision": decision.label,
+            "attempt": attempt,
+            "state": state.to_json(),
+            **metrics,
+        }
+        events = [
+            {"experiment_id": experiment_id, "epoch": epoch, **asdict(e)} for e in decision.events
+        ]
         with session_scope() as session:
             repo = ExperimentRepository(session)
-            if not repo.fence(experiment_id, attempt, epochs_run=epoch,
-                              best_epoch=tracker.epoch, best_value=tracker.value):  # fmt: skip
+            if not repo.fence(
+                experiment_id,
+                attempt,
+                epochs_run=epoch,
+                best_epoch=tracker.epoch,
+                best_value=tracker.value,
+            ):
                 return Outcome(experiment_id, "lease_lost", epoch - 1)
             repo.write_epoch(row, events)
         if decision.stop:

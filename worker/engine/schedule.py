@@ -8,6 +8,7 @@ alone and the plateau decisions (worker/engine/decisions.py) start after it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -63,24 +64,36 @@ def _check_values(type_: str, p: dict[str, Any], base_lr: float, total: int) -> 
         need(is_int(p["step_size"]) and p["step_size"] >= 1, "step_size", "must be an integer ≥ 1")
     if type_ == "MultiStepLR":
         m = p["milestones"]
-        need(isinstance(m, list) and all(is_int(x) and x >= 1 for x in m), "milestones",
-             "must be a list of integers ≥ 1")  # fmt: skip
-        need(all(a < b for a, b in zip(m, m[1:], strict=False)), "milestones",
-             "must be strictly increasing")  # fmt: skip
+        need(
+            isinstance(m, list) and all(is_int(x) and x >= 1 for x in m),
+            "milestones",
+            "must be a list of integers ≥ 1",
+        )
+        need(
+            all(a < b for a, b in itertools.pairwise(m)),
+            "milestones",
+            "must be strictly increasing",
+        )
     if type_ == "ExponentialLR":
         need(isinstance(p["gamma"], int | float) and p["gamma"] > 0, "gamma", "must be > 0")
     if type_ in ("StepLR", "MultiStepLR") and "gamma" in p:
         need(isinstance(p["gamma"], int | float) and p["gamma"] > 0, "gamma", "must be > 0")
     if type_ in ("LinearLR", "ConstantLR", "PolynomialLR") and "total_iters" in p:
         low = 0 if type_ == "ConstantLR" else 1
-        need(is_int(p["total_iters"]) and p["total_iters"] >= low, "total_iters",
-             f"must be an integer ≥ {low}")  # fmt: skip
+        need(
+            is_int(p["total_iters"]) and p["total_iters"] >= low,
+            "total_iters",
+            f"must be an integer ≥ {low}",
+        )
     if type_ == "CosineAnnealingLR":
         need(isinstance(p["T_max"], int | float) and p["T_max"] > 0, "T_max", "must be > 0")
     if type_ == "CyclicLR":
         lo = p.get("base_lr", base_lr)
-        need(isinstance(p["max_lr"], int | float) and p["max_lr"] >= lo, "max_lr",
-             f"must be ≥ base_lr ({lo:g})")  # fmt: skip
+        need(
+            isinstance(p["max_lr"], int | float) and p["max_lr"] >= lo,
+            "max_lr",
+            f"must be ≥ base_lr ({lo:g})",
+        )
         for key in ("step_size_up", "step_size_down"):
             if p.get(key) is not None:
                 need(isinstance(p[key], int | float) and p[key] > 0, key, "must be > 0")
@@ -90,54 +103,54 @@ def _check_values(type_: str, p: dict[str, Any], base_lr: float, total: int) -> 
         phases = 3 if p.get("three_phase") else 2
         need(isinstance(pct, int | float) and 0 < pct < 1, "pct_start", "must be in (0, 1)")
         # torch divides by each phase's length; a phase of zero steps fails mid-run.
-        need(float(pct * total) - 1 >= 1 and total - float(pct * total) * (phases - 1) >= 2,
-             "pct_start", f"leaves an empty phase over {total} scheduler steps")  # fmt: skip
+        need(
+            float(pct * total) - 1 >= 1 and total - float(pct * total) * (phases - 1) >= 2,
+            "pct_start",
+            f"leaves an empty phase over {total} scheduler steps",
+        )
 
 
 def build_schedule(
     spec: ExperimentSpec, optimizer: torch.optim.Optimizer, steps_per_epoch: int
 ) -> Schedule:
     sched = spec.scheduler
-    warm = spec.warmup.epochs if spec.warmup else 0
-    if sched is None or sched.type == catalog.CONSTANT:
-        interval, main, plateau = "epoch", None, False
-    else:
-        interval = sched.effective_interval
-        per_epoch = steps_per_epoch if interval == "step" else 1
-        plateau = sched.type == "ReduceLROnPlateau"
-        main = None
-        if plateau:
-            # Built only so torch checks the values (mode, factor < 1, ...): the decisions in
-            # decisions.py replay its logic from the stored history.
-            try:
-                catalog.scheduler_class(sched.type)(optimizer, **sched.params)
-            except (ValueError, TypeError) as exc:
-                raise ScheduleError(f"{sched.type} rejects these params: {exc}") from exc
-        else:
-            params = dict(sched.params)
-            if sched.type == "CyclicLR":
-                params.setdefault("base_lr", spec.base_lr)
-            if sched.type == "OneCycleLR":
-                params["total_steps"] = (spec.epochs - warm) * per_epoch
-            _check_values(sched.type, params, spec.base_lr, params.get("total_steps", 0))
-            try:
-                main = catalog.scheduler_class(sched.type)(optimizer, **params)
-            except (ValueError, TypeError, ZeroDivisionError) as exc:
-                raise ScheduleError(f"{sched.type} rejects these params: {exc}") from exc
-    if not warm:
-        return Schedule(main, interval, 0, plateau)
+    constant = sched is None or sched.type == catalog.CONSTANT
+    interval = "epoch" if sched is None or constant else sched.effective_interval
     per_epoch = steps_per_epoch if interval == "step" else 1
-    w = warm * per_epoch
+    warm = spec.warmup.epochs if spec.warmup else 0
+    plateau = sched is not None and sched.type == "ReduceLROnPlateau"
+    # Built in list order, warmup first, as torch's SequentialLR docs and a user's script do: it
+    # matters when the main scheduler sets the LR at construction (CyclicLR's own base_lr).
+    ramp = None
+    if spec.warmup is not None:
+        ramp = LinearLR(optimizer, start_factor=spec.warmup.start_factor, end_factor=1.0,
+                        total_iters=warm * per_epoch)  # fmt: skip
+    main = None
+    if sched is not None and plateau:
+        # Built only so torch checks the values (mode, factor < 1, ...); the decisions in
+        # decisions.py apply its logic to the stored history.
+        try:
+            catalog.scheduler_class(sched.type)(optimizer, **sched.params)
+        except (ValueError, TypeError) as exc:
+            raise ScheduleError(f"{sched.type} rejects these params: {exc}") from exc
+    elif sched is not None and not constant:
+        params = dict(sched.params)
+        if sched.type == "CyclicLR":
+            params.setdefault("base_lr", spec.base_lr)
+        if sched.type == "OneCycleLR":
+            params["total_steps"] = (spec.epochs - warm) * per_epoch
+        _check_values(sched.type, params, spec.base_lr, params.get("total_steps", 0))
+        try:
+            main = catalog.scheduler_class(sched.type)(optimizer, **params)
+        except (ValueError, TypeError, ZeroDivisionError) as exc:
+            raise ScheduleError(f"{sched.type} rejects these params: {exc}") from exc
+    if ramp is None:
+        return Schedule(main, interval, 0, plateau)
     if main is None:
         # Warmup before a constant LR (or before plateau decisions): LinearLR alone ends at
         # factor 1.0 and stays there, which is what SequentialLR with a constant main would do.
-        ramp = LinearLR(optimizer, start_factor=spec.warmup.start_factor, end_factor=1.0,  # type: ignore[union-attr]
-                        total_iters=w)  # fmt: skip
         return Schedule(ramp, interval, warm, plateau)
-    # SequentialLR needs both schedulers built on the same optimizer, warmup first, and resets
-    # the LR to the warmup's start itself.
-    ramp = LinearLR(optimizer, start_factor=spec.warmup.start_factor, end_factor=1.0,  # type: ignore[union-attr]
-                    total_iters=w)  # fmt: skip
+    w = warm * per_epoch
     return Schedule(SequentialLR(optimizer, [ramp, main], milestones=[w]), interval, warm, plateau)
 
 
@@ -170,5 +183,7 @@ def simulate_lrs(spec: ExperimentSpec, steps_per_epoch: int, max_epochs: int = 3
     except ScheduleError:
         raise
     except (ValueError, TypeError, ZeroDivisionError, KeyError) as exc:
-        raise ScheduleError(f"{spec.scheduler.type if spec.scheduler else 'schedule'} fails: {exc}") from exc
+        raise ScheduleError(
+            f"{spec.scheduler.type if spec.scheduler else 'schedule'} fails: {exc}"
+        ) from exc
     return out

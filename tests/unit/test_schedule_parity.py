@@ -1,0 +1,187 @@
+"""`iter_epoch_lrs` equals an independent plain-torch loop for every scheduler (CONTRACT.md:
+"The recorded per-epoch `lr` ... must equal what plain torch produces for the same config")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch.optim.lr_scheduler import LinearLR, SequentialLR
+
+from service.experiments import catalog
+from service.experiments.spec import ExperimentSpec
+from worker.engine.schedule import iter_epoch_lrs
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`:UserWarning"),
+    pytest.mark.filterwarnings("ignore:The epoch parameter:UserWarning"),
+]
+
+BASE_LR = 0.1
+EPOCHS = 12
+STEPS_PER_EPOCH = 4
+START_FACTOR = 0.1
+MOMENTUM = 0.9
+
+# (id, scheduler type, params): sensible values that keep every phase non-empty over the
+# shortest run here (EPOCHS - warmup scheduler steps).
+CASES: list[tuple[str, str, dict[str, Any]]] = [
+    ("StepLR", "StepLR", {"step_size": 3, "gamma": 0.5}),
+    ("MultiStepLR", "MultiStepLR", {"milestones": [2, 5, 9], "gamma": 0.3}),
+    ("ExponentialLR", "ExponentialLR", {"gamma": 0.8}),
+    ("LinearLR", "LinearLR", {"start_factor": 0.25, "end_factor": 0.5, "total_iters": 5}),
+    ("ConstantLR", "ConstantLR", {"factor": 0.4, "total_iters": 4}),
+    ("PolynomialLR", "PolynomialLR", {"total_iters": 8, "power": 2.0}),
+    ("CosineAnnealingLR", "CosineAnnealingLR", {"T_max": 7, "eta_min": 0.001}),
+    (
+        "CosineAnnealingWarmRestarts",
+        "CosineAnnealingWarmRestarts",
+        {"T_0": 3, "T_mult": 2, "eta_min": 0.001},
+    ),
+    ("CyclicLR", "CyclicLR", {"max_lr": 0.5, "step_size_up": 3, "step_size_down": 2}),
+    (
+        "CyclicLR-own-base_lr",
+        "CyclicLR",
+        {"base_lr": 0.02, "max_lr": 0.3, "step_size_up": 3, "mode": "triangular2"},
+    ),
+    ("OneCycleLR", "OneCycleLR", {"max_lr": 0.5, "pct_start": 0.3}),
+    (
+        "OneCycleLR-three-phase",
+        "OneCycleLR",
+        {"max_lr": 0.4, "pct_start": 0.25, "three_phase": True, "anneal_strategy": "linear"},
+    ),
+]
+
+
+def make_spec(
+    type_: str | None,
+    params: dict[str, Any],
+    warmup: int,
+    interval: str | None,
+    epochs: int = EPOCHS,
+) -> ExperimentSpec:
+    data: dict[str, Any] = {
+        "dataset": "digits",
+        "base_lr": BASE_LR,
+        "epochs": epochs,
+        "solver": {"type": "SGD", "params": {"momentum": MOMENTUM}},
+    }
+    if type_ is not None:
+        data["scheduler"] = {"type": type_, "params": params, "interval": interval}
+    if warmup:
+        data["warmup"] = {"epochs": warmup, "start_factor": START_FACTOR}
+    return ExperimentSpec.model_validate(data)
+
+
+def contract_interval(type_: str, interval: str | None) -> str:
+    """CONTRACT.md: `step` by default for CyclicLR and OneCycleLR, `epoch` for the rest."""
+    if interval is not None:
+        return interval
+    return "step" if type_ in ("CyclicLR", "OneCycleLR") else "epoch"
+
+
+def reference_lrs(
+    type_: str | None, params: dict[str, Any], warmup: int, interval: str
+) -> list[float]:
+    """Plain torch, as a user would write it from CONTRACT.md's description."""
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=BASE_LR, momentum=MOMENTUM)
+    k = STEPS_PER_EPOCH if interval == "step" else 1  # scheduler steps per epoch
+    # As torch's SequentialLR docs (and a user's script) do: the schedulers are built in list
+    # order, warmup first. (The order matters when the main scheduler sets the LR itself at
+    # construction, e.g. CyclicLR with its own base_lr.)
+    ramp = None
+    if warmup:
+        ramp = LinearLR(opt, start_factor=START_FACTOR, end_factor=1.0, total_iters=warmup * k)
+    main: Any = None
+    if type_ is not None:
+        kwargs = dict(params)
+        if type_ == "CyclicLR":
+            kwargs.setdefault("base_lr", BASE_LR)
+        if type_ == "OneCycleLR":
+            kwargs["total_steps"] = (EPOCHS - warmup) * k
+        main = getattr(torch.optim.lr_scheduler, type_)(opt, **kwargs)
+    sched = main
+    if ramp is not None:
+        sched = ramp if main is None else SequentialLR(opt, [ramp, main], milestones=[warmup * k])
+    out = []
+    for _ in range(EPOCHS):
+        out.append(opt.param_groups[0]["lr"])
+        for _ in range(STEPS_PER_EPOCH):
+            p.grad = torch.ones_like(p)
+            opt.step()
+            if sched is not None and interval == "step":
+                sched.step()
+        if sched is not None and interval == "epoch":
+            sched.step()
+    return out
+
+
+def test_cases_cover_every_scheduler_but_plateau() -> None:
+    covered = {type_ for _, type_, _ in CASES}
+    assert covered == set(catalog.SCHEDULERS) - {"ReduceLROnPlateau"}
+
+
+@pytest.mark.parametrize("interval", [None, "epoch", "step"], ids=["default", "epoch", "step"])
+@pytest.mark.parametrize("warmup", [0, 3], ids=["nowarmup", "warmup3"])
+@pytest.mark.parametrize(("type_", "params"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_epoch_lrs_equal_plain_torch(
+    type_: str, params: dict[str, Any], warmup: int, interval: str | None
+) -> None:
+    spec = make_spec(type_, params, warmup, interval)
+    got = list(iter_epoch_lrs(spec, STEPS_PER_EPOCH))
+    expected = reference_lrs(type_, params, warmup, contract_interval(type_, interval))
+    assert len(got) == EPOCHS
+    assert got == pytest.approx(expected, rel=1e-12, abs=0)
+    assert len(set(expected)) > 1  # the schedule does something over these epochs
+
+
+@pytest.mark.parametrize("interval", [None, "epoch", "step"], ids=["default", "epoch", "step"])
+@pytest.mark.parametrize(("type_", "params"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_warmup_ramps_to_main_start_then_main_runs_shifted(
+    type_: str, params: dict[str, Any], interval: str | None
+) -> None:
+    """With warmup W, epochs W+1.. are the main schedule of an (epochs - W)-epoch run without
+    warmup, and epochs 1..W are a linear ramp from start_factor x to 1 x the spec's base_lr (built
+    first, the warmup sees it; OneCycleLR, which sets the LR when built, ramps to max_lr / div_factor)."""
+    warm = 3
+    with_warmup = list(iter_epoch_lrs(make_spec(type_, params, warm, interval), STEPS_PER_EPOCH))
+    alone = list(
+        iter_epoch_lrs(make_spec(type_, params, 0, interval, EPOCHS - warm), STEPS_PER_EPOCH)
+    )
+    assert with_warmup[warm:] == pytest.approx(alone, rel=1e-12, abs=0)
+    target = with_warmup[0] / START_FACTOR
+    main_base = {
+        "OneCycleLR": params.get("max_lr", 0.0) / params.get("div_factor", 25.0),
+    }.get(type_, BASE_LR)
+    assert target == pytest.approx(main_base, rel=1e-12, abs=0)
+    ramp = [target * (START_FACTOR + (1 - START_FACTOR) * e / warm) for e in range(warm)]
+    assert with_warmup[:warm] == pytest.approx(ramp, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("type_", [None, catalog.CONSTANT], ids=["no-scheduler", "none"])
+@pytest.mark.parametrize("warmup", [1, 3, 11])
+def test_constant_with_warmup_is_linearlr_alone(type_: str | None, warmup: int) -> None:
+    spec = make_spec(type_, {}, warmup, None)
+    got = list(iter_epoch_lrs(spec, STEPS_PER_EPOCH))
+    assert got == pytest.approx(reference_lrs(None, {}, warmup, "epoch"), rel=1e-12, abs=0)
+    # ... which ramps from start_factor × base_lr to base_lr over W epochs, then stays there.
+    ramp = [BASE_LR * (START_FACTOR + (1 - START_FACTOR) * e / warmup) for e in range(warmup)]
+    assert got == pytest.approx(ramp + [BASE_LR] * (EPOCHS - warmup), rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("type_", [None, catalog.CONSTANT], ids=["no-scheduler", "none"])
+def test_constant_without_warmup_is_base_lr(type_: str | None) -> None:
+    assert (
+        list(iter_epoch_lrs(make_spec(type_, {}, 0, None), STEPS_PER_EPOCH)) == [BASE_LR] * EPOCHS
+    )
+
+
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_plateau_schedule_is_warmup_then_base_lr(warmup: int) -> None:
+    """Without metrics, ReduceLROnPlateau's schedule is the warmup alone, then base_lr (the
+    reductions come from decisions.py, tested in test_decisions.py)."""
+    spec = make_spec("ReduceLROnPlateau", {"patience": 1}, warmup, None)
+    got = list(iter_epoch_lrs(spec, STEPS_PER_EPOCH))
+    assert got == pytest.approx(reference_lrs(None, {}, warmup, "epoch"), rel=1e-12, abs=0)
