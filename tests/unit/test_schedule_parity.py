@@ -144,7 +144,8 @@ def test_warmup_ramps_to_main_start_then_main_runs_shifted(
 ) -> None:
     """With warmup W, epochs W+1.. are the main schedule of an (epochs - W)-epoch run without
     warmup, and epochs 1..W are a linear ramp from start_factor x to 1 x the spec's base_lr (built
-    first, the warmup sees it; OneCycleLR, which sets the LR when built, ramps to max_lr / div_factor)."""
+    first, the warmup sees it; OneCycleLR, which sets the LR when built, ramps to
+    max_lr / div_factor)."""
     warm = 3
     with_warmup = list(iter_epoch_lrs(make_spec(type_, params, warm, interval), STEPS_PER_EPOCH))
     alone = list(
