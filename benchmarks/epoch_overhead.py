@@ -24,13 +24,13 @@ from pathlib import Path
 os.environ.setdefault("GLIDEPATH_DATA_DIR", tempfile.mkdtemp(prefix="glidepath-bench-"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from service.datasets.builtin import info  # noqa: E402
-from service.experiments.spec import ExperimentSpec  # noqa: E402
-from worker.engine.data import to_device  # noqa: E402
-from worker.engine.model import build_model  # noqa: E402
+from service.datasets.builtin import info
+from service.experiments.spec import ExperimentSpec
+from worker.engine.data import to_device
+from worker.engine.model import build_model
 
 SPEC = {
     "dataset": "digits", "model": {"type": "mlp", "hidden": [64]},
