@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from service.experiments.models import (
@@ -80,6 +80,22 @@ class ExperimentRepository:
         if limit is not None:
             q = q.limit(limit)
         return list(self.session.scalars(q))
+
+    def relax_durability(self) -> None:
+        """PostgreSQL only: this transaction's commit does not wait for its WAL flush. A database
+        crash can then lose the newest few epoch rows (a suffix, never a middle row: WAL is
+        ordered), which a resume redoes from its checkpoint; a worker crash loses nothing."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text("SET LOCAL synchronous_commit = off"))
+
+    def state_after(self, experiment_id: int, epoch: int) -> dict[str, Any] | None:
+        """The decision state stored with `epoch`'s row (a unique-key lookup)."""
+        state: dict[str, Any] | None = self.session.scalar(
+            select(EpochRow.state).where(
+                EpochRow.experiment_id == experiment_id, EpochRow.epoch == epoch
+            )
+        )
+        return state
 
     def decisions(self, experiment_id: int) -> list[Decision]:
         return list(

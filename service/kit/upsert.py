@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
+
+
+@functools.cache
+def _statement(
+    dialect: str, table: Table, columns: tuple[str, ...], keys: tuple[str, ...]
+) -> Insert:
+    # Built once per shape: building `excluded` proxies costs more than the round trip itself.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table)
+    update_cols = {c: stmt.excluded[c] for c in columns if c not in keys}
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=update_cols)
 
 
 def upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).values(rows)
-    update_cols = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
-    session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update_cols))
+    stmt = _statement(dialect, table, tuple(rows[0]), tuple(keys))
+    session.execute(stmt, rows)

@@ -48,6 +48,10 @@ class State:
     stop_best: float | None = None
     stop_best_epoch: int | None = None
     stop_wait: int = 0
+    # The run's best epoch: early stopping's best (its min_delta rule) when it is on, else the
+    # plateau monitor's, else the lowest val_loss. Reported as best_epoch/best_value.
+    best_value: float | None = None
+    best_epoch: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,7 +225,30 @@ def step(
         if event:
             events.append(event)
             stop = "early_stopped"
-    return Decision(epoch, state.lr, stop, events), state
+    return Decision(epoch, state.lr, stop, events), _track_best(spec, state, epoch, metrics)
+
+
+def best_criterion(spec: ExperimentSpec) -> tuple[str, str]:
+    """(monitor, mode) that defines the run's best epoch."""
+    if spec.early_stopping:
+        return spec.early_stopping.monitor, spec.early_stopping.mode
+    if spec.scheduler and spec.scheduler.type == "ReduceLROnPlateau":
+        return spec.scheduler.monitor, str(spec.scheduler.params.get("mode", "min"))
+    return "val_loss", "min"
+
+
+def _track_best(spec: ExperimentSpec, s: State, epoch: int, metrics: dict[str, float | None]
+                ) -> State:  # fmt: skip
+    if spec.early_stopping:
+        return replace(s, best_value=s.stop_best if s.stop_best_epoch else None,
+                       best_epoch=s.stop_best_epoch)  # fmt: skip
+    monitor, mode = best_criterion(spec)
+    value = metrics.get(monitor)
+    if value is None:
+        return s
+    if s.best_value is None or (value < s.best_value if mode == "min" else value > s.best_value):
+        return replace(s, best_value=value, best_epoch=epoch)
+    return s
 
 
 def replay(

@@ -60,19 +60,21 @@ def train_epoch(
     order = torch.randperm(n, generator=g).to(device, non_blocking=True)
     torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))  # dropout draws
     criterion = loss_fn(task)
-    total = torch.zeros((), device=device, dtype=torch.float64)
+    losses: list[torch.Tensor] = []
     for start in range(0, n, batch_size):
         if stop is not None and stop.is_set():
             raise Cancelled
         idx = order[start : start + batch_size]
-        xb, yb = data.x[idx], data.y[idx]
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(xb), yb)
+        loss = criterion(model(data.x[idx]), data.y[idx])
         loss.backward()
         optimizer.step()
         schedule.after_step()
-        total += loss.detach().to(torch.float64) * idx.shape[0]
-    return float(total.item()) / n
+        losses.append(loss.detach())
+    # Mean over samples: every batch has batch_size rows except possibly the last.
+    sizes = torch.full((len(losses),), float(batch_size), device=device, dtype=torch.float64)
+    sizes[-1] = n - batch_size * (len(losses) - 1)
+    return float((torch.stack(losses).to(torch.float64) * sizes).sum().item()) / n
 
 
 @torch.no_grad()

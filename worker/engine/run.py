@@ -50,41 +50,6 @@ def _metric_row(task: str, train_loss: float, val: object) -> dict[str, float | 
     return row
 
 
-@dataclass
-class BestTracker:
-    """The run's best epoch: early stopping's best (its min_delta rule) when it is on, else the
-    plateau monitor's, else the lowest val_loss."""
-
-    monitor: str
-    mode: str
-    from_early_stopping: bool = False
-    epoch: int | None = None
-    value: float | None = None
-
-    @classmethod
-    def of(cls, spec: ExperimentSpec) -> BestTracker:
-        if spec.early_stopping:
-            return cls(spec.early_stopping.monitor, spec.early_stopping.mode, True)
-        if spec.scheduler and spec.scheduler.type == "ReduceLROnPlateau":
-            return cls(spec.scheduler.monitor, str(spec.scheduler.params.get("mode", "min")))
-        return cls("val_loss", "min")
-
-    def update(self, epoch: int, metrics: dict[str, float | None], state: decisions.State) -> bool:
-        """Record epoch `epoch`; True when it is the new best."""
-        if self.from_early_stopping:
-            if state.stop_best_epoch is None:  # a baseline not beaten yet
-                return False
-            self.epoch, self.value = state.stop_best_epoch, state.stop_best
-            return state.stop_best_epoch == epoch
-        value = metrics.get(self.monitor)
-        if value is None:
-            return False
-        if self.value is None or (value < self.value if self.mode == "min" else value > self.value):
-            self.epoch, self.value = epoch, value
-            return True
-        return False
-
-
 def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
     owner = owner or worker_id()
     with session_scope() as session:
@@ -113,6 +78,45 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
         lease.close()
 
 
+class HistoryGap(RuntimeError):
+    """The stored history does not end at the previous epoch."""
+
+
+def decide_and_write(
+    experiment_id: int,
+    attempt: int,
+    spec: ExperimentSpec,
+    epoch: int,
+    lr: float,
+    duration: float,
+    metrics: dict[str, float | None],
+) -> tuple[decisions.Decision | None, decisions.State]:
+    """One transaction per epoch: read the decision state stored with the previous epoch's row,
+    decide, then write this epoch's row, its decisions and the run's progress, fenced by the
+    attempt. The read is one primary-key lookup, so its cost does not grow with the history.
+    Returns (None, state) when the attempt is no longer current."""
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        repo.relax_durability()
+        stored = repo.state_after(experiment_id, epoch - 1) if epoch > 1 else None
+        if epoch > 1 and stored is None:
+            # Epoch rows are contiguous by construction; a missing predecessor means the history
+            # was cut (a resume elsewhere) or lost: never decide on a guess.
+            raise HistoryGap(f"no stored row for epoch {epoch - 1} of experiment {experiment_id}")
+        state = decisions.State.from_json(stored) if stored else decisions.initial_state(spec, lr)
+        decision, state = decisions.step(spec, state, epoch, metrics, lr)
+        if not repo.fence(experiment_id, attempt, epochs_run=epoch,
+                          best_epoch=state.best_epoch, best_value=state.best_value):  # fmt: skip
+            return None, state
+        row = {"experiment_id": experiment_id, "epoch": epoch, "lr": lr, "duration_s": duration,
+               "decision": decision.label, "attempt": attempt, "state": state.to_json(),
+               **metrics}  # fmt: skip
+        events = [{"experiment_id": experiment_id, "epoch": epoch, **asdict(e)}
+                  for e in decision.events]  # fmt: skip
+        repo.write_epoch(row, events)
+    return decision, state
+
+
 def _finish(experiment_id: int, attempt: int, status: str, **values: object) -> bool:
     with session_scope() as session:
         return ExperimentRepository(session).finish(experiment_id, attempt, status, **values)
@@ -138,59 +142,26 @@ def _train(experiment_id: int, attempt: int, spec: ExperimentSpec, lease: Lease)
         # Without a checkpoint a new attempt starts from epoch 1: drop what an earlier one wrote.
         repo.truncate_history(experiment_id, 0)
 
-    tracker = BestTracker.of(spec)
-    state = decisions.initial_state(spec, float(optimizer.param_groups[0]["lr"]))
     status, reason = "succeeded", None
     epoch = 0
     for epoch in range(1, spec.epochs + 1):
         lr = float(optimizer.param_groups[0]["lr"])
         t0 = time.perf_counter()
-        train_loss = train_epoch(
-            model,
-            optimizer,
-            schedule,
-            data.train,
-            spec.batch_size,
-            task,
-            spec.seed,
-            epoch,
-            lease.stop,
-        )
+        train_loss = train_epoch(model, optimizer, schedule, data.train, spec.batch_size, task,
+                                 spec.seed, epoch, lease.stop)  # fmt: skip
         val = evaluate(model, data.val, task)
         schedule.after_epoch(epoch)
         duration = time.perf_counter() - t0
         metrics = _metric_row(task, train_loss, val)
-        decision, state = decisions.step(spec, state, epoch, metrics, lr)
+        decision, state = decide_and_write(experiment_id, attempt, spec, epoch, lr, duration,
+                                           metrics)  # fmt: skip
+        if decision is None:
+            return Outcome(experiment_id, "lease_lost", epoch - 1)
         if decision.lr_next != lr:  # a plateau reduction: takes effect from the next epoch
             for group in optimizer.param_groups:
                 group["lr"] = decision.lr_next
-        improved = tracker.update(epoch, metrics, state)
-        if improved and spec.early_stopping and spec.early_stopping.restore_best:
+        if state.best_epoch == epoch and spec.early_stopping and spec.early_stopping.restore_best:
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        row = {
-            "experiment_id": experiment_id,
-            "epoch": epoch,
-            "lr": lr,
-            "duration_s": duration,
-            "decision": decision.label,
-            "attempt": attempt,
-            "state": state.to_json(),
-            **metrics,
-        }
-        events = [
-            {"experiment_id": experiment_id, "epoch": epoch, **asdict(e)} for e in decision.events
-        ]
-        with session_scope() as session:
-            repo = ExperimentRepository(session)
-            if not repo.fence(
-                experiment_id,
-                attempt,
-                epochs_run=epoch,
-                best_epoch=tracker.epoch,
-                best_value=tracker.value,
-            ):
-                return Outcome(experiment_id, "lease_lost", epoch - 1)
-            repo.write_epoch(row, events)
         if decision.stop:
             status, reason = decision.stop, decision.events[-1].reason
             break
