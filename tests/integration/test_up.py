@@ -1,0 +1,67 @@
+"""`glidepath up` as a user runs it: one command serves the API with an embedded worker, and
+Ctrl-C (SIGINT to the terminal's process group) stops both."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.stack import free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_up_trains_and_ctrl_c_stops_api_and_worker(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLIDEPATH_")}
+    env["GLIDEPATH_DATA_DIR"] = str(tmp_path / "data")
+    log = (tmp_path / "up.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "up", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    logs = lambda: (tmp_path / "up.log").read_text()[-3000:]  # noqa: E731
+    try:
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 60, logs)
+        spec = {"dataset": "iris", "epochs": 3, "base_lr": 0.1, "batch_size": 32}
+        exp_id = httpx.post(f"{url}/v1/experiments", json=spec).json()["id"]
+        wait_for(lambda: httpx.get(f"{url}/v1/experiments/{exp_id}").json()["status"]
+                 == "succeeded", 60, logs)  # fmt: skip
+        assert (tmp_path / "data" / "glidepath.db").exists()  # SQLite under DATA_DIR
+
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert proc.wait(timeout=40) == 0, logs()
+        deadline = time.monotonic() + 10
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _group_alive(proc.pid), "the embedded worker outlived `glidepath up`"
+    finally:
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
