@@ -150,3 +150,21 @@ def test_plateau_and_early_stop_decided_by_worker_match_an_independent_replay(st
     # Each row's label lists that epoch's decisions, in order (a cut and the stop can coincide).
     for r in rows:
         assert r["decision"] == ("+".join(k for e, k in kinds if e == r["epoch"]) or None)
+
+
+def test_non_finite_loss_ends_the_run_as_diverged(stack: Stack) -> None:
+    # Linear regression with MSE at a large LR: the loss grows geometrically until it overflows.
+    spec = {"dataset": "diabetes", "model": {"type": "linear"}, "base_lr": 5.0, "epochs": 60,
+            "solver": {"type": "SGD", "params": {"momentum": 0.9}}, "batch_size": 32}  # fmt: skip
+    with stack.client() as c:
+        exp_id = c.post("/v1/experiments", json=spec).json()["id"]
+        final = stack.wait_final(exp_id)
+        metrics = c.get(f"/v1/experiments/{exp_id}/metrics")
+        decisions = c.get(f"/v1/experiments/{exp_id}/decisions").json()["decisions"]
+    assert final["status"] == "diverged", stack.logs()
+    assert "non-finite" in final["stop_reason"]
+    assert metrics.status_code == 200  # NaN is sent as null, never breaks the JSON
+    rows = metrics.json()["epochs"]
+    assert rows[-1]["decision"] == "diverged" and len(rows) == final["epochs_run"] < 60
+    assert set(rows[-1]) >= {"val_mae", "val_loss"} and "val_accuracy" not in rows[-1]
+    assert [d["kind"] for d in decisions] == ["diverged"]
