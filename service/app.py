@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.datasets.router import router as datasets_router
 from service.dispatch.relay import Relay
 from service.experiments.router import router as experiments_router
 from service.health.router import router as health_router
 from service.kit import exception_handlers
+from service.schedules.router import router as schedules_router
 
 
 @asynccontextmanager
@@ -31,6 +33,8 @@ def create_app() -> FastAPI:
     exception_handlers.install(app)
     app.include_router(health_router)
     app.include_router(experiments_router)
+    app.include_router(datasets_router)
+    app.include_router(schedules_router)
     return app
 
 

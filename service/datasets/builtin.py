@@ -1,10 +1,12 @@
-"""Built-in datasets: scikit-learn's shipped data sets, loaded from disk, never downloaded."""
+"""Built-in datasets: scikit-learn's shipped data sets, loaded from disk, never downloaded, and
+seeded synthetic ones (the same generators serve `POST /v1/datasets` with a JSON body)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 
 import numpy as np
 from sklearn import datasets as skd
@@ -50,6 +52,52 @@ def _standardized(
     return load
 
 
+GENERATORS = ("classification", "regression")
+
+
+def synthetic(
+    generator: str,
+    *,
+    n_samples: int = 1000,
+    n_features: int = 20,
+    n_classes: int = 2,
+    noise: float = 0.1,
+    seed: int = 0,
+) -> Arrays:
+    """Seeded synthetic data: the same parameters give identical arrays.
+
+    classification: scikit-learn's `make_classification` with half the features informative (at
+    least enough to place `n_classes` clusters on a hypercube), one cluster per class, and
+    `noise` as the fraction of labels assigned at random (`flip_y`, 0..1).
+    regression: `make_regression` with up to 10 informative features and `noise` as the standard
+    deviation of the Gaussian noise on the target; the target is then standardized."""
+    if generator == "classification":
+        n_informative = min(n_features, max(2, math.ceil(math.log2(n_classes)), n_features // 2))
+        x, y = skd.make_classification(
+            n_samples=n_samples,
+            n_features=n_features,
+            n_informative=n_informative,
+            n_redundant=0,
+            n_repeated=0,
+            n_classes=n_classes,
+            n_clusters_per_class=1,
+            flip_y=noise,
+            random_state=seed,
+        )
+        return Arrays(x=np.ascontiguousarray(x, dtype=np.float32), y=y.astype(np.int64))
+    if generator == "regression":
+        x, y = skd.make_regression(
+            n_samples=n_samples,
+            n_features=n_features,
+            n_informative=min(n_features, 10),
+            noise=noise,
+            random_state=seed,
+        )
+        y = (y - y.mean()) / (y.std() + 1e-12)
+        return Arrays(x=np.ascontiguousarray(x, dtype=np.float32), y=y.astype(np.float32))
+    raise ValueError(f"unknown generator {generator!r}; allowed: {', '.join(GENERATORS)}")
+
+
 _LOADERS: dict[str, tuple[Callable[[], Arrays], str, tuple[int, int, int] | None, str]] = {
     "digits": (_digits, "classification", (1, 8, 8), "8×8 handwritten digits, 10 classes"),
     "iris": (
@@ -75,6 +123,18 @@ _LOADERS: dict[str, tuple[Callable[[], Arrays], str, tuple[int, int, int] | None
         "regression",
         None,
         "diabetes progression, regression (standardized features)",
+    ),
+    "synthetic_classification": (
+        partial(synthetic, "classification"),
+        "classification",
+        None,
+        "synthetic: 1000 samples, 20 features, 2 classes, label noise 0.1 (seed 0)",
+    ),
+    "synthetic_regression": (
+        partial(synthetic, "regression"),
+        "regression",
+        None,
+        "synthetic: 1000 samples, 20 features, noise 0.1, standardized target (seed 0)",
     ),
 }
 

@@ -1,24 +1,66 @@
-"""Resolve a dataset name to what the spec checks and the worker need."""
+"""Datasets as plain functions over a session (the route commits): resolve a name to what the spec
+checks and the worker need, list them, and add uploads and generated ones."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+import hashlib
+from pathlib import Path, PurePath
+from typing import Any
 
-from service.datasets import builtin
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, SessionTransaction
+
+from service.config import settings
+from service.datasets import builtin, storage
 from service.datasets.builtin import DatasetInfo
 from service.datasets.models import Dataset
-from service.kit.errors import InvalidInput, item
+from service.datasets.schemas import DatasetList, DatasetOut, GeneratorIn, Upload
+from service.kit.errors import Conflict, ErrorItem, InvalidInput, NotFound, item
+from service.kit.time import utcnow
+
+NAME: list[str | int] = ["body", "name"]
 
 
 def uploaded(session: Session) -> list[Dataset]:
     return list(session.scalars(select(Dataset).order_by(Dataset.name)))
 
 
+def find(session: Session, name: str) -> Dataset | None:
+    return session.scalars(select(Dataset).where(Dataset.name == name)).first()
+
+
+def _description(row: Dataset) -> str:
+    src = row.source or {}
+    if src.get("kind") == "generator":
+        classes = f", {row.n_classes} classes" if row.n_classes else ""
+        return (
+            f"synthetic {src.get('generator')}: {row.n_samples} samples, "
+            f"{src.get('n_features')} features{classes}, noise {src.get('noise')} "
+            f"(seed {src.get('seed')})"
+        )
+    if src.get("kind") == "upload":
+        return f"uploaded {src.get('format')} ({src.get('filename')}), {row.n_samples} samples"
+    return f"uploaded ({row.n_samples} samples)"
+
+
+def info_of(row: Dataset) -> DatasetInfo:
+    shape = tuple(int(d) for d in row.feature_shape)
+    return DatasetInfo(
+        name=row.name,
+        task=row.task,
+        n_samples=row.n_samples,
+        feature_shape=shape,
+        n_classes=row.n_classes,
+        image_shape=(shape[0], shape[1], shape[2]) if len(shape) == 3 else None,
+        description=_description(row),
+    )
+
+
 def resolve(session: Session, name: str, loc: list[str | int]) -> DatasetInfo:
     if name in builtin.NAMES:
         return builtin.info(name)
-    row = session.scalars(select(Dataset).where(Dataset.name == name)).first()
+    row = find(session, name)
     if row is None:
         known = [*builtin.NAMES, *(d.name for d in uploaded(session))]
         raise InvalidInput.of(
@@ -30,13 +72,216 @@ def resolve(session: Session, name: str, loc: list[str | int]) -> DatasetInfo:
                 )
             ]
         )
-    shape = tuple(row.feature_shape)
-    return DatasetInfo(
-        name=row.name,
-        task=row.task,
-        n_samples=row.n_samples,
-        feature_shape=shape,
-        n_classes=row.n_classes,
-        image_shape=(shape[0], shape[1], shape[2]) if len(shape) == 3 else None,
-        description=f"uploaded ({row.n_samples} samples)",
+    return info_of(row)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _out(info: DatasetInfo, row: Dataset | None) -> DatasetOut:
+    return DatasetOut(
+        name=info.name,
+        task=info.task,
+        n_samples=info.n_samples,
+        feature_shape=list(info.feature_shape),
+        n_classes=info.n_classes,
+        image_shape=list(info.image_shape) if info.image_shape else None,
+        builtin=row is None,
+        description=info.description,
+        source=row.source if row is not None else None,
+        created_at=row.created_at if row is not None else None,
     )
+
+
+def out(row: Dataset) -> DatasetOut:
+    return _out(info_of(row), row)
+
+
+def listing(session: Session) -> DatasetList:
+    """Built-ins first (in their fixed order), then uploads by name."""
+    return DatasetList(
+        datasets=[
+            *(_out(builtin.info(n), None) for n in builtin.NAMES),
+            *(out(row) for row in uploaded(session)),
+        ]
+    )
+
+
+def get(session: Session, name: str) -> DatasetOut:
+    if name in builtin.NAMES:
+        return _out(builtin.info(name), None)
+    row = find(session, name)
+    if row is None:
+        raise NotFound(f"no dataset named {name!r}", loc=["path", "name"])
+    return out(row)
+
+
+# -- adding -------------------------------------------------------------------------------------
+
+
+def limit_bytes() -> int:
+    return settings.max_upload_mb * 2**20
+
+
+def check_free(session: Session, name: str) -> None:
+    """409 when the name is a built-in's or an existing upload's (checked before any parsing)."""
+    if name in builtin.NAMES:
+        raise Conflict(f"{name!r} is a built-in dataset; choose another name", loc=NAME)
+    if find(session, name) is not None:
+        raise Conflict(f"a dataset named {name!r} already exists", loc=NAME)
+
+
+def _remove_on_rollback(session: Session, path: Path) -> None:
+    """The file was published before the commit: if the transaction it belongs to is rolled back
+    instead (a failed commit included), no row will ever point at it, so remove it."""
+    root = session.get_transaction()
+
+    def on_rollback(_: Session, previous: SessionTransaction) -> None:
+        if previous is root:
+            path.unlink(missing_ok=True)
+
+    event.listen(session, "after_soft_rollback", on_rollback)
+
+
+def _store(
+    session: Session, name: str, prepared: storage.Prepared, source: dict[str, Any]
+) -> Dataset:
+    """Write the file, insert the row, then move the file into place. A failed insert (the name
+    was taken meanwhile) removes the file; nothing is left behind on any error."""
+    data_dir = settings.data_dir
+    tmp = storage.write_temp(data_dir, prepared.arrays)
+    try:
+        row = Dataset(
+            name=name,
+            task=prepared.task,
+            n_samples=int(prepared.arrays.x.shape[0]),
+            feature_shape=prepared.feature_shape,
+            n_classes=prepared.n_classes,
+            path=storage.relative_path(name),
+            source=source,
+            created_at=utcnow(),
+        )
+        # A plain flush, no savepoint: nothing else in this transaction needs saving from a
+        # failed insert (and pysqlite would commit at a SAVEPOINT's release).
+        session.add(row)
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict(f"a dataset named {name!r} already exists", loc=NAME) from None
+        final = storage.publish(tmp, data_dir, name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _remove_on_rollback(session, final)
+    return row
+
+
+def create_upload(session: Session, upload: Upload) -> DatasetOut:
+    """Validate an uploaded `.npz` or `.csv` and store it. Raises 409/413/415/422; on any error
+    nothing is written."""
+    form = upload.form
+    check_free(session, form.name)
+    suffix = PurePath(upload.filename).suffix.lower()
+    if suffix not in (".npz", ".csv"):
+        raise storage.UnsupportedMediaType(
+            f"unsupported file {upload.filename!r}: upload a .npz (arrays x and y) or a .csv "
+            "(a header row and a label column)",
+            loc=list(storage.FILE),
+        )
+    limit = limit_bytes()
+    storage.check_size(len(upload.data), limit, "the upload")
+    source: dict[str, Any] = {
+        "kind": "upload",
+        "format": suffix[1:],
+        "filename": PurePath(upload.filename).name[:200],
+        "sha256": hashlib.sha256(upload.data).hexdigest(),
+    }
+    if suffix == ".npz":
+        if form.label_column is not None:
+            raise InvalidInput(
+                "label_column applies to .csv uploads; an .npz holds its labels in 'y'",
+                loc=["body", "label_column"],
+            )
+        raw = storage.parse_npz(upload.data, limit)
+    else:
+        if form.label_column is None:
+            raise InvalidInput(
+                "a .csv upload needs label_column: the header name of the label/target column",
+                loc=["body", "label_column"],
+            )
+        raw = storage.parse_csv(upload.data, form.label_column)
+        source["label_column"] = form.label_column
+    prepared = storage.prepare(raw, form.task, limit_bytes=limit)
+    source["task_inferred"] = prepared.task_inferred
+    if prepared.classes is not None:
+        source["classes"] = prepared.classes
+    return out(_store(session, form.name, prepared, source))
+
+
+def _generator_problems(params: GeneratorIn) -> list[ErrorItem]:
+    problems: list[ErrorItem] = []
+    if params.generator == "regression":
+        if params.n_classes is not None:
+            problems.append(
+                item(
+                    ["body", "n_classes"],
+                    "n_classes applies to the classification generator only",
+                    "invalid",
+                )
+            )
+    else:
+        k = params.classes
+        if params.noise > 1:
+            problems.append(
+                item(
+                    ["body", "noise"],
+                    "for classification, noise is the fraction of labels assigned at random: 0..1",
+                    "invalid",
+                )
+            )
+        if k > 2**params.n_features:
+            problems.append(
+                item(
+                    ["body", "n_classes"],
+                    f"{k} classes need at least {(k - 1).bit_length()} features",
+                    "invalid",
+                )
+            )
+        if params.n_samples < 2 * k:
+            problems.append(
+                item(["body", "n_samples"], f"{k} classes need at least {2 * k} samples", "invalid")
+            )
+    n_bytes = params.n_samples * params.n_features * 4
+    if n_bytes > limit_bytes():
+        problems.append(
+            item(
+                ["body", "n_samples"],
+                f"n_samples × n_features as float32 is {storage.mib(n_bytes)}; the limit is "
+                f"{storage.mib(limit_bytes())} (GLIDEPATH_MAX_UPLOAD_MB)",
+                "too_large",
+            )
+        )
+    return problems
+
+
+def create_generated(session: Session, params: GeneratorIn) -> DatasetOut:
+    """Generate a seeded synthetic dataset and store it like an upload."""
+    check_free(session, params.name)
+    problems = _generator_problems(params)
+    if problems:
+        raise InvalidInput.of(problems)
+    arrays = builtin.synthetic(
+        params.generator,
+        n_samples=params.n_samples,
+        n_features=params.n_features,
+        n_classes=params.classes,
+        noise=params.noise,
+        seed=params.seed,
+    )
+    prepared = storage.prepare(arrays, params.generator, loc=("body",))
+    source: dict[str, Any] = {
+        "kind": "generator",
+        **params.model_dump(exclude={"name"}),
+        "n_classes": prepared.n_classes,
+    }
+    return out(_store(session, params.name, prepared, source))
