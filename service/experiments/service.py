@@ -23,8 +23,6 @@ from service.experiments.schemas import (
 from service.experiments.spec import ExperimentSpec, check_spec, derived_sizes
 from service.kit.errors import Conflict, InvalidInput, NotFound
 
-RUN_TASK = "glidepath.run_experiment"
-
 
 def queue_for(spec: ExperimentSpec) -> str:
     """`auto` runs on whichever worker is free; an explicit device goes to workers that have it."""
@@ -72,15 +70,17 @@ def create(
     experiment.idempotency_key = idempotency_key
     experiment.request_hash = digest
     try:
-        with session.begin_nested():
-            repo.add(experiment, spec.tags)
+        repo.add(experiment, spec.tags)
     except IntegrityError:
-        # A concurrent request with the same key won the insert: answer as its replay.
+        # A concurrent request with the same key won the insert: answer as its replay. (No
+        # SAVEPOINT: pysqlite's default transaction handling makes them unreliable on SQLite;
+        # this request's unit of work holds nothing else, so a full rollback loses nothing.)
+        session.rollback()
         existing = repo.by_idempotency_key(idempotency_key or "")
         if existing is None:
             raise
         return _replay(existing, digest), False
-    dispatch.enqueue(session, experiment.id, experiment.queue, RUN_TASK)
+    dispatch.enqueue(session, experiment.id, experiment.queue, dispatch.RUN_TASK)
     return experiment, True
 
 
