@@ -39,9 +39,30 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a worker's claim on a run lasts between heartbeats.",
     )
+    checkpoint_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Checkpoint a run at least this often (seconds) unless its spec sets "
+        "checkpoint_every (epochs).",
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, description="A run whose worker is lost this many times ends `failed`."
+    )
+    resend_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Re-send the task of a run still queued this long after its last send "
+        "(a broker that lost it, e.g. Redis restarted); doubles per re-send.",
+    )
     worker_queues: str = Field(
         default="auto,cpu",
         description="Comma-separated Celery queues a worker consumes (gpu workers add `gpu`).",
+    )
+    max_upload_mb: int = Field(
+        default=50,
+        ge=1,
+        description="Largest dataset accepted by POST /v1/datasets, in MB (2**20 bytes): the "
+        "uploaded file, the arrays it unpacks to, and a generated dataset's float32 features.",
     )
 
     @property
