@@ -26,6 +26,7 @@ Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 MAX_EPOCHS = 100_000
 METRICS_CLASSIFICATION = ("train_loss", "val_loss", "val_accuracy")
 METRICS_REGRESSION = ("train_loss", "val_loss", "val_mae")
+METRICS_ANY = ("train_loss", "val_loss", "val_accuracy", "val_mae")  # no dataset: either task's
 
 
 class Strict(BaseModel):
@@ -144,12 +145,14 @@ def _check_solver(spec: ExperimentSpec) -> list[ErrorItem]:
     )
     if errors:
         return errors
-    try:  # torch checks values in __init__ and some only on the first step: do both.
+    # torch checks values in __init__ and some only on the first step: do both. What it
+    # raises includes asserts (capturable=True on CPU) and overflows (10**400 as a float).
+    try:
         p = torch.zeros(2, requires_grad=True)
         opt = catalog.solver_class(spec.solver.type)([p], lr=spec.base_lr, **spec.solver.params)
         p.sum().backward()
         opt.step()
-    except (ValueError, TypeError, RuntimeError) as exc:
+    except (ValueError, TypeError, RuntimeError, ArithmeticError, AssertionError) as exc:
         return [
             item(
                 [*loc, "params"],
@@ -185,7 +188,9 @@ def _check_kwargs(
     return errors
 
 
-def _check_scheduler(spec: ExperimentSpec, info: DatasetInfo, steps: int) -> list[ErrorItem]:
+def _check_scheduler(
+    spec: ExperimentSpec, task: str, metrics: tuple[str, ...], steps: int
+) -> list[ErrorItem]:
     sched = spec.scheduler
     if sched is None or sched.type == catalog.CONSTANT:
         if sched is not None and sched.params:
@@ -225,13 +230,11 @@ def _check_scheduler(spec: ExperimentSpec, info: DatasetInfo, steps: int) -> lis
                     "invalid",
                 )
             )
-        metrics = metrics_for(info.task)
         if sched.monitor not in metrics:
             errors.append(
                 item(
                     ["scheduler", "monitor"],
-                    f"{sched.monitor!r} is not recorded for "
-                    f"{info.task}; allowed: {_allowed(metrics)}",
+                    f"{sched.monitor!r} is not recorded for {task}; allowed: {_allowed(metrics)}",
                     "unknown_metric",
                 )
             )
@@ -248,17 +251,29 @@ def _check_scheduler(spec: ExperimentSpec, info: DatasetInfo, steps: int) -> lis
     return errors
 
 
-def _check_monitors(spec: ExperimentSpec, info: DatasetInfo) -> list[ErrorItem]:
+def _check_monitors(spec: ExperimentSpec, task: str, metrics: tuple[str, ...]) -> list[ErrorItem]:
     if spec.early_stopping is None:
         return []
-    metrics = metrics_for(info.task)
     if spec.early_stopping.monitor not in metrics:
         return [
             item(
                 ["early_stopping", "monitor"],
                 f"{spec.early_stopping.monitor!r} is not "
-                f"recorded for {info.task}; allowed: {_allowed(metrics)}",
+                f"recorded for {task}; allowed: {_allowed(metrics)}",
                 "unknown_metric",
+            )
+        ]
+    return []
+
+
+def _check_warmup(spec: ExperimentSpec) -> list[ErrorItem]:
+    if spec.warmup is not None and spec.warmup.epochs >= spec.epochs:
+        return [
+            item(
+                ["warmup", "epochs"],
+                f"warmup ({spec.warmup.epochs} epochs) must be "
+                f"shorter than the run ({spec.epochs} epochs)",
+                "invalid",
             )
         ]
     return []
@@ -294,19 +309,22 @@ def check_spec(spec: ExperimentSpec, info: DatasetInfo) -> list[ErrorItem]:
                     "empty_split",
                 )
             )
-    if spec.warmup is not None and spec.warmup.epochs >= spec.epochs:
-        errors.append(
-            item(
-                ["warmup", "epochs"],
-                f"warmup ({spec.warmup.epochs} epochs) must be "
-                f"shorter than the run ({spec.epochs} epochs)",
-                "invalid",
-            )
-        )
+    errors += _check_warmup(spec)
     errors += _check_model(spec, info)
-    errors += _check_monitors(spec, info)
+    metrics = metrics_for(info.task)
+    errors += _check_monitors(spec, info.task, metrics)
     solver_errors = _check_solver(spec)
     errors += solver_errors
     if not solver_errors and not errors:
-        errors += _check_scheduler(spec, info, steps)
+        errors += _check_scheduler(spec, info.task, metrics, steps)
+    return errors
+
+
+def check_schedule(spec: ExperimentSpec, steps: int) -> list[ErrorItem]:
+    """`check_spec`'s checks of what shapes the LR (warmup, monitors, solver, scheduler) without
+    a dataset, for the schedule preview: a monitor may be a metric of either task."""
+    errors = _check_warmup(spec) + _check_monitors(spec, "any task", METRICS_ANY)
+    errors += _check_solver(spec)
+    if not errors:
+        errors += _check_scheduler(spec, "any task", METRICS_ANY, steps)
     return errors

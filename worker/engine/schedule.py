@@ -9,7 +9,7 @@ alone and the plateau decisions (worker/engine/decisions.py) start after it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from torch.optim.lr_scheduler import LinearLR, LRScheduler, SequentialLR
 
 from service.experiments import catalog
 from service.experiments.spec import ExperimentSpec
+from worker.engine import decisions
 
 
 class ScheduleError(ValueError):
@@ -100,14 +101,16 @@ def _check_values(type_: str, p: dict[str, Any], base_lr: float, total: int) -> 
     if type_ == "OneCycleLR":
         need(isinstance(p["max_lr"], int | float) and p["max_lr"] > 0, "max_lr", "must be > 0")
         pct = p.get("pct_start", 0.3)
-        phases = 3 if p.get("three_phase") else 2
         need(isinstance(pct, int | float) and 0 < pct < 1, "pct_start", "must be in (0, 1)")
-        # torch divides by each phase's length; a phase of zero steps fails mid-run.
-        need(
-            float(pct * total) - 1 >= 1 and total - float(pct * total) * (phases - 1) >= 2,
-            "pct_start",
-            f"leaves an empty phase over {total} scheduler steps",
-        )
+        # torch divides by each phase's length (its own `end_step` formulas): a phase of length
+        # exactly 0 raises ZeroDivisionError when a step lands in it, mid-run.
+        if p.get("three_phase"):
+            ends = [float(pct * total) - 1, float(2 * pct * total) - 2, total - 1]
+        else:
+            ends = [float(pct * total) - 1, total - 1]
+        starts = [0.0, *ends[:-1]]
+        need(all(e - s != 0 for s, e in zip(starts, ends, strict=True)), "pct_start",
+             f"gives a zero-length phase over {total} scheduler steps")  # fmt: skip
 
 
 def build_schedule(
@@ -159,17 +162,63 @@ def dummy_optimizer(spec: ExperimentSpec) -> torch.optim.Optimizer:
     return catalog.solver_class(spec.solver.type)([p], lr=spec.base_lr, **spec.solver.params)
 
 
-def iter_epoch_lrs(spec: ExperimentSpec, steps_per_epoch: int) -> Iterator[float]:
-    """The per-epoch LR (param group 0 at the first step of each epoch), without training and
-    without plateau decisions (those need metrics: see decisions.py)."""
+def monitored(spec: ExperimentSpec) -> str:
+    """The metric a single series of values stands for: ReduceLROnPlateau's `monitor`, else
+    early stopping's (both default to val_loss)."""
+    if spec.scheduler is not None and spec.scheduler.type == "ReduceLROnPlateau":
+        return spec.scheduler.monitor
+    return spec.early_stopping.monitor if spec.early_stopping else "val_loss"
+
+
+@dataclass(frozen=True)
+class EpochLR:
+    epoch: int
+    lr: float  # param group 0's LR for the epoch's first step: what the worker records
+    decision: decisions.Decision | None  # taken after the epoch; None without metric values
+
+
+def walk(
+    spec: ExperimentSpec, steps_per_epoch: int, monitor_values: Sequence[float] | None = None
+) -> Iterator[EpochLR]:
+    """The run's schedule epoch by epoch without training, in the worker loop's order
+    (engine/run.py): read the LR; step the scheduler per batch (interval `step`); `after_epoch`;
+    then, given metric values, `decisions.step` and its `lr_next` for every param group.
+
+    `monitor_values[e - 1]` is epoch e's value of `monitored(spec)`; with values the walk ends
+    after the last one or where a decision stops the run (a non-finite value diverges). Without
+    them it covers `spec.epochs` and no plateau or early-stopping decision is taken (the LR after
+    a ReduceLROnPlateau warmup stays put). The optimizer steps once per epoch, with no gradients:
+    a no-op that keeps torch's "scheduler before optimizer" check quiet."""
     optimizer = dummy_optimizer(spec)
     schedule = build_schedule(spec, optimizer, steps_per_epoch)
-    for epoch in range(1, spec.epochs + 1):
-        yield float(optimizer.param_groups[0]["lr"])
-        for _ in range(steps_per_epoch if schedule.interval == "step" else 1):
-            optimizer.step()
-            schedule.after_step()
+    sched_steps = steps_per_epoch if schedule.interval == "step" else 1
+    epochs = spec.epochs if monitor_values is None else min(spec.epochs, len(monitor_values))
+    monitor = monitored(spec)
+    state = decisions.initial_state(spec, float(optimizer.param_groups[0]["lr"]))
+    for epoch in range(1, epochs + 1):
+        lr = float(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if schedule.interval == "step":
+            for _ in range(sched_steps):
+                schedule.after_step()
         schedule.after_epoch(epoch)
+        if monitor_values is None:
+            yield EpochLR(epoch, lr, None)
+            continue
+        metrics: dict[str, float | None] = {monitor: monitor_values[epoch - 1]}
+        decision, state = decisions.step(spec, state, epoch, metrics, lr)
+        if decision.lr_next != lr:  # a plateau reduction: takes effect from the next epoch
+            for group in optimizer.param_groups:
+                group["lr"] = decision.lr_next
+        yield EpochLR(epoch, lr, decision)
+        if decision.stop:
+            return
+
+
+def iter_epoch_lrs(spec: ExperimentSpec, steps_per_epoch: int) -> Iterator[float]:
+    """The per-epoch LR (param group 0 at the first step of each epoch), without training and
+    without plateau decisions (those need metrics: see `walk` and decisions.py)."""
+    return (e.lr for e in walk(spec, steps_per_epoch))
 
 
 def simulate_lrs(spec: ExperimentSpec, steps_per_epoch: int, max_epochs: int = 3) -> list[float]:
@@ -182,7 +231,7 @@ def simulate_lrs(spec: ExperimentSpec, steps_per_epoch: int, max_epochs: int = 3
             out.append(lr)
     except ScheduleError:
         raise
-    except (ValueError, TypeError, ZeroDivisionError, KeyError) as exc:
+    except (ValueError, TypeError, ArithmeticError, KeyError, IndexError) as exc:
         raise ScheduleError(
             f"{spec.scheduler.type if spec.scheduler else 'schedule'} fails: {exc}"
         ) from exc
