@@ -6,11 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_shutting_down
 
 from service.config import settings
-
-RUN_EXPERIMENT = "glidepath.run_experiment"
 
 
 def _broker_options() -> dict[str, Any]:
@@ -61,3 +59,12 @@ def _dispose_engine_after_fork(**_: Any) -> None:
     from service.kit.db import dispose_engine
 
     dispose_engine()
+
+
+@worker_shutting_down.connect
+def _hand_runs_back(**_: Any) -> None:
+    # Celery's warm shutdown waits for the running task; a training run could take hours.
+    # Stop it at the next batch boundary instead and hand it back to the queue (run.py).
+    from worker.engine.lease import request_shutdown
+
+    request_shutdown()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from worker.celery_app import RUN_EXPERIMENT, celery_app
+from service.dispatch.service import RUN_TASK
+from worker.celery_app import celery_app
 
 
-@celery_app.task(name=RUN_EXPERIMENT)
+@celery_app.task(name=RUN_TASK)
 def run_experiment(experiment_id: int) -> str:
     from worker.engine.run import run_experiment as run
 

@@ -1,17 +1,38 @@
-"""A background thread that re-sends outbox messages that never reached the broker."""
+"""Housekeeping in the background of the API process (and of `glidepath up`): send outbox
+messages that never reached the broker, re-send the tasks of runs a broker lost, and return runs
+with expired leases to the queue."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
-from service.dispatch.service import relay_pending
+from service.config import settings
+from service.dispatch.service import relay_pending, resend_stale
 
 log = logging.getLogger(__name__)
 
 
+def tick() -> None:
+    from service.experiments.reaper import reap
+
+    jobs = {
+        "sent": relay_pending,
+        "re-sent": lambda: resend_stale(settings.resend_after_seconds),
+        "reaped": reap,
+    }
+    done = {}
+    for name, job in jobs.items():
+        try:  # each on its own: one failing (say, the broker is down) must not stop the others
+            done[name] = job()
+        except Exception:
+            log.warning("housekeeping (%s) failed", name, exc_info=True)
+    if any(done.values()):
+        log.info("housekeeping: %s", ", ".join(f"{k} {v}" for k, v in done.items()))
+
+
 class Relay(threading.Thread):
-    def __init__(self, interval_s: float = 5.0) -> None:
+    def __init__(self, interval_s: float = 2.0) -> None:
         super().__init__(name="outbox-relay", daemon=True)
         self.interval_s = interval_s
         self._stop = threading.Event()
@@ -19,11 +40,9 @@ class Relay(threading.Thread):
     def run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                sent = relay_pending()
-                if sent:
-                    log.info("relay re-sent %d outbox message(s)", sent)
+                tick()
             except Exception:  # DB or broker away: try again next tick
-                log.warning("outbox relay failed", exc_info=True)
+                log.warning("housekeeping failed", exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()

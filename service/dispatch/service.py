@@ -5,10 +5,10 @@ between commit and send, the broker was down) is sent again by `relay_pending`."
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from service.dispatch.models import OutboxMessage
 from service.kit.db import session_scope
@@ -17,6 +17,7 @@ from service.kit.time import utcnow
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "glidepath_outbox_pending"
+RUN_TASK = "glidepath.run_experiment"
 
 
 def enqueue(session: Session, experiment_id: int, queue: str, task: str) -> OutboxMessage:
@@ -57,6 +58,43 @@ def send(messages: list[OutboxMessage]) -> int:
         except Exception:  # a re-send later is harmless: the claim makes duplicates no-ops
             log.warning("could not mark outbox messages sent", exc_info=True)
     return len(sent_ids)
+
+
+def resend_stale(resend_after_s: float, limit: int = 500) -> int:
+    """Re-send the task of runs still queued long after it was sent: a broker can lose a message
+    (Redis restarted without persistence; a consumer died holding it). The wait doubles with each
+    re-send, so a long but healthy backlog costs a few duplicates, which the claim ignores."""
+    from service.experiments.models import Experiment
+
+    newer = aliased(OutboxMessage)
+    latest = (
+        select(func.max(newer.id))
+        .where(newer.experiment_id == Experiment.id)
+        .correlate(Experiment)
+        .scalar_subquery()
+    )
+    now = utcnow()
+    with session_scope() as session:
+        rows = session.scalars(
+            select(OutboxMessage)
+            .join(Experiment, Experiment.id == OutboxMessage.experiment_id)
+            .where(
+                Experiment.status == "queued",
+                OutboxMessage.id == latest,
+                OutboxMessage.sent_at.is_not(None),
+                OutboxMessage.sent_at < now - timedelta(seconds=resend_after_s),
+            )
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        ).all()
+    due = []
+    for m in rows:
+        assert m.sent_at is not None
+        sent_at = m.sent_at if m.sent_at.tzinfo else m.sent_at.replace(tzinfo=UTC)
+        backoff = resend_after_s * 2 ** min(max(m.send_attempts - 1, 0), 6)
+        if now - sent_at >= timedelta(seconds=backoff):
+            due.append(m)
+    return send(due)
 
 
 def relay_pending(min_age_s: float = 5.0, limit: int = 500) -> int:

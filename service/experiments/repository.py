@@ -186,6 +186,51 @@ class ExperimentRepository:
         )
         return result.rowcount == 1  # type: ignore[attr-defined]
 
+    def last_epoch(self, experiment_id: int) -> int:
+        last = self.session.scalar(
+            select(func.max(EpochRow.epoch)).where(EpochRow.experiment_id == experiment_id)
+        )
+        return int(last or 0)
+
+    def release(self, experiment_id: int, attempt: int) -> str | None:
+        """Give a running run back to the queue (worker shutdown). Returns its queue, or None
+        when this attempt no longer holds it."""
+        result = self.session.execute(
+            update(Experiment)
+            .where(
+                Experiment.id == experiment_id,
+                Experiment.attempt == attempt,
+                Experiment.status == "running",
+            )
+            .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+            .returning(Experiment.queue)
+        )
+        return result.scalar_one_or_none()
+
+    def expired(self, limit: int = 100) -> list[tuple[int, int, bool, str]]:
+        """Running runs whose lease ran out: (id, attempt, cancel_requested, queue)."""
+        rows = self.session.execute(
+            select(Experiment.id, Experiment.attempt, Experiment.cancel_requested, Experiment.queue)
+            .where(Experiment.status == "running", Experiment.lease_expires_at < utcnow())
+            .order_by(Experiment.id)
+            .limit(limit)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def requeue_expired(self, experiment_id: int, attempt: int, **values: Any) -> bool:
+        """Take back a run whose lease expired, only if nobody renewed or re-claimed it since."""
+        result = self.session.execute(
+            update(Experiment)
+            .where(
+                Experiment.id == experiment_id,
+                Experiment.attempt == attempt,
+                Experiment.status == "running",
+                Experiment.lease_expires_at < utcnow(),
+            )
+            .values(lease_owner=None, lease_expires_at=None, updated_at=utcnow(), **values)
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
     def truncate_history(self, experiment_id: int, after_epoch: int) -> None:
         """Cut rows and decisions back to a checkpoint: a resumed run redoes what follows it."""
         for model in (EpochRow, Decision):

@@ -38,6 +38,7 @@ class ExperimentOut(BaseModel):
     steps_per_epoch: int | None
     device: str | None
     attempt: int
+    worker: str | None = Field(description="host:pid of the worker holding the run's lease")
     epochs_run: int
     best_epoch: int | None
     best_value: float | None
@@ -73,6 +74,7 @@ class ExperimentOut(BaseModel):
             steps_per_epoch=e.steps_per_epoch,
             device=e.device,
             attempt=e.attempt,
+            worker=e.lease_owner,
             epochs_run=e.epochs_run,
             best_epoch=e.best_epoch,
             best_value=e.best_value,

@@ -11,6 +11,19 @@ from service.kit.db import session_scope
 log = logging.getLogger(__name__)
 
 
+_active: set[Lease] = set()
+_active_lock = threading.Lock()
+
+
+def request_shutdown() -> None:
+    """The worker process is stopping: every run it holds stops at its next batch boundary
+    and is handed back to the queue (see run.py)."""
+    with _active_lock:
+        for lease in _active:
+            lease.shutdown = True
+            lease.stop.set()
+
+
 class Lease(threading.Thread):
     """Renews the lease every `lease_s / 3` seconds. Sets `stop` when the run is cancelled or the
     lease is lost (another attempt took over); the loop checks `stop` at each batch boundary,
@@ -22,7 +35,10 @@ class Lease(threading.Thread):
         self.stop = threading.Event()
         self.cancelled = False
         self.lost = False
+        self.shutdown = False
         self._done = threading.Event()
+        with _active_lock:
+            _active.add(self)
 
     def beat(self) -> None:
         with session_scope() as session:
@@ -46,3 +62,5 @@ class Lease(threading.Thread):
 
     def close(self) -> None:
         self._done.set()
+        with _active_lock:
+            _active.discard(self)
