@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.stack import free_port, wait_for
+from tests.support.stack import die_with_parent, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +37,7 @@ def test_up_trains_and_ctrl_c_stops_api_and_worker(tmp_path: Path) -> None:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     url = f"http://127.0.0.1:{port}"
     logs = lambda: (tmp_path / "up.log").read_text()[-3000:]  # noqa: E731

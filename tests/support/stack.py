@@ -27,6 +27,7 @@ class Backend:
     database_url: str
     broker_url: str  # "" = the embedded file-system broker
     data_dir: Path
+    overrides: dict[str, str] = field(default_factory=dict)  # extra GLIDEPATH_* for processes
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GLIDEPATH_")}
@@ -37,6 +38,7 @@ class Backend:
             GLIDEPATH_LEASE_SECONDS="10",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.overrides)
         return env
 
 
@@ -90,6 +92,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: SIGKILL me when the test process dies. Without it a test run
+    that is itself killed leaves workers behind that consume the next run's messages."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _spawn(args: list[str], backend: Backend, log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
@@ -98,6 +109,7 @@ def _spawn(args: list[str], backend: Backend, log: Path) -> subprocess.Popen[byt
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
 
 

@@ -1,0 +1,176 @@
+"""Faults with real processes: a worker killed with SIGKILL mid-run, a worker stopped with
+SIGTERM, a duplicate task delivery, a cancel while running, a broker that lost its messages.
+Each asserts that every experiment ends, that its epochs are contiguous with no duplicates, and
+that its trace equals an uninterrupted twin's."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.stack import Backend, Stack, start_stack, wait_for
+
+pytestmark = pytest.mark.integration
+
+# ~60 ms per epoch on a CPU: long enough to be killed mid-run, short enough for CI. Dropout,
+# Adam's state and plateau decisions all have to survive the resume for the traces to match.
+SPEC: dict[str, Any] = {
+    "dataset": "digits", "model": {"type": "mlp", "hidden": [128, 128], "dropout": 0.1},
+    "solver": {"type": "Adam", "params": {}}, "base_lr": 0.002, "batch_size": 32,
+    "scheduler": {"type": "ReduceLROnPlateau", "params": {"patience": 1, "factor": 0.5}},
+    "epochs": 30, "checkpoint_every": 3, "seed": 3,
+}  # fmt: skip
+FAST = {"GLIDEPATH_LEASE_SECONDS": "2", "GLIDEPATH_RESEND_AFTER_SECONDS": "3"}
+
+
+@pytest.fixture
+def stack2(backend: Backend, tmp_path: Path) -> Iterator[Stack]:
+    """Two workers, short leases, quick re-sends."""
+    backend.overrides.update(FAST)
+    with start_stack(backend, tmp_path / "logs", workers=2) as running:
+        yield running
+
+
+def trace(c: httpx.Client, exp_id: int) -> list[dict[str, Any]]:
+    rows = c.get(f"/v1/experiments/{exp_id}/metrics", params={"limit": 10_000}).json()["epochs"]
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1)), "gaps or duplicates"
+    return [{k: v for k, v in r.items() if k != "duration_s"} for r in rows]
+
+
+def twin(stack: Stack, c: httpx.Client, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    exp_id = c.post("/v1/experiments", json={**spec, "name": "twin"}).json()["id"]
+    assert stack.wait_final(exp_id)["status"] == "succeeded", stack.logs()
+    return trace(c, exp_id)
+
+
+def holder(stack: Stack, c: httpx.Client, exp_id: int, min_epochs: int, attempt: int = 1
+           ) -> subprocess.Popen[bytes]:  # fmt: skip
+    """Wait until attempt `attempt` (or later) runs past `min_epochs` on a live worker, then
+    return that worker's process."""
+    body: dict[str, Any] = {}
+    alive = {p.pid: p for p in stack.procs.values() if p.poll() is None}
+
+    def far_enough() -> bool:
+        nonlocal body
+        body = c.get(f"/v1/experiments/{exp_id}").json()
+        pid = int(body["worker"].rsplit(":", 1)[1]) if body["worker"] else None
+        return (body["status"] == "running" and body["attempt"] >= attempt
+                and body["epochs_run"] >= min_epochs and pid in alive)  # fmt: skip
+
+    wait_for(far_enough, 60, lambda: f"{body}\n{stack.logs()}")
+    return alive[int(body["worker"].rsplit(":", 1)[1])]
+
+
+def test_sigkill_mid_run_resumes_elsewhere_with_identical_trace(stack2: Stack) -> None:
+    with stack2.client() as c:
+        expected = twin(stack2, c, SPEC)
+        exp_id = c.post("/v1/experiments", json=SPEC).json()["id"]
+        victim = holder(stack2, c, exp_id, min_epochs=7)
+        victim.kill()  # SIGKILL: no handler runs, the lease simply stops being renewed
+        victim.wait()
+        final = stack2.wait_final(exp_id)
+        assert final["status"] == "succeeded", stack2.logs()
+        assert final["attempt"] == 2  # claimed again after the lease expired
+        assert trace(c, exp_id) == expected
+
+
+def test_sigterm_hands_the_run_back_promptly(stack2: Stack) -> None:
+    with stack2.client() as c:
+        expected = twin(stack2, c, SPEC)
+        exp_id = c.post("/v1/experiments", json=SPEC).json()["id"]
+        victim = holder(stack2, c, exp_id, min_epochs=7)
+        t0 = time.monotonic()
+        victim.send_signal(signal.SIGTERM)
+        assert victim.wait(timeout=15) == 0
+        assert time.monotonic() - t0 < 10  # it did not train on to the end
+        final = stack2.wait_final(exp_id)
+        assert final["status"] == "succeeded", stack2.logs()
+        assert final["attempt"] == 2
+        assert trace(c, exp_id) == expected
+
+
+def test_duplicate_delivery_never_trains_twice(stack2: Stack) -> None:
+    from service.config import settings
+    from worker import celery_app as module
+
+    saved = settings.broker_url, settings.data_dir
+    settings.broker_url, settings.data_dir = stack2.backend.broker_url, stack2.backend.data_dir
+    try:
+        producer = module.make_celery()  # the stack's broker, as the API process sees it
+    finally:
+        settings.broker_url, settings.data_dir = saved
+    with stack2.client() as c:
+        expected = twin(stack2, c, SPEC)
+        exp_id = c.post("/v1/experiments", json=SPEC).json()["id"]
+        for _ in range(3):  # the same doorbell rung again while the first delivery trains
+            producer.send_task("glidepath.run_experiment", args=[exp_id], queue="auto")
+        final = stack2.wait_final(exp_id)
+        assert final["status"] == "succeeded"
+        assert final["attempt"] == 1  # the duplicates found it held and did nothing
+        assert trace(c, exp_id) == expected
+    producer.close()
+
+
+def test_cancel_while_running_stops_at_a_batch_boundary(stack2: Stack) -> None:
+    with stack2.client() as c:
+        exp_id = c.post("/v1/experiments", json={**SPEC, "epochs": 2000}).json()["id"]
+        holder(stack2, c, exp_id, min_epochs=3)
+        assert c.post(f"/v1/experiments/{exp_id}/cancel").json()["cancel_requested"] is True
+        final = stack2.wait_final(exp_id, timeout=30)
+        assert final["status"] == "cancelled"
+        rows = trace(c, exp_id)
+        assert len(rows) == final["epochs_run"] >= 3  # what it trained is kept
+        time.sleep(1.5)
+        assert len(trace(c, exp_id)) == len(rows)  # and nothing is written after
+
+
+REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
+               "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+               "--logfile", "/var/log/redis/ci.log"]  # fmt: skip
+
+
+def _restart_redis() -> None:
+    """This machine's Redis keeps nothing on disk: a restart loses every queued message."""
+    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False,
+                   capture_output=True)  # fmt: skip
+    wait_for(lambda: subprocess.run(["redis-cli", "ping"], capture_output=True).returncode != 0, 10)
+    subprocess.run(REDIS_START, check=True, capture_output=True)
+    wait_for(lambda: subprocess.run(["redis-cli", "ping"], capture_output=True).stdout.strip()
+             == b"PONG", 20)  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_redis_restart_with_experiments_queued_loses_nothing(pg_url: str, redis_url: str,
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    backend = Backend("postgres", pg_url, redis_url, tmp_path / "data", dict(FAST))
+    with start_stack(backend, tmp_path / "logs", workers=0) as stack, stack.client() as c:
+        ids = [c.post("/v1/experiments", json={**SPEC, "epochs": 3, "seed": i}).json()["id"]
+               for i in range(4)]  # fmt: skip
+        _restart_redis()  # the four messages were sent; no worker took them; now they are gone
+        stack.start_worker("late")
+        for exp_id in ids:
+            assert stack.wait_final(exp_id, timeout=90)["status"] == "succeeded", stack.logs()
+            assert len(trace(c, exp_id)) == 3
+
+
+def test_worker_lost_too_often_ends_failed_with_the_reason(backend: Backend, tmp_path: Path
+                                                           ) -> None:  # fmt: skip
+    """GLIDEPATH_MAX_ATTEMPTS bounds the retries of a run that keeps losing its worker."""
+    backend.overrides.update({**FAST, "GLIDEPATH_MAX_ATTEMPTS": "3"})
+    with start_stack(backend, tmp_path / "logs", workers=2) as stack, stack.client() as c:
+        exp_id = c.post("/v1/experiments", json={**SPEC, "epochs": 2000}).json()["id"]
+        for attempt in (1, 2, 3):
+            victim = holder(stack, c, exp_id, min_epochs=1, attempt=attempt)
+            victim.kill()
+            victim.wait()
+            stack.start_worker(f"spare{attempt}")
+        final = stack.wait_final(exp_id, timeout=60)
+    assert final["status"] == "failed" and final["attempt"] == 3
+    assert "lost 3 times" in final["error"]
