@@ -50,13 +50,29 @@ def worker(
         typer.Option(help="Comma-separated queues; default from GLIDEPATH_WORKER_QUEUES."),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
+    gpus: Annotated[
+        str,
+        typer.Option(
+            help="auto (all visible GPUs, else CPU), all, none (one CPU worker), or ids "
+            "such as 0,1: one worker process per GPU on the gpu and auto queues."
+        ),
+    ] = "auto",
     log_level: str = "info",
 ) -> None:
-    """Run one Celery worker process (solo pool: one run at a time, no fork)."""
+    """Run Celery worker process(es): solo pool, one run at a time each."""
     from service.config import settings
-    from worker.celery_app import celery_app
+    from worker import gpus as gpu_workers
 
     _logging()
+    try:
+        children = gpu_workers.plan(gpus, 0 if gpus == "none" else gpu_workers.visible_gpu_count())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--gpus") from None
+    if children:
+        raise typer.Exit(gpu_workers.supervise(children))
+
+    from worker.celery_app import celery_app
+
     argv = [
         "worker",
         "--pool",
