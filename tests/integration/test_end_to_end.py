@@ -168,3 +168,35 @@ def test_non_finite_loss_ends_the_run_as_diverged(stack: Stack) -> None:
     assert rows[-1]["decision"] == "diverged" and len(rows) == final["epochs_run"] < 60
     assert set(rows[-1]) >= {"val_mae", "val_loss"} and "val_accuracy" not in rows[-1]
     assert [d["kind"] for d in decisions] == ["diverged"]
+
+
+def test_restore_best_keeps_the_best_epochs_weights_as_the_final_model(stack: Stack) -> None:
+    import torch
+
+    from service.datasets.builtin import info
+    from service.experiments.spec import ExperimentSpec
+    from worker.engine.data import to_device
+    from worker.engine.loop import evaluate
+    from worker.engine.model import build_model
+
+    stop = {"monitor": "val_loss", "patience": 3, "restore_best": True}
+    spec = {**SPEC, "warmup": None, "epochs": 40, "base_lr": 0.3, "early_stopping": stop}
+    with stack.client() as c:
+        exp_id = c.post("/v1/experiments", json=spec).json()["id"]
+        final = stack.wait_final(exp_id)
+        rows = c.get(f"/v1/experiments/{exp_id}/metrics").json()["epochs"]
+    assert final["status"] == "early_stopped"
+    best = min(rows, key=lambda r: r["val_loss"])
+    assert final["best_epoch"] == best["epoch"] < rows[-1]["epoch"]
+
+    path = stack.backend.data_dir / "models" / f"{exp_id}.pt"
+    weights = torch.load(path, weights_only=True)  # our own file, tensors only
+    parsed = ExperimentSpec.model_validate(spec)
+    model = build_model(parsed.model, info("digits"))
+    model.load_state_dict(weights)
+    val = evaluate(model, to_device(parsed, torch.device("cpu")).val, "classification")
+    assert val.loss == pytest.approx(best["val_loss"], rel=1e-6)
+    assert val.accuracy == best["val_accuracy"]
+    assert val.loss != pytest.approx(rows[-1]["val_loss"], rel=1e-6)  # not the last epoch's
+    # A finished run keeps its model, not its resume checkpoint.
+    assert not (stack.backend.data_dir / "checkpoints" / f"{exp_id}.pt").exists()

@@ -5,6 +5,7 @@ that its trace equals an uninterrupted twin's."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -174,3 +175,39 @@ def test_worker_lost_too_often_ends_failed_with_the_reason(backend: Backend, tmp
         final = stack.wait_final(exp_id, timeout=60)
     assert final["status"] == "failed" and final["attempt"] == 3
     assert "lost 3 times" in final["error"]
+
+
+def _pg_ctl(action: str) -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_postgres_restart_mid_run_loses_nothing_and_the_api_says_503(
+    pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    backend = Backend("postgres", pg_url, redis_url, tmp_path / "data",
+                      {"GLIDEPATH_LEASE_SECONDS": "10"})  # fmt: skip
+    with start_stack(backend, tmp_path / "logs", workers=1) as stack, stack.client() as c:
+        expected = twin(stack, c, SPEC)
+        exp_id = c.post("/v1/experiments", json=SPEC).json()["id"]
+        holder(stack, c, exp_id, min_epochs=5)
+        statuses = set()
+        _pg_ctl("stop")
+        try:
+            for _ in range(10):  # the database is down: clients are told to retry, never a 500
+                r = c.get(f"/v1/experiments/{exp_id}")
+                statuses.add(r.status_code)
+                if r.status_code == 503:
+                    assert r.headers["Retry-After"]
+                    assert r.json()["detail"][0]["type"] == "unavailable"
+                time.sleep(0.2)
+            assert c.get("/readyz").status_code == 503
+        finally:
+            _pg_ctl("start")
+        assert statuses == {503}
+        final = stack.wait_final(exp_id, timeout=120)  # the API recovered without a restart
+        assert final["status"] == "succeeded", stack.logs()
+        assert trace(c, exp_id) == expected
+        assert c.get("/readyz").status_code == 200
