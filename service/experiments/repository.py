@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import ColumnElement, and_, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from service.experiments.models import (
@@ -19,6 +19,15 @@ from service.experiments.models import (
 )
 from service.kit.time import utcnow
 from service.kit.upsert import upsert
+
+
+def _held(experiment_id: int, attempt: int) -> ColumnElement[bool]:
+    """The run is running under this attempt: the fence of every worker write."""
+    return and_(
+        Experiment.id == experiment_id,
+        Experiment.attempt == attempt,
+        Experiment.status == "running",
+    )
 
 
 class ExperimentRepository:
@@ -161,11 +170,7 @@ class ExperimentRepository:
         """Extend the lease. Returns (still ours, cancel requested)."""
         result = self.session.execute(
             update(Experiment)
-            .where(
-                Experiment.id == experiment_id,
-                Experiment.attempt == attempt,
-                Experiment.status == "running",
-            )
+            .where(_held(experiment_id, attempt))
             .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
             .returning(Experiment.cancel_requested)
         )
@@ -177,11 +182,7 @@ class ExperimentRepository:
         Taken first in every worker transaction, it also locks the row on PostgreSQL."""
         result = self.session.execute(
             update(Experiment)
-            .where(
-                Experiment.id == experiment_id,
-                Experiment.attempt == attempt,
-                Experiment.status == "running",
-            )
+            .where(_held(experiment_id, attempt))
             .values(updated_at=utcnow(), **values)
         )
         return result.rowcount == 1  # type: ignore[attr-defined]
@@ -197,11 +198,7 @@ class ExperimentRepository:
         when this attempt no longer holds it."""
         result = self.session.execute(
             update(Experiment)
-            .where(
-                Experiment.id == experiment_id,
-                Experiment.attempt == attempt,
-                Experiment.status == "running",
-            )
+            .where(_held(experiment_id, attempt))
             .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=utcnow())
             .returning(Experiment.queue)
         )
@@ -221,12 +218,7 @@ class ExperimentRepository:
         """Take back a run whose lease expired, only if nobody renewed or re-claimed it since."""
         result = self.session.execute(
             update(Experiment)
-            .where(
-                Experiment.id == experiment_id,
-                Experiment.attempt == attempt,
-                Experiment.status == "running",
-                Experiment.lease_expires_at < utcnow(),
-            )
+            .where(_held(experiment_id, attempt), Experiment.lease_expires_at < utcnow())
             .values(lease_owner=None, lease_expires_at=None, updated_at=utcnow(), **values)
         )
         return result.rowcount == 1  # type: ignore[attr-defined]

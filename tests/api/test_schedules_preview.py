@@ -17,9 +17,10 @@ import torch
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch.optim.lr_scheduler import LinearLR, ReduceLROnPlateau, SequentialLR
+from torch.optim.lr_scheduler import LinearLR, ReduceLROnPlateau
 
 from service.experiments import catalog
+from tests.support.torch_reference import plain_torch_lrs
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`:UserWarning"),
@@ -92,36 +93,12 @@ def torch_lrs(
     epochs: int = EPOCHS,
     steps: int = STEPS,
 ) -> list[float]:
-    """Plain torch as a user writes it from CONTRACT.md: param group 0's LR at each epoch's start;
-    warmup = SequentialLR([LinearLR(...), main], milestones=[W·k]), the LinearLR built first."""
-    p = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.SGD([p], lr=BASE_LR, momentum=MOMENTUM)
-    k = steps if interval == "step" else 1
-    ramp = None
-    if warmup:
-        ramp = LinearLR(opt, start_factor=START_FACTOR, end_factor=1.0, total_iters=warmup * k)
-    main: Any = None
-    if type_ is not None:
-        kwargs = dict(params)
-        if type_ == "CyclicLR":
-            kwargs.setdefault("base_lr", BASE_LR)
-        if type_ == "OneCycleLR":
-            kwargs["total_steps"] = (epochs - warmup) * k
-        main = getattr(torch.optim.lr_scheduler, type_)(opt, **kwargs)
-    sched = main
-    if ramp is not None:
-        sched = ramp if main is None else SequentialLR(opt, [ramp, main], milestones=[warmup * k])
-    out = []
-    for _ in range(epochs):
-        out.append(opt.param_groups[0]["lr"])
-        for _ in range(steps):
-            p.grad = torch.ones_like(p)
-            opt.step()
-            if sched is not None and interval == "step":
-                sched.step()
-        if sched is not None and interval == "epoch":
-            sched.step()
-    return out
+    """Plain torch as a user writes it from CONTRACT.md (tests/support/torch_reference.py)."""
+    return plain_torch_lrs(
+        base_lr=BASE_LR, kind=type_, params=params, interval=interval, warmup=warmup,
+        start_factor=START_FACTOR, epochs=epochs, steps=steps,
+        solver_params={"momentum": MOMENTUM},
+    )  # fmt: skip
 
 
 def body(

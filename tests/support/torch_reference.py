@@ -13,37 +13,53 @@ STEP_DEFAULT = {"CyclicLR", "OneCycleLR"}
 
 
 def reference_lrs(spec: dict[str, Any], train_size: int) -> list[float]:
-    batch, epochs, base_lr = spec["batch_size"], spec["epochs"], spec["base_lr"]
-    steps = math.ceil(train_size / batch)
+    """For an experiment spec: steps per epoch come from the train size and batch size."""
+    sched = spec.get("scheduler") or {"type": "none"}
+    warmup = spec.get("warmup") or {}
     solver = spec.get("solver", {"type": "SGD", "params": {}})
+    return plain_torch_lrs(
+        base_lr=spec["base_lr"], kind=sched["type"], params=sched.get("params", {}),
+        interval=sched.get("interval"), warmup=warmup.get("epochs", 0),
+        start_factor=warmup.get("start_factor", 0.1), epochs=spec["epochs"],
+        steps=math.ceil(train_size / spec["batch_size"]),
+        solver=solver["type"], solver_params=solver.get("params", {}),
+    )  # fmt: skip
+
+
+def plain_torch_lrs(
+    *, base_lr: float, kind: str | None, params: dict[str, Any], interval: str | None,
+    warmup: int, start_factor: float, epochs: int, steps: int, solver: str = "SGD",
+    solver_params: dict[str, Any] | None = None,
+) -> list[float]:  # fmt: skip
+    """Param group 0's LR at the start of each epoch. Warmup is
+    SequentialLR([LinearLR(...), main], milestones=[W·k]), the LinearLR built first as torch's
+    docs (and a user's script) do; k = steps per epoch for per-step schedulers, else 1."""
     p = torch.zeros(1, requires_grad=True)
-    opt = getattr(torch.optim, solver["type"])([p], lr=base_lr, **solver.get("params", {}))
-    sched_spec = spec.get("scheduler") or {"type": "none"}
-    kind = sched_spec["type"]
-    interval = sched_spec.get("interval") or ("step" if kind in STEP_DEFAULT else "epoch")
+    opt = getattr(torch.optim, solver)([p], lr=base_lr, **(solver_params or {"momentum": 0.9}))
+    kind = kind or "none"
+    interval = interval or ("step" if kind in STEP_DEFAULT else "epoch")
     k = steps if interval == "step" else 1
-    warm = (spec.get("warmup") or {}).get("epochs", 0)
-    warmup = None
-    if warm:
-        factor = spec["warmup"].get("start_factor", 0.1)
-        warmup = ls.LinearLR(opt, start_factor=factor, end_factor=1.0, total_iters=warm * k)
+    ramp = None
+    if warmup:
+        ramp = ls.LinearLR(opt, start_factor=start_factor, end_factor=1.0, total_iters=warmup * k)
     main = None
     if kind != "none":
-        params = dict(sched_spec.get("params", {}))
+        kwargs = dict(params)
         if kind == "CyclicLR":
-            params.setdefault("base_lr", base_lr)
+            kwargs.setdefault("base_lr", base_lr)
         if kind == "OneCycleLR":
-            params["total_steps"] = (epochs - warm) * k
-        main = getattr(ls, kind)(opt, **params)
+            kwargs["total_steps"] = (epochs - warmup) * k
+        main = getattr(ls, kind)(opt, **kwargs)
     sched = main
-    if warmup is not None:
+    if ramp is not None:
         sched = (
-            warmup if main is None else ls.SequentialLR(opt, [warmup, main], milestones=[warm * k])
+            ramp if main is None else ls.SequentialLR(opt, [ramp, main], milestones=[warmup * k])
         )
     lrs = []
     for _ in range(epochs):
         lrs.append(opt.param_groups[0]["lr"])
         for _ in range(steps):
+            p.grad = torch.ones_like(p)
             opt.step()
             if sched is not None and interval == "step":
                 sched.step()

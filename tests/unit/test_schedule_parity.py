@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import torch
-from torch.optim.lr_scheduler import LinearLR, SequentialLR
 
 from service.experiments import catalog
 from service.experiments.spec import ExperimentSpec
+from tests.support.torch_reference import plain_torch_lrs
 from worker.engine.schedule import iter_epoch_lrs
 
 pytestmark = [
@@ -85,37 +84,11 @@ def reference_lrs(
     type_: str | None, params: dict[str, Any], warmup: int, interval: str
 ) -> list[float]:
     """Plain torch, as a user would write it from CONTRACT.md's description."""
-    p = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.SGD([p], lr=BASE_LR, momentum=MOMENTUM)
-    k = STEPS_PER_EPOCH if interval == "step" else 1  # scheduler steps per epoch
-    # As torch's SequentialLR docs (and a user's script) do: the schedulers are built in list
-    # order, warmup first. (The order matters when the main scheduler sets the LR itself at
-    # construction, e.g. CyclicLR with its own base_lr.)
-    ramp = None
-    if warmup:
-        ramp = LinearLR(opt, start_factor=START_FACTOR, end_factor=1.0, total_iters=warmup * k)
-    main: Any = None
-    if type_ is not None:
-        kwargs = dict(params)
-        if type_ == "CyclicLR":
-            kwargs.setdefault("base_lr", BASE_LR)
-        if type_ == "OneCycleLR":
-            kwargs["total_steps"] = (EPOCHS - warmup) * k
-        main = getattr(torch.optim.lr_scheduler, type_)(opt, **kwargs)
-    sched = main
-    if ramp is not None:
-        sched = ramp if main is None else SequentialLR(opt, [ramp, main], milestones=[warmup * k])
-    out = []
-    for _ in range(EPOCHS):
-        out.append(opt.param_groups[0]["lr"])
-        for _ in range(STEPS_PER_EPOCH):
-            p.grad = torch.ones_like(p)
-            opt.step()
-            if sched is not None and interval == "step":
-                sched.step()
-        if sched is not None and interval == "epoch":
-            sched.step()
-    return out
+    return plain_torch_lrs(
+        base_lr=BASE_LR, kind=type_, params=params, interval=interval, warmup=warmup,
+        start_factor=START_FACTOR, epochs=EPOCHS, steps=STEPS_PER_EPOCH,
+        solver_params={"momentum": MOMENTUM},
+    )  # fmt: skip
 
 
 def test_cases_cover_every_scheduler_but_plateau() -> None:
