@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, text, update
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.experiments.models import (
@@ -89,13 +89,6 @@ class ExperimentRepository:
         if limit is not None:
             q = q.limit(limit)
         return list(self.session.scalars(q))
-
-    def relax_durability(self) -> None:
-        """PostgreSQL only: this transaction's commit does not wait for its WAL flush. A database
-        crash can then lose the newest few epoch rows (a suffix, never a middle row: WAL is
-        ordered), which a resume redoes from its checkpoint; a worker crash loses nothing."""
-        if self.session.get_bind().dialect.name == "postgresql":
-            self.session.execute(text("SET LOCAL synchronous_commit = off"))
 
     def state_after(self, experiment_id: int, epoch: int) -> dict[str, Any] | None:
         """The decision state stored with `epoch`'s row (a unique-key lookup)."""

@@ -97,7 +97,6 @@ def decide_and_write(
     Returns (None, state) when the attempt is no longer current."""
     with session_scope() as session:
         repo = ExperimentRepository(session)
-        repo.relax_durability()
         stored = repo.state_after(experiment_id, epoch - 1) if epoch > 1 else None
         if epoch > 1 and stored is None:
             # Epoch rows are contiguous by construction; a missing predecessor means the history
