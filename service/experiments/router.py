@@ -73,7 +73,6 @@ def get_experiment(experiment_id: int, session: SessionDep) -> ExperimentOut:
     "/{experiment_id}/metrics",
     response_model=MetricsPage,
     responses=ERRORS,
-    response_model_exclude_unset=False,
 )
 def get_metrics(
     experiment_id: int,

@@ -88,10 +88,6 @@ class ExperimentOut(BaseModel):
         )
 
 
-class ExperimentCreated(ExperimentOut):
-    pass
-
-
 class ExperimentPage(BaseModel):
     items: list[ExperimentOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
