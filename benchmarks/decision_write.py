@@ -41,7 +41,7 @@ def main() -> None:
     from service.experiments.repository import ExperimentRepository
     from service.experiments.spec import ExperimentSpec
     from service.kit import migrate
-    from service.kit.db import session_scope
+    from service.kit.db import get_engine, session_scope
     from worker.engine import decisions
     from worker.engine.run import decide_and_write
 
@@ -59,12 +59,14 @@ def main() -> None:
 
     def time_epochs(exp_id: int, attempt: int, first: int) -> list[float]:
         out = []
-        for epoch in range(first, first + args.n):
-            metrics = {"train_loss": 0.5, "val_loss": 1.0 / (1 + epoch % 7), "val_accuracy": 0.9}
-            t0 = time.perf_counter()
-            decision, _ = decide_and_write(exp_id, attempt, spec, epoch, 0.1, 0.01, metrics)
-            out.append(time.perf_counter() - t0)
-            assert decision is not None
+        with get_engine().connect() as conn:  # as a worker holds one for a run
+            for epoch in range(first, first + args.n):
+                metrics = {"train_loss": 0.5, "val_loss": 1 / (1 + epoch % 7), "val_accuracy": 0.9}
+                t0 = time.perf_counter()
+                decision, _ = decide_and_write(exp_id, attempt, spec, epoch, 0.1, 0.01, metrics,
+                                               conn)  # fmt: skip
+                out.append(time.perf_counter() - t0)
+                assert decision is not None
         return out
 
     fresh = time_epochs(*new_run(), first=1)

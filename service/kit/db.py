@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from service.config import settings
@@ -71,9 +71,11 @@ def dispose_engine() -> None:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """Commit once, at the edge: commit on success, roll back on any error."""
-    session = get_sessionmaker()()
+def session_scope(bind: Connection | None = None) -> Iterator[Session]:
+    """Commit once, at the edge: commit on success, roll back on any error. `bind`: a connection
+    held by the caller across many transactions (a worker's per-epoch writes), which saves the
+    pool's checkout and pre-ping on each; after a lost connection it reconnects on next use."""
+    session = Session(bind=bind, expire_on_commit=False) if bind else get_sessionmaker()()
     try:
         yield session
         session.commit()

@@ -14,13 +14,14 @@ from functools import partial
 from typing import Any
 
 import torch
+from sqlalchemy.engine import Connection
 
 from service.config import settings
 from service.datasets.split import steps_per_epoch as steps_of
 from service.experiments import catalog
 from service.experiments.repository import ExperimentRepository
 from service.experiments.spec import ExperimentSpec
-from service.kit.db import session_scope
+from service.kit.db import get_engine, session_scope
 from worker.engine import checkpoint, decisions
 from worker.engine.data import to_device
 from worker.engine.lease import Lease
@@ -69,7 +70,9 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
     lease = Lease(experiment_id, attempt, settings.lease_seconds)
     lease.start()
     try:
-        return _train(experiment_id, attempt, ExperimentSpec.model_validate(spec_json), lease)
+        spec = ExperimentSpec.model_validate(spec_json)
+        with get_engine().connect() as conn:  # held for the run's per-epoch writes
+            return _train(experiment_id, attempt, spec, lease, conn)
     except Cancelled:
         if lease.lost:
             return Outcome(experiment_id, "lease_lost")
@@ -89,13 +92,13 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
 
 def decide_and_write(
     experiment_id: int, attempt: int, spec: ExperimentSpec, epoch: int, lr: float,
-    duration: float, metrics: dict[str, float | None],
+    duration: float, metrics: dict[str, float | None], conn: Connection | None = None,
 ) -> tuple[decisions.Decision | None, decisions.State]:  # fmt: skip
     """One transaction per epoch: read the decision state stored with the previous epoch's row,
     decide, then write this epoch's row, its decisions and the run's progress, fenced by the
     attempt. The read is one unique-key lookup, so its cost does not grow with the history.
     Returns (None, state) when the attempt is no longer current."""
-    with session_scope() as session:
+    with session_scope(conn) as session:
         repo = ExperimentRepository(session)
         stored = repo.state_after(experiment_id, epoch - 1) if epoch > 1 else None
         if epoch > 1 and stored is None:
@@ -163,7 +166,9 @@ def _checkpoint_due(spec: ExperimentSpec, epoch: int, since: float) -> bool:
     return time.monotonic() - since >= settings.checkpoint_seconds
 
 
-def _train(experiment_id: int, attempt: int, spec: ExperimentSpec, lease: Lease) -> Outcome:
+def _train(
+    experiment_id: int, attempt: int, spec: ExperimentSpec, lease: Lease, conn: Connection
+) -> Outcome:
     device = pick_device(spec.device)
     torch.manual_seed(spec.seed)  # weight init
     data = to_device(spec, device)
@@ -207,7 +212,9 @@ def _train(experiment_id: int, attempt: int, spec: ExperimentSpec, lease: Lease)
         duration = time.perf_counter() - t0
         metrics = _metric_row(task, train_loss, val)
         decision, state = with_db_retry(
-            partial(decide_and_write, experiment_id, attempt, spec, epoch, lr, duration, metrics),
+            partial(
+                decide_and_write, experiment_id, attempt, spec, epoch, lr, duration, metrics, conn
+            ),
             f"experiment {experiment_id} epoch {epoch}",
         )
         if decision is None:
