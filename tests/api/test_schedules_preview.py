@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from torch.optim.lr_scheduler import LinearLR, ReduceLROnPlateau
 
 from service.experiments import catalog
-from tests.support.torch_reference import plain_torch_lrs
+from tests.support.torch_reference import SCHEDULER_CASES, plain_torch_lrs
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`:UserWarning"),
@@ -64,24 +64,7 @@ def ok(api: TestClient, body: dict[str, Any]) -> dict[str, Any]:
 # --- (1) every scheduler equals a plain-torch loop -------------------------------------------
 
 # Values that keep every phase non-empty over the shortest run here (EPOCHS - warmup steps).
-CASES: list[tuple[str, str, dict[str, Any]]] = [
-    ("StepLR", "StepLR", {"step_size": 3, "gamma": 0.5}),
-    ("MultiStepLR", "MultiStepLR", {"milestones": [2, 5, 9], "gamma": 0.3}),
-    ("ExponentialLR", "ExponentialLR", {"gamma": 0.8}),
-    ("LinearLR", "LinearLR", {"start_factor": 0.25, "end_factor": 0.5, "total_iters": 5}),
-    ("ConstantLR", "ConstantLR", {"factor": 0.4, "total_iters": 4}),
-    ("PolynomialLR", "PolynomialLR", {"total_iters": 8, "power": 2.0}),
-    ("CosineAnnealingLR", "CosineAnnealingLR", {"T_max": 7, "eta_min": 0.001}),
-    ("WarmRestarts", "CosineAnnealingWarmRestarts", {"T_0": 3, "T_mult": 2, "eta_min": 0.001}),
-    ("CyclicLR", "CyclicLR", {"max_lr": 0.5, "step_size_up": 3, "step_size_down": 2}),
-    ("CyclicLR-own-base", "CyclicLR", {"base_lr": 0.02, "max_lr": 0.3, "mode": "triangular2"}),
-    ("OneCycleLR", "OneCycleLR", {"max_lr": 0.5, "pct_start": 0.3}),
-    (
-        "OneCycleLR-3phase",
-        "OneCycleLR",
-        {"max_lr": 0.4, "pct_start": 0.3, "three_phase": True, "anneal_strategy": "linear"},
-    ),
-]
+CASES = SCHEDULER_CASES
 
 
 def torch_lrs(

@@ -9,6 +9,7 @@ import pytest
 
 from service.experiments import catalog
 from service.experiments.spec import ExperimentSpec
+from tests.support.torch_reference import SCHEDULER_CASES as CASES
 from tests.support.torch_reference import plain_torch_lrs
 from worker.engine.schedule import iter_epoch_lrs
 
@@ -22,35 +23,6 @@ EPOCHS = 12
 STEPS_PER_EPOCH = 4
 START_FACTOR = 0.1
 MOMENTUM = 0.9
-
-# (id, scheduler type, params): sensible values that keep every phase non-empty over the
-# shortest run here (EPOCHS - warmup scheduler steps).
-CASES: list[tuple[str, str, dict[str, Any]]] = [
-    ("StepLR", "StepLR", {"step_size": 3, "gamma": 0.5}),
-    ("MultiStepLR", "MultiStepLR", {"milestones": [2, 5, 9], "gamma": 0.3}),
-    ("ExponentialLR", "ExponentialLR", {"gamma": 0.8}),
-    ("LinearLR", "LinearLR", {"start_factor": 0.25, "end_factor": 0.5, "total_iters": 5}),
-    ("ConstantLR", "ConstantLR", {"factor": 0.4, "total_iters": 4}),
-    ("PolynomialLR", "PolynomialLR", {"total_iters": 8, "power": 2.0}),
-    ("CosineAnnealingLR", "CosineAnnealingLR", {"T_max": 7, "eta_min": 0.001}),
-    (
-        "CosineAnnealingWarmRestarts",
-        "CosineAnnealingWarmRestarts",
-        {"T_0": 3, "T_mult": 2, "eta_min": 0.001},
-    ),
-    ("CyclicLR", "CyclicLR", {"max_lr": 0.5, "step_size_up": 3, "step_size_down": 2}),
-    (
-        "CyclicLR-own-base_lr",
-        "CyclicLR",
-        {"base_lr": 0.02, "max_lr": 0.3, "step_size_up": 3, "mode": "triangular2"},
-    ),
-    ("OneCycleLR", "OneCycleLR", {"max_lr": 0.5, "pct_start": 0.3}),
-    (
-        "OneCycleLR-three-phase",
-        "OneCycleLR",
-        {"max_lr": 0.4, "pct_start": 0.25, "three_phase": True, "anneal_strategy": "linear"},
-    ),
-]
 
 
 def make_spec(
