@@ -198,7 +198,7 @@ def test_compose_worker_reserves_nvidia_gpu() -> None:
     devices = services()["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices)
     argv = glidepath_services()["worker"]
-    assert "gpu" in argv[argv.index("--queues") + 1].split(",")
+    assert argv[argv.index("--gpus") + 1] == "all"  # one worker process per reserved GPU
 
 
 def test_compose_redis_never_evicts() -> None:
