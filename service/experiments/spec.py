@@ -145,14 +145,15 @@ def _check_solver(spec: ExperimentSpec) -> list[ErrorItem]:
     )
     if errors:
         return errors
-    # torch checks values in __init__ and some only on the first step: do both. What it
-    # raises includes asserts (capturable=True on CPU) and overflows (10**400 as a float).
+    # torch checks values in __init__ and some only on the first step: do both. Whatever it
+    # raises on the user's kwargs is their input error, never ours: asserts (capturable=True on
+    # CPU), overflows (10**400 as a float), KeyError/IndexError (`betas: {}` or `[]`).
     try:
         p = torch.zeros(2, requires_grad=True)
         opt = catalog.solver_class(spec.solver.type)([p], lr=spec.base_lr, **spec.solver.params)
         p.sum().backward()
         opt.step()
-    except (ValueError, TypeError, RuntimeError, ArithmeticError, AssertionError) as exc:
+    except Exception as exc:
         return [
             item(
                 [*loc, "params"],

@@ -208,3 +208,11 @@ def test_no_input_yields_a_500(client: TestClient, patch: dict[str, Any]) -> Non
         headers={"content-type": "application/json"},
     )
     assert r.status_code in (201, 422), r.text
+
+
+@pytest.mark.parametrize("betas", [{}, [], [0.9], "x", None])
+def test_malformed_solver_values_are_422_not_500(client: TestClient, betas: Any) -> None:
+    # torch raises KeyError/IndexError/TypeError on these: each is the client's input error.
+    r = post(client, {**SPEC, "solver": {"type": "Adam", "params": {"betas": betas}}})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "solver", "params"]

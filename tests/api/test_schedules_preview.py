@@ -561,3 +561,12 @@ def test_non_object_bodies_are_422(api: TestClient) -> None:
     for content in ("[]", "3", '"x"', "{", ""):
         r = api.post(URL, content=content, headers={"content-type": "application/json"})
         assert r.status_code == 422, (content, r.text)
+
+
+@pytest.mark.parametrize("betas", [{}, [], [0.9]])
+def test_malformed_solver_values_are_422(api: TestClient, betas: Any) -> None:
+    # Found by the fuzz test above: torch raised KeyError/IndexError on these (was a 500).
+    req = body("StepLR", {"step_size": 2}, solver={"type": "Adam", "params": {"betas": betas}})
+    r = post(api, req)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "solver", "params"]
