@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from service.dispatch.models import OutboxMessage
@@ -21,17 +21,24 @@ RUN_TASK = "glidepath.run_experiment"
 
 
 def enqueue(session: Session, experiment_id: int, queue: str, task: str) -> OutboxMessage:
-    """Record a task; it is sent when `session` commits (see `send_after_commit`)."""
+    """Record a task in `session`'s transaction; it is sent once that transaction commits."""
     message = OutboxMessage(experiment_id=experiment_id, queue=queue, task=task)
     session.add(message)
     session.info.setdefault(_PENDING_KEY, []).append(message)
     return message
 
 
-def take_pending(session: Session) -> list[OutboxMessage]:
-    """The messages this session recorded; call after a successful commit."""
+@event.listens_for(Session, "after_commit")
+def _send_after_commit(session: Session) -> None:
+    # Every session that enqueued sends on its own commit: no caller has to remember to.
     pending: list[OutboxMessage] = session.info.pop(_PENDING_KEY, [])
-    return pending
+    if pending:
+        send(pending)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_on_rollback(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)  # their rows are gone: nothing to send
 
 
 def send(messages: list[OutboxMessage]) -> int:

@@ -43,6 +43,4 @@ def reap(max_attempts: int | None = None) -> int:
                 log.warning("experiment %s: lease of attempt %s expired; %s", experiment_id,
                             attempt, "cancelled" if cancel else "re-queued or failed")  # fmt: skip
                 handled += 1
-        pending = dispatch.take_pending(session)
-    dispatch.send(pending)
     return handled

@@ -1,4 +1,5 @@
-"""Request-scoped dependencies: the session (commit at the edge, then send queued tasks)."""
+"""Request-scoped dependencies: the session, committed at the edge (outbox tasks are sent on
+commit by the outbox itself)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,13 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy.orm import Session
 
-from service.dispatch import service as dispatch
-from service.kit.db import get_sessionmaker
+from service.kit.db import session_scope
 
 
 def get_session() -> Iterator[Session]:
-    """Commits when the route returns and rolls back on any error. Tasks recorded in the
-    outbox are sent only after the commit succeeded."""
-    session = get_sessionmaker()()
-    try:
+    """Commits when the route returns and rolls back on any error."""
+    with session_scope() as session:
         yield session
-        session.commit()
-        dispatch.send(dispatch.take_pending(session))
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": the commit runs before the response is sent, so a client that got its 201

@@ -136,8 +136,6 @@ def _hand_back(experiment_id: int, attempt: int) -> None:
         queue = ExperimentRepository(session).release(experiment_id, attempt)
         if queue is not None:
             dispatch.enqueue(session, experiment_id, queue, dispatch.RUN_TASK)
-        pending = dispatch.take_pending(session)
-    dispatch.send(pending)
     log.info("experiment %s handed back to the queue", experiment_id)
 
 
