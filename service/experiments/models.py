@@ -25,6 +25,8 @@ from service.kit.time import utcnow
 
 STATUSES = ("queued", "running", "succeeded", "early_stopped", "diverged", "failed", "cancelled")
 FINAL_STATUSES = frozenset(STATUSES[2:])
+# What a worker does with the row: train the spec, or run an LR range test on its model and data.
+KINDS = ("train", "lr_range_test")
 
 
 class Experiment(Base):
@@ -33,8 +35,10 @@ class Experiment(Base):
         CheckConstraint(
             "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="status_valid"
         ),
+        CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in KINDS) + ")", name="kind_valid"),
         Index("ix_experiments_status_id", "status", "id"),
         Index("ix_experiments_batch_id_id", "batch_id", "id"),
+        Index("ix_experiments_sweep_id_id", "sweep_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -42,7 +46,12 @@ class Experiment(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default="queued")
     queue: Mapped[str] = mapped_column(String(50), default="cpu")
+    kind: Mapped[str] = mapped_column(String(20), default="train", server_default="train")
     batch_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="SET NULL"), nullable=True
+    )
+    sweep_stage: Mapped[int | None] = mapped_column(Integer, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
@@ -71,6 +80,9 @@ class Experiment(Base):
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     test_metrics: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # kind == "lr_range_test": the test's own parameters and, once done, its suggestion.
+    range_test: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    range_result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class EpochRow(Base):
@@ -130,3 +142,17 @@ class ExperimentTag(Base):
     )
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class RangePoint(Base):
+    """One step of an LR range test: the LR tried, the batch loss and its smoothed value."""
+
+    __tablename__ = "lr_range_points"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lr: Mapped[float] = mapped_column(Float)
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    smoothed_loss: Mapped[float | None] = mapped_column(Float, nullable=True)

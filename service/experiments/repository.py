@@ -58,16 +58,21 @@ class ExperimentRepository:
         *,
         statuses: Sequence[str] = (),
         batch_id: str | None = None,
+        sweep_id: int | None = None,
         tag: tuple[str, str | None] | None = None,
         before_id: int | None = None,
         limit: int = 50,
+        kind: str = "train",
     ) -> list[Experiment]:
         """Newest first; `before_id` is the keyset cursor (stable under concurrent inserts)."""
-        q = select(Experiment).order_by(Experiment.id.desc()).limit(limit)
+        q = select(Experiment).where(Experiment.kind == kind)
+        q = q.order_by(Experiment.id.desc()).limit(limit)
         if statuses:
             q = q.where(Experiment.status.in_(statuses))
         if batch_id is not None:
             q = q.where(Experiment.batch_id == batch_id)
+        if sweep_id is not None:
+            q = q.where(Experiment.sweep_id == sweep_id)
         if tag is not None:
             key, value = tag
             sub = select(ExperimentTag.experiment_id).where(ExperimentTag.key == key)

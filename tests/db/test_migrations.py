@@ -11,7 +11,8 @@ from service.kit.db import make_engine
 from service.models import Base
 from tests.support.stack import Backend
 
-TABLES = {"experiments", "epoch_metrics", "decisions", "outbox", "datasets", "experiment_tags"}
+TABLES = {"experiments", "epoch_metrics", "decisions", "outbox", "datasets", "experiment_tags",
+          "batches", "sweeps", "lr_range_points"}  # fmt: skip
 
 
 def test_upgrade_matches_models_and_downgrade_empties(backend: Backend) -> None:

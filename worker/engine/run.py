@@ -64,6 +64,8 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
         attempt = repo.claim(experiment_id, owner, settings.lease_seconds)
         experiment = repo.get(experiment_id) if attempt else None
         spec_json = experiment.spec if experiment else None
+        kind = experiment.kind if experiment else None
+        range_params = experiment.range_test if experiment else None
     if attempt is None or spec_json is None:
         log.info("experiment %s not claimed (held elsewhere or ended)", experiment_id)
         return Outcome(experiment_id, "not_claimed")
@@ -71,6 +73,11 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
     lease.start()
     try:
         spec = ExperimentSpec.model_validate(spec_json)
+        if kind == "lr_range_test":
+            # Same claim, lease, cancel and failure handling as training; a different loop.
+            from worker.engine.range_test import run_range_test
+
+            return run_range_test(experiment_id, attempt, spec, range_params or {}, lease)
         with get_engine().connect() as conn:  # held for the run's per-epoch writes
             return _train(experiment_id, attempt, spec, lease, conn)
     except Cancelled:

@@ -1,0 +1,33 @@
+"""A sweep: a base spec and a search over its fields, run as ordinary experiments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.kit.db import Base
+from service.kit.time import utcnow
+
+SWEEP_STATUSES = ("running", "finished", "cancelled")
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    strategy: Mapped[str] = mapped_column(String(30))
+    # The request as accepted (base spec, parameters, strategy options): stage 2 of
+    # lr_coarse_to_fine is built from it, possibly by another process long after the POST.
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metric: Mapped[str] = mapped_column(String(50))
+    mode: Mapped[str] = mapped_column(String(3))
+    # The last stage launched. Advancing is a conditional UPDATE on this column, so when two
+    # processes see stage 1 finish at once only one of them launches stage 2.
+    stage: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
