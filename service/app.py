@@ -7,12 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.batches.router import router as batches_router
 from service.datasets.router import router as datasets_router
 from service.dispatch.relay import Relay
 from service.experiments.router import router as experiments_router
 from service.health.router import router as health_router
 from service.kit import exception_handlers
 from service.schedules.router import router as schedules_router
+from service.sweeps.router import router as sweeps_router
 
 
 @asynccontextmanager
@@ -33,6 +35,8 @@ def create_app() -> FastAPI:
     exception_handlers.install(app)
     app.include_router(health_router)
     app.include_router(experiments_router)
+    app.include_router(batches_router)
+    app.include_router(sweeps_router)
     app.include_router(datasets_router)
     app.include_router(schedules_router)
     return app

@@ -1,13 +1,26 @@
-"""Celery tasks: thin wrappers that take an id and call one plain function."""
+"""Celery tasks: thin wrappers that take an id and call plain functions."""
 
 from __future__ import annotations
+
+import logging
 
 from service.dispatch.service import RUN_TASK
 from worker.celery_app import celery_app
 
+log = logging.getLogger(__name__)
+
 
 @celery_app.task(name=RUN_TASK)
 def run_experiment(experiment_id: int) -> str:
+    from service.sweeps.service import advance_for
     from worker.engine.run import run_experiment as run
 
-    return run(experiment_id).status
+    outcome = run(experiment_id)
+    if outcome.status not in ("not_claimed", "lease_lost", "handed_back"):
+        try:  # the run ended: its sweep may have a next stage to launch
+            advance_for(experiment_id)
+        except Exception:  # the relay's periodic check moves the sweep on instead
+            log.warning(
+                "could not move on the sweep of experiment %s", experiment_id, exc_info=True
+            )
+    return outcome.status

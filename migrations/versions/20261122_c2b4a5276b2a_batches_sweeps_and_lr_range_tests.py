@@ -37,6 +37,7 @@ def upgrade() -> None:
     sa.Column('mode', sa.String(length=3), nullable=False),
     sa.Column('stage', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('note', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sweeps'))

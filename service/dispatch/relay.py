@@ -1,6 +1,7 @@
 """Housekeeping in the background of the API process (and of `glidepath up`): send outbox
-messages that never reached the broker, re-send the tasks of runs a broker lost, and return runs
-with expired leases to the queue."""
+messages that never reached the broker, re-send the tasks of runs a broker lost, return runs
+with expired leases to the queue, and move on sweeps whose runs ended without a worker noticing
+(reaped or cancelled while queued)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ log = logging.getLogger(__name__)
 
 def tick() -> None:
     from service.experiments.reaper import reap
+    from service.sweeps.service import advance_running
 
     jobs = {
         "sent": relay_pending,
         "re-sent": lambda: resend_stale(settings.resend_after_seconds),
         "reaped": reap,
+        "sweeps moved on": advance_running,
     }
     done = {}
     for name, job in jobs.items():

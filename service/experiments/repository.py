@@ -95,6 +95,19 @@ class ExperimentRepository:
             q = q.limit(limit)
         return list(self.session.scalars(q))
 
+    def get_many(self, experiment_ids: Sequence[int]) -> list[Experiment]:
+        return list(
+            self.session.scalars(select(Experiment).where(Experiment.id.in_(experiment_ids)))
+        )
+
+    def epochs_of(self, experiment_ids: Sequence[int]) -> list[EpochRow]:
+        q = select(EpochRow).where(EpochRow.experiment_id.in_(experiment_ids))
+        return list(self.session.scalars(q.order_by(EpochRow.experiment_id, EpochRow.epoch)))
+
+    def decisions_of(self, experiment_ids: Sequence[int]) -> list[Decision]:
+        q = select(Decision).where(Decision.experiment_id.in_(experiment_ids))
+        return list(self.session.scalars(q.order_by(Decision.experiment_id, Decision.epoch)))
+
     def state_after(self, experiment_id: int, epoch: int) -> dict[str, Any] | None:
         """The decision state stored with `epoch`'s row (a unique-key lookup)."""
         state: dict[str, Any] | None = self.session.scalar(

@@ -6,7 +6,13 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from service.experiments import service
 from service.experiments.models import STATUSES
-from service.experiments.schemas import DecisionList, ExperimentOut, ExperimentPage, MetricsPage
+from service.experiments.schemas import (
+    CompareOut,
+    DecisionList,
+    ExperimentOut,
+    ExperimentPage,
+    MetricsPage,
+)
 from service.experiments.spec import ExperimentSpec
 from service.kit.deps import SessionDep
 from service.kit.errors import InvalidInput
@@ -49,6 +55,7 @@ def list_experiments(
         list[str] | None, Query(alias="status", description="Repeat or comma-separate")
     ] = None,
     batch_id: str | None = None,
+    sweep_id: int | None = None,
     tag: Annotated[str | None, Query(description="`key` or `key:value`")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -60,8 +67,34 @@ def list_experiments(
                 f"unknown status {s!r}; allowed: {', '.join(STATUSES)}", loc=["query", "status"]
             )
     return service.list_page(
-        session, statuses=statuses, batch_id=batch_id, tag=tag, cursor=cursor, limit=limit
+        session,
+        statuses=statuses,
+        batch_id=batch_id,
+        sweep_id=sweep_id,
+        tag=tag,
+        cursor=cursor,
+        limit=limit,
     )
+
+
+MAX_COMPARE = 50
+
+
+@router.get("/compare", response_model=CompareOut, responses=ERRORS)
+def compare_experiments(
+    session: SessionDep,
+    ids: Annotated[list[str], Query(description="Comma-separated or repeated: `ids=1,2,3`")],
+) -> CompareOut:
+    """Aligned per-epoch series (LR and metrics) of several experiments, with their decisions."""
+    parsed: list[int] = []
+    for part in (p.strip() for v in ids for p in v.split(",")):
+        if not part.isdigit():
+            raise InvalidInput(f"ids must be integers; got {part!r}", loc=["query", "ids"])
+        if int(part) not in parsed:
+            parsed.append(int(part))
+    if not 1 <= len(parsed) <= MAX_COMPARE:
+        raise InvalidInput(f"give 1 to {MAX_COMPARE} ids", loc=["query", "ids"])
+    return service.compare(session, parsed)
 
 
 @router.get("/{experiment_id}", response_model=ExperimentOut, responses=ERRORS)

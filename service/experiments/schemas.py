@@ -33,6 +33,7 @@ class ExperimentOut(BaseModel):
     spec: dict[str, Any]
     tags: dict[str, str]
     batch_id: str | None
+    sweep_id: int | None
     progress: Progress
     split_sizes: dict[str, int] | None
     steps_per_epoch: int | None
@@ -65,6 +66,7 @@ class ExperimentOut(BaseModel):
             spec=e.spec,
             tags=tags,
             batch_id=e.batch_id,
+            sweep_id=e.sweep_id,
             progress=Progress(
                 epochs_run=e.epochs_run,
                 epochs=epochs,
@@ -159,3 +161,24 @@ class DecisionList(BaseModel):
             status=e.status,
             decisions=[DecisionOut.model_validate(r) for r in rows],
         )
+
+
+class SeriesOut(BaseModel):
+    """One experiment's per-epoch values, index i being epoch i + 1 (null where it has none)."""
+
+    experiment_id: int
+    name: str
+    status: str
+    spec: dict[str, Any]
+    tags: dict[str, str]
+    lr: list[float | None]
+    train_loss: list[float | None]
+    val_loss: list[float | None]
+    val_accuracy: list[float | None]
+    val_mae: list[float | None]
+    decisions: list[DecisionOut]
+
+
+class CompareOut(BaseModel):
+    epochs: list[int] = Field(description="1..N, the longest run's epochs; every series aligns")
+    series: list[SeriesOut]

@@ -11,14 +11,17 @@ from sqlalchemy.orm import Session
 
 from service.datasets import service as datasets
 from service.dispatch import service as dispatch
-from service.experiments.models import Experiment
+from service.experiments.models import Experiment, ExperimentTag
 from service.experiments.repository import ExperimentRepository
 from service.experiments.schemas import (
+    CompareOut,
     DecisionList,
+    DecisionOut,
     EpochOut,
     ExperimentOut,
     ExperimentPage,
     MetricsPage,
+    SeriesOut,
 )
 from service.experiments.spec import ExperimentSpec, check_spec, derived_sizes
 from service.kit.errors import Conflict, InvalidInput, NotFound
@@ -53,6 +56,38 @@ def validate(session: Session, spec: ExperimentSpec, loc: list[str | int]) -> Ex
         split_sizes=sizes,
         steps_per_epoch=steps,
     )
+
+
+def validate_many(
+    session: Session, specs: list[ExperimentSpec], loc: list[str | int]
+) -> list[Experiment]:
+    """`validate` for many specs at once: every error of every spec is reported (its `loc`
+    names the index), and nothing is returned unless all are valid."""
+    rows: list[Experiment] = []
+    errors = []
+    for i, spec in enumerate(specs):
+        try:
+            rows.append(validate(session, spec, [*loc, i]))
+        except InvalidInput as exc:
+            errors.extend(exc.items)
+    if errors:
+        raise InvalidInput.of(errors)
+    return rows
+
+
+def insert_many(session: Session, rows: list[Experiment]) -> list[int]:
+    """Insert validated rows with their tags and outbox messages in the caller's transaction
+    (one multi-row INSERT per table; the messages are sent when it commits)."""
+    session.add_all(rows)
+    session.flush()
+    session.add_all(
+        ExperimentTag(experiment_id=row.id, key=key, value=value)
+        for row in rows
+        for key, value in (row.spec.get("tags") or {}).items()
+    )
+    for row in rows:
+        dispatch.enqueue(session, row.id, row.queue, dispatch.RUN_TASK)
+    return [row.id for row in rows]
 
 
 def create(
@@ -125,6 +160,7 @@ def list_page(
     *,
     statuses: list[str],
     batch_id: str | None,
+    sweep_id: int | None = None,
     tag: str | None,
     cursor: str | None,
     limit: int,
@@ -137,6 +173,7 @@ def list_page(
     rows = repo.search(
         statuses=statuses,
         batch_id=batch_id,
+        sweep_id=sweep_id,
         tag=tag_filter,
         before_id=decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
@@ -172,3 +209,39 @@ def cancel(session: Session, experiment_id: int) -> Experiment:
     session.flush()
     session.refresh(experiment)
     return experiment
+
+
+def compare(session: Session, ids: list[int]) -> CompareOut:
+    """Several runs' per-epoch series on one epoch axis, in the order asked for."""
+    repo = ExperimentRepository(session)
+    runs = {e.id: e for e in repo.get_many(ids)}
+    missing = [i for i in ids if i not in runs]
+    if missing:
+        raise NotFound(
+            f"experiments not found: {', '.join(map(str, missing))}", loc=["query", "ids"]
+        )
+    rows = repo.epochs_of(ids)
+    events = repo.decisions_of(ids)
+    tags = repo.tags_of(ids)
+    n = max((r.epoch for r in rows), default=0)
+    series = []
+    for i in ids:
+        values: dict[str, list[float | None]] = {
+            k: [None] * n for k in ("lr", "train_loss", "val_loss", "val_accuracy", "val_mae")
+        }
+        for r in rows:
+            if r.experiment_id == i:
+                for key, column in values.items():
+                    column[r.epoch - 1] = getattr(r, key)
+        series.append(
+            SeriesOut(
+                experiment_id=i,
+                name=runs[i].name,
+                status=runs[i].status,
+                spec=runs[i].spec,
+                tags=tags[i],
+                decisions=[DecisionOut.model_validate(d) for d in events if d.experiment_id == i],
+                **values,
+            )
+        )
+    return CompareOut(epochs=list(range(1, n + 1)), series=series)

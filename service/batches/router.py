@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response, status
+
+from service.batches import service
+from service.batches.schemas import BatchCreated, BatchIn, BatchOut
+from service.kit.deps import SessionDep
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BatchCreated,
+    responses={
+        409: {"description": "Idempotency-Key reused with another batch"},
+        422: {"description": "Some spec is invalid; `loc` names its index and field"},
+    },
+)
+def create_batch(
+    request: BatchIn,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> BatchCreated:
+    """Queue many experiments at once: all valid or none. Every error of every spec is
+    reported, each `loc` naming the spec's index (`["body", "experiments", 3, "base_lr"]`)."""
+    created, new = service.create(session, request, idempotency_key)
+    if not new:
+        response.headers["Idempotent-Replayed"] = "true"
+    return created
+
+
+@router.get("/{batch_id}", response_model=BatchOut, responses={404: {"description": "No batch"}})
+def get_batch(batch_id: str, session: SessionDep) -> BatchOut:
+    """The batch's experiments and how many are in each status."""
+    return service.get(session, batch_id)

@@ -1,0 +1,90 @@
+"""POST /v1/batches: all valid or none, errors naming the index; idempotent; readable status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+SPEC: dict[str, Any] = {
+    "dataset": "digits",
+    "model": {"type": "mlp", "hidden": [16]},
+    "solver": {"type": "SGD"},
+    "base_lr": 0.1,
+    "epochs": 2,
+    "tags": {"team": "lr"},
+}
+
+
+def specs(n: int) -> list[dict[str, Any]]:
+    return [{**SPEC, "name": f"b{i}", "base_lr": 0.01 * (i + 1)} for i in range(n)]
+
+
+def count(client: TestClient, **params: str) -> int:
+    return len(client.get("/v1/experiments", params={"limit": 500, **params}).json()["items"])
+
+
+def test_batch_creates_every_experiment_with_its_batch_id(client: TestClient) -> None:
+    r = client.post("/v1/batches", json={"name": "five", "experiments": specs(5)})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert len(body["ids"]) == 5 and len(set(body["ids"])) == 5
+    listed = client.get("/v1/experiments", params={"batch_id": body["batch_id"]}).json()["items"]
+    assert sorted(e["id"] for e in listed) == sorted(body["ids"])
+    assert {e["spec"]["base_lr"] for e in listed} == {0.01, 0.02, 0.03, 0.04, 0.05}
+    assert all(e["tags"] == {"team": "lr"} and e["status"] == "queued" for e in listed)
+    got = client.get(f"/v1/batches/{body['batch_id']}").json()
+    assert got["size"] == 5 and got["ids"] == body["ids"] and got["name"] == "five"
+    assert got["counts"] == {"queued": 5} and got["status"] == "running"
+
+
+def test_one_invalid_spec_rejects_the_whole_batch_and_names_index_and_field(
+    client: TestClient,
+) -> None:
+    bad = specs(4)
+    bad[2]["solver"] = {"type": "SGD", "params": {"momentom": 0.9}}  # semantic: torch kwargs
+    bad[3]["base_lr"] = -1  # shape: Pydantic
+    before = count(client)
+    r = client.post("/v1/batches", json={"experiments": bad})
+    assert r.status_code == 422
+    locs = [e["loc"] for e in r.json()["detail"]]
+    assert ["body", "experiments", 3, "base_lr"] in locs
+    # Shape errors are reported first (Pydantic), then a fixed batch reports the torch ones.
+    bad[3]["base_lr"] = 0.1
+    r = client.post("/v1/batches", json={"experiments": bad})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "experiments", 2, "solver", "params", "momentom"]
+    assert count(client) == before  # nothing half-written
+
+
+def test_every_invalid_spec_is_reported(client: TestClient) -> None:
+    bad = specs(3)
+    bad[0]["dataset"] = "nope"
+    bad[2]["scheduler"] = {"type": "StepLR"}  # step_size missing
+    detail = client.post("/v1/batches", json={"experiments": bad}).json()["detail"]
+    locs = [e["loc"] for e in detail]
+    assert ["body", "experiments", 0, "dataset"] in locs
+    assert ["body", "experiments", 2, "scheduler", "params", "step_size"] in locs
+
+
+def test_empty_and_malformed_batches_are_422(client: TestClient) -> None:
+    assert client.post("/v1/batches", json={"experiments": []}).status_code == 422
+    assert client.post("/v1/batches", json=[SPEC]).status_code == 422
+    r = client.post("/v1/batches", json={"experiments": [SPEC], "extra": 1})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "extra"]
+
+
+def test_idempotency_key_replays_the_first_batch(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "batch-1"}
+    first = client.post("/v1/batches", json={"experiments": specs(3)}, headers=headers)
+    again = client.post("/v1/batches", json={"experiments": specs(3)}, headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert count(client, batch_id=first.json()["batch_id"]) == 3
+    other = client.post("/v1/batches", json={"experiments": specs(2)}, headers=headers)
+    assert other.status_code == 409
+
+
+def test_unknown_batch_is_404(client: TestClient) -> None:
+    r = client.get("/v1/batches/nope")
+    assert r.status_code == 404 and r.json()["detail"][0]["loc"] == ["path", "batch_id"]
