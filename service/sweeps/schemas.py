@@ -36,10 +36,9 @@ class SweepIn(Strict):
         default_factory=dict, description="An experiment spec; `parameters` override its fields"
     )
     strategy: Literal["grid", "random", "lr_coarse_to_fine"]
-    parameters: dict[
-        Annotated[str, Field(min_length=1, max_length=200)],
-        Annotated[list[Any], Field(min_length=1, max_length=MAX_TRIALS)] | DistributionIn,
-    ] = Field(
+    # Values are a list or a DistributionIn, told apart in service._choices so an error's `loc`
+    # is the path itself rather than a Pydantic union branch.
+    parameters: dict[Annotated[str, Field(min_length=1, max_length=200)], Any] = Field(
         default_factory=dict,
         description="Dotted spec paths (`base_lr`, `scheduler.params.gamma`) to a list of values "
         "(grid; a uniform choice for random) or a distribution (random only)",

@@ -50,10 +50,36 @@ def _mode(request: SweepIn) -> str:
     return request.mode or ("max" if request.metric == "val_accuracy" else "min")
 
 
+def _choices(request: SweepIn) -> dict[str, list[Any] | DistributionIn]:
+    """Each parameter's values: a non-empty list, or a distribution (`{distribution, low,
+    high}`)."""
+    out: dict[str, list[Any] | DistributionIn] = {}
+    for path, value in request.parameters.items():
+        loc: list[str | int] = ["body", "parameters", path]
+        if isinstance(value, list):
+            if not 1 <= len(value) <= MAX_TRIALS:
+                raise InvalidInput(f"give 1 to {MAX_TRIALS} values", loc=loc)
+            out[path] = value
+        elif isinstance(value, dict):
+            try:
+                out[path] = DistributionIn.model_validate(value)
+            except ValidationError as exc:
+                raise InvalidInput.of(
+                    [item([*loc, *e["loc"]], e["msg"], e["type"]) for e in exc.errors()]
+                ) from None
+        else:
+            raise InvalidInput(
+                "a list of values or {distribution: uniform|log_uniform|int_uniform, low, high}",
+                loc=loc,
+            )
+    return out
+
+
 def _trials(request: SweepIn) -> list[Trial]:
     """Stage 1's overrides, or a 422 naming the offending field."""
     body: list[str | int] = ["body"]
-    for path, choice in request.parameters.items():
+    parameters = _choices(request)
+    for path, choice in parameters.items():
         if path.split(".")[0] not in ExperimentSpec.model_fields or path.split(".")[0] == "tags":
             allowed = ", ".join(sorted(set(ExperimentSpec.model_fields) - {"tags"}))
             raise InvalidInput(
@@ -82,23 +108,27 @@ def _trials(request: SweepIn) -> list[Trial]:
     if not request.parameters:
         raise InvalidInput(f"{request.strategy} needs parameters", loc=[*body, "parameters"])
     if request.strategy == "grid":
-        lists = [v for v in request.parameters.values() if isinstance(v, list)]
+        lists = [v for v in parameters.values() if isinstance(v, list)]
         size = math.prod([len(v) for v in lists])
         if size > MAX_TRIALS:
             raise InvalidInput(
                 f"the grid has {size} combinations; at most {MAX_TRIALS}",
                 loc=[*body, "parameters"],
             )
-        return expand.grid(request.parameters)  # type: ignore[arg-type]
+        return expand.grid(lists_of(parameters))
     if request.trials is None:
         raise InvalidInput("random needs trials (how many draws)", loc=[*body, "trials"])
     choices: dict[str, expand.Choice] = {
         path: expand.Distribution(c.distribution, c.low, c.high)
         if isinstance(c, DistributionIn)
         else c
-        for path, c in request.parameters.items()
+        for path, c in parameters.items()
     }
     return expand.random_trials(choices, request.trials, request.seed)
+
+
+def lists_of(parameters: dict[str, list[Any] | DistributionIn]) -> dict[str, list[Any]]:
+    return {p: v for p, v in parameters.items() if isinstance(v, list)}
 
 
 def _where(path: str, strategy: str) -> list[str | int]:

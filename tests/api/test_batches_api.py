@@ -53,7 +53,8 @@ def test_one_invalid_spec_rejects_the_whole_batch_and_names_index_and_field(
     bad[3]["base_lr"] = 0.1
     r = client.post("/v1/batches", json={"experiments": bad})
     assert r.status_code == 422
-    assert r.json()["detail"][0]["loc"] == ["body", "experiments", 2, "solver", "params", "momentom"]
+    loc = ["body", "experiments", 2, "solver", "params", "momentom"]
+    assert r.json()["detail"][0]["loc"] == loc
     assert count(client) == before  # nothing half-written
 
 
