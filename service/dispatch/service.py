@@ -5,6 +5,8 @@ between commit and send, the broker was down) is sent again by `relay_pending`."
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from datetime import UTC, timedelta
 
 from sqlalchemy import event, func, select, update
@@ -28,11 +30,36 @@ def enqueue(session: Session, experiment_id: int, queue: str, task: str) -> Outb
     return message
 
 
+# Up to this many messages are sent inline, before the response; more (a batch, a sweep) go to
+# a background thread, so accepting 1,000 specs does not wait on 1,000 broker round trips. Either
+# way the rows are committed first: if the process dies before sending, the relay sends them.
+INLINE_SEND_MAX = 20
+_background: queue.SimpleQueue[list[OutboxMessage]] = queue.SimpleQueue()
+_sender_lock = threading.Lock()
+_sender: threading.Thread | None = None
+
+
+def _send_in_background(messages: list[OutboxMessage]) -> None:
+    global _sender
+    _background.put(messages)
+    with _sender_lock:
+        if _sender is None or not _sender.is_alive():
+            _sender = threading.Thread(target=_drain, name="outbox-sender", daemon=True)
+            _sender.start()
+
+
+def _drain() -> None:
+    while True:
+        send(_background.get())
+
+
 @event.listens_for(Session, "after_commit")
 def _send_after_commit(session: Session) -> None:
     # Every session that enqueued sends on its own commit: no caller has to remember to.
     pending: list[OutboxMessage] = session.info.pop(_PENDING_KEY, [])
-    if pending:
+    if len(pending) > INLINE_SEND_MAX:
+        _send_in_background(pending)
+    elif pending:
         send(pending)
 
 

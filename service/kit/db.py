@@ -51,7 +51,11 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # insertmanyvalues pages of 100 rows: psycopg's placeholder parsing grows faster than linearly
+    # with a statement's length (1,000-row pages made a 1,000-spec batch spend ~0.7 s in it).
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, insertmanyvalues_page_size=100
+    )
 
 
 @functools.cache

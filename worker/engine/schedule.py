@@ -8,7 +8,9 @@ alone and the plateau decisions (worker/engine/decisions.py) start after it.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -236,3 +238,33 @@ def simulate_lrs(spec: ExperimentSpec, steps_per_epoch: int, max_epochs: int = 3
             f"{spec.scheduler.type if spec.scheduler else 'schedule'} fails: {exc}"
         ) from exc
     return out
+
+
+def _walk_key(spec: ExperimentSpec, steps_per_epoch: int) -> str:
+    """What a walk's success depends on. Not base_lr: every scheduler scales the LR it is given
+    (or, OneCycleLR, ignores it), so what torch fails on mid-walk is the same for any positive
+    base_lr; the one LR-valued constraint (CyclicLR's max_lr ≥ base_lr, its base_lr defaulting to
+    the spec's) is checked by `_check_values`, so for CyclicLR base_lr stays in the key."""
+    keep = {"scheduler", "warmup", "epochs", "solver"}
+    if spec.scheduler is not None and spec.scheduler.type == "CyclicLR":
+        keep.add("base_lr")
+    return json.dumps([spec.model_dump(mode="json", include=keep), steps_per_epoch], sort_keys=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _walk_error(key: str) -> ScheduleError | None:
+    spec_json, steps = json.loads(key)
+    spec = ExperimentSpec.model_validate({**spec_json, "base_lr": spec_json.get("base_lr", 0.01)})
+    try:
+        simulate_lrs(spec, steps)
+    except ScheduleError as exc:
+        return exc
+    return None
+
+
+def check_walk(spec: ExperimentSpec, steps_per_epoch: int) -> None:
+    """`simulate_lrs` as a check, remembered per distinct schedule: a 1,000-spec batch or sweep
+    that varies base_lr or seeds walks each schedule once. Raises ScheduleError."""
+    error = _walk_error(_walk_key(spec, steps_per_epoch))
+    if error is not None:
+        raise ScheduleError(str(error), list(error.loc))
