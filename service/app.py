@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from service.batches.router import router as batches_router
 from service.datasets.router import router as datasets_router
@@ -13,6 +13,8 @@ from service.dispatch.relay import Relay
 from service.experiments.router import router as experiments_router
 from service.health.router import router as health_router
 from service.kit import exception_handlers
+from service.kit.auth import require_token
+from service.lr_range.router import router as lr_range_router
 from service.schedules.router import router as schedules_router
 from service.sweeps.router import router as sweeps_router
 
@@ -34,11 +36,16 @@ def create_app() -> FastAPI:
     )
     exception_handlers.install(app)
     app.include_router(health_router)
-    app.include_router(experiments_router)
-    app.include_router(batches_router)
-    app.include_router(sweeps_router)
-    app.include_router(datasets_router)
-    app.include_router(schedules_router)
+    guarded = [Depends(require_token)]  # a no-op unless GLIDEPATH_API_TOKENS is set
+    for router in (
+        experiments_router,
+        batches_router,
+        sweeps_router,
+        datasets_router,
+        schedules_router,
+        lr_range_router,
+    ):
+        app.include_router(router, dependencies=guarded)
     return app
 
 

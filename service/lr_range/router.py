@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from service.kit.deps import SessionDep
+from service.lr_range import service
+from service.lr_range.schemas import RangeTestOut, RangeTestRequest
+
+router = APIRouter(prefix="/v1/lr-range-tests", tags=["lr-range-tests"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such LR range test"}}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RangeTestOut,
+    responses={422: {"description": "Invalid input; `loc` is the field path"}},
+)
+def create_range_test(body: RangeTestRequest, session: SessionDep) -> RangeTestOut:
+    """Queue Leslie Smith's LR range test on the spec's model and data."""
+    experiment = service.create(session, body)
+    session.flush()
+    return service.out(session, experiment)
+
+
+@router.get("/{test_id}", response_model=RangeTestOut, responses=ERRORS)
+def get_range_test(
+    test_id: int,
+    session: SessionDep,
+    from_step: Annotated[int, Query(ge=0, description="Only points with step >= this")] = 0,
+) -> RangeTestOut:
+    """The test, its points so far and, once finished, the suggested LR and its rule."""
+    return service.out(session, service.get(session, test_id), from_step)
+
+
+@router.post("/{test_id}/cancel", response_model=RangeTestOut, responses=ERRORS)
+def cancel_range_test(test_id: int, session: SessionDep) -> RangeTestOut:
+    """Queued: cancelled at once. Running: stops at the next batch; its points stay."""
+    return service.out(session, service.cancel(session, test_id))

@@ -1,0 +1,155 @@
+"""Request and response bodies of `/v1/lr-range-tests`. The spec is the experiment spec
+(`service/experiments/spec.py`) unchanged, so a training spec can be pasted in as it is."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, ValidationInfo, field_serializer, field_validator
+from pydantic_core import PydanticCustomError
+
+from service.experiments.models import Experiment, RangePoint
+from service.experiments.spec import ExperimentSpec, PositiveFloat, Strict
+
+MIN_STEPS, MAX_STEPS = 10, 10_000
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes; every stored time is UTC.
+    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
+
+
+class RangeParams(Strict):
+    """What the worker runs with; stored as the row's `range_test`."""
+
+    min_lr: Annotated[PositiveFloat, Field(description="The LR of step 0")]
+    max_lr: Annotated[PositiveFloat, Field(description="The LR of the last step; > min_lr")]
+    steps: Annotated[
+        int,
+        Field(
+            ge=MIN_STEPS,
+            le=MAX_STEPS,
+            description="Optimizer steps (one batch each); the LR of step i is "
+            "min_lr·(max_lr/min_lr)^(i/(steps-1))",
+        ),
+    ]
+    smoothing: Annotated[
+        float,
+        Field(ge=0, lt=1, allow_inf_nan=False, description="EMA beta of `smoothed_loss`"),
+    ] = 0.98
+    diverge_factor: Annotated[
+        float,
+        Field(
+            gt=1,
+            allow_inf_nan=False,
+            description="Stop once the smoothed loss exceeds this many times its best",
+        ),
+    ] = 4.0
+
+    @field_validator("max_lr")
+    @classmethod
+    def _above_min(cls, v: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_lr")
+        if low is not None and v <= low:
+            raise PydanticCustomError(
+                "max_lr_not_above_min_lr",
+                "max_lr ({max_lr}) must be greater than min_lr ({min_lr})",
+                {"max_lr": v, "min_lr": low},
+            )
+        return v
+
+
+class RangeTestRequest(RangeParams):
+    spec: Annotated[
+        ExperimentSpec,
+        Field(
+            description="The model, data, solver, batch size and seed to test; its scheduler, "
+            "warmup, early stopping and epochs are ignored (the test drives the LR itself)"
+        ),
+    ]
+
+    def params(self) -> RangeParams:
+        return RangeParams.model_validate(self.model_dump(exclude={"spec"}))
+
+
+class PointOut(BaseModel):
+    step: int = Field(description="0-based; the LR ramp's index i")
+    lr: float
+    loss: float | None = Field(description="The batch loss of this step; null when not finite")
+    smoothed_loss: float | None = Field(description="Bias-corrected EMA of the batch losses")
+
+    @classmethod
+    def of(cls, p: RangePoint) -> PointOut:
+        return cls(step=p.step, lr=p.lr, loss=p.loss, smoothed_loss=p.smoothed_loss)
+
+
+class RangeTestOut(BaseModel):
+    id: int
+    status: str = Field(description="queued | running | succeeded | failed | cancelled")
+    name: str
+    spec: dict[str, Any]
+    min_lr: float
+    max_lr: float
+    steps: int
+    smoothing: float
+    diverge_factor: float
+    steps_run: int = Field(description="Points recorded so far (all of them once finished)")
+    points: list[PointOut] = Field(description="Points with step >= `from_step`, in step order")
+    next_from_step: int = Field(description="Pass as `from_step` to get only newer points")
+    suggested_lr: float | None = Field(description="null until finished, or when `rule` says why")
+    rule: str | None = Field(description="How `suggested_lr` was chosen, in words and numbers")
+    min_loss_lr: float | None = Field(description="The LR at the filtered loss minimum")
+    steepest_lr: float | None = Field(description="The LR of the steepest filtered descent")
+    stopped: str | None = Field(
+        description="'completed all N steps', 'diverged at step …' or 'non-finite loss at step "
+        "…' once finished; the reason it was cancelled otherwise"
+    )
+    result: dict[str, Any] | None = Field(description="The suggestion's details (windows, noise)")
+    error: str | None
+    device: str | None
+    attempt: int
+    worker: str | None = Field(description="host:pid of the worker holding the run's lease")
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @field_serializer("created_at", "started_at", "finished_at")
+    def _times(self, dt: datetime | None) -> datetime | None:
+        return _utc(dt)
+
+    @classmethod
+    def of(
+        cls, e: Experiment, points: list[RangePoint], steps_run: int, from_step: int
+    ) -> RangeTestOut:
+        params = e.range_test or {}
+        result = e.range_result or {}
+        return cls(
+            id=e.id,
+            status=e.status,
+            name=e.name,
+            spec=e.spec,
+            min_lr=params["min_lr"],
+            max_lr=params["max_lr"],
+            steps=params["steps"],
+            smoothing=params["smoothing"],
+            diverge_factor=params["diverge_factor"],
+            steps_run=steps_run,
+            points=[PointOut.of(p) for p in points],
+            next_from_step=points[-1].step + 1 if points else from_step,
+            suggested_lr=result.get("suggested_lr"),
+            rule=result.get("rule"),
+            min_loss_lr=result.get("min_loss_lr"),
+            steepest_lr=result.get("steepest_lr"),
+            stopped=e.stop_reason,
+            result=result or None,
+            error=e.error,
+            device=e.device,
+            attempt=e.attempt,
+            worker=e.lease_owner,
+            cancel_requested=e.cancel_requested,
+            created_at=e.created_at,
+            started_at=e.started_at,
+            finished_at=e.finished_at,
+        )
