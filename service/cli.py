@@ -1,4 +1,5 @@
-"""The `glidepath` command: run the service's processes and (later) talk to a running one."""
+"""The `glidepath` command: run the service's processes (here) and talk to a running one
+(`service/cli_client.py`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from typing import Annotated
 
 import typer
+
+from service import cli_client
 
 app = typer.Typer(
     help="Glidepath: run PyTorch experiments and see what the learning rate did.",
@@ -111,6 +114,9 @@ def up(host: str = HOST, port: int = PORT) -> None:
                 worker_proc.kill()
                 worker_proc.wait()
 
+
+# submit, watch, ls, show, cancel, sweep/batch/range-test: the HTTP client's commands.
+cli_client.register(app)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,362 @@
+"""`Client`: the Glidepath HTTP API from Python, over a synchronous `httpx.Client`.
+
+    from service.client import Client
+
+    with Client() as gp:                       # GLIDEPATH_URL / GLIDEPATH_TOKEN, or arguments
+        exp = gp.create_experiment({"dataset": "digits", "base_lr": 0.1, "epochs": 5})
+        final = gp.wait([exp["id"]])[0]
+
+Connection errors and 503s are retried with exponential backoff (a 503's `Retry-After` is
+honoured); everything else that is not a 2xx raises `ApiError`. Create calls for experiments and
+batches always send an `Idempotency-Key` (yours, or a random one), so a retry after a lost
+response cannot queue the same work twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any, cast
+
+import httpx
+
+from service.client.errors import ApiError, ConnectionFailed
+from service.client.types import (
+    FINAL_STATUSES,
+    Batch,
+    BatchCreated,
+    Comparison,
+    DecisionList,
+    Experiment,
+    ExperimentPage,
+    MetricsPage,
+    RangeTest,
+    RangeTestCreated,
+    Readiness,
+    Sweep,
+    SweepCreated,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+URL_ENV = "GLIDEPATH_URL"
+TOKEN_ENV = "GLIDEPATH_TOKEN"
+USER_AGENT = "glidepath-client/0.1"
+RETRY_STATUSES = frozenset({503})
+# Also retried when the request is safe to repeat (GET, or a POST with an Idempotency-Key).
+RETRY_STATUSES_IF_SAFE = frozenset({502, 503, 504})
+
+
+def _statuses(status: str | Sequence[str] | None) -> str | None:
+    if status is None or isinstance(status, str):
+        return status or None
+    return ",".join(status) or None
+
+
+class Client:
+    """A typed client of the Glidepath API.
+
+    base_url: default `$GLIDEPATH_URL`, else http://127.0.0.1:8000. token: sent as
+    `Authorization: Bearer <token>`; default `$GLIDEPATH_TOKEN`. timeout: seconds per request
+    (or an `httpx.Timeout`). retries: how many times a connection error or a 503 is retried,
+    waiting backoff × 2^n seconds (at most max_wait; a `Retry-After` header wins).
+    http: an existing `httpx.Client` to send through (e.g. FastAPI's `TestClient`); its base URL
+    is used and it is not closed by `close()`.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float | httpx.Timeout = 10.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_wait: float = 30.0,
+        http: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self._sleep = sleep
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if http is not None:
+            self._http = http
+            self._owns_http = False
+            self.base_url = str(http.base_url).rstrip("/")
+        else:
+            url = base_url or os.environ.get(URL_ENV) or DEFAULT_URL
+            self.base_url = url.rstrip("/")
+            self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
+            self._owns_http = True
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _wait_for(self, attempt: int, response: httpx.Response | None = None) -> float:
+        wait = self.backoff * (2**attempt)
+        if response is not None:
+            header = response.headers.get("Retry-After")
+            if header:
+                try:
+                    wait = float(header)
+                except ValueError:
+                    with contextlib.suppress(TypeError, ValueError):
+                        wait = parsedate_to_datetime(header).timestamp() - time.time()
+        return min(max(wait, 0.0), self.max_wait)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request with retries; return the 2xx response or raise `ApiError`."""
+        sent_headers = dict(headers or {})
+        if self.token:
+            sent_headers["Authorization"] = f"Bearer {self.token}"
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        # Repeating it cannot do anything twice: reads, and creates that carry a key.
+        safe = method.upper() in ("GET", "HEAD") or "Idempotency-Key" in sent_headers
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    method, path, params=query, json=json, headers=sent_headers
+                )
+            except httpx.TransportError as exc:
+                # A refused connection never reached the server: always safe to repeat.
+                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if attempt < self.retries and (safe or unsent):
+                    self._sleep(self._wait_for(attempt))
+                    attempt += 1
+                    continue
+                raise ConnectionFailed(
+                    self.base_url, exc, method=method, url=f"{self.base_url}{path}"
+                ) from exc
+            retry_on = RETRY_STATUSES_IF_SAFE if safe else RETRY_STATUSES
+            if response.status_code in retry_on and attempt < self.retries:
+                self._sleep(self._wait_for(attempt, response))
+                attempt += 1
+                continue
+            if response.status_code >= 400:
+                raise ApiError.from_response(response)
+            return response
+
+    def _get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params).json()
+
+    def _post(self, path: str, body: Any = None, idempotency_key: str | None = None) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.request("POST", path, json=body, headers=headers).json()
+
+    # -- experiments ----------------------------------------------------------------------
+
+    def create_experiment(
+        self, spec: Mapping[str, Any], idempotency_key: str | None = None
+    ) -> Experiment:
+        """Queue one experiment (POST /v1/experiments). The same key with the same spec
+        returns the first experiment; with another spec it is a 409."""
+        key = idempotency_key or f"client-{uuid.uuid4()}"
+        return cast(Experiment, self._post("/v1/experiments", dict(spec), key))
+
+    def get_experiment(self, experiment_id: int) -> Experiment:
+        return cast(Experiment, self._get(f"/v1/experiments/{experiment_id}"))
+
+    def list_experiments(
+        self,
+        status: str | Sequence[str] | None = None,
+        tag: str | None = None,
+        batch_id: str | None = None,
+        sweep_id: int | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> ExperimentPage:
+        """One page, newest first; pass `next_cursor` back as `cursor` for the next one.
+        `tag` is `key` or `key:value`; `status` one status, a comma list or a sequence."""
+        return cast(
+            ExperimentPage,
+            self._get(
+                "/v1/experiments",
+                status=_statuses(status),
+                tag=tag,
+                batch_id=batch_id,
+                sweep_id=sweep_id,
+                limit=limit,
+                cursor=cursor,
+            ),
+        )
+
+    def iter_experiments(
+        self,
+        status: str | Sequence[str] | None = None,
+        tag: str | None = None,
+        batch_id: str | None = None,
+        sweep_id: int | None = None,
+        page_size: int = 200,
+    ) -> Iterator[Experiment]:
+        """Every matching experiment, newest first, fetching pages as it goes."""
+        cursor: str | None = None
+        while True:
+            page = self.list_experiments(
+                status=status,
+                tag=tag,
+                batch_id=batch_id,
+                sweep_id=sweep_id,
+                limit=page_size,
+                cursor=cursor,
+            )
+            yield from page["items"]
+            cursor = page["next_cursor"]
+            if not cursor or not page["items"]:
+                return
+
+    def metrics(
+        self, experiment_id: int, after_epoch: int = 0, limit: int | None = None
+    ) -> MetricsPage:
+        """Epoch rows with epoch > after_epoch; poll again with `next_after_epoch`."""
+        return cast(
+            MetricsPage,
+            self._get(
+                f"/v1/experiments/{experiment_id}/metrics", after_epoch=after_epoch, limit=limit
+            ),
+        )
+
+    def decisions(self, experiment_id: int) -> DecisionList:
+        """Every LR reduction and the stop, with the numbers and a sentence."""
+        return cast(DecisionList, self._get(f"/v1/experiments/{experiment_id}/decisions"))
+
+    def cancel(self, experiment_id: int) -> Experiment:
+        """Queued: cancelled at once. Running: `cancel_requested`, stops at the next batch."""
+        return cast(Experiment, self._post(f"/v1/experiments/{experiment_id}/cancel"))
+
+    def compare(self, ids: Iterable[int]) -> Comparison:
+        """Several runs' per-epoch series on one epoch axis (null-padded)."""
+        joined = ",".join(str(i) for i in ids)
+        return cast(Comparison, self._get("/v1/experiments/compare", ids=joined))
+
+    def wait(
+        self,
+        ids: Iterable[int],
+        *,
+        poll: float = 1.0,
+        timeout: float | None = None,
+    ) -> list[Experiment]:
+        """Poll until every experiment has a final status; return them in the order given.
+        Raises TimeoutError after `timeout` seconds."""
+        pending = list(dict.fromkeys(ids))
+        done: dict[int, Experiment] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for i in pending:
+                if i not in done:
+                    exp = self.get_experiment(i)
+                    if exp["status"] in FINAL_STATUSES:
+                        done[i] = exp
+            if len(done) == len(pending):
+                return [done[i] for i in pending]
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"not final after {timeout}s: {sorted(set(pending) - set(done))}"
+                )
+            self._sleep(poll)
+
+    # -- batches --------------------------------------------------------------------------
+
+    def create_batch(
+        self,
+        specs: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+        idempotency_key: str | None = None,
+        *,
+        name: str | None = None,
+    ) -> BatchCreated:
+        """Queue many specs, all valid or none (POST /v1/batches). `specs` is a list of specs
+        or a whole request body `{experiments: [...], name: ...}`. A 422's `loc` names the
+        index: `["body", "experiments", 3, "base_lr"]`."""
+        if isinstance(specs, Mapping):
+            body: dict[str, Any] = dict(specs)
+        else:
+            body = {"experiments": [dict(s) for s in specs]}
+        if name is not None:
+            body["name"] = name
+        key = idempotency_key or f"client-{uuid.uuid4()}"
+        return cast(BatchCreated, self._post("/v1/batches", body, key))
+
+    def get_batch(self, batch_id: str) -> Batch:
+        return cast(Batch, self._get(f"/v1/batches/{batch_id}"))
+
+    # -- sweeps ---------------------------------------------------------------------------
+
+    def create_sweep(
+        self, request: Mapping[str, Any], idempotency_key: str | None = None
+    ) -> SweepCreated:
+        """`{base: spec, strategy: grid|random|lr_coarse_to_fine, parameters?, trials?, seed?,
+        min_lr?, max_lr?, fine_points?, metric?, mode?, name?}` (POST /v1/sweeps)."""
+        return cast(SweepCreated, self._post("/v1/sweeps", dict(request), idempotency_key))
+
+    def get_sweep(self, sweep_id: int) -> Sweep:
+        """Status, stage, each experiment with its params and score, the leaderboard, best."""
+        return cast(Sweep, self._get(f"/v1/sweeps/{sweep_id}"))
+
+    def list_sweeps(self) -> list[Sweep]:
+        body = self._get("/v1/sweeps")
+        return cast(list[Sweep], body["items"] if isinstance(body, dict) else body)
+
+    def cancel_sweep(self, sweep_id: int) -> Sweep:
+        return cast(Sweep, self._post(f"/v1/sweeps/{sweep_id}/cancel"))
+
+    # -- LR range tests -------------------------------------------------------------------
+
+    def create_range_test(
+        self, request: Mapping[str, Any], idempotency_key: str | None = None
+    ) -> RangeTestCreated:
+        """POST /v1/lr-range-tests `{spec, min_lr, max_lr, steps, smoothing?, diverge_factor?}`."""
+        return cast(
+            RangeTestCreated, self._post("/v1/lr-range-tests", dict(request), idempotency_key)
+        )
+
+    def get_range_test(self, range_test_id: int, from_step: int = 0) -> RangeTest:
+        """Points `{step, lr, loss, smoothed_loss}` with step >= from_step (poll again with
+        `next_from_step`), and once done `suggested_lr` and `rule`."""
+        return cast(
+            RangeTest,
+            self._get(
+                f"/v1/lr-range-tests/{range_test_id}", from_step=from_step if from_step else None
+            ),
+        )
+
+    def cancel_range_test(self, range_test_id: int) -> RangeTest:
+        return cast(RangeTest, self._post(f"/v1/lr-range-tests/{range_test_id}/cancel"))
+
+    # -- health ---------------------------------------------------------------------------
+
+    def health(self) -> Readiness:
+        """GET /readyz once, without retries: `{status: ready|unavailable, checks}` (a 503
+        answer is returned, not raised). Raises `ConnectionFailed` when nothing answers."""
+        try:
+            response = self._http.get(
+                "/readyz",
+                headers={"Authorization": f"Bearer {self.token}"} if self.token else None,
+            )
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(self.base_url, exc, method="GET", url="/readyz") from exc
+        if response.status_code not in (200, 503):
+            raise ApiError.from_response(response)
+        return cast(Readiness, response.json())

@@ -1,0 +1,228 @@
+"""What the API answers, as TypedDicts: the JSON bodies as they come, typed for mypy and editors.
+
+Fields a newer or older server may leave out are `NotRequired`; read them with `.get()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+STATUSES: tuple[str, ...] = (
+    "queued",
+    "running",
+    "succeeded",
+    "early_stopped",
+    "diverged",
+    "failed",
+    "cancelled",
+)
+FINAL_STATUSES = frozenset(STATUSES[2:])
+OK_STATUSES = frozenset({"succeeded", "early_stopped"})
+
+
+class ErrorDetail(TypedDict):
+    """One entry of an error body's `detail`: the field path, a message and a machine type."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Progress(TypedDict):
+    epochs_run: int
+    epochs: int
+    fraction: float
+
+
+class Experiment(TypedDict):
+    id: int
+    name: str
+    status: str
+    dataset: str
+    spec: dict[str, Any]
+    tags: dict[str, str]
+    batch_id: str | None
+    sweep_id: NotRequired[int | None]
+    kind: NotRequired[str]
+    progress: Progress
+    split_sizes: dict[str, int] | None
+    steps_per_epoch: int | None
+    device: str | None
+    attempt: int
+    worker: str | None
+    epochs_run: int
+    best_epoch: int | None
+    best_value: float | None
+    stop_reason: str | None
+    test_metrics: dict[str, float] | None
+    error: str | None
+    cancel_requested: bool
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class ExperimentPage(TypedDict):
+    items: list[Experiment]
+    next_cursor: str | None
+
+
+class EpochRow(TypedDict):
+    epoch: int
+    lr: float
+    train_loss: float | None
+    val_loss: float | None
+    val_accuracy: NotRequired[float | None]  # classification
+    val_mae: NotRequired[float | None]  # regression
+    duration_s: float
+    decision: str | None
+
+
+class MetricsPage(TypedDict):
+    experiment_id: int
+    status: str
+    epochs: list[EpochRow]
+    next_after_epoch: int
+
+
+class Decision(TypedDict):
+    epoch: int
+    kind: str  # reduce_lr | early_stop | diverged
+    monitor: str | None
+    value: float | None
+    best: float | None
+    best_epoch: int | None
+    old_lr: float | None
+    new_lr: float | None
+    reason: str
+
+
+class DecisionList(TypedDict):
+    experiment_id: int
+    status: str
+    decisions: list[Decision]
+
+
+class BatchCreated(TypedDict):
+    batch_id: str
+    ids: list[int]
+
+
+class Batch(TypedDict):
+    batch_id: str
+    name: str
+    ids: list[int]
+    counts: dict[str, int]
+    status: str  # running | finished
+    size: NotRequired[int]
+    created_at: NotRequired[str]
+
+
+class SweepCreated(TypedDict):
+    sweep_id: int
+    ids: list[int]
+
+
+class SweepExperiment(TypedDict):
+    """A sweep's run; the server names its id `experiment_id` (read it with `sweep_run_id`)."""
+
+    experiment_id: NotRequired[int]
+    id: NotRequired[int]
+    name: str
+    status: str
+    stage: int
+    params: dict[str, Any]
+    score: float | None
+    best_epoch: NotRequired[int | None]
+    epochs_run: int
+    epochs: int
+
+
+class LeaderboardEntry(TypedDict):
+    rank: int
+    experiment_id: int
+    id: NotRequired[int]
+    name: str
+    status: str
+    stage: int
+    params: dict[str, Any]
+    score: float | None
+
+
+class Sweep(TypedDict):
+    """GET /v1/sweeps/{id}; `list_sweeps()` items carry only id, name, strategy, status,
+    stage, counts and created_at."""
+
+    id: int
+    name: str
+    strategy: str
+    status: str  # running | finished | cancelled
+    stage: int
+    metric: NotRequired[str]
+    mode: NotRequired[str]
+    created_at: NotRequired[str]
+    rule: NotRequired[str]
+    note: NotRequired[str | None]
+    counts: dict[str, int]
+    experiments: NotRequired[list[SweepExperiment]]
+    leaderboard: NotRequired[list[LeaderboardEntry]]
+    best: NotRequired[LeaderboardEntry | None]
+
+
+class RangeTestCreated(TypedDict):
+    id: int
+    status: str
+
+
+class RangePoint(TypedDict):
+    step: int
+    lr: float
+    loss: float | None
+    smoothed_loss: float | None
+
+
+class RangeTest(TypedDict):
+    id: int
+    status: str
+    name: NotRequired[str]
+    points: list[RangePoint]  # with step >= the `from_step` asked for
+    next_from_step: NotRequired[int]
+    steps: int
+    steps_run: NotRequired[int]
+    suggested_lr: float | None
+    rule: str | None
+    min_loss_lr: NotRequired[float | None]
+    steepest_lr: NotRequired[float | None]
+    stopped: NotRequired[str | None]
+    error: NotRequired[str | None]
+    min_lr: NotRequired[float]
+    max_lr: NotRequired[float]
+
+
+class Series(TypedDict):
+    experiment_id: int
+    name: str
+    status: str
+    lr: list[float | None]
+    train_loss: list[float | None]
+    val_loss: list[float | None]
+    val_accuracy: list[float | None]
+    val_mae: list[float | None]
+
+
+class Comparison(TypedDict):
+    epochs: list[int]
+    series: list[Series]
+
+
+class Readiness(TypedDict):
+    status: str  # ready | unavailable
+    checks: dict[str, dict[str, Any]]
+
+
+def sweep_run_id(run: SweepExperiment | LeaderboardEntry) -> int:
+    """A sweep run's experiment id, whichever key the server used."""
+    value = run.get("experiment_id", run.get("id"))
+    if value is None:
+        raise KeyError("experiment_id")
+    return int(value)

@@ -1,0 +1,145 @@
+"""The client commands in-process (Typer's CliRunner) against the API in-process (TestClient):
+what they print and their exit codes, without a worker. test_cli_e2e.py runs them for real."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from service import cli_client
+from service.cli import app
+from service.client import Client
+
+SPEC: dict[str, Any] = {
+    "name": "cli-digits",
+    "dataset": "digits",
+    "model": {"type": "mlp", "hidden": [16]},
+    "base_lr": 0.1,
+    "epochs": 3,
+    "tags": {"suite": "cli"},
+}
+
+
+@pytest.fixture
+def cli(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    """Every command's Client sends through the in-process app."""
+    monkeypatch.setattr(
+        cli_client, "_client", lambda url, token: Client(http=client, token=token, retries=0)
+    )
+    monkeypatch.delenv("GLIDEPATH_TOKEN", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    yield CliRunner()
+
+
+def write(tmp_path: Path, name: str, doc: Any) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_submit_a_spec_prints_its_id_and_show_ls_cancel_find_it(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    result = cli.invoke(app, ["submit", write(tmp_path, "one.json", SPEC)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("queued experiment ")
+    exp_id = int(result.stdout.split()[2])
+
+    shown = cli.invoke(app, ["show", str(exp_id), "--json"])
+    assert shown.exit_code == 0
+    body = json.loads(shown.stdout)
+    assert body["id"] == exp_id and body["status"] == "queued" and body["decisions"] == []
+    human = cli.invoke(app, ["show", str(exp_id)])
+    assert "cli-digits" in human.stdout and "base_lr: 0.1" in human.stdout  # the spec as YAML
+
+    listed = cli.invoke(app, ["ls", "--tag", "suite:cli", "--status", "queued", "--json"])
+    assert [e["id"] for e in json.loads(listed.stdout)["items"]] == [exp_id]
+    table = cli.invoke(app, ["ls", "--tag", "suite:cli"])
+    assert "cli-digits" in table.stdout and "0/3" in table.stdout
+
+    cancelled = cli.invoke(app, ["cancel", str(exp_id)])
+    assert cancelled.exit_code == 0 and cancelled.stdout == f"{exp_id}: cancelled\n"
+    assert cli.invoke(app, ["cancel", str(exp_id)]).exit_code == 0  # again: still fine
+
+
+def test_submit_json_and_idempotency_key(cli: CliRunner, tmp_path: Path) -> None:
+    f = write(tmp_path, "one.json", SPEC)
+    first = cli.invoke(app, ["submit", f, "--json", "--idempotency-key", "k-1"])
+    second = cli.invoke(app, ["submit", f, "--json", "--idempotency-key", "k-1"])
+    assert first.exit_code == second.exit_code == 0
+    assert json.loads(first.stdout)["id"] == json.loads(second.stdout)["id"]
+
+
+def test_a_batch_from_stdin_and_its_422_paths(cli: CliRunner) -> None:
+    ok = cli.invoke(app, ["submit", "-", "--json"], input=json.dumps([SPEC, SPEC]))
+    assert ok.exit_code == 0, ok.output
+    assert len(json.loads(ok.stdout)["ids"]) == 2
+
+    bad = [SPEC, {**SPEC, "base_lr": -1}, {**SPEC, "epochs": 0}]
+    yaml_text = "experiments:\n" + "".join(f"  - {json.dumps(s)}\n" for s in bad)
+    result = cli.invoke(app, ["submit", "-"], input=yaml_text)
+    assert result.exit_code == 2
+    assert "HTTP 422 from POST /v1/batches" in result.stderr
+    assert "body.experiments.1.base_lr: Input should be greater than 0" in result.stderr
+    assert "body.experiments.2.epochs: Input should be greater than or equal to 1" in result.stderr
+
+
+def test_bad_files_exit_2(cli: CliRunner, tmp_path: Path) -> None:
+    missing = cli.invoke(app, ["submit", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "cannot read" in missing.stderr
+    (tmp_path / "broken.yaml").write_text("base_lr: [0.1\n")
+    broken = cli.invoke(app, ["submit", str(tmp_path / "broken.yaml")])
+    assert broken.exit_code == 2 and "invalid YAML at line" in broken.stderr
+    unknown = cli.invoke(app, ["submit", write(tmp_path, "x.json", {**SPEC, "lr": 0.1})])
+    assert unknown.exit_code == 2 and "body.lr: unknown field" in unknown.stderr
+
+
+def test_unknown_ids_exit_4(cli: CliRunner) -> None:
+    for args in (["show", "987654"], ["watch", "987654"], ["cancel", "987654"]):
+        result = cli.invoke(app, args)
+        assert result.exit_code == 4, (args, result.output)
+        assert "HTTP 404" in result.stderr
+
+
+def test_sweep_and_range_test_submit_and_show(cli: CliRunner, tmp_path: Path) -> None:
+    sweep = {
+        "name": "cli-grid",
+        "base": SPEC,
+        "strategy": "grid",
+        "parameters": {"base_lr": [0.05, 0.1]},
+    }
+    created = cli.invoke(app, ["submit", write(tmp_path, "sweep.json", sweep)])
+    assert created.exit_code == 0, created.output
+    assert created.stdout.startswith("queued sweep ")
+    sweep_id = created.stdout.split()[2].rstrip(":")
+    shown = cli.invoke(app, ["sweep", "show", sweep_id])
+    assert shown.exit_code == 0, shown.output
+    assert "grid" in shown.stdout and "base_lr=0.05" in shown.stdout
+    assert json.loads(cli.invoke(app, ["sweep", "show", sweep_id, "--json"]).stdout)["id"] == int(
+        sweep_id
+    )
+    assert "cli-grid" in cli.invoke(app, ["sweep", "ls"]).stdout
+
+    rt = {"lr_range_test": {"spec": SPEC, "min_lr": 1e-5, "max_lr": 1.0, "steps": 20}}
+    created = cli.invoke(app, ["submit", write(tmp_path, "rt.json", rt), "--json"])
+    assert created.exit_code == 0, created.output
+    rt_id = json.loads(created.stdout)["id"]
+    shown = cli.invoke(app, ["range-test", "show", str(rt_id)])
+    assert shown.exit_code == 0 and "0/20" in shown.stdout and "suggested lr" in shown.stdout
+
+
+def test_token_from_option_or_environment(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.config import settings
+
+    monkeypatch.setattr(settings, "api_tokens", "alpha, beta")
+    denied = cli.invoke(app, ["ls"])
+    assert denied.exit_code == 2
+    assert "HTTP 401" in denied.stderr and "--token or set GLIDEPATH_TOKEN" in denied.stderr
+    assert cli.invoke(app, ["ls", "--token", "alpha"]).exit_code == 0
+    assert cli.invoke(app, ["ls"], env={"GLIDEPATH_TOKEN": "beta"}).exit_code == 0

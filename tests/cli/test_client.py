@@ -1,0 +1,192 @@
+"""`service.client.Client` against a scripted transport: headers, retries, errors, paging."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from service.client import ApiError, Client, ConnectionFailed
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def make(handler: Handler, **kwargs: Any) -> tuple[Client, list[float]]:
+    slept: list[float] = []
+    http = httpx.Client(base_url="http://gp.test", transport=httpx.MockTransport(handler))
+    return Client(http=http, sleep=slept.append, **kwargs), slept
+
+
+def test_token_and_idempotency_key_are_sent() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"id": 7, "status": "queued"})
+
+    client, _ = make(handler, token="s3cret")
+    assert client.create_experiment({"base_lr": 0.1}, idempotency_key="k1")["id"] == 7
+    client.create_experiment({"base_lr": 0.1})
+    assert seen[0].headers["authorization"] == "Bearer s3cret"
+    assert seen[0].headers["idempotency-key"] == "k1"
+    # Without a key the client makes one, so its own retries cannot queue the run twice.
+    assert seen[1].headers["idempotency-key"].startswith("client-")
+    assert json.loads(seen[0].content) == {"base_lr": 0.1}
+
+
+def test_env_gives_url_and_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLIDEPATH_URL", "http://example.test:9000/")
+    monkeypatch.setenv("GLIDEPATH_TOKEN", "tok")
+    with Client() as client:
+        assert client.base_url == "http://example.test:9000"
+        assert client.token == "tok"
+
+
+def test_503_is_retried_honouring_retry_after() -> None:
+    answers = [
+        httpx.Response(503, headers={"Retry-After": "2"}, json={"detail": []}),
+        httpx.Response(503, json={"detail": []}),
+        httpx.Response(200, json={"items": [], "next_cursor": None}),
+    ]
+    client, slept = make(lambda _: answers.pop(0), backoff=0.25)
+    assert client.list_experiments()["items"] == []
+    assert slept == [2.0, 0.5]  # Retry-After, then backoff × 2^1
+
+
+def test_503_after_the_retries_is_an_api_error() -> None:
+    body = {"detail": [{"loc": [], "msg": "the database is unavailable", "type": "unavailable"}]}
+    client, slept = make(lambda _: httpx.Response(503, json=body), retries=2)
+    with pytest.raises(ApiError) as info:
+        client.get_experiment(1)
+    assert info.value.status_code == 503 and info.value.is_unavailable
+    assert str(info.value) == "the database is unavailable"
+    assert len(slept) == 2
+
+
+def test_connection_errors_are_retried_then_reported() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client, slept = make(handler, retries=3, backoff=0.1)
+    with pytest.raises(ConnectionFailed) as info:
+        client.health()  # health() itself does not retry
+    assert calls == 1
+    with pytest.raises(ConnectionFailed) as info:
+        client.create_sweep({"base": {}, "strategy": "grid"})
+    assert calls == 5 and slept == pytest.approx([0.1, 0.2, 0.4])
+    assert info.value.status_code == 0 and "cannot reach the service" in str(info.value)
+
+
+def test_a_read_timeout_is_not_retried_for_a_post_without_key() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        raise httpx.ReadTimeout("slow", request=request)
+
+    client, _ = make(handler)
+    with pytest.raises(ConnectionFailed):
+        client.create_sweep({"base": {}, "strategy": "grid"})  # might have been applied
+    assert calls == 1
+    with pytest.raises(ConnectionFailed):
+        client.get_sweep(1)  # a read is repeated
+    assert calls == 5
+
+
+def test_422_detail_is_kept_and_readable() -> None:
+    detail = [
+        {
+            "loc": ["body", "experiments", 3, "base_lr"],
+            "msg": "Input should be greater than 0",
+            "type": "greater_than",
+        },
+        {"loc": ["body", "name"], "msg": "String should have at most 200 characters", "type": "x"},
+    ]
+    client, slept = make(lambda _: httpx.Response(422, json={"detail": detail}))
+    with pytest.raises(ApiError) as info:
+        client.create_batch([{"base_lr": 0}] * 4)
+    err = info.value
+    assert err.status_code == 422 and err.detail == detail and not slept
+    assert err.messages()[0] == "body.experiments.3.base_lr: Input should be greater than 0"
+    assert str(err).startswith("body.experiments.3.base_lr: Input should be greater than 0; ")
+
+
+def test_errors_that_are_not_the_api_shape_still_read() -> None:
+    client, _ = make(lambda _: httpx.Response(404, json={"detail": "Not Found"}))
+    with pytest.raises(ApiError) as info:
+        client.get_batch("nope")
+    assert info.value.is_not_found and str(info.value) == "Not Found"
+    client, _ = make(lambda _: httpx.Response(502, text="<html>bad gateway</html>"), retries=0)
+    with pytest.raises(ApiError) as info:
+        client.get_experiment(1)
+    assert info.value.status_code == 502 and "bad gateway" in str(info.value)
+
+
+def test_iter_experiments_follows_the_cursor() -> None:
+    pages = {
+        None: {"items": [{"id": 3}, {"id": 2}], "next_cursor": "c2"},
+        "c2": {"items": [{"id": 1}], "next_cursor": None},
+    }
+    queries: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = dict(request.url.params)
+        queries.append(q)
+        return httpx.Response(200, json=pages[q.get("cursor")])
+
+    client, _ = make(handler)
+    got = [e["id"] for e in client.iter_experiments(status=["queued", "running"], tag="a:b")]
+    assert got == [3, 2, 1]
+    assert queries[0] == {"status": "queued,running", "tag": "a:b", "limit": "200"}
+    assert queries[1]["cursor"] == "c2"
+
+
+def test_paths_and_query_of_each_call() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}?{request.url.query.decode()}")
+        return httpx.Response(200, json={"items": []})
+
+    client, _ = make(handler)
+    client.metrics(4, after_epoch=7)
+    client.decisions(4)
+    client.cancel(4)
+    client.compare([1, 2, 3])
+    client.get_sweep(2)
+    client.list_sweeps()
+    client.cancel_sweep(2)
+    client.get_range_test(5, from_step=10)
+    client.create_range_test({"spec": {}, "min_lr": 1e-5, "max_lr": 1, "steps": 20})
+    client.get_batch("b1")
+    assert seen == [
+        "GET /v1/experiments/4/metrics?after_epoch=7",
+        "GET /v1/experiments/4/decisions?",
+        "POST /v1/experiments/4/cancel?",
+        "GET /v1/experiments/compare?ids=1%2C2%2C3",
+        "GET /v1/sweeps/2?",
+        "GET /v1/sweeps?",
+        "POST /v1/sweeps/2/cancel?",
+        "GET /v1/lr-range-tests/5?from_step=10",
+        "POST /v1/lr-range-tests?",
+        "GET /v1/batches/b1?",
+    ]
+
+
+def test_wait_polls_until_final() -> None:
+    statuses = iter(["queued", "running", "succeeded"])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": 1, "status": next(statuses)})
+
+    client, slept = make(handler)
+    assert client.wait([1], poll=0.5)[0]["status"] == "succeeded"
+    assert slept == [0.5, 0.5]
