@@ -103,6 +103,10 @@ def up(host: str = HOST, port: int = PORT) -> None:
 
     m.upgrade()
     worker_proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=os.environ)
+    # uvicorn restores the previous SIGTERM handler after its shutdown and re-raises the signal:
+    # with the default handler this process would die before `finally` stops the worker (a
+    # `docker stop` or systemd stop sends SIGTERM to this process only). Exit instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         api(host=host, port=port, log_level="info")
     finally:

@@ -27,6 +27,7 @@ class ExperimentOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+    kind: str = Field(description="train, or lr_range_test (see /v1/lr-range-tests/{id})")
     name: str
     status: str
     dataset: str
@@ -60,6 +61,7 @@ class ExperimentOut(BaseModel):
         epochs = int(e.spec.get("epochs", 0))
         return cls(
             id=e.id,
+            kind=e.kind,
             name=e.name,
             status=e.status,
             dataset=e.spec.get("dataset", ""),

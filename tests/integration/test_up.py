@@ -1,5 +1,6 @@
 """`glidepath up` as a user runs it: one command serves the API with an embedded worker, and
-Ctrl-C (SIGINT to the terminal's process group) stops both."""
+Ctrl-C (SIGINT to the terminal's process group) or SIGTERM to it alone (`docker stop`, systemd)
+stops both."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-def test_up_trains_and_ctrl_c_stops_api_and_worker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_up_trains_and_stopping_it_stops_api_and_worker(tmp_path: Path, stop: str) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLIDEPATH_")}
     env["GLIDEPATH_DATA_DIR"] = str(tmp_path / "data")
@@ -56,7 +58,10 @@ def test_up_trains_and_ctrl_c_stops_api_and_worker(tmp_path: Path) -> None:
                  == "succeeded", 60, logs)  # fmt: skip
         assert (tmp_path / "data" / "glidepath.db").exists()  # SQLite under DATA_DIR
 
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        if stop == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        else:
+            os.kill(proc.pid, signal.SIGTERM)  # `docker stop`: the main process only
         assert proc.wait(timeout=40) == 0, logs()
         deadline = time.monotonic() + 10
         while _group_alive(proc.pid) and time.monotonic() < deadline:
