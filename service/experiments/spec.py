@@ -18,6 +18,8 @@ from service.datasets.builtin import DatasetInfo
 from service.datasets.split import split_sizes, steps_per_epoch
 from service.experiments import catalog
 from service.kit.errors import ErrorItem, item
+from worker.engine.hypergradient import SOLVERS as HYPERGRADIENT_SOLVERS
+from worker.engine.hypergradient import Hypergradient
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -59,9 +61,17 @@ class ModelSpec(Strict):
     channels: list[Annotated[int, Field(ge=1, le=1024)]] = Field(default=[16, 32], max_length=6)
 
 
+class HypergradientSpec(Strict):
+    """Hypergradient descent (docs/hypergradient.md): the LR adapts itself online."""
+
+    hyper_lr: PositiveFloat  # β in Baydin et al. (2018)
+
+
 class SolverSpec(Strict):
     type: str = "SGD"
     params: dict[str, Any] = Field(default_factory=dict)
+    # Left out of dumps when absent, so specs without it store and hash as before.
+    hypergradient: HypergradientSpec | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class SchedulerSpec(Strict):
@@ -151,8 +161,16 @@ def _check_solver(spec: ExperimentSpec) -> list[ErrorItem]:
     try:
         p = torch.zeros(2, requires_grad=True)
         opt = catalog.solver_class(spec.solver.type)([p], lr=spec.base_lr, **spec.solver.params)
-        p.sum().backward()
-        opt.step()
+        hd = None
+        if spec.solver.hypergradient is not None and spec.solver.type in HYPERGRADIENT_SOLVERS:
+            hd = Hypergradient(opt, spec.solver.hypergradient.hyper_lr)
+        for _ in range(
+            1 if hd is None else 2
+        ):  # hypergradient descent acts from the second step on
+            p.sum().backward()
+            if hd is not None:
+                hd.before_step()
+            opt.step()
     except Exception as exc:
         return [
             item(
@@ -162,6 +180,42 @@ def _check_solver(spec: ExperimentSpec) -> list[ErrorItem]:
             )
         ]
     return []
+
+
+def _check_hypergradient(spec: ExperimentSpec) -> list[ErrorItem]:
+    """Hypergradient descent owns the LR: only solvers whose step is linear in it, and nothing
+    else that sets it."""
+    if spec.solver.hypergradient is None:
+        return []
+    errors = []
+    if spec.solver.type in catalog.SOLVERS and spec.solver.type not in HYPERGRADIENT_SOLVERS:
+        errors.append(
+            item(
+                ["solver", "hypergradient"],
+                f"hypergradient descent is not available for {spec.solver.type}; "
+                f"allowed solvers: {_allowed(HYPERGRADIENT_SOLVERS)}",
+                "unsupported",
+            )
+        )
+    if not spec.is_constant_schedule:
+        assert spec.scheduler is not None
+        errors.append(
+            item(
+                ["scheduler", "type"],
+                f"hypergradient descent adapts the LR itself; it cannot be combined with "
+                f"{spec.scheduler.type} (allowed: {catalog.CONSTANT} or no scheduler)",
+                "conflict",
+            )
+        )
+    if spec.warmup is not None:
+        errors.append(
+            item(
+                ["warmup"],
+                "hypergradient descent adapts the LR itself; it cannot be combined with a warmup",
+                "conflict",
+            )
+        )
+    return errors
 
 
 def _check_kwargs(
@@ -314,6 +368,7 @@ def check_spec(spec: ExperimentSpec, info: DatasetInfo) -> list[ErrorItem]:
     errors += _check_model(spec, info)
     metrics = metrics_for(info.task)
     errors += _check_monitors(spec, info.task, metrics)
+    errors += _check_hypergradient(spec)
     solver_errors = _check_solver(spec)
     errors += solver_errors
     if not solver_errors and not errors:
@@ -325,6 +380,15 @@ def check_schedule(spec: ExperimentSpec, steps: int) -> list[ErrorItem]:
     """`check_spec`'s checks of what shapes the LR (warmup, monitors, solver, scheduler) without
     a dataset, for the schedule preview: a monitor may be a metric of either task."""
     errors = _check_warmup(spec) + _check_monitors(spec, "any task", METRICS_ANY)
+    if spec.solver.hypergradient is not None:
+        errors.append(
+            item(
+                ["solver", "hypergradient"],
+                "with hypergradient descent the LR follows the gradients of training; "
+                "it cannot be previewed",
+                "unsupported",
+            )
+        )
     errors += _check_solver(spec)
     if not errors:
         errors += _check_scheduler(spec, "any task", METRICS_ANY, steps)

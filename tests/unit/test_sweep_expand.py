@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -70,7 +71,7 @@ def test_fine_range_is_the_decade_towards_the_better_neighbour() -> None:
 def test_log_interior_excludes_the_ends() -> None:
     lrs = expand.log_interior(0.01, 0.1, 4)
     assert len(lrs) == 4 and 0.01 < lrs[0] < lrs[-1] < 0.1
-    ratios = [b / a for a, b in zip(lrs, lrs[1:], strict=False)]
+    ratios = [b / a for a, b in itertools.pairwise(lrs)]
     assert max(ratios) == pytest.approx(min(ratios), rel=1e-4)  # evenly spaced in log
     assert lrs[0] == pytest.approx(0.01 * 10**0.2, rel=1e-5)
 

@@ -39,12 +39,14 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 def save(experiment_id: int, epoch: int, attempt: int, model: torch.nn.Module,
          optimizer: torch.optim.Optimizer, scheduler: Any | None,
-         best_weights: dict[str, torch.Tensor] | None) -> None:  # fmt: skip
+         best_weights: dict[str, torch.Tensor] | None,
+         hypergradient: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """`hypergradient`: `Hypergradient.state_dict()` (the last step's snapshot and the LR)."""
     _atomic_save({
         "format": FORMAT, "epoch": epoch, "attempt": attempt,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "best_weights": best_weights,
+        "best_weights": best_weights, "hypergradient": hypergradient,
     }, path_for(experiment_id))  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from worker.engine.data import Part
+from worker.engine.hypergradient import Hypergradient
 from worker.engine.schedule import Schedule
 
 EVAL_CHUNK = 8192  # rows per forward pass when validating: bounds memory on large parts
@@ -51,8 +52,10 @@ def train_epoch(
     seed: int,
     epoch: int,
     stop: threading.Event | None = None,
+    hypergradient: Hypergradient | None = None,
 ) -> float:
-    """One pass over the training part; returns the mean training loss (one host sync)."""
+    """One pass over the training part; returns the mean training loss (one host sync, plus one
+    per step with `hypergradient`, which adapts the LR before every step)."""
     model.train()
     n = len(data)
     device = data.x.device
@@ -61,6 +64,8 @@ def train_epoch(
     torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))  # dropout draws
     criterion = loss_fn(task)
     losses: list[torch.Tensor] = []
+    if hypergradient is not None:
+        hypergradient.begin_epoch()
     for start in range(0, n, batch_size):
         if stop is not None and stop.is_set():
             raise Cancelled
@@ -68,6 +73,8 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss = criterion(model(data.x[idx]), data.y[idx])
         loss.backward()
+        if hypergradient is not None:
+            hypergradient.before_step()
         optimizer.step()
         schedule.after_step()
         losses.append(loss.detach())

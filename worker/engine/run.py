@@ -24,6 +24,7 @@ from service.experiments.spec import ExperimentSpec
 from service.kit.db import get_engine, session_scope
 from worker.engine import checkpoint, decisions
 from worker.engine.data import to_device
+from worker.engine.hypergradient import Hypergradient
 from worker.engine.lease import Lease
 from worker.engine.loop import Cancelled, EvalResult, evaluate, train_epoch
 from worker.engine.model import build_model, pick_device
@@ -184,6 +185,8 @@ def _train(
     )
     steps = steps_of(len(data.train), spec.batch_size)
     schedule = build_schedule(spec, optimizer, steps)
+    hd_spec = spec.solver.hypergradient  # the LR then adapts itself (no scheduler, no warmup)
+    hd = Hypergradient(optimizer, hd_spec.hyper_lr) if hd_spec is not None else None
     restore_best = bool(spec.early_stopping and spec.early_stopping.restore_best)
 
     ok, ckpt = with_db_retry(
@@ -199,6 +202,8 @@ def _train(
         optimizer.load_state_dict(ckpt["optimizer"])
         if schedule.scheduler is not None and ckpt["scheduler"] is not None:
             schedule.scheduler.load_state_dict(ckpt["scheduler"])
+        if hd is not None and ckpt.get("hypergradient") is not None:
+            hd.load_state_dict(ckpt["hypergradient"])
         if ckpt["best_weights"] is not None:
             best_weights = {k: v.to(device) for k, v in ckpt["best_weights"].items()}
         start = ckpt["epoch"] + 1
@@ -211,7 +216,9 @@ def _train(
         lr = float(optimizer.param_groups[0]["lr"])
         t0 = time.perf_counter()
         train_loss = train_epoch(model, optimizer, schedule, data.train, spec.batch_size, task,
-                                 spec.seed, epoch, lease.stop)  # fmt: skip
+                                 spec.seed, epoch, lease.stop, hd)  # fmt: skip
+        if hd is not None:
+            lr = hd.epoch_lr  # what the epoch's first step used: adapted just before it
         val = evaluate(model, data.val, task)
         schedule.after_epoch(epoch)
         duration = time.perf_counter() - t0
@@ -234,7 +241,7 @@ def _train(
             break
         if epoch < spec.epochs and _checkpoint_due(spec, epoch, saved_at):
             checkpoint.save(experiment_id, epoch, attempt, model, optimizer, schedule.scheduler,
-                            best_weights)  # fmt: skip
+                            best_weights, hd.state_dict() if hd is not None else None)  # fmt: skip
             saved_at = time.monotonic()
 
     if restore_best and best_weights is not None:
