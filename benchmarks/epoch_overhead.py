@@ -10,6 +10,18 @@ three ways in one run:
     .venv/bin/python benchmarks/epoch_overhead.py [--epochs 40] [--repeats 3] [--database-url URL]
 
 Prints seconds per epoch (best of repeats) and the ratios engine/bare and dataloader/bare.
+
+Bigger epochs (the engine's fixed per-epoch cost weighs less as they grow):
+  --samples N[,N...]  train on a seeded synthetic classification dataset of N samples, generated
+                      and stored as `POST /v1/datasets` does (--features, default 64, and
+                      --classes, default 10: digits' shape), once per N, each measured against
+                      its own bare loop; a summary table follows when there are several
+  --hidden W[,W...]   the MLP's hidden widths (default 64); --batch-size (default 64)
+  --breakdown         also split the engine's time into its epochs' own train + validate time
+                      (the stored duration_s) and the rest (DB write, decisions, lease, and the
+                      run's setup and finish spread over its epochs)
+
+    .venv/bin/python benchmarks/epoch_overhead.py --samples 10000,50000,200000 --epochs 10
 """
 
 from __future__ import annotations
@@ -19,7 +31,9 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("GLIDEPATH_DATA_DIR", tempfile.mkdtemp(prefix="glidepath-bench-"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,9 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from torch import nn
 
-from service.datasets.builtin import info
 from service.experiments.spec import ExperimentSpec
-from worker.engine.data import to_device
+from worker.engine.data import DeviceData, to_device
 from worker.engine.model import build_model
 
 SPEC = {
@@ -39,11 +52,11 @@ SPEC = {
 }  # fmt: skip
 
 
-def setup(spec: ExperimentSpec) -> tuple:  # type: ignore[type-arg]
+def setup(spec: ExperimentSpec) -> tuple[torch.device, DeviceData, nn.Module, torch.optim.SGD]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     data = to_device(spec, device)
-    model = build_model(spec.model, info("digits")).to(device)
+    model = build_model(spec.model, data.info).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=spec.base_lr, momentum=0.9)
     return device, data, model, opt
 
@@ -106,7 +119,8 @@ def dataloader(spec: ExperimentSpec) -> float:
     return (time.perf_counter() - t0) / spec.epochs
 
 
-def engine(spec: ExperimentSpec) -> float:
+def engine(spec: ExperimentSpec) -> tuple[float, float]:
+    """Seconds per epoch of the whole run, and of its epochs' own train + validate time."""
     from service.experiments import service
     from service.experiments.repository import ExperimentRepository
     from service.kit.db import session_scope
@@ -120,7 +134,59 @@ def engine(spec: ExperimentSpec) -> float:
     outcome = run_experiment(exp_id)
     elapsed = time.perf_counter() - t0
     assert outcome.status == "succeeded", outcome
-    return elapsed / spec.epochs
+    with session_scope() as session:
+        in_epochs = sum(r.duration_s for r in ExperimentRepository(session).epochs(exp_id))
+    return elapsed / spec.epochs, in_epochs / spec.epochs
+
+
+def measure(spec_json: dict[str, Any], epochs: int, repeats: int) -> tuple[dict[str, float], float]:
+    """Best-of-repeats seconds per epoch of each way, after a 2-epoch warm-up of each (imports,
+    caches, CUDA context and kernels); and the engine's in-epoch share of its best repeat."""
+    spec = ExperimentSpec.model_validate({**spec_json, "epochs": epochs})
+    warm = ExperimentSpec.model_validate({**spec_json, "epochs": 2})
+    results: dict[str, float] = {}
+    for name, fn in (("bare", bare), ("dataloader", dataloader)):
+        fn(warm)
+        results[name] = min(fn(spec) for _ in range(repeats))
+    engine(warm)
+    results["engine"], in_epochs = min(engine(spec) for _ in range(repeats))
+    return results, in_epochs
+
+
+def generated_dataset(samples: int, features: int, classes: int) -> str:
+    """A seeded synthetic classification dataset, stored as `POST /v1/datasets` stores one."""
+    from service.datasets import service as datasets
+    from service.datasets.schemas import GeneratorIn
+    from service.kit.db import session_scope
+
+    # A fresh name: a reused database (--database-url) may hold one whose file is gone.
+    name = f"bench-{samples}x{features}-k{classes}-{uuid.uuid4().hex[:8]}"
+    params = {"name": name, "generator": "classification", "n_samples": samples,
+              "n_features": features, "n_classes": classes, "seed": 0}  # fmt: skip
+    with session_scope() as session:
+        datasets.create_generated(session, GeneratorIn.model_validate(params))
+    return name
+
+
+def describe(spec_json: dict[str, Any]) -> tuple[str, int, int]:
+    """A one-line description of the workload, its training rows and steps per epoch."""
+    from service.datasets import service as datasets
+    from service.experiments.spec import derived_sizes
+    from service.kit.db import session_scope
+
+    spec = ExperimentSpec.model_validate(spec_json)
+    with session_scope() as session:
+        info = datasets.resolve(session, spec.dataset, ["dataset"])
+    sizes, steps = derived_sizes(spec, info)
+    text = (
+        f"workload: dataset={spec.dataset} train={sizes['train']} val={sizes['val']} rows, "
+        f"mlp hidden={spec.model.hidden}, batch {spec.batch_size}, {steps} steps/epoch"
+    )
+    return text, sizes["train"], steps
+
+
+def widths(text: str) -> list[int]:
+    return [int(w) for w in text.split(",") if w.strip()]
 
 
 def main() -> None:
@@ -130,6 +196,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--database-url", default="")
+    ap.add_argument("--dataset", default="digits", help="a built-in dataset (default digits)")
+    ap.add_argument("--samples", type=widths, default=[], help="synthetic dataset size(s), N[,N]")
+    ap.add_argument("--features", type=int, default=64, help="with --samples (default 64)")
+    ap.add_argument("--classes", type=int, default=10, help="with --samples (default 10)")
+    ap.add_argument("--hidden", type=widths, default=[64], help="hidden widths (default 64)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--breakdown", action="store_true", help="split the engine's time")
     args = ap.parse_args()
     if args.database_url:
         os.environ["GLIDEPATH_DATABASE_URL"] = args.database_url
@@ -140,19 +213,46 @@ def main() -> None:
     from service.kit import migrate
 
     migrate.upgrade()
-    spec = ExperimentSpec.model_validate({**SPEC, "epochs": args.epochs})
-    results: dict[str, float] = {}
-    for name, fn in (("bare", bare), ("dataloader", dataloader), ("engine", engine)):
-        fn(ExperimentSpec.model_validate({**SPEC, "epochs": 2}))  # warm-up: imports, caches
-        results[name] = min(fn(spec) for _ in range(args.repeats))
+    base = {**SPEC, "model": {"type": "mlp", "hidden": args.hidden}, "batch_size": args.batch_size}
+    if args.samples:
+        names = [generated_dataset(n, args.features, args.classes) for n in args.samples]
+    else:
+        names = [args.dataset]
+    default = not args.samples and {**base, "dataset": args.dataset} == SPEC
     db = settings.effective_database_url.split("://")[0]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"device={device} db={db} epochs={args.epochs} repeats={args.repeats} (best of)")
-    for name, s in results.items():
-        print(f"  {name:<11} {s * 1000:8.2f} ms/epoch")
-    print(f"engine / bare      = {results['engine'] / results['bare']:.3f}")
-    print(f"dataloader / bare  = {results['dataloader'] / results['bare']:.3f}")
-    print(f"engine / dataloader = {results['engine'] / results['dataloader']:.3f}")
+    summary: list[tuple[int, int, dict[str, float]]] = []
+    for name in names:
+        spec_json = {**base, "dataset": name}
+        results, in_epochs = measure(spec_json, args.epochs, args.repeats)
+        if not default:
+            text, rows, steps = describe(spec_json)
+            print(text)
+            summary.append((rows, steps, results))
+        print(f"device={device} db={db} epochs={args.epochs} repeats={args.repeats} (best of)")
+        for key, s in results.items():
+            print(f"  {key:<11} {s * 1000:8.2f} ms/epoch")
+        print(f"engine / bare      = {results['engine'] / results['bare']:.3f}")
+        print(f"dataloader / bare  = {results['dataloader'] / results['bare']:.3f}")
+        print(f"engine / dataloader = {results['engine'] / results['dataloader']:.3f}")
+        if args.breakdown:
+            rest = results["engine"] - in_epochs
+            print(
+                f"engine breakdown: {in_epochs * 1000:.2f} ms/epoch in its epochs (train + "
+                f"validate, stored duration_s; {in_epochs / results['bare']:.3f}× bare) + "
+                f"{rest * 1000:.2f} ms/epoch rest (DB write, decisions, lease, "
+                "checkpoints, setup/finish)"
+            )
+        sys.stdout.flush()
+    if len(summary) > 1:
+        print(f"summary ({device}, {db}): engine vs bare by epoch size")
+        print(f"  {'train rows':>10} {'steps':>6} {'bare ms':>9} {'engine ms':>10} {'e/bare':>7}")
+        for rows, steps, r in summary:
+            ratio = r["engine"] / r["bare"]
+            print(
+                f"  {rows:>10} {steps:>6} {r['bare'] * 1000:>9.2f} {r['engine'] * 1000:>10.2f} "
+                f"{ratio:>7.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -156,3 +156,8 @@ class RangePoint(Base):
     lr: Mapped[float] = mapped_column(Float)
     loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     smoothed_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+# experiments.sweep_id references sweeps.id: any process that maps Experiment (a worker that never
+# imports the sweeps API) must know that table, or the first flush fails to resolve the key.
+import service.sweeps.models  # noqa: E402, F401

@@ -8,6 +8,8 @@ mid-run is refused at submit time, with the field path.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -155,31 +157,38 @@ def _check_solver(spec: ExperimentSpec) -> list[ErrorItem]:
     )
     if errors:
         return errors
-    # torch checks values in __init__ and some only on the first step: do both. Whatever it
-    # raises on the user's kwargs is their input error, never ours: asserts (capturable=True on
-    # CPU), overflows (10**400 as a float), KeyError/IndexError (`betas: {}` or `[]`).
+    hyper_lr = spec.solver.hypergradient.hyper_lr if spec.solver.hypergradient else None
+    failure = _solver_failure(
+        spec.solver.type, json.dumps(spec.solver.params, sort_keys=True), hyper_lr
+    )
+    if failure:
+        return [item([*loc, "params"], failure, "invalid_params")]
+    return []
+
+
+@functools.lru_cache(maxsize=4096)
+def _solver_failure(type_: str, params_json: str, hyper_lr: float | None) -> str | None:
+    """A dry run of the solver on a dummy parameter, remembered per (type, params): a batch or
+    sweep of 1,000 specs varying base_lr or seeds builds each distinct optimizer once. base_lr is
+    not part of the key: any positive LR (all Pydantic lets through) passes torch's checks alike.
+
+    torch checks values in __init__ and some only on the first step: do both. Whatever it raises
+    on the user's kwargs is their input error, never ours: asserts (capturable=True on CPU),
+    overflows (10**400 as a float), KeyError/IndexError (`betas: {}` or `[]`)."""
     try:
         p = torch.zeros(2, requires_grad=True)
-        opt = catalog.solver_class(spec.solver.type)([p], lr=spec.base_lr, **spec.solver.params)
+        opt = catalog.solver_class(type_)([p], lr=1e-3, **json.loads(params_json))
         hd = None
-        if spec.solver.hypergradient is not None and spec.solver.type in HYPERGRADIENT_SOLVERS:
-            hd = Hypergradient(opt, spec.solver.hypergradient.hyper_lr)
-        for _ in range(
-            1 if hd is None else 2
-        ):  # hypergradient descent acts from the second step on
+        if hyper_lr is not None and type_ in HYPERGRADIENT_SOLVERS:
+            hd = Hypergradient(opt, hyper_lr)
+        for _ in range(1 if hd is None else 2):  # hypergradient descent acts from step 2 on
             p.sum().backward()
             if hd is not None:
                 hd.before_step()
             opt.step()
     except Exception as exc:
-        return [
-            item(
-                [*loc, "params"],
-                f"{spec.solver.type} rejects these params: {exc}",
-                "invalid_params",
-            )
-        ]
-    return []
+        return f"{type_} rejects these params: {exc}"
+    return None
 
 
 def _check_hypergradient(spec: ExperimentSpec) -> list[ErrorItem]:
@@ -297,10 +306,10 @@ def _check_scheduler(
         return errors
     # Let the engine build it exactly as a run would and walk the whole schedule, so values torch
     # accepts at construction but fails on mid-run (T_max=0, ...) are caught here.
-    from worker.engine.schedule import ScheduleError, simulate_lrs
+    from worker.engine.schedule import ScheduleError, check_walk
 
     try:
-        simulate_lrs(spec, steps)
+        check_walk(spec, steps)
     except ScheduleError as exc:
         errors.append(item(["scheduler", *exc.loc], str(exc), "invalid_params"))
     return errors

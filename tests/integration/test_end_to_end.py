@@ -7,10 +7,14 @@ import itertools
 from typing import Any
 
 import pytest
+import torch
 
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
+
+# `device: auto` runs on CUDA where there is one (the GPU machine), else on the CPU.
+EXPECTED_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 SPEC: dict[str, Any] = {
     "name": "digits-sgd-warmup",
@@ -35,7 +39,7 @@ def test_experiment_runs_to_succeeded_and_pages_by_cursor(stack: Stack) -> None:
         assert final["status"] == "succeeded", stack.logs()
         assert final["epochs_run"] == 8
         assert final["progress"] == {"epochs_run": 8, "epochs": 8, "fraction": 1.0}
-        assert final["device"] == "cpu" and final["attempt"] == 1
+        assert final["device"] == EXPECTED_DEVICE and final["attempt"] == 1
 
         everything = c.get(f"/v1/experiments/{exp_id}/metrics", params={"after_epoch": 0}).json()
         rows = everything["epochs"]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.support.stack import Backend, die_with_parent, start_stack, wait_for
 
@@ -60,6 +61,7 @@ def test_one_worker_per_gpu_and_sigterm_stops_all(tmp_path: Path) -> None:
         assert "auto" in text and "gpu" in text
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cli_refuses_gpus_on_a_machine_without_them() -> None:
     from typer.testing import CliRunner
 

@@ -12,12 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from service.lr_range.suggest import skip_steps, smooth, suggest
 from tests.support.stack import FINAL, Backend, Stack, start_stack, wait_for
 
 pytestmark = pytest.mark.integration
+
+# `device: auto` runs on CUDA where there is one (the GPU machine), else on the CPU.
+EXPECTED_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 SGD: dict[str, Any] = {
     "name": "digits-sgd", "dataset": "digits", "model": {"type": "mlp", "hidden": [64]},
@@ -139,7 +143,8 @@ def test_range_tests_poll_cancel_and_suggest_an_lr_that_trains_digits_well(stack
         results = {name: wait_range(stack, c, ids[name]) for name in ("sgd", "adam")}
         for body in results.values():
             assert body["status"] == "succeeded", stack.logs()
-            assert body["device"] == "cpu" and body["attempt"] == 1 and body["error"] is None
+            assert body["device"] == EXPECTED_DEVICE
+            assert body["attempt"] == 1 and body["error"] is None
             check_trace(body)
         sgd_lr, adam_lr = results["sgd"]["suggested_lr"], results["adam"]["suggested_lr"]
         # Where digits trains well (measured on a grid, docs/lr-range-test.md): SGD+momentum
