@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from service.batches.router import router as batches_router
 from service.datasets.router import router as datasets_router
 from service.dispatch.relay import Relay
+from service.experiments.catalog_router import router as catalog_router
 from service.experiments.router import router as experiments_router
 from service.health.router import router as health_router
 from service.kit import exception_handlers
@@ -44,6 +45,7 @@ def create_app() -> FastAPI:
         datasets_router,
         schedules_router,
         lr_range_router,
+        catalog_router,
     ):
         app.include_router(router, dependencies=guarded)
     return app

@@ -1,0 +1,23 @@
+"""GET /v1/catalog: what a form needs to offer exactly a class's params with torch's defaults."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+
+def test_catalog_lists_every_class_with_torch_defaults(client: TestClient) -> None:
+    body = client.get("/v1/catalog").json()
+    solvers = {s["type"]: {p["name"]: p for p in s["params"]} for s in body["solvers"]}
+    schedulers = {s["type"]: s for s in body["schedulers"]}
+    assert set(solvers) >= {"SGD", "Adam", "AdamW", "RMSprop"}
+    assert "lr" not in solvers["SGD"] and "params" not in solvers["SGD"]  # ours to set
+    assert solvers["Adam"]["betas"]["default"] == [0.9, 0.999]
+    assert solvers["SGD"]["nesterov"] == {"name": "nesterov", "required": False,
+                                          "default": False, "kind": "boolean"}  # fmt: skip
+    step = {p["name"]: p for p in schedulers["StepLR"]["params"]}
+    assert step["step_size"]["required"] and step["gamma"]["default"] == 0.1
+    assert "last_epoch" not in step and "optimizer" not in step
+    assert schedulers["OneCycleLR"]["interval"] == "step"
+    assert "total_steps" not in {p["name"] for p in schedulers["OneCycleLR"]["params"]}
+    assert body["constant_scheduler"] == "none"
+    assert body["hypergradient_solvers"] == ["Adam", "AdamW", "SGD"]
