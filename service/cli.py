@@ -1,5 +1,5 @@
 """The `glidepath` command: run the service's processes (here) and talk to a running one
-(`service/cli_client.py`)."""
+(`service/cli_client/`)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from service import cli_client
 from service.cli import app
+from service.cli_client import session
 from service.client import Client
 
 SPEC: dict[str, Any] = {
@@ -30,7 +30,7 @@ SPEC: dict[str, Any] = {
 def cli(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     """Every command's Client sends through the in-process app."""
     monkeypatch.setattr(
-        cli_client, "_client", lambda url, token: Client(http=client, token=token, retries=0)
+        session, "new_client", lambda url, token: Client(http=client, token=token, retries=0)
     )
     monkeypatch.delenv("GLIDEPATH_TOKEN", raising=False)
     monkeypatch.setenv("COLUMNS", "200")

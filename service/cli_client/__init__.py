@@ -1,0 +1,32 @@
+"""The `glidepath` commands that talk to a running service over HTTP (`service.client.Client`):
+submit, watch, ls, show, cancel, and `sweep`/`batch`/`range-test` show. docs/cli.md documents
+them; `register(app)` adds them to the CLI in `service/cli.py`.
+
+Exit codes (every command): 0 ok; 1 a run ended failed/diverged/cancelled (with --wait, watch);
+2 bad input (unreadable or unparseable file, an API 4xx such as 422); 3 the service is
+unreachable or answered 5xx after retries; 4 not found; 130 interrupted (Ctrl-C).
+
+options.py: exit codes and shared options · session.py: the Client, errors → exit codes ·
+render.py: formatters · tables.py: the tables · trackers.py: following runs to the end ·
+commands.py: submit, ls, show, cancel · watch.py: watch · groups.py: sweep, batch, range-test.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from service.cli_client.commands import cancel, ls, show, submit
+from service.cli_client.groups import batch_app, range_test_app, sweep_app
+from service.cli_client.options import EXIT_HELP, PANEL
+from service.cli_client.watch import watch
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client commands to the `glidepath` app."""
+    for fn in (submit, watch, ls, show, cancel):
+        app.command(fn.__name__, rich_help_panel=PANEL, epilog=EXIT_HELP)(fn)
+    app.add_typer(sweep_app, name="sweep", rich_help_panel=PANEL)
+    app.add_typer(batch_app, name="batch", rich_help_panel=PANEL)
+    app.add_typer(range_test_app, name="range-test", rich_help_panel=PANEL)

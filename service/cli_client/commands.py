@@ -1,0 +1,190 @@
+"""The top-level client commands: submit, ls, show, cancel (`watch` is in watch.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.text import Text
+
+from service.cli_client.options import EXIT_OK, IntervalOpt, JsonOpt, TokenOpt, UrlOpt
+from service.cli_client.render import new_console, plain, print_json
+from service.cli_client.session import connected, err, exit_code_for, handled, report
+from service.cli_client.tables import decisions_table, experiment_table, experiments_page_table
+from service.cli_client.trackers import (
+    ExperimentsTracker,
+    RangeTestTracker,
+    SweepTracker,
+    Tracker,
+    follow_and_exit,
+)
+from service.client import ApiError, Client, Submission, load_submission
+from service.client.types import FINAL_STATUSES, Experiment
+
+# -- submit -----------------------------------------------------------------------------------
+
+
+def _create(client: Client, sub: Submission, idempotency_key: str | None) -> tuple[Any, Tracker]:
+    """Send the submission: the API's answer, and a tracker of what it queued."""
+    created: Any
+    if sub.kind == "experiment":
+        created = client.create_experiment(sub.body, idempotency_key)
+        return created, ExperimentsTracker(client, [created["id"]])
+    if sub.kind == "batch":
+        created = client.create_batch(sub.body, idempotency_key)
+        title = f"batch {created['batch_id']}"
+        return created, ExperimentsTracker(
+            client, created["ids"], batch_id=created["batch_id"], title=title
+        )
+    if sub.kind == "sweep":
+        created = client.create_sweep(sub.body, idempotency_key)
+        return created, SweepTracker(client, created["sweep_id"])
+    created = client.create_range_test(sub.body, idempotency_key)
+    return created, RangeTestTracker(client, created["id"])
+
+
+def _announce(sub: Submission, created: Any, console: Console) -> None:
+    if sub.kind == "experiment":
+        console.print(plain(f"queued experiment {created['id']} ({created.get('name') or '-'})"))
+    elif sub.kind == "batch":
+        ids = ", ".join(map(str, created["ids"]))
+        console.print(
+            plain(f"queued batch {created['batch_id']}: {len(created['ids'])} experiments: {ids}")
+        )
+    elif sub.kind == "sweep":
+        ids = ", ".join(map(str, created["ids"]))
+        console.print(plain(f"queued sweep {created['sweep_id']}: experiments {ids}"))
+    else:
+        console.print(plain(f"queued LR range test {created['id']}"))
+
+
+def submit(
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="YAML or JSON file (by extension; `-` reads JSON or YAML from stdin): a spec, "
+            "a list of specs or {experiments: [...]}, a sweep {base, strategy, ...}, or "
+            "{lr_range_test: {spec, min_lr, max_lr, steps}}.",
+            show_default=False,
+        ),
+    ],
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="Follow the runs to the end with progress bars; a summary."),
+    ] = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="Sent as Idempotency-Key: submitting an experiment or a batch again with the "
+            "same key returns the first result instead of queuing it twice.",
+        ),
+    ] = None,
+    interval: IntervalOpt = 1.0,
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Submit a spec, a batch, a sweep or an LR range test; print the ids.
+
+    With --json: the API's answer (with --wait: the final state instead)."""
+    with handled():
+        sub = load_submission(file)
+    console = new_console()
+    with connected(url, token) as client:
+        created, tracker = _create(client, sub, idempotency_key)
+        if json_out and not wait:
+            print_json(created)
+            return
+        if not json_out:
+            _announce(sub, created, console)
+        if wait:
+            follow_and_exit(tracker, interval, console, json_out)
+
+
+# -- ls, show, cancel -------------------------------------------------------------------------
+
+
+def ls(
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="queued, running, succeeded, … (repeat or comma-separate)."),
+    ] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="`key` or `key:value`.")] = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="A batch id.")] = None,
+    sweep: Annotated[int | None, typer.Option("--sweep", help="A sweep id.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Page size.")] = 50,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="`next_cursor` of the previous page.")
+    ] = None,
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List experiments, newest first (one page; the next page's --cursor goes to stderr)."""
+    with connected(url, token) as client:
+        page = client.list_experiments(
+            status=status, tag=tag, batch_id=batch, sweep_id=sweep, limit=limit, cursor=cursor
+        )
+    if json_out:
+        print_json(page)
+        return
+    new_console().print(experiments_page_table(page["items"]))
+    if page["next_cursor"]:
+        err(f"more: glidepath ls --cursor {page['next_cursor']} (same filters)")
+
+
+def show(
+    experiment_id: Annotated[int, typer.Argument(help="Experiment id.", show_default=False)],
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """One experiment: status, progress, best epoch and value, its decisions and its spec."""
+    with connected(url, token) as client:
+        e = client.get_experiment(experiment_id)
+        decisions = client.decisions(experiment_id)["decisions"]
+    if json_out:
+        print_json({**e, "decisions": decisions})
+        return
+    console = new_console()
+    console.print(experiment_table(e))
+    if decisions:
+        console.print(decisions_table(decisions))
+    console.print(Text("spec", style="bold"))
+    console.print(plain(yaml.safe_dump(e["spec"], sort_keys=False).rstrip()))
+
+
+def cancel(
+    ids: Annotated[list[int], typer.Argument(help="Experiment ids.", show_default=False)],
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Cancel experiments: queued ones at once, running ones at the next batch boundary."""
+    code = EXIT_OK
+    answers: list[Experiment] = []
+    with connected(url, token) as client:
+        for i in ids:
+            try:
+                e = client.cancel(i)
+            except ApiError as exc:
+                if exc.is_unavailable:
+                    raise
+                report(exc)
+                code = code or exit_code_for(exc)
+                continue
+            answers.append(e)
+            if json_out:
+                continue
+            if e["status"] == "cancelled":
+                typer.echo(f"{i}: cancelled")
+            elif e["status"] in FINAL_STATUSES:
+                typer.echo(f"{i}: already {e['status']}; nothing to cancel")
+            else:
+                typer.echo(f"{i}: cancel requested; stops at the next batch boundary")
+    if json_out:
+        print_json(answers)
+    raise typer.Exit(code)

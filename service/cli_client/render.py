@@ -1,0 +1,95 @@
+"""Rich output: the console, JSON, and the small formatters the tables share."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from service.client.types import Experiment
+
+STATUS_STYLE = {
+    "queued": "dim",
+    "running": "cyan",
+    "succeeded": "green",
+    "early_stopped": "green",
+    "finished": "green",
+    "ready": "green",
+    "diverged": "red",
+    "failed": "red",
+    "cancelled": "yellow",
+}
+
+
+def new_console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # piped output: wide tables rather than wrapped cells
+    return console
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def num(v: float | None, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return f"{v:.{digits}g}"
+
+
+def best_at(exp: Experiment) -> str:
+    """An experiment's best value and its epoch: `0.9512 @ 7`."""
+    if exp.get("best_value") is None:
+        return "–"
+    return f"{num(exp['best_value'])} @ {exp.get('best_epoch')}"
+
+
+def epochs_of(exp: Experiment) -> str:
+    """Epochs run of the planned: `3/10`."""
+    return f"{exp['epochs_run']}/{exp['progress']['epochs']}"
+
+
+def params_str(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={num(v) if isinstance(v, float) else v}" for k, v in params.items())
+
+
+def timestamp(value: object) -> str:
+    """An ISO time to the second, with a space for the `T`; "" for none."""
+    return str(value or "")[:19].replace("T", " ")
+
+
+def status_text(s: str) -> Text:
+    return Text(s, style=STATUS_STYLE.get(s, ""))
+
+
+def plain(s: object) -> Text:
+    """User data as plain text (a name with brackets is not Rich markup)."""
+    return Text("" if s is None else str(s))
+
+
+def columns_table(
+    columns: Sequence[str], right: Collection[str] = (), title: str | None = None
+) -> Table:
+    """A table with these columns: those in `right` right-justified, the others left."""
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="right" if col in right else "left")
+    return table
+
+
+def fields_table() -> Table:
+    """Name and value, one pair a row: no header, no borders, the names bold."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    return table

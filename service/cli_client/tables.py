@@ -1,0 +1,245 @@
+"""The tables of experiments, decisions, sweeps and range tests (`ls`, `show`, the summaries
+after following runs)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from service.cli_client.render import (
+    best_at,
+    columns_table,
+    epochs_of,
+    fields_table,
+    num,
+    params_str,
+    plain,
+    status_text,
+    timestamp,
+)
+from service.client.types import (
+    FINAL_STATUSES,
+    Decision,
+    Experiment,
+    LeaderboardEntry,
+    RangeTest,
+    Sweep,
+    SweepExperiment,
+    sweep_run_id,
+)
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+# -- experiments ------------------------------------------------------------------------------
+
+
+# The columns every experiments table starts with, and their cells.
+EXPERIMENT_COLUMNS = ("id", "name", "status", "epochs", "best @ epoch")
+
+
+def _experiment_cells(e: Experiment) -> list[RenderableType]:
+    return [str(e["id"]), plain(e["name"]), status_text(e["status"]), epochs_of(e), best_at(e)]
+
+
+def experiments_table(exps: Sequence[Experiment]) -> Table:
+    """The summary of followed runs, and `watch`'s finals."""
+    table = columns_table((*EXPERIMENT_COLUMNS, "stop reason / error"), right=("id", "epochs"))
+    for e in exps:
+        why = e.get("error") or e.get("stop_reason") or ""
+        table.add_row(*_experiment_cells(e), plain(why))
+    return table
+
+
+def experiments_page_table(exps: Sequence[Experiment]) -> Table:
+    """A page of `ls`."""
+    table = columns_table(
+        (*EXPERIMENT_COLUMNS, "dataset", "group", "created"), right=("id", "epochs")
+    )
+    for e in exps:
+        group = f"batch {e['batch_id']}" if e.get("batch_id") else ""
+        if e.get("sweep_id") is not None:
+            group = f"sweep {e.get('sweep_id')}"
+        table.add_row(
+            *_experiment_cells(e),
+            plain(e["dataset"]),
+            plain(group),
+            timestamp(e.get("created_at")),
+        )
+    return table
+
+
+def experiment_table(e: Experiment) -> Table:
+    """One experiment, a field a row (`show`)."""
+    rows: list[tuple[str, RenderableType]] = [
+        ("experiment", Text.assemble(str(e["id"]), " · ", plain(e["name"]))),
+        ("status", status_text(e["status"])),
+        ("dataset", plain(e["dataset"])),
+        ("progress", f"{epochs_of(e)} epochs"),
+        ("best", best_at(e)),
+    ]
+    if e.get("batch_id"):
+        rows.append(("batch", plain(e.get("batch_id"))))
+    if e.get("sweep_id") is not None:
+        rows.append(("sweep", plain(e.get("sweep_id"))))
+    if e.get("kind") and e.get("kind") != "train":
+        rows.append(("kind", plain(e.get("kind"))))
+    for key in ("stop_reason", "error", "device", "worker", "steps_per_epoch"):
+        value = e.get(key)
+        if value not in (None, ""):
+            rows.append((key.replace("_", " "), plain(value)))
+    if e.get("split_sizes"):
+        rows.append(("split", plain(params_str(dict(e["split_sizes"] or {})))))
+    if e.get("test_metrics"):
+        metrics = {k: float(v) for k, v in (e["test_metrics"] or {}).items()}
+        rows.append(("test", plain(params_str(dict(metrics)))))
+    if e.get("tags"):
+        rows.append(("tags", plain(params_str(dict(e["tags"])))))
+    if e.get("cancel_requested") and e["status"] not in FINAL_STATUSES:
+        rows.append(("cancel", "requested"))
+    for key in ("created_at", "started_at", "finished_at"):
+        value = e.get(key)
+        if value:
+            rows.append((key.split("_")[0], timestamp(value)))
+    table = fields_table()
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+def decisions_table(decisions: Sequence[Decision]) -> Table:
+    table = columns_table(("epoch", "kind", "lr", "reason"), right=("epoch",), title="decisions")
+    for d in decisions:
+        lr = ""
+        if d.get("old_lr") is not None and d.get("new_lr") is not None:
+            lr = f"{num(d['old_lr'], 3)} → {num(d['new_lr'], 3)}"
+        table.add_row(str(d["epoch"]), d["kind"], lr, plain(d["reason"]))
+    return table
+
+
+# -- sweeps -----------------------------------------------------------------------------------
+
+
+def sweep_title(s: Sweep) -> str:
+    name = f" {s['name']}" if s.get("name") else ""
+    return f"sweep {s['id']}{name} · {s['strategy']} · stage {s.get('stage', 1)} · {s['status']}"
+
+
+def sweep_tables(s: Sweep) -> list[RenderableType]:
+    """A sweep's trials, its leaderboard (top 10), the best trial, its rule and note."""
+    out: list[RenderableType] = []
+    exps: list[SweepExperiment] = s.get("experiments") or []
+    out.append(plain(sweep_title(s)))
+    table = columns_table(
+        ("id", "stage", "params", "status", "epochs", f"{s.get('metric', 'score')}"),
+        right=("id", "stage", "epochs"),
+    )
+    for e in exps:
+        table.add_row(
+            str(sweep_run_id(e)),
+            str(e.get("stage", "")),
+            plain(params_str(e.get("params") or {})),
+            status_text(e["status"]),
+            f"{e.get('epochs_run', 0)}/{e.get('epochs', 0)}",
+            num(e.get("score")),
+        )
+    out.append(table)
+    board: list[LeaderboardEntry] = s.get("leaderboard") or []
+    if board:
+        out.append(plain(f"leaderboard ({s.get('metric')}, {s.get('mode')})"))
+        lb = columns_table(
+            ("rank", "id", "stage", "params", "status", s.get("metric", "score")),
+            right=("rank", "id", "stage"),
+        )
+        for entry in board[:10]:
+            lb.add_row(
+                str(entry["rank"]),
+                str(entry["experiment_id"]),
+                str(entry.get("stage", "")),
+                plain(params_str(entry.get("params") or {})),
+                status_text(entry["status"]),
+                num(entry.get("score")),
+            )
+        out.append(lb)
+    best = s.get("best")
+    if best:
+        out.append(
+            Text(
+                f"best: experiment {sweep_run_id(best)} ({params_str(best.get('params') or {})})"
+                f" {s.get('metric')} {num(best.get('score'))}"
+            )
+        )
+    else:
+        out.append(Text("best: none yet"))
+    if s.get("rule"):
+        out.append(Text(f"rule: {s.get('rule')}"))
+    if s.get("note"):
+        out.append(Text(f"note: {s.get('note')}"))
+    return out
+
+
+def sweeps_table(sweeps: Sequence[Sweep]) -> Table:
+    """`sweep ls`."""
+    table = columns_table(
+        ("id", "name", "strategy", "status", "stage", "runs", "created"),
+        right=("id", "stage"),
+    )
+    for s in sweeps:
+        table.add_row(
+            str(s["id"]),
+            plain(s.get("name", "")),
+            plain(s.get("strategy", "")),
+            status_text(s.get("status", "")),
+            str(s.get("stage", "")),
+            plain(params_str(dict(s.get("counts") or {}))),
+            timestamp(s.get("created_at")),
+        )
+    return table
+
+
+# -- LR range tests ---------------------------------------------------------------------------
+
+
+def sparkline(values: Sequence[float | None], width: int = 60) -> str:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return ""
+    step = max(1, math.ceil(len(values) / width))
+    sampled = [values[i] for i in range(0, len(values), step)]
+    lo, hi = min(finite), max(finite)
+    if finite[0] > lo:  # crop a diverging tail at 1.5× the starting value, as plots do
+        hi = min(hi, lo + 1.5 * (finite[0] - lo))
+    span = (hi - lo) or 1.0
+    return "".join(
+        " "
+        if v is None or not math.isfinite(v)
+        else SPARKS[max(0, min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS))))]
+        for v in sampled
+    )
+
+
+def range_test_summary(r: RangeTest) -> list[RenderableType]:
+    points = r.get("points") or []
+    table = fields_table()
+    table.add_row("LR range test", f"{r['id']} · {r['status']}")
+    table.add_row("steps", f"{r.get('steps_run', len(points))}/{r.get('steps', '?')}")
+    if points:
+        table.add_row("lr tried", f"{num(points[0]['lr'], 3)} → {num(points[-1]['lr'], 3)}")
+        smoothed = [p.get("smoothed_loss") for p in points]
+        finite = [(v, p) for v, p in zip(smoothed, points, strict=True) if v is not None]
+        if finite:
+            low, at = min(finite, key=lambda vp: vp[0])
+            table.add_row("lowest loss", f"{num(low)} at lr {num(at['lr'], 3)}")
+        table.add_row("smoothed loss", sparkline(smoothed))
+    if r.get("stopped"):
+        table.add_row("stopped", plain(r.get("stopped")))
+    if r.get("error"):
+        table.add_row("error", plain(r.get("error")))
+    suggested = r.get("suggested_lr")
+    table.add_row("suggested lr", Text(num(suggested), style="bold green" if suggested else ""))
+    table.add_row("rule", plain(r.get("rule") or "–"))
+    return [table]

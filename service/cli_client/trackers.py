@@ -1,0 +1,315 @@
+"""Following runs until they are final (`submit --wait`, `sweep`/`batch`/`range-test show
+--wait`): a tracker per kind of submission, the polling loop that rides out a service outage,
+and `follow`, which shows the progress live or line by line and then the tracker's summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol
+
+import typer
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from service.cli_client.options import EXIT_OK, EXIT_RUN_FAILED
+from service.cli_client.render import best_at, num, params_str, plain, print_json, status_text
+from service.cli_client.session import err
+from service.cli_client.tables import (
+    experiments_table,
+    range_test_summary,
+    sweep_tables,
+    sweep_title,
+)
+from service.client import ApiError, Client
+from service.client.types import (
+    FINAL_STATUSES,
+    OK_STATUSES,
+    Experiment,
+    RangePoint,
+    RangeTest,
+    Sweep,
+    sweep_run_id,
+)
+
+# While following runs, a service that stops answering is waited for this long before exit 3.
+OUTAGE_GRACE_S = 60.0
+SWEEP_FINAL = frozenset({"finished", "cancelled"})
+
+
+def poll_until(
+    poll: Callable[[], bool],
+    interval: float,
+    on_outage: Callable[[ApiError], None] = lambda _: None,
+) -> None:
+    """Call `poll` every `interval` seconds until it returns True. A service that stops
+    answering (after the client's own retries) is waited for up to OUTAGE_GRACE_S."""
+    down_since: float | None = None
+    while True:
+        try:
+            if poll():
+                return
+            down_since = None
+        except ApiError as exc:
+            if not exc.is_unavailable:
+                raise
+            now = time.monotonic()
+            down_since = down_since if down_since is not None else now
+            if now - down_since > OUTAGE_GRACE_S:
+                raise
+            on_outage(exc)
+        time.sleep(interval)
+
+
+def still_trying(exc: ApiError) -> None:
+    """`poll_until`'s `on_outage` while the user watches."""
+    err(f"service unavailable, still trying: {exc}")
+
+
+@dataclass
+class Row:
+    id: int
+    name: str
+    status: str
+    done: int
+    total: int
+    best: str
+    stage: int | None = None
+    params: str = ""
+
+
+@dataclass
+class View:
+    title: str
+    rows: list[Row]
+    final: bool
+    unit: str = "epochs"
+
+
+class Tracker(Protocol):
+    def poll(self) -> View: ...
+    def summary(self, console: Console) -> None: ...
+    def exit_code(self) -> int: ...
+    def result(self) -> Any: ...
+
+
+def _exp_row(e: Experiment) -> Row:
+    return Row(
+        e["id"],
+        e["name"],
+        e["status"],
+        e["epochs_run"],
+        e["progress"]["epochs"],
+        best_at(e),
+    )
+
+
+class ExperimentsTracker:
+    """One experiment, a list of ids, or a batch (all its experiments, by `batch_id`)."""
+
+    def __init__(
+        self,
+        client: Client,
+        ids: Sequence[int] = (),
+        batch_id: str | None = None,
+        title: str = "",
+    ) -> None:
+        self.client = client
+        self.ids = list(ids)
+        self.batch_id = batch_id
+        self.title = title
+        self.exps: dict[int, Experiment] = {}
+
+    def poll(self) -> View:
+        listed: set[int] = set()
+        if self.batch_id is not None:  # a page of 500 per request, not a request per run
+            for e in self.client.iter_experiments(batch_id=self.batch_id, page_size=500):
+                self.exps[e["id"]] = e
+                listed.add(e["id"])
+        for i in self.ids:
+            if i in listed:
+                continue
+            if i not in self.exps or self.exps[i]["status"] not in FINAL_STATUSES:
+                self.exps[i] = self.client.get_experiment(i)
+        exps = self.ordered()
+        final = bool(exps) and all(e["status"] in FINAL_STATUSES for e in exps)
+        return View(self.title, [_exp_row(e) for e in exps], final)
+
+    def ordered(self) -> list[Experiment]:
+        return [self.exps[i] for i in sorted(self.exps)]
+
+    def summary(self, console: Console) -> None:
+        if self.title:
+            console.print(plain(self.title))
+        console.print(experiments_table(self.ordered()))
+
+    def exit_code(self) -> int:
+        ok = all(e["status"] in OK_STATUSES for e in self.exps.values())
+        return EXIT_OK if ok else EXIT_RUN_FAILED
+
+    def result(self) -> Any:
+        exps = self.ordered()
+        if self.batch_id is None and len(exps) == 1:
+            return exps[0]
+        if self.batch_id is not None:
+            return {"batch_id": self.batch_id, "experiments": exps}
+        return {"experiments": exps}
+
+
+class SweepTracker:
+    def __init__(self, client: Client, sweep_id: int) -> None:
+        self.client = client
+        self.sweep_id = sweep_id
+        self.sweep: Sweep | None = None
+
+    def poll(self) -> View:
+        s = self.sweep = self.client.get_sweep(self.sweep_id)
+        rows = [
+            Row(
+                sweep_run_id(e),
+                e["name"],
+                e["status"],
+                e.get("epochs_run", 0),
+                e.get("epochs", 0),
+                num(e.get("score")),
+                e.get("stage"),
+                params_str(e.get("params") or {}),
+            )
+            for e in s.get("experiments") or []
+        ]
+        return View(sweep_title(s), rows, s["status"] in SWEEP_FINAL)
+
+    def summary(self, console: Console) -> None:
+        if self.sweep is not None:
+            for part in sweep_tables(self.sweep):
+                console.print(part)
+
+    def exit_code(self) -> int:
+        """Diverged trials are results of a sweep, not failures: 1 only for a cancelled sweep,
+        a failed or cancelled trial, or no best trial."""
+        s = self.sweep
+        if s is None or s["status"] == "cancelled" or not s.get("best"):
+            return EXIT_RUN_FAILED
+        bad = {"failed", "cancelled"}
+        if any(e["status"] in bad for e in s.get("experiments") or []):
+            return EXIT_RUN_FAILED
+        return EXIT_OK
+
+    def result(self) -> Any:
+        return self.sweep
+
+
+class RangeTestTracker:
+    def __init__(self, client: Client, range_test_id: int) -> None:
+        self.client = client
+        self.id = range_test_id
+        self.test: RangeTest | None = None
+        self.points: list[RangePoint] = []
+        self.next_step = 0
+
+    def poll(self) -> View:
+        r = self.client.get_range_test(self.id, from_step=self.next_step)
+        new = [p for p in r.get("points") or [] if p["step"] >= self.next_step]
+        self.points += new
+        self.next_step = r.get("next_from_step", new[-1]["step"] + 1 if new else self.next_step)
+        r["points"] = points = self.points
+        self.test = r
+        done = r.get("steps_run", len(points))
+        last = points[-1] if points else None
+        best = f"lr {num(last['lr'], 3)}" if last else "–"
+        if r.get("suggested_lr") is not None:
+            best = f"suggested {num(r.get('suggested_lr'), 3)}"
+        row = Row(r["id"], "lr range test", r["status"], done, r.get("steps", 0), best)
+        return View(f"LR range test {r['id']}", [row], r["status"] in FINAL_STATUSES, "steps")
+
+    def summary(self, console: Console) -> None:
+        if self.test is not None:
+            for part in range_test_summary(self.test):
+                console.print(part)
+
+    def exit_code(self) -> int:
+        r = self.test
+        if r is None or r["status"] not in OK_STATUSES or r.get("suggested_lr") is None:
+            return EXIT_RUN_FAILED
+        return EXIT_OK
+
+    def result(self) -> Any:
+        return self.test
+
+
+def _progress_table(view: View) -> RenderableType:
+    sweep = any(r.stage is not None for r in view.rows)
+    table = Table(expand=False)
+    table.add_column("id", justify="right")
+    if sweep:  # a sweep's run names repeat its params
+        table.add_column("stage", justify="right")
+        table.add_column("params")
+    else:
+        table.add_column("name")
+    table.add_column("status")
+    table.add_column("progress")
+    table.add_column(view.unit, justify="right")
+    table.add_column("best" if not sweep else "score")
+    for r in view.rows:
+        bar = ProgressBar(total=max(r.total, 1), completed=min(r.done, max(r.total, 1)), width=24)
+        cells: list[RenderableType] = [str(r.id)]
+        cells += [str(r.stage or ""), plain(r.params)] if sweep else [plain(r.name)]
+        cells += [status_text(r.status), bar, f"{r.done}/{r.total}", r.best]
+        table.add_row(*cells)
+    if not view.rows:
+        table.add_row("", Text("waiting for the first run…", style="dim"))
+    return Group(plain(view.title), table) if view.title else table
+
+
+def follow(tracker: Tracker, interval: float, console: Console, quiet: bool = False) -> int:
+    """Poll `tracker` until its runs are final: a live table on a terminal, else one line per
+    status change; then the summary. Returns the exit code."""
+    if quiet:
+        poll_until(lambda: tracker.poll().final, interval)
+        return tracker.exit_code()
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=4, transient=True) as live:
+
+            def poll_live() -> bool:
+                view = tracker.poll()
+                live.update(_progress_table(view))
+                return view.final
+
+            poll_until(poll_live, interval, still_trying)
+    else:
+        seen: dict[int, tuple[str, int | None]] = {}
+        titles: list[str] = []
+
+        def poll_lines() -> bool:
+            view = tracker.poll()
+            if view.title and not view.final and (not titles or titles[-1] != view.title):
+                titles.append(view.title)  # the summary repeats the final one
+                console.print(plain(view.title))
+            for r in view.rows:
+                if seen.get(r.id) != (r.status, r.stage):
+                    seen[r.id] = (r.status, r.stage)
+                    what = r.name if r.stage is None else f"stage {r.stage} {r.params}"
+                    line = f"{r.id} {what}: {r.status}"
+                    if r.status in FINAL_STATUSES:
+                        line += f" · {r.done}/{r.total} {view.unit} · best {r.best}"
+                    console.print(plain(line))
+            return view.final
+
+        poll_until(poll_lines, interval, still_trying)
+    tracker.summary(console)
+    return tracker.exit_code()
+
+
+def follow_and_exit(
+    tracker: Tracker, interval: float, console: Console, json_out: bool
+) -> NoReturn:
+    """`--wait`: follow to the end (with --json quietly, then the final state as JSON) and exit
+    with the tracker's code."""
+    code = follow(tracker, interval, console, quiet=json_out)
+    if json_out:
+        print_json(tracker.result())
+    raise typer.Exit(code)
