@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from service.batches.router import router as batches_router
+from service.dashboard.router import install as install_dashboard
 from service.datasets.router import router as datasets_router
 from service.dispatch.relay import Relay
 from service.experiments.catalog_router import router as catalog_router
@@ -48,6 +49,7 @@ def create_app() -> FastAPI:
         catalog_router,
     ):
         app.include_router(router, dependencies=guarded)
+    install_dashboard(app)  # pages and /static: open, the browser sends the token to /v1
     return app
 
 

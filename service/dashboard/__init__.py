@@ -1,0 +1,1 @@
+"""The dashboard: static pages (plain JS modules, vendored uPlot) served by the API itself."""

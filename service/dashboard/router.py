@@ -1,0 +1,58 @@
+"""The dashboard's HTML routes and its static files.
+
+Every page is the same `index.html`; `static/js/main.js` renders by path, so each route here is a
+deep link a person can share (CONTRACT.md). The pages are open even when `GLIDEPATH_API_TOKENS`
+is set: they hold no data, and the browser sends the token with its `/v1` calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+STATIC = Path(__file__).parent / "static"
+INDEX = STATIC / "index.html"
+
+router = APIRouter(include_in_schema=False)
+
+# Revalidate the page shell on every load, so a new release's module URLs are picked up at once.
+_HEADERS = {"Cache-Control": "no-cache"}
+
+
+def _index() -> FileResponse:
+    return FileResponse(INDEX, media_type="text/html", headers=_HEADERS)
+
+
+@router.get("/")
+def experiments_page() -> FileResponse:
+    return _index()
+
+
+@router.get("/new")
+def create_page() -> FileResponse:
+    return _index()
+
+
+@router.get("/experiments/{experiment_id}")
+def experiment_page(experiment_id: int) -> FileResponse:
+    return _index()
+
+
+@router.get("/compare")
+def compare_page() -> FileResponse:
+    return _index()
+
+
+@router.get("/sweeps/{sweep_id}")
+def sweep_page(sweep_id: int) -> FileResponse:
+    return _index()
+
+
+def install(app: FastAPI) -> None:
+    """The page routes and `/static` (no prefix clash: the API is under `/v1`, health at
+    `/healthz` and `/readyz`, docs at `/docs` and `/openapi.json`)."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC, follow_symlink=False), name="static")

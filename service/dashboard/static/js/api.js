@@ -1,0 +1,96 @@
+// Every /v1 call goes through here: the optional bearer token, JSON in and out, and errors as
+// ApiError carrying the API's `{"detail": [{loc, msg, type}]}` so forms can place them.
+
+const TOKEN_KEY = "glidepath.token";
+
+export function getToken() {
+  return localStorage.getItem(TOKEN_KEY) || "";
+}
+
+export function setToken(token) {
+  if (token) localStorage.setItem(TOKEN_KEY, token);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(ApiError.describe(status, detail));
+    this.status = status;
+    // Always a list of {loc, msg, type}, whatever shape the server sent.
+    this.items = Array.isArray(detail)
+      ? detail
+      : [{ loc: [], msg: typeof detail === "string" ? detail : JSON.stringify(detail), type: "error" }];
+  }
+
+  static describe(status, detail) {
+    if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("\n");
+    return `HTTP ${status}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`;
+  }
+}
+
+// Pages subscribe to learn that a call was refused for want of a token (the top bar opens its
+// token prompt).
+const unauthorizedListeners = new Set();
+export function onUnauthorized(fn) {
+  unauthorizedListeners.add(fn);
+}
+
+export async function request(method, path, body) {
+  const headers = { Accept: "application/json" };
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new ApiError(0, `the service is unreachable (${err.message})`);
+  }
+  const text = await response.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = text;
+    }
+  }
+  if (!response.ok) {
+    if (response.status === 401) unauthorizedListeners.forEach((fn) => fn());
+    throw new ApiError(response.status, data && data.detail !== undefined ? data.detail : data);
+  }
+  return data;
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined || value === null || value === "") continue;
+    q.set(key, String(value));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+export const api = {
+  listExperiments: (filters = {}) => request("GET", `/v1/experiments${query(filters)}`),
+  experiment: (id) => request("GET", `/v1/experiments/${id}`),
+  metrics: (id, afterEpoch) => request("GET", `/v1/experiments/${id}/metrics${query({ after_epoch: afterEpoch })}`),
+  decisions: (id) => request("GET", `/v1/experiments/${id}/decisions`),
+  cancel: (id) => request("POST", `/v1/experiments/${id}/cancel`),
+  create: (spec) => request("POST", "/v1/experiments", spec),
+  compare: (ids) => request("GET", `/v1/experiments/compare${query({ ids: ids.join(",") })}`),
+  sweep: (id) => request("GET", `/v1/sweeps/${id}`),
+  sweeps: () => request("GET", "/v1/sweeps?limit=100"),
+  catalog: () => request("GET", "/v1/catalog"),
+  datasets: () => request("GET", "/v1/datasets"),
+  preview: (body) => request("POST", "/v1/schedules/preview", body),
+  // The spec's JSON schema is public (no /v1 prefix, so no token): the form is built from it.
+  openapi: () => request("GET", "/openapi.json"),
+};
+
+export const FINAL_STATUSES = new Set(["succeeded", "early_stopped", "diverged", "failed", "cancelled"]);

@@ -1,0 +1,368 @@
+// The create form, generated from the spec's JSON schema (`/openapi.json` →
+// components.schemas.ExperimentSpec and the schemas it references) plus `GET /v1/catalog` for the
+// solver and scheduler params (torch's kwargs and defaults) and `GET /v1/datasets`.
+//
+// Every input sits in a `.field` whose `data-loc` is its spec path ("scheduler.params.gamma"), the
+// same path a 422's `loc` names after "body", so an API error lands on the field it is about.
+import { h, clear } from "./dom.js";
+
+const METRICS = {
+  classification: ["val_loss", "val_accuracy", "train_loss"],
+  regression: ["val_loss", "val_mae", "train_loss"],
+};
+// Starting values for fields the schema requires without a default, once their section is on.
+const UI_DEFAULTS = { "warmup.epochs": 3 };
+const LABELS = { base_lr: "base LR", batch_size: "batch size", checkpoint_every: "checkpoint every" };
+
+// ---- schema helpers -------------------------------------------------------------------------
+
+function resolver(schemas) {
+  const deref = (s) => (s && s.$ref ? schemas[s.$ref.split("/").pop()] : s);
+  // `X | None` comes as anyOf [X, null]: the field is optional (a toggle or an empty input).
+  return (s) => {
+    if (s && s.anyOf) {
+      const branches = s.anyOf.filter((b) => b.type !== "null");
+      const nullable = branches.length < s.anyOf.length;
+      return { ...s, ...deref(branches[0]), anyOf: undefined, nullable, default: s.default };
+    }
+    return deref(s);
+  };
+}
+
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+// Params typed as text: "0.9, 0.999" → [0.9, 0.999]; "30" → 30; "true" → true; "" → undefined.
+export function parseLoose(text) {
+  const t = text.trim();
+  if (t === "") return undefined;
+  try {
+    return JSON.parse(t);
+  } catch {
+    if (t.includes(",")) return t.split(",").map((p) => parseLoose(p)).filter((v) => v !== undefined);
+    return t;
+  }
+}
+
+function showLoose(value) {
+  if (value === undefined || value === null) return "";
+  if (Array.isArray(value)) return value.map((v) => JSON.stringify(v)).join(", ");
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+function setPath(obj, path, value) {
+  let cur = obj;
+  path.slice(0, -1).forEach((key) => {
+    if (cur[key] === undefined) cur[key] = {};
+    cur = cur[key];
+  });
+  cur[path[path.length - 1]] = value;
+}
+
+// Python's round() (half to even), so split sizes and steps per epoch match the server's.
+function pyRound(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+export function stepsPerEpoch(dataset, spec) {
+  if (!dataset) return 1;
+  const n = dataset.n_samples;
+  const { train = 0.8, val = 0.2, test = 0 } = spec.split || {};
+  const nVal = pyRound(n * val);
+  const nTest = pyRound(n * test);
+  const rest = n - nVal - nTest;
+  const nTrain = Math.abs(train + val + test - 1) < 1e-9 ? rest : Math.min(pyRound(n * train), rest);
+  return Math.max(1, Math.ceil(Math.max(nTrain, 1) / (spec.batch_size || 64)));
+}
+
+// ---- the form -------------------------------------------------------------------------------
+
+export function buildSpecForm(container, { schemas, catalog, datasets, initial = {}, onChange }) {
+  const resolve = resolver(schemas);
+  const fields = new Map(); // loc → .field element
+  let readers = []; // [path, read()] for every leaf: read() returns undefined to leave it out
+  const general = h("div", { class: "form-errors" });
+  const form = h("form", { class: "spec-form", novalidate: true, autocomplete: "off" });
+
+  function field(path, labelText, control, { hint, required } = {}) {
+    const loc = path.join(".");
+    const el = h("div", { class: "field", "data-loc": loc },
+      h("label", { for: `f-${loc}`, class: required ? "required" : "" }, labelText),
+      control,
+      hint ? h("div", { class: "hint" }, hint) : null,
+      h("div", { class: "field-error", role: "alert" }));
+    if (control.id === "" && control.tagName !== "DIV") control.id = `f-${loc}`;
+    control.name = control.name || loc;
+    fields.set(loc, el);
+    return el;
+  }
+
+  function fieldset(path, legend, ...children) {
+    const loc = path.join(".");
+    // A fieldset is a place for errors too ("solver.params": torch refused the combination).
+    const el = h("fieldset", { "data-loc": loc }, h("legend", {}, legend), ...children,
+      h("div", { class: "field-error", role: "alert" }));
+    if (loc) fields.set(loc, el);
+    return el;
+  }
+
+  const initialAt = (path) => path.reduce((o, k) => (o == null ? undefined : o[k]), initial);
+
+  // One leaf from its JSON schema; `read` pushes into `readers` unless the caller handles it.
+  function schemaLeaf(path, schema, { value, live = () => true } = {}) {
+    const label = LABELS[path[path.length - 1]] || schema.title || path[path.length - 1];
+    const start = value !== undefined ? value : schema.default !== undefined ? schema.default : UI_DEFAULTS[path.join(".")];
+    let control;
+    let read;
+    if (schema.enum) {
+      control = h("select", {}, schema.enum.map((v) => h("option", { value: v }, v)));
+      control.value = start ?? schema.enum[0];
+      read = () => control.value;
+    } else if (schema.type === "boolean") {
+      control = h("input", { type: "checkbox", checked: Boolean(start) });
+      read = () => control.checked;
+    } else if (schema.type === "integer" || schema.type === "number") {
+      control = h("input", { type: "number", step: schema.type === "integer" ? "1" : "any", value: start ?? "" });
+      read = () => (control.value === "" ? (schema.nullable ? null : undefined) : Number(control.value));
+    } else if (schema.type === "array") {
+      control = h("input", { type: "text", value: showLoose(start), placeholder: "comma-separated" });
+      read = () => {
+        const v = parseLoose(control.value);
+        return v === undefined ? [] : Array.isArray(v) ? v : [v];
+      };
+    } else if (schema.type === "object" && schema.additionalProperties) {
+      // A string map (tags): one key=value per line.
+      control = h("textarea", { rows: 2, placeholder: "key=value, one per line" },
+        Object.entries(start || {}).map(([k, v]) => `${k}=${v}`).join("\n"));
+      read = () => Object.fromEntries(control.value.split("\n").map((l) => l.trim()).filter(Boolean)
+        .map((l) => { const i = l.indexOf("="); return i < 0 ? [l, ""] : [l.slice(0, i).trim(), l.slice(i + 1).trim()]; }));
+    } else {
+      control = h("input", { type: "text", value: start ?? "" });
+      read = () => (control.value === "" && schema.nullable ? null : control.value);
+    }
+    readers.push([path, () => (live() ? read() : undefined)]);
+    return field(path, label, control, { hint: schema.description });
+  }
+
+  // An object from its schema: each property, with overrides for the catalog-driven parts.
+  function schemaObject(path, schema, live) {
+    return Object.entries(schema.properties).map(([key, propSchema]) => {
+      const p = [...path, key];
+      const custom = CUSTOM[p.join(".")];
+      if (custom) return custom(p, resolve(propSchema), live);
+      const s = resolve(propSchema);
+      if (s.type === "object" && s.properties) return optionalSection(p, s, live);
+      return schemaLeaf(p, s, { value: initialAt(p), live });
+    });
+  }
+
+  // warmup, early_stopping (nullable objects) get an "enable" toggle; split and model are always on.
+  function optionalSection(path, schema, parentLive = () => true) {
+    const present = initialAt(path);
+    const toggle = schema.nullable
+      ? h("input", { type: "checkbox", checked: present !== undefined && present !== null, name: `${path.join(".")}.enabled` })
+      : null;
+    const live = () => parentLive() && (!toggle || toggle.checked);
+    const body = h("div", { class: "section-body" }, schemaObject(path, schema, live));
+    const sync = () => (body.hidden = !live());
+    if (toggle) toggle.addEventListener("change", sync);
+    sync();
+    const legend = toggle ? h("label", {}, toggle, " ", path[path.length - 1].replace("_", " ")) : path[path.length - 1];
+    return fieldset(path, legend, body);
+  }
+
+  // ---- catalog-driven parts ----
+
+  function paramsBlock(kind, info, initialParams, live) {
+    const path = [kind, "params"];
+    const rows = info.params.map((p) => {
+      const ppath = [...path, p.name];
+      const given = initialParams && p.name in initialParams ? initialParams[p.name] : undefined;
+      const start = given !== undefined ? given : p.default;
+      let control;
+      let read;
+      if (p.kind === "boolean") {
+        control = h("input", { type: "checkbox", checked: Boolean(start) });
+        read = () => control.checked;
+      } else if (p.kind === "number" || p.kind === "integer") {
+        control = h("input", { type: "number", step: p.kind === "integer" ? "1" : "any", value: start ?? "" });
+        read = () => (control.value === "" ? undefined : Number(control.value));
+      } else {
+        // Lists, strings and kwargs whose default is None or not JSON: typed loosely.
+        control = h("input", { type: "text", value: showLoose(start),
+          placeholder: p.required ? "required" : p.default === null ? "None (torch's default)" : "" });
+        read = () => parseLoose(control.value);
+      }
+      // Send only what differs from torch's default (and what torch requires): the stored spec
+      // then says what was chosen, not a copy of torch's signature.
+      readers.push([ppath, () => {
+        if (!live()) return undefined;
+        const v = read();
+        return v === undefined || (!p.required && same(v, p.default)) ? undefined : v;
+      }]);
+      return field(ppath, p.name, control, {
+        required: p.required,
+        hint: p.required ? "required" : `torch default: ${p.default === null ? "None" : showLoose(p.default)}`,
+      });
+    });
+    return fieldset(path, `${info.type} params`, rows.length ? rows : h("p", { class: "muted" }, "no params"));
+  }
+
+  function solverSection(path, _schema, live) {
+    const init = initialAt(path) || {};
+    const byType = Object.fromEntries(catalog.solvers.map((s) => [s.type, s]));
+    const select = h("select", {}, catalog.solvers.map((s) => h("option", { value: s.type }, s.type)));
+    select.value = init.type || "SGD";
+    const holder = h("div");
+    const hyper = h("input", { type: "checkbox", checked: Boolean(init.hypergradient) });
+    const hyperLr = h("input", { type: "number", step: "any", value: init.hypergradient ? init.hypergradient.hyper_lr : 1e-4 });
+    const hyperRow = field([...path, "hypergradient"], "hypergradient", h("div", { class: "row" }, hyper, h("label", {}, "hyper_lr ", hyperLr)),
+      { hint: "the LR adapts itself every step (Baydin et al. 2018); no scheduler or warmup" });
+    const render = (params) => {
+      // A new type has other kwargs: forget the old type's readers with its inputs.
+      readers = readers.filter(([p]) => !p.join(".").startsWith("solver.params"));
+      clear(holder, paramsBlock("solver", byType[select.value], params, live));
+      hyperRow.hidden = !catalog.hypergradient_solvers.includes(select.value);
+    };
+    readers.push([[...path, "type"], () => (live() ? select.value : undefined)]);
+    readers.push([[...path, "hypergradient"], () =>
+      live() && !hyperRow.hidden && hyper.checked ? { hyper_lr: Number(hyperLr.value) } : undefined]);
+    select.addEventListener("change", () => render({}));
+    render(init.params || {});
+    return fieldset(path, "solver", field([...path, "type"], "type", select, { hint: "torch.optim class" }), holder, hyperRow);
+  }
+
+  function schedulerSection(path, schema, live) {
+    const init = initialAt(path) || null;
+    const byType = Object.fromEntries(catalog.schedulers.map((s) => [s.type, s]));
+    const none = catalog.constant_scheduler;
+    const select = h("select", {},
+      h("option", { value: none }, `${none} (constant LR)`),
+      catalog.schedulers.map((s) => h("option", { value: s.type }, s.type)));
+    select.value = init ? init.type : none;
+    const props = schema.properties;
+    const monitor = metricSelect(init ? init.monitor : "val_loss");
+    const interval = h("select", {}, h("option", { value: "" }, "default"),
+      props.interval.anyOf[0].enum.map((v) => h("option", { value: v }, v)));
+    interval.value = init && init.interval ? init.interval : "";
+    const monitorRow = field([...path, "monitor"], "monitor", monitor, { hint: "the metric ReduceLROnPlateau watches" });
+    const intervalRow = field([...path, "interval"], "interval", interval);
+    const holder = h("div");
+    const active = () => live() && select.value !== none;
+    const render = (params) => {
+      readers = readers.filter(([p]) => !p.join(".").startsWith("scheduler.params"));
+      const info = byType[select.value];
+      clear(holder, info ? paramsBlock("scheduler", info, params, active) : null);
+      monitorRow.hidden = select.value !== "ReduceLROnPlateau";
+      intervalRow.hidden = !info;
+      if (info) interval.options[0].textContent = `default (${info.interval})`;
+    };
+    readers.push([[...path, "type"], () => (active() ? select.value : undefined)]);
+    readers.push([[...path, "monitor"], () => (active() && !monitorRow.hidden ? monitor.value : undefined)]);
+    readers.push([[...path, "interval"], () => (active() && interval.value ? interval.value : undefined)]);
+    select.addEventListener("change", () => render({}));
+    render(init ? init.params : {});
+    return fieldset(path, "scheduler", field([...path, "type"], "type", select, { hint: "torch.optim.lr_scheduler class" }),
+      holder, monitorRow, intervalRow);
+  }
+
+  // Metric choices follow the dataset's task; kept in a list so a dataset change updates them.
+  const metricSelects = [];
+  function metricSelect(value) {
+    const select = h("select", {});
+    select.dataset.want = value || "val_loss";
+    metricSelects.push(select);
+    return select;
+  }
+  function refreshMetrics() {
+    const task = currentDataset() ? currentDataset().task : "classification";
+    for (const select of metricSelects) {
+      const want = select.value || select.dataset.want;
+      clear(select, METRICS[task].map((m) => h("option", { value: m }, m)));
+      select.value = METRICS[task].includes(want) ? want : "val_loss";
+    }
+  }
+
+  let datasetSelect;
+  const currentDataset = () => datasets.find((d) => d.name === (datasetSelect && datasetSelect.value));
+
+  function datasetField(path) {
+    datasetSelect = h("select", {}, datasets.map((d) =>
+      h("option", { value: d.name }, `${d.name} (${d.task}, ${d.n_samples} samples)`)));
+    datasetSelect.value = initialAt(path) || "digits";
+    datasetSelect.addEventListener("change", refreshMetrics);
+    readers.push([path, () => datasetSelect.value]);
+    return field(path, "dataset", datasetSelect);
+  }
+
+  function monitorField(path, _schema, live) {
+    const select = metricSelect(initialAt(path));
+    readers.push([path, () => (live() ? select.value : undefined)]);
+    return field(path, "monitor", select);
+  }
+
+  const CUSTOM = {
+    dataset: datasetField,
+    solver: solverSection,
+    scheduler: schedulerSection,
+    "early_stopping.monitor": monitorField,
+  };
+
+  // ---- assemble ----
+
+  const spec = resolve(schemas.ExperimentSpec);
+  clear(form, general, schemaObject([], spec, () => true));
+  clear(container, form);
+  refreshMetrics();
+  form.addEventListener("input", () => onChange && onChange());
+  form.addEventListener("change", () => onChange && onChange());
+
+  return {
+    form,
+    value() {
+      const out = {};
+      for (const [path, read] of readers) {
+        const v = read();
+        if (v !== undefined) setPath(out, path, v);
+      }
+      return out;
+    },
+    dataset: currentDataset,
+    clearErrors() {
+      clear(general);
+      for (const el of fields.values()) {
+        el.classList.remove("has-error");
+        const slot = el.querySelector(":scope > .field-error");
+        if (slot) slot.textContent = "";
+      }
+    },
+    // Each item goes to the deepest field its loc names ("scheduler.params.gamma", else
+    // "scheduler.params", …); what matches no field is listed above the form.
+    showErrors(items) {
+      const unplaced = [];
+      for (const item of items) {
+        const loc = (item.loc || []).filter((p, i) => !(i === 0 && p === "body"));
+        let el = null;
+        for (let n = loc.length; n > 0 && !el; n--) {
+          const candidate = fields.get(loc.slice(0, n).join("."));
+          // Skip fields of a type no longer chosen (detached) or hidden by a toggle.
+          if (candidate && form.contains(candidate) && !candidate.closest("[hidden]")) el = candidate;
+        }
+        if (!el) {
+          unplaced.push(item);
+          continue;
+        }
+        el.classList.add("has-error");
+        const slot = el.querySelector(":scope > .field-error");
+        slot.textContent = slot.textContent ? `${slot.textContent}; ${item.msg}` : item.msg;
+      }
+      if (unplaced.length) {
+        clear(general, h("div", { class: "error-box", role: "alert" },
+          unplaced.map((i) => `${(i.loc || []).join(".")}: ${i.msg}`).join("\n")));
+      }
+      const first = form.querySelector(".has-error, .error-box");
+      if (first) first.scrollIntoView({ block: "center" });
+      return unplaced;
+    },
+  };
+}

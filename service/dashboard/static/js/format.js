@@ -1,0 +1,38 @@
+// How numbers, statuses and progress are shown, in one place so every page agrees.
+import { h } from "./dom.js";
+
+export function num(value, digits = 4) {
+  if (value === null || value === undefined) return "—";
+  if (typeof value !== "number") return String(value);
+  if (value === 0) return "0";
+  const abs = Math.abs(value);
+  // LRs span decades: small ones read better in exponent form.
+  if (abs < 1e-3 || abs >= 1e5) return value.toExponential(2);
+  return String(Number(value.toPrecision(digits)));
+}
+
+export function statusBadge(status) {
+  return h("span", { class: `status status-${status}`, "data-status": status }, status.replace("_", " "));
+}
+
+export function progressBar(progress) {
+  const pct = Math.round((progress.fraction || 0) * 100);
+  return h(
+    "span",
+    { class: "progress-cell", title: `${progress.epochs_run} / ${progress.epochs} epochs` },
+    h("span", { class: "progress" }, h("span", { style: `width:${pct}%` })),
+    ` ${progress.epochs_run}/${progress.epochs}`,
+  );
+}
+
+export function when(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  return d.toLocaleString();
+}
+
+export function paramsText(params) {
+  return Object.entries(params || {})
+    .map(([k, v]) => `${k}=${typeof v === "number" ? num(v) : JSON.stringify(v)}`)
+    .join(", ");
+}

@@ -1,0 +1,123 @@
+// `/experiments/{id}`: LR (log axis) and metric charts filled live from the metrics cursor,
+// decisions marked on the charts and listed with their sentence, the spec, cancel and clone.
+import { api, FINAL_STATUSES } from "../api.js";
+import { lineChart } from "../charts.js";
+import { clear, errorBox, h, link } from "../dom.js";
+import { num, progressBar, statusBadge, when } from "../format.js";
+import { poll } from "../poll.js";
+
+const POLL_MS = 1000;
+
+export async function renderExperiment(root, id) {
+  const head = h("div", { id: "summary" });
+  const notice = h("div");
+  const lrEl = h("div", { id: "lr-chart" });
+  const lossEl = h("div", { id: "loss-chart" });
+  const metricEl = h("div", { id: "metric-chart" });
+  const decisionsEl = h("div", { id: "decisions" });
+  const specEl = h("pre", { class: "spec", id: "spec" });
+  const cancel = h("button", { type: "button", class: "danger", id: "cancel" }, "Cancel");
+  const clone = h("a", { href: `/new?clone=${id}`, class: "button", id: "clone" }, "Clone");
+
+  clear(
+    root,
+    h("div", { class: "toolbar" }, h("h1", { class: "grow", id: "title" }, `Experiment #${id}`), cancel, clone,
+      link(`/compare?ids=${id}`, "compare…")),
+    notice,
+    head,
+    h("div", { class: "row" },
+      h("div", { class: "grow" }, lrEl, lossEl, metricEl),
+      h("div", { style: "width:380px" },
+        h("div", { class: "card" }, h("h2", {}, "Decisions"), decisionsEl),
+        h("div", { class: "card" }, h("h2", {}, "Spec"), specEl))),
+  );
+
+  let experiment = await api.experiment(id);
+  const lrChart = lineChart(lrEl, { title: "learning rate (log scale)", series: [{ label: "lr" }], logY: true, stepped: true });
+  const lossChart = lineChart(lossEl, { title: "loss", series: [{ label: "train_loss" }, { label: "val_loss", color: "#d9622b" }] });
+  let metricChart = null; // val_accuracy or val_mae, whichever the rows carry
+
+  const rows = [];
+  let cursor = 0;
+  let decisions = [];
+
+  function renderSummary() {
+    const e = experiment;
+    document.title = `#${e.id} ${e.name || ""} · Glidepath`;
+    clear(document.getElementById("title"), `#${e.id} ${e.name || "(unnamed)"} `, statusBadge(e.status));
+    cancel.hidden = FINAL_STATUSES.has(e.status);
+    cancel.disabled = e.cancel_requested;
+    if (e.cancel_requested && !FINAL_STATUSES.has(e.status)) cancel.textContent = "Cancelling…";
+    clear(head, h("div", { class: "card" }, h("dl", { class: "facts" },
+      h("dt", {}, "progress"), h("dd", {}, progressBar(e.progress)),
+      h("dt", {}, "dataset"), h("dd", {}, `${e.dataset} (${Object.entries(e.split_sizes || {}).map(([k, v]) => `${k} ${v}`).join(", ")}), ${e.steps_per_epoch ?? "?"} steps/epoch`),
+      h("dt", {}, "best"), h("dd", {}, e.best_value === null ? "—" : `${num(e.best_value)} at epoch ${e.best_epoch}`),
+      e.stop_reason ? [h("dt", {}, "stopped"), h("dd", {}, e.stop_reason)] : null,
+      e.error ? [h("dt", {}, "error"), h("dd", { class: "error-box" }, e.error)] : null,
+      e.test_metrics ? [h("dt", {}, "test"), h("dd", {}, Object.entries(e.test_metrics).map(([k, v]) => `${k} ${num(v)}`).join(", "))] : null,
+      e.sweep_id ? [h("dt", {}, "sweep"), h("dd", {}, link(`/sweeps/${e.sweep_id}`, `sweep #${e.sweep_id}`))] : null,
+      h("dt", {}, "device"), h("dd", {}, `${e.device || "—"}${e.worker ? ` on ${e.worker}` : ""}, attempt ${e.attempt}`),
+      h("dt", {}, "created"), h("dd", {}, when(e.created_at)),
+      h("dt", {}, "tags"), h("dd", {}, Object.entries(e.tags).map(([k, v]) => h("span", { class: "tag" }, `${k}=${v}`))),
+    )));
+    specEl.textContent = JSON.stringify(e.spec, null, 2);
+  }
+
+  function renderDecisions() {
+    clear(decisionsEl, decisions.length
+      ? h("table", { id: "decision-list" }, h("tbody", {}, decisions.map((d) => h("tr", { "data-kind": d.kind, "data-epoch": d.epoch },
+        h("td", { class: "num" }, `epoch ${d.epoch}`),
+        h("td", {}, h("span", { class: `decision-${d.kind}` }, "● "), d.kind.replace("_", " "),
+          h("div", { class: "muted" }, d.reason))))))
+      : h("p", { class: "muted" }, "None yet: LR reductions and the stop appear here."));
+    for (const chart of [lrChart, lossChart, metricChart]) if (chart) chart.setDecisions(decisions);
+  }
+
+  function renderCharts() {
+    const xs = rows.map((r) => r.epoch);
+    lrChart.setData(xs, [rows.map((r) => r.lr)]);
+    lossChart.setData(xs, [rows.map((r) => r.train_loss), rows.map((r) => r.val_loss)]);
+    const key = rows.some((r) => r.val_accuracy !== undefined) ? "val_accuracy" : rows.some((r) => r.val_mae !== undefined) ? "val_mae" : null;
+    if (key && !metricChart) {
+      metricChart = lineChart(metricEl, { title: key, series: [{ label: key, color: "#23824a" }] });
+      metricChart.setDecisions(decisions);
+    }
+    if (metricChart) metricChart.setData(xs, [rows.map((r) => (r[key] === undefined ? null : r[key]))]);
+  }
+
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    try {
+      experiment = await api.cancel(id);
+      renderSummary();
+    } catch (err) {
+      clear(notice, errorBox(err));
+      cancel.disabled = false;
+    }
+  });
+
+  renderSummary();
+  renderDecisions();
+
+  // Each tick asks only for rows after the cursor. The experiment and its decisions are read again
+  // when something happened: a row with a decision, or a status change.
+  poll(async () => {
+    const page = await api.metrics(id, cursor);
+    cursor = page.next_after_epoch;
+    rows.push(...page.epochs);
+    const final = FINAL_STATUSES.has(page.status);
+    const changed = page.status !== experiment.status || page.epochs.length > 0;
+    if (page.epochs.length) renderCharts();
+    if (changed || final) {
+      experiment = await api.experiment(id);
+      renderSummary();
+    }
+    if (page.epochs.some((r) => r.decision) || final) {
+      decisions = (await api.decisions(id)).decisions;
+      renderDecisions();
+    }
+    clear(notice);
+    // Keep going until the run has ended and every row has been read.
+    return !(final && page.epochs.length === 0);
+  }, POLL_MS);
+}

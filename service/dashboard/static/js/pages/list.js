@@ -1,0 +1,100 @@
+// `/`: the newest experiments with status, progress, best value and tags; filters by status, tag
+// and sweep live in the URL (shareable); the table is polled every 2 s.
+import { api, ApiError } from "../api.js";
+import { clear, errorBox, h, link } from "../dom.js";
+import { num, progressBar, statusBadge, when } from "../format.js";
+import { poll } from "../poll.js";
+
+const STATUSES = ["queued", "running", "succeeded", "early_stopped", "diverged", "failed", "cancelled"];
+const POLL_MS = 2000;
+
+export async function renderList(root, query) {
+  const filters = {
+    status: query.get("status") || "",
+    tag: query.get("tag") || "",
+    sweep_id: query.get("sweep") || "",
+  };
+  const selected = new Set();
+
+  const statusSelect = h("select", { name: "status" }, h("option", { value: "" }, "any status"),
+    STATUSES.map((s) => h("option", { value: s }, s)));
+  statusSelect.value = filters.status;
+  const tagInput = h("input", { name: "tag", placeholder: "key or key:value", value: filters.tag });
+  const sweepSelect = h("select", { name: "sweep" }, h("option", { value: "" }, "any sweep"));
+  const compareButton = h("button", { type: "button", disabled: true, onclick: () => {
+    location.href = `/compare?ids=${[...selected].join(",")}`;
+  } }, "Compare selected");
+  const notice = h("div");
+  const tbody = h("tbody");
+
+  const apply = () => {
+    const q = new URLSearchParams();
+    if (statusSelect.value) q.set("status", statusSelect.value);
+    if (tagInput.value.trim()) q.set("tag", tagInput.value.trim());
+    if (sweepSelect.value) q.set("sweep", sweepSelect.value);
+    const s = q.toString();
+    location.href = s ? `/?${s}` : "/";
+  };
+  statusSelect.addEventListener("change", apply);
+  sweepSelect.addEventListener("change", apply);
+  tagInput.addEventListener("keydown", (e) => e.key === "Enter" && apply());
+
+  clear(
+    root,
+    h("div", { class: "toolbar" },
+      h("h1", { class: "grow" }, "Experiments"),
+      link("/new", h("span", { class: "button" }, "New experiment"))),
+    h("form", { class: "toolbar", id: "filters", onsubmit: (e) => { e.preventDefault(); apply(); } },
+      h("label", {}, "Status ", statusSelect),
+      h("label", {}, "Tag ", tagInput),
+      h("label", {}, "Sweep ", sweepSelect),
+      h("button", { type: "submit", class: "ghost" }, "Filter"),
+      h("span", { class: "grow" }),
+      compareButton),
+    notice,
+    h("table", { id: "experiments" },
+      h("thead", {}, h("tr", {},
+        ["", "id", "name", "status", "progress", "best", "dataset", "tags", "created"].map((t) => h("th", {}, t)))),
+      tbody),
+  );
+
+  // The sweep filter offers the sweeps that exist; a failure here only leaves the list short.
+  api.sweeps().then((page) => {
+    for (const s of page.items) sweepSelect.append(h("option", { value: s.id }, `#${s.id} ${s.name || s.strategy}`));
+    sweepSelect.value = filters.sweep_id;
+  }).catch(() => {});
+
+  const row = (e) => h("tr", { "data-id": e.id },
+    h("td", {}, h("input", { type: "checkbox", checked: selected.has(e.id), "aria-label": `select ${e.id}`,
+      onchange: (ev) => {
+        if (ev.target.checked) selected.add(e.id); else selected.delete(e.id);
+        compareButton.disabled = selected.size < 1;
+      } })),
+    h("td", { class: "num" }, link(`/experiments/${e.id}`, `#${e.id}`)),
+    h("td", {}, link(`/experiments/${e.id}`, e.name || "(unnamed)")),
+    h("td", {}, statusBadge(e.status)),
+    h("td", {}, progressBar(e.progress)),
+    h("td", { class: "num", title: e.best_epoch ? `epoch ${e.best_epoch}` : "" },
+      e.best_value === null ? "—" : `${num(e.best_value)} @${e.best_epoch}`),
+    h("td", {}, e.dataset),
+    h("td", {}, Object.entries(e.tags).map(([k, v]) => h("span", {
+      class: "tag", title: "filter by this tag",
+      onclick: () => { location.href = `/?tag=${encodeURIComponent(`${k}:${v}`)}`; },
+    }, `${k}=${v}`))),
+    h("td", { class: "muted" }, when(e.created_at)),
+  );
+
+  poll(async () => {
+    try {
+      const page = await api.listExperiments({ ...filters, limit: 100 });
+      clear(notice);
+      clear(tbody, page.items.length ? page.items.map(row)
+        : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No experiments match.")));
+    } catch (err) {
+      clear(notice, errorBox(err));
+      // A bad filter (an unknown status typed into the URL) will not fix itself: stop polling.
+      if (err instanceof ApiError && err.status === 422) return false;
+    }
+    return true;
+  }, POLL_MS);
+}

@@ -1,0 +1,107 @@
+// `/new`: the create form (js/form.js) with a live preview of its LR schedule, computed by the
+// service's own schedule walk (`POST /v1/schedules/preview`) while the form is edited.
+// `/new?clone=ID` starts from experiment ID's spec.
+import { api, ApiError } from "../api.js";
+import { lineChart } from "../charts.js";
+import { clear, errorBox, h } from "../dom.js";
+import { buildSpecForm, stepsPerEpoch } from "../form.js";
+import { num } from "../format.js";
+
+const PREVIEW_DEBOUNCE_MS = 350;
+const PREVIEW_MAX_EPOCHS = 10000; // the preview's own bound
+
+export async function renderNew(root, query) {
+  const cloneId = query.get("clone");
+  const [openapi, catalog, datasets, source] = await Promise.all([
+    api.openapi(),
+    api.catalog(),
+    api.datasets(),
+    cloneId ? api.experiment(cloneId) : Promise.resolve(null),
+  ]);
+  const initial = source ? { ...source.spec, name: source.spec.name ? `${source.spec.name} (clone)` : "" } : {};
+
+  const formHolder = h("div");
+  const submit = h("button", { type: "button", id: "submit" }, "Create experiment");
+  const status = h("span", { class: "muted" });
+  const chartEl = h("div", { id: "preview-chart" });
+  const previewInfo = h("div", { class: "preview-notes", id: "preview-notes" });
+
+  clear(
+    root,
+    h("h1", {}, source ? `New experiment (clone of #${source.id})` : "New experiment"),
+    h("div", { class: "form-layout" },
+      h("div", {}, formHolder, h("div", { class: "toolbar" }, submit, status)),
+      h("aside", { class: "preview-panel" },
+        h("div", { class: "card" }, h("h2", {}, "LR schedule preview"), chartEl, previewInfo))),
+  );
+
+  const chart = lineChart(chartEl, { title: "learning rate per epoch (log)", series: [{ label: "lr" }], logY: true, stepped: true, height: 220 });
+  let timer = null;
+  let seq = 0;
+  const form = buildSpecForm(formHolder, {
+    schemas: openapi.components.schemas,
+    catalog,
+    datasets: datasets.datasets,
+    initial,
+    onChange: () => {
+      clearTimeout(timer);
+      timer = setTimeout(preview, PREVIEW_DEBOUNCE_MS);
+    },
+  });
+
+  async function preview() {
+    const spec = form.value();
+    const mine = ++seq;
+    form.clearErrors();
+    if (spec.solver && spec.solver.hypergradient) {
+      clear(previewInfo, "With hypergradient descent the LR follows training's gradients: no preview.");
+      return;
+    }
+    const epochs = Math.min(spec.epochs || 20, PREVIEW_MAX_EPOCHS);
+    const body = {
+      base_lr: spec.base_lr,
+      epochs,
+      steps_per_epoch: stepsPerEpoch(form.dataset(), spec),
+      solver: spec.solver,
+      scheduler: spec.scheduler,
+      warmup: spec.warmup,
+      early_stopping: spec.early_stopping,
+    };
+    try {
+      const out = await api.preview(body);
+      if (mine !== seq) return; // a newer edit is already being previewed
+      chart.setData(out.lr.map((_, i) => i + 1), [out.lr]);
+      clear(previewInfo,
+        h("div", {}, `${out.epochs_run} epochs, ${body.steps_per_epoch} steps each; LR ${num(out.lr[0])} → ${num(out.lr[out.lr.length - 1])}`),
+        out.notes.map((n) => h("div", {}, n)));
+    } catch (err) {
+      if (mine !== seq) return;
+      // The preview checks the schedule as a submit would: show its complaints on the fields now.
+      if (err instanceof ApiError && err.status === 422) {
+        form.showErrors(err.items);
+        clear(previewInfo, h("div", { class: "error-box" }, "The schedule cannot be previewed until the marked fields are fixed."));
+      } else {
+        clear(previewInfo, errorBox(err));
+      }
+    }
+  }
+
+  submit.addEventListener("click", async () => {
+    clearTimeout(timer);
+    seq++; // a preview still in flight must not clear the submit's errors
+    form.clearErrors();
+    submit.disabled = true;
+    status.textContent = "creating…";
+    try {
+      const created = await api.create(form.value());
+      location.href = `/experiments/${created.id}`;
+    } catch (err) {
+      status.textContent = "";
+      submit.disabled = false;
+      if (err instanceof ApiError && err.status === 422) form.showErrors(err.items);
+      else form.showErrors([{ loc: [], msg: err.message }]);
+    }
+  });
+
+  preview();
+}

@@ -1,0 +1,35 @@
+// A poller that never overlaps itself (the next tick waits for the last call) and stops when the
+// page is left, so a slow API is never hit by a pile of requests.
+
+let active = [];
+
+export function poll(fn, intervalMs) {
+  let stopped = false;
+  let timer = null;
+  const handle = {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+  async function tick() {
+    if (stopped) return;
+    let again = true;
+    try {
+      again = (await fn()) !== false; // fn returns false when there is nothing more to wait for
+    } catch (err) {
+      // A failed call (service restarting, token missing) is shown by the page; keep polling.
+      console.warn("poll failed:", err.message || err);
+    }
+    if (!stopped && again) timer = setTimeout(tick, intervalMs);
+  }
+  active.push(handle);
+  tick();
+  return handle;
+}
+
+// Called by the router before it renders another page.
+export function stopAll() {
+  active.forEach((p) => p.stop());
+  active = [];
+}

@@ -1,0 +1,166 @@
+"""Browser fixtures: Debian's headless Chromium driven by Playwright (never a downloaded browser),
+against the real `glidepath api` + worker that the `stack` fixture starts.
+
+Without Chromium or Playwright these tests skip with the reason, unless CI=true, where they
+fail: `.ci/run` installs Chromium first. Screenshots go to `$GLIDEPATH_ARTIFACTS/browser/`
+(default `test-artifacts/browser/`, ignored by git) and are listed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.stack import Backend, Stack, start_stack
+
+CI = os.environ.get("CI", "").lower() == "true"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("GLIDEPATH_ARTIFACTS") or ROOT / "test-artifacts") / "browser"
+CHROMIUM = os.environ.get("GLIDEPATH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# As root in a container: no sandbox, no GPU; and no background calls to Google's hosts, which
+# this machine's closed network refuses (each one an error in the browser's log).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS: list[Path] = []
+
+
+@pytest.fixture(
+    scope="module", params=["embedded", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The top-level `stack` (real API + worker processes) on each backend, but one per module:
+    starting them is most of a short browser test's time. Tests make their own experiments and
+    never assume an empty database."""
+    from tests.conftest import (
+        REDIS_URL,
+        _pg_ok,
+        _redis_ok,
+        _require,
+        create_pg_database,
+        drop_pg_database,
+    )
+
+    tmp = tmp_path_factory.mktemp(f"browser-{request.param}")
+    if request.param == "embedded":
+        backend = Backend(
+            "embedded", f"sqlite:///{tmp / 'data' / 'glidepath.db'}", "", tmp / "data"
+        )
+        with start_stack(backend, tmp / "logs") as running:
+            yield running
+        return
+    _require(_pg_ok(), "PostgreSQL on 127.0.0.1:5432")
+    _require(_redis_ok(), "Redis on 127.0.0.1:6379")
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    url = create_pg_database()
+    try:
+        with start_stack(
+            Backend("postgres", url, REDIS_URL, tmp / "data"), tmp / "logs"
+        ) as running:
+            yield running
+    finally:
+        drop_pg_database(url)
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the Python package playwright is not installed (pip install -e '.[dev]')"
+    if not Path(CHROMIUM).exists():
+        return f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    why = _missing()
+    if why:
+        if CI:
+            pytest.fail(f"{why}; browser tests must run under CI=true (see .ci/run)")
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Console:
+    """Errors the page logged or threw. Chromium logs every 4xx/5xx response as a console error
+    ("Failed to load resource"), so a test that provokes a 422 on purpose allows that one."""
+
+    errors: list[str] = field(default_factory=list)
+    allowed: list[re.Pattern[str]] = field(default_factory=list)
+
+    def allow(self, pattern: str) -> None:
+        self.allowed.append(re.compile(pattern))
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def page(browser: Any, console: Console) -> Iterator[Any]:
+    """A fresh context (empty localStorage) and page; fails the test on any console error."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(20_000)
+    pg = context.new_page()
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            console.errors.append(f"console: {message.text} @ {message.location.get('url', '')}")
+
+    pg.on("console", on_console)
+    pg.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))
+    yield pg
+    context.close()
+    assert not console.unexpected(), "errors in the browser console:\n" + "\n".join(
+        console.unexpected()
+    )
+
+
+@pytest.fixture
+def shot(request: pytest.FixtureRequest, page: Any) -> Any:
+    """shot(name): a full-page screenshot named after the test (and its backend)."""
+    test = re.sub(r"[^\w.-]+", "-", request.node.name).strip("-")
+
+    def take(name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{test}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        SHOTS.append(path)
+        return path
+
+    return take
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SHOTS:
+        terminalreporter.section("browser screenshots")
+        for path in SHOTS:
+            terminalreporter.write_line(str(path))
