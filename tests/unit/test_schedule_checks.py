@@ -29,3 +29,15 @@ def test_onecycle_zero_length_phase_is_refused_before_torch_fails_mid_run() -> N
     errors = check_spec(spec, info("iris"))
     assert [e["loc"] for e in errors] == [["scheduler", "params", "pct_start"]]
     assert "zero-length phase" in errors[0]["msg"]
+
+
+@pytest.mark.parametrize("factor", [0, -1, 1, 1.5])
+def test_plateau_factor_outside_0_1_is_refused(factor: float) -> None:
+    # torch refuses factor >= 1 itself but accepts factor <= 0, which would send the LR straight
+    # to min_lr at the first reduction.
+    spec = ExperimentSpec.model_validate({
+        "dataset": "digits", "epochs": 5,
+        "scheduler": {"type": "ReduceLROnPlateau", "params": {"factor": factor}},
+    })  # fmt: skip
+    errors = check_spec(spec, info("digits"))
+    assert [e["loc"] for e in errors] == [["scheduler", "params", "factor"]], errors

@@ -100,6 +100,10 @@ def _check_values(type_: str, p: dict[str, Any], base_lr: float, total: int) -> 
         for key in ("step_size_up", "step_size_down"):
             if p.get(key) is not None:
                 need(isinstance(p[key], int | float) and p[key] > 0, key, "must be > 0")
+    if type_ == "ReduceLROnPlateau" and "factor" in p:
+        # torch refuses factor >= 1 but takes factor <= 0, which drops the LR to min_lr at once.
+        f = p["factor"]
+        need(isinstance(f, int | float) and 0 < f < 1, "factor", "must be in (0, 1)")
     if type_ == "OneCycleLR":
         need(isinstance(p["max_lr"], int | float) and p["max_lr"] > 0, "max_lr", "must be > 0")
         pct = p.get("pct_start", 0.3)
@@ -134,6 +138,7 @@ def build_schedule(
     if sched is not None and plateau:
         # Built only so torch checks the values (mode, factor < 1, ...); the decisions in
         # decisions.py apply its logic to the stored history.
+        _check_values(sched.type, sched.params, spec.base_lr, 0)
         try:
             catalog.scheduler_class(sched.type)(optimizer, **sched.params)
         except Exception as exc:  # any failure on the user's kwargs is an input error
