@@ -32,7 +32,7 @@ from worker.engine.lease import Lease
 from worker.engine.loop import Cancelled, epoch_generator, loss_fn
 from worker.engine.model import build_model, pick_device
 from worker.engine.retry import with_db_retry
-from worker.engine.run import Outcome, _finish
+from worker.engine.run import Outcome, finish_run
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,9 @@ def run_range_test(
         **found.details,
     }
     log.info("range test %s: %s; suggested lr %s", experiment_id, stopped, found.lr)
-    if not _finish(experiment_id, attempt, "succeeded", stop_reason=stopped, range_result=result):
+    ended = finish_run(
+        experiment_id, attempt, "succeeded", stop_reason=stopped, range_result=result
+    )
+    if not ended:
         return Outcome(experiment_id, "lease_lost", len(losses))
     return Outcome(experiment_id, "succeeded", len(losses))

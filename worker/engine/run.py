@@ -87,12 +87,12 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
         if lease.shutdown and not lease.cancelled:
             _hand_back(experiment_id, attempt)
             return Outcome(experiment_id, "handed_back")
-        _finish(experiment_id, attempt, "cancelled", stop_reason="cancelled while running")
+        finish_run(experiment_id, attempt, "cancelled", stop_reason="cancelled while running")
         return Outcome(experiment_id, "cancelled")
     except Exception as exc:
         log.exception("experiment %s failed", experiment_id)
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        _finish(experiment_id, attempt, "failed", error=detail[:2000])
+        finish_run(experiment_id, attempt, "failed", error=detail[:2000])
         return Outcome(experiment_id, "failed")
     finally:
         lease.close()
@@ -127,7 +127,7 @@ def decide_and_write(
     return decision, state
 
 
-def _finish(experiment_id: int, attempt: int, status: str, **values: object) -> bool:
+def finish_run(experiment_id: int, attempt: int, status: str, **values: object) -> bool:
     def finish() -> bool:
         with session_scope() as session:
             return ExperimentRepository(session).finish(experiment_id, attempt, status, **values)
@@ -255,7 +255,10 @@ def _train(
         )
     if status != "diverged":
         checkpoint.save_model(experiment_id, model.state_dict())
-    if not _finish(experiment_id, attempt, status, stop_reason=reason, test_metrics=test_metrics):
+    ended = finish_run(
+        experiment_id, attempt, status, stop_reason=reason, test_metrics=test_metrics
+    )
+    if not ended:
         return Outcome(experiment_id, "lease_lost", epoch)
     checkpoint.path_for(experiment_id).unlink(missing_ok=True)  # the model file supersedes it
     return Outcome(experiment_id, status, epoch)
