@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import UTC
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +15,7 @@ from service.batches.schemas import BatchCreated, BatchIn, BatchOut
 from service.experiments import service as experiments
 from service.experiments.models import FINAL_STATUSES, Experiment
 from service.kit.errors import Conflict, NotFound
+from service.kit.time import as_utc
 
 
 def _hash(request: BatchIn) -> str:
@@ -81,7 +81,6 @@ def get(session: Session, batch_id: str) -> BatchOut:
     )
     counts: dict[str, int] = {status: n for status, n in session.execute(q)}
     done = sum(n for status, n in counts.items() if status in FINAL_STATUSES)
-    created = batch.created_at if batch.created_at.tzinfo else batch.created_at.replace(tzinfo=UTC)
     return BatchOut(
         batch_id=batch.id,
         name=batch.name,
@@ -89,5 +88,5 @@ def get(session: Session, batch_id: str) -> BatchOut:
         ids=_ids(session, batch_id),
         counts=counts,
         status="finished" if done == batch.size else "running",
-        created_at=created,
+        created_at=as_utc(batch.created_at),
     )

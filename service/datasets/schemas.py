@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from service.datasets.storage import name_problem
+from service.kit.time import as_utc
 
 Task = Literal["classification", "regression"]
 
@@ -97,10 +98,7 @@ class DatasetOut(BaseModel):
 
     @field_serializer("created_at")
     def _utc(self, dt: datetime | None) -> datetime | None:
-        # SQLite returns naive datetimes; every stored time is UTC.
-        if dt is not None and dt.tzinfo is None:
-            return dt.replace(tzinfo=UTC)
-        return dt
+        return as_utc(dt)
 
 
 class DatasetList(BaseModel):

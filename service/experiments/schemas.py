@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_serializer
 
 from service.experiments.models import Decision, EpochRow, Experiment
-
-
-def _utc(dt: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes; every stored time is UTC.
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    return dt
+from service.kit.time import as_utc
 
 
 class Progress(BaseModel):
@@ -54,7 +48,7 @@ class ExperimentOut(BaseModel):
 
     @field_serializer("created_at", "started_at", "finished_at")
     def _times(self, dt: datetime | None) -> datetime | None:
-        return _utc(dt)
+        return as_utc(dt)
 
     @classmethod
     def of(cls, e: Experiment, tags: dict[str, str]) -> ExperimentOut:

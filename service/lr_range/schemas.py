@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationInfo, field_serializer, field_validator
@@ -11,13 +11,9 @@ from pydantic_core import PydanticCustomError
 
 from service.experiments.models import Experiment, RangePoint
 from service.experiments.spec import ExperimentSpec, PositiveFloat, Strict
+from service.kit.time import as_utc
 
 MIN_STEPS, MAX_STEPS = 10, 10_000
-
-
-def _utc(dt: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes; every stored time is UTC.
-    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
 class RangeParams(Strict):
@@ -117,7 +113,7 @@ class RangeTestOut(BaseModel):
 
     @field_serializer("created_at", "started_at", "finished_at")
     def _times(self, dt: datetime | None) -> datetime | None:
-        return _utc(dt)
+        return as_utc(dt)
 
     @classmethod
     def of(

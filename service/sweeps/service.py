@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +24,7 @@ from service.experiments.repository import ExperimentRepository
 from service.experiments.spec import ExperimentSpec, metrics_for
 from service.kit.db import session_scope
 from service.kit.errors import ErrorItem, InvalidInput, NotFound, item
-from service.kit.time import utcnow
+from service.kit.time import as_utc, utcnow
 from service.sweeps import expand
 from service.sweeps.models import Sweep
 from service.sweeps.schemas import (
@@ -296,10 +295,6 @@ def _rule(sweep: Sweep) -> str:
     return rule
 
 
-def _utc(dt: datetime | None) -> datetime | None:
-    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
-
-
 def _counts(runs: list[Experiment]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in runs:
@@ -346,8 +341,8 @@ def get(session: Session, sweep_id: int) -> SweepOut:
         leaderboard=board,
         best=top,
         request=sweep.request,
-        created_at=_utc(sweep.created_at),
-        finished_at=_utc(sweep.finished_at),
+        created_at=as_utc(sweep.created_at),
+        finished_at=as_utc(sweep.finished_at),
     )
 
 
@@ -371,7 +366,7 @@ def list_page(session: Session, limit: int) -> SweepPage:
                 status=s.status,
                 stage=s.stage,
                 counts=counts[s.id],
-                created_at=_utc(s.created_at),
+                created_at=as_utc(s.created_at),
             )
             for s in sweeps
         ]
