@@ -233,7 +233,11 @@ def range_test_summary(r: RangeTest) -> list[RenderableType]:
         finite = [(v, p) for v, p in zip(smoothed, points, strict=True) if v is not None]
         if finite:
             low, at = min(finite, key=lambda vp: vp[0])
-            table.add_row("lowest loss", f"{num(low)} at lr {num(at['lr'], 3)}")
+            # The EMA lags the batch losses: its lowest point sits later (higher LR) than the
+            # minimum the suggestion rule finds on the filtered losses, shown when known.
+            table.add_row("lowest smoothed", f"{num(low)} at lr {num(at['lr'], 3)}")
+    if r.get("min_loss_lr") is not None:
+        table.add_row("loss minimum", f"lr {num(r['min_loss_lr'], 3)} (filtered batch losses)")
         table.add_row("smoothed loss", sparkline(smoothed))
     if r.get("stopped"):
         table.add_row("stopped", plain(r.get("stopped")))
