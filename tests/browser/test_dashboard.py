@@ -88,6 +88,20 @@ def test_create_through_the_form_and_watch_the_plateau(stack: Stack, page: Any, 
     page.locator("#experiments tbody td", has_text="No experiments match").wait_for()
 
 
+def test_early_stopping_mode_follows_the_monitor_until_chosen(stack: Stack, page: Any) -> None:
+    page.goto(f"{stack.url}/new")
+    page.locator('input[name="early_stopping.enabled"]').check()
+    mode = field(page, "early_stopping.mode", "select")
+    assert mode.input_value() == "min"
+    field(page, "early_stopping.monitor", "select").select_option("val_accuracy")
+    assert mode.input_value() == "max"  # accuracy improves upwards
+    field(page, "early_stopping.monitor", "select").select_option("val_loss")
+    assert mode.input_value() == "min"
+    mode.select_option("max")  # the person's own choice sticks
+    field(page, "early_stopping.monitor", "select").select_option("train_loss")
+    assert mode.input_value() == "max"
+
+
 def test_api_errors_show_on_their_fields(
     stack: Stack, page: Any, console: Console, shot: Any
 ) -> None:

@@ -297,6 +297,12 @@ export function buildSpecForm(container, { schemas, catalog, datasets, initial =
 
   function monitorField(path, _schema, live) {
     const select = metricSelect(initialAt(path));
+    // Accuracy improves upwards: the mode follows the monitor until the person picks a mode
+    // themselves (a "min" mode on val_accuracy would stop a run that is getting better).
+    select.addEventListener("change", () => {
+      const mode = form.elements.namedItem([...path.slice(0, -1), "mode"].join("."));
+      if (mode && !mode.dataset.chosen) mode.value = select.value === "val_accuracy" ? "max" : "min";
+    });
     readers.push([path, () => (live() ? select.value : undefined)]);
     return field(path, "monitor", select);
   }
@@ -315,7 +321,10 @@ export function buildSpecForm(container, { schemas, catalog, datasets, initial =
   clear(container, form);
   refreshMetrics();
   form.addEventListener("input", () => onChange && onChange());
-  form.addEventListener("change", () => onChange && onChange());
+  form.addEventListener("change", (e) => {
+    if (e.target.name === "early_stopping.mode") e.target.dataset.chosen = "1";  // see monitorField
+    if (onChange) onChange();
+  });
 
   return {
     form,
