@@ -224,15 +224,16 @@ def compare(session: Session, ids: list[int]) -> CompareOut:
     events = repo.decisions_of(ids)
     tags = repo.tags_of(ids)
     n = max((r.epoch for r in rows), default=0)
+    # One pass over the rows (not one per run): each row fills its own run's columns.
+    values: dict[int, dict[str, list[float | None]]] = {
+        i: {k: [None] * n for k in ("lr", "train_loss", "val_loss", "val_accuracy", "val_mae")}
+        for i in ids
+    }
+    for r in rows:
+        for key, column in values[r.experiment_id].items():
+            column[r.epoch - 1] = getattr(r, key)
     series = []
     for i in ids:
-        values: dict[str, list[float | None]] = {
-            k: [None] * n for k in ("lr", "train_loss", "val_loss", "val_accuracy", "val_mae")
-        }
-        for r in rows:
-            if r.experiment_id == i:
-                for key, column in values.items():
-                    column[r.epoch - 1] = getattr(r, key)
         series.append(
             SeriesOut(
                 experiment_id=i,
@@ -241,7 +242,7 @@ def compare(session: Session, ids: list[int]) -> CompareOut:
                 spec=runs[i].spec,
                 tags=tags[i],
                 decisions=[DecisionOut.model_validate(d) for d in events if d.experiment_id == i],
-                **values,
+                **values[i],
             )
         )
     return CompareOut(epochs=list(range(1, n + 1)), series=series)

@@ -42,6 +42,15 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return g
 
 
+def epoch_order(n: int, device: torch.device, seed: int, epoch: int) -> torch.Tensor:
+    """Epoch `epoch`'s shuffled sample order on `device`; also seeds the epoch's dropout draws.
+    Training and the LR range test both take their batches from here."""
+    g = epoch_generator(seed, epoch)
+    order = torch.randperm(n, generator=g).to(device, non_blocking=True)
+    torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))  # dropout draws
+    return order
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -59,9 +68,7 @@ def train_epoch(
     model.train()
     n = len(data)
     device = data.x.device
-    g = epoch_generator(seed, epoch)
-    order = torch.randperm(n, generator=g).to(device, non_blocking=True)
-    torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))  # dropout draws
+    order = epoch_order(n, device, seed, epoch)
     criterion = loss_fn(task)
     losses: list[torch.Tensor] = []
     if hypergradient is not None:

@@ -29,7 +29,7 @@ from service.lr_range.repository import RangeRepository
 from service.lr_range.schemas import RangeParams
 from worker.engine.data import Part, to_device
 from worker.engine.lease import Lease
-from worker.engine.loop import Cancelled, epoch_generator, loss_fn
+from worker.engine.loop import Cancelled, epoch_order, loss_fn
 from worker.engine.model import build_model, pick_device
 from worker.engine.retry import with_db_retry
 from worker.engine.run import Outcome, finish_run
@@ -50,9 +50,7 @@ def batches(part: Part, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
     `loop.train_epoch` does (the last, smaller batch kept), so the test sees training's batches."""
     n = len(part)
     for epoch in itertools.count(1):
-        g = epoch_generator(seed, epoch)
-        order = torch.randperm(n, generator=g).to(part.x.device, non_blocking=True)
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))  # dropout draws
+        order = epoch_order(n, part.x.device, seed, epoch)
         for start in range(0, n, batch_size):
             yield order[start : start + batch_size]
 
