@@ -1,6 +1,6 @@
 """Decision + epoch write at epoch 10,000 vs at epoch 1 (target: ≤ 2 ms, flat in history length).
 
-Times `worker.engine.run.decide_and_write` — read the stored decision state, decide
+Times `worker.runs.epochs.decide_and_write` — read the stored decision state, decide
 (ReduceLROnPlateau + early stopping), fenced write of the row and its decisions — first on a
 fresh run (epochs 1..N) and then on a run that already has 10,000 stored epochs.
 
@@ -39,11 +39,11 @@ def main() -> None:
         settings.database_url = args.database_url
     from service.experiments import service
     from service.experiments.repository import ExperimentRepository
-    from service.experiments.spec import ExperimentSpec
     from service.kit import migrate
     from service.kit.db import get_engine, session_scope
-    from worker.engine import decisions
-    from worker.engine.run import decide_and_write
+    from service.training import decisions
+    from service.training.spec import ExperimentSpec
+    from worker.runs.epochs import decide_and_write
 
     migrate.upgrade()
     spec = ExperimentSpec.model_validate(SPEC)

@@ -41,9 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from torch import nn
 
-from service.experiments.spec import ExperimentSpec
+from service.training.spec import ExperimentSpec
 from worker.engine.data import DeviceData, to_device
 from worker.engine.model import build_model
+from worker.runs.datasets import load_arrays
 
 SPEC = {
     "dataset": "digits", "model": {"type": "mlp", "hidden": [64]},
@@ -55,7 +56,7 @@ SPEC = {
 def setup(spec: ExperimentSpec) -> tuple[torch.device, DeviceData, nn.Module, torch.optim.SGD]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    data = to_device(spec, device)
+    data = to_device(spec, *load_arrays(spec.dataset), device)
     model = build_model(spec.model, data.info).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=spec.base_lr, momentum=0.9)
     return device, data, model, opt
@@ -124,7 +125,7 @@ def engine(spec: ExperimentSpec) -> tuple[float, float]:
     from service.experiments import service
     from service.experiments.repository import ExperimentRepository
     from service.kit.db import session_scope
-    from worker.engine.run import run_experiment
+    from worker.runs.lifecycle import run_experiment
 
     with session_scope() as session:
         experiment = service.validate(session, spec, ["body"])
@@ -171,8 +172,8 @@ def generated_dataset(samples: int, features: int, classes: int) -> str:
 def describe(spec_json: dict[str, Any]) -> tuple[str, int, int]:
     """A one-line description of the workload, its training rows and steps per epoch."""
     from service.datasets import service as datasets
-    from service.experiments.spec import derived_sizes
     from service.kit.db import session_scope
+    from service.training.checks import derived_sizes
 
     spec = ExperimentSpec.model_validate(spec_json)
     with session_scope() as session:

@@ -10,10 +10,10 @@ from fastapi import Depends, FastAPI
 from service.batches.router import router as batches_router
 from service.dashboard.router import install as install_dashboard
 from service.datasets.router import router as datasets_router
-from service.dispatch.relay import Relay
 from service.experiments.catalog_router import router as catalog_router
 from service.experiments.router import router as experiments_router
 from service.health.router import router as health_router
+from service.housekeeping import Housekeeping
 from service.kit import exception_handlers
 from service.kit.auth import require_token
 from service.lr_range.router import router as lr_range_router
@@ -23,10 +23,10 @@ from service.sweeps.router import router as sweeps_router
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    relay = Relay()
-    relay.start()
+    housekeeping = Housekeeping()
+    housekeeping.start()
     yield
-    relay.stop()
+    housekeeping.stop()
 
 
 def create_app() -> FastAPI:

@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 
 from service.dispatch.service import RUN_TASK
+from service.sweeps.service import advance_for
 from worker.celery_app import celery_app
+from worker.runs.lifecycle import run_experiment as run
 
 log = logging.getLogger(__name__)
 
 
 @celery_app.task(name=RUN_TASK)
 def run_experiment(experiment_id: int) -> str:
-    from service.sweeps.service import advance_for
-    from worker.engine.run import run_experiment as run
-
     outcome = run(experiment_id)
-    if outcome.status not in ("not_claimed", "lease_lost", "handed_back"):
+    if outcome.ended_run:
         try:  # the run ended: its sweep may have a next stage to launch
             advance_for(experiment_id)
         except Exception:  # the relay's periodic check moves the sweep on instead

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.experiments.spec import ExperimentSpec
+from service.training.spec import ExperimentSpec
 
 MAX_BATCH = 10_000
 

@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from service.batches.models import Batch
 from service.batches.schemas import BatchCreated, BatchIn, BatchOut
 from service.experiments import service as experiments
-from service.experiments.models import FINAL_STATUSES, Experiment
+from service.experiments.models import Experiment
 from service.kit.errors import Conflict, NotFound
 from service.kit.time import as_utc
+from service.training.status import FINAL as FINAL_STATUSES
 
 
 def _hash(request: BatchIn) -> str:

@@ -7,17 +7,12 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
-STATUSES: tuple[str, ...] = (
-    "queued",
-    "running",
-    "succeeded",
-    "early_stopped",
-    "diverged",
-    "failed",
-    "cancelled",
-)
-FINAL_STATUSES = frozenset(STATUSES[2:])
-OK_STATUSES = frozenset({"succeeded", "early_stopped"})
+from service.training.status import FINAL, OK, ExperimentStatus
+
+# The service's own vocabulary (an enum in the OpenAPI), not a copy kept here.
+STATUSES: tuple[str, ...] = tuple(ExperimentStatus)
+FINAL_STATUSES: frozenset[str] = frozenset(FINAL)
+OK_STATUSES: frozenset[str] = frozenset(OK)
 
 
 class ErrorDetail(TypedDict):

@@ -5,28 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache, partial
 
 import numpy as np
 from sklearn import datasets as skd
 
-
-@dataclass(frozen=True)
-class Arrays:
-    x: np.ndarray  # float32, (n, *feature_shape)
-    y: np.ndarray  # int64 class ids (classification) or float32 targets (regression)
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    task: str  # "classification" | "regression"
-    n_samples: int
-    feature_shape: tuple[int, ...]
-    n_classes: int | None
-    image_shape: tuple[int, int, int] | None  # (C, H, W) when a CNN can read it
-    description: str
+from service.training.datasets import Arrays, DatasetInfo
 
 
 def _sklearn(loader: Callable[..., tuple[np.ndarray, np.ndarray]], task: str) -> Arrays:

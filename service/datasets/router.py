@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
-from service.datasets import service, storage
+from service.datasets import files, service
 from service.datasets.schemas import DatasetList, DatasetOut, GeneratorIn, Upload, UploadForm
 from service.kit.deps import SessionDep
 from service.kit.errors import InvalidInput
@@ -26,10 +26,10 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["name", "file"],
     "properties": {
-        "name": {"type": "string", "pattern": storage.NAME_RE.pattern},
+        "name": {"type": "string", "pattern": files.NAME_RE.pattern},
         "file": {"type": "string", "format": "binary", "description": ".npz (x, y) or .csv"},
         "label_column": {"type": "string", "description": "required for .csv"},
-        "task": {"type": "string", "enum": list(storage.TASKS), "description": "default: inferred"},
+        "task": {"type": "string", "enum": list(files.TASKS), "description": "default: inferred"},
     },
 }
 
@@ -56,7 +56,7 @@ def _capped(request: Request, cap: int, loc: list[str | int]) -> Request:
     Content-Length is checked before anything is read)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit():
-        storage.check_size(int(declared), cap, "the request body", tuple(str(p) for p in loc))
+        files.check_size(int(declared), cap, "the request body", tuple(str(p) for p in loc))
     seen = 0
     receive: Callable[[], Awaitable[Message]] = request.receive
 
@@ -64,7 +64,7 @@ def _capped(request: Request, cap: int, loc: list[str | int]) -> Request:
         nonlocal seen
         message = await receive()
         seen += len(message.get("body", b""))
-        storage.check_size(seen, cap, "the request body", tuple(str(p) for p in loc))
+        files.check_size(seen, cap, "the request body", tuple(str(p) for p in loc))
         return message
 
     return Request(request.scope, limited)
@@ -80,10 +80,10 @@ async def _generator_request(request: Request) -> GeneratorIn:
 
 async def _upload_request(request: Request) -> Upload:
     limit = service.limit_bytes()
-    capped = _capped(request, limit + FORM_SLACK, list(storage.FILE))
+    capped = _capped(request, limit + FORM_SLACK, list(files.FILE))
     form = await capped.form(max_files=1, max_fields=10)
     try:
-        files = form.getlist("file")
+        uploads = form.getlist("file")
         fields: dict[str, Any] = {}
         for key, value in form.multi_items():
             if key == "file":
@@ -97,17 +97,17 @@ async def _upload_request(request: Request) -> Upload:
             parsed = UploadForm.model_validate(fields)
         except ValidationError as exc:
             raise _body_errors(exc) from None
-        if len(files) != 1 or not isinstance(files[0], UploadFile):
+        if len(uploads) != 1 or not isinstance(uploads[0], UploadFile):
             raise InvalidInput(
                 "upload one file in the form field 'file' (.npz or .csv)",
-                loc=list(storage.FILE),
+                loc=list(files.FILE),
             )
-        file = files[0]
+        file = uploads[0]
         # Known before reading a byte of it: the form parser spooled it and counted.
         if file.size is not None:
-            storage.check_size(file.size, limit, "the upload")
+            files.check_size(file.size, limit, "the upload")
         data = await file.read(limit + 1)
-        storage.check_size(len(data), limit, "the upload")
+        files.check_size(len(data), limit, "the upload")
         return Upload(form=parsed, filename=file.filename or "", data=data)
     finally:
         await form.close()
@@ -153,7 +153,7 @@ async def create_dataset(request: Request, session: SessionDep) -> DatasetOut:
     if content_type == "multipart/form-data":
         upload = await _upload_request(request)
         return await run_in_threadpool(service.create_upload, session, upload)
-    raise storage.UnsupportedMediaType(
+    raise files.UnsupportedMediaType(
         f"unsupported content type {content_type or '(none)'!r}: send multipart/form-data "
         "(a file upload) or application/json (a generator)",
         loc=["header", "content-type"],

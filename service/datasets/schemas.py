@@ -16,7 +16,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from service.datasets.storage import name_problem
+from service.datasets.files import name_problem
 from service.kit.time import as_utc
 
 Task = Literal["classification", "regression"]

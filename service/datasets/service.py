@@ -12,12 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from service.config import settings
-from service.datasets import builtin, storage
-from service.datasets.builtin import DatasetInfo
+from service.datasets import builtin, files, storage
 from service.datasets.models import Dataset
 from service.datasets.schemas import DatasetList, DatasetOut, GeneratorIn, Upload
 from service.kit.errors import Conflict, ErrorItem, InvalidInput, NotFound, item
 from service.kit.time import utcnow
+from service.training.datasets import DatasetInfo
 
 NAME: list[str | int] = ["body", "name"]
 
@@ -144,7 +144,7 @@ def _remove_on_rollback(session: Session, path: Path) -> None:
 
 
 def _store(
-    session: Session, name: str, prepared: storage.Prepared, source: dict[str, Any]
+    session: Session, name: str, prepared: files.Prepared, source: dict[str, Any]
 ) -> Dataset:
     """Write the file, insert the row, then move the file into place. A failed insert (the name
     was taken meanwhile) removes the file; nothing is left behind on any error."""
@@ -183,13 +183,13 @@ def create_upload(session: Session, upload: Upload) -> DatasetOut:
     check_free(session, form.name)
     suffix = PurePath(upload.filename).suffix.lower()
     if suffix not in (".npz", ".csv"):
-        raise storage.UnsupportedMediaType(
+        raise files.UnsupportedMediaType(
             f"unsupported file {upload.filename!r}: upload a .npz (arrays x and y) or a .csv "
             "(a header row and a label column)",
-            loc=list(storage.FILE),
+            loc=list(files.FILE),
         )
     limit = limit_bytes()
-    storage.check_size(len(upload.data), limit, "the upload")
+    files.check_size(len(upload.data), limit, "the upload")
     source: dict[str, Any] = {
         "kind": "upload",
         "format": suffix[1:],
@@ -202,16 +202,16 @@ def create_upload(session: Session, upload: Upload) -> DatasetOut:
                 "label_column applies to .csv uploads; an .npz holds its labels in 'y'",
                 loc=["body", "label_column"],
             )
-        raw = storage.parse_npz(upload.data, limit)
+        raw = files.parse_npz(upload.data, limit)
     else:
         if form.label_column is None:
             raise InvalidInput(
                 "a .csv upload needs label_column: the header name of the label/target column",
                 loc=["body", "label_column"],
             )
-        raw = storage.parse_csv(upload.data, form.label_column)
+        raw = files.parse_csv(upload.data, form.label_column)
         source["label_column"] = form.label_column
-    prepared = storage.prepare(raw, form.task, limit_bytes=limit)
+    prepared = files.prepare(raw, form.task, limit_bytes=limit)
     source["task_inferred"] = prepared.task_inferred
     if prepared.classes is not None:
         source["classes"] = prepared.classes
@@ -256,8 +256,8 @@ def _generator_problems(params: GeneratorIn) -> list[ErrorItem]:
         problems.append(
             item(
                 ["body", "n_samples"],
-                f"n_samples × n_features as float32 is {storage.mib(n_bytes)}; the limit is "
-                f"{storage.mib(limit_bytes())} (GLIDEPATH_MAX_UPLOAD_MB)",
+                f"n_samples × n_features as float32 is {files.mib(n_bytes)}; the limit is "
+                f"{files.mib(limit_bytes())} (GLIDEPATH_MAX_UPLOAD_MB)",
                 "too_large",
             )
         )
@@ -278,7 +278,7 @@ def create_generated(session: Session, params: GeneratorIn) -> DatasetOut:
         noise=params.noise,
         seed=params.seed,
     )
-    prepared = storage.prepare(arrays, params.generator, loc=("body",))
+    prepared = files.prepare(arrays, params.generator, loc=("body",))
     source: dict[str, Any] = {
         "kind": "generator",
         **params.model_dump(exclude={"name"}),

@@ -12,6 +12,7 @@ from datetime import UTC, timedelta
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from service.dispatch import broker
 from service.dispatch.models import OutboxMessage
 from service.kit.db import session_scope
 from service.kit.time import utcnow
@@ -70,12 +71,10 @@ def _drop_on_rollback(session: Session) -> None:
 
 def send(messages: list[OutboxMessage]) -> int:
     """Send messages and mark them sent. A failure leaves them for the relay: never raises."""
-    from worker.celery_app import celery_app
-
     sent_ids = []
     for message in messages:
         try:
-            celery_app.send_task(message.task, args=[message.experiment_id], queue=message.queue)
+            broker.send_task(message.task, message.experiment_id, message.queue)
             sent_ids.append(message.id)
         except Exception:  # the broker is down: the relay retries
             log.warning(

@@ -10,8 +10,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from service.experiments import catalog
-from worker.engine.hypergradient import SOLVERS as HYPERGRADIENT_SOLVERS
+from service.training import catalog
+from service.training.hypergradient import SOLVERS as HYPERGRADIENT_SOLVERS
 
 router = APIRouter(prefix="/v1/catalog", tags=["catalog"])
 

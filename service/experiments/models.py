@@ -22,9 +22,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from service.kit.db import Base
 from service.kit.time import utcnow
+from service.training.status import ExperimentStatus
 
-STATUSES = ("queued", "running", "succeeded", "early_stopped", "diverged", "failed", "cancelled")
-FINAL_STATUSES = frozenset(STATUSES[2:])
 # What a worker does with the row: train the spec, or run an LR range test on its model and data.
 KINDS = ("train", "lr_range_test")
 
@@ -33,7 +32,7 @@ class Experiment(Base):
     __tablename__ = "experiments"
     __table_args__ = (
         CheckConstraint(
-            "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="status_valid"
+            "status IN (" + ", ".join(f"'{s}'" for s in ExperimentStatus) + ")", name="status_valid"
         ),
         CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in KINDS) + ")", name="kind_valid"),
         Index("ix_experiments_status_id", "status", "id"),
@@ -44,7 +43,7 @@ class Experiment(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status: Mapped[str] = mapped_column(String(20), default=ExperimentStatus.QUEUED)
     queue: Mapped[str] = mapped_column(String(50), default="cpu")
     kind: Mapped[str] = mapped_column(String(20), default="train", server_default="train")
     batch_id: Mapped[str | None] = mapped_column(String(40), nullable=True)

@@ -10,15 +10,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from service.experiments.models import (
-    FINAL_STATUSES,
-    Decision,
-    EpochRow,
-    Experiment,
-    ExperimentTag,
-)
+from service.experiments.models import Decision, EpochRow, Experiment, ExperimentTag
 from service.kit.time import utcnow
 from service.kit.upsert import upsert
+from service.training.status import FINAL
 
 
 def _held(experiment_id: int, attempt: int) -> ColumnElement[bool]:
@@ -249,7 +244,7 @@ class ExperimentRepository:
         upsert(self.session, Decision.__table__, decisions, ["experiment_id", "epoch", "kind"])  # type: ignore[arg-type]
 
     def finish(self, experiment_id: int, attempt: int, status: str, **values: Any) -> bool:
-        assert status in FINAL_STATUSES
+        assert status in FINAL
         return self.fence(
             experiment_id,
             attempt,

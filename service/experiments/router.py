@@ -6,7 +6,6 @@ from fastapi import APIRouter, Header, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from service.experiments import service
-from service.experiments.models import STATUSES
 from service.experiments.schemas import (
     CompareOut,
     DecisionList,
@@ -14,10 +13,11 @@ from service.experiments.schemas import (
     ExperimentPage,
     MetricsPage,
 )
-from service.experiments.spec import ExperimentSpec
 from service.kit.db import session_scope
 from service.kit.deps import SessionDep
 from service.kit.errors import InvalidInput
+from service.training.spec import ExperimentSpec
+from service.training.status import ExperimentStatus
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
@@ -64,9 +64,10 @@ def list_experiments(
 ) -> ExperimentPage:
     statuses = [s for v in status_ or [] for s in v.split(",") if s]
     for s in statuses:
-        if s not in STATUSES:
+        if s not in {v.value for v in ExperimentStatus}:
             raise InvalidInput(
-                f"unknown status {s!r}; allowed: {', '.join(STATUSES)}", loc=["query", "status"]
+                f"unknown status {s!r}; allowed: {', '.join(ExperimentStatus)}",
+                loc=["query", "status"],
             )
     return service.list_page(
         session,

@@ -23,8 +23,9 @@ from service.experiments.schemas import (
     MetricsPage,
     SeriesOut,
 )
-from service.experiments.spec import ExperimentSpec, check_spec, derived_sizes
 from service.kit.errors import Conflict, InvalidInput, NotFound
+from service.training.checks import check_spec, derived_sizes
+from service.training.spec import ExperimentSpec
 
 
 def queue_for(spec: ExperimentSpec) -> str:

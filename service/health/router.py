@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service.config import settings
+from service.dispatch import broker
 from service.kit.db import get_engine
 
 router = APIRouter(tags=["health"])
@@ -27,21 +27,10 @@ def _check_db() -> dict[str, Any]:
         return {"ok": False, "error": str(exc).splitlines()[0][:200]}
 
 
-def _check_broker() -> dict[str, Any]:
-    from worker.celery_app import celery_app
-
-    try:
-        with celery_app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        return {"ok": True, "url": settings.effective_broker_url.split("@")[-1]}
-    except Exception as exc:
-        return {"ok": False, "error": str(exc).splitlines()[0][:200]}
-
-
 @router.get("/readyz", responses={503: {"description": "Database or broker unreachable"}})
 def readyz() -> JSONResponse:
     """Readiness: the database and the broker both answer."""
-    checks = {"database": _check_db(), "broker": _check_broker()}
+    checks = {"database": _check_db(), "broker": broker.check()}
     ready = all(c["ok"] for c in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

@@ -7,17 +7,9 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
-
-class ErrorItem(TypedDict):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-def item(loc: list[str | int] | tuple[str | int, ...], msg: str, type_: str) -> ErrorItem:
-    return {"loc": list(loc), "msg": msg, "type": type_}
+from service.training.errors import ErrorItem, item
 
 
 class GlidepathError(Exception):

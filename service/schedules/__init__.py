@@ -1,2 +1,2 @@
 """Schedule preview: the LR per epoch of a scheduler spec, and its decisions over given metric
-values, from the worker's own code (worker/engine/schedule.py `walk`) without training."""
+values, from the worker's own code (service/training/schedule.py `walk`) without training."""

@@ -1,6 +1,6 @@
 """Request and response bodies of `POST /v1/schedules/preview`.
 
-The schedule fields are the experiment spec's own (`service/experiments/spec.py`), so a spec's
+The schedule fields are the experiment spec's own (`service/training/spec.py`), so a spec's
 `base_lr`, `solver`, `scheduler`, `warmup` and `early_stopping` can be pasted in unchanged.
 """
 
@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from service.experiments.spec import (
+from service.training.spec import (
     EarlyStoppingSpec,
     PositiveFloat,
     SchedulerSpec,

@@ -1,14 +1,15 @@
 """The schedule preview as a plain function: the worker's own schedule walk and decisions
-(`worker.engine.schedule.walk`, `worker.engine.decisions`), without training or a database."""
+(`service.training.schedule.walk`, `service.training.decisions`), without training or a database."""
 
 from __future__ import annotations
 
 import math
 
-from service.experiments.spec import ExperimentSpec, check_schedule
 from service.kit.errors import ErrorItem, InvalidInput, item
 from service.schedules.schemas import PreviewDecision, PreviewOut, PreviewRequest
-from worker.engine.schedule import ScheduleError, monitored, walk
+from service.training.checks import check_schedule
+from service.training.schedule import ScheduleError, monitored, walk
+from service.training.spec import ExperimentSpec
 
 
 def _spec(req: PreviewRequest) -> ExperimentSpec:

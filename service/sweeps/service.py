@@ -19,9 +19,8 @@ from sqlalchemy.orm import Session
 
 from service.datasets import service as datasets
 from service.experiments import service as experiments
-from service.experiments.models import FINAL_STATUSES, EpochRow, Experiment
+from service.experiments.models import EpochRow, Experiment
 from service.experiments.repository import ExperimentRepository
-from service.experiments.spec import ExperimentSpec, metrics_for
 from service.kit.db import session_scope
 from service.kit.errors import ErrorItem, InvalidInput, NotFound, item
 from service.kit.time import as_utc, utcnow
@@ -38,6 +37,8 @@ from service.sweeps.schemas import (
     SweepRun,
     SweepSummary,
 )
+from service.training.spec import ExperimentSpec, metrics_for
+from service.training.status import FINAL as FINAL_STATUSES
 
 log = logging.getLogger(__name__)
 

@@ -101,7 +101,7 @@ def test_builtins_are_listed_first_including_synthetic(client: TestClient) -> No
 
 
 def test_npz_upload_is_listed_and_usable(client: TestClient, backend: Backend) -> None:
-    from worker.engine.data import load_arrays
+    from worker.runs.datasets import load_arrays
 
     x, y = classification_arrays()
     r = upload(client, "blobs", npz(x=x, y=y))
@@ -208,7 +208,7 @@ def test_csv_upload_infers_or_takes_the_task(
 
 
 def test_csv_values_are_loaded_as_written(client: TestClient) -> None:
-    from worker.engine.data import load_arrays
+    from worker.runs.datasets import load_arrays
 
     rows = [[i, i * 0.5, i * 1.5 - 3.25] for i in range(12)]
     r = upload(client, "exact", csv_bytes(["a", "y", "b"], rows), "e.csv", label_column="y")
@@ -220,7 +220,7 @@ def test_csv_values_are_loaded_as_written(client: TestClient) -> None:
 
 
 def test_generator_is_deterministic(client: TestClient) -> None:
-    from worker.engine.data import load_arrays
+    from worker.runs.datasets import load_arrays
 
     params = {"generator": "classification", "n_samples": 300, "n_features": 8, "n_classes": 4}
     params |= {"noise": 0.05, "seed": 7}
@@ -261,7 +261,7 @@ def test_generator_is_deterministic(client: TestClient) -> None:
 
 def test_runs_train_on_uploaded_datasets(client: TestClient) -> None:
     """An image-shaped npz trains a cnn; a csv regression dataset records val_mae."""
-    from worker.engine.run import run_experiment
+    from worker.runs.lifecycle import run_experiment
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 80)

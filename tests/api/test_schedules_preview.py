@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.optim.lr_scheduler import LinearLR, ReduceLROnPlateau
 
-from service.experiments import catalog
+from service.training import catalog
 from tests.support.torch_reference import SCHEDULER_CASES, plain_torch_lrs
 
 pytestmark = [

@@ -12,8 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from service.cli import app
-from service.cli_client import session
+from service.cli import app, session
 from service.client import Client
 
 SPEC: dict[str, Any] = {

@@ -177,8 +177,8 @@ def test_non_finite_loss_ends_the_run_as_diverged(stack: Stack) -> None:
 def test_restore_best_keeps_the_best_epochs_weights_as_the_final_model(stack: Stack) -> None:
     import torch
 
-    from service.datasets.builtin import info
-    from service.experiments.spec import ExperimentSpec
+    from service.datasets.builtin import info, load
+    from service.training.spec import ExperimentSpec
     from worker.engine.data import to_device
     from worker.engine.loop import evaluate
     from worker.engine.model import build_model
@@ -198,7 +198,11 @@ def test_restore_best_keeps_the_best_epochs_weights_as_the_final_model(stack: St
     parsed = ExperimentSpec.model_validate(spec)
     model = build_model(parsed.model, info("digits"))
     model.load_state_dict(weights)
-    val = evaluate(model, to_device(parsed, torch.device("cpu")).val, "classification")
+    val = evaluate(
+        model,
+        to_device(parsed, load("digits"), info("digits"), torch.device("cpu")).val,
+        "classification",
+    )
     assert val.loss == pytest.approx(best["val_loss"], rel=1e-6)
     assert val.accuracy == best["val_accuracy"]
     assert val.loss != pytest.approx(rows[-1]["val_loss"], rel=1e-6)  # not the last epoch's

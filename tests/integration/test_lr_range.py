@@ -15,7 +15,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from service.lr_range.suggest import skip_steps, smooth, suggest
+from service.training.range_suggest import skip_steps, smooth, suggest
 from tests.support.stack import FINAL, Backend, Stack, start_stack, wait_for
 
 pytestmark = pytest.mark.integration
@@ -173,8 +173,8 @@ def test_a_new_attempt_starts_over_and_records_the_same_trace(client: TestClient
     from service.experiments.models import Experiment
     from service.kit.db import session_scope
     from service.lr_range.repository import RangeRepository
-    from worker.engine.range_test import _write
-    from worker.engine.run import run_experiment
+    from worker.runs.lifecycle import run_experiment
+    from worker.runs.range_test import _write
 
     body = {"spec": {**SGD, "model": {"type": "mlp", "hidden": [32], "dropout": 0.2}},
             "min_lr": 1e-4, "max_lr": 10.0, "steps": 60}  # fmt: skip

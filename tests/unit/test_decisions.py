@@ -1,4 +1,5 @@
-"""`worker/engine/decisions.py` against torch's ReduceLROnPlateau and CONTRACT.md's early stopping.
+"""`service/training/decisions.py` against torch's ReduceLROnPlateau and CONTRACT.md's early
+stopping.
 
 The plateau reference is torch itself (a real SGD optimizer and scheduler); the early-stopping
 reference is a few lines written straight from CONTRACT.md's "Experiment spec" text.
@@ -15,9 +16,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.experiments.spec import ExperimentSpec
-from worker.engine.decisions import Decision, State, initial_state, replay, step
-from worker.engine.schedule import iter_epoch_lrs
+from service.training.decisions import Decision, State, initial_state, replay, step
+from service.training.schedule import iter_epoch_lrs
+from service.training.spec import ExperimentSpec
 
 BASE_LR = 0.1
 SETTINGS = settings(

@@ -1,4 +1,4 @@
-"""Hypergradient descent (worker/engine/hypergradient.py): the LR moves the way the gradient
+"""Hypergradient descent (service/training/hypergradient.py): the LR moves the way the gradient
 product says, matches hand-written SGD-HD and Adam-HD (Baydin et al., 2018), survives a
 checkpoint bit for bit, and the spec options that cannot work are 422s with the field path."""
 
@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from service.experiments.spec import ExperimentSpec, check_schedule
+from service.datasets import builtin
+from service.training.checks import check_schedule
+from service.training.hypergradient import Hypergradient
+from service.training.schedule import build_schedule
+from service.training.spec import ExperimentSpec
 from tests.unit.test_spec import errors_for, example, only_error
 from worker.engine import checkpoint
 from worker.engine.data import to_device
-from worker.engine.hypergradient import Hypergradient
 from worker.engine.loop import evaluate, train_epoch
 from worker.engine.model import build_model
-from worker.engine.schedule import build_schedule
 
 F64 = torch.float64
 
@@ -309,7 +312,7 @@ def test_state_dict_round_trip_continues_the_same_lr_sequence(solver: str) -> No
     assert len(set(expected)) == 6
 
 
-def test_engine_resume_from_a_checkpoint_gives_the_identical_trace() -> None:
+def test_engine_resume_from_a_checkpoint_gives_the_identical_trace(tmp_path: Path) -> None:
     """The worker's own pieces (data on the device, train_epoch, checkpoint.save/load) with
     dropout and momentum: 6 epochs straight equal 3 epochs, a checkpoint, then 3 more in fresh
     objects."""
@@ -321,7 +324,7 @@ def test_engine_resume_from_a_checkpoint_gives_the_identical_trace() -> None:
     })  # fmt: skip
     assert spec.solver.hypergradient is not None
     device = torch.device("cpu")
-    data = to_device(spec, device)
+    data = to_device(spec, builtin.load("digits"), builtin.info("digits"), device)
 
     def build() -> tuple[torch.nn.Module, torch.optim.Optimizer, Hypergradient]:
         torch.manual_seed(spec.seed)
@@ -346,14 +349,16 @@ def test_engine_resume_from_a_checkpoint_gives_the_identical_trace() -> None:
 
     model, opt, hd = build()
     head = epochs(model, opt, hd, 1, 3)
-    checkpoint.save(990_001, 3, 1, model, opt, None, None, hd.state_dict())
-    ckpt = checkpoint.load(990_001)
+    path = tmp_path / "ckpt.pt"
+    state = {"epoch": 3, "model": model.state_dict(), "optimizer": opt.state_dict(),
+             "scheduler": None, "best_weights": None, "hypergradient": hd.state_dict()}  # fmt: skip
+    checkpoint.save(state, 1, path)
+    ckpt = checkpoint.load(path)
     assert ckpt is not None
     model, opt, hd = build()
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
     hd.load_state_dict(ckpt["hypergradient"])
-    checkpoint.path_for(990_001).unlink()
     assert head + epochs(model, opt, hd, 4, 6) == straight
 
 

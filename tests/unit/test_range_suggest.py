@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from service.lr_range.suggest import Tracker, lr_ramp, skip_steps, smooth, suggest, windows
+from service.training.range_suggest import Tracker, lr_ramp, skip_steps, smooth, suggest, windows
 
 N = 100
 LRS = lr_ramp(1e-5, 10.0, N)

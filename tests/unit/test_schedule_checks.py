@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from service.datasets.builtin import info
-from service.experiments.spec import ExperimentSpec, check_spec
+from service.training.checks import check_spec
+from service.training.spec import ExperimentSpec
 
 
 def test_onecycle_zero_length_phase_is_refused_before_torch_fails_mid_run() -> None:

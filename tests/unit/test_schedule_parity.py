@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from service.experiments import catalog
-from service.experiments.spec import ExperimentSpec
+from service.training import catalog
+from service.training.schedule import iter_epoch_lrs
+from service.training.spec import ExperimentSpec
 from tests.support.torch_reference import SCHEDULER_CASES as CASES
 from tests.support.torch_reference import plain_torch_lrs
-from worker.engine.schedule import iter_epoch_lrs
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`:UserWarning"),

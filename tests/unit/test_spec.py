@@ -9,9 +9,10 @@ import pydantic
 import pytest
 
 from service.datasets.builtin import DatasetInfo, info
-from service.experiments import catalog
-from service.experiments.spec import ExperimentSpec, check_spec
 from service.kit.errors import ErrorItem
+from service.training import catalog
+from service.training.checks import check_spec
+from service.training.spec import ExperimentSpec
 
 # The example spec from CONTRACT.md ("Experiment spec"), verbatim.
 CONTRACT_EXAMPLE: dict[str, Any] = {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from service.datasets.builtin import load
-from service.datasets.split import split_indices, split_sizes, steps_per_epoch
+from service.training.split import split_indices, split_sizes, steps_per_epoch
 
 
 @pytest.mark.parametrize(

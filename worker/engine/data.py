@@ -1,4 +1,6 @@
-"""Load a dataset, split it, and put each part on the device once for the whole run."""
+"""Split a dataset's arrays and put each part on the device once for the whole run. Where
+the arrays come from (a built-in, or an upload found through the catalogue) is
+`worker/runs/datasets.py`."""
 
 from __future__ import annotations
 
@@ -7,13 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from service.config import settings
-from service.datasets import builtin, storage
-from service.datasets import service as datasets
-from service.datasets.builtin import Arrays, DatasetInfo
-from service.datasets.split import split_indices
-from service.experiments.spec import ExperimentSpec
-from service.kit.db import session_scope
+from service.training.datasets import Arrays, DatasetInfo
+from service.training.spec import ExperimentSpec
+from service.training.split import split_indices
 
 
 @dataclass
@@ -33,31 +31,9 @@ class DeviceData:
     info: DatasetInfo
 
 
-class DatasetMissing(LookupError):
-    """The run names a dataset that is neither built in nor in the catalogue."""
-
-
-def load_arrays(name: str) -> tuple[Arrays, DatasetInfo]:
-    """A built-in, or an upload: its catalogue row says where the file is (relative to DATA_DIR),
-    and the file is read with allow_pickle=False. The arrays keep their stored shape."""
-    if name in builtin.NAMES:
-        return builtin.load(name), builtin.info(name)
-    with session_scope() as session:
-        row = datasets.find(session, name)
-        if row is None:
-            raise DatasetMissing(f"dataset {name!r} does not exist")
-        info, path = datasets.info_of(row), row.path
-    arrays = storage.read(settings.data_dir / path, info.task)
-    if arrays.x.shape[1:] != info.feature_shape or len(arrays.x) != info.n_samples:
-        raise ValueError(
-            f"dataset {name!r}: the file holds x of shape {arrays.x.shape}, the catalogue says "
-            f"({info.n_samples}, {', '.join(map(str, info.feature_shape))})"
-        )
-    return arrays, info
-
-
-def to_device(spec: ExperimentSpec, device: torch.device) -> DeviceData:
-    arrays, info = load_arrays(spec.dataset)
+def to_device(
+    spec: ExperimentSpec, arrays: Arrays, info: DatasetInfo, device: torch.device
+) -> DeviceData:
     labels = arrays.y if info.task == "classification" else None
     idx = split_indices(
         labels,

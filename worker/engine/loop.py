@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from service.training.hypergradient import Hypergradient
+from service.training.schedule import Schedule
 from worker.engine.data import Part
-from worker.engine.hypergradient import Hypergradient
-from worker.engine.schedule import Schedule
 
 EVAL_CHUNK = 8192  # rows per forward pass when validating: bounds memory on large parts
 

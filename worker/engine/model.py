@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from service.datasets.builtin import DatasetInfo
-from service.experiments.spec import ModelSpec
+from service.training.datasets import DatasetInfo
+from service.training.spec import ModelSpec
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

@@ -1,6 +1,6 @@
-"""The `glidepath` commands that talk to a running service over HTTP (`service.client.Client`):
-submit, watch, ls, show, cancel, and `sweep`/`batch`/`range-test` show. docs/cli.md documents
-them; `register(app)` adds them to the CLI in `service/cli.py`.
+"""The `glidepath` command. `processes.py` starts the service's processes (up, api, worker,
+migrate); the rest talk to a running service over HTTP (`service.client.Client`): submit, watch,
+ls, show, cancel, and `sweep`/`batch`/`range-test` show. docs/cli.md documents them.
 
 Exit codes (every command): 0 ok; 1 a run ended failed/diverged/cancelled (with --wait, watch);
 2 bad input (unreadable or unparseable file, an API 4xx such as 422); 3 the service is
@@ -15,18 +15,28 @@ from __future__ import annotations
 
 import typer
 
-from service.cli_client.commands import cancel, ls, show, submit
-from service.cli_client.groups import batch_app, range_test_app, sweep_app
-from service.cli_client.options import EXIT_HELP, PANEL
-from service.cli_client.watch import watch
+from service.cli import processes
+from service.cli.commands import cancel, ls, show, submit
+from service.cli.groups import batch_app, range_test_app, sweep_app
+from service.cli.options import EXIT_HELP, PANEL
+from service.cli.watch import watch
 
-__all__ = ["register"]
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Glidepath: run PyTorch experiments and see what the learning rate did.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
-def register(app: typer.Typer) -> None:
-    """Add the client commands to the `glidepath` app."""
+def _register_client_commands(app: typer.Typer) -> None:
     for fn in (submit, watch, ls, show, cancel):
         app.command(fn.__name__, rich_help_panel=PANEL, epilog=EXIT_HELP)(fn)
     app.add_typer(sweep_app, name="sweep", rich_help_panel=PANEL)
     app.add_typer(batch_app, name="batch", rich_help_panel=PANEL)
     app.add_typer(range_test_app, name="range-test", rich_help_panel=PANEL)
+
+
+processes.register(app)
+_register_client_commands(app)

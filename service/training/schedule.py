@@ -3,7 +3,7 @@
 Warmup composes with every scheduler as
 `SequentialLR([LinearLR(start_factor, 1.0, total_iters=W), main], milestones=[W])`, W counted in
 the main scheduler's interval. ReduceLROnPlateau cannot live inside SequentialLR: the warmup runs
-alone and the plateau decisions (worker/engine/decisions.py) start after it.
+alone and the plateau decisions (service/training/decisions.py) start after it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LinearLR, LRScheduler, SequentialLR
 
-from service.experiments import catalog
-from service.experiments.spec import ExperimentSpec
-from worker.engine import decisions
+from service.training import catalog, decisions
+from service.training.spec import ExperimentSpec
 
 
 class ScheduleError(ValueError):
@@ -51,6 +50,13 @@ class Schedule:
         if self.plateau and epoch > self.warmup_epochs:
             return  # after the warmup, the LR belongs to the plateau decisions
         self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return self.scheduler.state_dict() if self.scheduler is not None else None
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if self.scheduler is not None and state is not None:
+            self.scheduler.load_state_dict(state)
 
 
 def _check_values(type_: str, p: dict[str, Any], base_lr: float, total: int) -> None:

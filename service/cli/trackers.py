@@ -16,10 +16,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from service.cli_client.options import EXIT_OK, EXIT_RUN_FAILED
-from service.cli_client.render import best_at, num, params_str, plain, print_json, status_text
-from service.cli_client.session import err
-from service.cli_client.tables import (
+from service.cli.options import EXIT_OK, EXIT_RUN_FAILED
+from service.cli.render import best_at, num, params_str, plain, print_json, status_text
+from service.cli.session import err
+from service.cli.tables import (
     experiments_table,
     range_test_summary,
     sweep_tables,

@@ -1,5 +1,5 @@
-"""The `glidepath` command: run the service's processes (here) and talk to a running one
-(`service/cli_client/`)."""
+"""`glidepath up/api/worker/migrate`: the commands that start the service's processes. The only
+module of `service/` that may import the worker (to start it); import-linter checks that."""
 
 from __future__ import annotations
 
@@ -12,14 +12,6 @@ from typing import Annotated
 
 import typer
 
-from service import cli_client
-
-app = typer.Typer(
-    help="Glidepath: run PyTorch experiments and see what the learning rate did.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-
 HOST = typer.Option("127.0.0.1", help="Interface to listen on.")
 PORT = typer.Option(8000, help="Port to listen on.")
 
@@ -28,7 +20,6 @@ def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-@app.command()
 def migrate(revision: str = typer.Argument("head", help="Alembic revision to upgrade to.")) -> None:
     """Apply database migrations (creates the SQLite file in embedded mode)."""
     from service.kit import migrate as m
@@ -37,7 +28,6 @@ def migrate(revision: str = typer.Argument("head", help="Alembic revision to upg
     typer.echo(f"database at {revision}")
 
 
-@app.command()
 def api(host: str = HOST, port: int = PORT, log_level: str = "info") -> None:
     """Serve the HTTP API (and the outbox relay)."""
     import uvicorn
@@ -46,7 +36,6 @@ def api(host: str = HOST, port: int = PORT, log_level: str = "info") -> None:
     uvicorn.run("service.app:app", host=host, port=port, log_level=log_level)
 
 
-@app.command()
 def worker(
     queues: Annotated[
         str | None,
@@ -96,7 +85,6 @@ def worker(
     celery_app.worker_main(argv)
 
 
-@app.command()
 def up(host: str = HOST, port: int = PORT) -> None:
     """API and an embedded worker in one command; Ctrl-C stops both."""
     from service.kit import migrate as m
@@ -119,8 +107,7 @@ def up(host: str = HOST, port: int = PORT) -> None:
                 worker_proc.wait()
 
 
-# submit, watch, ls, show, cancel, sweep/batch/range-test: the HTTP client's commands.
-cli_client.register(app)
-
-if __name__ == "__main__":
-    app()
+def register(app: typer.Typer) -> None:
+    """Add the process commands to the `glidepath` app."""
+    for fn in (migrate, api, worker, up):
+        app.command(fn.__name__)(fn)

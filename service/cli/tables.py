@@ -10,7 +10,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from service.cli_client.render import (
+from service.cli.render import (
     best_at,
     columns_table,
     epochs_of,

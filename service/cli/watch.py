@@ -15,11 +15,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from service.cli_client.options import EXIT_OK, EXIT_RUN_FAILED, IntervalOpt, TokenOpt, UrlOpt
-from service.cli_client.render import new_console, num, plain, status_text
-from service.cli_client.session import connected
-from service.cli_client.tables import experiments_table
-from service.cli_client.trackers import poll_until, still_trying
+from service.cli.options import EXIT_OK, EXIT_RUN_FAILED, IntervalOpt, TokenOpt, UrlOpt
+from service.cli.render import new_console, num, plain, status_text
+from service.cli.session import connected
+from service.cli.tables import experiments_table
+from service.cli.trackers import poll_until, still_trying
 from service.client import Client
 from service.client.types import FINAL_STATUSES, OK_STATUSES, Decision, EpochRow
 

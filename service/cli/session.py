@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import typer
 
-from service.cli_client.options import (
+from service.cli.options import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,

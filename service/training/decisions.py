@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from service.experiments.spec import EarlyStoppingSpec, ExperimentSpec
+from service.training.spec import EarlyStoppingSpec, ExperimentSpec
 
 
 @dataclass(frozen=True)

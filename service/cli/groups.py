@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli_client.options import (
+from service.cli.options import (
     EXIT_HELP,
     IntervalOpt,
     JsonOpt,
@@ -14,10 +14,10 @@ from service.cli_client.options import (
     UrlOpt,
     WaitOpt,
 )
-from service.cli_client.render import new_console, print_json
-from service.cli_client.session import connected
-from service.cli_client.tables import sweeps_table
-from service.cli_client.trackers import (
+from service.cli.render import new_console, print_json
+from service.cli.session import connected
+from service.cli.tables import sweeps_table
+from service.cli.trackers import (
     ExperimentsTracker,
     RangeTestTracker,
     SweepTracker,

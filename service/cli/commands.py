@@ -9,11 +9,11 @@ import yaml
 from rich.console import Console
 from rich.text import Text
 
-from service.cli_client.options import EXIT_OK, IntervalOpt, JsonOpt, TokenOpt, UrlOpt
-from service.cli_client.render import new_console, plain, print_json
-from service.cli_client.session import connected, err, exit_code_for, handled, report
-from service.cli_client.tables import decisions_table, experiment_table, experiments_page_table
-from service.cli_client.trackers import (
+from service.cli.options import EXIT_OK, IntervalOpt, JsonOpt, TokenOpt, UrlOpt
+from service.cli.render import new_console, plain, print_json
+from service.cli.session import connected, err, exit_code_for, handled, report
+from service.cli.tables import decisions_table, experiment_table, experiments_page_table
+from service.cli.trackers import (
     ExperimentsTracker,
     RangeTestTracker,
     SweepTracker,

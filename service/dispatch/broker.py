@@ -1,0 +1,72 @@
+"""The broker, as the API sees it: a Celery app that only sends tasks by name and answers the
+readiness check. The worker builds its own app from the same `make_celery` (worker/celery_app.py)
+and adds the task bodies; the service never imports them. The broker is a doorbell: a message
+only says "experiment N wants running"; every fact lives in the database (DESIGN.md)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from celery import Celery
+
+from service.config import settings
+
+
+def _broker_options() -> dict[str, Any]:
+    if settings.is_embedded_broker:
+        # kombu's file-system transport: producers and consumers on one machine share a folder.
+        folder = settings.broker_dir / "queue"
+        processed = settings.broker_dir / "processed"
+        control = settings.broker_dir / "control"  # broadcast; kombu defaults to ./control
+        for d in (folder, processed, control):
+            d.mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "processed_folder": str(processed),
+            "control_folder": str(control),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+    # Redis redelivers an unacked message after visibility_timeout; the lease makes a second
+    # delivery harmless, so the timeout only bounds how long a lost message waits.
+    return {"visibility_timeout": 3600}
+
+
+def make_celery(include: list[str] | None = None) -> Celery:
+    app = Celery("glidepath", broker=settings.effective_broker_url, include=include or [])
+    app.conf.update(
+        broker_transport_options=_broker_options(),
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,  # results live in the database, not in a result backend
+        task_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="cpu",
+        worker_hijack_root_logger=False,
+        broker_heartbeat=0,
+    )
+    return app
+
+
+@cache
+def sender() -> Celery:
+    """The API's app, made on first use (settings may change before then, as in tests)."""
+    return make_celery()
+
+
+def send_task(task: str, experiment_id: int, queue: str) -> None:
+    sender().send_task(task, args=[experiment_id], queue=queue)
+
+
+def check() -> dict[str, Any]:
+    """For `/readyz`: can we reach the broker right now?"""
+    try:
+        with sender().connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return {"ok": True, "url": settings.effective_broker_url.split("@")[-1]}
+    except Exception as exc:
+        return {"ok": False, "error": str(exc).splitlines()[0][:200]}

@@ -1,0 +1,90 @@
+"""Housekeeping, in the background of every API process (and of `glidepath up`): what keeps the
+database and the broker in step when a process dies at the wrong moment.
+
+- send outbox messages that never reached the broker (`dispatch.relay_pending`);
+- re-send the tasks of runs a broker lost (`dispatch.resend_stale`);
+- reap: return runs whose worker vanished (lease expired) to the queue, a bounded number of
+  times; cancelled ones end;
+- move on sweeps whose runs ended without a worker noticing (reaped or cancelled while queued).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from service.config import settings
+from service.dispatch import service as dispatch
+from service.experiments.repository import ExperimentRepository
+from service.kit.db import session_scope
+from service.kit.time import utcnow
+from service.sweeps.service import advance_running
+from service.training.status import ExperimentStatus
+
+log = logging.getLogger(__name__)
+
+
+def reap(max_attempts: int | None = None) -> int:
+    """Handle every run whose lease has expired; returns how many were handled."""
+    max_attempts = max_attempts or settings.max_attempts
+    handled = 0
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        for experiment_id, attempt, cancel, queue in repo.expired():
+            if cancel:
+                done = repo.requeue_expired(
+                    experiment_id,
+                    attempt,
+                    status=ExperimentStatus.CANCELLED,
+                    finished_at=utcnow(),
+                    stop_reason="cancelled; its worker was lost",
+                )
+            elif attempt >= max_attempts:
+                done = repo.requeue_expired(
+                    experiment_id, attempt, status=ExperimentStatus.FAILED, finished_at=utcnow(),
+                    error=f"its worker was lost {attempt} times (GLIDEPATH_MAX_ATTEMPTS="
+                    f"{max_attempts}); last lease expired without a heartbeat",
+                )  # fmt: skip
+            else:
+                done = repo.requeue_expired(experiment_id, attempt, status=ExperimentStatus.QUEUED)
+                if done:
+                    dispatch.enqueue(session, experiment_id, queue, dispatch.RUN_TASK)
+            if done:
+                log.warning("experiment %s: lease of attempt %s expired; %s", experiment_id,
+                            attempt, "cancelled" if cancel else "re-queued or failed")  # fmt: skip
+                handled += 1
+    return handled
+
+
+def tick() -> None:
+    jobs = {
+        "sent": dispatch.relay_pending,
+        "re-sent": lambda: dispatch.resend_stale(settings.resend_after_seconds),
+        "reaped": reap,
+        "sweeps moved on": advance_running,
+    }
+    done = {}
+    for name, job in jobs.items():
+        try:  # each on its own: one failing (say, the broker is down) must not stop the others
+            done[name] = job()
+        except Exception:
+            log.warning("housekeeping (%s) failed", name, exc_info=True)
+    if any(done.values()):
+        log.info("housekeeping: %s", ", ".join(f"{k} {v}" for k, v in done.items()))
+
+
+class Housekeeping(threading.Thread):
+    def __init__(self, interval_s: float = 2.0) -> None:
+        super().__init__(name="housekeeping", daemon=True)
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                tick()
+            except Exception:  # DB or broker away: try again next tick
+                log.warning("housekeeping failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()

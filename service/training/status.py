@@ -1,0 +1,32 @@
+"""The run-status vocabulary, in one place. The API publishes it as an OpenAPI enum; the client,
+the CLI, the dashboard (through `GET /v1/catalog`) and the tests read it from here."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ExperimentStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    EARLY_STOPPED = "early_stopped"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# A run in one of these has ended and never changes status again.
+FINAL: frozenset[ExperimentStatus] = frozenset(
+    {
+        ExperimentStatus.SUCCEEDED,
+        ExperimentStatus.EARLY_STOPPED,
+        ExperimentStatus.DIVERGED,
+        ExperimentStatus.FAILED,
+        ExperimentStatus.CANCELLED,
+    }
+)
+# Ended well: trained to the end, or stopped early by its own rule.
+OK: frozenset[ExperimentStatus] = frozenset(
+    {ExperimentStatus.SUCCEEDED, ExperimentStatus.EARLY_STOPPED}
+)

@@ -1,0 +1,174 @@
+"""The training program: build a run's model, optimizer and schedule from its spec, then train
+epoch by epoch. It knows no database: each epoch's decision comes back from `EpochSink.record`
+(the worker's `runs.training` decides from the stored history and writes the row), and a
+checkpoint is whatever `RunState.state_dict()` returns.
+
+One `RunState` holds everything that carries from one epoch to the next; each of its parts has
+`state_dict()`/`load_state_dict()`, so a resume is one call."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from service.training import catalog
+from service.training.decisions import Decision, State
+from service.training.hypergradient import Hypergradient
+from service.training.schedule import Schedule, build_schedule
+from service.training.spec import ExperimentSpec
+from service.training.split import steps_per_epoch
+from service.training.status import OK, ExperimentStatus
+from worker.engine.data import DeviceData
+from worker.engine.loop import EvalResult, evaluate, train_epoch
+from worker.engine.model import build_model
+
+
+class BestWeights:
+    """The weights of the best epoch so far, kept on the device when `restore_best` asks."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def keep(self, model: nn.Module) -> None:
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def state_dict(self) -> dict[str, torch.Tensor] | None:
+        return self.weights
+
+    def load_state_dict(self, state: dict[str, torch.Tensor] | None) -> None:
+        self.weights = None if state is None else {k: v.to(self.device) for k, v in state.items()}
+
+
+@dataclass
+class RunState:
+    """Everything a run carries from epoch to epoch. `epoch` is the last one finished."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    hypergradient: Hypergradient | None
+    best: BestWeights
+    steps_per_epoch: int
+    epoch: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "best_weights": self.best.state_dict(),
+            "hypergradient": self.hypergradient.state_dict() if self.hypergradient else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["scheduler"])
+        if self.hypergradient is not None and state.get("hypergradient") is not None:
+            self.hypergradient.load_state_dict(state["hypergradient"])
+        self.best.load_state_dict(state["best_weights"])
+        self.epoch = int(state["epoch"])
+
+
+def build(spec: ExperimentSpec, data: DeviceData, device: torch.device) -> RunState:
+    """Model (weights seeded by the spec), optimizer, schedule and hypergradient, at epoch 0."""
+    torch.manual_seed(spec.seed)  # weight init
+    model = build_model(spec.model, data.info).to(device)
+    optimizer = catalog.solver_class(spec.solver.type)(
+        model.parameters(), lr=spec.base_lr, **spec.solver.params
+    )
+    steps = steps_per_epoch(len(data.train), spec.batch_size)
+    hd_spec = spec.solver.hypergradient  # the LR then adapts itself (no scheduler, no warmup)
+    return RunState(
+        model=model,
+        optimizer=optimizer,
+        schedule=build_schedule(spec, optimizer, steps),
+        hypergradient=Hypergradient(optimizer, hd_spec.hyper_lr) if hd_spec else None,
+        best=BestWeights(device),
+        steps_per_epoch=steps,
+    )
+
+
+class EpochSink(Protocol):
+    """What the program needs from whoever runs it (the worker's `runs.training`)."""
+
+    stop: threading.Event  # set: stop at the next batch boundary (raises loop.Cancelled)
+
+    def record(
+        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
+    ) -> tuple[Decision, State] | None:
+        """Decide from the stored history and write the epoch; None once the run is not ours."""
+
+    def checkpoint(self, state: RunState, at: float) -> bool:
+        """Called after an epoch that did not end the run; True when a checkpoint was written."""
+
+
+@dataclass
+class Result:
+    status: ExperimentStatus | None  # a final status; None when the run stopped being ours (lease lost)
+    epoch: int  # the last epoch recorded
+    reason: str | None = None
+    test_metrics: dict[str, float | None] | None = field(default=None)
+
+
+def metric_row(task: str, train_loss: float, val: EvalResult) -> dict[str, float | None]:
+    row: dict[str, float | None] = {"train_loss": train_loss, "val_loss": val.loss}
+    if task == "classification":
+        row["val_accuracy"] = val.accuracy
+    else:
+        row["val_mae"] = val.mae
+    return row
+
+
+def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSink) -> Result:
+    """Train from `state.epoch + 1` to the end or to a decision's stop; then restore the best
+    weights (restore_best) and evaluate the test part of a run that ended well."""
+    task = data.info.task
+    model, optimizer, hd = state.model, state.optimizer, state.hypergradient
+    restore_best = bool(spec.early_stopping and spec.early_stopping.restore_best)
+    status, reason = ExperimentStatus.SUCCEEDED, None
+    epoch = state.epoch
+    saved_at = time.monotonic()
+    for epoch in range(state.epoch + 1, spec.epochs + 1):
+        lr = float(optimizer.param_groups[0]["lr"])
+        t0 = time.perf_counter()
+        train_loss = train_epoch(model, optimizer, state.schedule, data.train, spec.batch_size,
+                                 task, spec.seed, epoch, sink.stop, hd)  # fmt: skip
+        if hd is not None:
+            lr = hd.epoch_lr  # what the epoch's first step used: adapted just before it
+        val = evaluate(model, data.val, task)
+        state.schedule.after_epoch(epoch)
+        duration = time.perf_counter() - t0
+        recorded = sink.record(epoch, lr, duration, metric_row(task, train_loss, val))
+        if recorded is None:
+            return Result(None, epoch - 1)
+        decision, decided = recorded
+        state.epoch = epoch
+        if decision.lr_next != lr:  # a plateau reduction: takes effect from the next epoch
+            for group in optimizer.param_groups:
+                group["lr"] = decision.lr_next
+        if restore_best and decided.best_epoch == epoch:
+            state.best.keep(model)
+        if decision.stop:
+            status, reason = ExperimentStatus(decision.stop), decision.events[-1].reason
+            break
+        if epoch < spec.epochs and sink.checkpoint(state, saved_at):
+            saved_at = time.monotonic()
+
+    if restore_best and state.best.weights is not None:
+        model.load_state_dict(state.best.weights)  # the final model is the best epoch's
+    test_metrics: dict[str, float | None] | None = None
+    if data.test is not None and status in OK:
+        t = evaluate(model, data.test, task)
+        test_metrics = {"test_loss": t.loss}
+        test_metrics["test_accuracy" if task == "classification" else "test_mae"] = (
+            t.accuracy if task == "classification" else t.mae
+        )
+    return Result(status, epoch, reason, test_metrics)

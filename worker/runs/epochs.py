@@ -1,0 +1,65 @@
+"""A training run's history in the database: the per-epoch decide-and-write, and the cut back to
+the checkpoint a resumed run starts from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from service.experiments.repository import ExperimentRepository
+from service.kit.db import session_scope
+from service.training import decisions
+from service.training.spec import ExperimentSpec
+
+
+class HistoryGap(RuntimeError):
+    """The stored history does not end at the previous epoch."""
+
+
+def decide_and_write(
+    experiment_id: int, attempt: int, spec: ExperimentSpec, epoch: int, lr: float,
+    duration: float, metrics: dict[str, float | None], conn: Connection | None = None,
+) -> tuple[decisions.Decision | None, decisions.State]:  # fmt: skip
+    """One transaction per epoch: read the decision state stored with the previous epoch's row,
+    decide, then write this epoch's row, its decisions and the run's progress, fenced by the
+    attempt. The read is one unique-key lookup, so its cost does not grow with the history.
+    Returns (None, state) when the attempt is no longer current."""
+    with session_scope(conn) as session:
+        repo = ExperimentRepository(session)
+        stored = repo.state_after(experiment_id, epoch - 1) if epoch > 1 else None
+        if epoch > 1 and stored is None:
+            # Epoch rows are contiguous by construction; a missing predecessor means the history
+            # was cut (a resume elsewhere) or lost: never decide on a guess.
+            raise HistoryGap(f"no stored row for epoch {epoch - 1} of experiment {experiment_id}")
+        state = decisions.State.from_json(stored) if stored else decisions.initial_state(spec, lr)
+        decision, state = decisions.step(spec, state, epoch, metrics, lr)
+        if not repo.fence(experiment_id, attempt, epochs_run=epoch,
+                          best_epoch=state.best_epoch, best_value=state.best_value):  # fmt: skip
+            return None, state
+        row = {"experiment_id": experiment_id, "epoch": epoch, "lr": lr, "duration_s": duration,
+               "decision": decision.label, "attempt": attempt, "state": state.to_json(),
+               **metrics}  # fmt: skip
+        events = [{"experiment_id": experiment_id, "epoch": epoch, **asdict(e)}
+                  for e in decision.events]  # fmt: skip
+        repo.write_epoch(row, events)
+    return decision, state
+
+
+def resume_point(
+    experiment_id: int, attempt: int, device: str, steps: int, ckpt: dict[str, Any] | None
+) -> tuple[bool, dict[str, Any] | None]:
+    """Cut the stored history back to the checkpoint (or to nothing) and return the checkpoint
+    to resume from. (False, _) when the attempt is no longer current."""
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        last = repo.last_epoch(experiment_id)
+        if ckpt is not None and ckpt["epoch"] > last:
+            ckpt = None  # rows the checkpoint builds on are gone: start over
+        start = ckpt["epoch"] if ckpt else 0
+        ok = repo.fence(experiment_id, attempt, device=device, steps_per_epoch=steps,
+                        epochs_run=start)  # fmt: skip
+        if ok:
+            repo.truncate_history(experiment_id, start)
+    return ok, ckpt

@@ -1,0 +1,50 @@
+"""How a worker's hold on a run ends: a final status, or the run handed back to the queue."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from service.dispatch import service as dispatch
+from service.experiments.repository import ExperimentRepository
+from service.kit.db import session_scope
+from service.training.status import ExperimentStatus
+from worker.runs.retry import with_db_retry
+
+log = logging.getLogger(__name__)
+
+# What a worker's call ends with when it does not end the run itself.
+NOT_CLAIMED, LEASE_LOST, HANDED_BACK = "not_claimed", "lease_lost", "handed_back"
+
+
+@dataclass
+class Outcome:
+    experiment_id: int
+    status: str  # a final status, or NOT_CLAIMED / LEASE_LOST / HANDED_BACK
+    epochs_run: int = 0
+
+    @property
+    def ended_run(self) -> bool:
+        return self.status not in (NOT_CLAIMED, LEASE_LOST, HANDED_BACK)
+
+
+def finish_run(
+    experiment_id: int, attempt: int, status: ExperimentStatus, **values: object
+) -> bool:
+    """Set the final status, fenced by the attempt; False when the run is no longer ours."""
+
+    def finish() -> bool:
+        with session_scope() as session:
+            return ExperimentRepository(session).finish(experiment_id, attempt, status, **values)
+
+    return with_db_retry(finish, f"experiment {experiment_id} finish")
+
+
+def hand_back(experiment_id: int, attempt: int) -> None:
+    """The worker is shutting down: return the run to the queue now instead of letting its
+    lease run out. The next worker resumes from the last checkpoint."""
+    with session_scope() as session:
+        queue = ExperimentRepository(session).release(experiment_id, attempt)
+        if queue is not None:
+            dispatch.enqueue(session, experiment_id, queue, dispatch.RUN_TASK)
+    log.info("experiment %s handed back to the queue", experiment_id)

@@ -1,0 +1,65 @@
+"""One run on this worker, end to end: claim it, hold its lease, run it (training or an LR range
+test), and turn how it stopped into its final status or a hand-back. A plain function: the
+Celery task only calls it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import traceback
+
+from service.config import settings
+from service.experiments.repository import ExperimentRepository
+from service.kit.db import session_scope
+from service.training.spec import ExperimentSpec
+from service.training.status import ExperimentStatus
+from worker.engine.loop import Cancelled
+from worker.runs.finish import HANDED_BACK, LEASE_LOST, NOT_CLAIMED, Outcome, finish_run, hand_back
+from worker.runs.lease import Lease
+from worker.runs.range_test import range_test_run
+from worker.runs.training import train_run
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
+    owner = owner or worker_id()
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        attempt = repo.claim(experiment_id, owner, settings.lease_seconds)
+        experiment = repo.get(experiment_id) if attempt else None
+        spec_json = experiment.spec if experiment else None
+        kind = experiment.kind if experiment else None
+        range_params = experiment.range_test if experiment else None
+    if attempt is None or spec_json is None:
+        log.info("experiment %s not claimed (held elsewhere or ended)", experiment_id)
+        return Outcome(experiment_id, NOT_CLAIMED)
+    lease = Lease(experiment_id, attempt, settings.lease_seconds)
+    lease.start()
+    try:
+        spec = ExperimentSpec.model_validate(spec_json)
+        if kind == "lr_range_test":
+            # Same claim, lease, cancel and failure handling as training; a different loop.
+            return range_test_run(experiment_id, attempt, spec, range_params or {}, lease.stop)
+        return train_run(experiment_id, attempt, spec, lease.stop)
+    except Cancelled:
+        if lease.lost:
+            return Outcome(experiment_id, LEASE_LOST)
+        if lease.shutdown and not lease.cancelled:
+            hand_back(experiment_id, attempt)
+            return Outcome(experiment_id, HANDED_BACK)
+        finish_run(experiment_id, attempt, ExperimentStatus.CANCELLED,
+                   stop_reason="cancelled while running")  # fmt: skip
+        return Outcome(experiment_id, ExperimentStatus.CANCELLED)
+    except Exception as exc:
+        log.exception("experiment %s failed", experiment_id)
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        finish_run(experiment_id, attempt, ExperimentStatus.FAILED, error=detail[:2000])
+        return Outcome(experiment_id, ExperimentStatus.FAILED)
+    finally:
+        lease.close()

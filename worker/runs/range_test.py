@@ -1,0 +1,71 @@
+"""An LR range test on this worker: the engine's ramp (`worker.engine.range_test`) with its
+points written in fenced transactions and the suggestion stored with the run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import partial
+from typing import Any
+
+from service.experiments.repository import ExperimentRepository
+from service.kit.db import session_scope
+from service.lr_range.repository import RangeRepository
+from service.training.range_spec import RangeParams
+from service.training.spec import ExperimentSpec
+from service.training.status import ExperimentStatus
+from worker.engine import range_test
+from worker.engine.data import to_device
+from worker.engine.model import pick_device
+from worker.runs.datasets import load_arrays
+from worker.runs.finish import LEASE_LOST, Outcome, finish_run
+from worker.runs.retry import with_db_retry
+
+log = logging.getLogger(__name__)
+
+
+def _start(experiment_id: int, attempt: int, device: str) -> bool:
+    """Fenced: record the device and drop an earlier attempt's points (the test starts over)."""
+    with session_scope() as session:
+        if not ExperimentRepository(session).fence(experiment_id, attempt, device=device):
+            return False
+        RangeRepository(session).clear(experiment_id)
+        return True
+
+
+def _write(experiment_id: int, attempt: int, rows: list[dict[str, Any]]) -> bool:
+    with session_scope() as session:
+        if not ExperimentRepository(session).fence(experiment_id, attempt):
+            return False
+        RangeRepository(session).write(rows)
+        return True
+
+
+def range_test_run(
+    experiment_id: int, attempt: int, spec: ExperimentSpec, params: dict[str, Any],
+    stop: threading.Event,
+) -> Outcome:  # fmt: skip
+    p = RangeParams.model_validate(params)
+    device = pick_device(spec.device)
+    arrays, info = load_arrays(spec.dataset)
+    data = to_device(spec, arrays, info, device)
+    if not with_db_retry(
+        partial(_start, experiment_id, attempt, str(device)), f"range test {experiment_id} start"
+    ):
+        return Outcome(experiment_id, LEASE_LOST)
+
+    def write(rows: list[dict[str, Any]]) -> bool:
+        return with_db_retry(
+            partial(_write, experiment_id, attempt, rows), f"range test {experiment_id} points"
+        )
+
+    out = range_test.run(experiment_id, spec, p, data, device, stop, write)
+    if out.result is None:
+        return Outcome(experiment_id, LEASE_LOST, out.steps_run)
+    log.info("range test %s: %s; suggested lr %s", experiment_id, out.stopped,
+             out.result["suggested_lr"])  # fmt: skip
+    ended = finish_run(experiment_id, attempt, ExperimentStatus.SUCCEEDED,
+                       stop_reason=out.stopped, range_result=out.result)  # fmt: skip
+    if not ended:
+        return Outcome(experiment_id, LEASE_LOST, out.steps_run)
+    return Outcome(experiment_id, ExperimentStatus.SUCCEEDED, out.steps_run)

@@ -1,0 +1,106 @@
+"""A training run on this worker: the engine's program (`worker.engine.program`) with the
+database around it. Each epoch is decided from the stored history and written in one fenced
+transaction; checkpoints go to the run's artifact path; a resume cuts the history back to the
+checkpoint it loads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from functools import partial
+
+from sqlalchemy.engine import Connection
+
+from service.config import settings
+from service.kit.db import get_engine
+from service.training import decisions
+from service.training.spec import ExperimentSpec
+from service.training.status import ExperimentStatus
+from worker.engine import checkpoint, program
+from worker.engine.data import to_device
+from worker.engine.model import pick_device
+from worker.runs import artifacts
+from worker.runs.datasets import load_arrays
+from worker.runs.epochs import decide_and_write, resume_point
+from worker.runs.finish import LEASE_LOST, Outcome, finish_run
+from worker.runs.retry import with_db_retry
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseSink:
+    """`program.EpochSink` over the database: decide-and-write per epoch, checkpoints by the
+    spec's `checkpoint_every` or else by time."""
+
+    def __init__(
+        self, experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event,
+        conn: Connection,
+    ) -> None:  # fmt: skip
+        self.experiment_id, self.attempt, self.spec = experiment_id, attempt, spec
+        self.stop, self.conn = stop, conn
+
+    def record(
+        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
+    ) -> tuple[decisions.Decision, decisions.State] | None:
+        decision, state = with_db_retry(
+            partial(
+                decide_and_write,
+                self.experiment_id,
+                self.attempt,
+                self.spec,
+                epoch,
+                lr,
+                duration,
+                metrics,
+                self.conn,
+            ),
+            f"experiment {self.experiment_id} epoch {epoch}",
+        )
+        return None if decision is None else (decision, state)
+
+    def checkpoint(self, state: program.RunState, at: float) -> bool:
+        if self.spec.checkpoint_every is not None:
+            due = state.epoch % self.spec.checkpoint_every == 0
+        else:
+            # Default: by time, so small runs are not slowed and long epochs are never lost long.
+            due = time.monotonic() - at >= settings.checkpoint_seconds
+        if due:
+            path = artifacts.checkpoint_path(self.experiment_id)
+            checkpoint.save(state.state_dict(), self.attempt, path)
+        return due
+
+
+def train_run(
+    experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event
+) -> Outcome:
+    device = pick_device(spec.device)
+    arrays, info = load_arrays(spec.dataset)
+    data = to_device(spec, arrays, info, device)
+    state = program.build(spec, data, device)
+    ckpt_path = artifacts.checkpoint_path(experiment_id)
+    ok, ckpt = with_db_retry(
+        lambda: resume_point(
+            experiment_id, attempt, str(device), state.steps_per_epoch, checkpoint.load(ckpt_path)
+        ),
+        f"experiment {experiment_id} resume",
+    )
+    if not ok:
+        return Outcome(experiment_id, LEASE_LOST)
+    if ckpt is not None:
+        state.load_state_dict(ckpt)
+        log.info("experiment %s resumes after epoch %s", experiment_id, state.epoch)
+
+    with get_engine().connect() as conn:  # held for the run's per-epoch writes
+        result = program.train(spec, data, state, DatabaseSink(experiment_id, attempt, spec,
+                                                               stop, conn))  # fmt: skip
+    if result.status is None:
+        return Outcome(experiment_id, LEASE_LOST, result.epoch)
+    if result.status != ExperimentStatus.DIVERGED:
+        checkpoint.save_model(state.model.state_dict(), artifacts.model_path(experiment_id))
+    ended = finish_run(experiment_id, attempt, result.status, stop_reason=result.reason,
+                       test_metrics=result.test_metrics)  # fmt: skip
+    if not ended:
+        return Outcome(experiment_id, LEASE_LOST, result.epoch)
+    ckpt_path.unlink(missing_ok=True)  # the model file supersedes it
+    return Outcome(experiment_id, result.status, result.epoch)
