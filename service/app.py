@@ -16,6 +16,7 @@ from service.health.router import router as health_router
 from service.housekeeping import Housekeeping
 from service.kit import exception_handlers
 from service.kit.auth import require_token
+from service.kit.request_id import RequestId
 from service.lr_range.router import router as lr_range_router
 from service.schedules.router import router as schedules_router
 from service.sweeps.router import router as sweeps_router
@@ -37,6 +38,7 @@ def create_app() -> FastAPI:
         description="Runs PyTorch training experiments and tells you what the learning rate did.",
     )
     exception_handlers.install(app)
+    app.add_middleware(RequestId)
     app.include_router(health_router)
     guarded = [Depends(require_token)]  # a no-op unless GLIDEPATH_API_TOKENS is set
     for router in (

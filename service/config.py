@@ -8,6 +8,7 @@ and the same code is the production stack.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,6 +65,14 @@ class Settings(BaseSettings):
         description="Largest dataset accepted by POST /v1/datasets, in MB (2**20 bytes): the "
         "uploaded file, the arrays it unpacks to, and a generated dataset's float32 features.",
     )
+
+    log_format: Literal["console", "json"] = Field(
+        default="console",
+        description="`json`: one JSON object per log line (for a log shipper); `console`: "
+        "readable lines. Every event carries its fields (experiment_id, attempt, worker, "
+        "request_id, ...).",
+    )
+    log_level: str = Field(default="INFO", description="Python logging level name.")
 
     @property
     def effective_database_url(self) -> str:

@@ -8,7 +8,6 @@ can leak into a child because none is inherited across exec.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -16,7 +15,9 @@ import sys
 from dataclasses import dataclass
 from types import FrameType
 
-log = logging.getLogger(__name__)
+from service.kit.logging import get_logger
+
+log = get_logger(__name__)
 
 GPU_QUEUES = "gpu,auto"
 
@@ -68,7 +69,7 @@ def supervise(children: list[ChildPlan]) -> int:
     Returns the first non-zero exit code, or 0."""
     procs = [subprocess.Popen(c.argv(), env=c.env()) for c in children]
     started = [f"{c.name} (pid {p.pid}, GPU {c.gpu})" for c, p in zip(children, procs, strict=True)]
-    log.info("started %d GPU worker(s): %s", len(procs), ", ".join(started))
+    log.info("gpu_workers_started", workers=started)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         for p in procs:

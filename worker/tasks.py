@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from service.dispatch.service import RUN_TASK
+from service.kit.logging import get_logger
 from service.sweeps.service import advance_for
 from worker.celery_app import celery_app
 from worker.runs.lifecycle import run_experiment as run
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @celery_app.task(name=RUN_TASK)
@@ -19,7 +18,5 @@ def run_experiment(experiment_id: int) -> str:
         try:  # the run ended: its sweep may have a next stage to launch
             advance_for(experiment_id)
         except Exception:  # the relay's periodic check moves the sweep on instead
-            log.warning(
-                "could not move on the sweep of experiment %s", experiment_id, exc_info=True
-            )
+            log.warning("sweep_advance_failed", experiment_id=experiment_id, exc_info=True)
     return outcome.status

@@ -3,7 +3,6 @@ module of `service/` that may import the worker (to start it); import-linter che
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -16,8 +15,10 @@ HOST = typer.Option("127.0.0.1", help="Interface to listen on.")
 PORT = typer.Option(8000, help="Port to listen on.")
 
 
-def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(level: str = "info") -> None:
+    from service.kit.logging import configure
+
+    configure(level=level)
 
 
 def migrate(revision: str = typer.Argument("head", help="Alembic revision to upgrade to.")) -> None:
@@ -32,8 +33,9 @@ def api(host: str = HOST, port: int = PORT, log_level: str = "info") -> None:
     """Serve the HTTP API (and the outbox relay)."""
     import uvicorn
 
-    _logging()
-    uvicorn.run("service.app:app", host=host, port=port, log_level=log_level)
+    _logging(log_level)
+    # log_config=None: uvicorn's records go through our structured formatter (kit/logging.py).
+    uvicorn.run("service.app:app", host=host, port=port, log_level=log_level, log_config=None)
 
 
 def worker(
@@ -55,7 +57,7 @@ def worker(
     from service.config import settings
     from worker import gpus as gpu_workers
 
-    _logging()
+    _logging(log_level)
     try:
         children = gpu_workers.plan(gpus, 0 if gpus == "none" else gpu_workers.visible_gpu_count())
     except ValueError as exc:

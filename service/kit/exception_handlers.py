@@ -3,8 +3,6 @@ a database that cannot be reached is a 503 with Retry-After, never a 500."""
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -12,8 +10,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.kit.errors import ErrorItem, GlidepathError, item
+from service.kit.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def _json(
@@ -47,7 +46,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database unavailable: %s", exc)
+        log.warning("database_unavailable", error=str(exc).splitlines()[0][:200])
         return _json(
             503,
             [item([], "the database is unavailable; retry shortly", "unavailable")],
@@ -58,5 +57,5 @@ def install(app: FastAPI) -> None:
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
         if exc.connection_invalidated:
             return await _db_down(_, exc)  # type: ignore[arg-type]
-        log.exception("database error")
+        log.exception("database_error")
         return _json(500, [item([], "internal database error", "internal")])

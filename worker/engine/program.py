@@ -112,7 +112,8 @@ class EpochSink(Protocol):
 
 @dataclass
 class Result:
-    status: ExperimentStatus | None  # a final status; None when the run stopped being ours (lease lost)
+    # A final status; None when the run stopped being ours (its lease was lost).
+    status: ExperimentStatus | None
     epoch: int  # the last epoch recorded
     reason: str | None = None
     test_metrics: dict[str, float | None] | None = field(default=None)

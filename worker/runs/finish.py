@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from service.dispatch import service as dispatch
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
+from service.kit.logging import get_logger
 from service.training.status import ExperimentStatus
 from worker.runs.retry import with_db_retry
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # What a worker's call ends with when it does not end the run itself.
 NOT_CLAIMED, LEASE_LOST, HANDED_BACK = "not_claimed", "lease_lost", "handed_back"
@@ -37,7 +37,11 @@ def finish_run(
         with session_scope() as session:
             return ExperimentRepository(session).finish(experiment_id, attempt, status, **values)
 
-    return with_db_retry(finish, f"experiment {experiment_id} finish")
+    ended = with_db_retry(finish, f"experiment {experiment_id} finish")
+    fields = {k: v for k, v in values.items() if k in ("stop_reason", "error")}
+    log.info("finished" if ended else "finish_refused", experiment_id=experiment_id,
+             attempt=attempt, status=str(status), **fields)  # fmt: skip
+    return ended
 
 
 def hand_back(experiment_id: int, attempt: int) -> None:
@@ -47,4 +51,4 @@ def hand_back(experiment_id: int, attempt: int) -> None:
         queue = ExperimentRepository(session).release(experiment_id, attempt)
         if queue is not None:
             dispatch.enqueue(session, experiment_id, queue, dispatch.RUN_TASK)
-    log.info("experiment %s handed back to the queue", experiment_id)
+    log.info("handed_back", experiment_id=experiment_id, attempt=attempt, queued=queue is not None)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
+from service.kit.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 _active: set[Lease] = set()
@@ -58,7 +58,8 @@ class Lease(threading.Thread):
             try:
                 self.beat()
             except Exception:  # the DB is briefly away: the next beat retries within the lease
-                log.warning("heartbeat for experiment %s failed", self.experiment_id, exc_info=True)
+                log.warning("heartbeat_failed", experiment_id=self.experiment_id,
+                            attempt=self.attempt, exc_info=True)  # fmt: skip
 
     def close(self) -> None:
         self._done.set()

@@ -4,14 +4,15 @@ Celery task only calls it."""
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import traceback
+from typing import Any
 
 from service.config import settings
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
+from service.kit.logging import bound, get_logger
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
 from worker.engine.loop import Cancelled
@@ -20,7 +21,7 @@ from worker.runs.lease import Lease
 from worker.runs.range_test import range_test_run
 from worker.runs.training import train_run
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def worker_id() -> str:
@@ -37,8 +38,21 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
         kind = experiment.kind if experiment else None
         range_params = experiment.range_test if experiment else None
     if attempt is None or spec_json is None:
-        log.info("experiment %s not claimed (held elsewhere or ended)", experiment_id)
+        log.info("not_claimed", experiment_id=experiment_id, reason="held elsewhere or ended")
         return Outcome(experiment_id, NOT_CLAIMED)
+    # Every event of this run, here and in the modules it calls, carries these three fields.
+    with bound(experiment_id=experiment_id, attempt=attempt, worker=owner):
+        log.info("claimed", kind=kind)
+        outcome = _run_claimed(experiment_id, attempt, kind, spec_json, range_params)
+        if not outcome.ended_run:
+            log.info(outcome.status, epochs_run=outcome.epochs_run)
+        return outcome
+
+
+def _run_claimed(
+    experiment_id: int, attempt: int, kind: str | None, spec_json: dict[str, Any],
+    range_params: dict[str, Any] | None,
+) -> Outcome:  # fmt: skip
     lease = Lease(experiment_id, attempt, settings.lease_seconds)
     lease.start()
     try:
@@ -57,7 +71,7 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
                    stop_reason="cancelled while running")  # fmt: skip
         return Outcome(experiment_id, ExperimentStatus.CANCELLED)
     except Exception as exc:
-        log.exception("experiment %s failed", experiment_id)
+        log.exception("run_failed")
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         finish_run(experiment_id, attempt, ExperimentStatus.FAILED, error=detail[:2000])
         return Outcome(experiment_id, ExperimentStatus.FAILED)

@@ -3,13 +3,13 @@ points written in fenced transactions and the suggestion stored with the run."""
 
 from __future__ import annotations
 
-import logging
 import threading
 from functools import partial
 from typing import Any
 
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
+from service.kit.logging import get_logger
 from service.lr_range.repository import RangeRepository
 from service.training.range_spec import RangeParams
 from service.training.spec import ExperimentSpec
@@ -21,7 +21,7 @@ from worker.runs.datasets import load_arrays
 from worker.runs.finish import LEASE_LOST, Outcome, finish_run
 from worker.runs.retry import with_db_retry
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def _start(experiment_id: int, attempt: int, device: str) -> bool:
@@ -62,8 +62,8 @@ def range_test_run(
     out = range_test.run(experiment_id, spec, p, data, device, stop, write)
     if out.result is None:
         return Outcome(experiment_id, LEASE_LOST, out.steps_run)
-    log.info("range test %s: %s; suggested lr %s", experiment_id, out.stopped,
-             out.result["suggested_lr"])  # fmt: skip
+    log.info("range_test_done", stopped=out.stopped, steps_run=out.steps_run,
+             suggested_lr=out.result["suggested_lr"])  # fmt: skip
     ended = finish_run(experiment_id, attempt, ExperimentStatus.SUCCEEDED,
                        stop_reason=out.stopped, range_result=out.result)  # fmt: skip
     if not ended:

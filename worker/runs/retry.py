@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-log = logging.getLogger(__name__)
+from service.kit.logging import get_logger
+
+log = get_logger(__name__)
 T = TypeVar("T")
 
 
@@ -31,7 +32,7 @@ def with_db_retry(fn: Callable[[], T], what: str, budget_s: float = 120.0) -> T:
         except Exception as exc:
             if not _transient(exc) or time.monotonic() + delay > deadline:
                 raise
-            log.warning("%s: database unavailable (%s); retrying in %.1fs", what,
-                        str(exc).splitlines()[0][:120], delay)  # fmt: skip
+            log.warning("database_unavailable", doing=what, retry_in_s=delay,
+                        error=str(exc).splitlines()[0][:120])  # fmt: skip
             time.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -5,7 +5,6 @@ checkpoint it loads."""
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from functools import partial
@@ -14,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from service.config import settings
 from service.kit.db import get_engine
+from service.kit.logging import get_logger
 from service.training import decisions
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
@@ -26,7 +26,7 @@ from worker.runs.epochs import decide_and_write, resume_point
 from worker.runs.finish import LEASE_LOST, Outcome, finish_run
 from worker.runs.retry import with_db_retry
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class DatabaseSink:
@@ -57,7 +57,12 @@ class DatabaseSink:
             ),
             f"experiment {self.experiment_id} epoch {epoch}",
         )
-        return None if decision is None else (decision, state)
+        if decision is None:
+            return None
+        for event in decision.events:  # every decision, with the sentence the API shows
+            log.info("decision", epoch=epoch, kind=event.kind, reason=event.reason,
+                     old_lr=event.old_lr, new_lr=event.new_lr)  # fmt: skip
+        return decision, state
 
     def checkpoint(self, state: program.RunState, at: float) -> bool:
         if self.spec.checkpoint_every is not None:
@@ -89,7 +94,7 @@ def train_run(
         return Outcome(experiment_id, LEASE_LOST)
     if ckpt is not None:
         state.load_state_dict(ckpt)
-        log.info("experiment %s resumes after epoch %s", experiment_id, state.epoch)
+        log.info("resumed", from_epoch=state.epoch)
 
     with get_engine().connect() as conn:  # held for the run's per-epoch writes
         result = program.train(spec, data, state, DatabaseSink(experiment_id, attempt, spec,
