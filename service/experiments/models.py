@@ -47,9 +47,9 @@ class Experiment(Base):
     queue: Mapped[str] = mapped_column(String(50), default="cpu")
     kind: Mapped[str] = mapped_column(String(20), default="train", server_default="train")
     batch_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    sweep_id: Mapped[int | None] = mapped_column(
-        ForeignKey("sweeps.id", ondelete="SET NULL"), nullable=True
-    )
+    # References sweeps.id; that key is declared in `service.models`, which knows both tables,
+    # so this domain (and a worker that never loads sweeps) maps its tables on its own.
+    sweep_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     sweep_stage: Mapped[int | None] = mapped_column(Integer, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -155,8 +155,3 @@ class RangePoint(Base):
     lr: Mapped[float] = mapped_column(Float)
     loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     smoothed_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
-
-
-# experiments.sweep_id references sweeps.id: any process that maps Experiment (a worker that never
-# imports the sweeps API) must know that table, or the first flush fails to resolve the key.
-import service.sweeps.models  # noqa: E402, F401
