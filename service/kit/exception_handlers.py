@@ -1,12 +1,13 @@
 """One error shape for every failure: {"detail": [{"loc", "msg", "type"}]}. Bad input is a 4xx,
-a database that cannot be reached is a 503 with Retry-After, never a 500."""
+a unique key taken by a concurrent request is a 409, a database that cannot be reached is a 503
+with Retry-After, never a 500."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.kit.errors import ErrorItem, GlidepathError, item
@@ -51,6 +52,16 @@ def install(app: FastAPI) -> None:
             503,
             [item([], "the database is unavailable; retry shortly", "unavailable")],
             {"Retry-After": "2"},
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(_: Request, exc: IntegrityError) -> JSONResponse:
+        # A unique key taken by a concurrent request that no service translated itself
+        # (`kit.conflicts` gives the races it expects their own message or answer).
+        log.warning("integrity_conflict", error=str(exc.orig).splitlines()[0][:200])
+        return _json(
+            409,
+            [item([], "the request conflicts with existing data", "conflict")],
         )
 
     @app.exception_handler(DBAPIError)
