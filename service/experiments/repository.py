@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from service.experiments.models import Decision, EpochRow, Experiment, ExperimentTag
 from service.kit.time import utcnow
 from service.kit.upsert import upsert
-from service.training.status import FINAL
+from service.training.status import FINAL, ExperimentStatus
 
 
 def _held(experiment_id: int, attempt: int) -> ColumnElement[bool]:
@@ -21,7 +21,7 @@ def _held(experiment_id: int, attempt: int) -> ColumnElement[bool]:
     return and_(
         Experiment.id == experiment_id,
         Experiment.attempt == attempt,
-        Experiment.status == "running",
+        Experiment.status == ExperimentStatus.RUNNING,
     )
 
 
@@ -121,6 +121,56 @@ class ExperimentRepository:
             )
         )
 
+    # -- reads for batches and sweeps (their runs are experiments rows) -------------------------
+    def ids_in_batch(self, batch_id: str) -> list[int]:
+        q = select(Experiment.id).where(Experiment.batch_id == batch_id).order_by(Experiment.id)
+        return list(self.session.scalars(q))
+
+    def status_counts(self, batch_id: str) -> dict[str, int]:
+        """How many of the batch's runs are in each status."""
+        q = (
+            select(Experiment.status, func.count())
+            .where(Experiment.batch_id == batch_id)
+            .group_by(Experiment.status)
+        )
+        return {status: n for status, n in self.session.execute(q)}
+
+    def in_sweep(self, sweep_id: int) -> list[Experiment]:
+        q = select(Experiment).where(Experiment.sweep_id == sweep_id).order_by(Experiment.id)
+        return list(self.session.scalars(q))
+
+    def sweep_status_counts(self, sweep_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+        """For each sweep, how many of its runs are in each status."""
+        counts: dict[int, dict[str, int]] = {i: {} for i in sweep_ids}
+        q = (
+            select(Experiment.sweep_id, Experiment.status, func.count())
+            .where(Experiment.sweep_id.in_(list(counts)))
+            .group_by(Experiment.sweep_id, Experiment.status)
+        )
+        for sweep_id, status, n in self.session.execute(q):
+            if sweep_id is not None:
+                counts[sweep_id][status] = n
+        return counts
+
+    def sweep_of(self, experiment_id: int) -> int | None:
+        sweep_id: int | None = self.session.scalar(
+            select(Experiment.sweep_id).where(Experiment.id == experiment_id)
+        )
+        return sweep_id
+
+    def best_values(
+        self, experiment_ids: Sequence[int], metric: str, mode: str
+    ) -> dict[int, float]:
+        """Each run's best value of `metric` (an epoch-row column) over its stored epochs."""
+        column = getattr(EpochRow, metric)
+        best = func.min(column) if mode == "min" else func.max(column)
+        q = (
+            select(EpochRow.experiment_id, best)
+            .where(EpochRow.experiment_id.in_(experiment_ids), column.is_not(None))
+            .group_by(EpochRow.experiment_id)
+        )
+        return {i: float(v) for i, v in self.session.execute(q) if v is not None}
+
     # -- writes by the API ---------------------------------------------------------------------
     def add(self, experiment: Experiment, tags: dict[str, str]) -> Experiment:
         self.session.add(experiment)
@@ -134,9 +184,9 @@ class ExperimentRepository:
         now = utcnow()
         self.session.execute(
             update(Experiment)
-            .where(Experiment.id == experiment_id, Experiment.status == "queued")
+            .where(Experiment.id == experiment_id, Experiment.status == ExperimentStatus.QUEUED)
             .values(
-                status="cancelled",
+                status=ExperimentStatus.CANCELLED,
                 finished_at=now,
                 cancel_requested=True,
                 stop_reason="cancelled before it started",
@@ -144,7 +194,7 @@ class ExperimentRepository:
         )
         self.session.execute(
             update(Experiment)
-            .where(Experiment.id == experiment_id, Experiment.status == "running")
+            .where(Experiment.id == experiment_id, Experiment.status == ExperimentStatus.RUNNING)
             .values(cancel_requested=True)
         )
 
@@ -157,12 +207,15 @@ class ExperimentRepository:
             update(Experiment)
             .where(Experiment.id == experiment_id)
             .where(
-                (Experiment.status == "queued")
-                | ((Experiment.status == "running") & (Experiment.lease_expires_at < now))
+                (Experiment.status == ExperimentStatus.QUEUED)
+                | (
+                    (Experiment.status == ExperimentStatus.RUNNING)
+                    & (Experiment.lease_expires_at < now)
+                )
             )
             .where(Experiment.cancel_requested.is_(False))
             .values(
-                status="running",
+                status=ExperimentStatus.RUNNING,
                 lease_owner=owner,
                 lease_expires_at=now + timedelta(seconds=lease_s),
                 attempt=Experiment.attempt + 1,
@@ -208,7 +261,12 @@ class ExperimentRepository:
         result = self.session.execute(
             update(Experiment)
             .where(_held(experiment_id, attempt))
-            .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+            .values(
+                status=ExperimentStatus.QUEUED,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=utcnow(),
+            )
             .returning(Experiment.queue)
         )
         return result.scalar_one_or_none()
@@ -217,7 +275,10 @@ class ExperimentRepository:
         """Running runs whose lease ran out: (id, attempt, cancel_requested, queue)."""
         rows = self.session.execute(
             select(Experiment.id, Experiment.attempt, Experiment.cancel_requested, Experiment.queue)
-            .where(Experiment.status == "running", Experiment.lease_expires_at < utcnow())
+            .where(
+                Experiment.status == ExperimentStatus.RUNNING,
+                Experiment.lease_expires_at < utcnow(),
+            )
             .order_by(Experiment.id)
             .limit(limit)
         )

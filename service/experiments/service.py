@@ -26,6 +26,7 @@ from service.experiments.schemas import (
 from service.kit.errors import Conflict, InvalidInput, NotFound
 from service.training.checks import check_spec, derived_sizes
 from service.training.spec import ExperimentSpec
+from service.training.status import ExperimentStatus
 
 
 def queue_for(spec: ExperimentSpec) -> str:
@@ -52,7 +53,7 @@ def validate(session: Session, spec: ExperimentSpec, loc: list[str | int]) -> Ex
     return Experiment(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
-        status="queued",
+        status=ExperimentStatus.QUEUED,
         queue=queue_for(spec),
         split_sizes=sizes,
         steps_per_epoch=steps,
