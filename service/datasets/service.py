@@ -7,14 +7,15 @@ import hashlib
 from pathlib import Path, PurePath
 from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
 from service.config import settings
 from service.datasets import builtin, files, storage
 from service.datasets.models import Dataset
+from service.datasets.repository import DatasetRepository
 from service.datasets.schemas import DatasetList, DatasetOut, GeneratorIn, Upload
+from service.kit.conflicts import conflict_on_duplicate
 from service.kit.errors import Conflict, ErrorItem, InvalidInput, NotFound, item
 from service.kit.time import utcnow
 from service.training.datasets import DatasetInfo
@@ -23,11 +24,11 @@ NAME: list[str | int] = ["body", "name"]
 
 
 def uploaded(session: Session) -> list[Dataset]:
-    return list(session.scalars(select(Dataset).order_by(Dataset.name)))
+    return DatasetRepository(session).all()
 
 
 def find(session: Session, name: str) -> Dataset | None:
-    return session.scalars(select(Dataset).where(Dataset.name == name)).first()
+    return DatasetRepository(session).by_name(name)
 
 
 def _description(row: Dataset) -> str:
@@ -163,11 +164,8 @@ def _store(
         )
         # A plain flush, no savepoint: nothing else in this transaction needs saving from a
         # failed insert (and pysqlite would commit at a SAVEPOINT's release).
-        session.add(row)
-        try:
-            session.flush()
-        except IntegrityError:
-            raise Conflict(f"a dataset named {name!r} already exists", loc=NAME) from None
+        with conflict_on_duplicate(f"a dataset named {name!r} already exists", NAME):
+            DatasetRepository(session).add(row)
         final = storage.publish(tmp, data_dir, name)
     except BaseException:
         tmp.unlink(missing_ok=True)
