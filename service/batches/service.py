@@ -6,27 +6,22 @@ import hashlib
 import json
 import uuid
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.batches.models import Batch
+from service.batches.repository import BatchRepository
 from service.batches.schemas import BatchCreated, BatchIn, BatchOut
 from service.experiments import service as experiments
-from service.experiments.models import Experiment
+from service.experiments.repository import ExperimentRepository
+from service.kit.conflicts import insert_or_winner
 from service.kit.errors import Conflict, NotFound
 from service.kit.time import as_utc
-from service.training.status import FINAL as FINAL_STATUSES
+from service.training.status import FINAL
 
 
 def _hash(request: BatchIn) -> str:
     canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _ids(session: Session, batch_id: str) -> list[int]:
-    q = select(Experiment.id).where(Experiment.batch_id == batch_id).order_by(Experiment.id)
-    return list(session.scalars(q))
 
 
 def _replay(session: Session, batch: Batch, digest: str) -> BatchCreated:
@@ -35,7 +30,7 @@ def _replay(session: Session, batch: Batch, digest: str) -> BatchCreated:
             "this Idempotency-Key was used with a different batch",
             loc=["header", "Idempotency-Key"],
         )
-    return BatchCreated(batch_id=batch.id, ids=_ids(session, batch.id))
+    return BatchCreated(batch_id=batch.id, ids=ExperimentRepository(session).ids_in_batch(batch.id))
 
 
 def create(
@@ -43,9 +38,10 @@ def create(
 ) -> tuple[BatchCreated, bool]:
     """Validate every spec, then insert them all with their outbox messages. Returns (created
     ids, created); a repeated Idempotency-Key answers with the first batch."""
+    repo = BatchRepository(session)
     digest = _hash(request)
     if idempotency_key:
-        existing = session.scalar(select(Batch).where(Batch.idempotency_key == idempotency_key))
+        existing = repo.by_idempotency_key(idempotency_key)
         if existing is not None:
             return _replay(session, existing, digest), False
     rows = experiments.validate_many(session, request.experiments, ["body", "experiments"])
@@ -56,37 +52,31 @@ def create(
         idempotency_key=idempotency_key,
         request_hash=digest,
     )
-    session.add(batch)
-    try:
-        session.flush()
-    except IntegrityError:
-        # A concurrent request with the same key won: answer as its replay (see experiments).
-        session.rollback()
-        existing = session.scalar(select(Batch).where(Batch.idempotency_key == idempotency_key))
-        if existing is None:
-            raise
-        return _replay(session, existing, digest), False
+    # A concurrent request with the same key may have won the insert: answer as its replay.
+    saved, inserted = insert_or_winner(
+        session,
+        lambda: repo.add(batch),
+        lambda: repo.by_idempotency_key(idempotency_key) if idempotency_key else None,
+    )
+    if not inserted:
+        return _replay(session, saved, digest), False
     for row in rows:
-        row.batch_id = batch.id
-    return BatchCreated(batch_id=batch.id, ids=experiments.insert_many(session, rows)), True
+        row.batch_id = saved.id
+    return BatchCreated(batch_id=saved.id, ids=experiments.insert_many(session, rows)), True
 
 
 def get(session: Session, batch_id: str) -> BatchOut:
-    batch = session.get(Batch, batch_id)
+    batch = BatchRepository(session).get(batch_id)
     if batch is None:
         raise NotFound(f"batch {batch_id} not found", loc=["path", "batch_id"])
-    q = (
-        select(Experiment.status, func.count())
-        .where(Experiment.batch_id == batch_id)
-        .group_by(Experiment.status)
-    )
-    counts: dict[str, int] = {status: n for status, n in session.execute(q)}
-    done = sum(n for status, n in counts.items() if status in FINAL_STATUSES)
+    runs = ExperimentRepository(session)
+    counts = runs.status_counts(batch_id)
+    done = sum(n for status, n in counts.items() if status in FINAL)
     return BatchOut(
         batch_id=batch.id,
         name=batch.name,
         size=batch.size,
-        ids=_ids(session, batch_id),
+        ids=runs.ids_in_batch(batch_id),
         counts=counts,
         status="finished" if done == batch.size else "running",
         created_at=as_utc(batch.created_at),
