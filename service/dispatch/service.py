@@ -9,11 +9,12 @@ import queue
 import threading
 from datetime import UTC, timedelta
 
-from sqlalchemy import event, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from service.dispatch import broker
 from service.dispatch.models import OutboxMessage
+from service.dispatch.repository import OutboxRepository
 from service.kit.db import session_scope
 from service.kit.time import utcnow
 
@@ -25,8 +26,9 @@ RUN_TASK = "glidepath.run_experiment"
 
 def enqueue(session: Session, experiment_id: int, queue: str, task: str) -> OutboxMessage:
     """Record a task in `session`'s transaction; it is sent once that transaction commits."""
-    message = OutboxMessage(experiment_id=experiment_id, queue=queue, task=task)
-    session.add(message)
+    message = OutboxRepository(session).add(
+        OutboxMessage(experiment_id=experiment_id, queue=queue, task=task)
+    )
     session.info.setdefault(_PENDING_KEY, []).append(message)
     return message
 
@@ -83,11 +85,7 @@ def send(messages: list[OutboxMessage]) -> int:
     if sent_ids:
         try:
             with session_scope() as session:
-                session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id.in_(sent_ids))
-                    .values(sent_at=utcnow(), send_attempts=OutboxMessage.send_attempts + 1)
-                )
+                OutboxRepository(session).mark_sent(sent_ids)
         except Exception:  # a re-send later is harmless: the claim makes duplicates no-ops
             log.warning("could not mark outbox messages sent", exc_info=True)
     return len(sent_ids)
@@ -97,29 +95,11 @@ def resend_stale(resend_after_s: float, limit: int = 500) -> int:
     """Re-send the task of runs still queued long after it was sent: a broker can lose a message
     (Redis restarted without persistence; a consumer died holding it). The wait doubles with each
     re-send, so a long but healthy backlog costs a few duplicates, which the claim ignores."""
-    from service.experiments.models import Experiment
-
-    newer = aliased(OutboxMessage)
-    latest = (
-        select(func.max(newer.id))
-        .where(newer.experiment_id == Experiment.id)
-        .correlate(Experiment)
-        .scalar_subquery()
-    )
     now = utcnow()
     with session_scope() as session:
-        rows = session.scalars(
-            select(OutboxMessage)
-            .join(Experiment, Experiment.id == OutboxMessage.experiment_id)
-            .where(
-                Experiment.status == "queued",
-                OutboxMessage.id == latest,
-                OutboxMessage.sent_at.is_not(None),
-                OutboxMessage.sent_at < now - timedelta(seconds=resend_after_s),
-            )
-            .order_by(OutboxMessage.id)
-            .limit(limit)
-        ).all()
+        rows = OutboxRepository(session).last_sent_to_queued(
+            now - timedelta(seconds=resend_after_s), limit
+        )
     due = []
     for m in rows:
         assert m.sent_at is not None
@@ -134,11 +114,5 @@ def relay_pending(min_age_s: float = 5.0, limit: int = 500) -> int:
     """Send what was recorded but never marked sent (older than `min_age_s`, so a request that is
     sending its own messages right now is not raced)."""
     with session_scope() as session:
-        rows = session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.sent_at.is_(None))
-            .where(OutboxMessage.created_at < utcnow() - timedelta(seconds=min_age_s))
-            .order_by(OutboxMessage.id)
-            .limit(limit)
-        ).all()
-    return send(list(rows))
+        rows = OutboxRepository(session).unsent(utcnow() - timedelta(seconds=min_age_s), limit)
+    return send(rows)
