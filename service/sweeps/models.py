@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text
@@ -11,7 +12,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from service.kit.db import Base
 from service.kit.time import utcnow
 
-SWEEP_STATUSES = ("running", "finished", "cancelled")
+
+class SweepStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"  # every run ended (and, for lr_coarse_to_fine, stage 2 with them)
+    CANCELLED = "cancelled"
+
+
+SWEEP_STATUSES = tuple(SweepStatus)
 
 
 class Sweep(Base):
@@ -28,7 +36,7 @@ class Sweep(Base):
     # The last stage launched. Advancing is a conditional UPDATE on this column, so when two
     # processes see stage 1 finish at once only one of them launches stage 2.
     stage: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(20), default="running")
+    status: Mapped[str] = mapped_column(String(20), default=SweepStatus.RUNNING)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)  # what the last stage chose
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -36,7 +36,7 @@ class SweepIn(Strict):
         default_factory=dict, description="An experiment spec; `parameters` override its fields"
     )
     strategy: Literal["grid", "random", "lr_coarse_to_fine"]
-    # Values are a list or a DistributionIn, told apart in service._choices so an error's `loc`
+    # Values are a list or a DistributionIn, told apart in trials.choices so an error's `loc`
     # is the path itself rather than a Pydantic union branch.
     parameters: dict[Annotated[str, Field(min_length=1, max_length=200)], Any] = Field(
         default_factory=dict,
