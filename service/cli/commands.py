@@ -22,6 +22,7 @@ from service.cli.trackers import (
 )
 from service.client import ApiError, Client, Submission, load_submission
 from service.client.types import FINAL_STATUSES, Experiment
+from service.training.status import ExperimentStatus
 
 # -- submit -----------------------------------------------------------------------------------
 
@@ -179,7 +180,7 @@ def cancel(
             answers.append(e)
             if json_out:
                 continue
-            if e["status"] == "cancelled":
+            if e["status"] == ExperimentStatus.CANCELLED:
                 typer.echo(f"{i}: cancelled")
             elif e["status"] in FINAL_STATUSES:
                 typer.echo(f"{i}: already {e['status']}; nothing to cancel")

@@ -14,17 +14,19 @@ from rich.table import Table
 from rich.text import Text
 
 from service.client.types import Experiment
+from service.training.status import ExperimentStatus
 
 STATUS_STYLE = {
-    "queued": "dim",
-    "running": "cyan",
-    "succeeded": "green",
-    "early_stopped": "green",
+    ExperimentStatus.QUEUED: "dim",
+    ExperimentStatus.RUNNING: "cyan",
+    ExperimentStatus.SUCCEEDED: "green",
+    ExperimentStatus.EARLY_STOPPED: "green",
+    ExperimentStatus.DIVERGED: "red",
+    ExperimentStatus.FAILED: "red",
+    ExperimentStatus.CANCELLED: "yellow",
+    # a sweep's or a batch's own statuses
     "finished": "green",
     "ready": "green",
-    "diverged": "red",
-    "failed": "red",
-    "cancelled": "yellow",
 }
 
 

@@ -35,6 +35,7 @@ from service.client.types import (
     Sweep,
     sweep_run_id,
 )
+from service.training.status import ExperimentStatus
 
 # While following runs, a service that stops answering is waited for this long before exit 3.
 OUTAGE_GRACE_S = 60.0
@@ -194,7 +195,7 @@ class SweepTracker:
         s = self.sweep
         if s is None or s["status"] == "cancelled" or not s.get("best"):
             return EXIT_RUN_FAILED
-        bad = {"failed", "cancelled"}
+        bad = {ExperimentStatus.FAILED, ExperimentStatus.CANCELLED}
         if any(e["status"] in bad for e in s.get("experiments") or []):
             return EXIT_RUN_FAILED
         return EXIT_OK

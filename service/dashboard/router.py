@@ -7,11 +7,15 @@ is set: they hold no data, and the browser sends the token with its `/v1` calls.
 
 from __future__ import annotations
 
+import json
+from functools import cache
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+
+from service.training.status import FINAL, OK, ExperimentStatus
 
 STATIC = Path(__file__).parent / "static"
 INDEX = STATIC / "index.html"
@@ -22,32 +26,45 @@ router = APIRouter(include_in_schema=False)
 _HEADERS = {"Cache-Control": "no-cache"}
 
 
-def _index() -> FileResponse:
-    return FileResponse(INDEX, media_type="text/html", headers=_HEADERS)
+@cache
+def _page() -> str:
+    """index.html with the service's vocabulary (run statuses, which are final, which ended
+    well) inlined, so the scripts read it instead of keeping their own lists."""
+    vocabulary = {
+        "statuses": list(ExperimentStatus),
+        "final": sorted(FINAL),
+        "ok": sorted(OK),
+    }
+    tag = f'<script id="vocabulary" type="application/json">{json.dumps(vocabulary)}</script>'
+    return INDEX.read_text().replace("</head>", f"  {tag}\n</head>", 1)
+
+
+def _index() -> HTMLResponse:
+    return HTMLResponse(_page(), headers=_HEADERS)
 
 
 @router.get("/")
-def experiments_page() -> FileResponse:
+def experiments_page() -> HTMLResponse:
     return _index()
 
 
 @router.get("/new")
-def create_page() -> FileResponse:
+def create_page() -> HTMLResponse:
     return _index()
 
 
 @router.get("/experiments/{experiment_id}")
-def experiment_page(experiment_id: int) -> FileResponse:
+def experiment_page(experiment_id: int) -> HTMLResponse:
     return _index()
 
 
 @router.get("/compare")
-def compare_page() -> FileResponse:
+def compare_page() -> HTMLResponse:
     return _index()
 
 
 @router.get("/sweeps/{sweep_id}")
-def sweep_page(sweep_id: int) -> FileResponse:
+def sweep_page(sweep_id: int) -> HTMLResponse:
     return _index()
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_seria
 
 from service.experiments.models import Decision, EpochRow, Experiment
 from service.kit.time import as_utc
+from service.training.status import ExperimentStatus
 
 
 class Progress(BaseModel):
@@ -23,7 +24,7 @@ class ExperimentOut(BaseModel):
     id: int
     kind: str = Field(description="train, or lr_range_test (see /v1/lr-range-tests/{id})")
     name: str
-    status: str
+    status: ExperimentStatus
     dataset: str
     spec: dict[str, Any]
     tags: dict[str, str]
@@ -126,7 +127,7 @@ class EpochOut(BaseModel):
 
 class MetricsPage(BaseModel):
     experiment_id: int
-    status: str
+    status: ExperimentStatus
     epochs: list[EpochOut]
     next_after_epoch: int = Field(description="Pass as `after_epoch` to get only newer rows.")
 
@@ -147,7 +148,7 @@ class DecisionOut(BaseModel):
 
 class DecisionList(BaseModel):
     experiment_id: int
-    status: str
+    status: ExperimentStatus
     decisions: list[DecisionOut]
 
     @classmethod
@@ -164,7 +165,7 @@ class SeriesOut(BaseModel):
 
     experiment_id: int
     name: str
-    status: str
+    status: ExperimentStatus
     spec: dict[str, Any]
     tags: dict[str, str]
     lr: list[float | None]

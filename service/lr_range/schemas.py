@@ -12,6 +12,7 @@ from service.experiments.models import Experiment, RangePoint
 from service.kit.time import as_utc
 from service.training.range_spec import RangeParams
 from service.training.spec import ExperimentSpec
+from service.training.status import ExperimentStatus
 
 
 class RangeTestRequest(RangeParams):
@@ -40,7 +41,7 @@ class PointOut(BaseModel):
 
 class RangeTestOut(BaseModel):
     id: int
-    status: str = Field(description="queued | running | succeeded | failed | cancelled")
+    status: ExperimentStatus
     name: str
     spec: dict[str, Any]
     min_lr: float

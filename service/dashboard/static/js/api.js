@@ -93,4 +93,8 @@ export const api = {
   openapi: () => request("GET", "/openapi.json"),
 };
 
-export const FINAL_STATUSES = new Set(["succeeded", "early_stopped", "diverged", "failed", "cancelled"]);
+// The service's run-status vocabulary, inlined into the page by service/dashboard/router.py.
+const VOCABULARY = JSON.parse(document.getElementById("vocabulary")?.textContent ?? "{}");
+export const STATUSES = VOCABULARY.statuses ?? [];
+export const FINAL_STATUSES = new Set(VOCABULARY.final ?? []);
+export const OK_STATUSES = new Set(VOCABULARY.ok ?? []);

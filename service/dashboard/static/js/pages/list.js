@@ -1,11 +1,10 @@
 // `/`: the newest experiments with status, progress, best value and tags; filters by status, tag
 // and sweep live in the URL (shareable); the table is polled every 2 s.
-import { api, ApiError } from "../api.js";
+import { api, ApiError, STATUSES } from "../api.js";
 import { clear, errorBox, h, link } from "../dom.js";
 import { num, progressBar, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
 
-const STATUSES = ["queued", "running", "succeeded", "early_stopped", "diverged", "failed", "cancelled"];
 const POLL_MS = 2000;
 
 export async function renderList(root, query) {
