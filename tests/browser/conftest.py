@@ -1,5 +1,7 @@
 """Browser fixtures: Debian's headless Chromium driven by Playwright (never a downloaded browser),
-against the real `glidepath api` + worker that the `stack` fixture starts.
+against the real `glidepath api` + worker that the top-level `stack` fixture starts (one per
+module and backend: starting them is most of a short browser test's time; tests make their own
+experiments and never assume an empty database).
 
 Without Chromium or Playwright these tests skip with the reason, unless CI=true, where they
 fail: `.ci/run` installs Chromium first. Screenshots go to `$GLIDEPATH_ARTIFACTS/browser/`
@@ -18,8 +20,6 @@ from typing import Any
 
 import pytest
 
-from tests.support.stack import Backend, Stack, start_stack
-
 CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("GLIDEPATH_ARTIFACTS") or ROOT / "test-artifacts") / "browser"
@@ -36,47 +36,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SHOTS: list[Path] = []
-
-
-@pytest.fixture(
-    scope="module", params=["embedded", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    """The top-level `stack` (real API + worker processes) on each backend, but one per module:
-    starting them is most of a short browser test's time. Tests make their own experiments and
-    never assume an empty database."""
-    from tests.conftest import (
-        REDIS_URL,
-        _pg_ok,
-        _redis_ok,
-        _require,
-        create_pg_database,
-        drop_pg_database,
-    )
-
-    tmp = tmp_path_factory.mktemp(f"browser-{request.param}")
-    if request.param == "embedded":
-        backend = Backend(
-            "embedded", f"sqlite:///{tmp / 'data' / 'glidepath.db'}", "", tmp / "data"
-        )
-        with start_stack(backend, tmp / "logs") as running:
-            yield running
-        return
-    _require(_pg_ok(), "PostgreSQL on 127.0.0.1:5432")
-    _require(_redis_ok(), "Redis on 127.0.0.1:6379")
-    import redis
-
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    url = create_pg_database()
-    try:
-        with start_stack(
-            Backend("postgres", url, REDIS_URL, tmp / "data"), tmp / "logs"
-        ) as running:
-            yield running
-    finally:
-        drop_pg_database(url)
 
 
 def _missing() -> str | None:

@@ -6,25 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import (
-    REDIS_URL,
-    _pg_ok,
-    _redis_ok,
-    _require,
-    create_pg_database,
-    drop_pg_database,
-)
-from tests.support.stack import Backend, Stack, start_stack
+from tests.support.stack import stack_fixture
 
 GLIDEPATH = Path(sys.executable).with_name("glidepath")
-# Its own Redis database: the suite's other stacks flush theirs (db 11) when they start.
-CLI_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/13"
 
 
 @dataclass
@@ -58,29 +45,5 @@ def run_cli(*args: str, stdin: str | None = None, timeout: float = 120) -> Resul
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-@pytest.fixture(
-    scope="module", params=["embedded", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def cli_stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    """A real `glidepath api` and one worker, shared by a module's tests, on each backend."""
-    root = tmp_path_factory.mktemp(f"cli-{request.param}")
-    data_dir = root / "data"
-    pg_url = ""
-    if request.param == "embedded":
-        backend = Backend("embedded", f"sqlite:///{data_dir / 'glidepath.db'}", "", data_dir)
-    else:
-        _require(_pg_ok(), "PostgreSQL on 127.0.0.1:5432")
-        _require(_redis_ok(), "Redis on 127.0.0.1:6379")
-        import redis
-
-        redis.Redis.from_url(CLI_REDIS_URL).flushdb()
-        pg_url = create_pg_database()
-        backend = Backend("postgres", pg_url, CLI_REDIS_URL, data_dir)
-    try:
-        with start_stack(backend, root / "logs") as running:
-            yield running
-    finally:
-        if pg_url:
-            drop_pg_database(pg_url)
+# A real `glidepath api` and one worker, shared by a module's tests, on each backend.
+cli_stack = stack_fixture()

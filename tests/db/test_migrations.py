@@ -15,9 +15,8 @@ TABLES = {"experiments", "epoch_metrics", "decisions", "outbox", "datasets", "ex
           "batches", "sweeps", "lr_range_points"}  # fmt: skip
 
 
-def test_upgrade_matches_models_and_downgrade_empties(backend: Backend) -> None:
-    backend.data_dir.mkdir(parents=True, exist_ok=True)
-    url = backend.database_url
+def test_upgrade_matches_models_and_downgrade_empties(blank_backend: Backend) -> None:
+    url = blank_backend.database_url  # an empty database: the upgrade below starts from nothing
     migrate.upgrade(url)
     engine = make_engine(url)
     try:

@@ -5,23 +5,25 @@ that its trace equals an uninterrupted twin's."""
 
 from __future__ import annotations
 
-import os
 import signal
+import statistics
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.stack import Backend, Stack, start_stack, wait_for
+from tests.support.backends import Backends, require
+from tests.support.servers import PostgresServer, RedisServer
+from tests.support.stack import Backend, Stack, stack_fixture, start_stack, wait_for
 
 pytestmark = pytest.mark.integration
 
-# ~60 ms per epoch on a CPU: long enough to be killed mid-run, short enough for CI. Dropout,
-# Adam's state and plateau decisions all have to survive the resume for the traces to match.
+# Tens of ms per epoch on a CPU: long enough to be killed mid-run, short enough for CI. Waits are
+# measured in epochs (recorded rows), never in fixed sleeps. Dropout, Adam's state and plateau
+# decisions all have to survive the resume for the traces to match.
 SPEC: dict[str, Any] = {
     "dataset": "digits", "model": {"type": "mlp", "hidden": [128, 128], "dropout": 0.1},
     "solver": {"type": "Adam", "params": {}}, "base_lr": 0.002, "batch_size": 32,
@@ -31,18 +33,21 @@ SPEC: dict[str, Any] = {
 FAST = {"GLIDEPATH_LEASE_SECONDS": "2", "GLIDEPATH_RESEND_AFTER_SECONDS": "3"}
 
 
-@pytest.fixture
-def stack2(backend: Backend, tmp_path: Path) -> Iterator[Stack]:
-    """Two workers, short leases, quick re-sends."""
-    backend.overrides.update(FAST)
-    with start_stack(backend, tmp_path / "logs", workers=2) as running:
-        yield running
+# Two workers, short leases, quick re-sends; a stack per test (tests kill its workers).
+stack2 = stack_fixture(scope="function", workers=2, overrides=FAST)
 
 
 def trace(c: httpx.Client, exp_id: int) -> list[dict[str, Any]]:
     rows = c.get(f"/v1/experiments/{exp_id}/metrics", params={"limit": 10_000}).json()["epochs"]
     assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1)), "gaps or duplicates"
     return [{k: v for k, v in r.items() if k != "duration_s"} for r in rows]
+
+
+def epoch_seconds(c: httpx.Client, exp_id: int) -> float:
+    """The run's own pace: the median training time of the epochs recorded so far."""
+    rows = c.get(f"/v1/experiments/{exp_id}/metrics", params={"limit": 10_000}).json()["epochs"]
+    assert rows, "no epoch recorded yet"
+    return float(statistics.median(r["duration_s"] for r in rows))
 
 
 def twin(stack: Stack, c: httpx.Client, spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -128,37 +133,27 @@ def test_cancel_while_running_stops_at_a_batch_boundary(stack2: Stack) -> None:
         assert final["status"] == "cancelled"
         rows = trace(c, exp_id)
         assert len(rows) == final["epochs_run"] >= 3  # what it trained is kept
-        time.sleep(1.5)
+        # Long enough for several more epochs at the run's own pace (at least 1.5 s).
+        time.sleep(max(1.5, 10 * epoch_seconds(c, exp_id)))
         assert len(trace(c, exp_id)) == len(rows)  # and nothing is written after
 
 
-REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
-               "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-               "--logfile", "/var/log/redis/ci.log"]  # fmt: skip
-
-
-def _restart_redis() -> None:
-    """This machine's Redis keeps nothing on disk: a restart loses every queued message."""
-    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False,
-                   capture_output=True)  # fmt: skip
-    wait_for(lambda: subprocess.run(["redis-cli", "ping"], capture_output=True).returncode != 0, 10)
-    subprocess.run(REDIS_START, check=True, capture_output=True)
-    wait_for(lambda: subprocess.run(["redis-cli", "ping"], capture_output=True).stdout.strip()
-             == b"PONG", 20)  # fmt: skip
-
-
 @pytest.mark.postgres
-def test_redis_restart_with_experiments_queued_loses_nothing(pg_url: str, redis_url: str,
+def test_redis_restart_with_experiments_queued_loses_nothing(backends: Backends,
                                                              tmp_path: Path) -> None:  # fmt: skip
-    backend = Backend("postgres", pg_url, redis_url, tmp_path / "data", dict(FAST))
-    with start_stack(backend, tmp_path / "logs", workers=0) as stack, stack.client() as c:
-        ids = [c.post("/v1/experiments", json={**SPEC, "epochs": 3, "seed": i}).json()["id"]
-               for i in range(4)]  # fmt: skip
-        _restart_redis()  # the four messages were sent; no worker took them; now they are gone
-        stack.start_worker("late")
-        for exp_id in ids:
-            assert stack.wait_final(exp_id, timeout=90)["status"] == "succeeded", stack.logs()
-            assert len(trace(c, exp_id)) == 3
+    """A private redis-server (memory only) restarted: every queued message is lost."""
+    require(RedisServer.available(), "redis-server")
+    with RedisServer(tmp_path) as redis, \
+            backends.backend("postgres", tmp_path, broker_url=redis.url(0)) as backend:  # fmt: skip
+        backend.overrides.update(FAST)
+        with start_stack(backend, tmp_path / "logs", workers=0) as stack, stack.client() as c:
+            ids = [c.post("/v1/experiments", json={**SPEC, "epochs": 3, "seed": i}).json()["id"]
+                   for i in range(4)]  # fmt: skip
+            redis.restart()  # the four messages were sent; no worker took them; now they are gone
+            stack.start_worker("late")
+            for exp_id in ids:
+                assert stack.wait_final(exp_id, timeout=90)["status"] == "succeeded", stack.logs()
+                assert len(trace(c, exp_id)) == 3
 
 
 def test_worker_lost_too_often_ends_failed_with_the_reason(backend: Backend, tmp_path: Path
@@ -177,37 +172,35 @@ def test_worker_lost_too_often_ends_failed_with_the_reason(backend: Backend, tmp
     assert "lost 3 times" in final["error"]
 
 
-def _pg_ctl(action: str) -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[0]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-                   check=True, capture_output=True, timeout=60)  # fmt: skip
-
-
 @pytest.mark.postgres
 def test_postgres_restart_mid_run_loses_nothing_and_the_api_says_503(
-    pg_url: str, redis_url: str, tmp_path: Path
+    backends: Backends, tmp_path: Path
 ) -> None:
-    backend = Backend("postgres", pg_url, redis_url, tmp_path / "data",
-                      {"GLIDEPATH_LEASE_SECONDS": "10"})  # fmt: skip
-    with start_stack(backend, tmp_path / "logs", workers=1) as stack, stack.client() as c:
-        expected = twin(stack, c, SPEC)
-        exp_id = c.post("/v1/experiments", json=SPEC).json()["id"]
-        holder(stack, c, exp_id, min_epochs=5)
-        statuses = set()
-        _pg_ctl("stop")
-        try:
-            for _ in range(10):  # the database is down: clients are told to retry, never a 500
-                r = c.get(f"/v1/experiments/{exp_id}")
-                statuses.add(r.status_code)
-                if r.status_code == 503:
-                    assert r.headers["Retry-After"]
-                    assert r.json()["detail"][0]["type"] == "unavailable"
-                time.sleep(0.2)
-            assert c.get("/readyz").status_code == 503
-        finally:
-            _pg_ctl("start")
-        assert statuses == {503}
-        final = stack.wait_final(exp_id, timeout=120)  # the API recovered without a restart
-        assert final["status"] == "succeeded", stack.logs()
-        assert trace(c, exp_id) == expected
-        assert c.get("/readyz").status_code == 200
+    """A private PostgreSQL cluster (tests/support/servers.py) stopped mid-run and started again:
+    the machine's shared server is never touched."""
+    require(PostgresServer.available(), "PostgreSQL's initdb and postgres binaries")
+    with PostgresServer() as pg, backends.redis_db() as broker:
+        backend = Backend("postgres", pg.url(), broker, tmp_path / "data",
+                          {"GLIDEPATH_LEASE_SECONDS": "10"})  # fmt: skip
+        with start_stack(backend, tmp_path / "logs", workers=1) as stack, stack.client() as c:
+            expected = twin(stack, c, SPEC)
+            exp_id = c.post("/v1/experiments", json=SPEC).json()["id"]
+            holder(stack, c, exp_id, min_epochs=5)
+            statuses = set()
+            pg.stop()
+            try:
+                for _ in range(10):  # the database is down: clients are told to retry, never 500
+                    r = c.get(f"/v1/experiments/{exp_id}")
+                    statuses.add(r.status_code)
+                    if r.status_code == 503:
+                        assert r.headers["Retry-After"]
+                        assert r.json()["detail"][0]["type"] == "unavailable"
+                    time.sleep(0.2)
+                assert c.get("/readyz").status_code == 503
+            finally:
+                pg.start()
+            assert statuses == {503}
+            final = stack.wait_final(exp_id, timeout=120)  # the API recovered without a restart
+            assert final["status"] == "succeeded", stack.logs()
+            assert trace(c, exp_id) == expected
+            assert c.get("/readyz").status_code == 200

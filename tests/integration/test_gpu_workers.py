@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.stack import Backend, die_with_parent, start_stack, wait_for
+from tests.support.backends import Backends
+from tests.support.stack import die_with_parent, start_stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,10 +34,9 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def test_one_worker_per_gpu_and_sigterm_stops_all(tmp_path: Path) -> None:
-    backend = Backend("embedded", f"sqlite:///{tmp_path / 'data' / 'glidepath.db'}", "",
-                      tmp_path / "data")  # fmt: skip
-    with start_stack(backend, tmp_path / "logs", workers=0) as stack:
+def test_one_worker_per_gpu_and_sigterm_stops_all(backends: Backends, tmp_path: Path) -> None:
+    with backends.backend("embedded", tmp_path) as backend, \
+            start_stack(backend, tmp_path / "logs", workers=0) as stack:  # fmt: skip
         log = (tmp_path / "supervisor.log").open("wb")
         sup = subprocess.Popen([sys.executable, "-c", SUPERVISE], env=backend.env(), stdout=log,
                                stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip

@@ -5,14 +5,12 @@ epoch from base_lr, early stopping still ends a run, and a worker killed mid-run
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.test_faults import FAST, holder, trace, twin
-from tests.support.stack import Backend, Stack, start_stack
+from tests.support.stack import Stack, stack_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +29,8 @@ ADAM_HD: dict[str, Any] = {
 }  # fmt: skip
 
 
-@pytest.fixture
-def stack2(backend: Backend, tmp_path: Path) -> Iterator[Stack]:
-    """Two workers, short leases, quick re-sends (as test_faults.py)."""
-    backend.overrides.update(FAST)
-    with start_stack(backend, tmp_path / "logs", workers=2) as running:
-        yield running
+# Two workers, short leases, quick re-sends (as test_faults.py); the test kills a worker.
+stack2 = stack_fixture(scope="function", workers=2, overrides=FAST)
 
 
 def test_lr_adapts_and_a_killed_run_resumes_with_the_identical_trace(stack2: Stack) -> None:

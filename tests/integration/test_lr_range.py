@@ -6,8 +6,6 @@ embedded default and on PostgreSQL + Redis."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +14,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from service.training.range_suggest import skip_steps, smooth, suggest
-from tests.support.stack import FINAL, Backend, Stack, start_stack, wait_for
+from tests.support.stack import FINAL, Stack, stack_fixture, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +30,9 @@ RANGE = {"min_lr": 1e-5, "max_lr": 10.0, "steps": 100}
 EPOCHS = 15
 
 
-@pytest.fixture
-def stack(backend: Backend, tmp_path: Path) -> Iterator[Stack]:
-    """The real API and worker, re-sending a still-queued run's task after 3 s instead of 60:
-    tasks wait behind each other on the one worker here, and a lost message (a Redis flushed
-    by a test run beside this one) would otherwise cost a minute."""
-    backend.overrides["GLIDEPATH_RESEND_AFTER_SECONDS"] = "3"
-    with start_stack(backend, tmp_path / "logs") as running:
-        yield running
+# The real API and worker, re-sending a still-queued run's task after 3 s instead of 60: tasks
+# wait behind each other on the one worker here, and a lost message would otherwise cost a minute.
+stack = stack_fixture(overrides={"GLIDEPATH_RESEND_AFTER_SECONDS": "3"})
 
 
 def wait_range(stack: Stack, c: httpx.Client, test_id: int, timeout: float = 120) -> dict[str, Any]:

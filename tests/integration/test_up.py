@@ -32,6 +32,7 @@ def test_up_trains_and_stopping_it_stops_api_and_worker(tmp_path: Path, stop: st
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLIDEPATH_")}
     env["GLIDEPATH_DATA_DIR"] = str(tmp_path / "data")
+    env["OMP_NUM_THREADS"] = "1"  # as every stack the tests start (tests/support/stack.py)
     log = (tmp_path / "up.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "up", "--port", str(port)],

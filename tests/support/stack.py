@@ -1,7 +1,11 @@
-"""Start the real processes (`glidepath api`, `glidepath worker`) the way a user would."""
+"""Start the real processes (`glidepath api`, `glidepath worker`) the way a user would: the one
+place tests start a stack. `start_stack` is the context manager; `stack_fixture` makes a pytest
+fixture of it (one stack per module by default, on each backend) for a test module's conftest or
+the module itself."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -28,6 +32,7 @@ class Backend:
     broker_url: str  # "" = the embedded file-system broker
     data_dir: Path
     overrides: dict[str, str] = field(default_factory=dict)  # extra GLIDEPATH_* for processes
+    migrated: bool = False  # the database is a copy of the migrated template: no Alembic run
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GLIDEPATH_")}
@@ -37,6 +42,10 @@ class Backend:
             GLIDEPATH_BROKER_URL=self.broker_url,
             GLIDEPATH_LEASE_SECONDS="10",
             PYTHONUNBUFFERED="1",
+            # One thread per process: torch's default (one per core) makes a worker many times
+            # slower whenever the API, another worker or pytest takes a core.
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
         )
         env.update(self.overrides)
         return env
@@ -92,13 +101,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Loaded in the parent: a child that dropped root (a private PostgreSQL) may not read Python's lib.
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
 def die_with_parent() -> None:
     """In the child, before exec: SIGKILL me when the test process dies. Without it a test run
     that is itself killed leaves workers behind that consume the next run's messages."""
-    import ctypes
-
     PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _spawn(args: list[str], backend: Backend, log: Path) -> subprocess.Popen[bytes]:
@@ -125,8 +136,10 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
 
 @contextmanager
 def start_stack(backend: Backend, log_dir: Path, workers: int = 1) -> Iterator[Stack]:
+    """The API on a free port and `workers` Celery workers, stopped (SIGTERM) on exit."""
     backend.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(backend.database_url)
+    if not backend.migrated:
+        migrate.upgrade(backend.database_url)
     port = free_port()
     stack = Stack(backend, f"http://127.0.0.1:{port}", log_dir)
     stack.procs["api"] = _spawn(["api", "--port", str(port)], backend, log_dir / "api.log")
@@ -145,3 +158,28 @@ def start_stack(backend: Backend, log_dir: Path, workers: int = 1) -> Iterator[S
     finally:
         for proc in stack.procs.values():
             stop(proc)
+
+
+def stack_fixture(
+    *, scope: str = "module", workers: int = 1, overrides: dict[str, str] | None = None
+) -> Any:
+    """A fixture that yields a running `Stack` on each backend (ids embedded, postgres; the
+    latter marked `postgres`), on a fresh copy of the session's migrated database.
+
+    scope="module" (the default) shares one stack among a module's tests: they must not kill or
+    reconfigure it, and must find their own runs by id (never "all experiments"). Tests that kill
+    workers or need settings of their own use scope="function". `overrides`: GLIDEPATH_* for
+    the processes, e.g. shorter leases."""
+    import pytest
+
+    from tests.support.backends import PARAMS
+
+    @pytest.fixture(scope=scope, params=PARAMS)  # type: ignore[call-overload]
+    def _stack(request: Any, backends: Any, tmp_path_factory: Any) -> Iterator[Stack]:
+        root = tmp_path_factory.mktemp(f"stack-{request.param}")
+        with backends.backend(request.param, root) as backend:
+            backend.overrides.update(overrides or {})
+            with start_stack(backend, root / "logs", workers=workers) as running:
+                yield running
+
+    return _stack
