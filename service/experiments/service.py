@@ -6,7 +6,6 @@ import base64
 import hashlib
 import json
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.datasets import service as datasets
@@ -23,6 +22,7 @@ from service.experiments.schemas import (
     MetricsPage,
     SeriesOut,
 )
+from service.kit.conflicts import insert_or_winner
 from service.kit.errors import Conflict, InvalidInput, NotFound
 from service.training.checks import check_spec, derived_sizes
 from service.training.spec import ExperimentSpec
@@ -106,17 +106,14 @@ def create(
     experiment = validate(session, spec, ["body"])
     experiment.idempotency_key = idempotency_key
     experiment.request_hash = digest
-    try:
-        repo.add(experiment, spec.tags)
-    except IntegrityError:
-        # A concurrent request with the same key won the insert: answer as its replay. (No
-        # SAVEPOINT: pysqlite's default transaction handling makes them unreliable on SQLite;
-        # this request's unit of work holds nothing else, so a full rollback loses nothing.)
-        session.rollback()
-        existing = repo.by_idempotency_key(idempotency_key or "")
-        if existing is None:
-            raise
-        return _replay(existing, digest), False
+    # A concurrent request with the same key may have won the insert: answer as its replay.
+    saved, inserted = insert_or_winner(
+        session,
+        lambda: repo.add(experiment, spec.tags),
+        lambda: repo.by_idempotency_key(idempotency_key) if idempotency_key else None,
+    )
+    if not inserted:
+        return _replay(saved, digest), False
     dispatch.enqueue(session, experiment.id, experiment.queue, dispatch.RUN_TASK)
     return experiment, True
 
