@@ -11,9 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from service.training.status import OK, ExperimentStatus
+
 # Final statuses whose metrics a sweep trusts; a run that diverged, failed or was cancelled
 # ranks below every run that finished (its best epoch before blowing up is no recommendation).
-FINISHED_WELL = frozenset({"succeeded", "early_stopped"})
+FINISHED_WELL = OK
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def rank_key(status: str, score: float | None, mode: str) -> tuple[int, float]:
         group = 3
     elif status in FINISHED_WELL:
         group = 0
-    elif status in ("queued", "running"):
+    elif status in (ExperimentStatus.QUEUED, ExperimentStatus.RUNNING):
         group = 1
     else:
         group = 2
