@@ -1,0 +1,155 @@
+"""The worker's run lifecycle in-process (`worker.runs.lifecycle.run_experiment`), on a real
+migrated database of each backend: what a user then reads through the API (status, rows,
+decisions, files) after a run ends, is cancelled, fails, diverges, or is handed back at a
+worker's shutdown and resumed. Fast: no processes, tiny data sets."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from service.config import settings
+from service.training.status import ExperimentStatus
+from worker.runs import lease as leases
+from worker.runs.lifecycle import run_experiment
+
+IRIS: dict[str, Any] = {
+    "name": "in-process",
+    "dataset": "iris",
+    "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 1},
+    "model": {"type": "mlp", "hidden": [16], "dropout": 0.1},
+    "solver": {"type": "SGD", "params": {"momentum": 0.9}},
+    "base_lr": 0.05,
+    "epochs": 5,
+    "batch_size": 16,
+    "seed": 3,
+    "device": "cpu",
+}
+
+
+def submit(client: TestClient, spec: dict[str, Any]) -> int:
+    created = client.post("/v1/experiments", json=spec)
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
+def detail(client: TestClient, exp_id: int) -> dict[str, Any]:
+    body: dict[str, Any] = client.get(f"/v1/experiments/{exp_id}").json()
+    return body
+
+
+def rows(client: TestClient, exp_id: int) -> list[dict[str, Any]]:
+    epochs: list[dict[str, Any]] = client.get(f"/v1/experiments/{exp_id}/metrics").json()["epochs"]
+    return epochs
+
+
+def trace(client: TestClient, exp_id: int) -> list[tuple[Any, ...]]:
+    keys = ("epoch", "lr", "train_loss", "val_loss", "val_accuracy", "decision")
+    return [tuple(r[k] for k in keys) for r in rows(client, exp_id)]
+
+
+def test_a_run_trains_every_epoch_keeps_its_model_and_drops_its_checkpoint(
+    client: TestClient,
+) -> None:
+    exp_id = submit(client, {**IRIS, "checkpoint_every": 2})
+    outcome = run_experiment(exp_id, owner="test:1")
+    assert (outcome.status, outcome.epochs_run) == (ExperimentStatus.SUCCEEDED, 5)
+    got = detail(client, exp_id)
+    assert got["status"] == "succeeded" and got["attempt"] == 1 and got["epochs_run"] == 5
+    assert got["device"] == "cpu" and got["finished_at"] is not None
+    assert set(got["test_metrics"]) == {"test_loss", "test_accuracy"}
+    assert [r["epoch"] for r in rows(client, exp_id)] == [1, 2, 3, 4, 5]
+    assert all(r["lr"] == 0.05 for r in rows(client, exp_id))
+    assert (settings.data_dir / "models" / f"{exp_id}.pt").exists()
+    assert not (settings.data_dir / "checkpoints" / f"{exp_id}.pt").exists()
+    # A second delivery of the same message finds the run ended and does nothing.
+    assert run_experiment(exp_id, owner="test:2").status == "not_claimed"
+    assert detail(client, exp_id)["attempt"] == 1
+
+
+def test_a_run_cancelled_while_queued_is_never_claimed(client: TestClient) -> None:
+    exp_id = submit(client, IRIS)
+    assert client.post(f"/v1/experiments/{exp_id}/cancel").status_code in (200, 202)
+    assert run_experiment(exp_id, owner="test:1").status == "not_claimed"
+    got = detail(client, exp_id)
+    assert got["status"] == "cancelled" and got["attempt"] == 0 and rows(client, exp_id) == []
+
+
+def test_a_diverging_run_ends_diverged_with_its_decision_and_no_model(client: TestClient) -> None:
+    spec = {"dataset": "diabetes", "model": {"type": "linear"}, "base_lr": 5.0, "epochs": 60,
+            "solver": {"type": "SGD", "params": {"momentum": 0.9}}, "batch_size": 32,
+            "device": "cpu"}  # fmt: skip
+    exp_id = submit(client, spec)
+    assert run_experiment(exp_id, owner="test:1").status == "diverged"
+    got = detail(client, exp_id)
+    assert got["status"] == "diverged" and got["epochs_run"] < 60
+    assert rows(client, exp_id)[-1]["decision"] == "diverged"
+    kinds = [
+        d["kind"] for d in client.get(f"/v1/experiments/{exp_id}/decisions").json()["decisions"]
+    ]
+    assert kinds == ["diverged"]
+    assert not (settings.data_dir / "models" / f"{exp_id}.pt").exists()
+
+
+def test_early_stopping_ends_the_run_with_the_reason_and_keeps_the_best_epoch(
+    client: TestClient,
+) -> None:
+    # An LR so small the loss barely moves: min_delta makes every epoch "no better".
+    stop = {"monitor": "val_loss", "patience": 2, "min_delta": 1.0, "restore_best": True}
+    exp_id = submit(client, {**IRIS, "epochs": 20, "base_lr": 1e-4, "early_stopping": stop})
+    assert run_experiment(exp_id, owner="test:1").status == "early_stopped"
+    got = detail(client, exp_id)
+    assert got["status"] == "early_stopped" and got["epochs_run"] == 3
+    assert got["best_epoch"] == 1 and got["best_value"] == rows(client, exp_id)[0]["val_loss"]
+    assert "val_loss" in got["stop_reason"]
+
+
+def test_a_run_whose_data_is_gone_fails_with_an_error_a_person_reads(client: TestClient) -> None:
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    np.savez(buf, x=rng.normal(size=(60, 4)).astype("float32"), y=rng.integers(0, 2, 60))
+    npz = ("d.npz", buf.getvalue(), "application/octet-stream")
+    up = client.post("/v1/datasets", data={"name": "gone-soon"}, files={"file": npz})
+    assert up.status_code == 201, up.text
+    exp_id = submit(client, {**IRIS, "dataset": "gone-soon", "split": {"train": 0.8, "val": 0.2}})
+    (settings.data_dir / "datasets" / "gone-soon.npz").unlink()
+    assert run_experiment(exp_id, owner="test:1").status == "failed"
+    got = detail(client, exp_id)
+    assert got["status"] == "failed" and "gone-soon.npz" in got["error"]
+    assert rows(client, exp_id) == []
+
+
+def test_a_run_handed_back_at_shutdown_resumes_with_the_identical_trace(
+    client: TestClient,
+) -> None:
+    spec = {**IRIS, "epochs": 20, "checkpoint_every": 1}
+    straight = submit(client, spec)
+    assert run_experiment(straight, owner="test:0").status == "succeeded"
+
+    exp_id = submit(client, spec)
+
+    def shut_down_after_epoch_3() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and detail(client, exp_id)["epochs_run"] < 3:
+            time.sleep(0.002)
+        leases.request_shutdown()  # what Celery's warm shutdown does (worker/celery_app.py)
+
+    watcher = threading.Thread(target=shut_down_after_epoch_3)
+    watcher.start()
+    first = run_experiment(exp_id, owner="test:1")
+    watcher.join()
+    assert first.status == "handed_back"
+    back = detail(client, exp_id)
+    assert back["status"] == "queued" and back["worker"] is None and back["attempt"] == 1
+    assert 3 <= back["epochs_run"] < 20
+
+    second = run_experiment(exp_id, owner="test:2")
+    assert (second.status, second.epochs_run) == ("succeeded", 20)
+    assert detail(client, exp_id)["attempt"] == 2
+    assert trace(client, exp_id) == trace(client, straight)  # bit for bit: the same floats
+    assert detail(client, exp_id)["test_metrics"] == detail(client, straight)["test_metrics"]
