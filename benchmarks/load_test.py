@@ -189,19 +189,19 @@ def read_worker_logs(log_dir: Path) -> list[WorkerLog]:
     for log in sorted(log_dir.glob("w*.log")):
         text = log.read_text(errors="replace")
         seconds = [float(m) for m in done.findall(text)]
-        out.append(WorkerLog(log.stem, len(seconds), sum(seconds), text.count("not claimed")))
+        out.append(WorkerLog(log.stem, len(seconds), sum(seconds), text.count("not_claimed")))
     return out
 
 
 def read_api_housekeeping(log_dir: Path) -> dict[str, int]:
-    """Totals of the API relay's "housekeeping: sent N, re-sent N, reaped N" lines."""
+    """Totals of the API's `housekeeping sent=N resent=N reaped=N ...` events."""
     totals: dict[str, int] = {}
     api_log = log_dir / "api.log"
     if not api_log.exists():
         return totals
     for line in api_log.read_text(errors="replace").splitlines():
-        if "housekeeping: " in line:
-            for name, n in re.findall(r"([a-z-]+) (\d+)", line.split("housekeeping: ", 1)[1]):
+        if " housekeeping " in line:  # structured: `[info ] housekeeping  reaped=1 sent=3 ...`
+            for name, n in re.findall(r"([a-z_]+)=(\d+)", line.split(" housekeeping ", 1)[1]):
                 totals[name] = totals.get(name, 0) + int(n)
     return totals
 

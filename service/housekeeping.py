@@ -10,18 +10,18 @@ database and the broker in step when a process dies at the wrong moment.
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from service.config import settings
 from service.dispatch import service as dispatch
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
+from service.kit.logging import get_logger
 from service.kit.time import utcnow
 from service.sweeps.service import advance_running
 from service.training.status import ExperimentStatus
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def reap(max_attempts: int | None = None) -> int:
@@ -47,11 +47,18 @@ def reap(max_attempts: int | None = None) -> int:
                 )  # fmt: skip
             else:
                 done = repo.requeue_expired(experiment_id, attempt, status=ExperimentStatus.QUEUED)
-                if done:
+                if True:
                     dispatch.enqueue(session, experiment_id, queue, dispatch.RUN_TASK)
             if done:
-                log.warning("experiment %s: lease of attempt %s expired; %s", experiment_id,
-                            attempt, "cancelled" if cancel else "re-queued or failed")  # fmt: skip
+                outcome = (
+                    ExperimentStatus.CANCELLED
+                    if cancel
+                    else ExperimentStatus.FAILED
+                    if attempt >= max_attempts
+                    else ExperimentStatus.QUEUED
+                )
+                log.warning("reaped", experiment_id=experiment_id, attempt=attempt,
+                            now=str(outcome), reason="lease expired")  # fmt: skip
                 handled += 1
     return handled
 
@@ -59,18 +66,18 @@ def reap(max_attempts: int | None = None) -> int:
 def tick() -> None:
     jobs = {
         "sent": dispatch.relay_pending,
-        "re-sent": lambda: dispatch.resend_stale(settings.resend_after_seconds),
+        "resent": lambda: dispatch.resend_stale(settings.resend_after_seconds),
         "reaped": reap,
-        "sweeps moved on": advance_running,
+        "sweeps_moved_on": advance_running,
     }
     done = {}
     for name, job in jobs.items():
         try:  # each on its own: one failing (say, the broker is down) must not stop the others
             done[name] = job()
         except Exception:
-            log.warning("housekeeping (%s) failed", name, exc_info=True)
+            log.warning("housekeeping_failed", job=name, exc_info=True)
     if any(done.values()):
-        log.info("housekeeping: %s", ", ".join(f"{k} {v}" for k, v in done.items()))
+        log.info("housekeeping", **done)
 
 
 class Housekeeping(threading.Thread):
@@ -84,7 +91,7 @@ class Housekeeping(threading.Thread):
             try:
                 tick()
             except Exception:  # DB or broker away: try again next tick
-                log.warning("housekeeping failed", exc_info=True)
+                log.warning("housekeeping_failed", exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()

@@ -4,7 +4,6 @@ between commit and send, the broker was down) is sent again by `relay_pending`."
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from datetime import UTC, timedelta
@@ -16,9 +15,10 @@ from service.dispatch import broker
 from service.dispatch.models import OutboxMessage
 from service.dispatch.repository import OutboxRepository
 from service.kit.db import session_scope
+from service.kit.logging import get_logger
 from service.kit.time import utcnow
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _PENDING_KEY = "glidepath_outbox_pending"
 RUN_TASK = "glidepath.run_experiment"
@@ -79,15 +79,14 @@ def send(messages: list[OutboxMessage]) -> int:
             broker.send_task(message.task, message.experiment_id, message.queue)
             sent_ids.append(message.id)
         except Exception:  # the broker is down: the relay retries
-            log.warning(
-                "could not send outbox message %s; the relay will retry", message.id, exc_info=True
-            )
+            log.warning("send_failed", message_id=message.id, experiment_id=message.experiment_id,
+                        retry="by housekeeping", exc_info=True)  # fmt: skip
     if sent_ids:
         try:
             with session_scope() as session:
                 OutboxRepository(session).mark_sent(sent_ids)
         except Exception:  # a re-send later is harmless: the claim makes duplicates no-ops
-            log.warning("could not mark outbox messages sent", exc_info=True)
+            log.warning("mark_sent_failed", message_ids=sent_ids, exc_info=True)
     return len(sent_ids)
 
 

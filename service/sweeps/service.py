@@ -9,8 +9,6 @@ Requests become trials and rows in `trials`; the detail and its ranking are `lea
 
 from __future__ import annotations
 
-import logging
-
 from sqlalchemy.orm import Session
 
 from service.datasets import service as datasets
@@ -19,6 +17,7 @@ from service.experiments.models import Experiment
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.kit.errors import InvalidInput, NotFound
+from service.kit.logging import get_logger
 from service.sweeps import expand, leaderboard, trials
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import SweepRepository
@@ -26,7 +25,7 @@ from service.sweeps.schemas import SweepCreated, SweepIn, SweepOut, SweepPage
 from service.training.spec import metrics_for
 from service.training.status import FINAL
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def _insert(
@@ -151,7 +150,7 @@ def _launch_fine(session: Session, sweep: Sweep, coarse: list[Experiment]) -> No
         repo.finish(sweep.id, f"stage 2 could not start: {exc}")
         return
     _insert(session, sweep, rows, "fine")
-    log.info("sweep %s: %s", sweep.id, note)
+    log.info("sweep_moved_on", sweep_id=sweep.id, note=note)
 
 
 def _id_of(runs: list[Experiment], lr: float) -> int:
