@@ -194,8 +194,9 @@ def walk(
     spec: ExperimentSpec, steps_per_epoch: int, monitor_values: Sequence[float] | None = None
 ) -> Iterator[EpochLR]:
     """The run's schedule epoch by epoch without training, in the worker loop's order
-    (engine/run.py): read the LR; step the scheduler per batch (interval `step`); `after_epoch`;
-    then, given metric values, `decisions.step` and its `lr_next` for every param group.
+    (worker/engine/program.py): read the LR; step the scheduler per batch (interval `step`);
+    `after_epoch`; then, given metric values, `decisions.step` and its `lr_next` for every
+    param group.
 
     `monitor_values[e - 1]` is epoch e's value of `monitored(spec)`; with values the walk ends
     after the last one or where a decision stops the run (a non-finite value diverges). Without
