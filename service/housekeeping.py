@@ -47,7 +47,7 @@ def reap(max_attempts: int | None = None) -> int:
                 )  # fmt: skip
             else:
                 done = repo.requeue_expired(experiment_id, attempt, status=ExperimentStatus.QUEUED)
-                if True:
+                if done:
                     dispatch.enqueue(session, experiment_id, queue, dispatch.RUN_TASK)
             if done:
                 outcome = (
