@@ -5,6 +5,7 @@ from __future__ import annotations
 from service.config import settings
 from service.datasets import builtin, storage
 from service.datasets import service as datasets
+from service.datasets.repository import DatasetRepository
 from service.kit.db import session_scope
 from service.training.datasets import Arrays, DatasetInfo
 
@@ -19,7 +20,7 @@ def load_arrays(name: str) -> tuple[Arrays, DatasetInfo]:
     if name in builtin.NAMES:
         return builtin.load(name), builtin.info(name)
     with session_scope() as session:
-        row = datasets.find(session, name)
+        row = DatasetRepository(session).by_name(name)
         if row is None:
             raise DatasetMissing(f"dataset {name!r} does not exist")
         info, path = datasets.info_of(row), row.path
