@@ -110,9 +110,12 @@ def test_still_falling_warning_starts_half_a_slope_window_from_the_end(
     assert windows(N)[1] == 11
     s = suggest(LRS, flat_from(flat_from_step))
     assert s.lr is not None and s.min_loss_step == min_step
-    assert s.rule.endswith(
-        ". The loss was still falling at the end: a higher max_lr may show a larger LR"
-    ) is warned
+    assert (
+        s.rule.endswith(
+            ". The loss was still falling at the end: a higher max_lr may show a larger LR"
+        )
+        is warned
+    )
 
 
 @pytest.mark.parametrize(("flat_from_step", "warned"), [(48, False), (49, True)])

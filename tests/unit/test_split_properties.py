@@ -20,9 +20,7 @@ FRACTION = st.one_of(
     st.sampled_from([0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 1 / 3, 0.45]),
     st.floats(0.0, 0.45, allow_nan=False),
 )
-CLASS_COUNTS = st.lists(
-    st.one_of(st.integers(1, 4), st.integers(1, 120)), min_size=1, max_size=7
-)
+CLASS_COUNTS = st.lists(st.one_of(st.integers(1, 4), st.integers(1, 120)), min_size=1, max_size=7)
 
 
 def labels(counts: list[int]) -> np.ndarray:
