@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from service.training.decisions import Decision, State, initial_state, replay, step
@@ -154,8 +154,23 @@ def assert_matches_torch(
 # --- ReduceLROnPlateau == torch -------------------------------------------------------------
 
 
+# Edges found so far, pinned (random draws caught the first one in about half the runs):
+# min_lr reached with eps 0 (a "reduction" from 0.06 to 0.06 is none), ties with threshold 0 in
+# both modes, cooldown swallowing bad epochs, an abs threshold.
+PINNED_PLATEAU = {"factor": 0.5, "patience": 0, "threshold": 0.0, "threshold_mode": "rel",
+                  "cooldown": 0, "min_lr": 0.06, "eps": 0.0}  # fmt: skip
+
+
 @SETTINGS
 @given(params=PLATEAU_PARAMS, values=VALUES)
+@example(params={"mode": "min", **PINNED_PLATEAU}, values=[1.0, 1.0, 1.0, 1.0])
+@example(params={"mode": "max", **PINNED_PLATEAU}, values=[0.5, 0.5, 0.5, 0.5])
+@example(params={"mode": "min", **PINNED_PLATEAU, "min_lr": 0.0}, values=[0.5, 0.5, 0.45, 0.5])
+@example(params={"mode": "min", **PINNED_PLATEAU, "cooldown": 2}, values=[1.0] * 7)
+@example(
+    params={"mode": "max", **PINNED_PLATEAU, "threshold": 0.1, "threshold_mode": "abs"},
+    values=[0.5, 0.55, 0.61, 0.65, 0.72],
+)
 def test_plateau_matches_torch_exactly(params: dict[str, Any], values: list[float]) -> None:
     spec = make_spec(plateau=params)
     decisions, history = drive(spec, values, monitor_for(params["mode"]))
@@ -196,6 +211,8 @@ def test_reduce_lr_reason_names_monitor_best_epoch_and_lrs() -> None:
     excellent=st.booleans(),
     values=VALUES,
 )
+@example(params={"mode": "min", **PINNED_PLATEAU}, warmup=2, start_factor=0.1, excellent=True,
+         values=[1.0, 1.0, 1.0])  # fmt: skip
 def test_plateau_after_warmup_sees_only_post_warmup_epochs(
     params: dict[str, Any],
     warmup: int,
@@ -313,6 +330,12 @@ def early_stop_outcome(
 
 @SETTINGS
 @given(es=EARLY_STOPPING, values=VALUES)
+# A tie with an unbeaten baseline; a tie after an improvement; min_delta in mode max.
+@example(es={"mode": "min", "patience": 1, "min_delta": 0.0, "baseline": 0.5}, values=[0.5])
+@example(es={"mode": "min", "patience": 2, "min_delta": 0.0, "baseline": None},
+         values=[1.0, 0.9, 0.9, 0.9])  # fmt: skip
+@example(es={"mode": "max", "patience": 1, "min_delta": 0.1, "baseline": None},
+         values=[0.5, 0.6, 0.61])  # fmt: skip
 def test_early_stopping_matches_contract_reference(es: dict[str, Any], values: list[float]) -> None:
     decisions, outcome = early_stop_outcome(es, values)
     expected = reference_early_stop(values, **es)
