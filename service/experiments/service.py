@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.datasets import service as datasets
 from service.dispatch import service as dispatch
-from service.experiments.models import Experiment, ExperimentTag
+from service.experiments.models import Experiment
 from service.experiments.repository import ExperimentRepository
 from service.experiments.schemas import (
     CompareOut,
@@ -80,13 +80,7 @@ def validate_many(
 def insert_many(session: Session, rows: list[Experiment]) -> list[int]:
     """Insert validated rows with their tags and outbox messages in the caller's transaction
     (one multi-row INSERT per table; the messages are sent when it commits)."""
-    session.add_all(rows)
-    session.flush()
-    session.add_all(
-        ExperimentTag(experiment_id=row.id, key=key, value=value)
-        for row in rows
-        for key, value in (row.spec.get("tags") or {}).items()
-    )
+    ExperimentRepository(session).add_many(rows)
     for row in rows:
         dispatch.enqueue(session, row.id, row.queue, dispatch.RUN_TASK)
     return [row.id for row in rows]

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.training.status import ExperimentStatus
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 MAX_TRIALS = 1000
@@ -66,7 +68,7 @@ class SweepCreated(BaseModel):
 class SweepRun(BaseModel):
     experiment_id: int
     name: str
-    status: str
+    status: ExperimentStatus
     stage: int
     params: dict[str, Any] = Field(description="the swept fields' values in this run")
     score: float | None = Field(description="the run's best `metric` so far")
