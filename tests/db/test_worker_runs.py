@@ -11,10 +11,17 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from service.config import settings
+from service.datasets import builtin
+from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
+from worker.engine.data import to_device
+from worker.engine.loop import evaluate
+from worker.engine.model import build_model
 from worker.runs import lease as leases
 from worker.runs.lifecycle import run_experiment
 
@@ -107,6 +114,15 @@ def test_early_stopping_ends_the_run_with_the_reason_and_keeps_the_best_epoch(
     assert got["status"] == "early_stopped" and got["epochs_run"] == 3
     assert got["best_epoch"] == 1 and got["best_value"] == rows(client, exp_id)[0]["val_loss"]
     assert "val_loss" in got["stop_reason"]
+    # restore_best: the model kept is epoch 1's, not the last epoch's.
+    weights = torch.load(settings.data_dir / "models" / f"{exp_id}.pt", weights_only=True)
+    spec = ExperimentSpec.model_validate({**IRIS, "epochs": 20})
+    model = build_model(spec.model, builtin.info("iris"))
+    model.load_state_dict(weights)
+    data = to_device(spec, builtin.load("iris"), builtin.info("iris"), torch.device("cpu"))
+    val = evaluate(model, data.val, "classification")
+    assert val.loss == pytest.approx(got["best_value"], rel=1e-6)
+    assert val.loss != pytest.approx(rows(client, exp_id)[-1]["val_loss"], rel=1e-9)
 
 
 def test_a_run_whose_data_is_gone_fails_with_an_error_a_person_reads(client: TestClient) -> None:
