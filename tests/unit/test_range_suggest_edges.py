@@ -195,11 +195,11 @@ def test_a_non_finite_loss_ends_the_usable_trace() -> None:
 
 def test_divergence_needs_strictly_more_than_the_factor() -> None:
     t = Tracker(beta=0.0, diverge_factor=4.0, skip=0)
-    assert t.add(1.0) == 1.0 and t.stopped is None
-    assert t.add(4.0) == 4.0 and t.stopped is None  # exactly 4× the best: not yet
-    assert t.add(4.5) == 4.5
-    assert t.stopped == "diverged at step 2 (smoothed loss 4.5× the best, 4.5 vs 1)"
-    with pytest.raises(AssertionError):
+    assert t.add(2.0) == 2.0 and t.stopped is None
+    assert t.add(8.0) == 8.0 and t.stopped is None  # exactly 4× the best: not yet
+    assert t.add(9.0) == 9.0
+    assert t.stopped == "diverged at step 2 (smoothed loss 4.5× the best, 9 vs 2)"
+    with pytest.raises(AssertionError, match="the test already stopped"):
         t.add(1.0)
 
 
@@ -228,3 +228,35 @@ def test_ramp_of_two_steps_is_its_ends() -> None:
     assert lr_ramp(0.001, 1.0, 2) == [0.001, 1.0]
     ramp = lr_ramp(1e-4, 1.0, 5)
     assert ramp == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0], rel=1e-12)
+
+
+def test_three_spikes_in_a_row_do_not_move_the_suggestion() -> None:
+    """The median window of 7 removes up to 3 consecutive spikes, anywhere in the descent."""
+    clean = flat_from(60)
+    base = suggest(LRS, clean)
+    for start in (62, 70, 80):  # right after the descent, and in the flat part
+        spiky = list(clean)
+        for i in range(start, start + 3):
+            spiky[i] *= 6
+        got = suggest(LRS, spiky)
+        assert got.lr == base.lr, start
+        assert got.min_loss_step is not None and 65 <= got.min_loss_step <= 68, start
+        assert got.details["filtered_min_loss"] == 1.0
+
+
+def test_no_suggestion_still_reports_what_was_analysed() -> None:
+    empty = suggest([], [], N)
+    assert empty.details == {
+        "skipped_steps": 10, "median_window": 7, "slope_window": 11, "steps_used": 0,
+    }  # fmt: skip
+    rising = suggest(LRS, [1.0 + 0.01 * i for i in range(N)])
+    assert rising.details["steps_used"] == 90
+    assert rising.details["filtered_start_loss"] == rising.details["filtered_min_loss"]
+    flat = suggest(LRS, sigmoid_drop(2.0, 0.08))
+    assert flat.details["steps_used"] == 90 and "filtered_start_loss" in flat.details
+
+
+def test_the_steepest_slope_is_reported_per_decade() -> None:
+    """1.5 of loss over the steps 0..60, i.e. over 60 · 6/99 decades: -4.125 per decade."""
+    s = suggest(LRS, flat_from(60))
+    assert s.details["steepest_slope_per_decade"] == pytest.approx(-1.5 / (60 * 6 / 99))
