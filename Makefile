@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # and pinning it first keeps pip from pulling a multi-gigabyte CUDA build on a CPU machine.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean mutation
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,19 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Mutation testing (mutmut 3, [tool.mutmut] in pyproject.toml): the pure training core's
+# decisions, split and range-test suggestion, and the run fences of the experiments repository,
+# against the fast tests (tests/unit, tests/db on SQLite). Hypothesis runs derandomized.
+MUTANTS := "service.training.decisions.*" "service.training.split.*" \
+	"service.training.range_suggest.*" "service.experiments.repository.x__held__*" \
+	$(foreach f,claim heartbeat fence release expired requeue_expired finish cancel,\
+	  "service.experiments.repository.xǁExperimentRepositoryǁ$(f)__*")
+MUTATION_CHILDREN ?= 2
+
+mutation: install
+	HYPOTHESIS_PROFILE=ci $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS) || true
+	$(PY) scripts/mutation_score.py $(MUTANTS)
 
 clean:
 	rm -rf .glidepath .pytest_cache .mypy_cache .ruff_cache
