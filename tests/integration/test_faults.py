@@ -33,8 +33,10 @@ SPEC: dict[str, Any] = {
 FAST = {"GLIDEPATH_LEASE_SECONDS": "2", "GLIDEPATH_RESEND_AFTER_SECONDS": "3"}
 
 
-# Two workers, short leases, quick re-sends; a stack per test (tests kill its workers).
+# Two workers, short leases, quick re-sends: a stack per test for the tests that kill a worker,
+# one for the module's tests that leave both alive (each finds its own runs by id).
 stack2 = stack_fixture(scope="function", workers=2, overrides=FAST)
+shared2 = stack_fixture(workers=2, overrides=FAST)
 
 
 def trace(c: httpx.Client, exp_id: int) -> list[dict[str, Any]]:
@@ -102,34 +104,34 @@ def test_sigterm_hands_the_run_back_promptly(stack2: Stack) -> None:
         assert trace(c, exp_id) == expected
 
 
-def test_duplicate_delivery_never_trains_twice(stack2: Stack) -> None:
+def test_duplicate_delivery_never_trains_twice(shared2: Stack) -> None:
     from service.config import settings
     from worker import celery_app as module
 
     saved = settings.broker_url, settings.data_dir
-    settings.broker_url, settings.data_dir = stack2.backend.broker_url, stack2.backend.data_dir
+    settings.broker_url, settings.data_dir = shared2.backend.broker_url, shared2.backend.data_dir
     try:
         producer = module.make_celery()  # the stack's broker, as the API process sees it
     finally:
         settings.broker_url, settings.data_dir = saved
-    with stack2.client() as c:
-        expected = twin(stack2, c, SPEC)
+    with shared2.client() as c:
+        expected = twin(shared2, c, SPEC)
         exp_id = c.post("/v1/experiments", json=SPEC).json()["id"]
         for _ in range(3):  # the same doorbell rung again while the first delivery trains
             producer.send_task("glidepath.run_experiment", args=[exp_id], queue="auto")
-        final = stack2.wait_final(exp_id)
+        final = shared2.wait_final(exp_id)
         assert final["status"] == "succeeded"
         assert final["attempt"] == 1  # the duplicates found it held and did nothing
         assert trace(c, exp_id) == expected
     producer.close()
 
 
-def test_cancel_while_running_stops_at_a_batch_boundary(stack2: Stack) -> None:
-    with stack2.client() as c:
+def test_cancel_while_running_stops_at_a_batch_boundary(shared2: Stack) -> None:
+    with shared2.client() as c:
         exp_id = c.post("/v1/experiments", json={**SPEC, "epochs": 2000}).json()["id"]
-        holder(stack2, c, exp_id, min_epochs=3)
+        holder(shared2, c, exp_id, min_epochs=3)
         assert c.post(f"/v1/experiments/{exp_id}/cancel").json()["cancel_requested"] is True
-        final = stack2.wait_final(exp_id, timeout=30)
+        final = shared2.wait_final(exp_id, timeout=30)
         assert final["status"] == "cancelled"
         rows = trace(c, exp_id)
         assert len(rows) == final["epochs_run"] >= 3  # what it trained is kept
