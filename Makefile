@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # and pinning it first keeps pip from pulling a multi-gigabyte CUDA build on a CPU machine.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test lint format clean mutation
+.PHONY: install run test test-fast lint format clean mutation
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ run: install
 
 test: install
 	$(BIN)/pytest
+
+# Unit, API, database and client tests on the embedded default (SQLite + file-system broker):
+# no PostgreSQL, no Redis, no spawned API or worker processes. About a minute.
+test-fast: install
+	$(BIN)/pytest -q -m "not postgres and not integration"
 
 lint: install
 	$(BIN)/ruff check .
