@@ -503,3 +503,30 @@ def test_an_epoch_written_twice_keeps_one_row(database: str) -> None:
             )
         ).all()
     assert [tuple(r) for r in rows] == [(1, 0.7, 2.0)]
+
+
+def test_cancel_touches_only_its_own_run(database: str) -> None:
+    mine, other = new_run(), new_run()
+    running, _ = claimed()
+    tx(lambda r: r.cancel(mine))
+    assert run_row(mine).status == "cancelled"
+    assert (run_row(other).status, run_row(other).cancel_requested) == ("queued", False)
+    assert (run_row(running).status, run_row(running).cancel_requested) == ("running", False)
+
+
+def test_cancelling_a_finished_run_changes_nothing(database: str) -> None:
+    experiment_id, attempt = claimed()
+    assert tx(lambda r: r.finish(experiment_id, attempt, "succeeded"))
+    tx(lambda r: r.cancel(experiment_id))
+    row = run_row(experiment_id)
+    assert (row.status, row.cancel_requested, row.stop_reason) == ("succeeded", False, None)
+
+
+def test_requeue_expired_marks_the_run_updated(database: str) -> None:
+    experiment_id, attempt = claimed()
+    expire(experiment_id)
+    before = as_utc(run_row(experiment_id).updated_at)
+    assert before is not None
+    assert tx(lambda r: r.requeue_expired(experiment_id, attempt, status="queued"))
+    after = as_utc(run_row(experiment_id).updated_at)
+    assert after is not None and after > before
