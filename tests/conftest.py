@@ -4,7 +4,7 @@ CI=true the real-stack tests fail instead of skipping when a server is missing.
 
 The schema is migrated once per session into templates (tests/support/databases.py); each test
 gets a copy. Stacks of real processes come from `tests.support.stack.stack_fixture`: `stack` here
-is one per module and backend."""
+is one per session and backend."""
 
 from __future__ import annotations
 
@@ -75,8 +75,11 @@ def redis_url(backends: Backends) -> Iterator[str]:
         yield url
 
 
-# A real API server and a real Celery worker, as separate processes, shared by a module's tests.
-stack = stack_fixture()
+# A real API server and a real Celery worker, as separate processes, on each backend: one pair
+# for the whole session, shared by every test that neither kills nor reconfigures it (starting
+# one costs two processes' imports of torch, ~5 s of CPU each). Such tests find their runs by
+# id. Tests that kill workers or need other settings make their own with `stack_fixture`.
+stack = stack_fixture(scope="session")
 
 
 @pytest.fixture

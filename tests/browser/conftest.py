@@ -1,7 +1,7 @@
 """Browser fixtures: Debian's headless Chromium driven by Playwright (never a downloaded browser),
-against the real `glidepath api` + worker that the top-level `stack` fixture starts (one per
-module and backend: starting them is most of a short browser test's time; tests make their own
-experiments and never assume an empty database).
+against the real `glidepath api` + worker of the top-level `stack` fixture (one per session and
+backend: starting them is most of a short browser test's time; tests make their own experiments
+and never assume an empty database).
 
 Without Chromium or Playwright these tests skip with the reason, unless CI=true, where they
 fail: `.ci/run` installs Chromium first. Screenshots go to `$GLIDEPATH_ARTIFACTS/browser/`

@@ -1,5 +1,5 @@
-"""One real API + worker per backend for this package's end-to-end tests (module-scoped: the
-CLI tests share it, each test using its own experiments), and helpers to run the CLI."""
+"""The real API + worker for this package's end-to-end tests (the session's `stack`: the CLI
+tests share it, each test using its own experiments), and helpers to run the CLI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.stack import stack_fixture
+import pytest
+
+from tests.support.stack import Stack
 
 GLIDEPATH = Path(sys.executable).with_name("glidepath")
 
@@ -45,5 +47,7 @@ def run_cli(*args: str, stdin: str | None = None, timeout: float = 120) -> Resul
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-# A real `glidepath api` and one worker, shared by a module's tests, on each backend.
-cli_stack = stack_fixture()
+@pytest.fixture
+def cli_stack(stack: Stack) -> Stack:
+    """The session's real `glidepath api` and worker (tests/conftest.py), on each backend."""
+    return stack

@@ -5,10 +5,14 @@ that its trace equals an uninterrupted twin's."""
 
 from __future__ import annotations
 
+import copy
+import itertools
+import json
 import signal
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +37,25 @@ SPEC: dict[str, Any] = {
 FAST = {"GLIDEPATH_LEASE_SECONDS": "2", "GLIDEPATH_RESEND_AFTER_SECONDS": "3"}
 
 
-# Two workers, short leases, quick re-sends: a stack per test for the tests that kill a worker,
-# one for the module's tests that leave both alive (each finds its own runs by id).
-stack2 = stack_fixture(scope="function", workers=2, overrides=FAST)
-shared2 = stack_fixture(workers=2, overrides=FAST)
+# Two workers, short leases, quick re-sends, at most 3 attempts per run: one stack per backend for
+# the module's worker faults (the restart tests below run servers and stacks of their own). Each
+# test finds its runs by id and waits for them to end; `stack2` gives every test two live workers.
+fault_stack = stack_fixture(workers=2, overrides={**FAST, "GLIDEPATH_MAX_ATTEMPTS": "3"})
+
+
+@pytest.fixture
+def stack2(fault_stack: Stack) -> Iterator[Stack]:
+    """The module's stack; afterwards, workers the test killed are dropped and fresh ones started
+    until two are alive again (they boot while the next test begins)."""
+    yield fault_stack
+    procs = fault_stack.procs
+    for name in [n for n, p in procs.items() if n != "api" and p.poll() is not None]:
+        del procs[name]
+    for _ in range(sum(1 for n in procs if n != "api"), 2):
+        fault_stack.start_worker(f"next{next(_REPLACEMENTS)}")
+
+
+_REPLACEMENTS = itertools.count(1)
 
 
 def trace(c: httpx.Client, exp_id: int) -> list[dict[str, Any]]:
@@ -52,10 +71,19 @@ def epoch_seconds(c: httpx.Client, exp_id: int) -> float:
     return float(statistics.median(r["duration_s"] for r in rows))
 
 
+# An uninterrupted run's trace per (backend, spec), trained by the first test that asks: runs are
+# deterministic given the spec (what these tests check), so the next tests compare against it
+# instead of training the same 30 epochs again. Never an order dependency: any test trains it.
+_TWINS: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+
 def twin(stack: Stack, c: httpx.Client, spec: dict[str, Any]) -> list[dict[str, Any]]:
-    exp_id = c.post("/v1/experiments", json={**spec, "name": "twin"}).json()["id"]
-    assert stack.wait_final(exp_id)["status"] == "succeeded", stack.logs()
-    return trace(c, exp_id)
+    key = (stack.backend.name, json.dumps(spec, sort_keys=True))
+    if key not in _TWINS:
+        exp_id = c.post("/v1/experiments", json={**spec, "name": "twin"}).json()["id"]
+        assert stack.wait_final(exp_id)["status"] == "succeeded", stack.logs()
+        _TWINS[key] = trace(c, exp_id)
+    return copy.deepcopy(_TWINS[key])
 
 
 def holder(stack: Stack, c: httpx.Client, exp_id: int, min_epochs: int, attempt: int = 1
@@ -104,34 +132,34 @@ def test_sigterm_hands_the_run_back_promptly(stack2: Stack) -> None:
         assert trace(c, exp_id) == expected
 
 
-def test_duplicate_delivery_never_trains_twice(shared2: Stack) -> None:
+def test_duplicate_delivery_never_trains_twice(stack2: Stack) -> None:
     from service.config import settings
     from worker import celery_app as module
 
     saved = settings.broker_url, settings.data_dir
-    settings.broker_url, settings.data_dir = shared2.backend.broker_url, shared2.backend.data_dir
+    settings.broker_url, settings.data_dir = stack2.backend.broker_url, stack2.backend.data_dir
     try:
         producer = module.make_celery()  # the stack's broker, as the API process sees it
     finally:
         settings.broker_url, settings.data_dir = saved
-    with shared2.client() as c:
-        expected = twin(shared2, c, SPEC)
+    with stack2.client() as c:
+        expected = twin(stack2, c, SPEC)
         exp_id = c.post("/v1/experiments", json=SPEC).json()["id"]
         for _ in range(3):  # the same doorbell rung again while the first delivery trains
             producer.send_task("glidepath.run_experiment", args=[exp_id], queue="auto")
-        final = shared2.wait_final(exp_id)
+        final = stack2.wait_final(exp_id)
         assert final["status"] == "succeeded"
         assert final["attempt"] == 1  # the duplicates found it held and did nothing
         assert trace(c, exp_id) == expected
     producer.close()
 
 
-def test_cancel_while_running_stops_at_a_batch_boundary(shared2: Stack) -> None:
-    with shared2.client() as c:
+def test_cancel_while_running_stops_at_a_batch_boundary(stack2: Stack) -> None:
+    with stack2.client() as c:
         exp_id = c.post("/v1/experiments", json={**SPEC, "epochs": 2000}).json()["id"]
-        holder(shared2, c, exp_id, min_epochs=3)
+        holder(stack2, c, exp_id, min_epochs=3)
         assert c.post(f"/v1/experiments/{exp_id}/cancel").json()["cancel_requested"] is True
-        final = shared2.wait_final(exp_id, timeout=30)
+        final = stack2.wait_final(exp_id, timeout=30)
         assert final["status"] == "cancelled"
         rows = trace(c, exp_id)
         assert len(rows) == final["epochs_run"] >= 3  # what it trained is kept
@@ -158,18 +186,17 @@ def test_redis_restart_with_experiments_queued_loses_nothing(backends: Backends,
                 assert len(trace(c, exp_id)) == 3
 
 
-def test_worker_lost_too_often_ends_failed_with_the_reason(backend: Backend, tmp_path: Path
-                                                           ) -> None:  # fmt: skip
-    """GLIDEPATH_MAX_ATTEMPTS bounds the retries of a run that keeps losing its worker."""
-    backend.overrides.update({**FAST, "GLIDEPATH_MAX_ATTEMPTS": "3"})
-    with start_stack(backend, tmp_path / "logs", workers=2) as stack, stack.client() as c:
+def test_worker_lost_too_often_ends_failed_with_the_reason(stack2: Stack) -> None:
+    """GLIDEPATH_MAX_ATTEMPTS (3 on this stack) bounds the retries of a run that keeps losing
+    its worker."""
+    with stack2.client() as c:
         exp_id = c.post("/v1/experiments", json={**SPEC, "epochs": 2000}).json()["id"]
         for attempt in (1, 2, 3):
-            victim = holder(stack, c, exp_id, min_epochs=1, attempt=attempt)
+            victim = holder(stack2, c, exp_id, min_epochs=1, attempt=attempt)
             victim.kill()
             victim.wait()
-            stack.start_worker(f"spare{attempt}")
-        final = stack.wait_final(exp_id, timeout=60)
+            stack2.start_worker(f"spare{attempt}")
+        final = stack2.wait_final(exp_id, timeout=60)
     assert final["status"] == "failed" and final["attempt"] == 3
     assert "lost 3 times" in final["error"]
 

@@ -14,7 +14,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from service.training.range_suggest import skip_steps, smooth, suggest
-from tests.support.stack import FINAL, Stack, stack_fixture, wait_for
+from tests.support.stack import FINAL, Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +28,6 @@ SGD: dict[str, Any] = {
 ADAM: dict[str, Any] = {**SGD, "name": "digits-adam", "solver": {"type": "Adam", "params": {}}}
 RANGE = {"min_lr": 1e-5, "max_lr": 10.0, "steps": 100}
 EPOCHS = 15
-
-
-# The real API and worker, re-sending a still-queued run's task after 3 s instead of 60: tasks
-# wait behind each other on the one worker here, and a lost message would otherwise cost a minute.
-stack = stack_fixture(overrides={"GLIDEPATH_RESEND_AFTER_SECONDS": "3"})
 
 
 def wait_range(stack: Stack, c: httpx.Client, test_id: int, timeout: float = 120) -> dict[str, Any]:
