@@ -6,22 +6,21 @@ that its trace equals an uninterrupted twin's."""
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.integration.conftest import FAST
 from tests.support.backends import Backends, require
 from tests.support.servers import PostgresServer, RedisServer
-from tests.support.stack import Backend, Stack, stack_fixture, start_stack, wait_for
+from tests.support.stack import Backend, Stack, start_stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,28 +33,6 @@ SPEC: dict[str, Any] = {
     "scheduler": {"type": "ReduceLROnPlateau", "params": {"patience": 1, "factor": 0.5}},
     "epochs": 30, "checkpoint_every": 3, "seed": 3,
 }  # fmt: skip
-FAST = {"GLIDEPATH_LEASE_SECONDS": "2", "GLIDEPATH_RESEND_AFTER_SECONDS": "3"}
-
-
-# Two workers, short leases, quick re-sends, at most 3 attempts per run: one stack per backend for
-# the module's worker faults (the restart tests below run servers and stacks of their own). Each
-# test finds its runs by id and waits for them to end; `stack2` gives every test two live workers.
-fault_stack = stack_fixture(workers=2, overrides={**FAST, "GLIDEPATH_MAX_ATTEMPTS": "3"})
-
-
-@pytest.fixture
-def stack2(fault_stack: Stack) -> Iterator[Stack]:
-    """The module's stack; afterwards, workers the test killed are dropped and fresh ones started
-    until two are alive again (they boot while the next test begins)."""
-    yield fault_stack
-    procs = fault_stack.procs
-    for name in [n for n, p in procs.items() if n != "api" and p.poll() is not None]:
-        del procs[name]
-    for _ in range(sum(1 for n in procs if n != "api"), 2):
-        fault_stack.start_worker(f"next{next(_REPLACEMENTS)}")
-
-
-_REPLACEMENTS = itertools.count(1)
 
 
 def trace(c: httpx.Client, exp_id: int) -> list[dict[str, Any]]:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_faults import FAST, holder, trace, twin
-from tests.support.stack import Stack, stack_fixture
+from tests.integration.test_faults import holder, trace, twin
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +27,6 @@ ADAM_HD: dict[str, Any] = {
     # val_loss never beats a baseline of 0: the run stops after `patience` epochs.
     "early_stopping": {"monitor": "val_loss", "patience": 4, "baseline": 0.0},
 }  # fmt: skip
-
-
-# Two workers, short leases, quick re-sends (as test_faults.py); the test kills a worker.
-stack2 = stack_fixture(scope="function", workers=2, overrides=FAST)
 
 
 def test_lr_adapts_and_a_killed_run_resumes_with_the_identical_trace(stack2: Stack) -> None:
