@@ -31,9 +31,10 @@ __all__ = ["CI", "PG_HOST"]
 
 
 @pytest.fixture(scope="session")
-def backends() -> Iterator[Backends]:
-    """The session's templates and private Redis, built on first use, removed at the end."""
-    made = Backends()
+def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
+    """The session's templates and private Redis, built on first use, removed at the end (under
+    pytest's own temp dir, which pytest prunes even after a run that was killed)."""
+    made = Backends(tmp_path_factory.mktemp("backends"))
     try:
         yield made
     finally:

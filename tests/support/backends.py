@@ -55,8 +55,9 @@ def pg_ok(host: str = PG_HOST) -> bool:
 
 
 class Backends:
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="glidepath-backends-"))
+    def __init__(self, root: Path | None = None) -> None:
+        """root: where the SQLite template and Redis's log go (removed by close())."""
+        self.root = root or Path(tempfile.mkdtemp(prefix="glidepath-backends-"))
         self._sqlite: SqliteTemplate | None = None
         self._pg: PostgresDatabases | None = None
         self._redis: RedisServer | None = None
