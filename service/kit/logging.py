@@ -32,7 +32,11 @@ def configure(fmt: str | None = None, level: str | None = None) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        # A plain traceback: Rich's (the default when Rich is installed) renders every frame's
+        # locals, which took seconds per logged exception.
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[
