@@ -21,8 +21,7 @@ from typing import Any
 import httpx
 
 from service.kit import migrate
-
-FINAL = {"succeeded", "early_stopped", "diverged", "failed", "cancelled"}
+from service.training.status import FINAL
 
 
 @dataclass
