@@ -29,6 +29,19 @@ from typing import Any
 from tests.support.stack import die_with_parent, free_port, wait_for
 
 
+def spawn_logged(cmd: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
+    """A server process in its own session, its output appended to `log`, killed with us."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+            **kwargs,
+        )
+
+
 class RedisServer:
     """A private, memory-only redis-server on a free port. `restart()` loses every key, as a
     restart of a Redis that keeps nothing on disk does."""
@@ -49,14 +62,7 @@ class RedisServer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
                "--appendonly", "no", "--dir", str(self.log.parent)]  # fmt: skip
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+        self.proc = spawn_logged(cmd, self.log)
         wait_for(self.ping, 20, lambda: self.log.read_text()[-2000:])
         return self
 
@@ -144,15 +150,7 @@ class PostgresServer:
         cmd = [str(pg_bin("postgres")), "-D", str(self.data), "-p", str(self.port),
                "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
                "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]  # fmt: skip
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-                **_as_postgres(),
-            )
+        self.proc = spawn_logged(cmd, self.log, **_as_postgres())
         wait_for(self.ready, 60, lambda: self.log.read_text()[-2000:])
 
     def ready(self) -> bool:
