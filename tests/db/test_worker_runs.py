@@ -17,8 +17,11 @@ from fastapi.testclient import TestClient
 
 from service.config import settings
 from service.datasets import builtin
+from service.experiments.repository import ExperimentRepository
+from service.kit.db import session_scope
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
+from worker.engine import checkpoint
 from worker.engine.data import to_device
 from worker.engine.loop import evaluate
 from worker.engine.model import build_model
@@ -163,9 +166,17 @@ def test_a_run_handed_back_at_shutdown_resumes_with_the_identical_trace(
     back = detail(client, exp_id)
     assert back["status"] == "queued" and back["worker"] is None and back["attempt"] == 1
     assert 3 <= back["epochs_run"] < 20
+    # checkpoint_every 1: the checkpoint holds the last epoch written, and the resume starts there.
+    ckpt = checkpoint.load(settings.data_dir / "checkpoints" / f"{exp_id}.pt")
+    assert ckpt is not None and ckpt["epoch"] == back["epochs_run"] and ckpt["attempt"] == 1
 
     second = run_experiment(exp_id, owner="test:2")
     assert (second.status, second.epochs_run) == ("succeeded", 20)
     assert detail(client, exp_id)["attempt"] == 2
     assert trace(client, exp_id) == trace(client, straight)  # bit for bit: the same floats
+    # Resumed, not started over: attempt 2 wrote only the epochs after the checkpoint.
+    with session_scope() as session:
+        writers = [r.attempt for r in ExperimentRepository(session).epochs(exp_id)]
+    done = back["epochs_run"]
+    assert writers == [1] * done + [2] * (20 - done)
     assert detail(client, exp_id)["test_metrics"] == detail(client, straight)["test_metrics"]
