@@ -180,3 +180,28 @@ def test_a_run_handed_back_at_shutdown_resumes_with_the_identical_trace(
     done = back["epochs_run"]
     assert writers == [1] * done + [2] * (20 - done)
     assert detail(client, exp_id)["test_metrics"] == detail(client, straight)["test_metrics"]
+
+
+def test_a_run_cancelled_while_running_stops_at_a_batch_boundary(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "lease_seconds", 1.0)  # the lease thread looks every 0.33 s
+    spec = {**IRIS, "dataset": "digits", "epochs": 400, "batch_size": 32}
+    exp_id = submit(client, spec)
+
+    def cancel_after_epoch_2() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and detail(client, exp_id)["epochs_run"] < 2:
+            time.sleep(0.005)
+        client.post(f"/v1/experiments/{exp_id}/cancel")
+
+    watcher = threading.Thread(target=cancel_after_epoch_2)
+    watcher.start()
+    outcome = run_experiment(exp_id, owner="test:1")
+    watcher.join()
+    assert outcome.status == "cancelled"
+    got = detail(client, exp_id)
+    assert got["status"] == "cancelled" and got["stop_reason"] == "cancelled while running"
+    assert 2 <= got["epochs_run"] < 400 and got["worker"] is None
+    assert [r["epoch"] for r in rows(client, exp_id)] == list(range(1, got["epochs_run"] + 1))
+    assert not (settings.data_dir / "models" / f"{exp_id}.pt").exists()
