@@ -22,7 +22,15 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tests.support.backends import CI, PARAMS, PG_HOST, Backends, pg_ok, require  # noqa: E402
+from tests.support.backends import (  # noqa: E402
+    CI,
+    PARAMS,
+    PG_HOST,
+    Backends,
+    in_process,
+    pg_ok,
+    require,
+)
 from tests.support.stack import Backend, stack_fixture  # noqa: E402
 
 # Older names, for modules that import them.
@@ -87,21 +95,9 @@ stack = stack_fixture(scope="session")
 def client(backend: Backend) -> Iterator[TestClient]:
     """The API in-process (FastAPI's TestClient) on `backend`'s database (migrated)."""
     from service.app import create_app
-    from service.config import settings
-    from service.kit import db
 
-    saved = settings.database_url, settings.data_dir
-    settings.database_url, settings.data_dir = backend.database_url, backend.data_dir
-    db.get_engine.cache_clear()
-    db.get_sessionmaker.cache_clear()
-    try:
-        with TestClient(create_app()) as test_client:
-            yield test_client
-    finally:
-        db.get_engine().dispose()
-        db.get_engine.cache_clear()
-        db.get_sessionmaker.cache_clear()
-        settings.database_url, settings.data_dir = saved
+    with in_process(backend), TestClient(create_app()) as test_client:
+        yield test_client
 
 
 # Hypothesis: under CI=true every run draws the same examples (derandomized, no example

@@ -4,114 +4,41 @@
 the decision state stored with the previous epoch.
 
 Every step runs in its own transaction through the repository, as the worker and the reaper do.
-SQLite (a file in tmp_path, migrated once per module and copied) always; PostgreSQL too where it
-is reachable (marker `postgres`)."""
+Both backends (`backend`: a copy of the session's migrated template), PostgreSQL with the
+`postgres` marker."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import select
 
 from service import housekeeping
-from service.config import settings
 from service.dispatch import broker
 from service.dispatch.models import OutboxMessage
 from service.experiments.models import Decision, EpochRow, Experiment
 from service.experiments.repository import ExperimentRepository
-from service.kit import db, migrate
+from service.kit import db
 from service.kit.time import as_utc, utcnow
 from service.training import decisions
 from service.training.spec import ExperimentSpec
+from tests.support.backends import in_process
+from tests.support.stack import Backend
 from worker.runs.epochs import HistoryGap, decide_and_write
 
 T = TypeVar("T")
-PG_HOST = os.environ.get("GLIDEPATH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 LEASE = 60.0
 
 
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("fences") / "template.db"
-    migrate.upgrade(f"sqlite:///{path}")
-    return path
-
-
-def _pg_admin() -> Engine:
-    return create_engine(
-        f"{PG_HOST}/postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2}
-    )
-
-
-@pytest.fixture(scope="module")
-def pg_template() -> Iterator[str]:
-    """A PostgreSQL database migrated once per module."""
-    name = f"glidepath_fences_tmpl_{uuid.uuid4().hex[:8]}"
-    admin = _pg_admin()
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception:
-        admin.dispose()
-        if os.environ.get("CI", "").lower() == "true":
-            raise
-        pytest.skip("PostgreSQL is not reachable")
-    try:
-        migrate.upgrade(f"{PG_HOST}/{name}")
-        yield name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _postgres_url(template: str) -> Iterator[str]:
-    """The module's PostgreSQL database, emptied (much quicker than a new one per test)."""
-    url = f"{PG_HOST}/{template}"
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            tables = conn.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                     "AND tablename <> 'alembic_version'")
-            ).scalars().all()  # fmt: skip
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-    finally:
-        engine.dispose()
-    yield url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
-) -> Iterator[str]:
-    """A migrated database; `session_scope()` (the worker's, the reaper's) points at it."""
-    if request.param == "sqlite":
-        path = tmp_path / "glidepath.db"
-        shutil.copy(sqlite_template, path)
-        urls: Iterator[str] = iter([f"sqlite:///{path}"])
-    else:
-        urls = _postgres_url(request.getfixturevalue("pg_template"))
-    url = next(urls)
-    saved = settings.database_url, settings.data_dir
-    settings.database_url, settings.data_dir = url, tmp_path
-    db.get_engine.cache_clear()
-    db.get_sessionmaker.cache_clear()
-    try:
-        yield url
-    finally:
-        db.get_engine().dispose()
-        db.get_engine.cache_clear()
-        db.get_sessionmaker.cache_clear()
-        settings.database_url, settings.data_dir = saved
-        next(urls, None)  # PostgreSQL: drop the database
+@pytest.fixture
+def database(backend: Backend) -> Iterator[str]:
+    """A fresh copy of the migrated schema; `session_scope()` (the worker's, the reaper's)
+    points at it."""
+    with in_process(backend):
+        yield backend.database_url
 
 
 @pytest.fixture

@@ -137,3 +137,23 @@ class Backends:
             import shutil
 
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def in_process(backend: Backend) -> Iterator[None]:
+    """Point this process's settings and database engine at `backend` (for code called
+    in-process: the API's TestClient, the worker's runs, the reaper), and back afterwards."""
+    from service.config import settings
+    from service.kit import db
+
+    saved = settings.database_url, settings.data_dir
+    settings.database_url, settings.data_dir = backend.database_url, backend.data_dir
+    db.get_engine.cache_clear()
+    db.get_sessionmaker.cache_clear()
+    try:
+        yield
+    finally:
+        db.get_engine().dispose()
+        db.get_engine.cache_clear()
+        db.get_sessionmaker.cache_clear()
+        settings.database_url, settings.data_dir = saved
