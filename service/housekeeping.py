@@ -32,33 +32,29 @@ def reap(max_attempts: int | None = None) -> int:
         repo = ExperimentRepository(session)
         for experiment_id, attempt, cancel, queue in repo.expired():
             if cancel:
+                becomes = ExperimentStatus.CANCELLED
                 done = repo.requeue_expired(
                     experiment_id,
                     attempt,
-                    status=ExperimentStatus.CANCELLED,
+                    status=becomes,
                     finished_at=utcnow(),
                     stop_reason="cancelled; its worker was lost",
                 )
             elif attempt >= max_attempts:
+                becomes = ExperimentStatus.FAILED
                 done = repo.requeue_expired(
-                    experiment_id, attempt, status=ExperimentStatus.FAILED, finished_at=utcnow(),
+                    experiment_id, attempt, status=becomes, finished_at=utcnow(),
                     error=f"its worker was lost {attempt} times (GLIDEPATH_MAX_ATTEMPTS="
                     f"{max_attempts}); last lease expired without a heartbeat",
                 )  # fmt: skip
             else:
-                done = repo.requeue_expired(experiment_id, attempt, status=ExperimentStatus.QUEUED)
+                becomes = ExperimentStatus.QUEUED
+                done = repo.requeue_expired(experiment_id, attempt, status=becomes)
                 if done:
                     dispatch.enqueue(session, experiment_id, queue, dispatch.RUN_TASK)
             if done:
-                outcome = (
-                    ExperimentStatus.CANCELLED
-                    if cancel
-                    else ExperimentStatus.FAILED
-                    if attempt >= max_attempts
-                    else ExperimentStatus.QUEUED
-                )
                 log.warning("reaped", experiment_id=experiment_id, attempt=attempt,
-                            now=str(outcome), reason="lease expired")  # fmt: skip
+                            now=str(becomes), reason="lease expired")  # fmt: skip
                 handled += 1
     return handled
 

@@ -18,7 +18,7 @@ import torch
 FORMAT = 1
 
 
-def atomic_save(obj: Any, path: Path) -> None:
+def _atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as f:
@@ -31,7 +31,7 @@ def atomic_save(obj: Any, path: Path) -> None:
 def save(state: dict[str, Any], attempt: int, path: Path) -> None:
     """`state`: `RunState.state_dict()` (model, optimizer, scheduler, best weights,
     hypergradient, epoch)."""
-    atomic_save({"format": FORMAT, "attempt": attempt, **state}, path)
+    _atomic_save({"format": FORMAT, "attempt": attempt, **state}, path)
 
 
 def load(path: Path) -> dict[str, Any] | None:
@@ -44,5 +44,5 @@ def load(path: Path) -> dict[str, Any] | None:
 
 def save_model(weights: dict[str, torch.Tensor], path: Path) -> Path:
     """The final model (the best epoch's with restore_best)."""
-    atomic_save({k: v.detach().cpu() for k, v in weights.items()}, path)
+    _atomic_save({k: v.detach().cpu() for k, v in weights.items()}, path)
     return path

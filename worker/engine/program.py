@@ -106,8 +106,8 @@ class EpochSink(Protocol):
     ) -> tuple[Decision, State] | None:
         """Decide from the stored history and write the epoch; None once the run is not ours."""
 
-    def checkpoint(self, state: RunState, at: float) -> bool:
-        """Called after an epoch that did not end the run; True when a checkpoint was written."""
+    def checkpoint(self, state: RunState) -> None:
+        """Called after an epoch that did not end the run: write a checkpoint if one is due."""
 
 
 @dataclass
@@ -136,7 +136,6 @@ def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSi
     restore_best = bool(spec.early_stopping and spec.early_stopping.restore_best)
     status, reason = ExperimentStatus.SUCCEEDED, None
     epoch = state.epoch
-    saved_at = time.monotonic()
     for epoch in range(state.epoch + 1, spec.epochs + 1):
         lr = float(optimizer.param_groups[0]["lr"])
         t0 = time.perf_counter()
@@ -160,8 +159,8 @@ def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSi
         if decision.stop:
             status, reason = ExperimentStatus(decision.stop), decision.events[-1].reason
             break
-        if epoch < spec.epochs and sink.checkpoint(state, saved_at):
-            saved_at = time.monotonic()
+        if epoch < spec.epochs:
+            sink.checkpoint(state)
 
     if restore_best and state.best.weights is not None:
         model.load_state_dict(state.best.weights)  # the final model is the best epoch's

@@ -44,8 +44,8 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
     with bound(experiment_id=experiment_id, attempt=attempt, worker=owner):
         log.info("claimed", kind=kind)
         outcome = _run_claimed(experiment_id, attempt, kind, spec_json, range_params)
-        if not outcome.ended_run:
-            log.info(outcome.status, epochs_run=outcome.epochs_run)
+        if outcome.status == LEASE_LOST:  # the other endings log themselves (finish, hand_back)
+            log.info("lease_lost", epochs_run=outcome.epochs_run)
         return outcome
 
 

@@ -39,6 +39,7 @@ class DatabaseSink:
     ) -> None:  # fmt: skip
         self.experiment_id, self.attempt, self.spec = experiment_id, attempt, spec
         self.stop, self.conn = stop, conn
+        self.saved_at = time.monotonic()  # when the last checkpoint was written (or the run began)
 
     def record(
         self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
@@ -64,16 +65,16 @@ class DatabaseSink:
                      old_lr=event.old_lr, new_lr=event.new_lr)  # fmt: skip
         return decision, state
 
-    def checkpoint(self, state: program.RunState, at: float) -> bool:
+    def checkpoint(self, state: program.RunState) -> None:
         if self.spec.checkpoint_every is not None:
             due = state.epoch % self.spec.checkpoint_every == 0
         else:
             # Default: by time, so small runs are not slowed and long epochs are never lost long.
-            due = time.monotonic() - at >= settings.checkpoint_seconds
+            due = time.monotonic() - self.saved_at >= settings.checkpoint_seconds
         if due:
             path = artifacts.checkpoint_path(self.experiment_id)
             checkpoint.save(state.state_dict(), self.attempt, path)
-        return due
+            self.saved_at = time.monotonic()
 
 
 def train_run(
