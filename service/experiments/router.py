@@ -16,6 +16,7 @@ from service.experiments.schemas import (
 from service.kit.db import session_scope
 from service.kit.deps import SessionDep
 from service.kit.errors import InvalidInput
+from service.kit.params import DB_INT_MAX, RowId, RowIdQuery, fits_db_int
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
 
@@ -57,7 +58,7 @@ def list_experiments(
         list[str] | None, Query(alias="status", description="Repeat or comma-separate")
     ] = None,
     batch_id: str | None = None,
-    sweep_id: int | None = None,
+    sweep_id: RowIdQuery = None,
     tag: Annotated[str | None, Query(description="`key` or `key:value`")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -93,6 +94,9 @@ def compare_experiments(
     for part in (p.strip() for v in ids for p in v.split(",")):
         if not part.isdigit():
             raise InvalidInput(f"ids must be integers; got {part!r}", loc=["query", "ids"])
+        if not fits_db_int(int(part)):
+            raise InvalidInput(f"id {part} is out of range (at most {DB_INT_MAX})",
+                               loc=["query", "ids"])  # fmt: skip
         if int(part) not in parsed:
             parsed.append(int(part))
     if not 1 <= len(parsed) <= MAX_COMPARE:
@@ -101,7 +105,7 @@ def compare_experiments(
 
 
 @router.get("/{experiment_id}", response_model=ExperimentOut, responses=ERRORS)
-def get_experiment(experiment_id: int, session: SessionDep) -> ExperimentOut:
+def get_experiment(experiment_id: RowId, session: SessionDep) -> ExperimentOut:
     return service.out(session, service.get(session, experiment_id))
 
 
@@ -111,8 +115,10 @@ def get_experiment(experiment_id: int, session: SessionDep) -> ExperimentOut:
     responses=ERRORS,
 )
 async def get_metrics(
-    experiment_id: int,
-    after_epoch: Annotated[int, Query(ge=0, description="Rows with epoch > this; 0 = all")] = 0,
+    experiment_id: RowId,
+    after_epoch: Annotated[
+        int, Query(ge=0, le=DB_INT_MAX, description="Rows with epoch > this; 0 = all")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     """The polling hot path (every open dashboard, every `watch`): one hop to the thread pool
@@ -131,12 +137,12 @@ async def get_metrics(
 
 
 @router.get("/{experiment_id}/decisions", response_model=DecisionList, responses=ERRORS)
-def get_decisions(experiment_id: int, session: SessionDep) -> DecisionList:
+def get_decisions(experiment_id: RowId, session: SessionDep) -> DecisionList:
     """Every LR reduction and the stop, with the numbers and a sentence that explain it."""
     return service.decisions(session, experiment_id)
 
 
 @router.post("/{experiment_id}/cancel", response_model=ExperimentOut, responses=ERRORS)
-def cancel_experiment(experiment_id: int, session: SessionDep) -> ExperimentOut:
+def cancel_experiment(experiment_id: RowId, session: SessionDep) -> ExperimentOut:
     """Queued: cancelled at once. Running: stops at the next batch boundary."""
     return service.out(session, service.cancel(session, experiment_id))

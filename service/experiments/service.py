@@ -24,6 +24,7 @@ from service.experiments.schemas import (
 )
 from service.kit.conflicts import insert_or_winner
 from service.kit.errors import Conflict, InvalidInput, NotFound
+from service.kit.params import fits_db_int
 from service.training.checks import check_spec, derived_sizes
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
@@ -139,7 +140,7 @@ def encode_cursor(last_id: int) -> str:
 def decode_cursor(cursor: str) -> int:
     try:
         before = json.loads(base64.urlsafe_b64decode(cursor.encode()))["before"]
-        if not isinstance(before, int):
+        if not isinstance(before, int) or not fits_db_int(before):
             raise ValueError
         return before
     except (ValueError, KeyError, TypeError):

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 
 from service.kit.deps import SessionDep
+from service.kit.params import DB_INT_MAX, RowId
 from service.lr_range import service
 from service.lr_range.schemas import RangeTestOut, RangeTestRequest
 
@@ -28,15 +29,17 @@ def create_range_test(body: RangeTestRequest, session: SessionDep) -> RangeTestO
 
 @router.get("/{test_id}", response_model=RangeTestOut, responses=ERRORS)
 def get_range_test(
-    test_id: int,
+    test_id: RowId,
     session: SessionDep,
-    from_step: Annotated[int, Query(ge=0, description="Only points with step >= this")] = 0,
+    from_step: Annotated[
+        int, Query(ge=0, le=DB_INT_MAX, description="Only points with step >= this")
+    ] = 0,
 ) -> RangeTestOut:
     """The test, its points so far and, once finished, the suggested LR and its rule."""
     return service.out(session, service.get(session, test_id), from_step)
 
 
 @router.post("/{test_id}/cancel", response_model=RangeTestOut, responses=ERRORS)
-def cancel_range_test(test_id: int, session: SessionDep) -> RangeTestOut:
+def cancel_range_test(test_id: RowId, session: SessionDep) -> RangeTestOut:
     """Queued: cancelled at once. Running: stops at the next batch; its points stay."""
     return service.out(session, service.cancel(session, test_id))

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 
 from service.kit.deps import SessionDep
+from service.kit.params import RowId
 from service.sweeps import service
 from service.sweeps.schemas import SweepCreated, SweepIn, SweepOut, SweepPage
 
@@ -32,12 +33,12 @@ def list_sweeps(session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] 
 
 
 @router.get("/{sweep_id}", response_model=SweepOut, responses=NOT_FOUND)
-def get_sweep(sweep_id: int, session: SessionDep) -> SweepOut:
+def get_sweep(sweep_id: RowId, session: SessionDep) -> SweepOut:
     """Status, stage, every run with its swept values and score, and the leaderboard."""
     return service.get(session, sweep_id)
 
 
 @router.post("/{sweep_id}/cancel", response_model=SweepOut, responses=NOT_FOUND)
-def cancel_sweep(sweep_id: int, session: SessionDep) -> SweepOut:
+def cancel_sweep(sweep_id: RowId, session: SessionDep) -> SweepOut:
     """Cancel the runs not yet ended; no further stage starts."""
     return service.cancel(session, sweep_id)
