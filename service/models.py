@@ -9,6 +9,7 @@ from service.dispatch.models import OutboxMessage
 from service.experiments.models import Decision, EpochRow, Experiment, ExperimentTag, RangePoint
 from service.kit.db import Base
 from service.sweeps.models import Sweep
+from service.workers.models import WorkerRow
 
 # A sweep's runs. Declared here rather than on the column so that the experiments domain maps
 # without the sweeps table (a worker flushes an Experiment without ever loading sweeps); the
@@ -28,4 +29,5 @@ __all__ = [
     "OutboxMessage",
     "RangePoint",
     "Sweep",
+    "WorkerRow",
 ]

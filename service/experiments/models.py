@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -74,6 +75,10 @@ class Experiment(Base):
     split_sizes: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
     steps_per_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     device: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    # Written by the worker when the run starts: the model's trainable parameters, and the
+    # package and version of each plugin it trains with ({"model": {...}, "dataset": {...}}).
+    param_count: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    plugins: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     best_value: Mapped[float | None] = mapped_column(Float, nullable=True)
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -103,6 +108,8 @@ class EpochRow(Base):
     val_mae: Mapped[float | None] = mapped_column(Float, nullable=True)
     duration_s: Mapped[float] = mapped_column(Float)
     decision: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # precision fp16: optimizer steps the GradScaler skipped (inf/NaN gradients) in this epoch
+    skipped_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The decision state after this epoch (plateau best/bad epochs/cooldown, early-stop wait):
     # the next epoch's decision needs only this row, however long the history.
     state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

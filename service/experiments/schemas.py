@@ -34,6 +34,10 @@ class ExperimentOut(BaseModel):
     split_sizes: dict[str, int] | None
     steps_per_epoch: int | None
     device: str | None
+    param_count: int | None = Field(description="the model's trainable parameters, once it runs")
+    plugins: dict[str, Any] | None = Field(
+        description="the plugins it trains with: {model|dataset: {name, package, version}}"
+    )
     attempt: int
     worker: str | None = Field(description="host:pid of the worker holding the run's lease")
     epochs_run: int
@@ -59,7 +63,7 @@ class ExperimentOut(BaseModel):
             kind=e.kind,
             name=e.name,
             status=e.status,
-            dataset=e.spec.get("dataset", ""),
+            dataset=dataset_name(e.spec),
             spec=e.spec,
             tags=tags,
             batch_id=e.batch_id,
@@ -72,6 +76,8 @@ class ExperimentOut(BaseModel):
             split_sizes=e.split_sizes,
             steps_per_epoch=e.steps_per_epoch,
             device=e.device,
+            param_count=e.param_count,
+            plugins=e.plugins,
             attempt=e.attempt,
             worker=e.lease_owner,
             epochs_run=e.epochs_run,
@@ -85,6 +91,12 @@ class ExperimentOut(BaseModel):
             started_at=e.started_at,
             finished_at=e.finished_at,
         )
+
+
+def dataset_name(spec: dict[str, Any]) -> str:
+    """A stored spec's dataset: a name, or a plugin dataset's {type, params}."""
+    dataset = spec.get("dataset", "")
+    return str(dataset.get("type", "")) if isinstance(dataset, dict) else str(dataset)
 
 
 class ExperimentPage(BaseModel):
@@ -101,12 +113,16 @@ class EpochOut(BaseModel):
     val_mae: float | None = None
     duration_s: float
     decision: str | None
+    skipped_steps: int | None = Field(
+        default=None, description="precision fp16: steps the GradScaler skipped this epoch"
+    )
 
     @model_serializer(mode="wrap")
     def _one_val_metric(self, handler: Any) -> dict[str, Any]:
-        # A row carries val_accuracy (classification) or val_mae (regression), not both.
+        # A row carries val_accuracy (classification) or val_mae (regression), not both, and
+        # skipped_steps only where it was counted (fp16).
         data: dict[str, Any] = handler(self)
-        for key in ("val_accuracy", "val_mae"):
+        for key in ("val_accuracy", "val_mae", "skipped_steps"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
@@ -122,6 +138,7 @@ class EpochOut(BaseModel):
             val_mae=r.val_mae,
             duration_s=r.duration_s,
             decision=r.decision,
+            skipped_steps=r.skipped_steps,
         )
 
 

@@ -44,7 +44,7 @@ def spec_hash(spec: ExperimentSpec) -> str:
 
 def validate(session: Session, spec: ExperimentSpec, loc: list[str | int]) -> Experiment:
     """Check a parsed spec against torch and its dataset; return the unsaved row."""
-    info = datasets.resolve(session, spec.dataset, [*loc, "dataset"])
+    info = datasets.resolve(session, spec.dataset_name, [*loc, "dataset"])
     errors = check_spec(spec, info)
     if errors:
         for e in errors:

@@ -242,28 +242,37 @@ def derived_sizes(spec: ExperimentSpec, info: DatasetInfo) -> tuple[dict[str, in
     return sizes, steps_per_epoch(sizes["train"], spec.batch_size)
 
 
-def check_spec(spec: ExperimentSpec, info: DatasetInfo) -> list[ErrorItem]:
-    """Everything Pydantic cannot know: torch names, kwargs and values; metrics of the task."""
+def check_spec(spec: ExperimentSpec, info: DatasetInfo | None) -> list[ErrorItem]:
+    """Everything Pydantic cannot know: torch names, kwargs and values; metrics of the task.
+
+    `info` is None for a plugin dataset: only a worker can build it (its size and task depend on
+    its params), so the checks that need them (split sizes, the task's metrics, image shape)
+    are the worker's when the run starts, and the schedule is walked with one step per epoch."""
     errors: list[ErrorItem] = []
-    sizes, steps = derived_sizes(spec, info)
-    for part in ("train", "val"):
-        if sizes[part] < 1:
-            errors.append(
-                item(
-                    ["split", part],
-                    f"{info.name!r} has {info.n_samples} samples: the {part} part would be empty",
-                    "empty_split",
+    metrics: tuple[str, ...] = METRICS_ANY
+    if info is None:
+        task, steps = "any task", 1
+    else:
+        sizes, steps = derived_sizes(spec, info)
+        for part in ("train", "val"):
+            if sizes[part] < 1:
+                errors.append(
+                    item(
+                        ["split", part],
+                        f"{info.name!r} has {info.n_samples} samples: the {part} part would be "
+                        "empty",
+                        "empty_split",
+                    )
                 )
-            )
+        errors += _check_model(spec, info)
+        task, metrics = info.task, metrics_for(info.task)
     errors += _check_warmup(spec)
-    errors += _check_model(spec, info)
-    metrics = metrics_for(info.task)
-    errors += _check_monitors(spec, info.task, metrics)
+    errors += _check_monitors(spec, task, metrics)
     errors += _check_hypergradient(spec)
     solver_errors = _check_solver(spec)
     errors += solver_errors
     if not solver_errors and not errors:
-        errors += _check_scheduler(spec, info.task, metrics, steps)
+        errors += _check_scheduler(spec, task, metrics, steps)
     return errors
 
 

@@ -57,7 +57,7 @@ def example(**overrides: Any) -> dict[str, Any]:
 
 def errors_for(raw: dict[str, Any], dataset: str | None = None) -> list[ErrorItem]:
     spec = ExperimentSpec.model_validate(raw)
-    return check_spec(spec, info(dataset or spec.dataset))
+    return check_spec(spec, info(dataset or spec.dataset_name))
 
 
 def only_error(raw: dict[str, Any], dataset: str | None = None) -> ErrorItem:
@@ -81,7 +81,7 @@ def sgd(momentum: float = 0.9) -> dict[str, Any]:
 
 def test_contract_example_is_valid_for_digits() -> None:
     spec = ExperimentSpec.model_validate(CONTRACT_EXAMPLE)
-    assert spec.dataset == "digits"
+    assert spec.dataset_name == "digits"
     assert spec.scheduler is not None and spec.scheduler.type == "ReduceLROnPlateau"
     assert spec.warmup is not None and spec.warmup.epochs == 3
     assert check_spec(spec, info("digits")) == []
@@ -149,7 +149,11 @@ def test_unknown_field_is_extra_forbidden(path: tuple[str, ...], value: Any) -> 
         ({"device": "gpu"}, ("device",)),
         ({"device": "cuda:x"}, ("device",)),
         ({"model": {"type": "mlp", "dropout": 1.0}}, ("model", "dropout")),
-        ({"model": {"type": "transformer"}}, ("model", "type")),
+        ({"model": {"type": "mypkg.models:Net"}}, ("model", "type")),
+        ({"model": {"type": "os:system"}}, ("model", "type")),
+        ({"dataset": {"type": "a/b"}}, ("dataset", "type")),
+        ({"model": {"type": "resnet", "depth": 21}}, ("model", "depth")),
+        ({"model": {"type": "mlp", "batchnorm": "maybe"}}, ("model", "batchnorm")),
         ({"model": {"type": "mlp", "hidden": [0]}}, ("model", "hidden", 0)),
         ({"warmup": {"epochs": 3, "start_factor": 0}}, ("warmup", "start_factor")),
         ({"warmup": {"epochs": 0}}, ("warmup", "epochs")),

@@ -47,7 +47,7 @@ def range_test_run(
 ) -> Outcome:  # fmt: skip
     p = RangeParams.model_validate(params)
     device = pick_device(spec.device)
-    arrays, info = load_arrays(spec.dataset)
+    arrays, info = load_arrays(spec.dataset_name)
     data = to_device(spec, arrays, info, device)
     if not with_db_retry(
         partial(_start, experiment_id, attempt, str(device)), f"range test {experiment_id} start"

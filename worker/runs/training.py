@@ -81,7 +81,7 @@ def train_run(
     experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event
 ) -> Outcome:
     device = pick_device(spec.device)
-    arrays, info = load_arrays(spec.dataset)
+    arrays, info = load_arrays(spec.dataset_name)
     data = to_device(spec, arrays, info, device)
     state = program.build(spec, data, device)
     ckpt_path = artifacts.checkpoint_path(experiment_id)
