@@ -101,6 +101,7 @@ def test_builtins_are_listed_first_including_synthetic(client: TestClient) -> No
 
 
 def test_npz_upload_is_listed_and_usable(client: TestClient, backend: Backend) -> None:
+    from service.training.spec import DatasetRef
     from worker.runs.datasets import load_arrays
 
     x, y = classification_arrays()
@@ -130,7 +131,7 @@ def test_npz_upload_is_listed_and_usable(client: TestClient, backend: Backend) -
     assert r.json()["steps_per_epoch"] == 3
 
     # The worker reads back exactly what was uploaded (labels as class ids).
-    arrays, info = load_arrays("blobs")
+    arrays, info, _ = load_arrays(DatasetRef(type="blobs"))
     np.testing.assert_array_equal(arrays.x, x.astype(np.float32))
     np.testing.assert_array_equal(arrays.y, np.searchsorted([5, 7, 9], y))
     assert arrays.x.dtype == np.float32 and arrays.y.dtype == np.int64
@@ -208,18 +209,20 @@ def test_csv_upload_infers_or_takes_the_task(
 
 
 def test_csv_values_are_loaded_as_written(client: TestClient) -> None:
+    from service.training.spec import DatasetRef
     from worker.runs.datasets import load_arrays
 
     rows = [[i, i * 0.5, i * 1.5 - 3.25] for i in range(12)]
     r = upload(client, "exact", csv_bytes(["a", "y", "b"], rows), "e.csv", label_column="y")
     assert r.status_code == 201, r.text
-    arrays, info = load_arrays("exact")
+    arrays, info, _ = load_arrays(DatasetRef(type="exact"))
     assert info.task == "regression"
     np.testing.assert_array_equal(arrays.x, np.array([[r[0], r[2]] for r in rows], np.float32))
     np.testing.assert_array_equal(arrays.y, np.array([r[1] for r in rows], np.float32))
 
 
 def test_generator_is_deterministic(client: TestClient) -> None:
+    from service.training.spec import DatasetRef
     from worker.runs.datasets import load_arrays
 
     params = {"generator": "classification", "n_samples": 300, "n_features": 8, "n_classes": 4}
@@ -236,14 +239,14 @@ def test_generator_is_deterministic(client: TestClient) -> None:
         )
         assert body["source"]["kind"] == "generator"
         assert body["source"]["seed"] == 7 and body["source"]["noise"] == 0.05
-    a, _ = load_arrays("gen-a")
-    b, _ = load_arrays("gen-b")
+    a, _, _ = load_arrays(DatasetRef(type="gen-a"))
+    b, _, _ = load_arrays(DatasetRef(type="gen-b"))
     np.testing.assert_array_equal(a.x, b.x)
     np.testing.assert_array_equal(a.y, b.y)
 
     r = client.post("/v1/datasets", json={"name": "gen-c", **params, "seed": 8})
     assert r.status_code == 201
-    c, _ = load_arrays("gen-c")
+    c, _, _ = load_arrays(DatasetRef(type="gen-c"))
     assert not np.array_equal(a.x, c.x)
 
     r = client.post(
@@ -255,7 +258,7 @@ def test_generator_is_deterministic(client: TestClient) -> None:
         None,
         [20],
     )
-    reg, _ = load_arrays("reg")
+    reg, _, _ = load_arrays(DatasetRef(type="reg"))
     assert abs(float(reg.y.mean())) < 1e-4 and abs(float(reg.y.std()) - 1) < 1e-3  # standardized
 
 

@@ -1,4 +1,5 @@
-"""Models a spec can name: `linear`, `mlp`, `cnn` (image-shaped data such as digits as 1×8×8)."""
+"""Models a spec can name: the built-ins `linear`, `mlp`, `cnn` (image-shaped data such as digits
+as 1×8×8) and `resnet`, or a plugin's (`worker/engine/plugins.py`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import nn
 
 from service.training.datasets import DatasetInfo
 from service.training.spec import ModelSpec
+from worker.engine import plugins
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -36,8 +38,15 @@ def _mlp(n_in: int, spec: ModelSpec, n_out: int, hidden: list[int]) -> list[nn.M
     return layers
 
 
-def build_model(spec: ModelSpec, info: DatasetInfo) -> nn.Module:
+def build_model(
+    spec: ModelSpec, info: DatasetInfo, plugin: plugins.Plugin | None = None
+) -> nn.Module:
+    """The spec's model for `info`'s data; a plugin model needs its `plugin` (the worker's)."""
     n_out = output_size(info)
+    if spec.is_plugin:
+        if plugin is None:
+            raise plugins.PluginError(f"model plugin {spec.type!r} is not installed here")
+        return plugins.build_model(plugin, info, n_out, spec.params)
     n_in = math.prod(info.feature_shape)
     if spec.type == "linear":
         return nn.Sequential(nn.Flatten(), nn.Linear(n_in, n_out))

@@ -26,6 +26,7 @@ from service.training.status import OK, ExperimentStatus
 from worker.engine.data import DeviceData
 from worker.engine.loop import EvalResult, evaluate, train_epoch
 from worker.engine.model import build_model
+from worker.engine.plugins import Plugin
 
 
 class BestWeights:
@@ -77,10 +78,13 @@ class RunState:
         self.epoch = int(state["epoch"])
 
 
-def build(spec: ExperimentSpec, data: DeviceData, device: torch.device) -> RunState:
-    """Model (weights seeded by the spec), optimizer, schedule and hypergradient, at epoch 0."""
+def build(
+    spec: ExperimentSpec, data: DeviceData, device: torch.device, plugin: Plugin | None = None
+) -> RunState:
+    """Model (weights seeded by the spec), optimizer, schedule and hypergradient, at epoch 0.
+    `plugin`: the model's factory when the spec names a plugin model."""
     torch.manual_seed(spec.seed)  # weight init
-    model = build_model(spec.model, data.info).to(device)
+    model = build_model(spec.model, data.info, plugin).to(device)
     optimizer = catalog.solver_class(spec.solver.type)(
         model.parameters(), lr=spec.base_lr, **spec.solver.params
     )

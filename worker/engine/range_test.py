@@ -27,6 +27,7 @@ from service.training.spec import ExperimentSpec
 from worker.engine.data import DeviceData, Part
 from worker.engine.loop import Cancelled, epoch_order, loss_fn
 from worker.engine.model import build_model
+from worker.engine.plugins import Plugin
 
 # Losses come to the host (one sync) once per SYNC_STEPS steps; the smoothing and the divergence
 # stop run there, then the trace is cut at the step that stopped it. Up to SYNC_STEPS - 1 steps
@@ -69,9 +70,10 @@ def run(
     device: torch.device,
     stop: threading.Event,
     write: Write,
+    plugin: Plugin | None = None,
 ) -> RangeOutcome:
     torch.manual_seed(spec.seed)  # weight init, as training's
-    model = build_model(spec.model, data.info).to(device)
+    model = build_model(spec.model, data.info, plugin).to(device)
     # The spec's scheduler, warmup, early stopping and hypergradient are ignored: the ramp
     # drives the LR, one optimizer step per batch.
     optimizer = catalog.solver_class(spec.solver.type)(

@@ -1,4 +1,4 @@
-"""A run's dataset: a built-in, or an upload found through the catalogue."""
+"""A run's dataset: a built-in, an upload found through the catalogue, or a plugin's factory."""
 
 from __future__ import annotations
 
@@ -7,27 +7,58 @@ from service.datasets import builtin, storage
 from service.datasets import service as datasets
 from service.datasets.repository import DatasetRepository
 from service.kit.db import session_scope
+from service.training.checks import check_spec, derived_sizes
 from service.training.datasets import Arrays, DatasetInfo
+from service.training.spec import DatasetRef, ExperimentSpec
+from worker.engine import plugins as engine_plugins
+from worker.engine.plugins import Plugin
+from worker.runs.plugins import here
 
 
 class DatasetMissing(LookupError):
-    """The run names a dataset that is neither built in nor in the catalogue."""
+    """The run names a dataset that is neither built in, nor in the catalogue, nor a plugin."""
 
 
-def load_arrays(name: str) -> tuple[Arrays, DatasetInfo]:
-    """A built-in, or an upload: its catalogue row says where the file is (relative to DATA_DIR),
-    and the file is read with allow_pickle=False. The arrays keep their stored shape."""
-    if name in builtin.NAMES:
-        return builtin.load(name), builtin.info(name)
-    with session_scope() as session:
-        row = DatasetRepository(session).by_name(name)
-        if row is None:
-            raise DatasetMissing(f"dataset {name!r} does not exist")
-        info, path = datasets.info_of(row), row.path
-    arrays = storage.read(settings.data_dir / path, info.task)
-    if arrays.x.shape[1:] != info.feature_shape or len(arrays.x) != info.n_samples:
-        raise ValueError(
-            f"dataset {name!r}: the file holds x of shape {arrays.x.shape}, the catalogue says "
-            f"({info.n_samples}, {', '.join(map(str, info.feature_shape))})"
-        )
-    return arrays, info
+def load_arrays(ref: DatasetRef) -> tuple[Arrays, DatasetInfo, Plugin | None]:
+    """The arrays, their description, and the plugin that made them (None unless a plugin's).
+    The same order as the API resolves a name: built-in, upload, plugin. An upload's file is
+    read with allow_pickle=False; the arrays keep their stored shape."""
+    name = ref.type
+    if not ref.params:
+        if name in builtin.NAMES:
+            return builtin.load(name), builtin.info(name), None
+        with session_scope() as session:
+            row = DatasetRepository(session).by_name(name)
+            found = (datasets.info_of(row), row.path) if row is not None else None
+        if found is not None:
+            info, path = found
+            arrays = storage.read(settings.data_dir / path, info.task)
+            if arrays.x.shape[1:] != info.feature_shape or len(arrays.x) != info.n_samples:
+                raise ValueError(
+                    f"dataset {name!r}: the file holds x of shape {arrays.x.shape}, the "
+                    f"catalogue says ({info.n_samples}, {', '.join(map(str, info.feature_shape))})"
+                )
+            return arrays, info, None
+    plugin = here().datasets.get(name)
+    if plugin is None:
+        raise DatasetMissing(f"dataset {name!r} is not built in, not uploaded, and no plugin "
+                             "installed on this worker offers it")  # fmt: skip
+    arrays, info = engine_plugins.load_dataset(plugin, ref.params)
+    return arrays, info, plugin
+
+
+class SpecDoesNotFit(ValueError):
+    """A plugin dataset's data turned out not to fit the spec (checked here, not at submit)."""
+
+
+def check_fits(spec: ExperimentSpec, info: DatasetInfo, plugin: Plugin | None) -> dict[str, int]:
+    """The split sizes. A plugin dataset's size and task are known only once its factory ran,
+    here: the checks the API could not make (empty split parts, the task's metrics, image-shaped
+    data for cnn/resnet) are made now, and fail the run with the same messages."""
+    if plugin is not None:
+        errors = check_spec(spec, info)
+        if errors:
+            raise SpecDoesNotFit(
+                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+            )
+    return derived_sizes(spec, info)[0]

@@ -48,18 +48,18 @@ def decide_and_write(
 
 
 def resume_point(
-    experiment_id: int, attempt: int, device: str, steps: int, ckpt: dict[str, Any] | None
+    experiment_id: int, attempt: int, ckpt: dict[str, Any] | None, **facts: Any
 ) -> tuple[bool, dict[str, Any] | None]:
     """Cut the stored history back to the checkpoint (or to nothing) and return the checkpoint
-    to resume from. (False, _) when the attempt is no longer current."""
+    to resume from; write what the run learnt at its start (`facts`: device, steps_per_epoch,
+    param_count, ...). (False, _) when the attempt is no longer current."""
     with session_scope() as session:
         repo = ExperimentRepository(session)
         last = repo.last_epoch(experiment_id)
         if ckpt is not None and ckpt["epoch"] > last:
             ckpt = None  # rows the checkpoint builds on are gone: start over
         start = ckpt["epoch"] if ckpt else 0
-        ok = repo.fence(experiment_id, attempt, device=device, steps_per_epoch=steps,
-                        epochs_run=start)  # fmt: skip
+        ok = repo.fence(experiment_id, attempt, epochs_run=start, **facts)
         if ok:
             repo.truncate_history(experiment_id, start)
     return ok, ckpt

@@ -17,17 +17,19 @@ from service.training.status import ExperimentStatus
 from worker.engine import range_test
 from worker.engine.data import to_device
 from worker.engine.model import pick_device
-from worker.runs.datasets import load_arrays
+from worker.runs import plugins
+from worker.runs.datasets import check_fits, load_arrays
 from worker.runs.finish import LEASE_LOST, Outcome, finish_run
 from worker.runs.retry import with_db_retry
 
 log = get_logger(__name__)
 
 
-def _start(experiment_id: int, attempt: int, device: str) -> bool:
-    """Fenced: record the device and drop an earlier attempt's points (the test starts over)."""
+def _start(experiment_id: int, attempt: int, **facts: Any) -> bool:
+    """Fenced: record the device (and plugins) and drop an earlier attempt's points (the test
+    starts over)."""
     with session_scope() as session:
-        if not ExperimentRepository(session).fence(experiment_id, attempt, device=device):
+        if not ExperimentRepository(session).fence(experiment_id, attempt, **facts):
             return False
         RangeRepository(session).clear(experiment_id)
         return True
@@ -47,10 +49,12 @@ def range_test_run(
 ) -> Outcome:  # fmt: skip
     p = RangeParams.model_validate(params)
     device = pick_device(spec.device)
-    arrays, info = load_arrays(spec.dataset_name)
+    arrays, info, dataset_plugin = load_arrays(spec.dataset)
+    check_fits(spec, info, dataset_plugin)
     data = to_device(spec, arrays, info, device)
+    facts = {"device": str(device), "plugins": plugins.pinned(spec, dataset_plugin)}
     if not with_db_retry(
-        partial(_start, experiment_id, attempt, str(device)), f"range test {experiment_id} start"
+        partial(_start, experiment_id, attempt, **facts), f"range test {experiment_id} start"
     ):
         return Outcome(experiment_id, LEASE_LOST)
 
@@ -59,7 +63,9 @@ def range_test_run(
             partial(_write, experiment_id, attempt, rows), f"range test {experiment_id} points"
         )
 
-    out = range_test.run(experiment_id, spec, p, data, device, stop, write)
+    out = range_test.run(
+        experiment_id, spec, p, data, device, stop, write, plugins.model_plugin(spec)
+    )
     if out.result is None:
         return Outcome(experiment_id, LEASE_LOST, out.steps_run)
     log.info("range_test_done", stopped=out.stopped, steps_run=out.steps_run,

@@ -20,8 +20,9 @@ from service.training.status import ExperimentStatus
 from worker.engine import checkpoint, program
 from worker.engine.data import to_device
 from worker.engine.model import pick_device
-from worker.runs import artifacts
-from worker.runs.datasets import load_arrays
+from worker.engine.plugins import param_count
+from worker.runs import artifacts, plugins
+from worker.runs.datasets import check_fits, load_arrays
 from worker.runs.epochs import decide_and_write, resume_point
 from worker.runs.finish import LEASE_LOST, Outcome, finish_run
 from worker.runs.retry import with_db_retry
@@ -81,14 +82,20 @@ def train_run(
     experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event
 ) -> Outcome:
     device = pick_device(spec.device)
-    arrays, info = load_arrays(spec.dataset_name)
+    arrays, info, dataset_plugin = load_arrays(spec.dataset)
+    sizes = check_fits(spec, info, dataset_plugin)
     data = to_device(spec, arrays, info, device)
-    state = program.build(spec, data, device)
+    state = program.build(spec, data, device, plugins.model_plugin(spec))
     ckpt_path = artifacts.checkpoint_path(experiment_id)
+    facts = {
+        "device": str(device),
+        "steps_per_epoch": state.steps_per_epoch,
+        "split_sizes": sizes,
+        "param_count": param_count(state.model),
+        "plugins": plugins.pinned(spec, dataset_plugin),
+    }
     ok, ckpt = with_db_retry(
-        lambda: resume_point(
-            experiment_id, attempt, str(device), state.steps_per_epoch, checkpoint.load(ckpt_path)
-        ),
+        lambda: resume_point(experiment_id, attempt, checkpoint.load(ckpt_path), **facts),
         f"experiment {experiment_id} resume",
     )
     if not ok:
