@@ -226,14 +226,57 @@ def _check_warmup(spec: ExperimentSpec) -> list[ErrorItem]:
 
 
 def _check_model(spec: ExperimentSpec, info: DatasetInfo) -> list[ErrorItem]:
-    if spec.model.type == "cnn" and info.image_shape is None:
-        return [
-            item(
-                ["model", "type"],
-                f"cnn needs image-shaped data; {info.name!r} is tabular",
-                "invalid",
+    model = spec.model
+    # Where batch norm is on: its field and the fewest values per channel it normalises a
+    # sample's features over (its smallest feature map, H × W; 1 for an mlp).
+    loc: list[str | int] = ["model", "norm"]
+    batch_normed, pixels = model.type == "mlp" and model.norm == "batch", 1
+    if model.type in ("cnn", "resnet"):
+        if info.image_shape is None:
+            return [
+                item(
+                    ["model", "type"],
+                    f"{model.type} needs image-shaped data; {info.name!r} is tabular",
+                    "invalid",
+                )
+            ]
+        c, h, w = info.image_shape
+        n_convs = len(model.channels)
+        if model.type == "resnet":  # stride-2 3×3 convs (padding 1) never shrink a side below 1
+            loc, batch_normed = ["model", "type"], True
+            pixels = ((h + 3) // 4) * ((w + 3) // 4)  # after stages 2 and 3: ceil(side / 4)
+        elif model.pool != "none" and (h >> n_convs < 1 or w >> n_convs < 1):
+            return [
+                item(
+                    ["model", "pool"],
+                    f"{n_convs} convolutions each followed by a 2×2 pool shrink "
+                    f"{info.name!r}'s {c}×{h}×{w} images to {h >> n_convs}×{w >> n_convs}; "
+                    f"use at most {min(h, w).bit_length() - 1} convolutions with pool 2×2, "
+                    "or pool 'none'",
+                    "invalid",
+                )
+            ]
+        else:  # a conv's batch norm comes before its pool: the last one sees n_convs - 1 pools
+            last = n_convs - 1 if model.pool != "none" else 0
+            loc, batch_normed, pixels = (
+                ["model", "batchnorm"],
+                model.batchnorm,
+                (h >> last) * (w >> last),
             )
-        ]
+    if batch_normed and pixels == 1:
+        # torch refuses to batch-norm one value per channel in training, mid-epoch: refuse a
+        # spec whose last training batch would hold a single sample.
+        train = derived_sizes(spec, info)[0]["train"]
+        if train >= 1 and (train % spec.batch_size or spec.batch_size) == 1:
+            return [
+                item(
+                    loc,
+                    f"batch norm cannot train on a batch of one sample: {train} training "
+                    f"samples in batches of {spec.batch_size} leave a last batch of 1; change "
+                    "batch_size or the split",
+                    "invalid",
+                )
+            ]
     return []
 
 
