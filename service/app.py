@@ -20,6 +20,7 @@ from service.kit.request_id import RequestId
 from service.lr_range.router import router as lr_range_router
 from service.schedules.router import router as schedules_router
 from service.sweeps.router import router as sweeps_router
+from service.workers.router import router as workers_router
 
 
 @asynccontextmanager
@@ -49,6 +50,7 @@ def create_app() -> FastAPI:
         schedules_router,
         lr_range_router,
         catalog_router,
+        workers_router,
     ):
         app.include_router(router, dependencies=guarded)
     install_dashboard(app)  # pages and /static: open, the browser sends the token to /v1

@@ -108,3 +108,11 @@ from hypothesis import settings as hypothesis_settings  # noqa: E402
 
 hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if CI else "default"))
+
+
+@pytest.fixture(scope="session")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/plugin pip-installed into a folder of its own (tests/support/plugins.py)."""
+    from tests.support.plugins import install
+
+    return install(tmp_path_factory.mktemp("plugin"))

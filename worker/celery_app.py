@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init, worker_shutting_down
+from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from service.dispatch.broker import make_celery
 from service.kit.db import dispose_engine
+from worker.runs import registry
 from worker.runs.lease import request_shutdown
 
 celery_app = make_celery(include=["worker.tasks"])
@@ -18,6 +19,23 @@ celery_app = make_celery(include=["worker.tasks"])
 def _dispose_engine_after_fork(**_: Any) -> None:
     # A forked child must not reuse its parent's pooled DB connections (as Superset does).
     dispose_engine()
+
+
+def queues_for(device_queues: list[str]) -> list[str]:
+    """The queues to consume: the device queues and the capability queues of the plugins
+    installed here (a run needing a plugin is routed only to workers that offer it)."""
+    return registry.queues(device_queues)
+
+
+@worker_ready.connect
+def _register(sender: Any, **_: Any) -> None:
+    # The solo pool runs tasks in this process: its pid is the one runs are held under.
+    registry.start(sorted(sender.app.amqp.queues.consume_from))
+
+
+@worker_shutdown.connect
+def _deregister(**_: Any) -> None:
+    registry.stop()
 
 
 @worker_shutting_down.connect

@@ -65,7 +65,7 @@ def worker(
     if children:
         raise typer.Exit(gpu_workers.supervise(children))
 
-    from worker.celery_app import celery_app
+    from worker.celery_app import celery_app, queues_for
 
     argv = [
         "worker",
@@ -76,7 +76,7 @@ def worker(
         "--loglevel",
         log_level,
         "--queues",
-        queues or settings.worker_queues,
+        ",".join(queues_for((queues or settings.worker_queues).split(","))),
         # mingle/gossip need broadcast messages: the file-system broker has none, and runs
         # are coordinated through the database anyway.
         "--without-mingle",

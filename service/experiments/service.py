@@ -8,6 +8,7 @@ import json
 
 from sqlalchemy.orm import Session
 
+from service.datasets import builtin
 from service.datasets import service as datasets
 from service.dispatch import service as dispatch
 from service.experiments.models import Experiment
@@ -23,18 +24,37 @@ from service.experiments.schemas import (
     SeriesOut,
 )
 from service.kit.conflicts import insert_or_winner
-from service.kit.errors import Conflict, InvalidInput, NotFound
+from service.kit.errors import Conflict, ErrorItem, InvalidInput, NotFound
 from service.kit.params import fits_db_int
 from service.training.checks import check_spec, derived_sizes
-from service.training.spec import ExperimentSpec
+from service.training.datasets import DatasetInfo
+from service.training.spec import DatasetRef, ExperimentSpec
 from service.training.status import ExperimentStatus
+from service.workers import service as workers
+from service.workers.queues import capability_queue
 
 
-def queue_for(spec: ExperimentSpec) -> str:
-    """`auto` runs on whichever worker is free; an explicit device goes to workers that have it."""
-    if spec.device == "auto":
-        return "auto"
-    return "cpu" if spec.device == "cpu" else "gpu"
+def queue_for(spec: ExperimentSpec, plugin_dataset: bool = False) -> str:
+    """`auto` runs on whichever worker is free; an explicit device goes to workers that have it;
+    a run that needs a plugin goes to the workers that offer it (workers/queues.py)."""
+    base = "auto" if spec.device == "auto" else "cpu" if spec.device == "cpu" else "gpu"
+    return capability_queue(
+        base, spec.model.type if spec.model.is_plugin else None,
+        spec.dataset_name if plugin_dataset else None,
+    )  # fmt: skip
+
+
+def dataset_info(
+    session: Session, ref: DatasetRef, loc: list[str | int]
+) -> tuple[DatasetInfo | None, list[ErrorItem]]:
+    """What the checks know of the spec's dataset: a built-in's or an upload's description, or
+    None for a plugin dataset a worker offers (its size and task are known only once a worker
+    has built it); and what is wrong with the reference. Names resolve in that order: built-in,
+    upload, plugin."""
+    if not ref.params and (ref.type in builtin.NAMES or datasets.find(session, ref.type)):
+        return datasets.resolve(session, ref.type, loc), []
+    known = [*builtin.NAMES, *(d.name for d in datasets.uploaded(session))]
+    return None, workers.check_dataset(session, ref.type, ref.params, loc, known)
 
 
 def spec_hash(spec: ExperimentSpec) -> str:
@@ -44,18 +64,19 @@ def spec_hash(spec: ExperimentSpec) -> str:
 
 def validate(session: Session, spec: ExperimentSpec, loc: list[str | int]) -> Experiment:
     """Check a parsed spec against torch and its dataset; return the unsaved row."""
-    info = datasets.resolve(session, spec.dataset_name, [*loc, "dataset"])
-    errors = check_spec(spec, info)
+    info, errors = dataset_info(session, spec.dataset, ["dataset"])
+    errors += check_spec(spec, info) + workers.check_model(session, spec.model, ["model"])
     if errors:
         for e in errors:
             e["loc"] = [*loc, *e["loc"]]
         raise InvalidInput.of(errors)
-    sizes, steps = derived_sizes(spec, info)
+    # A plugin dataset's sizes are the worker's to write once it has built the data.
+    sizes, steps = derived_sizes(spec, info) if info is not None else (None, None)
     return Experiment(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
         status=ExperimentStatus.QUEUED,
-        queue=queue_for(spec),
+        queue=queue_for(spec, plugin_dataset=info is None),
         split_sizes=sizes,
         steps_per_epoch=steps,
     )

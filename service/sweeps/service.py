@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.datasets import service as datasets
 from service.experiments import service as experiments
 from service.experiments.models import Experiment
 from service.experiments.repository import ExperimentRepository
@@ -22,7 +21,7 @@ from service.sweeps import expand, leaderboard, trials
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import SweepRepository
 from service.sweeps.schemas import SweepCreated, SweepIn, SweepOut, SweepPage
-from service.training.spec import metrics_for
+from service.training.spec import METRICS_ANY, ExperimentSpec, metrics_for
 from service.training.status import FINAL
 
 log = get_logger(__name__)
@@ -42,11 +41,13 @@ def _insert(
 
 def create(session: Session, request: SweepIn) -> SweepCreated:
     rows = trials.build(session, request, trials.first_stage(request), stage=1)
-    info = datasets.resolve(session, rows[0].spec["dataset"], ["body", "base", "dataset"])
-    allowed = metrics_for(info.task)
+    dataset = ExperimentSpec.model_validate(rows[0].spec).dataset  # the first trial's
+    info, _ = experiments.dataset_info(session, dataset, ["body", "base", "dataset"])
+    task = info.task if info is not None else "any task"  # a plugin dataset's: either
+    allowed = metrics_for(info.task) if info is not None else METRICS_ANY
     if request.metric not in allowed:
         raise InvalidInput(
-            f"{request.metric!r} is not recorded for {info.task}; allowed: {', '.join(allowed)}",
+            f"{request.metric!r} is not recorded for {task}; allowed: {', '.join(allowed)}",
             loc=["body", "metric"],
         )
     sweep = SweepRepository(session).add(

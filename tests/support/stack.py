@@ -60,9 +60,10 @@ class Stack:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10)
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """`env`: more variables for this worker only (a PYTHONPATH with a plugin on it)."""
         proc = _spawn(
-            ["worker", "--name", f"{name}@%h"], self.backend, self.log_dir / f"{name}.log"
+            ["worker", "--name", f"{name}@%h"], self.backend, self.log_dir / f"{name}.log", env
         )
         self.procs[name] = proc
         return proc
@@ -111,11 +112,13 @@ def die_with_parent() -> None:
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _spawn(args: list[str], backend: Backend, log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], backend: Backend, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [sys.executable, "-m", "service.cli", *args],
-        env=backend.env(),
+        env={**backend.env(), **(env or {})},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,

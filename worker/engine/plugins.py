@@ -110,30 +110,39 @@ def _call(plugin: Plugin, **kwargs: Any) -> Any:
 def build_model(
     plugin: Plugin, info: DatasetInfo, n_outputs: int, params: dict[str, Any]
 ) -> nn.Module:
-    """Call a model factory and check that it maps (N, *input_shape) to (N, n_outputs)."""
-    model = _call(plugin, input_shape=tuple(info.feature_shape), n_outputs=n_outputs, **params)
+    """Call a model factory and check that it maps (N, *input_shape) to (N, n_outputs).
+
+    input_shape is the data's image shape (C, H, W) where it has one, else its feature shape.
+    The engine keeps samples flat on the device; a forward pre-hook gives the model its
+    input_shape (a view, no copy) without wrapping it, so its state_dict keys stay its own."""
+    shape = tuple(info.image_shape or info.feature_shape)
+    model = _call(plugin, input_shape=shape, n_outputs=n_outputs, **params)
     if not isinstance(model, nn.Module):
         raise PluginError(
             f"{plugin.label()} returned {type(model).__name__}, not a torch.nn.Module"
         )
-    probe = torch.zeros((2, *info.feature_shape))
+
+    def unflatten(_: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (args[0].reshape(args[0].shape[0], *shape), *args[1:])
+
+    model.register_forward_pre_hook(unflatten)
     was_training = model.training
     model.eval()  # no batch-norm statistics updated, no dropout drawn: the run's seeds hold
     try:
         with torch.no_grad():
-            out = model(probe)
+            out = model(torch.zeros((2, math.prod(shape))))
     except Exception as exc:
         raise PluginError(
-            f"{plugin.label()}: its model fails on a batch of shape {tuple(probe.shape)}: "
+            f"{plugin.label()}: its model fails on a batch of shape {(2, *shape)}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n_outputs):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise PluginError(
-            f"{plugin.label()}: its model maps a batch of shape {tuple(probe.shape)} to "
-            f"{shape}; expected (2, {n_outputs})"
+            f"{plugin.label()}: its model maps a batch of shape {(2, *shape)} to {got}; "
+            f"expected (2, {n_outputs})"
         )
     return model
 

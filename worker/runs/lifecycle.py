@@ -4,8 +4,6 @@ Celery task only calls it."""
 
 from __future__ import annotations
 
-import os
-import socket
 import traceback
 from typing import Any
 
@@ -16,6 +14,7 @@ from service.kit.logging import bound, get_logger
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
 from worker.engine.loop import Cancelled
+from worker.runs import registry
 from worker.runs.finish import HANDED_BACK, LEASE_LOST, NOT_CLAIMED, Outcome, finish_run, hand_back
 from worker.runs.lease import Lease
 from worker.runs.range_test import range_test_run
@@ -24,12 +23,8 @@ from worker.runs.training import train_run
 log = get_logger(__name__)
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
-    owner = owner or worker_id()
+    owner = owner or registry.worker_id()
     with session_scope() as session:
         repo = ExperimentRepository(session)
         attempt = repo.claim(experiment_id, owner, settings.lease_seconds)
@@ -43,7 +38,11 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
     # Every event of this run, here and in the modules it calls, carries these three fields.
     with bound(experiment_id=experiment_id, attempt=attempt, worker=owner):
         log.info("claimed", kind=kind)
-        outcome = _run_claimed(experiment_id, attempt, kind, spec_json, range_params)
+        registry.holding(experiment_id)
+        try:
+            outcome = _run_claimed(experiment_id, attempt, kind, spec_json, range_params)
+        finally:
+            registry.holding(None)
         if outcome.status == LEASE_LOST:  # the other endings log themselves (finish, hand_back)
             log.info("lease_lost", epochs_run=outcome.epochs_run)
         return outcome

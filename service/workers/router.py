@@ -1,0 +1,18 @@
+"""GET /v1/workers: the registry (what each worker offers, what it runs, when it was last seen)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.kit.deps import SessionDep
+from service.workers import service
+from service.workers.schemas import WorkerList
+
+router = APIRouter(prefix="/v1/workers", tags=["workers"])
+
+
+@router.get("", response_model=WorkerList)
+def list_workers(session: SessionDep) -> WorkerList:
+    """Every registered worker: host, pid, queues, devices, plugins (with their params, defaults
+    and package versions), current run, and whether it is alive, lost or stopped."""
+    return service.list_workers(session)
