@@ -65,6 +65,14 @@ class Settings(BaseSettings):
         description="Largest dataset accepted by POST /v1/datasets, in MB (2**20 bytes): the "
         "uploaded file, the arrays it unpacks to, and a generated dataset's float32 features.",
     )
+    device_data_mb: int | None = Field(
+        default=None,
+        ge=1,
+        description="A run's dataset goes to the device whole when its split parts (x and y) "
+        "take at most this many MB (2**20 bytes); a larger one stays in host memory and is "
+        "streamed batch by batch. Unset: a quarter of the device's memory (a GPU's total "
+        "memory, or the host's RAM on CPU).",
+    )
 
     log_format: Literal["console", "json"] = Field(
         default="console",

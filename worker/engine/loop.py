@@ -1,5 +1,6 @@
-"""The epoch loop: data stays on the device and is batched by index there; no DataLoader and no
-host sync inside an epoch (losses accumulate on the device and are read once at its end)."""
+"""The epoch loop: batches come from the part (on the device and batched by index there, or
+streamed from host memory: `worker/engine/data.py`); no DataLoader and no host sync inside an
+epoch (losses accumulate on the device and are read once at its end)."""
 
 from __future__ import annotations
 
@@ -67,18 +68,17 @@ def train_epoch(
     per step with `hypergradient`, which adapts the LR before every step)."""
     model.train()
     n = len(data)
-    device = data.x.device
-    order = epoch_order(n, device, seed, epoch)
+    device = data.device
+    order = epoch_order(n, data.index_device, seed, epoch)
     criterion = loss_fn(task)
     losses: list[torch.Tensor] = []
     if hypergradient is not None:
         hypergradient.begin_epoch()
-    for start in range(0, n, batch_size):
+    for xb, yb in data.batches(order, batch_size):
         if stop is not None and stop.is_set():
             raise Cancelled
-        idx = order[start : start + batch_size]
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(data.x[idx]), data.y[idx])
+        loss = criterion(model(xb), yb)
         loss.backward()
         if hypergradient is not None:
             hypergradient.before_step()
@@ -94,11 +94,10 @@ def train_epoch(
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Part, task: str) -> EvalResult:
     model.eval()
-    device = data.x.device
+    device = data.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     hit_sum = torch.zeros((), device=device, dtype=torch.float64)
-    for start in range(0, len(data), EVAL_CHUNK):
-        xb, yb = data.x[start : start + EVAL_CHUNK], data.y[start : start + EVAL_CHUNK]
+    for xb, yb in data.chunks(EVAL_CHUNK):
         out = model(xb)
         if task == "classification":
             loss_sum += nn.functional.cross_entropy(out, yb, reduction="sum").to(torch.float64)

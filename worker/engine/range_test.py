@@ -24,7 +24,7 @@ from service.training import catalog
 from service.training import range_suggest as suggest
 from service.training.range_spec import RangeParams
 from service.training.spec import ExperimentSpec
-from worker.engine.data import DeviceData, Part
+from worker.engine.data import Batch, DeviceData, Part
 from worker.engine.loop import Cancelled, epoch_order, loss_fn
 from worker.engine.model import build_model
 from worker.engine.plugins import Plugin
@@ -47,14 +47,13 @@ class RangeOutcome:
     stopped: str = ""
 
 
-def batches(part: Part, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Batch indices epoch after epoch, shuffled and with dropout seeded per (seed, epoch) as
-    `loop.train_epoch` does (the last, smaller batch kept), so the test sees training's batches."""
-    n = len(part)
+def batches(part: Part, batch_size: int, seed: int) -> Iterator[Batch]:
+    """Batches (x, y) epoch after epoch, shuffled and with dropout seeded per (seed, epoch) as
+    `loop.train_epoch` does (the last, smaller batch kept), so the test sees training's batches
+    (on the device or streamed from host memory, as training would)."""
     for epoch in itertools.count(1):
-        order = epoch_order(n, part.x.device, seed, epoch)
-        for start in range(0, n, batch_size):
-            yield order[start : start + batch_size]
+        order = epoch_order(len(part), part.index_device, seed, epoch)
+        yield from part.batches(order, batch_size)
 
 
 def _finite(value: float | None) -> float | None:
@@ -82,7 +81,7 @@ def run(
     lrs = suggest.lr_ramp(p.min_lr, p.max_lr, p.steps)
     tracker = suggest.Tracker(p.smoothing, p.diverge_factor, suggest.skip_steps(p.steps))
     criterion = loss_fn(data.info.task)
-    order = batches(data.train, spec.batch_size, spec.seed)
+    feed = batches(data.train, spec.batch_size, spec.seed)
     losses: list[float] = []  # the recorded batch losses, for the suggestion
     pending: list[torch.Tensor] = []  # on the device, not yet synced
     unsent: list[dict[str, Any]] = []
@@ -93,9 +92,9 @@ def run(
             raise Cancelled
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = next(order)
+        xb, yb = next(feed)
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(data.train.x[idx]), data.train.y[idx])
+        loss = criterion(model(xb), yb)
         loss.backward()
         optimizer.step()
         pending.append(loss.detach())

@@ -18,6 +18,7 @@ from worker.engine import range_test
 from worker.engine.data import to_device
 from worker.engine.model import pick_device
 from worker.runs import plugins
+from worker.runs.budget import data_budget
 from worker.runs.datasets import check_fits, load_arrays
 from worker.runs.finish import LEASE_LOST, Outcome, finish_run
 from worker.runs.retry import with_db_retry
@@ -51,7 +52,7 @@ def range_test_run(
     device = pick_device(spec.device)
     arrays, info, dataset_plugin = load_arrays(spec.dataset)
     check_fits(spec, info, dataset_plugin)
-    data = to_device(spec, arrays, info, device)
+    data = to_device(spec, arrays, info, device, data_budget(device))
     facts = {"device": str(device), "plugins": plugins.pinned(spec, dataset_plugin)}
     if not with_db_retry(
         partial(_start, experiment_id, attempt, **facts), f"range test {experiment_id} start"

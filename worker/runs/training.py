@@ -22,6 +22,7 @@ from worker.engine.data import to_device
 from worker.engine.model import pick_device
 from worker.engine.plugins import param_count
 from worker.runs import artifacts, plugins
+from worker.runs.budget import data_budget
 from worker.runs.datasets import check_fits, load_arrays
 from worker.runs.epochs import decide_and_write, resume_point
 from worker.runs.finish import LEASE_LOST, Outcome, finish_run
@@ -84,7 +85,7 @@ def train_run(
     device = pick_device(spec.device)
     arrays, info, dataset_plugin = load_arrays(spec.dataset)
     sizes = check_fits(spec, info, dataset_plugin)
-    data = to_device(spec, arrays, info, device)
+    data = to_device(spec, arrays, info, device, data_budget(device))
     state = program.build(spec, data, device, plugins.model_plugin(spec))
     ckpt_path = artifacts.checkpoint_path(experiment_id)
     facts = {
