@@ -1,20 +1,25 @@
-"""User datasets' file formats: parse an upload (`.npz`, `.csv`) and validate it. Pure functions
-over bytes (no database, no HTTP, no paths: where files live is `storage.py`).
+"""User datasets' file formats: parse an upload (`.npz`, `.csv`) and validate it. Functions over
+bytes and open files (no database, no HTTP, no paths: where files live is `storage.py`).
 
-Nothing is ever unpickled: `.npz` members are read with `allow_pickle=False`, and an object-dtype
-member is refused from its header before any of its data is read. What is stored is always two
-plain numeric arrays written by `np.savez`: `x` float32 `(n, *feature_shape)` and `y` int64 class
-ids 0..K-1 (classification) or float32 targets (regression).
+An `.npz` is never loaded whole: it is checked from its members' `.npy` headers (dtype, shape,
+order), `y` is read (one value per sample), and `x` is streamed a bounded number of rows at a
+time, converted to float32 and checked for finite values on its way into storage. Nothing is ever
+unpickled: an object-dtype member is refused from its header before any of its data is read. What
+is stored is always two plain numeric arrays: `x` float32 `(n, *feature_shape)` and `y` int64
+class ids 0..K-1 (classification) or float32 targets (regression).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 
@@ -27,6 +32,7 @@ TASKS = ("classification", "regression")
 MIN_SAMPLES = 10
 MAX_CLASSES = 1000
 INFER_MAX_CLASSES = 100  # integer-valued targets with at most this many values → classification
+CHUNK_BYTES = 2**20  # of x read at a time (at least one row)
 
 FILE: tuple[str, ...] = ("body", "file")
 
@@ -43,17 +49,37 @@ class UnsupportedMediaType(GlidepathError):
 
 @dataclass(frozen=True)
 class Prepared:
-    """Validated arrays, ready to store, and what the catalogue records about them."""
+    """What the catalogue records about a validated dataset."""
 
-    arrays: Arrays
+    shape: tuple[int, ...]  # x's: (n, *feature_shape)
     task: str
     n_classes: int | None
     classes: list[Any] | None  # original label of class id i (classification)
     task_inferred: bool
 
     @property
+    def n_samples(self) -> int:
+        return int(self.shape[0])
+
+    @property
     def feature_shape(self) -> list[int]:
-        return [int(d) for d in self.arrays.x.shape[1:]]
+        return [int(d) for d in self.shape[1:]]
+
+
+@dataclass(frozen=True)
+class _Labels:
+    y: np.ndarray  # int64 class ids or float32 targets
+    task: str
+    n_classes: int | None
+    classes: list[Any] | None
+
+
+class ArraySink(Protocol):
+    """Where validated arrays go (`storage.Writer`): member `name` of `shape`, row chunks."""
+
+    def add(
+        self, name: str, dtype: Any, shape: tuple[int, ...], chunks: Iterator[np.ndarray]
+    ) -> None: ...
 
 
 def _invalid(msg: str, loc: tuple[str, ...] = FILE, type_: str = "invalid_dataset") -> InvalidInput:
@@ -82,59 +108,35 @@ def check_size(n_bytes: int, limit_bytes: int, what: str, loc: tuple[str, ...] =
 # -- parsing ------------------------------------------------------------------------------------
 
 
-def _npy_header(fp: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
+def read_npy_header(fp: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Shape, Fortran order and dtype of the `.npy` array at `fp`, which is left at its data."""
     version = np.lib.format.read_magic(fp)
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
     elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
     else:
         raise ValueError(f"unsupported .npy format version {version}")
-    return shape, dtype
+    return tuple(int(d) for d in shape), bool(fortran), dtype
 
 
-def parse_npz(data: bytes, limit_bytes: int) -> Arrays:
-    """The arrays `x` and `y` of an `.npz` archive (as `np.savez`/`np.savez_compressed` write it).
+@dataclass(frozen=True)
+class _Member:
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype[Any]
 
-    Every member's header is checked before its data is read: object dtypes (pickles) are refused,
-    and the declared sizes must fit the member and, in total, `limit_bytes` (no zip bombs)."""
-    buf = io.BytesIO(data)
-    if not zipfile.is_zipfile(buf):
-        raise _invalid("not an .npz archive (a zip of .npy arrays, as np.savez writes)")
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """What reading an archive raises, as a 422 naming the file."""
     try:
-        with zipfile.ZipFile(buf) as zf:
-            members = zf.infolist()
-            names = sorted(m.filename.removesuffix(".npy") for m in members)
-            missing = [a for a in ("x", "y") if a not in names]
-            if missing:
-                raise _invalid(
-                    f"the archive has no array {missing[0]!r} (arrays: {', '.join(names) or '-'}); "
-                    "an upload holds exactly 'x' (features) and 'y' (labels or targets)"
-                )
-            extra = [n for n in names if n not in ("x", "y")]
-            if extra or len(members) != 2 or any(not m.filename.endswith(".npy") for m in members):
-                raise _invalid(
-                    f"unexpected members {', '.join(extra or names)}; "
-                    "an upload holds exactly the arrays 'x' and 'y'"
-                )
-            check_size(sum(m.file_size for m in members), limit_bytes, "the unpacked archive")
-            for m in members:
-                with zf.open(m) as fp:
-                    shape, dtype = _npy_header(fp)
-                if dtype.hasobject:
-                    raise _invalid(
-                        f"array {m.filename.removesuffix('.npy')!r} has dtype object: "
-                        "pickled arrays are refused; store plain numeric arrays",
-                        type_="pickle_refused",
-                    )
-                if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > m.file_size:
-                    raise _invalid(f"array {m.filename!r} is truncated or corrupt")
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            return Arrays(x=npz["x"], y=npz["y"])
-    except InvalidInput:
-        raise
-    except TooLarge:
-        raise
+        yield
     except ValueError as exc:
         if "pickle" in str(exc) or "Object arrays" in str(exc):
             raise _invalid(
@@ -151,6 +153,141 @@ def parse_npz(data: bytes, limit_bytes: int) -> Arrays:
         NotImplementedError,
     ) as exc:
         raise _invalid(f"not a readable .npz archive: {exc}") from None
+
+
+def _members(zf: zipfile.ZipFile, limit_bytes: int) -> dict[str, _Member]:
+    """`x` and `y` from their headers. Object dtypes (pickles) are refused, and the declared
+    sizes must fit the member and, in total, `limit_bytes` (no zip bombs)."""
+    members = zf.infolist()
+    names = sorted(m.filename.removesuffix(".npy") for m in members)
+    missing = [a for a in ("x", "y") if a not in names]
+    if missing:
+        raise _invalid(
+            f"the archive has no array {missing[0]!r} (arrays: {', '.join(names) or '-'}); "
+            "an upload holds exactly 'x' (features) and 'y' (labels or targets)"
+        )
+    extra = [n for n in names if n not in ("x", "y")]
+    if extra or len(members) != 2 or any(not m.filename.endswith(".npy") for m in members):
+        raise _invalid(
+            f"unexpected members {', '.join(extra or names)}; "
+            "an upload holds exactly the arrays 'x' and 'y'"
+        )
+    check_size(sum(m.file_size for m in members), limit_bytes, "the unpacked archive")
+    found: dict[str, _Member] = {}
+    for m in members:
+        with zf.open(m) as fp:
+            shape, fortran, dtype = read_npy_header(fp)
+        if dtype.hasobject:
+            raise _invalid(
+                f"array {m.filename.removesuffix('.npy')!r} has dtype object: "
+                "pickled arrays are refused; store plain numeric arrays",
+                type_="pickle_refused",
+            )
+        member = _Member(m, shape, fortran, dtype)
+        if member.nbytes > m.file_size:
+            raise _invalid(f"array {m.filename!r} is truncated or corrupt")
+        found[m.filename.removesuffix(".npy")] = member
+    return found
+
+
+def _read_exact(fp: IO[bytes], n_bytes: int, m: _Member) -> bytes:
+    with _reading():
+        data = fp.read(n_bytes)
+    if len(data) != n_bytes:
+        raise _invalid(f"array {m.info.filename!r} is truncated or corrupt")
+    return data
+
+
+def _drain(fp: IO[bytes]) -> None:
+    """Read a member to its end, so that its CRC is checked."""
+    with _reading():
+        while fp.read(CHUNK_BYTES):
+            pass
+
+
+def _whole(zf: zipfile.ZipFile, m: _Member) -> np.ndarray:
+    with _reading(), zf.open(m.info) as fp:
+        read_npy_header(fp)
+        data = _read_exact(fp, m.nbytes, m)
+        _drain(fp)
+    return np.frombuffer(data, dtype=m.dtype).reshape(m.shape, order="F" if m.fortran else "C")
+
+
+def _rows(
+    zf: zipfile.ZipFile, m: _Member, scratch: Callable[[], IO[bytes]]
+) -> Iterator[np.ndarray]:
+    """`m`'s rows in order, about CHUNK_BYTES at a time. A Fortran-order array (columns first,
+    as `np.savez(df.values)` often writes) is copied to a scratch file and its rows gathered
+    from a memory map of it."""
+    row_bytes = math.prod(m.shape[1:]) * m.dtype.itemsize
+    per = max(1, CHUNK_BYTES // max(1, row_bytes))
+    n = m.shape[0]
+    with zf.open(m.info) as fp:
+        with _reading():
+            read_npy_header(fp)
+        if not m.fortran:
+            for start in range(0, n, per):
+                k = min(per, n - start)
+                data = _read_exact(fp, k * row_bytes, m)
+                yield np.frombuffer(data, dtype=m.dtype).reshape(k, *m.shape[1:])
+            _drain(fp)
+            return
+        with scratch() as tmp:
+            left = m.nbytes
+            while left:
+                data = _read_exact(fp, min(CHUNK_BYTES, left), m)
+                tmp.write(data)
+                left -= len(data)
+            _drain(fp)
+            tmp.flush()
+            mapped = np.memmap(tmp, dtype=m.dtype, mode="r", shape=m.shape, order="F")
+            try:
+                for start in range(0, n, per):
+                    yield np.array(mapped[start : start + per], order="C")
+            finally:
+                del mapped
+
+
+def _float32_rows(chunks: Iterator[np.ndarray], loc: tuple[str, ...]) -> Iterator[np.ndarray]:
+    """The chunks as float32; once all are through, refused when any value was not finite."""
+    n_nan = n_inf = 0
+    for chunk in chunks:
+        with np.errstate(over="ignore"):  # values past float32's range become inf: refused
+            block = np.ascontiguousarray(chunk, dtype=np.float32)
+        n_nan += int(np.isnan(block).sum())
+        n_inf += int(np.isinf(block).sum())
+        yield block
+    _refuse_non_finite(n_nan, n_inf, "x", loc)
+
+
+def stream_npz(
+    fp: IO[bytes],
+    task: str | None,
+    limit_bytes: int,
+    sink: ArraySink,
+    scratch: Callable[[], IO[bytes]],
+) -> Prepared:
+    """Validate the `.npz` at `fp` (arrays `x` and `y`, as `np.savez`/`np.savez_compressed`
+    write them) and write it to `sink` as float32 `x` and int64/float32 `y`, never holding `x`
+    whole: shapes and dtypes from the headers, `y` read, `x` streamed. `scratch` makes an
+    anonymous temporary file (for a Fortran-order `x`)."""
+    with _reading():
+        is_zip = zipfile.is_zipfile(fp)
+    if not is_zip:
+        raise _invalid("not an .npz archive (a zip of .npy arrays, as np.savez writes)")
+    with _reading():
+        zf = zipfile.ZipFile(fp)
+    with zf:
+        with _reading():
+            members = _members(zf, limit_bytes)
+        x, y = members["x"], members["y"]
+        _check_shapes(x.shape, x.dtype, y.shape, FILE)
+        n = x.shape[0]
+        check_size(math.prod(x.shape) * 4 + n * 8, limit_bytes, "the dataset (as float32 features)")
+        labels = _labels(_whole(zf, y), task, FILE)
+        sink.add("x", np.float32, x.shape, _float32_rows(_rows(zf, x, scratch), FILE))
+        sink.add("y", labels.y.dtype, labels.y.shape, iter([labels.y]))
+    return Prepared(x.shape, labels.task, labels.n_classes, labels.classes, task is None)
 
 
 def parse_csv(data: bytes, label_column: str) -> Arrays:
@@ -215,14 +352,18 @@ def parse_csv(data: bytes, label_column: str) -> Arrays:
 # -- validation ---------------------------------------------------------------------------------
 
 
-def _non_finite(a: np.ndarray, what: str) -> None:
-    n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+def _refuse_non_finite(n_nan: int, n_inf: int, what: str, loc: tuple[str, ...] = FILE) -> None:
     if n_nan or n_inf:
         raise _invalid(
             f"{what} has {n_nan} NaN and {n_inf} infinite values (or values beyond float32's "
             "range); every value must be finite",
+            loc,
             type_="non_finite",
         )
+
+
+def _non_finite(a: np.ndarray, what: str, loc: tuple[str, ...] = FILE) -> None:
+    _refuse_non_finite(int(np.isnan(a).sum()), int(np.isinf(a).sum()), what, loc)
 
 
 def _plain(v: Any) -> Any:
@@ -232,33 +373,29 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def prepare(
-    raw: Arrays, task: str | None, loc: tuple[str, ...] = FILE, limit_bytes: int | None = None
-) -> Prepared:
-    """Check shapes, dtypes and values; infer the task when not given; remap class labels to
-    0..K-1. Raises InvalidInput (422) naming what is wrong."""
-    x, y = np.asarray(raw.x), np.asarray(raw.y)
-    if x.dtype.kind not in "biuf":
-        raise _invalid(f"x must be numeric (int, float or bool), not {x.dtype}", loc)
-    if not 2 <= x.ndim <= 4:
+def _check_shapes(
+    x_shape: tuple[int, ...], x_dtype: np.dtype[Any], y_shape: tuple[int, ...], loc: tuple[str, ...]
+) -> None:
+    """What the headers tell: x's dtype and shape, y's shape, their lengths."""
+    if x_dtype.kind not in "biuf":
+        raise _invalid(f"x must be numeric (int, float or bool), not {x_dtype}", loc)
+    if not 2 <= len(x_shape) <= 4:
         raise _invalid(
-            f"x has shape {x.shape}: it must be (n, features) or (n, C, H, W) (2 to 4 dims)", loc
+            f"x has shape {x_shape}: it must be (n, features) or (n, C, H, W) (2 to 4 dims)", loc
         )
-    if any(d < 1 for d in x.shape[1:]):
-        raise _invalid(f"x has shape {x.shape}: every feature dimension must be at least 1", loc)
-    n = int(x.shape[0])
-    if y.ndim != 1:
-        raise _invalid(f"y must be 1-D (one label or target per sample), not shape {y.shape}", loc)
-    if len(y) != n:
-        raise _invalid(f"y has {len(y)} values but x has {n} samples; they must match", loc)
+    if any(d < 1 for d in x_shape[1:]):
+        raise _invalid(f"x has shape {x_shape}: every feature dimension must be at least 1", loc)
+    n = int(x_shape[0])
+    if len(y_shape) != 1:
+        raise _invalid(f"y must be 1-D (one label or target per sample), not shape {y_shape}", loc)
+    if y_shape[0] != n:
+        raise _invalid(f"y has {y_shape[0]} values but x has {n} samples; they must match", loc)
     if n < MIN_SAMPLES:
         raise _invalid(f"{n} samples; a dataset needs at least {MIN_SAMPLES}", loc)
-    with np.errstate(over="ignore"):  # values past float32's range become inf: refused below
-        x32 = np.ascontiguousarray(x, dtype=np.float32)
-    _non_finite(x32, "x")
-    if limit_bytes is not None:
-        check_size(x32.nbytes + n * 8, limit_bytes, "the dataset (as float32 features)", loc)
 
+
+def _labels(y: np.ndarray, task: str | None, loc: tuple[str, ...]) -> _Labels:
+    """Infer the task when not given; class labels remapped to 0..K-1, targets as float32."""
     task_loc = ("body", "task")
     if y.dtype.kind in "US":
         try:
@@ -287,7 +424,7 @@ def prepare(
         with np.errstate(over="ignore"):
             y32 = labels.astype(np.float32)
         _non_finite(y32, "y")
-        return Prepared(Arrays(x32, y32), "regression", None, None, task is None)
+        return _Labels(y32, "regression", None, None)
     classes, ids = np.unique(labels, return_inverse=True)
     k = len(classes)
     if k < 2:
@@ -299,5 +436,22 @@ def prepare(
     if k > MAX_CLASSES:
         raise _invalid(f"y has {k} classes; at most {MAX_CLASSES} are allowed", loc)
     original = [_plain(c.item()) for c in classes]
-    arrays = Arrays(x32, ids.reshape(-1).astype(np.int64))
-    return Prepared(arrays, "classification", k, original, task is None)
+    return _Labels(ids.reshape(-1).astype(np.int64), "classification", k, original)
+
+
+def prepare(
+    raw: Arrays, task: str | None, loc: tuple[str, ...] = FILE, limit_bytes: int | None = None
+) -> tuple[Prepared, Arrays]:
+    """Check in-memory arrays' shapes, dtypes and values; infer the task when not given; remap
+    class labels to 0..K-1. Raises InvalidInput (422) naming what is wrong."""
+    x, y = np.asarray(raw.x), np.asarray(raw.y)
+    _check_shapes(x.shape, x.dtype, y.shape, loc)
+    n = int(x.shape[0])
+    with np.errstate(over="ignore"):  # values past float32's range become inf: refused below
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+    _non_finite(x32, "x")
+    if limit_bytes is not None:
+        check_size(x32.nbytes + n * 8, limit_bytes, "the dataset (as float32 features)", loc)
+    labels = _labels(y, task, loc)
+    prepared = Prepared(x32.shape, labels.task, labels.n_classes, labels.classes, task is None)
+    return prepared, Arrays(x32, labels.y)

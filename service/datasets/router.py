@@ -106,9 +106,16 @@ async def _upload_request(request: Request) -> Upload:
         # Known before reading a byte of it: the form parser spooled it and counted.
         if file.size is not None:
             files.check_size(file.size, limit, "the upload")
-        data = await file.read(limit + 1)
-        files.check_size(len(data), limit, "the upload")
-        return Upload(form=parsed, filename=file.filename or "", data=data)
+        # Copied in chunks next to the datasets (counted again: 413 past the limit), never
+        # read whole into memory.
+        received = await run_in_threadpool(service.receive, file.file)
+        return Upload(
+            form=parsed,
+            filename=file.filename or "",
+            path=received.path,
+            size=received.size,
+            sha256=received.sha256,
+        )
     finally:
         await form.close()
 
@@ -152,7 +159,10 @@ async def create_dataset(request: Request, session: SessionDep) -> DatasetOut:
         return await run_in_threadpool(service.create_generated, session, params)
     if content_type == "multipart/form-data":
         upload = await _upload_request(request)
-        return await run_in_threadpool(service.create_upload, session, upload)
+        try:
+            return await run_in_threadpool(service.create_upload, session, upload)
+        finally:
+            upload.path.unlink(missing_ok=True)
     raise files.UnsupportedMediaType(
         f"unsupported content type {content_type or '(none)'!r}: send multipart/form-data "
         "(a file upload) or application/json (a generator)",

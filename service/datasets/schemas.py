@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -77,9 +78,13 @@ class UploadForm(BaseModel):
 
 @dataclass(frozen=True)
 class Upload:
+    """A received upload: its form fields and the file, copied to `path` (the caller removes it)."""
+
     form: UploadForm
     filename: str
-    data: bytes
+    path: Path
+    size: int
+    sha256: str
 
 
 class DatasetOut(BaseModel):

@@ -3,9 +3,8 @@ checks and the worker need, list them, and add uploads and generated ones."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path, PurePath
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
@@ -124,6 +123,12 @@ def limit_bytes() -> int:
     return settings.max_upload_mb * 2**20
 
 
+def receive(source: IO[bytes]) -> storage.Received:
+    """Copy an upload's file in chunks to a temporary file next to the datasets (413 as soon as
+    it passes the limit): never held in memory. The caller removes it."""
+    return storage.receive(settings.data_dir, source, limit_bytes())
+
+
 def check_free(session: Session, name: str) -> None:
     """409 when the name is a built-in's or an existing upload's (checked before any parsing)."""
     if name in builtin.NAMES:
@@ -145,17 +150,17 @@ def _remove_on_rollback(session: Session, path: Path) -> None:
 
 
 def _store(
-    session: Session, name: str, prepared: files.Prepared, source: dict[str, Any]
+    session: Session, name: str, prepared: files.Prepared, source: dict[str, Any], tmp: Path
 ) -> Dataset:
-    """Write the file, insert the row, then move the file into place. A failed insert (the name
-    was taken meanwhile) removes the file; nothing is left behind on any error."""
+    """Insert the row for the written temporary file `tmp`, then move the file into place. A
+    failed insert (the name was taken meanwhile) removes the file; nothing is left behind on any
+    error."""
     data_dir = settings.data_dir
-    tmp = storage.write_temp(data_dir, prepared.arrays)
     try:
         row = Dataset(
             name=name,
             task=prepared.task,
-            n_samples=int(prepared.arrays.x.shape[0]),
+            n_samples=prepared.n_samples,
             feature_shape=prepared.feature_shape,
             n_classes=prepared.n_classes,
             path=storage.relative_path(name),
@@ -176,7 +181,8 @@ def _store(
 
 def create_upload(session: Session, upload: Upload) -> DatasetOut:
     """Validate an uploaded `.npz` or `.csv` and store it. Raises 409/413/415/422; on any error
-    nothing is written."""
+    nothing is written. An `.npz` is streamed from the received file into storage (checked from
+    its headers, `x` converted a bounded number of rows at a time), never loaded whole."""
     form = upload.form
     check_free(session, form.name)
     suffix = PurePath(upload.filename).suffix.lower()
@@ -187,33 +193,39 @@ def create_upload(session: Session, upload: Upload) -> DatasetOut:
             loc=list(files.FILE),
         )
     limit = limit_bytes()
-    files.check_size(len(upload.data), limit, "the upload")
+    files.check_size(upload.size, limit, "the upload")
     source: dict[str, Any] = {
         "kind": "upload",
         "format": suffix[1:],
         "filename": PurePath(upload.filename).name[:200],
-        "sha256": hashlib.sha256(upload.data).hexdigest(),
+        "sha256": upload.sha256,
     }
+    data_dir = settings.data_dir
     if suffix == ".npz":
         if form.label_column is not None:
             raise InvalidInput(
                 "label_column applies to .csv uploads; an .npz holds its labels in 'y'",
                 loc=["body", "label_column"],
             )
-        raw = files.parse_npz(upload.data, limit)
+        with upload.path.open("rb") as fp, storage.Writer(data_dir) as writer:
+            prepared = files.stream_npz(
+                fp, form.task, limit, writer, lambda: storage.scratch(data_dir)
+            )
+        tmp = writer.path
     else:
         if form.label_column is None:
             raise InvalidInput(
                 "a .csv upload needs label_column: the header name of the label/target column",
                 loc=["body", "label_column"],
             )
-        raw = files.parse_csv(upload.data, form.label_column)
+        raw = files.parse_csv(upload.path.read_bytes(), form.label_column)
         source["label_column"] = form.label_column
-    prepared = files.prepare(raw, form.task, limit_bytes=limit)
+        prepared, arrays = files.prepare(raw, form.task, limit_bytes=limit)
+        tmp = storage.write_temp(data_dir, arrays)
     source["task_inferred"] = prepared.task_inferred
     if prepared.classes is not None:
         source["classes"] = prepared.classes
-    return out(_store(session, form.name, prepared, source))
+    return out(_store(session, form.name, prepared, source, tmp))
 
 
 def _generator_problems(params: GeneratorIn) -> list[ErrorItem]:
@@ -276,10 +288,11 @@ def create_generated(session: Session, params: GeneratorIn) -> DatasetOut:
         noise=params.noise,
         seed=params.seed,
     )
-    prepared = files.prepare(arrays, params.generator, loc=("body",))
+    prepared, checked = files.prepare(arrays, params.generator, loc=("body",))
     source: dict[str, Any] = {
         "kind": "generator",
         **params.model_dump(exclude={"name"}),
         "n_classes": prepared.n_classes,
     }
-    return out(_store(session, params.name, prepared, source))
+    tmp = storage.write_temp(settings.data_dir, checked)
+    return out(_store(session, params.name, prepared, source, tmp))
