@@ -12,7 +12,12 @@ from rich.text import Text
 from service.cli.options import EXIT_OK, IntervalOpt, JsonOpt, TokenOpt, UrlOpt
 from service.cli.render import new_console, plain, print_json
 from service.cli.session import connected, err, exit_code_for, handled, report
-from service.cli.tables import decisions_table, experiment_table, experiments_page_table
+from service.cli.tables import (
+    decisions_table,
+    experiment_table,
+    experiments_page_table,
+    workers_table,
+)
 from service.cli.trackers import (
     ExperimentsTracker,
     RangeTestTracker,
@@ -156,6 +161,24 @@ def show(
         console.print(decisions_table(decisions))
     console.print(Text("spec", style="bold"))
     console.print(plain(yaml.safe_dump(e["spec"], sort_keys=False).rstrip()))
+
+
+def workers(
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """The worker registry: each worker's state, devices, plugins (with package versions) and
+    the run it holds."""
+    with connected(url, token) as client:
+        found = client.workers()
+    if json_out:
+        print_json(found)
+        return
+    new_console().print(workers_table(found))
+    errors = {f"{w['id']} {k}": v for w in found for k, v in w["plugins"].get("errors", {}).items()}
+    for where, why in errors.items():
+        err(f"not offered: {where}: {why}")
 
 
 def cancel(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import RenderableType
 from rich.table import Table
@@ -29,6 +30,7 @@ from service.client.types import (
     RangeTest,
     Sweep,
     SweepExperiment,
+    Worker,
     sweep_run_id,
 )
 
@@ -88,10 +90,12 @@ def experiment_table(e: Experiment) -> Table:
         rows.append(("sweep", plain(e.get("sweep_id"))))
     if e.get("kind") and e.get("kind") != "train":
         rows.append(("kind", plain(e.get("kind"))))
-    for key in ("stop_reason", "error", "device", "worker", "steps_per_epoch"):
+    for key in ("stop_reason", "error", "device", "worker", "steps_per_epoch", "param_count"):
         value = e.get(key)
         if value not in (None, ""):
             rows.append((key.replace("_", " "), plain(value)))
+    for kind, p in (e.get("plugins") or {}).items():
+        rows.append((f"{kind} plugin", plain(f"{p['name']} ({p['package']} {p['version']})")))
     if e.get("split_sizes"):
         rows.append(("split", plain(params_str(dict(e["split_sizes"] or {})))))
     if e.get("test_metrics"):
@@ -108,6 +112,31 @@ def experiment_table(e: Experiment) -> Table:
     table = fields_table()
     for k, v in rows:
         table.add_row(k, v)
+    return table
+
+
+def _plugins_cell(plugins: dict[str, Any]) -> str:
+    names = [
+        f"{kind[:-1]} {name} ({p['package']} {p['version']})"
+        for kind in ("models", "datasets")
+        for name, p in plugins.get(kind, {}).items()
+    ]
+    return "\n".join(names) or "-"
+
+
+def workers_table(workers: Sequence[Worker]) -> Table:
+    """The registry (`workers`): one row per worker process."""
+    table = Table(title="workers")
+    for column in ("worker", "state", "devices", "plugins", "running", "last seen"):
+        table.add_column(column)
+    for w in workers:
+        devices = ", ".join(str(d.get("model") or d["name"]) if d["kind"] == "cuda" else "cpu"
+                            for d in w["devices"])  # fmt: skip
+        style = {"alive": "green", "lost": "red"}.get(w["state"], "dim")
+        table.add_row(plain(w["id"]), Text(w["state"], style=style), plain(devices),
+                      plain(_plugins_cell(w["plugins"])),
+                      plain(w["current_run"] if w["current_run"] is not None else "-"),
+                      timestamp(w["last_seen"]))  # fmt: skip
     return table
 
 

@@ -39,6 +39,7 @@ from service.client.types import (
     Readiness,
     Sweep,
     SweepCreated,
+    Worker,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -344,6 +345,12 @@ class Client:
 
     def cancel_range_test(self, range_test_id: int) -> RangeTest:
         return cast(RangeTest, self._post(f"/v1/lr-range-tests/{range_test_id}/cancel"))
+
+    # -- workers --------------------------------------------------------------------------
+
+    def workers(self) -> list[Worker]:
+        """The worker registry: what each worker offers (devices, plugins), runs, last seen."""
+        return cast(list[Worker], self._get("/v1/workers")["items"])
 
     # -- health ---------------------------------------------------------------------------
 

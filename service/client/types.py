@@ -45,6 +45,8 @@ class Experiment(TypedDict):
     device: str | None
     attempt: int
     worker: str | None
+    param_count: NotRequired[int | None]
+    plugins: NotRequired[dict[str, Any] | None]
     epochs_run: int
     best_epoch: int | None
     best_value: float | None
@@ -208,6 +210,22 @@ class Series(TypedDict):
 class Comparison(TypedDict):
     epochs: list[int]
     series: list[Series]
+
+
+class Worker(TypedDict):
+    """A worker's registry row (GET /v1/workers)."""
+
+    id: str
+    host: str
+    pid: int
+    state: str  # alive | lost | stopped
+    queues: list[str]
+    devices: list[dict[str, Any]]
+    # {"models": {NAME: {params, var_keyword, package, version}}, "datasets": {...}, "errors": {}}
+    plugins: dict[str, Any]
+    current_run: int | None
+    started_at: str
+    last_seen: str
 
 
 class Readiness(TypedDict):

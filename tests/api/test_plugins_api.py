@@ -6,8 +6,6 @@ needs no plugin installed at all."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from service.experiments.models import Experiment
 from service.kit.db import session_scope
-from worker.engine import plugins as engine_plugins
+from tests.support.plugins import offered_here
 from worker.runs import registry
 
 SPEC: dict[str, Any] = {
@@ -32,17 +30,8 @@ SPEC: dict[str, Any] = {
 
 @pytest.fixture
 def offered(client: TestClient, plugin_path: Path) -> Iterator[registry.Registration]:
-    """This test process as a worker with the plugin installed, registered in the registry."""
-    sys.path.insert(0, str(plugin_path))
-    importlib.invalidate_caches()
-    engine_plugins.installed.cache_clear()
-    try:
-        reg = registry.Registration(registry.queues(["auto", "cpu"]))
-        reg.register()
+    with offered_here(plugin_path) as reg:
         yield reg
-    finally:
-        sys.path.remove(str(plugin_path))
-        engine_plugins.installed.cache_clear()
 
 
 def errors(response: Any) -> dict[tuple[Any, ...], str]:

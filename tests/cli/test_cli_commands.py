@@ -142,3 +142,15 @@ def test_token_from_option_or_environment(cli: CliRunner, monkeypatch: pytest.Mo
     assert "HTTP 401" in denied.stderr and "--token or set GLIDEPATH_TOKEN" in denied.stderr
     assert cli.invoke(app, ["ls", "--token", "alpha"]).exit_code == 0
     assert cli.invoke(app, ["ls"], env={"GLIDEPATH_TOKEN": "beta"}).exit_code == 0
+
+
+def test_workers_lists_the_registry_with_plugin_versions(cli: CliRunner, plugin_path: Path) -> None:
+    from tests.support.plugins import offered_here
+
+    with offered_here(plugin_path) as me:
+        human = cli.invoke(app, ["workers"])
+        assert human.exit_code == 0, human.output
+        assert me.id in human.stdout and "alive" in human.stdout
+        assert "model tiny_resnet (glidepath-example-plugin 0.1.0)" in human.stdout
+        as_json = json.loads(cli.invoke(app, ["workers", "--json"]).stdout)
+        assert [w["plugins"]["datasets"]["shapes"]["version"] for w in as_json] == ["0.1.0"]
