@@ -5,7 +5,8 @@ database and the broker in step when a process dies at the wrong moment.
 - re-send the tasks of runs a broker lost (`dispatch.resend_stale`);
 - reap: return runs whose worker vanished (lease expired) to the queue, a bounded number of
   times; cancelled ones end;
-- move on sweeps whose runs ended without a worker noticing (reaped or cancelled while queued).
+- move on sweeps whose runs ended without a worker noticing (reaped or cancelled while queued);
+- forget workers not seen for a day (the registry keeps a restarted worker's old row till then).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from service.kit.logging import get_logger
 from service.kit.time import utcnow
 from service.sweeps.service import advance_running
 from service.training.status import ExperimentStatus
+from service.workers import service as workers
 
 log = get_logger(__name__)
 
@@ -65,6 +67,7 @@ def tick() -> None:
         "resent": lambda: dispatch.resend_stale(settings.resend_after_seconds),
         "reaped": reap,
         "sweeps_moved_on": advance_running,
+        "workers_forgotten": workers.forget_stale,
     }
     done = {}
     for name, job in jobs.items():

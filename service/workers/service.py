@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.kit.db import session_scope
 from service.kit.time import as_utc, utcnow
 from service.training.errors import ErrorItem, item
 from service.training.plugins import MODEL_RESERVED, check_params
@@ -29,6 +30,12 @@ def state(row: WorkerRow) -> str:
     assert last is not None
     alive = utcnow() - last <= timedelta(seconds=HEARTBEAT_SECONDS * LOST_AFTER)
     return "alive" if alive else "lost"
+
+
+def forget_stale() -> int:
+    """Housekeeping: drop the rows of workers not seen for FORGET_AFTER."""
+    with session_scope() as session:
+        return WorkerRepository(session).forget_seen_before(utcnow() - FORGET_AFTER)
 
 
 def list_workers(session: Session) -> WorkerList:
