@@ -47,7 +47,6 @@ import sys
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -214,16 +213,16 @@ def backend_for(stack_kind: str, root: Path, redis_url: str) -> Iterator[Backend
         return
     import redis
 
-    with warnings.catch_warnings():  # conftest imports fastapi.testclient, which warns
-        warnings.simplefilter("ignore")
-        from tests.conftest import create_pg_database, drop_pg_database
+    from tests.support.backends import PG_HOST
+    from tests.support.databases import PostgresDatabases
 
     redis.Redis.from_url(redis_url).flushdb()
-    database_url = create_pg_database()
+    databases = PostgresDatabases(PG_HOST)
+    database_url = databases.empty()  # `start_stack` migrates it
     try:
         yield Backend("postgres", database_url, redis_url, data_dir)
     finally:
-        drop_pg_database(database_url)
+        databases.drop(database_url)
 
 
 def run_load(stack: Stack, args: argparse.Namespace) -> int:
