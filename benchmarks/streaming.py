@@ -78,7 +78,7 @@ def run(
             torch.cuda.synchronize()
         if epoch:
             times.append(time.perf_counter() - t0)
-        losses += [trained, val.loss]
+        losses += [trained.loss, val.loss]
     return times, losses
 
 

@@ -108,6 +108,15 @@ def _check_hypergradient(spec: ExperimentSpec) -> list[ErrorItem]:
                 "conflict",
             )
         )
+    if spec.precision == "fp16":
+        errors.append(
+            item(
+                ["precision"],
+                "hypergradient descent cannot be combined with precision fp16 (a step the "
+                "GradScaler skips would still move the LR); use fp32 or bf16",
+                "conflict",
+            )
+        )
     return errors
 
 

@@ -1,6 +1,12 @@
 """The epoch loop: batches come from the part (on the device and batched by index there, or
 streamed from host memory: `worker/engine/data.py`); no DataLoader and no host sync inside an
-epoch (losses accumulate on the device and are read once at its end)."""
+epoch (losses accumulate on the device and are read once at its end), except with fp16, whose
+GradScaler reads one flag per step.
+
+Mixed precision (the spec's `precision`): forward and loss run under `torch.autocast` in bf16 or
+fp16, the weights and the optimizer stay fp32. fp16 adds a `torch.amp.GradScaler`: the loss is
+scaled, a step whose gradients overflowed is skipped (and the scale lowered), and such a step
+does not advance a per-step scheduler either (pytorch#44511): the schedule counts taken steps."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from service.training.schedule import Schedule
 from worker.engine.data import Part
 
 EVAL_CHUNK = 8192  # rows per forward pass when validating: bounds memory on large parts
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Cancelled(Exception):
@@ -29,10 +36,30 @@ class EvalResult:
     mae: float | None
 
 
+@dataclass(frozen=True)
+class EpochResult:
+    loss: float  # mean training loss over the epoch's samples
+    skipped_steps: int = 0  # fp16: steps the GradScaler skipped (inf/NaN gradients)
+
+
 def loss_fn(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if task == "classification":
         return nn.functional.cross_entropy
     return lambda out, y: nn.functional.mse_loss(out.squeeze(-1), y)
+
+
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """Forward and loss in `precision` (fp32: autocast off, nothing changes)."""
+    return torch.autocast(
+        device_type=device.type,
+        dtype=AUTOCAST_DTYPES.get(precision, torch.bfloat16),
+        enabled=precision != "fp32",
+    )
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16's loss scaler (None otherwise): fp16 gradients underflow without it."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -52,6 +79,30 @@ def epoch_order(n: int, device: torch.device, seed: int, epoch: int) -> torch.Te
     return order
 
 
+def scaled_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    before_step: Callable[[], None] | None = None,
+) -> bool:
+    """backward() and the optimizer step; with `scaler`, on the scaled loss, and False when the
+    scaler skipped the step (its scale went down: the gradients held inf or NaN)."""
+    if scaler is None:
+        loss.backward()
+        if before_step is not None:
+            before_step()
+        optimizer.step()
+        return True
+    scaler.scale(loss).backward()
+    if before_step is not None:
+        scaler.unscale_(optimizer)  # what it sees are the true gradients
+        before_step()
+    scale = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() >= scale
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -63,51 +114,60 @@ def train_epoch(
     epoch: int,
     stop: threading.Event | None = None,
     hypergradient: Hypergradient | None = None,
-) -> float:
-    """One pass over the training part; returns the mean training loss (one host sync, plus one
-    per step with `hypergradient`, which adapts the LR before every step)."""
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+) -> EpochResult:
+    """One pass over the training part: the mean training loss (one host sync, plus one per step
+    with `hypergradient`, which adapts the LR before every step, or with `scaler`) and the steps
+    the scaler skipped; a skipped step does not advance a per-step schedule."""
     model.train()
     n = len(data)
     device = data.device
     order = epoch_order(n, data.index_device, seed, epoch)
     criterion = loss_fn(task)
     losses: list[torch.Tensor] = []
+    skipped = 0
     if hypergradient is not None:
         hypergradient.begin_epoch()
+    before_step = hypergradient.before_step if hypergradient is not None else None
     for xb, yb in data.batches(order, batch_size):
         if stop is not None and stop.is_set():
             raise Cancelled
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(xb), yb)
-        loss.backward()
-        if hypergradient is not None:
-            hypergradient.before_step()
-        optimizer.step()
-        schedule.after_step()
+        with autocast(precision, device):
+            loss = criterion(model(xb), yb)
+        if scaled_step(loss, optimizer, scaler, before_step):
+            schedule.after_step()
+        else:
+            skipped += 1
         losses.append(loss.detach())
     # Mean over samples: every batch has batch_size rows except possibly the last.
     sizes = torch.full((len(losses),), float(batch_size), device=device, dtype=torch.float64)
     sizes[-1] = n - batch_size * (len(losses) - 1)
-    return float((torch.stack(losses).to(torch.float64) * sizes).sum().item()) / n
+    mean = float((torch.stack(losses).to(torch.float64) * sizes).sum().item()) / n
+    return EpochResult(mean, skipped)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Part, task: str) -> EvalResult:
+def evaluate(model: nn.Module, data: Part, task: str, precision: str = "fp32") -> EvalResult:
     model.eval()
     device = data.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     hit_sum = torch.zeros((), device=device, dtype=torch.float64)
     for xb, yb in data.chunks(EVAL_CHUNK):
-        out = model(xb)
-        if task == "classification":
-            loss_sum += nn.functional.cross_entropy(out, yb, reduction="sum").to(torch.float64)
-            hit_sum += (out.argmax(-1) == yb).sum()
-        else:
-            pred = out.squeeze(-1)
-            loss_sum += nn.functional.mse_loss(pred, yb, reduction="sum").to(torch.float64)
-            hit_sum += (pred - yb).abs().sum().to(torch.float64)
-    loss, hits = torch.stack([loss_sum, hit_sum]).tolist()  # the one host sync
+        with autocast(precision, device):
+            out = model(xb)
+            if task == "classification":
+                loss = nn.functional.cross_entropy(out, yb, reduction="sum")
+                hits = (out.argmax(-1) == yb).sum()
+            else:
+                pred = out.squeeze(-1)
+                loss = nn.functional.mse_loss(pred, yb, reduction="sum")
+                hits = (pred.float() - yb).abs().sum()
+        loss_sum += loss.to(torch.float64)
+        hit_sum += hits.to(torch.float64)
+    loss, hits_ = torch.stack([loss_sum, hit_sum]).tolist()  # the one host sync
     n = len(data)
     if task == "classification":
-        return EvalResult(loss=loss / n, accuracy=hits / n, mae=None)
-    return EvalResult(loss=loss / n, accuracy=None, mae=hits / n)
+        return EvalResult(loss=loss / n, accuracy=hits_ / n, mae=None)
+    return EvalResult(loss=loss / n, accuracy=None, mae=hits_ / n)

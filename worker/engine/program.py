@@ -24,7 +24,7 @@ from service.training.spec import ExperimentSpec
 from service.training.split import steps_per_epoch
 from service.training.status import OK, ExperimentStatus
 from worker.engine.data import DeviceData
-from worker.engine.loop import EvalResult, evaluate, train_epoch
+from worker.engine.loop import EvalResult, evaluate, grad_scaler, train_epoch
 from worker.engine.model import build_model
 from worker.engine.plugins import Plugin
 
@@ -57,6 +57,7 @@ class RunState:
     best: BestWeights
     steps_per_epoch: int
     epoch: int = 0
+    scaler: torch.amp.GradScaler | None = None  # precision fp16: the loss scale and its clock
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class RunState:
             "scheduler": self.schedule.state_dict(),
             "best_weights": self.best.state_dict(),
             "hypergradient": self.hypergradient.state_dict() if self.hypergradient else None,
+            "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -74,6 +76,8 @@ class RunState:
         self.schedule.load_state_dict(state["scheduler"])
         if self.hypergradient is not None and state.get("hypergradient") is not None:
             self.hypergradient.load_state_dict(state["hypergradient"])
+        if self.scaler is not None and state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.best.load_state_dict(state["best_weights"])
         self.epoch = int(state["epoch"])
 
@@ -81,8 +85,11 @@ class RunState:
 def build(
     spec: ExperimentSpec, data: DeviceData, device: torch.device, plugin: Plugin | None = None
 ) -> RunState:
-    """Model (weights seeded by the spec), optimizer, schedule and hypergradient, at epoch 0.
-    `plugin`: the model's factory when the spec names a plugin model."""
+    """Model (weights seeded by the spec), optimizer, schedule, hypergradient and fp16's
+    GradScaler, at epoch 0. `plugin`: the model's factory when the spec names a plugin model."""
+    if spec.precision == "fp16" and spec.solver.hypergradient is not None:
+        # Refused at submit (checks._check_hypergradient): a skipped step would still move α.
+        raise ValueError("hypergradient descent cannot be combined with precision fp16")
     torch.manual_seed(spec.seed)  # weight init
     model = build_model(spec.model, data.info, plugin).to(device)
     optimizer = catalog.solver_class(spec.solver.type)(
@@ -97,6 +104,7 @@ def build(
         hypergradient=Hypergradient(optimizer, hd_spec.hyper_lr) if hd_spec else None,
         best=BestWeights(device),
         steps_per_epoch=steps,
+        scaler=grad_scaler(spec.precision, device),
     )
 
 
@@ -135,7 +143,7 @@ def metric_row(task: str, train_loss: float, val: EvalResult) -> dict[str, float
 def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSink) -> Result:
     """Train from `state.epoch + 1` to the end or to a decision's stop; then restore the best
     weights (restore_best) and evaluate the test part of a run that ended well."""
-    task = data.info.task
+    task, precision = data.info.task, spec.precision
     model, optimizer, hd = state.model, state.optimizer, state.hypergradient
     restore_best = bool(spec.early_stopping and spec.early_stopping.restore_best)
     status, reason = ExperimentStatus.SUCCEEDED, None
@@ -143,14 +151,18 @@ def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSi
     for epoch in range(state.epoch + 1, spec.epochs + 1):
         lr = float(optimizer.param_groups[0]["lr"])
         t0 = time.perf_counter()
-        train_loss = train_epoch(model, optimizer, state.schedule, data.train, spec.batch_size,
-                                 task, spec.seed, epoch, sink.stop, hd)  # fmt: skip
+        trained = train_epoch(model, optimizer, state.schedule, data.train, spec.batch_size,
+                              task, spec.seed, epoch, sink.stop, hd, precision,
+                              state.scaler)  # fmt: skip
         if hd is not None:
             lr = hd.epoch_lr  # what the epoch's first step used: adapted just before it
-        val = evaluate(model, data.val, task)
+        val = evaluate(model, data.val, task, precision)
         state.schedule.after_epoch(epoch)
         duration = time.perf_counter() - t0
-        recorded = sink.record(epoch, lr, duration, metric_row(task, train_loss, val))
+        metrics = metric_row(task, trained.loss, val)
+        if precision == "fp16":
+            metrics["skipped_steps"] = trained.skipped_steps
+        recorded = sink.record(epoch, lr, duration, metrics)
         if recorded is None:
             return Result(None, epoch - 1)
         decision, decided = recorded
@@ -170,7 +182,7 @@ def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSi
         model.load_state_dict(state.best.weights)  # the final model is the best epoch's
     test_metrics: dict[str, float | None] | None = None
     if data.test is not None and status in OK:
-        t = evaluate(model, data.test, task)
+        t = evaluate(model, data.test, task, precision)
         test_metrics = {"test_loss": t.loss}
         test_metrics["test_accuracy" if task == "classification" else "test_mae"] = (
             t.accuracy if task == "classification" else t.mae

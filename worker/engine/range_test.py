@@ -25,7 +25,7 @@ from service.training import range_suggest as suggest
 from service.training.range_spec import RangeParams
 from service.training.spec import ExperimentSpec
 from worker.engine.data import Batch, DeviceData, Part
-from worker.engine.loop import Cancelled, epoch_order, loss_fn
+from worker.engine.loop import Cancelled, autocast, epoch_order, grad_scaler, loss_fn, scaled_step
 from worker.engine.model import build_model
 from worker.engine.plugins import Plugin
 
@@ -81,6 +81,7 @@ def run(
     lrs = suggest.lr_ramp(p.min_lr, p.max_lr, p.steps)
     tracker = suggest.Tracker(p.smoothing, p.diverge_factor, suggest.skip_steps(p.steps))
     criterion = loss_fn(data.info.task)
+    scaler = grad_scaler(spec.precision, device)  # fp16: a skipped step still records its loss
     feed = batches(data.train, spec.batch_size, spec.seed)
     losses: list[float] = []  # the recorded batch losses, for the suggestion
     pending: list[torch.Tensor] = []  # on the device, not yet synced
@@ -94,9 +95,9 @@ def run(
             group["lr"] = lr
         xb, yb = next(feed)
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(xb), yb)
-        loss.backward()
-        optimizer.step()
+        with autocast(spec.precision, device):  # the spec's precision, as training's
+            loss = criterion(model(xb), yb)
+        scaled_step(loss, optimizer, scaler)
         pending.append(loss.detach())
         last = step == p.steps - 1
         if len(pending) < SYNC_STEPS and not last:
