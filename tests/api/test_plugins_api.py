@@ -144,3 +144,14 @@ def test_a_plugin_run_trains_and_records_its_package_version(
     rows = client.get(f"/v1/experiments/{experiment_id}/metrics").json()["epochs"]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+
+
+def test_the_example_spec_is_accepted(client: TestClient, offered: registry.Registration) -> None:
+    from service.client import load_submission
+    from tests.support.plugins import EXAMPLE
+
+    [spec] = load_submission(EXAMPLE / "spec.yaml").specs()
+    created = client.post("/v1/experiments", json=spec)
+    assert created.status_code == 201, created.text
+    assert created.json()["spec"]["model"] == {"type": "tiny_resnet",
+                                                "params": {"width": 8, "blocks": 1}}  # fmt: skip

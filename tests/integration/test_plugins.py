@@ -6,6 +6,7 @@ same losses. On the embedded default and on PostgreSQL + Redis."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import signal
 from pathlib import Path
@@ -17,6 +18,10 @@ import pytest
 from tests.support.stack import Stack, stack_fixture, stop, wait_for
 
 pytestmark = pytest.mark.integration
+
+# Where the example plugin is also installed in the project's venv (as README's "Bring your own
+# model" does), every worker offers it: the checks that tell workers apart are left out then.
+IN_VENV = importlib.util.find_spec("glidepath_example") is not None
 
 # One plain worker (no plugin): a plugin run must never land on it.
 plugin_stack = stack_fixture(scope="module", workers=1)
@@ -71,15 +76,16 @@ def test_a_plugin_trains_through_the_service_and_streams_alike(
     with plugin_stack.client() as c:
         # No worker offers the plugin yet: a 422 that says so, and nothing is stored.
         early = c.post("/v1/experiments", json=SPEC)
-        assert early.status_code == 422
-        assert "no registered worker has a plugin installed" in early.text
+        if not IN_VENV:
+            assert early.status_code == 422
+            assert "no registered worker has a plugin installed" in early.text
 
         worker = plugin_stack.start_worker("plug", {"PYTHONPATH": str(plugin_path)})
         me = registered(c, worker.pid)
         assert me["plugins"]["models"]["tiny_resnet"]["version"] == "0.1.0"
         assert me["plugins"]["datasets"]["shapes"]["package"] == "glidepath-example-plugin"
         plain = [w for w in c.get("/v1/workers").json()["items"] if w["pid"] != worker.pid]
-        assert plain and all(not w["plugins"]["models"] for w in plain)
+        assert plain and (IN_VENV or all(not w["plugins"]["models"] for w in plain))
 
         misspelt = c.post("/v1/experiments", json={**SPEC, "model": {
             "type": "tiny_resnet", "params": {"widht": 4}}})  # fmt: skip
@@ -90,7 +96,8 @@ def test_a_plugin_trains_through_the_service_and_streams_alike(
         assert sneaky.json()["detail"][0]["loc"] == ["body", "model", "type"]
 
         final, rows = train(plugin_stack, c)
-        assert claimed_by(plugin_stack, final["id"]) == ["plug"]  # routed to the one offering it
+        if not IN_VENV:  # routed to the one worker that offers it
+            assert claimed_by(plugin_stack, final["id"]) == ["plug"]
         assert final["plugins"] == {"model": PINNED, "dataset": {**PINNED, "name": "shapes"}}
         assert final["param_count"] == 36 + 8 + 2 * (144 + 8) + 15
         assert final["split_sizes"] == {"train": 3200, "val": 800, "test": 0}
@@ -105,6 +112,7 @@ def test_a_plugin_trains_through_the_service_and_streams_alike(
         )
         registered(c, tiny.pid)
         streamed, streamed_rows = train(plugin_stack, c)
-        assert claimed_by(plugin_stack, streamed["id"]) == ["tiny"]
+        if not IN_VENV:
+            assert claimed_by(plugin_stack, streamed["id"]) == ["tiny"]
         for key in ("train_loss", "val_loss", "val_accuracy", "lr"):
             assert [r[key] for r in streamed_rows] == [r[key] for r in rows], key
