@@ -88,6 +88,8 @@ export const api = {
   sweeps: () => request("GET", "/v1/sweeps?limit=100"),
   catalog: () => request("GET", "/v1/catalog"),
   datasets: () => request("GET", "/v1/datasets"),
+  // The worker registry: what each worker offers (plugin models and datasets, their params).
+  workers: () => request("GET", "/v1/workers"),
   preview: (body) => request("POST", "/v1/schedules/preview", body),
   // The spec's JSON schema is public (no /v1 prefix, so no token): the form is built from it.
   openapi: () => request("GET", "/openapi.json"),

@@ -1,6 +1,7 @@
 // The create form, generated from the spec's JSON schema (`/openapi.json` →
 // components.schemas.ExperimentSpec and the schemas it references) plus `GET /v1/catalog` for the
-// solver and scheduler params (torch's kwargs and defaults) and `GET /v1/datasets`.
+// solver and scheduler params (torch's kwargs and defaults), `GET /v1/datasets`, and
+// `GET /v1/workers` for the plugin models and datasets the workers offer (their factories' params).
 //
 // Every input sits in a `.field` whose `data-loc` is its spec path ("scheduler.params.gamma"), the
 // same path a 422's `loc` names after "body", so an API error lands on the field it is about.
@@ -13,6 +14,34 @@ const METRICS = {
 // Starting values for fields the schema requires without a default, once their section is on.
 const UI_DEFAULTS = { "warmup.epochs": 3 };
 const LABELS = { base_lr: "base LR", batch_size: "batch size", checkpoint_every: "checkpoint every" };
+// The built-in models and the ModelSpec fields each one reads (service/training/spec.py); any
+// other model type is a plugin's, which takes its factory's arguments in `params` instead.
+const MODEL_FIELDS = {
+  linear: [],
+  mlp: ["hidden", "activation", "dropout", "norm"],
+  cnn: ["channels", "batchnorm", "pool", "hidden", "activation", "dropout"],
+  resnet: ["depth", "width"],
+};
+
+// What the registered workers offer, merged as the API merges it when it checks a spec: every
+// worker counts (a queued run waits for one), and the newest worker's entry of a name wins.
+// `workers` is GET /v1/workers's items, newest first.
+export function offeredPlugins(workers) {
+  const merged = { models: {}, datasets: {} };
+  for (const w of [...(workers || [])].reverse()) {
+    for (const kind of ["models", "datasets"]) Object.assign(merged[kind], (w.plugins && w.plugins[kind]) || {});
+  }
+  return merged;
+}
+
+export function pluginLabel(name, entry) {
+  return entry && entry.package ? `${name} (${entry.package} ${entry.version})` : `${name} (not offered by any worker)`;
+}
+
+// A plugin named by a cloned spec that no worker offers now: its params as loosely typed inputs.
+function unknownPlugin(params) {
+  return { params: Object.keys(params || {}).map((name) => ({ name, required: false, default: null, kind: null })) };
+}
 
 // ---- schema helpers -------------------------------------------------------------------------
 
@@ -77,7 +106,7 @@ export function stepsPerEpoch(dataset, spec) {
 
 // ---- the form -------------------------------------------------------------------------------
 
-export function buildSpecForm(container, { schemas, catalog, datasets, initial = {}, onChange }) {
+export function buildSpecForm(container, { schemas, catalog, datasets, plugins = {}, initial = {}, onChange }) {
   const resolve = resolver(schemas);
   const fields = new Map(); // loc → .field element
   let readers = []; // [path, read()] for every leaf: read() returns undefined to leave it out
@@ -109,7 +138,7 @@ export function buildSpecForm(container, { schemas, catalog, datasets, initial =
   const initialAt = (path) => path.reduce((o, k) => (o == null ? undefined : o[k]), initial);
 
   // One leaf from its JSON schema; `read` pushes into `readers` unless the caller handles it.
-  function schemaLeaf(path, schema, { value, live = () => true } = {}) {
+  function schemaLeaf(path, schema, { value, live = () => true, into = readers } = {}) {
     const label = LABELS[path[path.length - 1]] || schema.title || path[path.length - 1];
     const start = value !== undefined ? value : schema.default !== undefined ? schema.default : UI_DEFAULTS[path.join(".")];
     let control;
@@ -140,7 +169,7 @@ export function buildSpecForm(container, { schemas, catalog, datasets, initial =
       control = h("input", { type: "text", value: start ?? "" });
       read = () => (control.value === "" && schema.nullable ? null : control.value);
     }
-    readers.push([path, () => (live() ? read() : undefined)]);
+    into.push([path, () => (live() ? read() : undefined)]);
     return field(path, label, control, { hint: schema.description });
   }
 
@@ -173,7 +202,9 @@ export function buildSpecForm(container, { schemas, catalog, datasets, initial =
 
   // ---- catalog-driven parts ----
 
-  function paramsBlock(kind, info, initialParams, live) {
+  // `origin` names whose defaults these are (torch's, or a plugin factory's); `into`: where the
+  // readers go (a section that builds its value itself keeps its own list).
+  function paramsBlock(kind, info, initialParams, live, { origin = "torch", into = readers, note } = {}) {
     const path = [kind, "params"];
     const rows = info.params.map((p) => {
       const ppath = [...path, p.name];
@@ -190,22 +221,23 @@ export function buildSpecForm(container, { schemas, catalog, datasets, initial =
       } else {
         // Lists, strings and kwargs whose default is None or not JSON: typed loosely.
         control = h("input", { type: "text", value: showLoose(start),
-          placeholder: p.required ? "required" : p.default === null ? "None (torch's default)" : "" });
+          placeholder: p.required ? "required" : p.default === null ? `None (${origin} default)` : "" });
         read = () => parseLoose(control.value);
       }
       // Send only what differs from torch's default (and what torch requires): the stored spec
       // then says what was chosen, not a copy of torch's signature.
-      readers.push([ppath, () => {
+      into.push([ppath, () => {
         if (!live()) return undefined;
         const v = read();
         return v === undefined || (!p.required && same(v, p.default)) ? undefined : v;
       }]);
       return field(ppath, p.name, control, {
         required: p.required,
-        hint: p.required ? "required" : `torch default: ${p.default === null ? "None" : showLoose(p.default)}`,
+        hint: p.required ? "required" : `${origin} default: ${p.default === null ? "None" : showLoose(p.default)}`,
       });
     });
-    return fieldset(path, `${info.type} params`, rows.length ? rows : h("p", { class: "muted" }, "no params"));
+    return fieldset(path, `${info.type} params`, rows.length ? rows : h("p", { class: "muted" }, "no params"),
+      note ? h("p", { class: "muted" }, note) : null);
   }
 
   function solverSection(path, _schema, live) {
@@ -286,13 +318,98 @@ export function buildSpecForm(container, { schemas, catalog, datasets, initial =
   let datasetSelect;
   const currentDataset = () => datasets.find((d) => d.name === (datasetSelect && datasetSelect.value));
 
+  // The built-in and uploaded datasets, then the plugin datasets the workers offer (a name that is
+  // both is the built-in or upload, as on the server). A plugin dataset's factory params show
+  // below the select; with none changed the spec names it as a plain string, else
+  // {"type": NAME, "params": {...}}.
   function datasetField(path) {
-    datasetSelect = h("select", {}, datasets.map((d) =>
-      h("option", { value: d.name }, `${d.name} (${d.task}, ${d.n_samples} samples)`)));
-    datasetSelect.value = initialAt(path) || "digits";
-    datasetSelect.addEventListener("change", refreshMetrics);
-    readers.push([path, () => datasetSelect.value]);
-    return field(path, "dataset", datasetSelect);
+    const init = initialAt(path);
+    const initName = init && typeof init === "object" ? init.type : init;
+    const initParams = init && typeof init === "object" ? init.params || {} : {};
+    const known = new Set(datasets.map((d) => d.name));
+    const offered = Object.fromEntries(Object.entries(plugins.datasets || {}).filter(([n]) => !known.has(n)));
+    if (initName && !known.has(initName) && !offered[initName]) offered[initName] = unknownPlugin(initParams);
+    const names = Object.keys(offered).sort();
+    datasetSelect = h("select", {},
+      datasets.map((d) => h("option", { value: d.name }, `${d.name} (${d.task}, ${d.n_samples} samples)`)),
+      names.length ? h("optgroup", { label: "plugins" },
+        names.map((n) => h("option", { value: n }, pluginLabel(n, offered[n])))) : null);
+    datasetSelect.value = initName || "digits";
+    const holder = h("div", { class: "plugin-params", id: "dataset-params" });
+    let local = [];
+    const render = (params) => {
+      local = [];
+      const entry = offered[datasetSelect.value];
+      clear(holder, entry
+        ? [entry.params.length || entry.var_keyword
+          ? paramsBlock("dataset", { type: datasetSelect.value, params: entry.params }, params, () => true,
+            { origin: "factory", into: local, note: entry.var_keyword ? "the factory also takes other keyword arguments (**kwargs)" : null })
+          : null,
+        h("p", { class: "muted" }, "a plugin dataset: its size and task are known once a worker builds it")]
+        : null);
+    };
+    datasetSelect.addEventListener("change", () => {
+      render({});
+      refreshMetrics();
+    });
+    render(initName === datasetSelect.value ? initParams : {});
+    readers.push([path, () => {
+      const params = {};
+      for (const [p, read] of local) {
+        const v = read();
+        if (v !== undefined) params[p[p.length - 1]] = v;
+      }
+      return Object.keys(params).length ? { type: datasetSelect.value, params } : datasetSelect.value;
+    }]);
+    return [field(path, "dataset", datasetSelect), holder];
+  }
+
+  // A built-in model shows only the fields its type reads; a plugin model one input per factory
+  // param, and becomes {"type": NAME, "params": {...}} with only what differs from the factory's
+  // defaults (and what it requires).
+  function modelSection(path, schema, live) {
+    const init = initialAt(path) || {};
+    const builtins = Object.keys(MODEL_FIELDS);
+    const offered = Object.fromEntries(Object.entries(plugins.models || {}).filter(([n]) => !(n in MODEL_FIELDS)));
+    if (init.type && !(init.type in MODEL_FIELDS) && !offered[init.type]) offered[init.type] = unknownPlugin(init.params);
+    const names = Object.keys(offered).sort();
+    const select = h("select", {},
+      h("optgroup", { label: "built-in" }, builtins.map((t) => h("option", { value: t }, t))),
+      names.length ? h("optgroup", { label: "plugins" },
+        names.map((n) => h("option", { value: n }, pluginLabel(n, offered[n])))) : null);
+    select.value = init.type || (schema.properties.type && schema.properties.type.default) || "mlp";
+    if (!select.value) select.value = "mlp";
+    const holder = h("div", { class: "model-fields", id: "model-fields" });
+    let local = [];
+    const isPlugin = () => !(select.value in MODEL_FIELDS);
+    const render = (start) => {
+      local = [];
+      const type = select.value;
+      if (!isPlugin()) {
+        const keys = MODEL_FIELDS[type].filter((k) => schema.properties[k]);
+        clear(holder, keys.length
+          ? keys.map((k) => schemaLeaf([...path, k], resolve(schema.properties[k]), { value: start[k], live, into: local }))
+          : h("p", { class: "muted" }, "no fields: one linear layer"));
+      } else {
+        const entry = offered[type];
+        clear(holder, paramsBlock("model", { type, params: entry.params }, start.params || {}, live,
+          { origin: "factory", into: local, note: entry.var_keyword ? "the factory also takes other keyword arguments (**kwargs)" : null }));
+      }
+    };
+    select.addEventListener("change", () => render({}));
+    render(init.type === select.value ? init : {});
+    readers.push([path, () => {
+      if (!live()) return undefined;
+      const out = isPlugin() ? { type: select.value, params: {} } : { type: select.value };
+      for (const [p, read] of local) {
+        const v = read();
+        if (v !== undefined) setPath(out, p.slice(path.length), v);
+      }
+      return out;
+    }]);
+    return fieldset(path, "model",
+      field([...path, "type"], "type", select, { hint: names.length ? "built-in, or a plugin a worker offers" : "built-in (no worker offers a plugin model)" }),
+      holder);
   }
 
   function monitorField(path, _schema, live) {
@@ -309,6 +426,7 @@ export function buildSpecForm(container, { schemas, catalog, datasets, initial =
 
   const CUSTOM = {
     dataset: datasetField,
+    model: modelSection,
     solver: solverSection,
     scheduler: schedulerSection,
     "early_stopping.monitor": monitorField,

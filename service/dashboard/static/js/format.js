@@ -11,6 +11,12 @@ export function num(value, digits = 4) {
   return String(Number(value.toPrecision(digits)));
 }
 
+// Integers with thousands separators (a parameter count: 1,234,567).
+export function count(value) {
+  if (value === null || value === undefined) return "—";
+  return Number(value).toLocaleString("en-US");
+}
+
 export function statusBadge(status) {
   return h("span", { class: `status status-${status}`, "data-status": status }, status.replace("_", " "));
 }

@@ -3,10 +3,16 @@
 import { api, FINAL_STATUSES } from "../api.js";
 import { lineChart } from "../charts.js";
 import { clear, errorBox, h, link } from "../dom.js";
-import { num, progressBar, statusBadge, when } from "../format.js";
+import { count, num, progressBar, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
 
 const POLL_MS = 1000;
+
+// {model|dataset: {name, package, version}} → "model tiny_resnet · glidepath-example-plugin 0.1.0".
+function pluginLines(plugins) {
+  return Object.entries(plugins).map(([kind, p]) =>
+    h("div", { "data-kind": kind }, `${kind} ${p.name} · ${p.package} ${p.version}`));
+}
 
 export async function renderExperiment(root, id) {
   const head = h("div", { id: "summary" });
@@ -57,6 +63,9 @@ export async function renderExperiment(root, id) {
       e.test_metrics ? [h("dt", {}, "test"), h("dd", {}, Object.entries(e.test_metrics).map(([k, v]) => `${k} ${num(v)}`).join(", "))] : null,
       e.sweep_id ? [h("dt", {}, "sweep"), h("dd", {}, link(`/sweeps/${e.sweep_id}`, `sweep #${e.sweep_id}`))] : null,
       h("dt", {}, "device"), h("dd", {}, `${e.device || "—"}${e.worker ? ` on ${e.worker}` : ""}, attempt ${e.attempt}`),
+      h("dt", {}, "parameters"), h("dd", { id: "param-count" }, e.param_count === null || e.param_count === undefined
+        ? h("span", { class: "muted" }, "known once it runs") : count(e.param_count)),
+      e.plugins ? [h("dt", {}, "plugins"), h("dd", { id: "plugins" }, pluginLines(e.plugins))] : null,
       h("dt", {}, "created"), h("dd", {}, when(e.created_at)),
       h("dt", {}, "tags"), h("dd", {}, Object.entries(e.tags).map(([k, v]) => h("span", { class: "tag" }, `${k}=${v}`))),
     )));

@@ -4,7 +4,7 @@
 import { api, ApiError } from "../api.js";
 import { lineChart } from "../charts.js";
 import { clear, errorBox, h } from "../dom.js";
-import { buildSpecForm, stepsPerEpoch } from "../form.js";
+import { buildSpecForm, offeredPlugins, stepsPerEpoch } from "../form.js";
 import { num } from "../format.js";
 
 const PREVIEW_DEBOUNCE_MS = 350;
@@ -12,10 +12,12 @@ const PREVIEW_MAX_EPOCHS = 10000; // the preview's own bound
 
 export async function renderNew(root, query) {
   const cloneId = query.get("clone");
-  const [openapi, catalog, datasets, source] = await Promise.all([
+  const [openapi, catalog, datasets, workers, source] = await Promise.all([
     api.openapi(),
     api.catalog(),
     api.datasets(),
+    // Without the registry the form still offers the built-ins; the plugins are simply missing.
+    api.workers().catch(() => ({ items: [] })),
     cloneId ? api.experiment(cloneId) : Promise.resolve(null),
   ]);
   const initial = source ? { ...source.spec, name: source.spec.name ? `${source.spec.name} (clone)` : "" } : {};
@@ -42,6 +44,7 @@ export async function renderNew(root, query) {
     schemas: openapi.components.schemas,
     catalog,
     datasets: datasets.datasets,
+    plugins: offeredPlugins(workers.items),
     initial,
     onChange: () => {
       clearTimeout(timer);
