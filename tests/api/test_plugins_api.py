@@ -155,3 +155,25 @@ def test_the_example_spec_is_accepted(client: TestClient, offered: registry.Regi
     assert created.status_code == 201, created.text
     assert created.json()["spec"]["model"] == {"type": "tiny_resnet",
                                                 "params": {"width": 8, "blocks": 1}}  # fmt: skip
+
+
+def test_a_factory_that_raises_fails_the_run_with_its_reason(
+    client: TestClient, offered: registry.Registration
+) -> None:
+    from worker.runs.lifecycle import run_experiment
+
+    spec = {**SPEC, "model": {"type": "tiny_resnet", "params": {"width": 0}}}
+    experiment_id = client.post("/v1/experiments", json=spec).json()["id"]
+    assert run_experiment(experiment_id).status == "failed"
+    detail = client.get(f"/v1/experiments/{experiment_id}").json()
+    assert detail["error"].endswith(
+        "model plugin 'tiny_resnet' (glidepath-example-plugin 0.1.0) raised ValueError: width "
+        "must be >= 1 and blocks >= 0; got width=0, blocks=1"
+    )
+    # Known only once the worker built the data: 20 samples leave nothing for a 1% val part.
+    small = {**SPEC, "dataset": {"type": "shapes", "params": {"n": 20}},
+             "split": {"train": 0.9, "val": 0.01}}  # fmt: skip
+    experiment_id = client.post("/v1/experiments", json=small).json()["id"]
+    assert run_experiment(experiment_id).status == "failed"
+    error = client.get(f"/v1/experiments/{experiment_id}").json()["error"]
+    assert "split.val: 'shapes' has 20 samples: the val part would be empty" in error
