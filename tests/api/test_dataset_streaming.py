@@ -131,7 +131,9 @@ def test_large_upload_streams_and_is_read_in_place(
     r, peak = traced_peak(lambda: post_streamed(client, path, "big"))
     assert r.status_code == 201, r.text
     print(f"\n40 MB upload: file {size / MB:.1f} MiB, traced peak {peak / MB:.2f} MiB")
-    assert peak < size / 8, f"peak {peak / MB:.1f} MiB for a {size / MB:.1f} MiB upload"
+    # Reading it whole would trace at least `size`; other threads of the process (housekeeping,
+    # the outbox sender) are traced too, hence the margin.
+    assert peak < size / 4, f"peak {peak / MB:.1f} MiB for a {size / MB:.1f} MiB upload"
     body = r.json()
     assert (body["n_samples"], body["feature_shape"], body["n_classes"]) == (n, [features], 2)
 
@@ -165,7 +167,7 @@ def test_oversize_upload_is_413_without_reading_it_into_memory(
     assert detail[0]["loc"] == ["body", "file"]
     assert detail[0]["type"] == "too_large"
     assert "GLIDEPATH_MAX_UPLOAD_MB" in detail[0]["msg"]
-    assert peak < path.stat().st_size / 4, f"peak {peak / MB:.1f} MiB"
+    assert peak < path.stat().st_size / 3, f"peak {peak / MB:.1f} MiB"
     assert snapshot(client, backend.data_dir) == before
 
 
