@@ -4,7 +4,6 @@ ResNet; their submit-time checks; and defaults that build exactly the models the
 from __future__ import annotations
 
 import dataclasses
-import threading
 from typing import Any
 
 import pytest
@@ -12,10 +11,10 @@ import torch
 from torch import nn
 
 from service.datasets import builtin
-from service.training import decisions
 from service.training.checks import check_spec
 from service.training.datasets import DatasetInfo
 from service.training.spec import ExperimentSpec, ModelSpec
+from tests.support.sinks import ListSink
 from tests.unit.test_spec import errors_for, example, only_error
 from worker.engine import program
 from worker.engine.data import to_device
@@ -219,26 +218,6 @@ def test_default_cnn_is_unchanged() -> None:
 # --- training through the engine ---------------------------------------------------------------
 
 
-class Sink:
-    """What the worker's runs.training is to the program: decides per epoch, keeps the losses."""
-
-    def __init__(self, spec: ExperimentSpec) -> None:
-        self.spec = spec
-        self.stop = threading.Event()
-        self.state = decisions.initial_state(spec, spec.base_lr)
-        self.rows: list[dict[str, float | None]] = []
-
-    def record(
-        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
-    ) -> tuple[decisions.Decision, decisions.State]:
-        self.rows.append(metrics)
-        decision, self.state = decisions.step(self.spec, self.state, epoch, metrics, lr)
-        return decision, self.state
-
-    def checkpoint(self, state: program.RunState) -> None:
-        pass
-
-
 def test_resnet_learns_digits_through_the_engine() -> None:
     spec = ExperimentSpec.model_validate(
         {
@@ -256,14 +235,13 @@ def test_resnet_learns_digits_through_the_engine() -> None:
     device = torch.device("cpu")
     data = to_device(spec, builtin.load("digits"), DIGITS, device)
     state = program.build(spec, data, device)
-    sink = Sink(spec)
+    sink = ListSink(spec)
     result = program.train(spec, data, state, sink)
     assert result.epoch == 4 and result.status is not None and result.status.value == "succeeded"
-    train_losses = [row["train_loss"] for row in sink.rows]
-    val_losses = [row["val_loss"] for row in sink.rows]
+    train_losses, val_losses = sink.metrics("train_loss"), sink.metrics("val_loss")
     assert train_losses[-1] < 0.5 * train_losses[0], train_losses  # type: ignore[operator]
     assert val_losses[-1] < val_losses[0], val_losses  # type: ignore[operator]
-    assert sink.rows[-1]["val_accuracy"] > 0.8, sink.rows  # type: ignore[operator]
+    assert sink.rows[-1][2]["val_accuracy"] > 0.8, sink.rows  # type: ignore[operator]
 
 
 # --- submit-time checks ------------------------------------------------------------------------

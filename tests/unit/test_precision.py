@@ -6,7 +6,6 @@ in the epoch row's `skipped_steps`, and a skipped step does not advance a per-st
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +14,14 @@ import torch
 from fastapi.testclient import TestClient
 
 from service.datasets import builtin
-from service.training import decisions
 from service.training.spec import ExperimentSpec
+from tests.support.sinks import ListSink, Row
 from tests.unit.test_spec import errors_for, example, only_error
 from worker.engine import checkpoint, program
 from worker.engine.data import DeviceData, to_device
 from worker.engine.loop import scaled_step
 
 CPU = torch.device("cpu")
-Row = tuple[int, float, dict[str, float | None]]
-
-
-class Sink:
-    """`program.EpochSink` that decides as the worker does, keeps every row, and checkpoints
-    (through the real checkpoint file) after epoch `save_at`."""
-
-    def __init__(self, spec: ExperimentSpec, path: Path | None = None, save_at: int = 0,
-                 state: decisions.State | None = None) -> None:  # fmt: skip
-        self.spec, self.path, self.save_at, self.state = spec, path, save_at, state
-        self.stop = threading.Event()
-        self.rows: list[Row] = []
-        self.saved_state: decisions.State | None = None
-
-    def record(
-        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
-    ) -> tuple[decisions.Decision, decisions.State]:
-        state = self.state or decisions.initial_state(self.spec, lr)
-        decision, self.state = decisions.step(self.spec, state, epoch, metrics, lr)
-        self.rows.append((epoch, lr, dict(metrics)))
-        return decision, self.state
-
-    def checkpoint(self, state: program.RunState) -> None:
-        if self.path is not None and state.epoch == self.save_at:
-            checkpoint.save(state.state_dict(), 1, self.path)
-            self.saved_state = self.state
 
 
 def spec_for(precision: str, **overrides: Any) -> ExperimentSpec:
@@ -71,7 +44,7 @@ def train(spec: ExperimentSpec, scale: float | None = None) -> tuple[list[Row], 
     state = program.build(spec, data, CPU)
     if scale is not None:
         state.scaler = torch.amp.GradScaler("cpu", init_scale=scale)
-    sink = Sink(spec)
+    sink = ListSink(spec)
     program.train(spec, data, state, sink)
     return sink.rows, state
 
@@ -151,7 +124,7 @@ def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(
     state = program.build(spec, data, CPU)
     if scale is not None:
         state.scaler = torch.amp.GradScaler("cpu", init_scale=scale)
-    head = Sink(spec, path, save_at=2)
+    head = ListSink(spec, path, save_at=2)
     program.train(spec, data, state, head)
     assert head.rows == straight
 
@@ -160,7 +133,7 @@ def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(
     assert (ckpt["grad_scaler"] is not None) == (precision == "fp16")
     resumed = program.build(spec, data, CPU)  # a fresh worker: default scaler, epoch 0
     resumed.load_state_dict(ckpt)
-    tail = Sink(spec, state=head.saved_state)
+    tail = ListSink(spec, state=head.saved_state)
     program.train(spec, data, resumed, tail)
     assert head.rows[:2] + tail.rows == straight
     pairs = zip(resumed.model.parameters(), final.model.parameters(), strict=True)

@@ -16,36 +16,15 @@ import torch
 
 from service.config import Settings, settings
 from service.datasets import builtin
-from service.training import decisions
 from service.training.datasets import Arrays, DatasetInfo
 from service.training.range_spec import RangeParams
 from service.training.spec import ExperimentSpec
+from tests.support.sinks import ListSink
 from worker.engine import program, range_test
 from worker.engine.data import DeviceData, DevicePart, HostPart, to_device
 from worker.runs import budget
 
 CPU = torch.device("cpu")
-
-
-class ListSink:
-    """`program.EpochSink` that decides as the worker does and keeps every epoch's row."""
-
-    def __init__(self, spec: ExperimentSpec) -> None:
-        self.spec = spec
-        self.stop = threading.Event()
-        self.rows: list[tuple[int, float, dict[str, float | None]]] = []
-        self.state: decisions.State | None = None
-
-    def record(
-        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
-    ) -> tuple[decisions.Decision, decisions.State]:
-        state = self.state or decisions.initial_state(self.spec, lr)
-        decision, self.state = decisions.step(self.spec, state, epoch, metrics, lr)
-        self.rows.append((epoch, lr, dict(metrics)))
-        return decision, self.state
-
-    def checkpoint(self, state: program.RunState) -> None:
-        pass
 
 
 def spec_for(**overrides: Any) -> ExperimentSpec:

@@ -1,0 +1,39 @@
+"""`program.EpochSink` for tests that drive the engine in-process: it decides per epoch as the
+worker does (from its own state rather than the database), keeps every row, and optionally
+checkpoints (through the real checkpoint file) after epoch `save_at`."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from service.training import decisions
+from service.training.spec import ExperimentSpec
+from worker.engine import checkpoint, program
+
+Row = tuple[int, float, dict[str, float | None]]  # epoch, lr, metrics
+
+
+class ListSink:
+    def __init__(self, spec: ExperimentSpec, path: Path | None = None, save_at: int = 0,
+                 state: decisions.State | None = None) -> None:  # fmt: skip
+        self.spec, self.path, self.save_at, self.state = spec, path, save_at, state
+        self.stop = threading.Event()
+        self.rows: list[Row] = []
+        self.saved_state: decisions.State | None = None  # the decision state at the checkpoint
+
+    def record(
+        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
+    ) -> tuple[decisions.Decision, decisions.State]:
+        state = self.state or decisions.initial_state(self.spec, lr)
+        decision, self.state = decisions.step(self.spec, state, epoch, metrics, lr)
+        self.rows.append((epoch, lr, dict(metrics)))
+        return decision, self.state
+
+    def metrics(self, key: str) -> list[float | None]:
+        return [m[key] for _, _, m in self.rows]
+
+    def checkpoint(self, state: program.RunState) -> None:
+        if self.path is not None and state.epoch == self.save_at:
+            checkpoint.save(state.state_dict(), 1, self.path)
+            self.saved_state = self.state
