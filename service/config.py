@@ -65,6 +65,18 @@ class Settings(BaseSettings):
         description="Largest dataset accepted by POST /v1/datasets, in MB (2**20 bytes): the "
         "uploaded file, the arrays it unpacks to, and a generated dataset's float32 features.",
     )
+    artifact_url: str = Field(
+        default="",
+        description="Where datasets, checkpoints and final models are kept, shared by the API and "
+        "every worker: a folder URL or s3://bucket/prefix (endpoint and credentials from "
+        "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION). Empty: "
+        "DATA_DIR/artifacts.",
+    )
+    keep_checkpoints: bool = Field(
+        default=False,
+        description="Keep a run's checkpoints when it ends (by default they are deleted; the "
+        "final model stays).",
+    )
     device_data_mb: int | None = Field(
         default=None,
         ge=1,
@@ -87,6 +99,17 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'glidepath.db').resolve()}"
+
+    @property
+    def effective_artifact_url(self) -> str:
+        if self.artifact_url:
+            return self.artifact_url
+        return (self.data_dir / "artifacts").resolve().as_uri()
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local copies of artifacts from a remote store (datasets a worker memory-maps)."""
+        return (self.data_dir / "cache").resolve()
 
     @property
     def effective_broker_url(self) -> str:

@@ -6,7 +6,15 @@ from sqlalchemy import ForeignKeyConstraint
 from service.batches.models import Batch
 from service.datasets.models import Dataset
 from service.dispatch.models import OutboxMessage
-from service.experiments.models import Decision, EpochRow, Experiment, ExperimentTag, RangePoint
+from service.artifacts.models import Artifact
+from service.experiments.models import (
+    Attempt,
+    Decision,
+    EpochRow,
+    Experiment,
+    ExperimentTag,
+    RangePoint,
+)
 from service.kit.db import Base
 from service.sweeps.models import Sweep
 from service.workers.models import WorkerRow
@@ -19,6 +27,8 @@ Base.metadata.tables["experiments"].append_constraint(
 )
 
 __all__ = [
+    "Artifact",
+    "Attempt",
     "Base",
     "Batch",
     "Dataset",

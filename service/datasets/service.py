@@ -9,13 +9,15 @@ from typing import IO, Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from service.artifacts import service as artifacts
+from service.artifacts.store import StoreUnavailable
 from service.config import settings
 from service.datasets import builtin, files, storage
 from service.datasets.models import Dataset
 from service.datasets.repository import DatasetRepository
 from service.datasets.schemas import DatasetList, DatasetOut, GeneratorIn, Upload
 from service.kit.conflicts import conflict_on_duplicate
-from service.kit.errors import Conflict, ErrorItem, InvalidInput, NotFound, item
+from service.kit.errors import Conflict, ErrorItem, InvalidInput, NotFound, Unavailable, item
 from service.kit.time import utcnow
 from service.training.datasets import DatasetInfo
 
@@ -137,14 +139,14 @@ def check_free(session: Session, name: str) -> None:
         raise Conflict(f"a dataset named {name!r} already exists", loc=NAME)
 
 
-def _remove_on_rollback(session: Session, path: Path) -> None:
-    """The file was published before the commit: if the transaction it belongs to is rolled back
+def _remove_on_rollback(session: Session, key: str) -> None:
+    """The file was stored before the commit: if the transaction it belongs to is rolled back
     instead (a failed commit included), no row will ever point at it, so remove it."""
     root = session.get_transaction()
 
     def on_rollback(_: Session, previous: SessionTransaction) -> None:
         if previous is root:
-            path.unlink(missing_ok=True)
+            artifacts.store().delete(key)
 
     event.listen(session, "after_soft_rollback", on_rollback)
 
@@ -152,10 +154,10 @@ def _remove_on_rollback(session: Session, path: Path) -> None:
 def _store(
     session: Session, name: str, prepared: files.Prepared, source: dict[str, Any], tmp: Path
 ) -> Dataset:
-    """Insert the row for the written temporary file `tmp`, then move the file into place. A
-    failed insert (the name was taken meanwhile) removes the file; nothing is left behind on any
-    error."""
-    data_dir = settings.data_dir
+    """Insert the row for the written temporary file `tmp`, then put the file in the artifact
+    store (ARTIFACT_URL) with its sha256 recorded. A failed insert (the name was taken
+    meanwhile) removes the file; nothing is left behind on any error."""
+    key = artifacts.dataset_key(name)
     try:
         row = Dataset(
             name=name,
@@ -163,7 +165,7 @@ def _store(
             n_samples=prepared.n_samples,
             feature_shape=prepared.feature_shape,
             n_classes=prepared.n_classes,
-            path=storage.relative_path(name),
+            path=key,  # in the artifact store
             source=source,
             created_at=utcnow(),
         )
@@ -171,11 +173,15 @@ def _store(
         # failed insert (and pysqlite would commit at a SAVEPOINT's release).
         with conflict_on_duplicate(f"a dataset named {name!r} already exists", NAME):
             DatasetRepository(session).add(row)
-        final = storage.publish(tmp, data_dir, name)
-    except BaseException:
+        store = artifacts.store()
+        sha = store.put_file(tmp, key)
+        _remove_on_rollback(session, key)
+        artifacts.record(session, "dataset", key, sha, tmp.stat().st_size)
+    except StoreUnavailable as exc:
+        raise Unavailable(f"the artifact store is unavailable: {exc}", loc=["body", "file"],
+                          headers={"Retry-After": "5"}) from exc  # fmt: skip
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
-    _remove_on_rollback(session, final)
     return row
 
 

@@ -1,5 +1,6 @@
-"""Where user datasets live: one `.npz` per dataset under DATA_DIR/datasets, written to a
-temporary file and published by an atomic rename, read back without unpickling.
+"""User datasets' files: one `.npz` per dataset, written to a temporary file under
+DATA_DIR/datasets (scratch space) and then put in the artifact store (datasets/<name>.npz,
+service/artifacts), read back without unpickling.
 
 What is stored is always two plain numeric arrays, `x` float32 and `y` int64 or float32, in an
 uncompressed archive (ZIP_STORED, as `np.savez` writes) whose members are written chunk by chunk,
@@ -26,22 +27,15 @@ from typing import IO, Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from service.datasets.files import check_size, name_problem, read_npy_header
+from service.datasets.files import check_size, read_npy_header
 from service.training.datasets import Arrays
 
-FOLDER = "datasets"  # under DATA_DIR
+FOLDER = "datasets"  # scratch space under DATA_DIR
 CHUNK = 2**20  # bytes copied at a time
 ALIGN = 64  # where x's data starts in the stored archive (as .npy aligns its own data)
 _PAD_FIELD = 0xD935  # a zip extra field that only pads (the id Android's zipalign uses)
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip member's local file header
 _ZIP64_EXTRA = 20  # the zip64 extra field zipfile adds to a local header it writes
-
-
-def relative_path(name: str) -> str:
-    """Where a dataset's file lives, relative to DATA_DIR (what the catalogue row records)."""
-    if name_problem(name):
-        raise ValueError(f"invalid dataset name {name!r}")
-    return f"{FOLDER}/{name}.npz"
 
 
 def folder(data_dir: Path) -> Path:
@@ -168,12 +162,6 @@ def write_temp(data_dir: Path, arrays: Arrays) -> Path:
         writer.add("x", np.float32, arrays.x.shape, [arrays.x])
         writer.add("y", arrays.y.dtype, arrays.y.shape, [arrays.y])
     return writer.path
-
-
-def publish(tmp: Path, data_dir: Path, name: str) -> Path:
-    final = data_dir / relative_path(name)
-    os.replace(tmp, final)
-    return final
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -137,6 +137,24 @@ class Decision(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Attempt(Base):
+    """One attempt at a run: which worker, when, from which checkpoint, and how it ended."""
+
+    __tablename__ = "attempts"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The checkpoint's epoch it resumed from (0: from the start); null until it has loaded one.
+    resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # How it ended: a final status, handed_back, or lost (its lease expired).
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+
+
 class ExperimentTag(Base):
     """Tags as rows, so `?tag=key:value` is an indexed lookup on both SQLite and PostgreSQL."""
 

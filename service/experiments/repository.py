@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from service.experiments.models import Decision, EpochRow, Experiment, ExperimentTag
+from service.experiments.models import Attempt, Decision, EpochRow, Experiment, ExperimentTag
 from service.kit.time import utcnow
 from service.kit.upsert import upsert
 from service.training.status import FINAL, ExperimentStatus
@@ -233,7 +233,34 @@ class ExperimentRepository:
             )
             .returning(Experiment.attempt)
         )
-        return result.scalar_one_or_none()
+        attempt: int | None = result.scalar_one_or_none()
+        if attempt is not None:
+            self.session.add(Attempt(experiment_id=experiment_id, attempt=attempt, worker=owner,
+                                     started_at=now))  # fmt: skip
+            self.session.flush()
+        return attempt
+
+    def end_attempt(self, experiment_id: int, attempt: int, outcome: str) -> None:
+        self.session.execute(
+            update(Attempt)
+            .where(
+                Attempt.experiment_id == experiment_id,
+                Attempt.attempt == attempt,
+                Attempt.ended_at.is_(None),
+            )
+            .values(ended_at=utcnow(), outcome=outcome)
+        )
+
+    def attempts(self, experiment_id: int) -> list[Attempt]:
+        return list(self.session.scalars(select(Attempt).where(
+            Attempt.experiment_id == experiment_id).order_by(Attempt.attempt)))  # fmt: skip
+
+    def resumed_from(self, experiment_id: int, attempt: int, epoch: int) -> None:
+        self.session.execute(
+            update(Attempt)
+            .where(Attempt.experiment_id == experiment_id, Attempt.attempt == attempt)
+            .values(resumed_from_epoch=epoch)
+        )
 
     def heartbeat(self, experiment_id: int, attempt: int, lease_s: float) -> tuple[bool, bool]:
         """Extend the lease. Returns (still ours, cancel requested)."""
@@ -279,7 +306,10 @@ class ExperimentRepository:
             )
             .returning(Experiment.queue)
         )
-        return result.scalar_one_or_none()
+        queue: str | None = result.scalar_one_or_none()
+        if queue is not None:
+            self.end_attempt(experiment_id, attempt, "handed_back")
+        return queue
 
     def expired(self, limit: int = 100) -> list[tuple[int, int, bool, str]]:
         """Running runs whose lease ran out: (id, attempt, cancel_requested, queue)."""
@@ -301,7 +331,10 @@ class ExperimentRepository:
             .where(_held(experiment_id, attempt), Experiment.lease_expires_at < utcnow())
             .values(lease_owner=None, lease_expires_at=None, updated_at=utcnow(), **values)
         )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        done = result.rowcount == 1  # type: ignore[attr-defined]
+        if done:
+            self.end_attempt(experiment_id, attempt, "lost")
+        return done
 
     def truncate_history(self, experiment_id: int, after_epoch: int) -> None:
         """Cut rows and decisions back to a checkpoint: a resumed run redoes what follows it."""
@@ -316,7 +349,7 @@ class ExperimentRepository:
 
     def finish(self, experiment_id: int, attempt: int, status: str, **values: Any) -> bool:
         assert status in FINAL
-        return self.fence(
+        done = self.fence(
             experiment_id,
             attempt,
             status=status,
@@ -325,3 +358,6 @@ class ExperimentRepository:
             lease_expires_at=None,
             **values,
         )
+        if done:
+            self.end_attempt(experiment_id, attempt, status)
+        return done

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from service.artifacts import service as artifacts
 from service.dispatch import broker
 from service.kit.db import get_engine
 
@@ -27,10 +28,16 @@ def _check_db() -> dict[str, Any]:
         return {"ok": False, "error": str(exc).splitlines()[0][:200]}
 
 
-@router.get("/readyz", responses={503: {"description": "Database or broker unreachable"}})
+@router.get(
+    "/readyz", responses={503: {"description": "Database, broker or artifact store unreachable"}}
+)
 def readyz() -> JSONResponse:
-    """Readiness: the database and the broker both answer."""
-    checks = {"database": _check_db(), "broker": broker.check()}
+    """Readiness: the database, the broker and the artifact store all answer."""
+    checks = {
+        "database": _check_db(),
+        "broker": broker.check(),
+        "artifacts": artifacts.store().check(),
+    }
     ready = all(c["ok"] for c in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

@@ -137,7 +137,7 @@ def test_large_upload_streams_and_is_read_in_place(
     body = r.json()
     assert (body["n_samples"], body["feature_shape"], body["n_classes"]) == (n, [features], 2)
 
-    stored = backend.data_dir / "datasets" / "big.npz"
+    stored = backend.data_dir / "artifacts" / "datasets" / "big.npz"
     arrays = storage.read(stored, "classification")
     assert isinstance(arrays.x, np.memmap)
     assert arrays.x.dtype == np.float32 and arrays.x.shape == (n, features)
@@ -276,7 +276,8 @@ def test_npz_variants_are_stored_exactly(
     path = write_npz(tmp_path / "v.npz", compressed="compressed" in variant, x=x, y=y)
     r = upload(client, "variant", path.read_bytes())
     assert r.status_code == 201, r.text
-    arrays = storage.read(backend.data_dir / "datasets" / "variant.npz", "classification")
+    stored = backend.data_dir / "artifacts" / "datasets" / "variant.npz"
+    arrays = storage.read(stored, "classification")
     assert isinstance(arrays.x, np.memmap)
     np.testing.assert_array_equal(arrays.x, x.astype(np.float32))
     np.testing.assert_array_equal(arrays.y, y)

@@ -65,10 +65,11 @@ def upload(
     )
 
 
-def snapshot(client: TestClient, data_dir: Path) -> tuple[Any, list[str]]:
-    """What a failed request must leave unchanged: the listing and the datasets folder."""
-    folder = data_dir / "datasets"
-    files = sorted(os.listdir(folder)) if folder.exists() else []
+def snapshot(client: TestClient, data_dir: Path) -> tuple[Any, list[list[str]]]:
+    """What a failed request must leave unchanged: the listing, the stored datasets and the
+    scratch folder."""
+    folders = (data_dir / "datasets", data_dir / "artifacts" / "datasets")
+    files = [sorted(os.listdir(f)) if f.exists() else [] for f in folders]
     listing = client.get("/v1/datasets")
     assert listing.status_code == 200
     return listing.json(), files
@@ -123,7 +124,7 @@ def test_npz_upload_is_listed_and_usable(client: TestClient, backend: Backend) -
     assert [d["name"] for d in listed] == [*BUILTINS, "blobs"]
     assert listed[-1] == body
     assert client.get("/v1/datasets/blobs").json() == body
-    assert (backend.data_dir / "datasets" / "blobs.npz").is_file()
+    assert (backend.data_dir / "artifacts" / "datasets" / "blobs.npz").is_file()
 
     r = client.post("/v1/experiments", json={**SPEC, "dataset": "blobs"})
     assert r.status_code == 201, r.text
@@ -501,7 +502,7 @@ def test_pickles_are_refused_by_name(client: TestClient, tmp_path: Path) -> None
 def test_duplicate_name_is_409(client: TestClient, backend: Backend) -> None:
     assert upload(client, "twice", npz(x=X, y=Y)).status_code == 201
     before = snapshot(client, backend.data_dir)
-    stored = (backend.data_dir / "datasets" / "twice.npz").read_bytes()
+    stored = (backend.data_dir / "artifacts" / "datasets" / "twice.npz").read_bytes()
     for r in (
         upload(client, "twice", npz(x=X * 2, y=Y)),
         client.post("/v1/datasets", json={"name": "twice", "generator": "regression"}),
@@ -509,7 +510,7 @@ def test_duplicate_name_is_409(client: TestClient, backend: Backend) -> None:
         assert r.status_code == 409, r.text
         assert r.json()["detail"][0]["loc"] == ["body", "name"]
     assert snapshot(client, backend.data_dir) == before
-    assert (backend.data_dir / "datasets" / "twice.npz").read_bytes() == stored
+    assert (backend.data_dir / "artifacts" / "datasets" / "twice.npz").read_bytes() == stored
 
 
 def test_lost_insert_race_removes_the_file(
@@ -537,16 +538,16 @@ def test_rolled_back_transaction_removes_the_file(client: TestClient, backend: B
     params = GeneratorIn(name="never", generator="regression", n_samples=50)
     with get_sessionmaker()() as session:
         service.create_generated(session, params)
-        assert (backend.data_dir / "datasets" / "never.npz").is_file()
+        assert (backend.data_dir / "artifacts" / "datasets" / "never.npz").is_file()
         session.rollback()
-    assert not (backend.data_dir / "datasets" / "never.npz").exists()
+    assert not (backend.data_dir / "artifacts" / "datasets" / "never.npz").exists()
     assert client.get("/v1/datasets/never").status_code == 404
 
     with get_sessionmaker()() as session:
         service.create_generated(session, params)
         session.commit()
         session.rollback()  # a later rollback never touches a committed dataset
-    assert (backend.data_dir / "datasets" / "never.npz").is_file()
+    assert (backend.data_dir / "artifacts" / "datasets" / "never.npz").is_file()
     assert client.get("/v1/datasets/never").status_code == 200
 
 

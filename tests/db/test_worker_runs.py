@@ -21,6 +21,7 @@ from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
+from tests.support.artifacts import checkpoint_files, load_model, model_file
 from worker.engine import checkpoint
 from worker.engine.data import to_device
 from worker.engine.loop import evaluate
@@ -75,8 +76,8 @@ def test_a_run_trains_every_epoch_keeps_its_model_and_drops_its_checkpoint(
     assert set(got["test_metrics"]) == {"test_loss", "test_accuracy"}
     assert [r["epoch"] for r in rows(client, exp_id)] == [1, 2, 3, 4, 5]
     assert all(r["lr"] == 0.05 for r in rows(client, exp_id))
-    assert (settings.data_dir / "models" / f"{exp_id}.pt").exists()
-    assert not (settings.data_dir / "checkpoints" / f"{exp_id}.pt").exists()
+    assert model_file(settings.data_dir, exp_id).exists()
+    assert checkpoint_files(settings.data_dir, exp_id) == []  # dropped once the run ended
     # A second delivery of the same message finds the run ended and does nothing.
     assert run_experiment(exp_id, owner="test:2").status == "not_claimed"
     assert detail(client, exp_id)["attempt"] == 1
@@ -103,7 +104,7 @@ def test_a_diverging_run_ends_diverged_with_its_decision_and_no_model(client: Te
         d["kind"] for d in client.get(f"/v1/experiments/{exp_id}/decisions").json()["decisions"]
     ]
     assert kinds == ["diverged"]
-    assert not (settings.data_dir / "models" / f"{exp_id}.pt").exists()
+    assert not model_file(settings.data_dir, exp_id).exists()
 
 
 def test_early_stopping_ends_the_run_with_the_reason_and_keeps_the_best_epoch(
@@ -118,7 +119,7 @@ def test_early_stopping_ends_the_run_with_the_reason_and_keeps_the_best_epoch(
     assert got["best_epoch"] == 1 and got["best_value"] == rows(client, exp_id)[0]["val_loss"]
     assert "val_loss" in got["stop_reason"]
     # restore_best: the model kept is epoch 1's, not the last epoch's.
-    weights = torch.load(settings.data_dir / "models" / f"{exp_id}.pt", weights_only=True)
+    weights = load_model(settings.data_dir, exp_id)
     spec = ExperimentSpec.model_validate({**IRIS, "epochs": 20})
     model = build_model(spec.model, builtin.info("iris"))
     model.load_state_dict(weights)
@@ -136,7 +137,7 @@ def test_a_run_whose_data_is_gone_fails_with_an_error_a_person_reads(client: Tes
     up = client.post("/v1/datasets", data={"name": "gone-soon"}, files={"file": npz})
     assert up.status_code == 201, up.text
     exp_id = submit(client, {**IRIS, "dataset": "gone-soon", "split": {"train": 0.8, "val": 0.2}})
-    (settings.data_dir / "datasets" / "gone-soon.npz").unlink()
+    (settings.data_dir / "artifacts" / "datasets" / "gone-soon.npz").unlink()
     assert run_experiment(exp_id, owner="test:1").status == "failed"
     got = detail(client, exp_id)
     assert got["status"] == "failed" and "gone-soon.npz" in got["error"]
@@ -167,7 +168,7 @@ def test_a_run_handed_back_at_shutdown_resumes_with_the_identical_trace(
     assert back["status"] == "queued" and back["worker"] is None and back["attempt"] == 1
     assert 3 <= back["epochs_run"] < 20
     # checkpoint_every 1: the checkpoint holds the last epoch written, and the resume starts there.
-    ckpt = checkpoint.load(settings.data_dir / "checkpoints" / f"{exp_id}.pt")
+    ckpt = checkpoint.load(checkpoint_files(settings.data_dir, exp_id)[-1])
     assert ckpt is not None and ckpt["epoch"] == back["epochs_run"] and ckpt["attempt"] == 1
 
     second = run_experiment(exp_id, owner="test:2")
@@ -204,4 +205,4 @@ def test_a_run_cancelled_while_running_stops_at_a_batch_boundary(
     assert got["status"] == "cancelled" and got["stop_reason"] == "cancelled while running"
     assert 2 <= got["epochs_run"] < 400 and got["worker"] is None
     assert [r["epoch"] for r in rows(client, exp_id)] == list(range(1, got["epochs_run"] + 1))
-    assert not (settings.data_dir / "models" / f"{exp_id}.pt").exists()
+    assert not model_file(settings.data_dir, exp_id).exists()

@@ -1,16 +1,178 @@
-"""Where a run's files live: checkpoints and final models under DATA_DIR, which every worker
-must share today. The one place that turns an experiment id into a path."""
+"""A run's artifacts in the store (service/artifacts): checkpoints uploaded in the background
+and recorded once they are complete, the newest good one found again on resume, the final model
+as safetensors. Store calls are retried with backoff, as database writes are (retry.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from service.artifacts import service as artifacts
+from service.artifacts.repository import ArtifactRepository
+from service.artifacts.store import ArtifactError, StoreUnavailable
 from service.config import settings
+from service.experiments.repository import ExperimentRepository
+from service.kit.db import session_scope
+from service.kit.logging import get_logger
+from worker.engine import checkpoint
+from worker.runs.retry import with_db_retry
+
+log = get_logger(__name__)
+T = TypeVar("T")
 
 
-def checkpoint_path(experiment_id: int) -> Path:
-    return (settings.data_dir / "checkpoints" / f"{experiment_id}.pt").resolve()
+def with_store_retry(fn: Callable[[], T], what: str, budget_s: float = 120.0) -> T:
+    """Run `fn` again while the store is unavailable, backing off from 0.2 s to 5 s."""
+    deadline = time.monotonic() + budget_s
+    delay = 0.2
+    while True:
+        try:
+            return fn()
+        except StoreUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("store_unavailable", doing=what, retry_in_s=delay, error=str(exc)[:200])
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
-def model_path(experiment_id: int) -> Path:
-    return (settings.data_dir / "models" / f"{experiment_id}.pt").resolve()
+class Checkpoints(threading.Thread):
+    """Uploads a run's checkpoints one at a time while training goes on. A checkpoint counts only
+    once its upload finished and its row is written (fenced by the attempt), so a crash resumes
+    from the last complete one. A newer checkpoint waiting replaces an older one waiting.
+    Retention: the newest and the best (the decision state's best epoch) are kept."""
+
+    def __init__(self, experiment_id: int, attempt: int) -> None:
+        super().__init__(name=f"checkpoints-{experiment_id}", daemon=True)
+        self.experiment_id, self.attempt = experiment_id, attempt
+        self._pending: tuple[int, bytes, int | None] | None = None
+        self._cond = threading.Condition()
+        self._closed = False
+        self._busy = False
+
+    def submit(self, epoch: int, data: bytes, best_epoch: int | None) -> None:
+        with self._cond:
+            self._pending = (epoch, data, best_epoch)
+            self._cond.notify()
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._pending is None:
+                    return
+                job, self._pending, self._busy = self._pending, None, True
+            try:
+                self._upload(*job)
+            except Exception:  # the next checkpoint tries again; training is never stopped
+                log.warning("checkpoint_upload_failed", epoch=job[0], exc_info=True)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _upload(self, epoch: int, data: bytes, best_epoch: int | None) -> None:
+        key = artifacts.checkpoint_key(self.experiment_id, epoch)
+        store = artifacts.store()
+        sha = with_store_retry(lambda: store.put_bytes(data, key), f"checkpoint {key}")
+
+        def record() -> list[str]:
+            with session_scope() as session:
+                if not ExperimentRepository(session).fence(self.experiment_id, self.attempt):
+                    return [key]  # no longer ours: the object is an orphan
+                artifacts.record(session, "checkpoint", key, sha, len(data),
+                                 self.experiment_id, epoch, self.attempt)  # fmt: skip
+                repo = ArtifactRepository(session)
+                keep = {epoch, best_epoch}
+                stale = [a.key for a in repo.checkpoints(self.experiment_id) if a.epoch not in keep]
+                repo.forget(stale)
+                return stale
+
+        for old in with_db_retry(record, f"checkpoint {key} record"):
+            try:
+                store.delete(old)
+            except ArtifactError:  # an orphan object costs space, not correctness
+                log.warning("checkpoint_delete_failed", key=old, exc_info=True)
+        log.info("checkpoint_saved", epoch=epoch, key=key, bytes=len(data))
+
+    def close(self, wait: bool = True) -> None:
+        """Stop after the upload in flight (and, with `wait`, the one waiting)."""
+        with self._cond:
+            if not wait:
+                self._pending = None
+            self._closed = True
+            self._cond.notify_all()
+        self.join()
+
+
+def latest_good(experiment_id: int, last_epoch: int) -> dict[str, Any] | None:
+    """The newest recorded checkpoint at or before `last_epoch` whose bytes verify and load; an
+    unusable one (missing, corrupt, another format) is dropped and the previous one tried, so a
+    bad checkpoint never makes the run crash-loop: at worst it starts over."""
+
+    def candidates() -> list[tuple[str, str]]:
+        with session_scope() as session:
+            rows = ArtifactRepository(session).checkpoints(experiment_id, last_epoch)
+            return [(a.key, a.sha256) for a in rows]
+
+    store = artifacts.store()
+    for key, sha in with_db_retry(candidates, f"experiment {experiment_id} checkpoints"):
+        try:
+            data = with_store_retry(lambda k=key, s=sha: store.get_bytes(k, s), f"read {key}")  # type: ignore[misc]
+            state = checkpoint.loads(data)
+            if state is None:
+                raise ArtifactError(f"checkpoint {key!r} is of another format")
+            return state
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.warning("checkpoint_unusable", key=key, error=f"{type(exc).__name__}: {exc}"[:300])
+            _forget(key)
+    return None
+
+
+def _forget(key: str) -> None:
+    def forget() -> None:
+        with session_scope() as session:
+            ArtifactRepository(session).forget([key])
+
+    with_db_retry(forget, f"forget {key}")
+    with contextlib.suppress(ArtifactError):
+        artifacts.store().delete(key)
+
+
+def save_model(experiment_id: int, attempt: int, data: bytes) -> None:
+    """The final model (safetensors bytes), written and recorded before the run is finished."""
+    key = artifacts.model_key(experiment_id)
+    store = artifacts.store()
+    sha = with_store_retry(lambda: store.put_bytes(data, key), f"model {key}")
+
+    def record() -> None:
+        with session_scope() as session:
+            artifacts.record(session, "model", key, sha, len(data), experiment_id,
+                             attempt=attempt)  # fmt: skip
+
+    with_db_retry(record, f"model {key} record")
+
+
+def discard_checkpoints(experiment_id: int) -> None:
+    """A run that ended keeps only its final model, unless KEEP_CHECKPOINTS."""
+    if settings.keep_checkpoints:
+        return
+
+    def keys() -> list[str]:
+        with session_scope() as session:
+            repo = ArtifactRepository(session)
+            found = [a.key for a in repo.checkpoints(experiment_id)]
+            repo.forget(found)
+            return found
+
+    for key in with_db_retry(keys, f"experiment {experiment_id} checkpoints"):
+        try:
+            artifacts.store().delete(key)
+        except ArtifactError:
+            log.warning("checkpoint_delete_failed", key=key, exc_info=True)

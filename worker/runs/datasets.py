@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from service.artifacts import service as artifacts
+from service.artifacts.store import CorruptArtifact, sha256_file
 from service.config import settings
 from service.datasets import builtin, storage
 from service.datasets import service as datasets
@@ -12,6 +16,7 @@ from service.training.datasets import Arrays, DatasetInfo
 from service.training.spec import DatasetRef, ExperimentSpec
 from worker.engine import plugins as engine_plugins
 from worker.engine.plugins import Plugin
+from worker.runs.artifacts import with_store_retry
 from worker.runs.plugins import here
 
 
@@ -29,10 +34,12 @@ def load_arrays(ref: DatasetRef) -> tuple[Arrays, DatasetInfo, Plugin | None]:
             return builtin.load(name), builtin.info(name), None
         with session_scope() as session:
             row = DatasetRepository(session).by_name(name)
-            found = (datasets.info_of(row), row.path) if row is not None else None
+            found = None
+            if row is not None:
+                found = (datasets.info_of(row), row.path, artifacts.sha256_of(session, row.path))
         if found is not None:
-            info, path = found
-            arrays = storage.read(settings.data_dir / path, info.task)
+            info, key, sha = found
+            arrays = storage.read(local_copy(key, sha), info.task)
             if arrays.x.shape[1:] != info.feature_shape or len(arrays.x) != info.n_samples:
                 raise ValueError(
                     f"dataset {name!r}: the file holds x of shape {arrays.x.shape}, the "
@@ -45,6 +52,33 @@ def load_arrays(ref: DatasetRef) -> tuple[Arrays, DatasetInfo, Plugin | None]:
                              "installed on this worker offers it")  # fmt: skip
     arrays, info = engine_plugins.load_dataset(plugin, ref.params)
     return arrays, info, plugin
+
+
+_verified: set[tuple[str, str, int, float]] = set()
+
+
+def local_copy(key: str, sha256: str | None) -> Path:
+    """A dataset's file on this machine, to memory-map: the store's own file when the store is
+    a local folder (its sha256 checked once per process and file version), else a copy in
+    DATA_DIR/cache named by its sha256 (checked when downloaded). A row without an artifact
+    record is an upload from before the artifact store: its path is under DATA_DIR."""
+    if sha256 is None:
+        return settings.data_dir / key
+    store = artifacts.store()
+    local = store.local_path(key)
+    if local is not None:
+        stat = local.stat() if local.exists() else None
+        version = (key, sha256, stat.st_size, stat.st_mtime) if stat else None
+        if version not in _verified:
+            if stat is None or sha256_file(local) != sha256:
+                raise CorruptArtifact(f"artifact {key!r}: missing, or its sha256 is not the one "
+                                      "recorded")  # fmt: skip
+            _verified.add(version)  # type: ignore[arg-type]
+        return local
+    cached = settings.cache_dir / "datasets" / f"{sha256}.npz"
+    if not cached.exists():
+        with_store_retry(lambda: store.get_file(key, cached, sha256), f"dataset {key}")
+    return cached
 
 
 class SpecDoesNotFit(ValueError):

@@ -47,6 +47,11 @@ def decide_and_write(
     return decision, state
 
 
+def last_epoch(experiment_id: int) -> int:
+    with session_scope() as session:
+        return ExperimentRepository(session).last_epoch(experiment_id)
+
+
 def resume_point(
     experiment_id: int, attempt: int, ckpt: dict[str, Any] | None, **facts: Any
 ) -> tuple[bool, dict[str, Any] | None]:
@@ -62,4 +67,5 @@ def resume_point(
         ok = repo.fence(experiment_id, attempt, epochs_run=start, **facts)
         if ok:
             repo.truncate_history(experiment_id, start)
+            repo.resumed_from(experiment_id, attempt, start)
     return ok, ckpt

@@ -9,6 +9,7 @@ from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.kit.logging import get_logger
 from service.training.status import ExperimentStatus
+from worker.runs.artifacts import discard_checkpoints
 from worker.runs.retry import with_db_retry
 
 log = get_logger(__name__)
@@ -41,6 +42,8 @@ def finish_run(
     fields = {k: v for k, v in values.items() if k in ("stop_reason", "error")}
     log.info("finished" if ended else "finish_refused", experiment_id=experiment_id,
              attempt=attempt, status=str(status), **fields)  # fmt: skip
+    if ended:
+        discard_checkpoints(experiment_id)  # an ended run keeps its final model only
     return ended
 
 

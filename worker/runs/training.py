@@ -1,10 +1,11 @@
 """A training run on this worker: the engine's program (`worker.engine.program`) with the
 database around it. Each epoch is decided from the stored history and written in one fenced
-transaction; checkpoints go to the run's artifact path; a resume cuts the history back to the
-checkpoint it loads."""
+transaction; checkpoints upload to the artifact store in the background (runs/artifacts.py); a
+resume loads the newest good one and cuts the history back to it."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from functools import partial
@@ -24,7 +25,7 @@ from worker.engine.plugins import param_count
 from worker.runs import artifacts, plugins
 from worker.runs.budget import data_budget
 from worker.runs.datasets import check_fits, load_arrays
-from worker.runs.epochs import decide_and_write, resume_point
+from worker.runs.epochs import decide_and_write, last_epoch, resume_point
 from worker.runs.finish import LEASE_LOST, Outcome, finish_run
 from worker.runs.retry import with_db_retry
 
@@ -37,11 +38,12 @@ class DatabaseSink:
 
     def __init__(
         self, experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event,
-        conn: Connection,
+        conn: Connection, uploads: artifacts.Checkpoints,
     ) -> None:  # fmt: skip
         self.experiment_id, self.attempt, self.spec = experiment_id, attempt, spec
-        self.stop, self.conn = stop, conn
-        self.saved_at = time.monotonic()  # when the last checkpoint was written (or the run began)
+        self.stop, self.conn, self.uploads = stop, conn, uploads
+        self.saved_at = time.monotonic()  # when the last checkpoint was taken (or the run began)
+        self.best_epoch: int | None = None  # the decision state's, for checkpoint retention
 
     def record(
         self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
@@ -62,6 +64,7 @@ class DatabaseSink:
         )
         if decision is None:
             return None
+        self.best_epoch = state.best_epoch
         for event in decision.events:  # every decision, with the sentence the API shows
             log.info("decision", epoch=epoch, kind=event.kind, reason=event.reason,
                      old_lr=event.old_lr, new_lr=event.new_lr)  # fmt: skip
@@ -74,8 +77,9 @@ class DatabaseSink:
             # Default: by time, so small runs are not slowed and long epochs are never lost long.
             due = time.monotonic() - self.saved_at >= settings.checkpoint_seconds
         if due:
-            path = artifacts.checkpoint_path(self.experiment_id)
-            checkpoint.save(state.state_dict(), self.attempt, path)
+            # The bytes are taken now (a consistent copy); the upload runs while training goes on.
+            data = checkpoint.dumps(state.state_dict(), self.attempt)
+            self.uploads.submit(state.epoch, data, self.best_epoch)
             self.saved_at = time.monotonic()
 
 
@@ -87,7 +91,6 @@ def train_run(
     sizes = check_fits(spec, info, dataset_plugin)
     data = to_device(spec, arrays, info, device, data_budget(device))
     state = program.build(spec, data, device, plugins.model_plugin(spec))
-    ckpt_path = artifacts.checkpoint_path(experiment_id)
     facts = {
         "device": str(device),
         "steps_per_epoch": state.steps_per_epoch,
@@ -95,8 +98,10 @@ def train_run(
         "param_count": param_count(state.model),
         "plugins": plugins.pinned(spec, dataset_plugin),
     }
+    last = with_db_retry(lambda: last_epoch(experiment_id), f"experiment {experiment_id} history")
+    loaded = artifacts.latest_good(experiment_id, last)
     ok, ckpt = with_db_retry(
-        lambda: resume_point(experiment_id, attempt, checkpoint.load(ckpt_path), **facts),
+        lambda: resume_point(experiment_id, attempt, loaded, **facts),
         f"experiment {experiment_id} resume",
     )
     if not ok:
@@ -105,16 +110,25 @@ def train_run(
         state.load_state_dict(ckpt)
         log.info("resumed", from_epoch=state.epoch)
 
-    with get_engine().connect() as conn:  # held for the run's per-epoch writes
-        result = program.train(spec, data, state, DatabaseSink(experiment_id, attempt, spec,
-                                                               stop, conn))  # fmt: skip
+    uploads = artifacts.Checkpoints(experiment_id, attempt)
+    uploads.start()
+    try:
+        with get_engine().connect() as conn:  # held for the run's per-epoch writes
+            sink = DatabaseSink(experiment_id, attempt, spec, stop, conn, uploads)
+            result = program.train(spec, data, state, sink)
+    finally:
+        # The last checkpoint taken completes its upload (a handed-back run resumes from it).
+        uploads.close()
     if result.status is None:
         return Outcome(experiment_id, LEASE_LOST, result.epoch)
     if result.status != ExperimentStatus.DIVERGED:
-        checkpoint.save_model(state.model.state_dict(), artifacts.model_path(experiment_id))
+        meta = {"spec": json.dumps(spec.model_dump(mode="json")), "status": str(result.status),
+                "epochs_run": str(result.epoch),
+                "test_metrics": json.dumps(result.test_metrics)}  # fmt: skip
+        artifacts.save_model(experiment_id, attempt,
+                             checkpoint.model_bytes(state.model.state_dict(), meta))  # fmt: skip
     ended = finish_run(experiment_id, attempt, result.status, stop_reason=result.reason,
                        test_metrics=result.test_metrics)  # fmt: skip
     if not ended:
         return Outcome(experiment_id, LEASE_LOST, result.epoch)
-    ckpt_path.unlink(missing_ok=True)  # the model file supersedes it
     return Outcome(experiment_id, result.status, result.epoch)
