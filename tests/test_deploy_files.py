@@ -102,6 +102,18 @@ def env_dict(environment: dict[str, Any] | list[str] | None) -> dict[str, str]:
     return dict(item.split("=", 1) for item in environment)
 
 
+def volume_mounts(svc: dict[str, Any]) -> dict[str, str]:
+    """A service's volumes as {source: target} (short syntax `source:target[:mode]`, or long)."""
+    out: dict[str, str] = {}
+    for v in svc.get("volumes", []):
+        if isinstance(v, dict):
+            out[str(v.get("source", ""))] = str(v["target"])
+        else:
+            source, _, rest = str(v).partition(":")
+            out[source] = rest.split(":")[0] if rest else source
+    return out
+
+
 def glidepath_services() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, svc in services().items():
@@ -191,7 +203,35 @@ def test_compose_app_services_share_stack_config() -> None:
         assert env.get("GLIDEPATH_DATABASE_URL", "").startswith("postgresql+psycopg://"), name
         assert env.get("GLIDEPATH_BROKER_URL", "").startswith("redis://"), name
         assert env.get("GLIDEPATH_DATA_DIR") == "/data", name
-        assert any(str(v).split(":")[1:2] == ["/data"] for v in svc.get("volumes", [])), name
+    for name in ("api", "worker"):  # a volume of its own: scratch files and caches
+        assert "/data" in volume_mounts(services()[name]).values(), name
+
+
+def test_compose_artifacts_go_to_the_s3_service() -> None:
+    """The API and the worker keep artifacts in the compose file's own S3 store, signing with the
+    identity the store was started with, in the bucket it makes."""
+    store = services()["seaweedfs"]
+    argv = command_argv(store.get("command"))
+    assert argv[0] == "mini", argv
+    buckets = [a.split("=", 1)[1] for a in argv if a.startswith("-bucket=")]
+    store_env = env_dict(store.get("environment"))
+    for name in ("api", "worker"):
+        env = env_dict(services()[name].get("environment"))
+        url = env.get("GLIDEPATH_ARTIFACT_URL", "")
+        assert url.startswith("s3://"), (name, url)
+        assert url.removeprefix("s3://").split("/")[0] in buckets, (name, url, buckets)
+        assert env.get("AWS_ENDPOINT_URL") == "http://seaweedfs:8333", name
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert env.get(var) and env[var] == store_env.get(var), (name, var)
+        assert env.get("AWS_REGION"), name
+        assert services()[name]["depends_on"]["seaweedfs"]["condition"] == "service_healthy"
+
+
+def test_compose_api_and_worker_share_no_volume() -> None:
+    """Artifacts travel through the store alone: no volume is mounted by both the API and the
+    worker (a shared DATA_DIR would hide a missing store setting on one machine)."""
+    api, worker = (set(volume_mounts(services()[n])) for n in ("api", "worker"))
+    assert not api & worker, api & worker
 
 
 def test_compose_worker_reserves_nvidia_gpu() -> None:
