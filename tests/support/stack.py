@@ -32,13 +32,18 @@ class Backend:
     data_dir: Path
     overrides: dict[str, str] = field(default_factory=dict)  # extra GLIDEPATH_* for processes
     migrated: bool = False  # the database is a copy of the migrated template: no Alembic run
+    # The artifact store: "" = the default folder under data_dir; s3://… with `s3_env` (AWS_*).
+    artifact_url: str = ""
+    s3_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GLIDEPATH_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GLIDEPATH_", "AWS_"))}
         env.update(
             GLIDEPATH_DATA_DIR=str(self.data_dir),
             GLIDEPATH_DATABASE_URL=self.database_url,
             GLIDEPATH_BROKER_URL=self.broker_url,
+            GLIDEPATH_ARTIFACT_URL=self.artifact_url,
+            **self.s3_env,
             GLIDEPATH_LEASE_SECONDS="10",
             PYTHONUNBUFFERED="1",
             # One thread per process: torch's default (one per core) makes a worker many times
