@@ -54,7 +54,9 @@ class Store:
         options: dict[str, Any] = {}
         if self.url.startswith(("s3://", "s3a://")):
             botocore = {"connect_timeout": 3, "read_timeout": 30, "retries": {"max_attempts": 2}}
-            options = {"config_kwargs": botocore}
+            # A client of its own, made now: fsspec would otherwise hand back a cached one made
+            # under other AWS_* settings (`store_for` caches a Store per URL instead).
+            options = {"config_kwargs": botocore, "skip_instance_cache": True}
         self.fs, root = fsspec.core.url_to_fs(self.url, **options)
         if hasattr(self.fs, "retries"):
             self.fs.retries = 2  # s3fs's own retry loop (an attribute, not a constructor option)
