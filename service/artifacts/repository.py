@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -39,3 +41,16 @@ class ArtifactRepository:
     def forget(self, keys: list[str]) -> None:
         if keys:
             self.session.execute(delete(Artifact).where(Artifact.key.in_(keys)))
+
+    def models_of(self, experiment_ids: Sequence[int]) -> dict[int, Artifact]:
+        """The model row of each run that has one: one query for a whole page of runs."""
+        if not experiment_ids:
+            return {}
+        q = select(Artifact).where(Artifact.experiment_id.in_(list(experiment_ids)),
+                                   Artifact.kind == "model")  # fmt: skip
+        return {a.experiment_id: a for a in self.session.scalars(q.order_by(Artifact.id))
+                if a.experiment_id is not None}  # fmt: skip
+
+    def forget_run(self, experiment_id: int) -> None:
+        """Every row of a run's artifacts (its model and checkpoints)."""
+        self.session.execute(delete(Artifact).where(Artifact.experiment_id == experiment_id))

@@ -1,7 +1,9 @@
-"""The top-level client commands: submit, ls, show, cancel (`watch` is in watch.py)."""
+"""The top-level client commands: submit, ls, show, cancel, download, delete (`watch` is in
+watch.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -9,13 +11,22 @@ import yaml
 from rich.console import Console
 from rich.text import Text
 
-from service.cli.options import EXIT_OK, IntervalOpt, JsonOpt, TokenOpt, UrlOpt
+from service.cli.options import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    IntervalOpt,
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+)
 from service.cli.render import new_console, plain, print_json
 from service.cli.session import connected, err, exit_code_for, handled, report
 from service.cli.tables import (
+    attempts_table,
     decisions_table,
     experiment_table,
     experiments_page_table,
+    size_str,
     workers_table,
 )
 from service.cli.trackers import (
@@ -148,7 +159,8 @@ def show(
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """One experiment: status, progress, best epoch and value, its decisions and its spec."""
+    """One experiment: status, progress, best epoch and value, its model, its attempts (worker,
+    start, end, outcome, resumed from epoch), its decisions and its spec."""
     with connected(url, token) as client:
         e = client.get_experiment(experiment_id)
         decisions = client.decisions(experiment_id)["decisions"]
@@ -157,6 +169,8 @@ def show(
         return
     console = new_console()
     console.print(experiment_table(e))
+    if e.get("attempts"):
+        console.print(attempts_table(e.get("attempts") or []))
     if decisions:
         console.print(decisions_table(decisions))
     console.print(Text("spec", style="bold"))
@@ -211,4 +225,68 @@ def cancel(
                 typer.echo(f"{i}: cancel requested; stops at the next batch boundary")
     if json_out:
         print_json(answers)
+    raise typer.Exit(code)
+
+
+# -- download, delete -------------------------------------------------------------------------
+
+
+def download(
+    experiment_id: Annotated[int, typer.Argument(help="Experiment id.", show_default=False)],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Where to write it; default experiment-<id>.safetensors here."
+        ),
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Download an ended run's final model (safetensors: the weights, with the spec and test
+    metrics in its metadata); print the path and its size.
+
+    The file appears only once complete and checked against the sha256 the service recorded.
+    A run that has no model (queued, running, diverged, failed) exits 2 with the reason."""
+    with connected(url, token) as client:
+        try:
+            path = client.download_model(experiment_id, output)
+        except OSError as exc:
+            err(f"error: cannot write {output or f'experiment-{experiment_id}.safetensors'}: {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    size = path.stat().st_size
+    typer.echo(f"{path} ({size_str(size)}, {size:,} bytes)")
+
+
+def delete(
+    ids: Annotated[list[int], typer.Argument(help="Experiment ids.", show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Delete ended experiments: their rows, model and checkpoints, for good.
+
+    Asks first unless --yes (no answer, or not yes: nothing is deleted, exit 2). A queued or
+    running one is refused (cancel it first); the others are still deleted."""
+    if not yes:
+        listed = ", ".join(map(str, ids))
+        try:
+            sure = typer.confirm(f"Delete experiment{'s' if len(ids) > 1 else ''} {listed} "
+                                 "with their models, for good?", default=False)  # fmt: skip
+        except typer.Abort:  # no answer (end of input)
+            sure = False
+        if not sure:
+            err("nothing deleted (pass --yes to skip the question)")
+            raise typer.Exit(EXIT_BAD_INPUT)
+    code = EXIT_OK
+    with connected(url, token) as client:
+        for i in ids:
+            try:
+                client.delete_experiment(i)
+            except ApiError as exc:
+                if exc.is_unavailable:
+                    raise
+                report(exc)
+                code = code or exit_code_for(exc)
+                continue
+            typer.echo(f"{i}: deleted")
     raise typer.Exit(code)

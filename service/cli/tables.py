@@ -24,6 +24,7 @@ from service.cli.render import (
 )
 from service.client.types import (
     FINAL_STATUSES,
+    Attempt,
     Decision,
     Experiment,
     LeaderboardEntry,
@@ -105,6 +106,10 @@ def experiment_table(e: Experiment) -> Table:
         rows.append(("tags", plain(params_str(dict(e["tags"])))))
     if e.get("cancel_requested") and e["status"] not in FINAL_STATUSES:
         rows.append(("cancel", "requested"))
+    model = e.get("model")
+    if model:
+        rows.append(("model", plain(f"{size_str(model['size'])}, sha256 {model['sha256'][:12]}… "
+                                    f"(glidepath download {e['id']})")))  # fmt: skip
     for key in ("created_at", "started_at", "finished_at"):
         value = e.get(key)
         if value:
@@ -112,6 +117,36 @@ def experiment_table(e: Experiment) -> Table:
     table = fields_table()
     for k, v in rows:
         table.add_row(k, v)
+    return table
+
+
+def size_str(n: int) -> str:
+    """Bytes for a person: `812 B`, `3.4 kB`, `12.1 MB` (powers of 1000)."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # not reached
+
+
+def attempts_table(attempts: Sequence[Attempt]) -> Table:
+    """Each worker's attempt at a run, oldest first (`show`)."""
+    table = columns_table(
+        ("attempt", "worker", "started", "ended", "outcome", "resumed from epoch"),
+        right=("attempt", "resumed from epoch"),
+        title="attempts",
+    )
+    for a in attempts:
+        resumed, outcome = a.get("resumed_from_epoch"), a.get("outcome")
+        table.add_row(
+            str(a["attempt"]),
+            plain(a["worker"]),
+            timestamp(a.get("started_at")),
+            timestamp(a.get("ended_at")) or "-",
+            status_text(outcome) if outcome else plain("running"),
+            "-" if resumed is None else str(resumed),
+        )
     return table
 
 

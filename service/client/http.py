@@ -15,11 +15,13 @@ response cannot queue the same work twice.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -248,6 +250,47 @@ class Client:
         """Queued: cancelled at once. Running: `cancel_requested`, stops at the next batch."""
         return cast(Experiment, self._post(f"/v1/experiments/{experiment_id}/cancel"))
 
+    def delete_experiment(self, experiment_id: int) -> None:
+        """Delete an ended run with its model and checkpoints (DELETE /v1/experiments/{id}).
+        A queued or running run is a 409: `cancel` it first. A 503 (the artifact store is
+        away) deleted nothing and is retried."""
+        self.request("DELETE", f"/v1/experiments/{experiment_id}")
+
+    def download_model(
+        self, experiment_id: int, path: str | os.PathLike[str] | None = None
+    ) -> Path:
+        """Stream an ended run's final model (safetensors) to `path` (default
+        `experiment-<id>.safetensors` in the current folder) and return the path. The file is
+        written beside it and renamed once complete and its sha256 matches the server's ETag:
+        an interrupted or corrupted transfer (retried, as connection errors and 503s are)
+        leaves no file. A 409 `ApiError` while the run has no model."""
+        dest = Path(path) if path is not None else Path(f"experiment-{experiment_id}.safetensors")
+        url = f"/v1/experiments/{experiment_id}/model"
+        headers = {"Accept": "application/octet-stream"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        attempt = 0
+        while True:
+            try:
+                with self._http.stream("GET", url, headers=headers) as response:
+                    if response.status_code in RETRY_STATUSES_IF_SAFE and attempt < self.retries:
+                        wait = self._wait_for(attempt, response)
+                    elif response.status_code >= 400:
+                        response.read()
+                        raise ApiError.from_response(response)
+                    else:
+                        return _save(response, dest)
+            except (httpx.TransportError, _CorruptDownload) as exc:
+                if attempt >= self.retries:
+                    if isinstance(exc, _CorruptDownload):
+                        raise exc.error(f"{self.base_url}{url}") from None
+                    raise ConnectionFailed(
+                        self.base_url, exc, method="GET", url=f"{self.base_url}{url}"
+                    ) from exc
+                wait = self._wait_for(attempt)
+            self._sleep(wait)
+            attempt += 1
+
     def compare(self, ids: Iterable[int]) -> Comparison:
         """Several runs' per-epoch series on one epoch axis (null-padded)."""
         joined = ",".join(str(i) for i in ids)
@@ -367,3 +410,36 @@ class Client:
         if response.status_code not in (200, 503):
             raise ApiError.from_response(response)
         return cast(Readiness, response.json())
+
+
+class _CorruptDownload(Exception):
+    """The bytes received do not hash to the ETag the server sent (its recorded sha256)."""
+
+    def __init__(self, expected: str, got: str) -> None:
+        super().__init__(f"expected sha256 {expected}, received {got}")
+        self.expected, self.got = expected, got
+
+    def error(self, url: str) -> ApiError:
+        msg = (f"the model received does not match its ETag (sha256 {self.expected}, received "
+               f"{self.got}): the transfer was corrupted; nothing was written")  # fmt: skip
+        return ApiError(502, [{"loc": [], "msg": msg, "type": "corrupt_download"}],
+                        method="GET", url=url)  # fmt: skip
+
+
+def _save(response: httpx.Response, dest: Path) -> Path:
+    """Stream `response`'s body to `dest` atomically (a `.part` file beside it, renamed once
+    complete), checking it against the ETag when that is a sha256."""
+    expected = response.headers.get("ETag", "").removeprefix("W/").strip('"').lower()
+    part = dest.with_name(f".{dest.name}.part")
+    digest = hashlib.sha256()
+    try:
+        with part.open("wb") as f:
+            for chunk in response.iter_bytes():
+                digest.update(chunk)
+                f.write(chunk)
+        if len(expected) == 64 and digest.hexdigest() != expected:
+            raise _CorruptDownload(expected, digest.hexdigest())
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+    return dest

@@ -29,6 +29,25 @@ class Progress(TypedDict):
     fraction: float
 
 
+class Attempt(TypedDict):
+    """One worker's attempt at a run (oldest first in `Experiment.attempts`)."""
+
+    attempt: int
+    worker: str
+    started_at: str
+    ended_at: str | None
+    resumed_from_epoch: int | None  # the checkpoint's epoch (0: from the start)
+    outcome: str | None  # a final status, handed_back or lost; None while it runs
+
+
+class ModelInfo(TypedDict):
+    """An ended run's final model: GET `url` (`Client.download_model`) for the file."""
+
+    size: int
+    sha256: str
+    url: str
+
+
 class Experiment(TypedDict):
     id: int
     name: str
@@ -57,6 +76,8 @@ class Experiment(TypedDict):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    attempts: NotRequired[list[Attempt]]
+    model: NotRequired[ModelInfo | None]
 
 
 class ExperimentPage(TypedDict):

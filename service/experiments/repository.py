@@ -208,6 +208,16 @@ class ExperimentRepository:
             .values(cancel_requested=True)
         )
 
+    def delete_ended(self, experiment_id: int) -> bool:
+        """Delete a run that has ended, with its epochs, decisions, tags, range points,
+        attempts and outbox rows (their keys cascade). False when there is no such ended run."""
+        result = self.session.execute(
+            delete(Experiment)
+            .where(Experiment.id == experiment_id, Experiment.status.in_(list(FINAL)))
+            .execution_options(synchronize_session="fetch")
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
     # -- writes by the worker, fenced by `attempt` ----------------------------------------------
     def claim(self, experiment_id: int, owner: str, lease_s: float) -> int | None:
         """Take the run if it is queued, or running under a lease that has expired. Returns the
@@ -254,6 +264,15 @@ class ExperimentRepository:
     def attempts(self, experiment_id: int) -> list[Attempt]:
         return list(self.session.scalars(select(Attempt).where(
             Attempt.experiment_id == experiment_id).order_by(Attempt.attempt)))  # fmt: skip
+
+    def attempts_of(self, experiment_ids: Sequence[int]) -> dict[int, list[Attempt]]:
+        """Each run's attempts, oldest first: one query for a whole page of runs."""
+        out: dict[int, list[Attempt]] = {i: [] for i in experiment_ids}
+        if experiment_ids:
+            q = select(Attempt).where(Attempt.experiment_id.in_(list(out)))
+            for a in self.session.scalars(q.order_by(Attempt.experiment_id, Attempt.attempt)):
+                out[a.experiment_id].append(a)
+        return out
 
     def resumed_from(self, experiment_id: int, attempt: int, epoch: int) -> None:
         self.session.execute(

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from service.experiments import service
+from service.experiments import downloads, service
 from service.experiments.schemas import (
     CompareOut,
     DecisionList,
@@ -146,3 +146,47 @@ def get_decisions(experiment_id: RowId, session: SessionDep) -> DecisionList:
 def cancel_experiment(experiment_id: RowId, session: SessionDep) -> ExperimentOut:
     """Queued: cancelled at once. Running: stops at the next batch boundary."""
     return service.out(session, service.cancel(session, experiment_id))
+
+
+@router.get(
+    "/{experiment_id}/model",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The final model (safetensors: tensors only, with the spec, status, "
+            "epochs_run and test_metrics in its metadata); `ETag` is its sha256, verified "
+            "before the first byte is sent",
+            "content": {downloads.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        },
+        304: {"description": "`If-None-Match` names this model's sha256"},
+        404: {"description": "No such experiment"},
+        409: {"description": "No model: not ended yet, ended without one (diverged, failed, "
+              "cancelled while queued), or the stored one is missing or corrupt"},
+        503: {"description": "The artifact store is unavailable; see Retry-After"},
+    },
+)  # fmt: skip
+def download_model(
+    experiment_id: RowId,
+    session: SessionDep,
+    if_none_match: Annotated[str | None, Header(max_length=1000)] = None,
+) -> Response:
+    """Download the run's final model as `experiment-<id>.safetensors`."""
+    return downloads.response(session, experiment_id, if_none_match)
+
+
+@router.delete(
+    "/{experiment_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={
+        404: {"description": "No such experiment"},
+        409: {"description": "The run is queued or running: cancel it first"},
+        503: {"description": "The artifact store is unavailable; nothing was deleted"},
+    },
+)
+def delete_experiment(experiment_id: RowId, session: SessionDep) -> Response:
+    """Delete an ended run: its model and checkpoints in the artifact store, then its rows
+    (epochs, decisions, tags, attempts). A run of a sweep may be deleted; the sweep no longer
+    lists it."""
+    service.delete(session, experiment_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

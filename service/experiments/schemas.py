@@ -2,20 +2,66 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_serializer
 
-from service.experiments.models import Decision, EpochRow, Experiment
+from service.artifacts.models import Artifact
+from service.experiments.models import Attempt, Decision, EpochRow, Experiment
 from service.kit.time import as_utc
-from service.training.status import ExperimentStatus
+from service.training.status import FINAL, ExperimentStatus
 
 
 class Progress(BaseModel):
     epochs_run: int
     epochs: int
     fraction: float
+
+
+class AttemptOut(BaseModel):
+    """One attempt at the run: a worker's claim of it, from start to how it ended."""
+
+    attempt: int
+    worker: str = Field(description="host:pid of the worker that ran it")
+    started_at: datetime
+    ended_at: datetime | None
+    resumed_from_epoch: int | None = Field(
+        description="the checkpoint's epoch it resumed from (0: from the start); null until "
+        "it has loaded one"
+    )
+    outcome: str | None = Field(
+        description="a final status, handed_back (worker shutdown) or lost (its lease expired); "
+        "null while it runs"
+    )
+
+    @field_serializer("started_at", "ended_at")
+    def _times(self, dt: datetime | None) -> datetime | None:
+        return as_utc(dt)
+
+    @classmethod
+    def of(cls, a: Attempt) -> AttemptOut:
+        return cls(
+            attempt=a.attempt,
+            worker=a.worker,
+            started_at=a.started_at,
+            ended_at=a.ended_at,
+            resumed_from_epoch=a.resumed_from_epoch,
+            outcome=a.outcome,
+        )
+
+
+class ModelOut(BaseModel):
+    """The run's final model (safetensors), once it has ended with one."""
+
+    size: int = Field(description="bytes")
+    sha256: str = Field(description="also the download's ETag")
+    url: str = Field(description="GET it for the file: /v1/experiments/{id}/model")
+
+    @classmethod
+    def of(cls, experiment_id: int, a: Artifact) -> ModelOut:
+        return cls(size=a.size, sha256=a.sha256, url=f"/v1/experiments/{experiment_id}/model")
 
 
 class ExperimentOut(BaseModel):
@@ -50,13 +96,27 @@ class ExperimentOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    attempts: list[AttemptOut] = Field(
+        default_factory=list, description="every worker's attempt at the run, oldest first"
+    )
+    model: ModelOut | None = Field(
+        default=None, description="the final model, once the run has ended with one"
+    )
 
     @field_serializer("created_at", "started_at", "finished_at")
     def _times(self, dt: datetime | None) -> datetime | None:
         return as_utc(dt)
 
     @classmethod
-    def of(cls, e: Experiment, tags: dict[str, str]) -> ExperimentOut:
+    def of(
+        cls,
+        e: Experiment,
+        tags: dict[str, str],
+        attempts: Sequence[Attempt] = (),
+        model: Artifact | None = None,
+    ) -> ExperimentOut:
+        """`model`: the run's model artifact row; shown only once the run has ended (as the
+        download serves it)."""
         epochs = int(e.spec.get("epochs", 0))
         return cls(
             id=e.id,
@@ -90,6 +150,8 @@ class ExperimentOut(BaseModel):
             created_at=e.created_at,
             started_at=e.started_at,
             finished_at=e.finished_at,
+            attempts=[AttemptOut.of(a) for a in attempts],
+            model=ModelOut.of(e.id, model) if model is not None and e.status in FINAL else None,
         )
 
 

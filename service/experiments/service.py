@@ -8,6 +8,9 @@ import json
 
 from sqlalchemy.orm import Session
 
+from service.artifacts import service as artifacts
+from service.artifacts.repository import ArtifactRepository
+from service.artifacts.store import StoreUnavailable
 from service.datasets import builtin
 from service.datasets import service as datasets
 from service.dispatch import service as dispatch
@@ -24,12 +27,12 @@ from service.experiments.schemas import (
     SeriesOut,
 )
 from service.kit.conflicts import insert_or_winner
-from service.kit.errors import Conflict, ErrorItem, InvalidInput, NotFound
+from service.kit.errors import Conflict, ErrorItem, InvalidInput, NotFound, Unavailable
 from service.kit.params import fits_db_int
 from service.training.checks import check_spec, derived_sizes
 from service.training.datasets import DatasetInfo
 from service.training.spec import DatasetRef, ExperimentSpec
-from service.training.status import ExperimentStatus
+from service.training.status import FINAL, ExperimentStatus
 from service.workers import service as workers
 from service.workers.queues import capability_queue
 
@@ -149,9 +152,14 @@ def get(session: Session, experiment_id: int) -> Experiment:
     return experiment
 
 
+PATH_ID: list[str | int] = ["path", "experiment_id"]
+
+
 def out(session: Session, experiment: Experiment) -> ExperimentOut:
-    tags = ExperimentRepository(session).tags_of([experiment.id])[experiment.id]
-    return ExperimentOut.of(experiment, tags)
+    repo = ExperimentRepository(session)
+    i = experiment.id
+    model = ArtifactRepository(session).models_of([i]).get(i)
+    return ExperimentOut.of(experiment, repo.tags_of([i])[i], repo.attempts_of([i])[i], model)
 
 
 def encode_cursor(last_id: int) -> str:
@@ -195,9 +203,12 @@ def list_page(
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    tags = repo.tags_of([r.id for r in rows])
+    # One query per table for the whole page, never one per run.
+    ids = [r.id for r in rows]
+    tags, attempts = repo.tags_of(ids), repo.attempts_of(ids)
+    models = ArtifactRepository(session).models_of(ids)
     return ExperimentPage(
-        items=[ExperimentOut.of(r, tags[r.id]) for r in rows],
+        items=[ExperimentOut.of(r, tags[r.id], attempts[r.id], models.get(r.id)) for r in rows],
         next_cursor=encode_cursor(rows[-1].id) if more else None,
     )
 
@@ -224,6 +235,37 @@ def cancel(session: Session, experiment_id: int) -> Experiment:
     session.flush()
     session.refresh(experiment)
     return experiment
+
+
+def delete(session: Session, experiment_id: int) -> None:
+    """Delete an ended run: its objects in the artifact store (model, kept checkpoints) first,
+    then its rows. A queued or running run is a 409 (cancel it first); a run of a sweep may be
+    deleted (the sweep's leaderboard no longer lists it). An unreachable store is a 503 with
+    nothing deleted from the database, so the DELETE can simply be repeated."""
+    experiment = get(session, experiment_id)
+    if experiment.status not in FINAL:
+        raise Conflict(
+            f"experiment {experiment_id} is {experiment.status}: cancel it first "
+            f"(POST /v1/experiments/{experiment_id}/cancel, or `glidepath cancel "
+            f"{experiment_id}`) and delete it once it has ended",
+            loc=PATH_ID,
+        )
+    repo = ArtifactRepository(session)
+    store = artifacts.store()
+    try:
+        for row in repo.of_run(experiment_id):
+            store.delete(row.key)  # a missing object is fine: deleting it is what we want
+    except (StoreUnavailable, OSError) as exc:
+        raise Unavailable(
+            f"the artifact store is unavailable; experiment {experiment_id} is kept, retry the "
+            f"DELETE shortly: {exc}",
+            loc=PATH_ID,
+            headers={"Retry-After": "5"},
+        ) from exc
+    repo.forget_run(experiment_id)
+    if not ExperimentRepository(session).delete_ended(experiment_id):
+        # Deleted by a concurrent request since we read it.
+        raise NotFound(f"experiment {experiment_id} not found", loc=PATH_ID)
 
 
 def compare(session: Session, ids: list[int]) -> CompareOut:

@@ -66,6 +66,32 @@ export async function request(method, path, body) {
   return data;
 }
 
+// A file (a run's final model) as a Blob, sent with the token as every other call; errors as
+// in `request`.
+export async function download(path) {
+  const headers = {};
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(path, { headers });
+  } catch (err) {
+    throw new ApiError(0, `the service is unreachable (${err.message})`);
+  }
+  if (!response.ok) {
+    if (response.status === 401) unauthorizedListeners.forEach((fn) => fn());
+    const text = await response.text();
+    let data = text;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      // not JSON (a proxy's page): shown as it is
+    }
+    throw new ApiError(response.status, data && data.detail !== undefined ? data.detail : data);
+  }
+  return response.blob();
+}
+
 function query(params) {
   const q = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
@@ -82,6 +108,9 @@ export const api = {
   metrics: (id, afterEpoch) => request("GET", `/v1/experiments/${id}/metrics${query({ after_epoch: afterEpoch })}`),
   decisions: (id) => request("GET", `/v1/experiments/${id}/decisions`),
   cancel: (id) => request("POST", `/v1/experiments/${id}/cancel`),
+  // The final model (safetensors) of an ended run, verified by the service before it is sent.
+  modelUrl: (id) => `/v1/experiments/${id}/model`,
+  model: (id) => download(`/v1/experiments/${id}/model`),
   create: (spec) => request("POST", "/v1/experiments", spec),
   compare: (ids) => request("GET", `/v1/experiments/compare${query({ ids: ids.join(",") })}`),
   sweep: (id) => request("GET", `/v1/sweeps/${id}`),

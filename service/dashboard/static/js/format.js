@@ -17,6 +17,17 @@ export function count(value) {
   return Number(value).toLocaleString("en-US");
 }
 
+// A size in bytes for a person: "812 B", "3.4 kB", "12.1 MB" (powers of 1000).
+export function bytes(value) {
+  if (value === null || value === undefined) return "—";
+  let size = Number(value);
+  for (const unit of ["B", "kB", "MB", "GB"]) {
+    if (size < 1000 || unit === "GB") return unit === "B" ? `${size} B` : `${size.toFixed(1)} ${unit}`;
+    size /= 1000;
+  }
+  return `${value} B`;
+}
+
 export function statusBadge(status) {
   return h("span", { class: `status status-${status}`, "data-status": status }, status.replace("_", " "));
 }

@@ -1,9 +1,10 @@
 // `/experiments/{id}`: LR (log axis) and metric charts filled live from the metrics cursor,
-// decisions marked on the charts and listed with their sentence, the spec, cancel and clone.
-import { api, FINAL_STATUSES } from "../api.js";
+// decisions marked on the charts and listed with their sentence, the spec, cancel and clone, each
+// worker's attempt at the run, and the final model's download once it has one.
+import { api, FINAL_STATUSES, getToken } from "../api.js";
 import { lineChart } from "../charts.js";
 import { clear, errorBox, h, link } from "../dom.js";
-import { count, num, progressBar, statusBadge, when } from "../format.js";
+import { bytes, count, num, progressBar, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
 
 const POLL_MS = 1000;
@@ -14,6 +15,33 @@ function pluginLines(plugins) {
     h("div", { "data-kind": kind }, `${kind} ${p.name} · ${p.package} ${p.version}`));
 }
 
+// [{attempt, worker, started_at, ended_at, outcome, resumed_from_epoch}] oldest first.
+function attemptsTable(attempts) {
+  if (!attempts.length) return h("p", { class: "muted" }, "None yet: each worker's attempt at the run appears here.");
+  const columns = ["attempt", "worker", "started", "ended", "outcome", "resumed from epoch"];
+  return h("table", { id: "attempt-list" },
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", {}, c)))),
+    h("tbody", {}, attempts.map((a) => h("tr", { "data-attempt": a.attempt },
+      h("td", { class: "num" }, a.attempt),
+      h("td", {}, a.worker),
+      h("td", {}, when(a.started_at)),
+      h("td", {}, a.ended_at ? when(a.ended_at) : "—"),
+      h("td", {}, a.outcome ? statusBadge(a.outcome) : h("span", { class: "muted" }, "running")),
+      h("td", { class: "num" }, a.resumed_from_epoch ?? "—")))));
+}
+
+// The model as a file: a plain link where the API is open; with a token, fetched with it
+// (a link cannot send the header) and handed to the browser as a blob.
+async function saveModel(id) {
+  const blob = await api.model(id);
+  const url = URL.createObjectURL(blob);
+  const a = h("a", { href: url, download: `experiment-${id}.safetensors`, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
 export async function renderExperiment(root, id) {
   const head = h("div", { id: "summary" });
   const notice = h("div");
@@ -21,18 +49,22 @@ export async function renderExperiment(root, id) {
   const lossEl = h("div", { id: "loss-chart" });
   const metricEl = h("div", { id: "metric-chart" });
   const decisionsEl = h("div", { id: "decisions" });
+  const attemptsEl = h("div", { id: "attempts" });
   const specEl = h("pre", { class: "spec", id: "spec" });
   const cancel = h("button", { type: "button", class: "danger", id: "cancel" }, "Cancel");
   const clone = h("a", { href: `/new?clone=${id}`, class: "button", id: "clone" }, "Clone");
+  const downloadModel = h("a", { href: api.modelUrl(id), class: "button", id: "download-model",
+    download: `experiment-${id}.safetensors`, hidden: true }, "Download model");
 
   clear(
     root,
-    h("div", { class: "toolbar" }, h("h1", { class: "grow", id: "title" }, `Experiment #${id}`), cancel, clone,
+    h("div", { class: "toolbar" }, h("h1", { class: "grow", id: "title" }, `Experiment #${id}`), cancel, downloadModel, clone,
       link(`/compare?ids=${id}`, "compare…")),
     notice,
     head,
     h("div", { class: "row" },
-      h("div", { class: "grow" }, lrEl, lossEl, metricEl),
+      h("div", { class: "grow" }, lrEl, lossEl, metricEl,
+        h("div", { class: "card" }, h("h2", {}, "Attempts"), attemptsEl)),
       h("div", { style: "width:380px" },
         h("div", { class: "card" }, h("h2", {}, "Decisions"), decisionsEl),
         h("div", { class: "card" }, h("h2", {}, "Spec"), specEl))),
@@ -54,6 +86,8 @@ export async function renderExperiment(root, id) {
     cancel.hidden = FINAL_STATUSES.has(e.status);
     cancel.disabled = e.cancel_requested;
     if (e.cancel_requested && !FINAL_STATUSES.has(e.status)) cancel.textContent = "Cancelling…";
+    downloadModel.hidden = !e.model;
+    if (e.model) downloadModel.title = `${bytes(e.model.size)}, sha256 ${e.model.sha256}`;
     clear(head, h("div", { class: "card" }, h("dl", { class: "facts" },
       h("dt", {}, "progress"), h("dd", {}, progressBar(e.progress)),
       h("dt", {}, "dataset"), h("dd", {}, `${e.dataset} (${Object.entries(e.split_sizes || {}).map(([k, v]) => `${k} ${v}`).join(", ")}), ${e.steps_per_epoch ?? "?"} steps/epoch`),
@@ -61,6 +95,7 @@ export async function renderExperiment(root, id) {
       e.stop_reason ? [h("dt", {}, "stopped"), h("dd", {}, e.stop_reason)] : null,
       e.error ? [h("dt", {}, "error"), h("dd", { class: "error-box" }, e.error)] : null,
       e.test_metrics ? [h("dt", {}, "test"), h("dd", {}, Object.entries(e.test_metrics).map(([k, v]) => `${k} ${num(v)}`).join(", "))] : null,
+      e.model ? [h("dt", {}, "model"), h("dd", { id: "model" }, `${bytes(e.model.size)} safetensors, sha256 ${e.model.sha256.slice(0, 12)}…`)] : null,
       e.sweep_id ? [h("dt", {}, "sweep"), h("dd", {}, link(`/sweeps/${e.sweep_id}`, `sweep #${e.sweep_id}`))] : null,
       h("dt", {}, "device"), h("dd", {}, `${e.device || "—"}${e.worker ? ` on ${e.worker}` : ""}, attempt ${e.attempt}`),
       h("dt", {}, "parameters"), h("dd", { id: "param-count" }, e.param_count === null || e.param_count === undefined
@@ -70,6 +105,7 @@ export async function renderExperiment(root, id) {
       h("dt", {}, "tags"), h("dd", {}, Object.entries(e.tags).map(([k, v]) => h("span", { class: "tag" }, `${k}=${v}`))),
     )));
     specEl.textContent = JSON.stringify(e.spec, null, 2);
+    clear(attemptsEl, attemptsTable(e.attempts || []));
   }
 
   function renderDecisions() {
@@ -102,6 +138,17 @@ export async function renderExperiment(root, id) {
     } catch (err) {
       clear(notice, errorBox(err));
       cancel.disabled = false;
+    }
+  });
+
+  downloadModel.addEventListener("click", async (event) => {
+    if (!getToken()) return; // an open API: the link downloads on its own
+    event.preventDefault();
+    try {
+      await saveModel(id);
+      clear(notice);
+    } catch (err) {
+      clear(notice, errorBox(err));
     }
   });
 

@@ -1,0 +1,167 @@
+"""GET /v1/experiments/{id}/model: the run's final model (safetensors), verified against the
+sha256 recorded when the worker wrote it before its first byte is sent.
+
+A local store's file is opened, hashed and then streamed from that same open file (a rewrite or
+a delete meanwhile cannot change what is sent); an S3 object is downloaded to a temporary file
+first (the sha256 cannot be checked while streaming once the headers are out) and streamed from
+there. A run has a model only once it has ended: succeeded, early stopped, or cancelled after it
+started; diverged and failed runs, and runs cancelled while queued, never get one. Statuses:
+404 no such experiment; 409 no model (yet, or ever), or the stored one is missing or corrupt (the
+bytes are never sent); 503 with Retry-After when the store does not answer."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy.orm import Session
+from starlette.responses import Response, StreamingResponse
+
+from service.artifacts import service as artifacts
+from service.artifacts.models import Artifact
+from service.artifacts.repository import ArtifactRepository
+from service.artifacts.store import CHUNK, ArtifactMissing, CorruptArtifact, StoreUnavailable
+from service.experiments import service
+from service.experiments.models import Experiment
+from service.kit.errors import Conflict, Unavailable
+from service.training.status import FINAL, ExperimentStatus
+
+PATH_ID: list[str | int] = ["path", "experiment_id"]
+MEDIA_TYPE = "application/octet-stream"
+
+
+class NoModel(Conflict):
+    type_ = "no_model"
+
+
+class CorruptModel(Conflict):
+    """The stored model's bytes are not the ones recorded when it was written."""
+
+    type_ = "corrupt_artifact"
+
+
+class MissingModel(Conflict):
+    """The model is recorded but its object is gone from the store."""
+
+    type_ = "artifact_missing"
+
+
+@dataclass
+class ModelFile:
+    """A verified model, open at its first byte; `chunks()` reads it and closes it."""
+
+    file: IO[bytes]
+    size: int
+    sha256: str
+    filename: str
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            while chunk := self.file.read(CHUNK):
+                yield chunk
+        finally:
+            self.file.close()
+
+    @property
+    def etag(self) -> str:
+        return etag(self.sha256)
+
+
+def etag(sha256: str) -> str:
+    return f'"{sha256}"'
+
+
+def filename(experiment_id: int) -> str:
+    return f"experiment-{experiment_id}.safetensors"
+
+
+def response(session: Session, experiment_id: int, if_none_match: str | None) -> Response:
+    """The route's answer: the verified bytes (200), or 304 when `If-None-Match` names the
+    recorded sha256 (the store is not read)."""
+    row = record(session, experiment_id)
+    if if_none_match is not None and _matches(if_none_match, row.sha256):
+        return Response(status_code=304, headers={"ETag": etag(row.sha256)})
+    model = open_verified(experiment_id, row.key, row.sha256)
+    headers = {
+        "Content-Length": str(model.size),
+        "Content-Disposition": f'attachment; filename="{model.filename}"',
+        "ETag": model.etag,
+    }
+    return StreamingResponse(model.chunks(), media_type=MEDIA_TYPE, headers=headers)
+
+
+def _matches(if_none_match: str, sha256: str) -> bool:
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return "*" in tags or etag(sha256) in tags
+
+
+def _no_model(e: Experiment) -> NoModel:
+    if e.status == ExperimentStatus.QUEUED:
+        why = "it is queued; its model is written when it ends"
+    elif e.status not in FINAL:
+        why = f"it is {e.status}; its model is written when it ends"
+    elif e.status == ExperimentStatus.CANCELLED:
+        why = "it was cancelled before it trained, so it never got one"
+    else:
+        why = f"it ended {e.status} and a {e.status} run keeps no model"
+    return NoModel(f"experiment {e.id} has no model: {why}", loc=PATH_ID)
+
+
+def record(session: Session, experiment_id: int) -> Artifact:
+    """The model's artifact row (key, sha256, size); 404 or 409 (`NoModel`) when there is none
+    to serve. Only an ended run's model is served, as `ExperimentOut.model` shows it."""
+    experiment = service.get(session, experiment_id)
+    key = artifacts.model_key(experiment_id)
+    row = ArtifactRepository(session).by_key(key) if experiment.status in FINAL else None
+    if row is None:
+        raise _no_model(experiment)
+    return row
+
+
+def open_verified(experiment_id: int, key: str, sha256: str) -> ModelFile:
+    """Open the stored model and check its sha256; 409 (`MissingModel`, `CorruptModel`) when
+    it is missing or corrupt, 503 when the store does not answer."""
+    store = artifacts.store()
+    try:
+        local = store.local_path(key)
+        f = _open_local(local, key, sha256) if local is not None else _download(key, sha256)
+    except StoreUnavailable as exc:
+        raise Unavailable(f"the artifact store is unavailable; retry shortly: {exc}",
+                          loc=PATH_ID, headers={"Retry-After": "5"}) from exc  # fmt: skip
+    except ArtifactMissing as exc:
+        raise MissingModel(f"experiment {experiment_id}'s model is recorded but missing from the "
+                       f"artifact store ({key})", loc=PATH_ID) from exc  # fmt: skip
+    except CorruptArtifact as exc:
+        raise CorruptModel(f"experiment {experiment_id}'s stored model is corrupt: its sha256 is "
+                       f"not the one recorded when it was written, so it is not served ({key})",
+                       loc=PATH_ID) from exc  # fmt: skip
+    size = os.fstat(f.fileno()).st_size
+    return ModelFile(file=f, size=size, sha256=sha256, filename=filename(experiment_id))
+
+
+def _open_local(path: Path, key: str, sha256: str) -> IO[bytes]:
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise ArtifactMissing(f"artifact {key!r} is missing") from None
+    try:
+        if hashlib.file_digest(f, "sha256").hexdigest() != sha256:
+            raise CorruptArtifact(f"artifact {key!r}: its sha256 is not the one recorded")
+        f.seek(0)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _download(key: str, sha256: str) -> IO[bytes]:
+    """The object in a temporary file, verified; the file is unlinked at once (the open handle
+    keeps it until it is closed)."""
+    with tempfile.TemporaryDirectory(prefix="glidepath-model-") as tmp:
+        path = artifacts.store().get_file(key, Path(tmp) / "model.safetensors", sha256)
+        return path.open("rb")

@@ -1,0 +1,282 @@
+"""A run's final model over HTTP (GET /v1/experiments/{id}/model), deleting a run
+(DELETE /v1/experiments/{id}) and its attempts in the detail, on both backends (a folder store on
+the embedded one, S3 on postgres), with runs trained in-process (worker.runs.lifecycle)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import safetensors.torch
+from fastapi.testclient import TestClient
+from sqlalchemy import event, func, select
+
+from service.artifacts import service as artifacts
+from service.artifacts.models import Artifact
+from service.artifacts.store import StoreUnavailable
+from service.config import settings
+from service.datasets import builtin
+from service.experiments.models import Attempt, EpochRow, ExperimentTag
+from service.experiments.repository import ExperimentRepository
+from service.kit.db import get_engine, session_scope
+from service.training.spec import ExperimentSpec
+from worker.engine.model import build_model
+from worker.runs.lifecycle import run_experiment
+
+IRIS: dict[str, Any] = {
+    "name": "download-me",
+    "dataset": "iris",
+    "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 1},
+    "model": {"type": "mlp", "hidden": [16]},
+    "solver": {"type": "SGD", "params": {"momentum": 0.9}},
+    "base_lr": 0.05,
+    "epochs": 3,
+    "batch_size": 16,
+    "seed": 3,
+    "device": "cpu",
+    "tags": {"suite": "download"},
+}
+
+
+def submit(client: TestClient, spec: dict[str, Any] = IRIS) -> int:
+    created = client.post("/v1/experiments", json=spec)
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
+def finished(client: TestClient, spec: dict[str, Any] = IRIS) -> int:
+    exp_id = submit(client, spec)
+    assert run_experiment(exp_id, owner="test-host:1").status == "succeeded"
+    return exp_id
+
+
+def claim(exp_id: int) -> None:
+    """The run as a worker holds it (status running), without training it."""
+    with session_scope() as session:
+        assert ExperimentRepository(session).claim(exp_id, "test-host:2", 60.0) == 1
+
+
+def metadata(data: bytes) -> dict[str, str]:
+    """A safetensors file's `__metadata__` (its header is a length-prefixed JSON object)."""
+    (n,) = struct.unpack("<Q", data[:8])
+    meta: dict[str, str] = json.loads(data[8 : 8 + n])["__metadata__"]
+    return meta
+
+
+def problem(response: Any) -> str:
+    """The one error shape: {"detail": [{loc, msg, type}]}."""
+    detail = response.json()["detail"]
+    assert isinstance(detail, list) and {"loc", "msg", "type"} <= set(detail[0])
+    return str(detail[0]["msg"])
+
+
+class DownStore:
+    """A store that does not answer."""
+
+    local = False
+
+    def local_path(self, key: str) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise StoreUnavailable(f"{name}: connection refused")
+
+        return refuse
+
+
+def test_the_model_downloads_verified_and_loads_into_the_model_its_spec_builds(
+    client: TestClient,
+) -> None:
+    exp_id = finished(client)
+    got = client.get(f"/v1/experiments/{exp_id}/model")
+    assert got.status_code == 200, got.text
+    data = got.content
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["content-disposition"] == (
+        f'attachment; filename="experiment-{exp_id}.safetensors"'
+    )
+    assert int(got.headers["content-length"]) == len(data)
+    sha = hashlib.sha256(data).hexdigest()
+    assert got.headers["etag"].strip('"') == sha
+
+    weights = safetensors.torch.load(data)
+    spec = ExperimentSpec.model_validate(IRIS)
+    model = build_model(spec.model, builtin.info("iris"))
+    model.load_state_dict(weights)  # strict: every tensor, and only those
+    meta = metadata(data)
+    assert json.loads(meta["spec"])["name"] == "download-me"
+    assert meta["status"] == "succeeded" and meta["epochs_run"] == "3"
+
+    detail = client.get(f"/v1/experiments/{exp_id}").json()
+    assert json.loads(meta["test_metrics"]) == detail["test_metrics"]
+    assert detail["model"] == {
+        "size": len(data), "sha256": sha, "url": f"/v1/experiments/{exp_id}/model",
+    }  # fmt: skip
+
+    # A client that has it already: 304, nothing read from the store.
+    again = client.get(f"/v1/experiments/{exp_id}/model", headers={"If-None-Match": f'"{sha}"'})
+    assert again.status_code == 304 and again.headers["etag"] == f'"{sha}"'
+
+
+def test_unknown_queued_and_running_runs_have_no_model(client: TestClient) -> None:
+    unknown = client.get("/v1/experiments/999999/model")
+    assert unknown.status_code == 404 and "not found" in problem(unknown)
+
+    exp_id = submit(client)
+    queued = client.get(f"/v1/experiments/{exp_id}/model")
+    assert queued.status_code == 409 and "queued" in problem(queued)
+    assert queued.json()["detail"][0]["type"] == "no_model"
+    assert client.get(f"/v1/experiments/{exp_id}").json()["model"] is None
+
+    claim(exp_id)
+    running = client.get(f"/v1/experiments/{exp_id}/model")
+    assert running.status_code == 409 and "running" in problem(running)
+
+    cancelled = submit(client)
+    client.post(f"/v1/experiments/{cancelled}/cancel")
+    never = client.get(f"/v1/experiments/{cancelled}/model")
+    assert never.status_code == 409 and "cancelled" in problem(never)
+
+
+def test_a_corrupt_stored_model_is_refused_never_sent(client: TestClient) -> None:
+    exp_id = finished(client)
+    key = artifacts.model_key(exp_id)
+    good = client.get(f"/v1/experiments/{exp_id}/model").content
+    bad = bytearray(good)
+    bad[-1] ^= 0xFF
+    if settings.artifact_url:  # S3 on the postgres backend
+        artifacts.store().put_bytes(bytes(bad), key)
+    else:
+        path = settings.data_dir / "artifacts" / "models" / f"{exp_id}.safetensors"
+        assert path.exists()
+        path.write_bytes(bytes(bad))
+    got = client.get(f"/v1/experiments/{exp_id}/model")
+    assert got.status_code == 409, got.text
+    assert "corrupt" in problem(got) and got.json()["detail"][0]["type"] == "corrupt_artifact"
+    assert bytes(bad) not in got.content
+
+    artifacts.store().delete(key)
+    missing = client.get(f"/v1/experiments/{exp_id}/model")
+    assert missing.status_code == 409 and "missing" in problem(missing)
+    assert missing.json()["detail"][0]["type"] == "artifact_missing"
+
+
+def test_an_unreachable_store_is_a_503_with_retry_after(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exp_id = finished(client)
+    monkeypatch.setattr(artifacts, "store", DownStore)
+    got = client.get(f"/v1/experiments/{exp_id}/model")
+    assert got.status_code == 503 and got.headers["retry-after"]
+    assert "unavailable" in problem(got)
+    deleted = client.delete(f"/v1/experiments/{exp_id}")
+    assert deleted.status_code == 503 and deleted.headers["retry-after"]
+    monkeypatch.undo()
+    # Nothing was deleted: the run and its model are all there.
+    assert client.get(f"/v1/experiments/{exp_id}").status_code == 200
+    assert client.get(f"/v1/experiments/{exp_id}/model").status_code == 200
+
+
+def test_delete_refuses_live_runs_and_removes_an_ended_one_everywhere(
+    client: TestClient,
+) -> None:
+    queued = submit(client)
+    refused = client.delete(f"/v1/experiments/{queued}")
+    assert refused.status_code == 409 and "cancel it first" in problem(refused)
+    claim(queued)
+    assert client.delete(f"/v1/experiments/{queued}").status_code == 409
+    assert client.get(f"/v1/experiments/{queued}").json()["status"] == "running"
+
+    exp_id = finished(client, {**IRIS, "checkpoint_every": 1})
+    key = artifacts.model_key(exp_id)
+    assert artifacts.store().exists(key)
+    if not settings.artifact_url:
+        assert (settings.data_dir / "artifacts" / "models" / f"{exp_id}.safetensors").exists()
+    # A kept checkpoint (as with KEEP_CHECKPOINTS) goes too.
+    ckpt = artifacts.checkpoint_key(exp_id, 1)
+    sha = artifacts.store().put_bytes(b"checkpoint", ckpt)
+    with session_scope() as session:
+        artifacts.record(session, "checkpoint", ckpt, sha, 10, exp_id, 1, 1)
+
+    deleted = client.delete(f"/v1/experiments/{exp_id}")
+    assert deleted.status_code == 204, deleted.text
+    assert not artifacts.store().exists(key) and not artifacts.store().exists(ckpt)
+    if not settings.artifact_url:
+        assert not (settings.data_dir / "artifacts" / "models" / f"{exp_id}.safetensors").exists()
+    assert client.get(f"/v1/experiments/{exp_id}").status_code == 404
+    assert client.get(f"/v1/experiments/{exp_id}/model").status_code == 404
+    assert client.get(f"/v1/experiments/{exp_id}/metrics").status_code == 404
+    with session_scope() as session:
+        for table in (EpochRow, Attempt, ExperimentTag, Artifact):
+            n = session.scalar(select(func.count()).select_from(table)
+                               .where(table.experiment_id == exp_id))  # fmt: skip
+            assert n == 0, table.__tablename__
+    again = client.delete(f"/v1/experiments/{exp_id}")
+    assert again.status_code == 404 and "not found" in problem(again)
+    assert client.delete("/v1/experiments/999999").status_code == 404
+
+
+def test_a_run_of_a_sweep_may_be_deleted_and_its_sweep_no_longer_lists_it(
+    client: TestClient,
+) -> None:
+    base = {**IRIS, "epochs": 1}
+    made = client.post("/v1/sweeps", json={"base": base, "strategy": "grid",
+                                           "parameters": {"base_lr": [0.01, 0.05]}})  # fmt: skip
+    assert made.status_code == 201, made.text
+    first, second = made.json()["ids"]
+    for i in (first, second):
+        run_experiment(i, owner="test-host:1")
+    assert client.delete(f"/v1/experiments/{first}").status_code == 204
+    sweep = client.get(f"/v1/sweeps/{made.json()['sweep_id']}")
+    assert sweep.status_code == 200
+    listed = {e["experiment_id"] for e in sweep.json()["experiments"]}
+    ranked = {e["experiment_id"] for e in sweep.json()["leaderboard"]}
+    assert first not in listed | ranked and second in listed
+
+
+def test_attempts_show_who_ran_it_and_how_it_ended(client: TestClient) -> None:
+    exp_id = finished(client)
+    attempts = client.get(f"/v1/experiments/{exp_id}").json()["attempts"]
+    assert len(attempts) == 1
+    a = attempts[0]
+    assert (a["attempt"], a["worker"], a["outcome"], a["resumed_from_epoch"]) == (
+        1, "test-host:1", "succeeded", 0,
+    )  # fmt: skip
+    assert a["started_at"].endswith(("Z", "+00:00")) and a["ended_at"].endswith(("Z", "+00:00"))
+    assert a["started_at"] <= a["ended_at"]
+    assert client.get(f"/v1/experiments/{submit(client)}").json()["attempts"] == []
+
+
+@pytest.fixture
+def statements() -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", count)
+    yield seen
+    event.remove(get_engine(), "before_cursor_execute", count)
+
+
+def test_the_list_carries_attempts_and_models_in_one_query_per_table(
+    client: TestClient, statements: list[str]
+) -> None:
+    ids = [finished(client, {**IRIS, "epochs": 1}) for _ in range(2)]
+    statements.clear()
+    one = client.get("/v1/experiments", params={"tag": "suite:download", "limit": 1})
+    few = len(statements)
+    ids += [submit(client) for _ in range(3)]
+    statements.clear()
+    page = client.get("/v1/experiments", params={"tag": "suite:download", "limit": 10})
+    assert one.status_code == page.status_code == 200
+    assert len(statements) == few  # the same queries for 1 run and for 5: no N+1
+    items = {e["id"]: e for e in page.json()["items"]}
+    assert set(items) == set(ids)
+    assert [a["outcome"] for a in items[ids[0]]["attempts"]] == ["succeeded"]
+    assert items[ids[0]]["model"]["sha256"] and items[ids[-1]]["model"] is None
