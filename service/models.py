@@ -3,10 +3,10 @@ and the keys between domains, declared here where both of their tables are known
 
 from sqlalchemy import ForeignKeyConstraint
 
+from service.artifacts.models import Artifact
 from service.batches.models import Batch
 from service.datasets.models import Dataset
 from service.dispatch.models import OutboxMessage
-from service.artifacts.models import Artifact
 from service.experiments.models import (
     Attempt,
     Decision,
