@@ -62,18 +62,6 @@ WRITE_TARGET_S = 2.0
 RATIO_TARGET = 1.03
 
 
-def usable(store: Store) -> Store:
-    """Work around service/artifacts/store.py passing `retries` to S3FileSystem as a keyword:
-    s3fs (2026.9) has no such parameter, keeps it in `fs.kwargs` and hands it to
-    `AioSession(...)`, which refuses it, so every S3 call fails with a TypeError. What the store
-    meant (s3fs's own retry count, the `retries` attribute) is set instead. A no-op once the
-    store is fixed."""
-    kwargs = getattr(store.fs, "kwargs", {})
-    if "retries" in kwargs:
-        store.fs.retries = kwargs.pop("retries")
-    return store
-
-
 # --- (a) raw writes ------------------------------------------------------------------------------
 
 
@@ -177,7 +165,7 @@ class Uploader(threading.Thread):
 
     def _upload(self, epoch: int, data: bytes, best_epoch: int | None) -> None:
         key = artifacts.checkpoint_key(self.run_id, epoch)
-        store = usable(artifacts.store())
+        store = artifacts.store()
         t0 = time.perf_counter()
         with_store_retry(lambda: store.put_bytes(data, key), f"checkpoint {key}")
         self.upload_s.append(time.perf_counter() - t0)
@@ -348,7 +336,7 @@ def main() -> None:
         print(f"SeaweedFS (weed mini) at {s3.endpoint_url}, up in {s3.startup_s:.1f} s; local "
               f"store {root / 'local'}; {os.cpu_count()} CPUs")  # fmt: skip
         if not args.skip_write:
-            stores = {name: usable(Store(url)) for name, url in urls.items()}
+            stores = {name: Store(url) for name, url in urls.items()}
             assert s3.proc is not None
             write_benchmark(stores, args.mb, args.repeats, s3.proc.pid)
         if not args.skip_train:
