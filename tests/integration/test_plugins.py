@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.stack import Stack, stack_fixture, stop, wait_for
+from tests.support.stack import Stack, registered, stack_fixture, stop
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ plugin_stack = stack_fixture(scope="module", workers=1)
 
 SPEC: dict[str, Any] = {
     "name": "byom",
-    "dataset": {"type": "shapes", "params": {"n": 4000, "noise": 0.3}},
+    "dataset": {"type": "shapes", "params": {"n": 2000, "size": 12, "noise": 0.3}},
     "model": {"type": "tiny_resnet", "params": {"width": 4, "blocks": 1}},
     "solver": {"type": "Adam"},
     "base_lr": 0.02,
@@ -37,20 +37,6 @@ SPEC: dict[str, Any] = {
     "batch_size": 64,
 }
 PINNED = {"name": "tiny_resnet", "package": "glidepath-example-plugin", "version": "0.1.0"}
-
-
-def registered(c: httpx.Client, pid: int) -> dict[str, Any]:
-    """The registry row of the worker process `pid`, once it is alive."""
-    found: dict[str, Any] = {}
-
-    def alive() -> bool:
-        nonlocal found
-        rows = [w for w in c.get("/v1/workers").json()["items"] if w["pid"] == pid]
-        found = rows[0] if rows else {}
-        return found.get("state") == "alive"
-
-    wait_for(alive, 60, lambda: f"worker {pid} not registered: {found}")
-    return found
 
 
 def claimed_by(stack: Stack, experiment_id: int) -> list[str]:
@@ -100,11 +86,11 @@ def test_a_plugin_trains_through_the_service_and_streams_alike(
             assert claimed_by(plugin_stack, final["id"]) == ["plug"]
         assert final["plugins"] == {"model": PINNED, "dataset": {**PINNED, "name": "shapes"}}
         assert final["param_count"] == 36 + 8 + 2 * (144 + 8) + 15
-        assert final["split_sizes"] == {"train": 3200, "val": 800, "test": 0}
+        assert final["split_sizes"] == {"train": 1600, "val": 400, "test": 0}
         assert [r["lr"] for r in rows] == [0.02, 0.01, 0.005]  # StepLR, exactly
         assert rows[-1]["val_accuracy"] > 0.6 and rows[-1]["train_loss"] < rows[0]["train_loss"]
 
-        # The same spec on a worker whose device budget (1 MB) is far below the data (4 MB):
+        # The same spec on a worker whose device budget (1 MB) is below the data (1.1 MB):
         # batches are gathered from host memory, in the same order, to the same losses.
         stop(worker, signal.SIGTERM)
         tiny = plugin_stack.start_worker(

@@ -100,6 +100,20 @@ def wait_for(pred: Callable[[], bool], timeout: float, why: Callable[[], str] = 
     raise AssertionError(f"timed out after {timeout}s: {why()}")
 
 
+def registered(c: httpx.Client, pid: int, timeout: float = 60) -> dict[str, Any]:
+    """The worker process `pid`'s row in the registry (GET /v1/workers), once it is alive."""
+    found: dict[str, Any] = {}
+
+    def alive() -> bool:
+        nonlocal found
+        rows = [w for w in c.get("/v1/workers").json()["items"] if w["pid"] == pid]
+        found = rows[0] if rows else {}
+        return found.get("state") == "alive"
+
+    wait_for(alive, timeout, lambda: f"worker {pid} not registered: {found}")
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -183,7 +197,11 @@ def stop_all(procs: list[subprocess.Popen[bytes]], grace: float = 1) -> None:
 
 
 def stack_fixture(
-    *, scope: str = "module", workers: int = 1, overrides: dict[str, str] | None = None
+    *,
+    scope: str = "module",
+    workers: int = 1,
+    overrides: dict[str, str] | None = None,
+    embedded_only: bool = False,
 ) -> Any:
     """A fixture that yields a running `Stack` on each backend (ids embedded, postgres; the
     latter marked `postgres`), on a fresh copy of the session's migrated database.
@@ -191,12 +209,15 @@ def stack_fixture(
     scope="module" (the default) shares one stack among a module's tests: they must not kill or
     reconfigure it, and must find their own runs by id (never "all experiments"). Tests that kill
     workers or need settings of their own use scope="function". `overrides`: GLIDEPATH_* for
-    the processes, e.g. shorter leases."""
+    the processes, e.g. shorter leases. `embedded_only`: what the tests check does not depend on
+    the backend (a page in a browser), so the embedded default alone."""
     import pytest
 
     from tests.support.backends import PARAMS
 
-    @pytest.fixture(scope=scope, params=PARAMS)  # type: ignore[call-overload]
+    params = PARAMS[:1] if embedded_only else PARAMS
+
+    @pytest.fixture(scope=scope, params=params)  # type: ignore[call-overload]
     def _stack(request: Any, backends: Any, tmp_path_factory: Any) -> Iterator[Stack]:
         root = tmp_path_factory.mktemp(f"stack-{request.param}")
         with backends.backend(request.param, root) as backend:
