@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,25 +17,17 @@ from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.kit.logging import get_logger
 from worker.engine import checkpoint
-from worker.runs.retry import with_db_retry
+from worker.runs.retry import with_db_retry, with_retry
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
 
 def with_store_retry(fn: Callable[[], T], what: str, budget_s: float = 120.0) -> T:
-    """Run `fn` again while the store is unavailable, backing off from 0.2 s to 5 s."""
-    deadline = time.monotonic() + budget_s
-    delay = 0.2
-    while True:
-        try:
-            return fn()
-        except StoreUnavailable as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("store_unavailable", doing=what, retry_in_s=delay, error=str(exc)[:200])
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    """Run `fn` again while the store is unavailable (writes are whole objects: idempotent)."""
+    return with_retry(
+        fn, what, lambda exc: isinstance(exc, StoreUnavailable), "store_unavailable", budget_s
+    )
 
 
 class Checkpoints(threading.Thread):
