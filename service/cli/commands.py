@@ -3,8 +3,9 @@ watch.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 import yaml
@@ -39,6 +40,9 @@ from service.cli.trackers import (
 from service.client import ApiError, Client, Submission, load_submission
 from service.client.types import FINAL_STATUSES, Experiment
 from service.training.status import ExperimentStatus
+
+T = TypeVar("T")
+
 
 # -- submit -----------------------------------------------------------------------------------
 
@@ -195,6 +199,24 @@ def workers(
         err(f"not offered: {where}: {why}")
 
 
+def each_id(ids: list[int], call: Callable[[int], T], done: Callable[[int, T], None]) -> int:
+    """`call` for each id, then `done` with its answer, as it goes. An id the API refuses (404,
+    409) is reported and the others still done; the exit code is the first refusal's. An
+    unreachable service stops them all (session.py turns it into exit 3)."""
+    code = EXIT_OK
+    for i in ids:
+        try:
+            answer = call(i)
+        except ApiError as exc:
+            if exc.is_unavailable:
+                raise
+            report(exc)
+            code = code or exit_code_for(exc)
+            continue
+        done(i, answer)
+    return code
+
+
 def cancel(
     ids: Annotated[list[int], typer.Argument(help="Experiment ids.", show_default=False)],
     json_out: JsonOpt = False,
@@ -202,27 +224,21 @@ def cancel(
     token: TokenOpt = None,
 ) -> None:
     """Cancel experiments: queued ones at once, running ones at the next batch boundary."""
-    code = EXIT_OK
     answers: list[Experiment] = []
+
+    def done(i: int, e: Experiment) -> None:
+        answers.append(e)
+        if json_out:
+            return
+        if e["status"] == ExperimentStatus.CANCELLED:
+            typer.echo(f"{i}: cancelled")
+        elif e["status"] in FINAL_STATUSES:
+            typer.echo(f"{i}: already {e['status']}; nothing to cancel")
+        else:
+            typer.echo(f"{i}: cancel requested; stops at the next batch boundary")
+
     with connected(url, token) as client:
-        for i in ids:
-            try:
-                e = client.cancel(i)
-            except ApiError as exc:
-                if exc.is_unavailable:
-                    raise
-                report(exc)
-                code = code or exit_code_for(exc)
-                continue
-            answers.append(e)
-            if json_out:
-                continue
-            if e["status"] == ExperimentStatus.CANCELLED:
-                typer.echo(f"{i}: cancelled")
-            elif e["status"] in FINAL_STATUSES:
-                typer.echo(f"{i}: already {e['status']}; nothing to cancel")
-            else:
-                typer.echo(f"{i}: cancel requested; stops at the next batch boundary")
+        code = each_id(ids, client.cancel, done)
     if json_out:
         print_json(answers)
     raise typer.Exit(code)
@@ -277,16 +293,6 @@ def delete(
         if not sure:
             err("nothing deleted (pass --yes to skip the question)")
             raise typer.Exit(EXIT_BAD_INPUT)
-    code = EXIT_OK
     with connected(url, token) as client:
-        for i in ids:
-            try:
-                client.delete_experiment(i)
-            except ApiError as exc:
-                if exc.is_unavailable:
-                    raise
-                report(exc)
-                code = code or exit_code_for(exc)
-                continue
-            typer.echo(f"{i}: deleted")
+        code = each_id(ids, client.delete_experiment, lambda i, _: typer.echo(f"{i}: deleted"))
     raise typer.Exit(code)
