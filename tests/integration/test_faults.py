@@ -31,7 +31,7 @@ SPEC: dict[str, Any] = {
     "dataset": "digits", "model": {"type": "mlp", "hidden": [128, 128], "dropout": 0.1},
     "solver": {"type": "Adam", "params": {}}, "base_lr": 0.002, "batch_size": 32,
     "scheduler": {"type": "ReduceLROnPlateau", "params": {"patience": 1, "factor": 0.5}},
-    "epochs": 30, "checkpoint_every": 3, "seed": 3,
+    "epochs": 20, "checkpoint_every": 3, "seed": 3,
 }  # fmt: skip
 
 
@@ -50,7 +50,7 @@ def epoch_seconds(c: httpx.Client, exp_id: int) -> float:
 
 # An uninterrupted run's trace per (backend, spec), trained by the first test that asks: runs are
 # deterministic given the spec (what these tests check), so the next tests compare against it
-# instead of training the same 30 epochs again. Never an order dependency: any test trains it.
+# instead of training the same 20 epochs again. Never an order dependency: any test trains it.
 _TWINS: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
 

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 SPEC: dict[str, Any] = {
     "dataset": "uploaded-blobs", "model": {"type": "mlp", "hidden": [128, 128], "dropout": 0.1},
-    "solver": {"type": "Adam"}, "base_lr": 0.002, "batch_size": 32, "epochs": 14,
+    "solver": {"type": "Adam"}, "base_lr": 0.002, "batch_size": 32, "epochs": 10,
     "scheduler": {"type": "ReduceLROnPlateau", "params": {"patience": 1, "factor": 0.5}},
     "checkpoint_every": 2, "seed": 5,
 }  # fmt: skip
@@ -81,7 +81,7 @@ def test_a_run_survives_the_loss_of_its_machine(cluster: Stack, tmp_path: Path) 
         def past_a_checkpoint() -> bool:
             nonlocal body
             body = c.get(f"/v1/experiments/{exp_id}").json()
-            return body["status"] == "running" and body["epochs_run"] >= 7
+            return body["status"] == "running" and body["epochs_run"] >= 5
 
         wait_for(past_a_checkpoint, 90, lambda: f"{body}\n{cluster.logs()}")
         first.kill()  # the machine is gone: no handler, no hand-back, its disk with it
@@ -97,7 +97,7 @@ def test_a_run_survives_the_loss_of_its_machine(cluster: Stack, tmp_path: Path) 
         assert [(a["attempt"], a["worker"], a["outcome"]) for a in attempts] == [
             (1, first_id, "lost"), (2, second_id, "succeeded")]  # fmt: skip
         resumed = attempts[1]["resumed_from_epoch"]
-        assert resumed >= 6 and resumed % SPEC["checkpoint_every"] == 0, attempts
+        assert resumed >= 4 and resumed % SPEC["checkpoint_every"] == 0, attempts
 
         model = c.get(f"/v1/experiments/{exp_id}/model")
         assert model.status_code == 200, model.text

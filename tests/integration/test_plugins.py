@@ -2,7 +2,7 @@
 worker sees it (its PYTHONPATH), never the API. The worker registers what it offers; the API
 checks a spec against that and routes the run to it; the run trains, learns, and records the
 package version; a worker with a tiny device budget (data streamed from host memory) gives the
-same losses. On the embedded default and on PostgreSQL + Redis."""
+same losses. On PostgreSQL + Redis + S3."""
 
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ import pytest
 
 from tests.support.stack import Stack, registered, stack_fixture, stop
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 # Where the example plugin is also installed in the project's venv (as README's "Bring your own
 # model" does), every worker offers it: the checks that tell workers apart are left out then.
 IN_VENV = importlib.util.find_spec("glidepath_example") is not None
 
-# One plain worker (no plugin): a plugin run must never land on it.
-plugin_stack = stack_fixture(scope="module", workers=1)
+# One plain worker (no plugin): a plugin run must never land on it. On the production stack
+# (PostgreSQL, Redis, S3), where workers on several machines carry different plugins; the
+# embedded default trains plugins through the API in tests/api/test_plugins_api.py.
+plugin_stack = stack_fixture(scope="module", workers=1, postgres_only=True)
 
 SPEC: dict[str, Any] = {
     "name": "byom",

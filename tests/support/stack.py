@@ -202,6 +202,7 @@ def stack_fixture(
     workers: int = 1,
     overrides: dict[str, str] | None = None,
     embedded_only: bool = False,
+    postgres_only: bool = False,
 ) -> Any:
     """A fixture that yields a running `Stack` on each backend (ids embedded, postgres; the
     latter marked `postgres`), on a fresh copy of the session's migrated database.
@@ -210,12 +211,13 @@ def stack_fixture(
     reconfigure it, and must find their own runs by id (never "all experiments"). Tests that kill
     workers or need settings of their own use scope="function". `overrides`: GLIDEPATH_* for
     the processes, e.g. shorter leases. `embedded_only`: what the tests check does not depend on
-    the backend (a page in a browser), so the embedded default alone."""
+    the backend (a page in a browser), so the embedded default alone; `postgres_only`: what they
+    check is the production stack's (PostgreSQL, Redis, S3)."""
     import pytest
 
     from tests.support.backends import PARAMS
 
-    params = PARAMS[:1] if embedded_only else PARAMS
+    params = PARAMS[:1] if embedded_only else PARAMS[1:] if postgres_only else PARAMS
 
     @pytest.fixture(scope=scope, params=params)  # type: ignore[call-overload]
     def _stack(request: Any, backends: Any, tmp_path_factory: Any) -> Iterator[Stack]:
