@@ -37,6 +37,9 @@ SCHEDULERS = (
     "CyclicLR",
     "OneCycleLR",
     "ReduceLROnPlateau",
+    # lr_lambda: an expression string (lr_lambda.py), made a function when the schedule is built
+    "LambdaLR",
+    "MultiplicativeLR",
 )
 CONSTANT = "none"  # `{"type": "none"}` (or no scheduler at all): the LR stays at base_lr.
 

@@ -17,7 +17,8 @@ from service.training.datasets import DatasetInfo
 from service.training.errors import ErrorItem, item
 from service.training.hypergradient import SOLVERS as HYPERGRADIENT_SOLVERS
 from service.training.hypergradient import Hypergradient
-from service.training.schedule import ScheduleError, check_walk
+from service.training.lr_lambda import LambdaError, check_factors
+from service.training.schedule import LAMBDA_SCHEDULERS, ScheduleError, check_walk
 from service.training.spec import METRICS_ANY, ExperimentSpec, metrics_for
 from service.training.split import split_sizes, steps_per_epoch
 
@@ -195,6 +196,8 @@ def _check_scheduler(
                     "unknown_metric",
                 )
             )
+    if not errors and sched.type in LAMBDA_SCHEDULERS:
+        errors += _check_lambda(spec, steps)
     if errors:
         return errors
     # Let the engine build it exactly as a run would and walk the whole schedule, so values torch
@@ -204,6 +207,26 @@ def _check_scheduler(
     except ScheduleError as exc:
         errors.append(item(["scheduler", *exc.loc], str(exc), "invalid_params"))
     return errors
+
+
+def _check_lambda(spec: ExperimentSpec, steps: int) -> list[ErrorItem]:
+    """`lr_lambda` within the grammar, and a usable factor at every counter of the run."""
+    assert spec.scheduler is not None
+    loc: list[str | int] = ["scheduler", "params", "lr_lambda"]
+    expression = spec.scheduler.params.get("lr_lambda")
+    step = spec.scheduler.effective_interval == "step"
+    if not isinstance(expression, str):
+        return [item(loc, 'lr_lambda is an expression string, e.g. "0.95 ** epoch"', "invalid")]
+    variable = "step" if step else "epoch"
+    try:
+        bad = check_factors(expression, variable, spec.epochs * (steps if step else 1),
+                            spec.scheduler.type == "MultiplicativeLR")  # fmt: skip
+    except LambdaError as exc:
+        return [item(loc, f"lr_lambda: {exc}", "invalid_expression")]
+    if bad is not None:
+        at, why = bad
+        return [item(loc, f"lr_lambda at {variable} {at}: {why}", "invalid_factor")]
+    return []
 
 
 def _check_monitors(spec: ExperimentSpec, task: str, metrics: tuple[str, ...]) -> list[ErrorItem]:

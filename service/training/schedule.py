@@ -19,6 +19,7 @@ import torch
 from torch.optim.lr_scheduler import LinearLR, LRScheduler, SequentialLR
 
 from service.training import catalog, decisions
+from service.training.lr_lambda import LambdaError, compile_lambda
 from service.training.spec import ExperimentSpec
 
 
@@ -125,6 +126,21 @@ def _check_values(type_: str, p: dict[str, Any], base_lr: float, total: int) -> 
              f"gives a zero-length phase over {total} scheduler steps")  # fmt: skip
 
 
+LAMBDA_SCHEDULERS = ("LambdaLR", "MultiplicativeLR")
+
+
+def lambda_of(params: dict[str, Any], interval: str) -> Any:
+    """The spec's `lr_lambda` expression as the function torch calls with its counter."""
+    expression = params.get("lr_lambda")
+    if not isinstance(expression, str):
+        raise ScheduleError("lr_lambda must be an expression string, e.g. \"0.95 ** epoch\"",
+                            ["params", "lr_lambda"])  # fmt: skip
+    try:
+        return compile_lambda(expression, "step" if interval == "step" else "epoch")
+    except LambdaError as exc:
+        raise ScheduleError(f"lr_lambda: {exc}", ["params", "lr_lambda"]) from None
+
+
 def build_schedule(
     spec: ExperimentSpec, optimizer: torch.optim.Optimizer, steps_per_epoch: int
 ) -> Schedule:
@@ -151,6 +167,8 @@ def build_schedule(
             raise ScheduleError(f"{sched.type} rejects these params: {exc}") from exc
     elif sched is not None and not constant:
         params = dict(sched.params)
+        if sched.type in LAMBDA_SCHEDULERS:
+            params["lr_lambda"] = lambda_of(sched.params, interval)
         if sched.type == "CyclicLR":
             params.setdefault("base_lr", spec.base_lr)
         if sched.type == "OneCycleLR":

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from torch.optim.lr_scheduler import LinearLR, ReduceLROnPlateau
 
 from service.training import catalog
-from tests.support.torch_reference import SCHEDULER_CASES, plain_torch_lrs
+from tests.support.torch_reference import SCHEDULER_CASES, for_interval, plain_torch_lrs
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`:UserWarning"),
@@ -114,8 +114,9 @@ def test_cases_cover_every_scheduler_but_plateau() -> None:
 def test_lr_equals_plain_torch(
     api: TestClient, type_: str, params: dict[str, Any], warmup: int, interval: str | None
 ) -> None:
-    out = ok(api, body(type_, params, warmup=warmup, interval=interval))
     effective = interval or ("step" if type_ in ("CyclicLR", "OneCycleLR") else "epoch")
+    params = for_interval(type_, params, effective)
+    out = ok(api, body(type_, params, warmup=warmup, interval=interval))
     expected = torch_lrs(type_, params, warmup=warmup, interval=effective)
     assert out["epochs_run"] == EPOCHS
     assert out["lr"] == pytest.approx(expected, rel=1e-12, abs=0)

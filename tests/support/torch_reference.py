@@ -33,6 +33,14 @@ SCHEDULER_CASES: list[tuple[str, str, dict[str, Any]]] = [
         {"base_lr": 0.02, "max_lr": 0.3, "step_size_up": 3, "mode": "triangular2"},
     ),
     ("OneCycleLR", "OneCycleLR", {"max_lr": 0.5, "pct_start": 0.3}),
+    # lr_lambda in `epoch`; with interval step the tests write it in `step` (`for_interval`)
+    ("LambdaLR", "LambdaLR", {"lr_lambda": "0.9 ** epoch"}),
+    (
+        "LambdaLR-warmup-cosine",
+        "LambdaLR",
+        {"lr_lambda": "min(1, (epoch + 1) / 3) * 0.5 * (1 + cos(pi * epoch / 40))"},
+    ),
+    ("MultiplicativeLR", "MultiplicativeLR", {"lr_lambda": "0.8 if epoch < 4 else 0.97"}),
     (
         "OneCycleLR-three-phase",
         "OneCycleLR",
@@ -53,6 +61,24 @@ def reference_lrs(spec: dict[str, Any], train_size: int) -> list[float]:
         steps=math.ceil(train_size / spec["batch_size"]),
         solver=solver["type"], solver_params=solver.get("params", {}),
     )  # fmt: skip
+
+
+LAMBDA_TYPES = ("LambdaLR", "MultiplicativeLR")
+
+
+def for_interval(type_: str | None, params: dict[str, Any], interval: str) -> dict[str, Any]:
+    """A case's params for `interval`: an lr_lambda's variable is `step` with interval step."""
+    if type_ in LAMBDA_TYPES and interval == "step":
+        return {**params, "lr_lambda": params["lr_lambda"].replace("epoch", "step")}
+    return params
+
+
+def python_lambda(expression: str) -> Any:
+    """The lr_lambda as the Python lambda a user would write (not Glidepath's evaluator)."""
+    variable = "step" if "step" in expression else "epoch"
+    names = {"min": min, "max": max, "abs": abs, "sqrt": math.sqrt, "exp": math.exp,
+             "log": math.log, "cos": math.cos, "sin": math.sin, "pi": math.pi}  # fmt: skip
+    return eval(f"lambda {variable}: {expression}", names)
 
 
 def plain_torch_lrs(
@@ -78,6 +104,8 @@ def plain_torch_lrs(
             kwargs.setdefault("base_lr", base_lr)
         if kind == "OneCycleLR":
             kwargs["total_steps"] = (epochs - warmup) * k
+        if kind in LAMBDA_TYPES:
+            kwargs["lr_lambda"] = python_lambda(kwargs["lr_lambda"])
         main = getattr(ls, kind)(opt, **kwargs)
     sched = main
     if ramp is not None:

@@ -389,6 +389,8 @@ GOOD_SCHEDULERS: dict[str, dict[str, Any]] = {
     "CyclicLR": {"max_lr": 1.0},
     "OneCycleLR": {"max_lr": 1.0},
     "ReduceLROnPlateau": {},
+    "LambdaLR": {"lr_lambda": "0.95 ** epoch"},
+    "MultiplicativeLR": {"lr_lambda": "0.95"},
 }
 
 
