@@ -23,7 +23,12 @@ SOLVERS = (
     "Adamax",
     "NAdam",
     "RAdam",
+    # Schedule-free (Defazio et al. 2024, the `schedulefree` package): no scheduler beside them
+    "SGDScheduleFree",
+    "AdamWScheduleFree",
+    "RAdamScheduleFree",
 )
+SCHEDULE_FREE = frozenset({"SGDScheduleFree", "AdamWScheduleFree", "RAdamScheduleFree"})
 
 SCHEDULERS = (
     "StepLR",
@@ -60,8 +65,21 @@ _SCHEDULER_RESERVED = {
 
 
 def solver_class(name: str) -> Callable[..., torch.optim.Optimizer]:
+    if name in SCHEDULE_FREE:
+        import schedulefree  # the package is a dependency; imported where it is named
+
+        sf: Callable[..., torch.optim.Optimizer] = getattr(schedulefree, name)
+        return sf
     cls: Callable[..., torch.optim.Optimizer] = getattr(torch.optim, name)
     return cls
+
+
+def training_mode(optimizer: torch.optim.Optimizer, training: bool) -> None:
+    """Schedule-free optimizers keep two sets of weights: `train()` before optimizer steps,
+    `eval()` before validation and checkpoints (as the package requires); others: nothing."""
+    switch = getattr(optimizer, "train" if training else "eval", None)
+    if switch is not None and type(optimizer).__name__ in SCHEDULE_FREE:
+        switch()
 
 
 def scheduler_class(name: str) -> Callable[..., Any]:

@@ -63,6 +63,7 @@ def _solver_failure(type_: str, params_json: str, hyper_lr: float | None) -> str
     try:
         p = torch.zeros(2, requires_grad=True)
         opt = catalog.solver_class(type_)([p], lr=1e-3, **json.loads(params_json))
+        catalog.training_mode(opt, True)
         hd = None
         if hyper_lr is not None and type_ in HYPERGRADIENT_SOLVERS:
             hd = Hypergradient(opt, hyper_lr)
@@ -74,6 +75,21 @@ def _solver_failure(type_: str, params_json: str, hyper_lr: float | None) -> str
     except Exception as exc:
         return f"{type_} rejects these params: {exc}"
     return None
+
+
+def _check_schedule_free(spec: ExperimentSpec) -> list[ErrorItem]:
+    """A schedule-free optimizer schedules the LR itself (its `warmup_steps`): nothing beside it."""
+    if spec.solver.type not in catalog.SCHEDULE_FREE:
+        return []
+    errors = []
+    why = f"{spec.solver.type} schedules the LR itself (use its warmup_steps)"
+    if not spec.is_constant_schedule:
+        assert spec.scheduler is not None
+        msg = f"{why}; it cannot be combined with {spec.scheduler.type} (allowed: no scheduler)"
+        errors.append(item(["scheduler", "type"], msg, "conflict"))
+    if spec.warmup is not None:
+        errors.append(item(["warmup"], f"{why}; it cannot be combined with a warmup", "conflict"))
+    return errors
 
 
 def _check_hypergradient(spec: ExperimentSpec) -> list[ErrorItem]:
@@ -344,6 +360,7 @@ def check_spec(spec: ExperimentSpec, info: DatasetInfo | None) -> list[ErrorItem
     errors += _check_warmup(spec)
     errors += _check_monitors(spec, task, metrics)
     errors += _check_hypergradient(spec)
+    errors += _check_schedule_free(spec)
     solver_errors = _check_solver(spec)
     errors += solver_errors
     if not solver_errors and not errors:
@@ -355,6 +372,7 @@ def check_schedule(spec: ExperimentSpec, steps: int) -> list[ErrorItem]:
     """`check_spec`'s checks of what shapes the LR (warmup, monitors, solver, scheduler) without
     a dataset, for the schedule preview: a monitor may be a metric of either task."""
     errors = _check_warmup(spec) + _check_monitors(spec, "any task", METRICS_ANY)
+    errors += _check_schedule_free(spec)
     if spec.solver.hypergradient is not None:
         errors.append(
             item(

@@ -108,6 +108,19 @@ def build(
     )
 
 
+class FirstStepLR:
+    """The LR a schedule-free optimizer used for an epoch's first step (`scheduled_lr`, its own
+    warmup or rectification applied), read by a step hook: it is known only once it stepped."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.value: float | None = None
+        optimizer.register_step_post_hook(self._after_step)
+
+    def _after_step(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        if self.value is None:
+            self.value = float(optimizer.param_groups[0].get("scheduled_lr", 0.0))
+
+
 class EpochSink(Protocol):
     """What the program needs from whoever runs it (the worker's `runs.training`)."""
 
@@ -148,14 +161,22 @@ def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSi
     restore_best = bool(spec.early_stopping and spec.early_stopping.restore_best)
     status, reason = ExperimentStatus.SUCCEEDED, None
     epoch = state.epoch
+    first_lr = FirstStepLR(optimizer) if spec.solver.type in catalog.SCHEDULE_FREE else None
     for epoch in range(state.epoch + 1, spec.epochs + 1):
         lr = float(optimizer.param_groups[0]["lr"])
         t0 = time.perf_counter()
+        catalog.training_mode(optimizer, True)
+        if first_lr is not None:
+            first_lr.value = None
         trained = train_epoch(model, optimizer, state.schedule, data.train, spec.batch_size,
                               task, spec.seed, epoch, sink.stop, hd, precision,
                               state.scaler)  # fmt: skip
         if hd is not None:
             lr = hd.epoch_lr  # what the epoch's first step used: adapted just before it
+        if first_lr is not None and first_lr.value is not None:
+            lr = first_lr.value  # a schedule-free optimizer's, its warmup included
+        # Schedule-free: validation, checkpoints and the final model use the averaged weights.
+        catalog.training_mode(optimizer, False)
         val = evaluate(model, data.val, task, precision)
         state.schedule.after_epoch(epoch)
         duration = time.perf_counter() - t0

@@ -88,6 +88,7 @@ def run(
     unsent: list[dict[str, Any]] = []
     written_at = time.monotonic()
     model.train()
+    catalog.training_mode(optimizer, True)  # a schedule-free optimizer steps in train mode
     for step, lr in enumerate(lrs):
         if stop.is_set():
             raise Cancelled
