@@ -203,3 +203,22 @@ def test_cancel_and_clone(stack: Stack, page: Any, shot: Any) -> None:
     assert field(page, "scheduler.params.gamma").input_value() == "0.5"
     page.wait_for_function("Number(document.querySelector('#preview-chart').dataset.points) > 0")
     shot("clone")
+
+
+def test_a_lambda_schedule_is_typed_as_an_expression(stack: Stack, page: Any) -> None:
+    """lr_lambda is sent as the string typed (its commas are no list, "0.95" no number), the
+    preview draws it, and the stored spec holds it."""
+    page.goto(f"{stack.url}/new")
+    field(page, "name").fill("form-lambda")
+    field(page, "dataset").select_option("digits")
+    field(page, "epochs").fill("6")
+    field(page, "scheduler.type").select_option("LambdaLR")
+    field(page, "scheduler.params.lr_lambda").fill("min(1, (epoch + 1) / 3)")
+    page.wait_for_function(
+        "document.querySelector('#preview-chart').dataset.points === '6'", timeout=10_000
+    )
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/experiments/\d+$"))
+    experiment_id = int(page.url.rsplit("/", 1)[1])
+    spec = httpx.get(f"{stack.url}/v1/experiments/{experiment_id}").json()["spec"]
+    assert spec["scheduler"]["params"] == {"lr_lambda": "min(1, (epoch + 1) / 3)"}

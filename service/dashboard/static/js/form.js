@@ -218,6 +218,11 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
       } else if (p.kind === "number" || p.kind === "integer") {
         control = h("input", { type: "number", step: p.kind === "integer" ? "1" : "any", value: start ?? "" });
         read = () => (control.value === "" ? undefined : Number(control.value));
+      } else if (p.name === "lr_lambda") {
+        // An expression string such as "min(1, (epoch + 1) / 4)": sent as typed, never parsed
+        // loosely (its commas are not a list, "0.95" is not a number).
+        control = h("input", { type: "text", value: start ?? "", placeholder: "e.g. 0.95 ** epoch" });
+        read = () => (control.value.trim() === "" ? undefined : control.value.trim());
       } else {
         // Lists, strings and kwargs whose default is None or not JSON: typed loosely.
         control = h("input", { type: "text", value: showLoose(start),
