@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from fastapi.testclient import TestClient
-from torch.optim.lr_scheduler import LambdaLR
 
+from tests.support.torch_reference import plain_torch_lrs
 from worker.runs.lifecycle import run_experiment
 
 SPEC: dict[str, Any] = {
@@ -20,15 +19,10 @@ LOC = ["body", "scheduler", "params", "lr_lambda"]
 
 
 def plain_torch(epochs: int) -> list[float]:
-    p = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.SGD([p], lr=0.1)
-    sched = LambdaLR(opt, lambda e: 0.8**e)
-    out = []
-    for _ in range(epochs):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
+    return plain_torch_lrs(
+        base_lr=0.1, kind="LambdaLR", params={"lr_lambda": "0.8 ** epoch"}, interval="epoch",
+        warmup=0, start_factor=0.1, epochs=epochs, steps=1,
+    )  # fmt: skip
 
 
 def test_a_run_records_plain_torchs_lr(client: TestClient) -> None:

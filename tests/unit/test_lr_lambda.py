@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 import torch
-from torch.optim.lr_scheduler import LambdaLR, LinearLR, MultiplicativeLR, SequentialLR
+from torch.optim.lr_scheduler import LambdaLR
 
 from service.datasets import builtin
 from service.training.checks import check_spec
 from service.training.lr_lambda import LambdaError, check_factors, compile_lambda
 from service.training.schedule import iter_epoch_lrs
 from service.training.spec import ExperimentSpec
+from tests.support.torch_reference import plain_torch_lrs
 
 # (expression, the same as a Python lambda) in the contract's grammar
 FORMS: list[tuple[str, Any]] = [
@@ -31,20 +32,12 @@ FORMS: list[tuple[str, Any]] = [
 ]
 
 
-def torch_lrs(kind: type, fn: Any, epochs: int, warmup: int = 0, start: float = 0.1) -> list[float]:
-    p = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.SGD([p], lr=0.1)
-    main = kind(opt, fn)
-    sched = main
-    if warmup:
-        ramp = LinearLR(opt, start_factor=start, end_factor=1.0, total_iters=warmup)
-        sched = SequentialLR(opt, [ramp, main], milestones=[warmup])
-    out = []
-    for _ in range(epochs):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
+def torch_lrs(kind: str, expression: str, epochs: int, warmup: int = 0) -> list[float]:
+    """Plain torch with the expression as a Python lambda (tests/support/torch_reference.py)."""
+    return plain_torch_lrs(
+        base_lr=0.1, kind=kind, params={"lr_lambda": expression}, interval="epoch",
+        warmup=warmup, start_factor=0.1, epochs=epochs, steps=1,
+    )  # fmt: skip
 
 
 def spec(kind: str, expression: str, **more: Any) -> ExperimentSpec:
@@ -61,13 +54,13 @@ def test_lambda_lr_equals_plain_torch(expression: str, fn: Any, warmup: int) -> 
     s = spec("LambdaLR", expression, **more)
     assert check_spec(s, builtin.info("digits")) == []
     ours = list(iter_epoch_lrs(s, 23))
-    assert ours == torch_lrs(LambdaLR, fn, 16, warmup)  # the same floats
+    assert ours == torch_lrs("LambdaLR", expression, 16, warmup)  # the same floats
 
 
 def test_multiplicative_lr_equals_plain_torch() -> None:
     s = spec("MultiplicativeLR", "0.9 if epoch < 5 else 0.99")
     assert list(iter_epoch_lrs(s, 23)) == torch_lrs(
-        MultiplicativeLR, lambda e: 0.9 if e < 5 else 0.99, 16
+        "MultiplicativeLR", "0.9 if epoch < 5 else 0.99", 16
     )
 
 
