@@ -1,11 +1,11 @@
 """`program.EpochSink` for tests that drive the engine in-process: it decides per epoch as the
 worker does (from its own state rather than the database), keeps every row, and optionally
-checkpoints (through the real checkpoint file) after epoch `save_at`."""
+checkpoints (the real checkpoint bytes, `checkpoint.dumps`) after epoch `save_at`."""
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
+from typing import Any
 
 from service.training import decisions
 from service.training.spec import ExperimentSpec
@@ -15,11 +15,12 @@ Row = tuple[int, float, dict[str, float | None]]  # epoch, lr, metrics
 
 
 class ListSink:
-    def __init__(self, spec: ExperimentSpec, path: Path | None = None, save_at: int = 0,
+    def __init__(self, spec: ExperimentSpec, save_at: int = 0,
                  state: decisions.State | None = None) -> None:  # fmt: skip
-        self.spec, self.path, self.save_at, self.state = spec, path, save_at, state
+        self.spec, self.save_at, self.state = spec, save_at, state
         self.stop = threading.Event()
         self.rows: list[Row] = []
+        self.saved: bytes | None = None  # the checkpoint taken after epoch `save_at`
         self.saved_state: decisions.State | None = None  # the decision state at the checkpoint
 
     def record(
@@ -34,6 +35,12 @@ class ListSink:
         return [m[key] for _, _, m in self.rows]
 
     def checkpoint(self, state: program.RunState) -> None:
-        if self.path is not None and state.epoch == self.save_at:
-            checkpoint.save(state.state_dict(), 1, self.path)
+        if self.save_at and state.epoch == self.save_at:
+            self.saved = checkpoint.dumps(state.state_dict(), 1)
             self.saved_state = self.state
+
+    def saved_checkpoint(self) -> dict[str, Any]:
+        assert self.saved is not None, f"no checkpoint was taken after epoch {self.save_at}"
+        ckpt = checkpoint.loads(self.saved)
+        assert ckpt is not None
+        return ckpt

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -312,7 +311,7 @@ def test_state_dict_round_trip_continues_the_same_lr_sequence(solver: str) -> No
     assert len(set(expected)) == 6
 
 
-def test_engine_resume_from_a_checkpoint_gives_the_identical_trace(tmp_path: Path) -> None:
+def test_engine_resume_from_a_checkpoint_gives_the_identical_trace() -> None:
     """The worker's own pieces (data on the device, train_epoch, checkpoint.save/load) with
     dropout and momentum: 6 epochs straight equal 3 epochs, a checkpoint, then 3 more in fresh
     objects."""
@@ -349,11 +348,9 @@ def test_engine_resume_from_a_checkpoint_gives_the_identical_trace(tmp_path: Pat
 
     model, opt, hd = build()
     head = epochs(model, opt, hd, 1, 3)
-    path = tmp_path / "ckpt.pt"
     state = {"epoch": 3, "model": model.state_dict(), "optimizer": opt.state_dict(),
              "scheduler": None, "best_weights": None, "hypergradient": hd.state_dict()}  # fmt: skip
-    checkpoint.save(state, 1, path)
-    ckpt = checkpoint.load(path)
+    ckpt = checkpoint.loads(checkpoint.dumps(state, 1))
     assert ckpt is not None
     model, opt, hd = build()
     model.load_state_dict(ckpt["model"])

@@ -6,7 +6,6 @@ in the epoch row's `skipped_steps`, and a skipped step does not advance a per-st
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from service.datasets import builtin
 from service.training.spec import ExperimentSpec
 from tests.support.sinks import ListSink, Row
 from tests.unit.test_spec import errors_for, example, only_error
-from worker.engine import checkpoint, program
+from worker.engine import program
 from worker.engine.data import DeviceData, to_device
 from worker.engine.loop import scaled_step
 
@@ -112,24 +111,21 @@ def test_a_skipped_step_leaves_the_weights_alone() -> None:
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(
-    precision: str, tmp_path: Path
-) -> None:
+def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(precision: str) -> None:
     spec = spec_for(precision)
     scale = 2.0**30 if precision == "fp16" else None  # fp16: the scale moves in epoch 1
     straight, final = train(spec, scale)
 
     data = digits(spec)
-    path = tmp_path / "ckpt.pt"
     state = program.build(spec, data, CPU)
     if scale is not None:
         state.scaler = torch.amp.GradScaler("cpu", init_scale=scale)
-    head = ListSink(spec, path, save_at=2)
+    head = ListSink(spec, save_at=2)
     program.train(spec, data, state, head)
     assert head.rows == straight
 
-    ckpt = checkpoint.load(path)
-    assert ckpt is not None and ckpt["epoch"] == 2
+    ckpt = head.saved_checkpoint()
+    assert ckpt["epoch"] == 2
     assert (ckpt["grad_scaler"] is not None) == (precision == "fp16")
     resumed = program.build(spec, data, CPU)  # a fresh worker: default scaler, epoch 0
     resumed.load_state_dict(ckpt)
