@@ -17,6 +17,7 @@ from service.kit.logging import get_logger
 from service.workers.queues import consumed
 from service.workers.repository import WorkerRepository
 from service.workers.service import HEARTBEAT_SECONDS
+from worker.runs.budget import MB, device_memory
 from worker.runs.plugins import here
 
 log = get_logger(__name__)
@@ -32,11 +33,12 @@ def devices() -> list[dict[str, Any]]:
     out = []
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(i)
-            out.append({"name": f"cuda:{i}", "kind": "cuda", "model": props.name,
-                        "memory_mb": props.total_memory // 2**20})  # fmt: skip
+            cuda = torch.device(f"cuda:{i}")
+            out.append({"name": str(cuda), "kind": "cuda",
+                        "model": torch.cuda.get_device_name(cuda),
+                        "memory_mb": device_memory(cuda) // MB})  # fmt: skip
     try:
-        ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+        ram_mb: int | None = device_memory(torch.device("cpu")) // MB
     except (ValueError, OSError, AttributeError):  # not every platform says
         ram_mb = None
     out.append({"name": "cpu", "kind": "cpu", "model": platform.processor() or platform.machine(),
