@@ -13,8 +13,8 @@ import contextlib
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
@@ -145,17 +145,27 @@ class Store:
             tmp.unlink(missing_ok=True)
         return local
 
-    def open(self, key: str) -> IO[bytes]:
-        f: IO[bytes] = self._call("reading", key, lambda: self.fs.open(self._path(key), "rb"))
+    def open_verified(self, key: str, sha256: str) -> IO[bytes]:
+        """`key` open at its first byte, its sha256 checked before anything is read from it: a
+        local store's own file (hashed from the handle returned, so a rewrite or delete meanwhile
+        cannot change what is read), else a verified download to a temporary file that goes
+        away when the handle is closed."""
+        local = self.local_path(key)
+        if local is None:
+            with tempfile.TemporaryDirectory(prefix="glidepath-artifact-") as tmp:
+                return self.get_file(key, Path(tmp) / "artifact", sha256).open("rb")
+        try:
+            f = local.open("rb")
+        except FileNotFoundError:
+            raise ArtifactMissing(f"artifact {key!r} is missing from {self.url}") from None
+        try:
+            if hashlib.file_digest(f, "sha256").hexdigest() != sha256:
+                raise CorruptArtifact(f"artifact {key!r}: its sha256 is not the one recorded")
+            f.seek(0)
+        except BaseException:
+            f.close()
+            raise
         return f
-
-    def iter_bytes(self, key: str) -> Iterator[bytes]:
-        with self.open(key) as f:
-            while chunk := f.read(CHUNK):
-                yield chunk
-
-    def size(self, key: str) -> int:
-        return int(self._call("reading", key, lambda: self.fs.size(self._path(key))))
 
     def keys(self, prefix: str) -> list[str]:
         """Every key under `prefix` (a folder-like `a/b/`), sorted."""

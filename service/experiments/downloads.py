@@ -1,7 +1,7 @@
 """GET /v1/experiments/{id}/model: the run's final model (safetensors), verified against the
 sha256 recorded when the worker wrote it before its first byte is sent.
 
-A local store's file is opened, hashed and then streamed from that same open file (a rewrite or
+`Store.open_verified` opens a local store's file,, hashed and then streamed from that same open file (a rewrite or
 a delete meanwhile cannot change what is sent); an S3 object is downloaded to a temporary file
 first (the sha256 cannot be checked while streaming once the headers are out) and streamed from
 there. A run has a model only once it has ended: succeeded, early stopped, or cancelled after it
@@ -11,12 +11,9 @@ bytes are never sent); 503 with Retry-After when the store does not answer."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 from sqlalchemy.orm import Session
@@ -126,10 +123,8 @@ def record(session: Session, experiment_id: int) -> Artifact:
 def open_verified(experiment_id: int, key: str, sha256: str) -> ModelFile:
     """Open the stored model and check its sha256; 409 (`MissingModel`, `CorruptModel`) when
     it is missing or corrupt, 503 when the store does not answer."""
-    store = artifacts.store()
     try:
-        local = store.local_path(key)
-        f = _open_local(local, key, sha256) if local is not None else _download(key, sha256)
+        f = artifacts.store().open_verified(key, sha256)
     except StoreUnavailable as exc:
         raise Unavailable(f"the artifact store is unavailable; retry shortly: {exc}",
                           loc=PATH_ID, headers={"Retry-After": "5"}) from exc  # fmt: skip
@@ -142,26 +137,3 @@ def open_verified(experiment_id: int, key: str, sha256: str) -> ModelFile:
                        loc=PATH_ID) from exc  # fmt: skip
     size = os.fstat(f.fileno()).st_size
     return ModelFile(file=f, size=size, sha256=sha256, filename=filename(experiment_id))
-
-
-def _open_local(path: Path, key: str, sha256: str) -> IO[bytes]:
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        raise ArtifactMissing(f"artifact {key!r} is missing") from None
-    try:
-        if hashlib.file_digest(f, "sha256").hexdigest() != sha256:
-            raise CorruptArtifact(f"artifact {key!r}: its sha256 is not the one recorded")
-        f.seek(0)
-    except BaseException:
-        f.close()
-        raise
-    return f
-
-
-def _download(key: str, sha256: str) -> IO[bytes]:
-    """The object in a temporary file, verified; the file is unlinked at once (the open handle
-    keeps it until it is closed)."""
-    with tempfile.TemporaryDirectory(prefix="glidepath-model-") as tmp:
-        path = artifacts.store().get_file(key, Path(tmp) / "model.safetensors", sha256)
-        return path.open("rb")
