@@ -1,13 +1,14 @@
 """GET /v1/experiments/{id}/model: the run's final model (safetensors), verified against the
 sha256 recorded when the worker wrote it before its first byte is sent.
 
-`Store.open_verified` opens a local store's file,, hashed and then streamed from that same open file (a rewrite or
-a delete meanwhile cannot change what is sent); an S3 object is downloaded to a temporary file
-first (the sha256 cannot be checked while streaming once the headers are out) and streamed from
-there. A run has a model only once it has ended: succeeded, early stopped, or cancelled after it
-started; diverged and failed runs, and runs cancelled while queued, never get one. Statuses:
-404 no such experiment; 409 no model (yet, or ever), or the stored one is missing or corrupt (the
-bytes are never sent); 503 with Retry-After when the store does not answer."""
+`Store.open_verified` opens a local store's file and hashes it, and the bytes are streamed from
+that same open file (a rewrite or a delete meanwhile cannot change what is sent); an S3 object is
+downloaded to a temporary file first (the sha256 cannot be checked while streaming once the
+headers are out) and streamed from there. A run has a model only once it has ended: succeeded,
+early stopped, or cancelled after it started; diverged and failed runs, and runs cancelled while
+queued, never get one. Statuses: 404 no such experiment; 409 no model (yet, or ever), or the
+stored one is missing or corrupt (the bytes are never sent); 503 with Retry-After when the store
+does not answer."""
 
 from __future__ import annotations
 
