@@ -59,22 +59,13 @@ def info_of(row: Dataset) -> DatasetInfo:
     )
 
 
-def resolve(session: Session, name: str, loc: list[str | int]) -> DatasetInfo:
+def describe(session: Session, name: str) -> DatasetInfo | None:
+    """A built-in's or an upload's description; None when the name is neither (a plugin
+    dataset, or unknown: the caller tells them apart, service/workers)."""
     if name in builtin.NAMES:
         return builtin.info(name)
     row = find(session, name)
-    if row is None:
-        known = [*builtin.NAMES, *(d.name for d in uploaded(session))]
-        raise InvalidInput.of(
-            [
-                item(
-                    loc,
-                    f"unknown dataset {name!r}; available: {', '.join(sorted(known))}",
-                    "unknown_dataset",
-                )
-            ]
-        )
-    return info_of(row)
+    return info_of(row) if row is not None else None
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -54,12 +54,9 @@ def dataset_info(
     None for a plugin dataset a worker offers (its size and task are known only once a worker
     has built it); and what is wrong with the reference. Names resolve in that order: built-in,
     upload, plugin."""
-    if not ref.params:
-        if ref.type in builtin.NAMES:
-            return builtin.info(ref.type), []
-        row = datasets.find(session, ref.type)  # one lookup (resolve would make it again)
-        if row is not None:
-            return datasets.info_of(row), []
+    info = datasets.describe(session, ref.type) if not ref.params else None
+    if info is not None:
+        return info, []
     known = [*builtin.NAMES, *(d.name for d in datasets.uploaded(session))]
     return None, workers.check_dataset(session, ref.type, ref.params, loc, known)
 
