@@ -104,6 +104,53 @@ export function stepsPerEpoch(dataset, spec) {
   return Math.max(1, Math.ceil(Math.max(nTrain, 1) / (spec.batch_size || 64)));
 }
 
+// ---- composed schedules ----------------------------------------------------------------------
+
+// The compositions, whether or not the catalog lists them (it flags them `composite`).
+const COMPOSITES = ["SequentialLR", "ChainedScheduler"];
+const isComposite = (info) => Boolean(info.composite) || COMPOSITES.includes(info.type);
+
+// The catalog's schedulers split into those an element may be and the compositions.
+export function schedulerTypes(catalog) {
+  const simple = catalog.schedulers.filter((s) => !isComposite(s));
+  const composed = catalog.schedulers.filter(isComposite);
+  for (const type of COMPOSITES) {
+    if (!composed.some((s) => s.type === type)) composed.push({ type, params: [], interval: "epoch", composite: true });
+  }
+  return { simple, composed };
+}
+
+// torch's ChainedScheduler example: a tenth of the LR for 2 epochs, under an exponential decay.
+const CHAINED_EXAMPLE = [
+  { type: "ConstantLR", params: { factor: 0.1, total_iters: 2 } },
+  { type: "ExponentialLR", params: { gamma: 0.9 } },
+];
+
+// A SequentialLR spanning `n` epochs (or steps): "wsd" (warmup-stable-decay) warms up linearly
+// from 1% over ~5% of the run, holds base_lr, and decays linearly to 1% over the last ~20%;
+// "cosine" warms up the same way, then anneals to 0 over the rest. Every phase is at least one
+// epoch, so the milestones stay strictly increasing on short runs.
+export function schedulePreset(name, n) {
+  const warm = Math.max(1, Math.round(0.05 * n));
+  const warmup = { type: "LinearLR", params: { start_factor: 0.01, end_factor: 1.0, total_iters: warm } };
+  if (name === "cosine") {
+    return { type: "SequentialLR", schedulers: [warmup,
+      { type: "CosineAnnealingLR", params: { T_max: Math.max(1, n - warm) } }], params: { milestones: [warm] } };
+  }
+  const decay = Math.max(1, Math.round(0.2 * n));
+  const stable = Math.max(1, n - warm - decay);
+  return {
+    type: "SequentialLR",
+    schedulers: [
+      warmup,
+      // factor 1.0: the LR stays at base_lr for as long as the phase lasts
+      { type: "ConstantLR", params: { factor: 1.0, total_iters: stable } },
+      { type: "LinearLR", params: { start_factor: 1.0, end_factor: 0.01, total_iters: decay } },
+    ],
+    params: { milestones: [warm, warm + stable] },
+  };
+}
+
 // ---- the form -------------------------------------------------------------------------------
 
 export function buildSpecForm(container, { schemas, catalog, datasets, plugins = {}, initial = {}, onChange }) {
@@ -204,8 +251,10 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
 
   // `origin` names whose defaults these are (torch's, or a plugin factory's); `into`: where the
   // readers go (a section that builds its value itself keeps its own list).
-  function paramsBlock(kind, info, initialParams, live, { origin = "torch", into = readers, note } = {}) {
-    const path = [kind, "params"];
+  // `owner`: the spec path holding `params` ("solver", or ["scheduler", "schedulers", 1] for an
+  // element of a composed schedule).
+  function paramsBlock(owner, info, initialParams, live, { origin = "torch", into = readers, note } = {}) {
+    const path = [...[owner].flat(), "params"];
     const rows = info.params.map((p) => {
       const ppath = [...path, p.name];
       const given = initialParams && p.name in initialParams ? initialParams[p.name] : undefined;
@@ -269,13 +318,17 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
     return fieldset(path, "solver", field([...path, "type"], "type", select, { hint: "torch.optim class" }), holder, hyperRow);
   }
 
+  // The scheduler: none, one torch class with its params, or a composition (SequentialLR,
+  // ChainedScheduler) edited as a list of element editors (compositeEditor) with presets.
   function schedulerSection(path, schema, live) {
     const init = initialAt(path) || null;
-    const byType = Object.fromEntries(catalog.schedulers.map((s) => [s.type, s]));
+    const { simple, composed } = schedulerTypes(catalog);
+    const byType = Object.fromEntries([...simple, ...composed].map((s) => [s.type, s]));
     const none = catalog.constant_scheduler;
     const select = h("select", {},
       h("option", { value: none }, `${none} (constant LR)`),
-      catalog.schedulers.map((s) => h("option", { value: s.type }, s.type)));
+      simple.map((s) => h("option", { value: s.type }, s.type)),
+      h("optgroup", { label: "composed" }, composed.map((s) => h("option", { value: s.type }, s.type))));
     select.value = init ? init.type : none;
     const props = schema.properties;
     const monitor = metricSelect(init ? init.monitor : "val_loss");
@@ -286,21 +339,166 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
     const intervalRow = field([...path, "interval"], "interval", interval);
     const holder = h("div");
     const active = () => live() && select.value !== none;
-    const render = (params) => {
-      readers = readers.filter(([p]) => !p.join(".").startsWith("scheduler.params"));
+    let composite = null; // the element editors while a composed type is chosen
+    // A composition steps per batch by default when one of its elements does (as the server says).
+    const defaultInterval = () => {
+      const types = composite ? composite.types() : [select.value];
+      return types.some((t) => byType[t] && byType[t].interval === "step") ? "step" : "epoch";
+    };
+    const syncInterval = () => {
+      if (byType[select.value]) interval.options[0].textContent = `default (${defaultInterval()})`;
+      if (composite) composite.relabel();
+    };
+    const unit = () => interval.value || defaultInterval();
+    // `start`: the scheduler spec to show ({type, params, schedulers}); {} for a type just chosen.
+    const render = (start) => {
+      readers = readers.filter(([p]) => !/^scheduler\.(params|schedulers)(\.|$)/.test(p.join(".")));
       const info = byType[select.value];
-      clear(holder, info ? paramsBlock("scheduler", info, params, active) : null);
+      composite = info && isComposite(info) ? compositeEditor(path, select.value, start, simple, active, { unit, onTypes: syncInterval }) : null;
+      clear(holder, composite ? composite.el : info ? paramsBlock("scheduler", info, start.params || {}, active) : null);
       monitorRow.hidden = select.value !== "ReduceLROnPlateau";
       intervalRow.hidden = !info;
-      if (info) interval.options[0].textContent = `default (${info.interval})`;
+      syncInterval();
+      refreshMetrics();
     };
+    // Presets fill a SequentialLR over the run after the warmup section's epochs (in steps with
+    // interval "step"); the person edits the result like any composition.
+    const span = () => {
+      const spec = formValue();
+      const epochs = Math.max(1, (spec.epochs || 20) - (spec.warmup ? spec.warmup.epochs || 0 : 0));
+      return unit() === "step" ? epochs * stepsPerEpoch(currentDataset(), spec) : epochs;
+    };
+    const presetButton = (name, label) => h("button", { type: "button", class: "ghost", "data-preset": name, onclick: () => {
+      select.value = "SequentialLR";
+      render(schedulePreset(name, span()));
+      if (onChange) onChange();
+    } }, label);
+    const presets = h("div", { class: "field presets" }, h("label", {}, "presets"),
+      h("div", { class: "row" }, presetButton("wsd", "warmup-stable-decay"), presetButton("cosine", "cosine with warmup")),
+      h("div", { class: "hint" }, "fill a SequentialLR over the epochs after the warmup: warmup 5%, then flat to 80% and a linear decay to 1% (or a cosine)"));
     readers.push([[...path, "type"], () => (active() ? select.value : undefined)]);
     readers.push([[...path, "monitor"], () => (active() && !monitorRow.hidden ? monitor.value : undefined)]);
     readers.push([[...path, "interval"], () => (active() && interval.value ? interval.value : undefined)]);
-    select.addEventListener("change", () => render({}));
-    render(init ? init.params : {});
+    // A composition chosen afresh starts from a schedule that runs: SequentialLR from the cosine
+    // preset, ChainedScheduler from torch's own example; switching between the two keeps the
+    // elements.
+    select.addEventListener("change", () => {
+      const kept = composite ? composite.values() : null;
+      if (select.value === "SequentialLR") render(kept ? { schedulers: kept } : schedulePreset("cosine", span()));
+      else if (select.value === "ChainedScheduler") render({ schedulers: kept || CHAINED_EXAMPLE });
+      else render({});
+    });
+    interval.addEventListener("change", () => composite && composite.relabel());
+    render(init || {});
     return fieldset(path, "scheduler", field([...path, "type"], "type", select, { hint: "torch.optim.lr_scheduler class" }),
-      holder, monitorRow, intervalRow);
+      presets, holder, monitorRow, intervalRow);
+  }
+
+  // SequentialLR / ChainedScheduler: one editor per element (type, its params as paramsBlock
+  // renders them, a monitor for ReduceLROnPlateau; up, down, remove), "add scheduler", and for
+  // SequentialLR the milestones. Elements have no interval: they take the composition's. A
+  // structural change re-renders the list from its values, so every field's data-loc is its
+  // index ("scheduler.schedulers.1.params.gamma"), as a 422 names it.
+  function compositeEditor(path, type, start, simple, live, { unit, onTypes }) {
+    const sequential = type === "SequentialLR";
+    const byType = Object.fromEntries(simple.map((s) => [s.type, s]));
+    const listPath = [...path, "schedulers"];
+    let elements = (start.schedulers || []).map((e) => ({ type: e.type, params: e.params || {}, monitor: e.monitor }));
+    if (!elements.length) elements = [{ type: "ConstantLR", params: {} }];
+    let editors = [];
+    const list = h("div", { class: "composite-list" });
+    const startMilestones = start.params && start.params.milestones;
+    const milestones = h("input", { type: "text", value: Array.isArray(startMilestones) ? startMilestones.join(", ") : "",
+      placeholder: "e.g. 5, 80" });
+    const milestonesRow = sequential
+      ? field([...path, "params", "milestones"], "milestones", milestones, { required: true,
+        hint: "where each scheduler after the first starts, increasing, in the interval's units (epochs or steps) counted after the warmup" })
+      : null;
+    // "5, 80" → [5, 80]; what is not a number is sent as typed, for the server to name.
+    const readMilestones = () => milestones.value.split(/[,\s]+/).filter(Boolean)
+      .map((t) => (/^-?\d+(\.\d+)?$/.test(t) ? Number(t) : t));
+
+    function element(i, value) {
+      const own = [...listPath, i];
+      const local = [];
+      const choices = simple.filter((s) => sequential || s.type !== "ReduceLROnPlateau");
+      const sel = h("select", {}, choices.map((s) => h("option", { value: s.type }, s.type)));
+      sel.value = choices.some((c) => c.type === value.type) ? value.type : choices[0].type;
+      const mon = metricSelect(value.monitor || "val_loss");
+      const monRow = field([...own, "monitor"], "monitor", mon, { hint: "ReduceLROnPlateau: the last element only" });
+      const params = h("div");
+      const draw = (p) => {
+        local.length = 0;
+        clear(params, paramsBlock(own, byType[sel.value], p, live, { into: local }));
+        monRow.hidden = sel.value !== "ReduceLROnPlateau";
+      };
+      draw(value.params);
+      sel.addEventListener("change", () => {
+        draw({});
+        onTypes();
+      });
+      const move = (to) => {
+        snapshot();
+        const [moved] = elements.splice(i, 1);
+        elements.splice(to, 0, moved);
+        redraw();
+      };
+      const last = i === elements.length - 1;
+      const title = h("span", {});
+      const el = fieldset(own, title,
+        h("div", { class: "row element-tools" },
+          h("button", { type: "button", class: "ghost", "data-action": "up", disabled: i === 0, onclick: () => move(i - 1) }, "↑ up"),
+          h("button", { type: "button", class: "ghost", "data-action": "down", disabled: last, onclick: () => move(i + 1) }, "↓ down"),
+          h("button", { type: "button", class: "ghost", "data-action": "remove", disabled: elements.length === 1, onclick: () => {
+            snapshot();
+            elements.splice(i, 1);
+            redraw();
+          } }, "remove")),
+        field([...own, "type"], "type", sel), params, monRow);
+      el.classList.add("composite-element");
+      const read = () => {
+        const out = { type: sel.value, params: {} };
+        for (const [p, r] of local) {
+          const v = r();
+          if (v !== undefined) out.params[p[p.length - 1]] = v;
+        }
+        if (!monRow.hidden) out.monitor = mon.value;
+        return out;
+      };
+      return { el, read, type: () => sel.value, title };
+    }
+
+    const snapshot = () => (elements = editors.map((e) => e.read()));
+    function relabel() {
+      const starts = [0, ...(sequential ? readMilestones() : [])];
+      editors.forEach((e, i) => {
+        const from = sequential ? (starts[i] !== undefined ? ` · from ${unit()} ${starts[i]}` : "") : "";
+        e.title.textContent = `${i + 1}. ${e.type()}${from}`;
+      });
+    }
+    function redraw() {
+      editors = elements.map((v, i) => element(i, v));
+      clear(list, editors.map((e) => e.el));
+      refreshMetrics();
+      relabel();
+      onTypes();
+      if (onChange) onChange();
+    }
+    editors = elements.map((v, i) => element(i, v));
+    clear(list, editors.map((e) => e.el));
+    milestones.addEventListener("input", relabel);
+    const add = h("button", { type: "button", class: "ghost", id: "add-scheduler", onclick: () => {
+      snapshot();
+      elements.push({ type: "ConstantLR", params: { factor: 1.0 } }); // holds the LR until edited
+      redraw();
+    } }, "+ add scheduler");
+
+    readers.push([listPath, () => (live() ? editors.map((e) => e.read()) : undefined)]);
+    readers.push(sequential
+      ? [[...path, "params", "milestones"], () => (live() ? readMilestones() : undefined)]
+      : [[...path, "params"], () => (live() ? {} : undefined)]);
+    const el = fieldset(listPath, sequential ? "SequentialLR: one after another" : "ChainedScheduler: all at once, factors multiplied", list, h("div", { class: "toolbar" }, add), milestonesRow);
+    return { el, types: () => editors.map((e) => e.type()), values: () => editors.map((e) => e.read()), relabel };
   }
 
   // Metric choices follow the dataset's task; kept in a list so a dataset change updates them.
@@ -437,6 +635,15 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
     "early_stopping.monitor": monitorField,
   };
 
+  function formValue() {
+    const out = {};
+    for (const [path, read] of readers) {
+      const v = read();
+      if (v !== undefined) setPath(out, path, v);
+    }
+    return out;
+  }
+
   // ---- assemble ----
 
   const spec = resolve(schemas.ExperimentSpec);
@@ -451,14 +658,7 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
 
   return {
     form,
-    value() {
-      const out = {};
-      for (const [path, read] of readers) {
-        const v = read();
-        if (v !== undefined) setPath(out, path, v);
-      }
-      return out;
-    },
+    value: formValue,
     dataset: currentDataset,
     clearErrors() {
       clear(general);
