@@ -25,14 +25,10 @@ def _spec(req: PreviewRequest) -> ExperimentSpec:
     )
 
 
-def _is_plateau(spec: ExperimentSpec) -> bool:
-    return spec.scheduler is not None and spec.scheduler.type == "ReduceLROnPlateau"
-
-
 def _check(req: PreviewRequest, spec: ExperimentSpec) -> list[ErrorItem]:
     errors = check_schedule(spec, req.steps_per_epoch)
-    sched, es = spec.scheduler, spec.early_stopping
-    one_series = req.monitor_values is not None and _is_plateau(spec)
+    sched, es = spec.plateau, spec.early_stopping
+    one_series = req.monitor_values is not None and spec.plateau is not None
     if one_series and sched and es and sched.monitor != es.monitor:
         errors.append(
             item(
@@ -59,7 +55,7 @@ def _notes(
     notes = []
     values = req.monitor_values
     if values is None:
-        if _is_plateau(spec):
+        if spec.plateau is not None:
             notes.append(
                 "ReduceLROnPlateau reduces the LR only on metric values: without monitor_values "
                 "the LR stays where the warmup leaves it (base_lr)"
@@ -68,7 +64,7 @@ def _notes(
             notes.append("early_stopping is ignored without monitor_values: every epoch is run")
         return notes
     notes.append(f"monitor_values are read as {monitored(spec)}")
-    if not _is_plateau(spec) and spec.early_stopping is None:
+    if not spec.plateau is not None and spec.early_stopping is None:
         notes.append(
             "neither ReduceLROnPlateau nor early_stopping reads monitor_values: only a non-finite "
             "value changes the outcome (the run diverges)"

@@ -45,7 +45,11 @@ SCHEDULERS = (
     # lr_lambda: an expression string (lr_lambda.py), made a function when the schedule is built
     "LambdaLR",
     "MultiplicativeLR",
+    # compositions of the above (`schedulers`: their elements), as torch composes them
+    "SequentialLR",
+    "ChainedScheduler",
 )
+COMPOSITES = frozenset({"SequentialLR", "ChainedScheduler"})
 CONSTANT = "none"  # `{"type": "none"}` (or no scheduler at all): the LR stays at base_lr.
 
 # Per-batch schedulers; every other scheduler steps once per epoch unless the spec says otherwise.
@@ -61,6 +65,7 @@ _SCHEDULER_RESERVED = {
     "epochs": "derived from the spec's `epochs`",
     "steps_per_epoch": "derived from the split and batch_size",
     "scale_fn": "a Python callable cannot be sent as JSON; use `mode`",
+    "schedulers": "given as the scheduler's `schedulers` list",
 }
 
 

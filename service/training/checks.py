@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
 
 import torch
 
 from service.training import catalog
 from service.training.datasets import DatasetInfo
-from service.training.errors import ErrorItem, item
+from service.training.errors import ErrorItem, allowed, item, kwargs_errors
 from service.training.hypergradient import SOLVERS as HYPERGRADIENT_SOLVERS
 from service.training.hypergradient import Hypergradient
-from service.training.lr_lambda import LambdaError, check_factors
-from service.training.schedule import LAMBDA_SCHEDULERS, ScheduleError, check_walk
+from service.training.scheduler_checks import check_scheduler
 from service.training.spec import METRICS_ANY, ExperimentSpec, metrics_for
 from service.training.split import split_sizes, steps_per_epoch
-
-
-def _allowed(names: Any) -> str:
-    return ", ".join(sorted(names))
 
 
 def _check_solver(spec: ExperimentSpec) -> list[ErrorItem]:
@@ -33,12 +27,17 @@ def _check_solver(spec: ExperimentSpec) -> list[ErrorItem]:
         return [
             item(
                 [*loc, "type"],
-                f"unknown solver {spec.solver.type!r}; allowed: {_allowed(catalog.SOLVERS)}",
+                f"unknown solver {spec.solver.type!r}; allowed: {allowed(catalog.SOLVERS)}",
                 "unknown_solver",
             )
         ]
-    errors = _check_kwargs(
-        "solver", spec.solver.type, spec.solver.params, catalog.solver_kwargs(spec.solver.type)
+    errors = kwargs_errors(
+        [*loc, "params"],
+        "solver",
+        spec.solver.type,
+        spec.solver.params,
+        catalog.solver_kwargs(spec.solver.type),
+        catalog.reserved_reason,
     )
     if errors:
         return errors
@@ -103,7 +102,7 @@ def _check_hypergradient(spec: ExperimentSpec) -> list[ErrorItem]:
             item(
                 ["solver", "hypergradient"],
                 f"hypergradient descent is not available for {spec.solver.type}; "
-                f"allowed solvers: {_allowed(HYPERGRADIENT_SOLVERS)}",
+                f"allowed solvers: {allowed(HYPERGRADIENT_SOLVERS)}",
                 "unsupported",
             )
         )
@@ -137,114 +136,6 @@ def _check_hypergradient(spec: ExperimentSpec) -> list[ErrorItem]:
     return errors
 
 
-def _check_kwargs(
-    kind: str, type_: str, params: dict[str, Any], allowed: dict[str, Any]
-) -> list[ErrorItem]:
-    errors = []
-    for key in params:
-        reason = catalog.reserved_reason(kind, key)
-        if reason:
-            errors.append(
-                item(
-                    [kind, "params", key],
-                    f"{key!r} is not settable here: {reason}",
-                    "reserved_param",
-                )
-            )
-        elif key not in allowed:
-            errors.append(
-                item(
-                    [kind, "params", key],
-                    f"{type_} has no parameter {key!r}; allowed: {_allowed(allowed)}",
-                    "unknown_param",
-                )
-            )
-    return errors
-
-
-def _check_scheduler(
-    spec: ExperimentSpec, task: str, metrics: tuple[str, ...], steps: int
-) -> list[ErrorItem]:
-    sched = spec.scheduler
-    if sched is None or sched.type == catalog.CONSTANT:
-        if sched is not None and sched.params:
-            return [
-                item(
-                    ["scheduler", "params"],
-                    "the constant schedule takes no params",
-                    "unknown_param",
-                )
-            ]
-        return []
-    if sched.type not in catalog.SCHEDULERS:
-        return [
-            item(
-                ["scheduler", "type"],
-                f"unknown scheduler {sched.type!r}; allowed: "
-                f"{_allowed((*catalog.SCHEDULERS, catalog.CONSTANT))}",
-                "unknown_scheduler",
-            )
-        ]
-    allowed = catalog.scheduler_kwargs(sched.type)
-    errors = _check_kwargs("scheduler", sched.type, sched.params, allowed)
-    for key in catalog.required_scheduler_kwargs(sched.type):
-        if key not in sched.params:
-            errors.append(
-                item(
-                    ["scheduler", "params", key], f"{sched.type} requires {key!r}", "missing_param"
-                )
-            )
-    if sched.type == "ReduceLROnPlateau":
-        if sched.interval == "step":
-            errors.append(
-                item(
-                    ["scheduler", "interval"],
-                    "ReduceLROnPlateau decides once per "
-                    "epoch, after validation; interval must be 'epoch'",
-                    "invalid",
-                )
-            )
-        if sched.monitor not in metrics:
-            errors.append(
-                item(
-                    ["scheduler", "monitor"],
-                    f"{sched.monitor!r} is not recorded for {task}; allowed: {_allowed(metrics)}",
-                    "unknown_metric",
-                )
-            )
-    if not errors and sched.type in LAMBDA_SCHEDULERS:
-        errors += _check_lambda(spec, steps)
-    if errors:
-        return errors
-    # Let the engine build it exactly as a run would and walk the whole schedule, so values torch
-    # accepts at construction but fails on mid-run (T_max=0, ...) are caught here.
-    try:
-        check_walk(spec, steps)
-    except ScheduleError as exc:
-        errors.append(item(["scheduler", *exc.loc], str(exc), "invalid_params"))
-    return errors
-
-
-def _check_lambda(spec: ExperimentSpec, steps: int) -> list[ErrorItem]:
-    """`lr_lambda` within the grammar, and a usable factor at every counter of the run."""
-    assert spec.scheduler is not None
-    loc: list[str | int] = ["scheduler", "params", "lr_lambda"]
-    expression = spec.scheduler.params.get("lr_lambda")
-    step = spec.scheduler.effective_interval == "step"
-    if not isinstance(expression, str):
-        return [item(loc, 'lr_lambda is an expression string, e.g. "0.95 ** epoch"', "invalid")]
-    variable = "step" if step else "epoch"
-    try:
-        bad = check_factors(expression, variable, spec.epochs * (steps if step else 1),
-                            spec.scheduler.type == "MultiplicativeLR")  # fmt: skip
-    except LambdaError as exc:
-        return [item(loc, f"lr_lambda: {exc}", "invalid_expression")]
-    if bad is not None:
-        at, why = bad
-        return [item(loc, f"lr_lambda at {variable} {at}: {why}", "invalid_factor")]
-    return []
-
-
 def _check_monitors(spec: ExperimentSpec, task: str, metrics: tuple[str, ...]) -> list[ErrorItem]:
     if spec.early_stopping is None:
         return []
@@ -253,7 +144,7 @@ def _check_monitors(spec: ExperimentSpec, task: str, metrics: tuple[str, ...]) -
             item(
                 ["early_stopping", "monitor"],
                 f"{spec.early_stopping.monitor!r} is not "
-                f"recorded for {task}; allowed: {_allowed(metrics)}",
+                f"recorded for {task}; allowed: {allowed(metrics)}",
                 "unknown_metric",
             )
         ]
@@ -364,7 +255,7 @@ def check_spec(spec: ExperimentSpec, info: DatasetInfo | None) -> list[ErrorItem
     solver_errors = _check_solver(spec)
     errors += solver_errors
     if not solver_errors and not errors:
-        errors += _check_scheduler(spec, task, metrics, steps)
+        errors += check_scheduler(spec, task, metrics, steps)
     return errors
 
 
@@ -384,5 +275,5 @@ def check_schedule(spec: ExperimentSpec, steps: int) -> list[ErrorItem]:
         )
     errors += _check_solver(spec)
     if not errors:
-        errors += _check_scheduler(spec, "any task", METRICS_ANY, steps)
+        errors += check_scheduler(spec, "any task", METRICS_ANY, steps)
     return errors

@@ -209,10 +209,10 @@ def step(
         return Decision(epoch, lr, "diverged", [diverged]), state
     events: list[Event] = []
     event: Event | None
-    sched = spec.scheduler
-    warm = spec.warmup.epochs if spec.warmup else 0
-    if sched is not None and sched.type == "ReduceLROnPlateau" and epoch > warm:
-        # The plateau logic sees only the epochs after the warmup (CONTRACT.md).
+    sched = spec.plateau
+    if sched is not None and epoch > spec.plateau_start:
+        # The plateau logic sees only the epochs after the warmup and, last in a SequentialLR,
+        # after its milestone (CONTRACT.md).
         value = metrics[sched.monitor]
         assert value is not None
         state, event = _plateau(PlateauParams.of(sched.params), sched.monitor, state, epoch, value)
@@ -232,8 +232,8 @@ def best_criterion(spec: ExperimentSpec) -> tuple[str, str]:
     """(monitor, mode) that defines the run's best epoch."""
     if spec.early_stopping:
         return spec.early_stopping.monitor, spec.early_stopping.mode
-    if spec.scheduler and spec.scheduler.type == "ReduceLROnPlateau":
-        return spec.scheduler.monitor, str(spec.scheduler.params.get("mode", "min"))
+    if spec.plateau is not None:
+        return spec.plateau.monitor, str(spec.plateau.params.get("mode", "min"))
     return "val_loss", "min"
 
 

@@ -2,8 +2,12 @@
 
 Warmup composes with every scheduler as
 `SequentialLR([LinearLR(start_factor, 1.0, total_iters=W), main], milestones=[W])`, W counted in
-the main scheduler's interval. ReduceLROnPlateau cannot live inside SequentialLR: the warmup runs
-alone and the plateau decisions (service/training/decisions.py) start after it.
+the main scheduler's interval; before a SequentialLR it becomes its first element, milestones
+shifted by W (CONTRACT.md). Two forms torch cannot build run as a head and a tail instead: a
+ReduceLROnPlateau (alone after a warmup, or last in a SequentialLR), where from the switch on the
+LR starts at base_lr and belongs to the plateau decisions (service/training/decisions.py); and a
+ChainedScheduler after a warmup (torch's SequentialLR cannot hold one: NotImplementedError),
+built at the switch from base_lr as a user's script would build it then.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import LinearLR, LRScheduler, SequentialLR
+from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, LRScheduler, SequentialLR
 
 from service.training import catalog, decisions
 from service.training.lr_lambda import LambdaError, compile_lambda
-from service.training.spec import ExperimentSpec
+from service.training.spec import ExperimentSpec, SchedulerSpec
 
 
 class ScheduleError(ValueError):
@@ -31,33 +35,78 @@ class ScheduleError(ValueError):
         self.loc: list[str | int] = loc or ["params"]
 
 
-@dataclass
 class Schedule:
-    """What the loop needs: the torch scheduler (or None) and when to step it."""
+    """What the loop needs: when to step, and the scheduler(s) stepped.
 
-    scheduler: LRScheduler | None
-    interval: str  # "epoch" | "step"
-    warmup_epochs: int
-    plateau: bool  # ReduceLROnPlateau: LR changes come from decisions after the warmup
+    `head` runs for the first `switch` scheduler steps (all of them when `switch` is None). At
+    the switch every param group's LR goes back to the spec's base_lr and `tail` takes over: a
+    plateau's decisions (`tail` None), or a scheduler built then by `make_tail`."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, head: LRScheduler | None, interval: str,
+                 switch: int | None = None, make_tail: Any = None, base_lr: float = 0.0
+                 ) -> None:  # fmt: skip
+        self.optimizer = optimizer
+        self.base_lr = base_lr  # the LR at the switch (not a group's initial_lr: OneCycleLR's own)
+        self.head = head
+        self.interval = interval  # "epoch" | "step"
+        self.switch = switch
+        self.make_tail = make_tail  # () -> LRScheduler, for a ChainedScheduler after a warmup
+        self.tail: LRScheduler | None = None
+        self.count = 0  # scheduler steps taken
+
+    @property
+    def scheduler(self) -> LRScheduler | None:
+        """The torch scheduler in charge now (None: constant, or the plateau decisions')."""
+        if self.switch is not None and self.count >= self.switch:
+            return self.tail
+        return self.head
+
+    def _step(self) -> None:
+        self.count += 1
+        if self.switch is not None and self.count == self.switch:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.base_lr
+            if self.make_tail is not None:
+                self.tail = self.make_tail()
+            return
+        if self.scheduler is not None:
+            self.scheduler.step()
 
     def after_step(self) -> None:
-        if self.scheduler is not None and self.interval == "step":
-            self.scheduler.step()
+        if self.interval == "step":
+            self._step()
 
     def after_epoch(self, epoch: int) -> None:
         """Called once epoch `epoch` (1-based) has finished training and validating."""
-        if self.scheduler is None or self.interval != "epoch":
-            return
-        if self.plateau and epoch > self.warmup_epochs:
-            return  # after the warmup, the LR belongs to the plateau decisions
-        self.scheduler.step()
+        if self.interval == "epoch":
+            self._step()
 
     def state_dict(self) -> dict[str, Any] | None:
-        return self.scheduler.state_dict() if self.scheduler is not None else None
+        if self.switch is None:  # one torch scheduler: its own state, as checkpoints always held
+            return self.head.state_dict() if self.head is not None else None
+        return {
+            "count": self.count,
+            "head": self.head.state_dict() if self.head is not None else None,
+            "tail": self.tail.state_dict() if self.tail is not None else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
-        if self.scheduler is not None and state is not None:
-            self.scheduler.load_state_dict(state)
+        if state is None:
+            return
+        if self.switch is None:
+            if self.head is not None:
+                self.head.load_state_dict(state)
+            return
+        self.count = int(state["count"])
+        if self.head is not None and state["head"] is not None:
+            self.head.load_state_dict(state["head"])
+        if state["tail"] is not None and self.make_tail is not None:
+            # Building the tail sets the LR; the checkpoint's optimizer state holds the true one.
+            lrs = [group["lr"] for group in self.optimizer.param_groups]
+            self.tail = self.make_tail()
+            self.tail.load_state_dict(state["tail"])
+            for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+                group["lr"] = lr
 
 
 def _check_values(type_: str, p: dict[str, Any], base_lr: float, total: int) -> None:
@@ -141,51 +190,112 @@ def lambda_of(params: dict[str, Any], interval: str) -> Any:
         raise ScheduleError(f"lr_lambda: {exc}", ["params", "lr_lambda"]) from None
 
 
+def _build_one(sched: SchedulerSpec, optimizer: torch.optim.Optimizer, base_lr: float,
+               interval: str, span: int, loc: list[str | int]) -> LRScheduler:  # fmt: skip
+    """One torch scheduler from its spec; `span`: the scheduler steps it will take (a OneCycleLR's
+    `total_steps`); `loc`: where its spec sits under `scheduler`, for errors."""
+    params = dict(sched.params)
+    if sched.type in LAMBDA_SCHEDULERS:
+        try:
+            params["lr_lambda"] = lambda_of(sched.params, interval)
+        except ScheduleError as exc:
+            raise ScheduleError(str(exc), [*loc, *exc.loc]) from None
+    if sched.type == "CyclicLR":
+        params.setdefault("base_lr", base_lr)
+    if sched.type == "OneCycleLR":
+        params["total_steps"] = span
+    try:
+        _check_values(sched.type, params, base_lr, span)
+    except ScheduleError as exc:
+        raise ScheduleError(str(exc), [*loc, *exc.loc]) from None
+    try:
+        built: LRScheduler = catalog.scheduler_class(sched.type)(optimizer, **params)
+    except Exception as exc:  # any failure on the user's kwargs is an input error
+        raise ScheduleError(f"{sched.type} rejects these params: {exc}", [*loc, "params"]) from exc
+    return built
+
+
+def _check_plateau(sched: SchedulerSpec, optimizer: torch.optim.Optimizer, loc: list[str | int]
+                   ) -> None:  # fmt: skip
+    """Built only so torch checks the values (mode, factor < 1, ...); the decisions in
+    decisions.py apply its logic to the stored history."""
+    try:
+        _check_values(sched.type, sched.params, 0.0, 0)
+    except ScheduleError as exc:
+        raise ScheduleError(str(exc), [*loc, *exc.loc]) from None
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    try:
+        catalog.scheduler_class(sched.type)(optimizer, **sched.params)
+    except Exception as exc:  # any failure on the user's kwargs is an input error
+        raise ScheduleError(f"{sched.type} rejects these params: {exc}", [*loc, "params"]) from exc
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+
+
 def build_schedule(
     spec: ExperimentSpec, optimizer: torch.optim.Optimizer, steps_per_epoch: int
 ) -> Schedule:
+    """The run's schedule, its torch schedulers built in list order (warmup first), as torch's
+    SequentialLR docs and a user's script do: it matters when one sets the LR at construction
+    (CyclicLR's own base_lr, OneCycleLR)."""
     sched = spec.scheduler
     constant = sched is None or sched.type == catalog.CONSTANT
     interval = "epoch" if sched is None or constant else sched.effective_interval
     per_epoch = steps_per_epoch if interval == "step" else 1
-    warm = spec.warmup.epochs if spec.warmup else 0
-    plateau = sched is not None and sched.type == "ReduceLROnPlateau"
-    # Built in list order, warmup first, as torch's SequentialLR docs and a user's script do: it
-    # matters when the main scheduler sets the LR at construction (CyclicLR's own base_lr).
+    w = (spec.warmup.epochs if spec.warmup else 0) * per_epoch  # warmup, in scheduler steps
+    total = spec.epochs * per_epoch
     ramp = None
     if spec.warmup is not None:
         ramp = LinearLR(optimizer, start_factor=spec.warmup.start_factor, end_factor=1.0,
-                        total_iters=warm * per_epoch)  # fmt: skip
-    main = None
-    if sched is not None and plateau:
-        # Built only so torch checks the values (mode, factor < 1, ...); the decisions in
-        # decisions.py apply its logic to the stored history.
-        _check_values(sched.type, sched.params, spec.base_lr, 0)
-        try:
-            catalog.scheduler_class(sched.type)(optimizer, **sched.params)
-        except Exception as exc:  # any failure on the user's kwargs is an input error
-            raise ScheduleError(f"{sched.type} rejects these params: {exc}") from exc
-    elif sched is not None and not constant:
-        params = dict(sched.params)
-        if sched.type in LAMBDA_SCHEDULERS:
-            params["lr_lambda"] = lambda_of(sched.params, interval)
-        if sched.type == "CyclicLR":
-            params.setdefault("base_lr", spec.base_lr)
-        if sched.type == "OneCycleLR":
-            params["total_steps"] = (spec.epochs - warm) * per_epoch
-        _check_values(sched.type, params, spec.base_lr, params.get("total_steps", 0))
-        try:
-            main = catalog.scheduler_class(sched.type)(optimizer, **params)
-        except Exception as exc:  # any failure on the user's kwargs is an input error
-            raise ScheduleError(f"{sched.type} rejects these params: {exc}") from exc
-    if ramp is None:
-        return Schedule(main, interval, 0, plateau)
-    if main is None:
-        # Warmup before a constant LR (or before plateau decisions): LinearLR alone ends at
-        # factor 1.0 and stays there, which is what SequentialLR with a constant main would do.
-        return Schedule(ramp, interval, warm, plateau)
-    w = warm * per_epoch
-    return Schedule(SequentialLR(optimizer, [ramp, main], milestones=[w]), interval, warm, plateau)
+                        total_iters=w)  # fmt: skip
+    # The elements that run one after another from the warmup's end, with their start counters.
+    if sched is None or constant:
+        return Schedule(optimizer, ramp, interval)
+    if sched.type == "SequentialLR" and sched.schedulers:
+        parts = list(sched.schedulers)
+        starts = [w, *(w + m for m in sched.params.get("milestones", []))]
+        where: list[list[str | int]] = [["schedulers", i] for i in range(len(parts))]
+    else:
+        parts, starts, where = [sched], [w], [[]]
+    ends = [*starts[1:], total]
+    plateau = parts[-1].type == "ReduceLROnPlateau"
+    if plateau:
+        _check_plateau(parts[-1], optimizer, where[-1])
+        plateau_start = starts[-1]
+        parts, starts, ends, where = parts[:-1], starts[:-1], ends[:-1], where[:-1]
+    if len(parts) == 1 and parts[0].type == "ChainedScheduler" and ramp is not None:
+        # torch's SequentialLR cannot hold a ChainedScheduler: built at the warmup's end instead
+        # (checked now on a stand-in optimizer, so a bad element is an error before the run).
+        make = functools.partial(_build_chained, parts[0], optimizer, spec.base_lr, interval,
+                                 total - w)  # fmt: skip
+        _build_chained(parts[0], dummy_optimizer(spec), spec.base_lr, interval, total - w)
+        return Schedule(optimizer, ramp, interval, w, make, spec.base_lr)
+    built: list[LRScheduler] = [ramp] if ramp is not None else []
+    for part, start, end, loc in zip(parts, starts, ends, where, strict=True):
+        if part.type == "ChainedScheduler":
+            built.append(_build_chained(part, optimizer, spec.base_lr, interval, end - start))
+        else:
+            built.append(_build_one(part, optimizer, spec.base_lr, interval, end - start, loc))
+    milestones = starts[1:] if ramp is None else starts[: len(built) - 1]
+    head: LRScheduler | None
+    if not built:
+        head = None
+    elif len(built) == 1:
+        head = built[0]
+    else:
+        head = SequentialLR(optimizer, built, milestones=milestones)
+    if plateau and plateau_start > 0:
+        return Schedule(optimizer, head, interval, plateau_start, None, spec.base_lr)
+    return Schedule(optimizer, head, interval)
+
+
+def _build_chained(sched: SchedulerSpec, optimizer: torch.optim.Optimizer, base_lr: float,
+                   interval: str, span: int) -> LRScheduler:  # fmt: skip
+    elements = [
+        _build_one(s, optimizer, base_lr, interval, span, ["schedulers", i])
+        for i, s in enumerate(sched.schedulers or [])
+    ]
+    return ChainedScheduler(elements, optimizer=optimizer)
 
 
 def dummy_optimizer(spec: ExperimentSpec) -> torch.optim.Optimizer:
@@ -196,8 +306,8 @@ def dummy_optimizer(spec: ExperimentSpec) -> torch.optim.Optimizer:
 def monitored(spec: ExperimentSpec) -> str:
     """The metric a single series of values stands for: ReduceLROnPlateau's `monitor`, else
     early stopping's (both default to val_loss)."""
-    if spec.scheduler is not None and spec.scheduler.type == "ReduceLROnPlateau":
-        return spec.scheduler.monitor
+    if spec.plateau is not None:
+        return spec.plateau.monitor
     return spec.early_stopping.monitor if spec.early_stopping else "val_loss"
 
 
@@ -276,7 +386,7 @@ def _walk_key(spec: ExperimentSpec, steps_per_epoch: int) -> str:
     base_lr; the one LR-valued constraint (CyclicLR's max_lr ≥ base_lr, its base_lr defaulting to
     the spec's) is checked by `_check_values`, so for CyclicLR base_lr stays in the key."""
     keep = {"scheduler", "warmup", "epochs", "solver"}
-    if spec.scheduler is not None and spec.scheduler.type == "CyclicLR":
+    if spec.scheduler is not None and "CyclicLR" in spec.scheduler.types:
         keep.add("base_lr")
     return json.dumps([spec.model_dump(mode="json", include=keep), steps_per_epoch], sort_keys=True)
 

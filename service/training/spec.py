@@ -165,17 +165,36 @@ class SolverSpec(Strict):
     hypergradient: HypergradientSpec | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
+MAX_COMPOSED = 10
+
+
 class SchedulerSpec(Strict):
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
     monitor: str = "val_loss"  # read by ReduceLROnPlateau only
     interval: Literal["epoch", "step"] | None = None  # None: CONTRACT.md's default per type
+    # SequentialLR / ChainedScheduler: the schedulers they compose (checks.py says which may be
+    # there). Left out of dumps when absent, so other specs store and hash as before.
+    schedulers: list[SchedulerSpec] | None = Field(
+        default=None, min_length=1, max_length=MAX_COMPOSED, exclude_if=lambda v: v is None
+    )
 
     @property
     def effective_interval(self) -> str:
+        """The spec's interval, else CONTRACT.md's default: per step for the per-batch schedulers
+        (and a composition holding one), per epoch otherwise."""
         if self.interval is not None:
             return self.interval
-        return "step" if self.type in catalog.STEP_INTERVAL_DEFAULT else "epoch"
+        return "step" if set(self.types) & catalog.STEP_INTERVAL_DEFAULT else "epoch"
+
+    @property
+    def types(self) -> list[str]:
+        """Its type and its elements' types."""
+        return [self.type, *(t for s in self.schedulers or [] for t in s.types)]
+
+    @property
+    def is_composite(self) -> bool:
+        return self.type in catalog.COMPOSITES
 
 
 class WarmupSpec(Strict):
@@ -235,6 +254,27 @@ class ExperimentSpec(Strict):
     @property
     def is_constant_schedule(self) -> bool:
         return self.scheduler is None or self.scheduler.type == catalog.CONSTANT
+
+    @property
+    def plateau(self) -> SchedulerSpec | None:
+        """The ReduceLROnPlateau that takes LR decisions: the scheduler itself, or the last of a
+        SequentialLR (CONTRACT.md); None when there is none."""
+        sched = self.scheduler
+        if sched is not None and sched.type == "SequentialLR" and sched.schedulers:
+            sched = sched.schedulers[-1]
+        return sched if sched is not None and sched.type == "ReduceLROnPlateau" else None
+
+    @property
+    def plateau_start(self) -> int:
+        """Epochs before the plateau logic takes over: the warmup, plus the last milestone of a
+        SequentialLR ending in ReduceLROnPlateau. It sees only the epochs after these."""
+        warm = self.warmup.epochs if self.warmup else 0
+        sched = self.scheduler
+        if sched is None or sched.type != "SequentialLR":
+            return warm
+        milestones = sched.params.get("milestones")
+        last = milestones[-1] if isinstance(milestones, list) and milestones else 0
+        return warm + (last if isinstance(last, int) else 0)
 
 
 def metrics_for(task: str) -> tuple[str, ...]:

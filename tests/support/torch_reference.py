@@ -3,6 +3,7 @@ the per-epoch LR (param group 0 at the first optimizer step of each epoch) of a 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -122,4 +123,94 @@ def plain_torch_lrs(
                 sched.step()
         if sched is not None and interval == "epoch":
             sched.step()
+    return lrs
+
+
+def _element(opt: torch.optim.Optimizer, s: dict[str, Any], base_lr: float, span: int) -> Any:
+    kwargs = dict(s.get("params", {}))
+    if s["type"] == "CyclicLR":
+        kwargs.setdefault("base_lr", base_lr)
+    if s["type"] == "OneCycleLR":
+        kwargs["total_steps"] = span
+    if s["type"] in LAMBDA_TYPES:
+        kwargs["lr_lambda"] = python_lambda(kwargs["lr_lambda"])
+    return getattr(ls, s["type"])(opt, **kwargs)
+
+
+def composed_torch_lrs(
+    spec: dict[str, Any], steps: int, monitor_values: list[float] | None = None
+) -> list[float]:
+    """Param group 0's LR at each epoch's start for a SequentialLR or ChainedScheduler spec
+    (warmup and a plateau last included), written from CONTRACT.md as a user would: the warmup's
+    LinearLR first in the SequentialLR, milestones shifted by it; where torch cannot (a
+    ChainedScheduler after a warmup, a ReduceLROnPlateau after a milestone), the loop sets the
+    LR back to base_lr at that point and builds the next scheduler there, a plateau stepped with
+    each later epoch's value of `monitor_values`."""
+    sched, base_lr, epochs = spec["scheduler"], spec["base_lr"], spec["epochs"]
+    elements = list(sched["schedulers"])
+    kinds = {e["type"] for e in elements}
+    interval = sched.get("interval") or ("step" if kinds & STEP_DEFAULT else "epoch")
+    k = steps if interval == "step" else 1
+    w = spec.get("warmup", {}).get("epochs", 0) * k
+    total = epochs * k
+    solver = spec.get("solver", {"type": "SGD", "params": {}})
+    p = torch.zeros(1, requires_grad=True)
+    opt = getattr(torch.optim, solver["type"])([p], lr=base_lr, **solver.get("params", {}))
+    ramp = None
+    if w:
+        factor = spec["warmup"].get("start_factor", 0.1)
+        ramp = ls.LinearLR(opt, start_factor=factor, end_factor=1.0, total_iters=w)
+    starts = [w, *(w + m for m in sched.get("params", {}).get("milestones", []))]
+    plateau = elements[-1] if elements[-1]["type"] == "ReduceLROnPlateau" else None
+    switch, later = None, None  # the counter at which the loop builds `later`
+    if sched["type"] == "ChainedScheduler":
+
+        def chained() -> Any:
+            return ls.ChainedScheduler(
+                [_element(opt, e, base_lr, total - w) for e in elements], optimizer=opt
+            )
+
+        first = ramp if ramp is not None else chained()
+        if ramp is not None:
+            switch, later = w, chained
+    else:
+        if plateau is not None:
+            elements, switch = elements[:-1], starts.pop()
+            later = functools.partial(ls.ReduceLROnPlateau, opt, **plateau.get("params", {}))
+        ends = [*starts[1:], switch if switch is not None else total]
+        built = [ramp] if ramp is not None else []
+        built += [
+            _element(opt, e, base_lr, b - a) for e, a, b in zip(elements, starts, ends, strict=True)
+        ]
+        milestones = starts[: len(built) - 1] if ramp is not None else starts[1:]
+        first = (
+            built[0]
+            if len(built) == 1
+            else (ls.SequentialLR(opt, built, milestones=milestones) if built else None)
+        )
+    current, count, lrs = first, 0, []
+    for epoch in range(epochs):
+        if monitor_values is not None and epoch >= len(monitor_values):
+            break
+        lrs.append(opt.param_groups[0]["lr"])
+        for _ in range(steps):
+            p.grad = torch.ones_like(p)
+            opt.step()
+            if interval == "step":
+                count += 1
+                if count == switch:
+                    opt.param_groups[0]["lr"] = base_lr
+                    current = later() if later is not None else None
+                elif current is not None:
+                    current.step()
+        if interval == "epoch":
+            count += 1
+            if isinstance(current, ls.ReduceLROnPlateau):
+                if monitor_values is not None:
+                    current.step(monitor_values[epoch])
+            elif count == switch:
+                opt.param_groups[0]["lr"] = base_lr
+                current = later() if later is not None else None
+            elif current is not None:
+                current.step()
     return lrs

@@ -66,7 +66,7 @@ def reference_lrs(
 
 def test_cases_cover_every_scheduler_but_plateau() -> None:
     covered = {type_ for _, type_, _ in CASES}
-    assert covered == set(catalog.SCHEDULERS) - {"ReduceLROnPlateau"}
+    assert covered == set(catalog.SCHEDULERS) - {"ReduceLROnPlateau", *catalog.COMPOSITES}
 
 
 @pytest.mark.parametrize("interval", [None, "epoch", "step"], ids=["default", "epoch", "step"])
