@@ -27,6 +27,9 @@ class ClassOut(BaseModel):
     type: str
     params: list[ParamOut]
     interval: str | None = Field(default=None, description="schedulers: the default interval")
+    composite: bool = Field(
+        default=False, description="SequentialLR, ChainedScheduler: composes `schedulers`"
+    )
 
 
 class CatalogOut(BaseModel):
@@ -74,6 +77,7 @@ def get_catalog() -> CatalogOut:
                 type=s,
                 params=_params(catalog.scheduler_kwargs(s), catalog.required_scheduler_kwargs(s)),
                 interval="step" if s in catalog.STEP_INTERVAL_DEFAULT else "epoch",
+                composite=s in catalog.COMPOSITES,
             )
             for s in catalog.SCHEDULERS
         ],

@@ -19,5 +19,9 @@ def test_catalog_lists_every_class_with_torch_defaults(client: TestClient) -> No
     assert "last_epoch" not in step and "optimizer" not in step
     assert schedulers["OneCycleLR"]["interval"] == "step"
     assert "total_steps" not in {p["name"] for p in schedulers["OneCycleLR"]["params"]}
+    sequential = schedulers["SequentialLR"]
+    assert sequential["composite"] and not schedulers["StepLR"]["composite"]
+    assert [p["name"] for p in sequential["params"]] == ["milestones"]  # `schedulers`: a field
+    assert schedulers["ChainedScheduler"]["params"] == []
     assert body["constant_scheduler"] == "none"
     assert body["hypergradient_solvers"] == ["Adam", "AdamW", "SGD"]
