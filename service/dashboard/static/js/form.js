@@ -423,7 +423,10 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
       const local = [];
       const choices = simple.filter((s) => sequential || s.type !== "ReduceLROnPlateau");
       const sel = h("select", {}, choices.map((s) => h("option", { value: s.type }, s.type)));
-      sel.value = choices.some((c) => c.type === value.type) ? value.type : choices[0].type;
+      // A type this composition cannot hold (ReduceLROnPlateau kept from a SequentialLR) becomes
+      // a ConstantLR that holds the LR.
+      if (!choices.some((c) => c.type === value.type)) value = { type: "ConstantLR", params: { factor: 1.0 } };
+      sel.value = value.type;
       const mon = metricSelect(value.monitor || "val_loss");
       const monRow = field([...own, "monitor"], "monitor", mon, { hint: "ReduceLROnPlateau: the last element only" });
       const params = h("div");
