@@ -8,6 +8,7 @@ plateau decision, read a field's error, compare runs from a sweep, cancel and cl
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -222,3 +223,82 @@ def test_a_lambda_schedule_is_typed_as_an_expression(stack: Stack, page: Any) ->
     experiment_id = int(page.url.rsplit("/", 1)[1])
     spec = httpx.get(f"{stack.url}/v1/experiments/{experiment_id}").json()["spec"]
     assert spec["scheduler"]["params"] == {"lr_lambda": "min(1, (epoch + 1) / 3)"}
+
+
+def preview_of(scheduler_type: str) -> Any:
+    """A predicate for page.expect_response: the schedule preview of that scheduler type."""
+
+    def matches(response: Any) -> bool:
+        body = response.request.post_data_json or {}
+        return bool(
+            response.url.endswith("/v1/schedules/preview")
+            and (body.get("scheduler") or {}).get("type") == scheduler_type
+        )
+
+    return matches
+
+
+def test_a_composed_schedule_from_the_warmup_stable_decay_preset(
+    stack: Stack, page: Any, console: Console, shot: Any
+) -> None:
+    """The preset fills a SequentialLR the preview draws as warmup, flat, decay; an element's
+    422 shows on that element's field; the run is accepted with the composition as sent."""
+    if stack.backend.name != "embedded":
+        pytest.skip("a page in a browser: the backend changes nothing (the embedded one runs it)")
+    console.allow(r"status of 422")  # the invalid element's preview, on purpose
+    page.goto(f"{stack.url}/new")
+    field(page, "name").fill("form-wsd")
+    field(page, "dataset").select_option("digits")
+    field(page, "base_lr").fill("0.1")
+    field(page, "epochs").fill("40")
+    # A composition chosen afresh starts from one that runs (torch's ChainedScheduler example).
+    with page.expect_response(preview_of("ChainedScheduler")) as chained:
+        field(page, "scheduler.type").select_option("ChainedScheduler")
+    assert chained.value.ok, chained.value.text()
+    # 40 epochs: a 2-epoch warmup (5%), 30 flat, an 8-epoch decay (20%).
+    with page.expect_response(preview_of("SequentialLR")) as preview:
+        page.click('button[data-preset="wsd"]')
+    sent = preview.value.request.post_data_json["scheduler"]
+    assert [e["type"] for e in sent["schedulers"]] == ["LinearLR", "ConstantLR", "LinearLR"]
+    assert sent["params"] == {"milestones": [2, 32]}
+    lr = preview.value.json()["lr"]
+    assert len(lr) == 40 and lr[0] < lr[1] < lr[2]  # warmup
+    assert all(abs(x - 0.1) < 1e-12 for x in lr[2:33])  # stable at base_lr
+    assert all(a > b for a, b in pairwise(lr[32:])) and lr[-1] < 0.02  # decay
+    page.wait_for_function("document.querySelector('#preview-chart').dataset.points === '40'")
+    assert field(page, "scheduler.params.milestones").input_value() == "2, 32"
+    third = page.locator('[data-loc="scheduler.schedulers.2"] > legend')
+    assert third.inner_text() == "3. LinearLR · from epoch 32"
+    shot("wsd")
+
+    # Elements are added and removed; the rest keep their values and indices.
+    page.click("#add-scheduler")
+    assert page.locator(".composite-element").count() == 4
+    page.locator('[data-loc="scheduler.schedulers.3"] button[data-action="remove"]').click()
+    assert page.locator(".composite-element").count() == 3
+
+    # An element's invalid param: the preview's 422 lands on that element's field alone.
+    decay_iters = "scheduler.schedulers.2.params.total_iters"
+    field(page, decay_iters).fill("0")
+    page.wait_for_function(
+        f"document.querySelector('[data-loc=\"{decay_iters}\"] > .field-error')"
+        ".textContent.includes('≥ 1')"
+    )
+    marked = page.locator(".has-error").evaluate_all("els => els.map(e => e.dataset.loc)")
+    assert marked == [decay_iters]
+    shot("element-error")
+    field(page, decay_iters).fill("8")
+
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/experiments/\d+$"))
+    experiment_id = int(page.url.rsplit("/", 1)[1])
+    with stack.client() as c:
+        scheduler = c.get(f"/v1/experiments/{experiment_id}").json()["spec"]["scheduler"]
+        c.post(f"/v1/experiments/{experiment_id}/cancel")  # accepted is all this test needs
+    assert scheduler["type"] == "SequentialLR"
+    assert scheduler["params"] == {"milestones": [2, 32]}
+    assert [(e["type"], e["params"]) for e in scheduler["schedulers"]] == [
+        ("LinearLR", {"start_factor": 0.01, "total_iters": 2}),
+        ("ConstantLR", {"factor": 1.0, "total_iters": 30}),
+        ("LinearLR", {"start_factor": 1.0, "end_factor": 0.01, "total_iters": 8}),
+    ]
