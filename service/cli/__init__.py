@@ -1,7 +1,7 @@
 """The `glidepath` command. `processes.py` starts the service's processes (up, api, worker,
 migrate); the rest talk to a running service over HTTP (`service.client.Client`): submit, watch,
-ls, show, cancel, download, delete, workers, and `sweep`/`batch`/`range-test` show. docs/cli.md
-documents them.
+ls, show, cancel, download, delete, workers, preview, and `sweep`/`batch`/`range-test` show.
+docs/cli.md documents them.
 
 Exit codes (every command): 0 ok; 1 a run ended failed/diverged/cancelled (with --wait, watch);
 2 bad input (unreadable or unparseable file, an API 4xx such as 422); 3 the service is
@@ -9,8 +9,8 @@ unreachable or answered 5xx after retries; 4 not found; 130 interrupted (Ctrl-C)
 
 options.py: exit codes and shared options · session.py: the Client, errors → exit codes ·
 render.py: formatters · tables.py: the tables · trackers.py: following runs to the end ·
-commands.py: submit, ls, show, cancel, download, delete, workers · watch.py: watch ·
-groups.py: sweep, batch, range-test.
+commands.py: submit, ls, show, lr, cancel, download, delete, workers · watch.py: watch ·
+preview.py: preview · groups.py: sweep, batch, range-test.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from __future__ import annotations
 import typer
 
 from service.cli import processes
-from service.cli.commands import cancel, delete, download, ls, show, submit, workers
+from service.cli.commands import cancel, delete, download, lr, ls, show, submit, workers
 from service.cli.groups import batch_app, range_test_app, sweep_app
 from service.cli.options import EXIT_HELP, PANEL
+from service.cli.preview import preview
 from service.cli.watch import watch
 
 __all__ = ["app"]
@@ -33,7 +34,7 @@ app = typer.Typer(
 
 
 def _register_client_commands(app: typer.Typer) -> None:
-    for fn in (submit, watch, ls, show, cancel, download, delete, workers):
+    for fn in (submit, watch, ls, show, lr, cancel, download, delete, workers, preview):
         app.command(fn.__name__, rich_help_panel=PANEL, epilog=EXIT_HELP)(fn)
     app.add_typer(sweep_app, name="sweep", rich_help_panel=PANEL)
     app.add_typer(batch_app, name="batch", rich_help_panel=PANEL)

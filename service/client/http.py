@@ -35,6 +35,7 @@ from service.client.types import (
     DecisionList,
     Experiment,
     ExperimentPage,
+    LRTrace,
     MetricsPage,
     RangeTest,
     RangeTestCreated,
@@ -242,6 +243,19 @@ class Client:
             ),
         )
 
+    def lr(
+        self, experiment_id: int, resolution: str = "epoch", max_points: int | None = None
+    ) -> LRTrace:
+        """The run's LR per epoch (`lr`, `lr_min`, `lr_max`) or, `resolution="step"`, per
+        optimizer step so far (`source`: recorded, or computed from the spec); `max_points`
+        downsamples (the first and last points, each bucket's minimum and maximum)."""
+        return cast(
+            LRTrace,
+            self._get(
+                f"/v1/experiments/{experiment_id}/lr", resolution=resolution, max_points=max_points
+            ),
+        )
+
     def decisions(self, experiment_id: int) -> DecisionList:
         """Every LR reduction and the stop, with the numbers and a sentence."""
         return cast(DecisionList, self._get(f"/v1/experiments/{experiment_id}/decisions"))
@@ -390,6 +404,10 @@ class Client:
         return cast(RangeTest, self._post(f"/v1/lr-range-tests/{range_test_id}/cancel"))
 
     # -- workers --------------------------------------------------------------------------
+
+    def preview_schedule(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /v1/schedules/preview: {lr: [per epoch], epochs_run, decisions}."""
+        return cast(dict[str, Any], self._post("/v1/schedules/preview", body))
 
     def workers(self) -> list[Worker]:
         """The worker registry: what each worker offers (devices, plugins), runs, last seen."""

@@ -105,7 +105,10 @@ def body(
 
 
 def test_cases_cover_every_scheduler_but_plateau() -> None:
-    assert {c[1] for c in CASES} == set(catalog.SCHEDULERS) - {"ReduceLROnPlateau", *catalog.COMPOSITES}
+    assert {c[1] for c in CASES} == set(catalog.SCHEDULERS) - {
+        "ReduceLROnPlateau",
+        *catalog.COMPOSITES,
+    }
 
 
 @pytest.mark.parametrize("interval", [None, "epoch", "step"], ids=["default", "epoch", "step"])

@@ -154,3 +154,28 @@ def test_workers_lists_the_registry_with_plugin_versions(cli: CliRunner, plugin_
         assert "model tiny_resnet (glidepath-example-plugin 0.1.0)" in human.stdout
         as_json = json.loads(cli.invoke(app, ["workers", "--json"]).stdout)
         assert [w["plugins"]["datasets"]["shapes"]["version"] for w in as_json] == ["0.1.0"]
+
+
+def test_preview_draws_a_composed_schedule_and_its_plateau_decisions(cli: CliRunner) -> None:
+    """`glidepath preview FILE`: the example's LR per epoch without training, equal to plain
+    torch; --monitor values drive the plateau; a sweep file is exit code 2."""
+    from service.client import load_submission
+    from tests.cli.test_examples import EXAMPLES
+    from tests.support.torch_reference import composed_torch_lrs
+
+    wsd = str(EXAMPLES / "warmup-stable-decay.yaml")
+    out = cli.invoke(app, ["preview", wsd, "--json"])
+    assert out.exit_code == 0, out.output
+    expected = composed_torch_lrs(load_submission(wsd).body, 1)
+    assert json.loads(out.stdout)["lr"] == pytest.approx(expected, rel=1e-12, abs=0)
+    human = cli.invoke(app, ["preview", wsd])
+    assert "0.01" in human.stdout and "lr ▁" in human.stdout  # the table and a sparkline
+
+    plateau = str(EXAMPLES / "step-then-plateau.yaml")
+    values = ",".join(["1.0"] * 14)
+    decided = cli.invoke(app, ["preview", plateau, "--monitor", values, "--json"])
+    assert decided.exit_code == 0, decided.output
+    body = json.loads(decided.stdout)
+    assert [d["epoch"] for d in body["decisions"]] == [9, 11, 13]  # patience 1 after epoch 6
+    sweep = cli.invoke(app, ["preview", str(EXAMPLES / "sweep-grid.yaml")])
+    assert sweep.exit_code == 2 and "one experiment spec" in sweep.output

@@ -43,6 +43,8 @@ def test_the_examples_cover_every_kind_and_scheduler_family() -> None:
         "CosineAnnealingWarmRestarts",
         "OneCycleLR",
         "ReduceLROnPlateau",
+        "SequentialLR",
+        "LambdaLR",
     } <= schedulers
 
 
@@ -93,3 +95,33 @@ def test_each_endpoint_accepts_its_examples(client: TestClient) -> None:
         except (ApiError, AssertionError) as exc:
             failures.append(f"{path.name} ({sub.endpoint}): {exc!r}")
     assert not failures, "\n".join(failures)
+
+
+SCHEDULES = ["warmup-stable-decay.yaml", "step-then-plateau.yaml", "cosine-warmup-per-step.yaml",
+             "lambda.yaml", "schedule-free.yaml"]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # the schedule, not the store
+def test_the_schedule_examples_train_as_the_preview_says(client: TestClient) -> None:
+    """Each schedule example trains to the end (in-process, digits) and records, epoch by epoch,
+    the LR the preview gives for its schedule (and, for the plateau, its recorded val_loss)."""
+    from worker.runs.lifecycle import run_experiment
+
+    for name in SCHEDULES:
+        spec = load_submission(EXAMPLES / name).body
+        exp = client.post("/v1/experiments", json=spec).json()
+        assert run_experiment(exp["id"]).status == "succeeded", name
+        done = client.get(f"/v1/experiments/{exp['id']}").json()
+        rows = client.get(f"/v1/experiments/{exp['id']}/metrics").json()["epochs"]
+        assert done["best_value"] is not None and done["best_value"] < 0.5, name  # it learnt
+        if spec["solver"]["type"].endswith("ScheduleFree"):  # its LR is its own: a warmup
+            lrs = [r["lr"] for r in rows]
+            assert lrs[:5] == sorted(lrs[:5]) and lrs[0] < lrs[4] < lrs[-1]
+            assert lrs[-1] == pytest.approx(spec["base_lr"], rel=1e-9)
+            continue
+        body = {k: spec[k] for k in ("base_lr", "scheduler", "warmup", "solver") if k in spec}
+        body |= {"epochs": spec["epochs"], "steps_per_epoch": done["steps_per_epoch"]}
+        if "ReduceLROnPlateau" in str(spec):
+            body["monitor_values"] = [r["val_loss"] for r in rows]
+        preview = client.post("/v1/schedules/preview", json=body).json()
+        assert [r["lr"] for r in rows] == preview["lr"], name

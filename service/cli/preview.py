@@ -1,0 +1,76 @@
+"""`glidepath preview FILE`: a spec file's LR schedule, epoch by epoch, without training, from
+POST /v1/schedules/preview (the worker's own schedule walk and decisions): composed schedules,
+lambdas and plateau decisions over given metric values included."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from service.cli.options import JsonOpt, TokenOpt, UrlOpt
+from service.cli.render import new_console, num, print_json
+from service.cli.session import connected, err, handled
+from service.client import FileError, load_submission
+
+# What of a spec shapes its LR: the rest (dataset, model, ...) does not enter the preview.
+SCHEDULE_FIELDS = ("base_lr", "scheduler", "warmup", "solver", "early_stopping", "epochs")
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def preview_body(spec: dict[str, Any], steps_per_epoch: int,
+                 monitor_values: list[float] | None) -> dict[str, Any]:  # fmt: skip
+    body = {k: spec[k] for k in SCHEDULE_FIELDS if spec.get(k) is not None}
+    body.setdefault("epochs", 20)  # the spec's default
+    body.setdefault("base_lr", 0.01)
+    body["steps_per_epoch"] = steps_per_epoch
+    if monitor_values is not None:
+        body["monitor_values"] = monitor_values
+    return body
+
+
+def sparkline(values: list[float]) -> str:
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return "".join(SPARK[round((v - lo) / span * (len(SPARK) - 1))] for v in values)
+
+
+def preview(
+    file: Annotated[str, typer.Argument(help="YAML or JSON experiment spec (`-`: stdin).",
+                                        show_default=False)],
+    steps_per_epoch: Annotated[int, typer.Option(
+        "--steps-per-epoch", min=1,
+        help="Batches per epoch, what per-step schedules and warmups count (a run's is "
+             "ceil(train rows / batch_size); `glidepath show ID` prints it).")] = 1,
+    monitor: Annotated[str | None, typer.Option(
+        "--monitor", help="Comma-separated values of the monitored metric, one per epoch: the "
+                          "plateau and early-stopping decisions taken over them.")] = None,
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:  # fmt: skip
+    """The LR a spec's schedule gives each epoch, and the decisions over --monitor values."""
+    with handled():
+        sub = load_submission(file)
+        if sub.kind != "experiment":
+            raise FileError(f"{file}: preview takes one experiment spec, not a {sub.kind}")
+    values = None
+    if monitor is not None:
+        try:
+            values = [float(v) for v in monitor.split(",") if v.strip()]
+        except ValueError:
+            err(f"--monitor: {monitor!r} is not a comma-separated list of numbers")
+            raise typer.Exit(2) from None
+    with connected(url, token) as client:
+        out = client.preview_schedule(preview_body(sub.body, steps_per_epoch, values))
+    if json_out:
+        print_json(out)
+        return
+    console = new_console()
+    decided = {d["epoch"]: d["reason"] for d in out["decisions"]}
+    table = Table("epoch", "lr", "decision", title=f"{sub.body.get('name') or file}")
+    for epoch, lr in enumerate(out["lr"], start=1):
+        table.add_row(str(epoch), num(lr, 6), decided.get(epoch, ""))
+    console.print(table)
+    console.print(f"lr {sparkline(out['lr'])}  {num(min(out['lr']), 4)} … {num(max(out['lr']), 4)}")
