@@ -37,19 +37,32 @@ Choice = Sequence[Any] | Distribution
 
 def set_path(spec: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """A copy of `spec` with the dotted `path` set (`scheduler.params.gamma`); missing mappings
-    on the way are created, so a sweep may set params its base spec leaves out."""
+    on the way are created, so a sweep may set params its base spec leaves out. A number picks
+    an existing list element (`scheduler.schedulers.1.params.gamma`: a composition's second)."""
     out = copy.deepcopy(spec)
-    node = out
+    node: Any = out
     *parents, leaf = path.split(".")
     for i, key in enumerate(parents):
-        child = node.get(key)
-        if child is None:
-            child = node[key] = {}
-        if not isinstance(child, dict):
+        if isinstance(node, list):
+            child = node[_index(node, key, parents[:i])]
+        else:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+        if not isinstance(child, dict | list):
             raise ValueError(f"{'.'.join(parents[: i + 1])} is not a mapping")
         node = child
-    node[leaf] = value
+    if isinstance(node, list):
+        node[_index(node, leaf, parents)] = value
+    else:
+        node[leaf] = value
     return out
+
+
+def _index(items: list[Any], key: str, where: list[str]) -> int:
+    if not key.isdigit() or int(key) >= len(items):
+        raise ValueError(f"{'.'.join(where)} is a list of {len(items)}: {key!r} is no index in it")
+    return int(key)
 
 
 def grid(parameters: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

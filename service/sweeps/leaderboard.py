@@ -16,9 +16,12 @@ from service.sweeps.schemas import LeaderboardEntry, SweepOut, SweepRun, SweepSu
 def _get_path(spec: Mapping[str, Any], path: str) -> Any:
     node: Any = spec
     for key in path.split("."):
-        if not isinstance(node, Mapping) or key not in node:
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]  # an element of a composition's `schedulers`
+        elif isinstance(node, Mapping) and key in node:
+            node = node[key]
+        else:
             return None
-        node = node[key]
     return node
 
 

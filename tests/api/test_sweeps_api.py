@@ -54,6 +54,27 @@ def test_grid_expands_dotted_paths_into_tagged_experiments(client: TestClient) -
     assert len(listed["items"]) == 6
 
 
+def test_a_grid_sweeps_an_element_of_a_composition(client: TestClient) -> None:
+    """`scheduler.schedulers.1.params.gamma`: the decay of a warmup-then-step SequentialLR; a
+    trial's bad value is a 422 at that swept path."""
+    elements = [{"type": "LinearLR", "params": {"total_iters": 2}},
+                {"type": "StepLR", "params": {"step_size": 1}}]  # fmt: skip
+    base = {**BASE, "scheduler": {"type": "SequentialLR", "params": {"milestones": [2]},
+                                  "schedulers": elements}}  # fmt: skip
+    path = "scheduler.schedulers.1.params.gamma"
+    body = {"base": base, "strategy": "grid", "parameters": {path: [0.5, 0.9]}}
+    r = client.post("/v1/sweeps", json=body)
+    assert r.status_code == 201, r.text
+    s = sweep(client, r.json()["sweep_id"])
+    assert [e["params"] for e in s["experiments"]] == [{path: 0.5}, {path: 0.9}]
+    exp = client.get(f"/v1/experiments/{r.json()['ids'][1]}").json()
+    assert exp["spec"]["scheduler"]["schedulers"][1]["params"] == {"step_size": 1, "gamma": 0.9}
+    bad = client.post("/v1/sweeps", json={**body, "parameters": {path: [0.5, -1.0]}})
+    assert bad.status_code == 422
+    [error] = bad.json()["detail"]
+    assert error["loc"] == ["body", "parameters", path] and "trial 1" in error["msg"]
+
+
 def test_random_is_seeded_log_uniform(client: TestClient) -> None:
     body = {
         "base": {**BASE, "solver": {"type": "SGD"}},

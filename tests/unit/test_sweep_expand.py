@@ -22,6 +22,18 @@ def test_set_path_creates_missing_mappings_and_leaves_the_base_alone() -> None:
         expand.set_path({"base_lr": 0.1}, "base_lr.x", 1)
 
 
+def test_set_path_indexes_a_compositions_elements() -> None:
+    base = {"scheduler": {"type": "SequentialLR", "schedulers": [{"type": "LinearLR"},
+                                                                 {"type": "StepLR"}]}}  # fmt: skip
+    out = expand.set_path(base, "scheduler.schedulers.1.params.gamma", 0.5)
+    assert out["scheduler"]["schedulers"][1] == {"type": "StepLR", "params": {"gamma": 0.5}}
+    assert expand.set_path(base, "scheduler.schedulers.0", {"type": "ConstantLR"})["scheduler"][
+        "schedulers"
+    ] == [{"type": "ConstantLR"}, {"type": "StepLR"}]
+    with pytest.raises(ValueError, match=r"scheduler\.schedulers is a list of 2: '2' is no index"):
+        expand.set_path(base, "scheduler.schedulers.2.params.gamma", 0.5)
+
+
 def test_grid_is_the_cartesian_product_last_varying_fastest() -> None:
     trials = expand.grid({"base_lr": [0.1, 0.01], "scheduler.type": ["StepLR", "none", "x"]})
     assert len(trials) == 6
