@@ -50,7 +50,7 @@ from service.artifacts import service as artifacts
 from service.artifacts.store import ArtifactError, Store
 from service.config import settings
 from service.datasets import builtin
-from service.training import decisions
+from service.training import decisions, per_step
 from service.training.spec import ExperimentSpec
 from tests.support.s3 import start_seaweedfs
 from worker.engine import checkpoint, program
@@ -197,8 +197,9 @@ class BenchSink:
         self.bytes = 0
 
     def record(
-        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
-    ) -> tuple[decisions.Decision, decisions.State]:
+        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None],
+        lrs: per_step.EpochLRs | None = None,
+    ) -> tuple[decisions.Decision, decisions.State]:  # fmt: skip
         self.stamps.append(time.perf_counter())
         state = self.state or decisions.initial_state(self.spec, lr)
         decision, self.state = decisions.step(self.spec, state, epoch, metrics, lr)

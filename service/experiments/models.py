@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -101,7 +102,14 @@ class EpochRow(Base):
         ForeignKey("experiments.id", ondelete="CASCADE"), index=False
     )
     epoch: Mapped[int] = mapped_column(Integer)
-    lr: Mapped[float] = mapped_column(Float)
+    lr: Mapped[float] = mapped_column(Float)  # param group 0's, at the epoch's first step
+    # Its minimum and maximum over the epoch's optimizer steps (null in rows from before them).
+    lr_min: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lr_max: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Every step's LR (little-endian float64, `service.training.per_step.pack`), only for runs
+    # whose per-step LR depends on data or the optimizer (`per_step.recorded`); the others'
+    # is recomputed from the spec. Deferred: the metrics pages never load it.
+    step_lrs: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
     train_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     val_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     val_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -1,13 +1,14 @@
 """`program.EpochSink` for tests that drive the engine in-process: it decides per epoch as the
-worker does (from its own state rather than the database), keeps every row, and optionally
-checkpoints (the real checkpoint bytes, `checkpoint.dumps`) after epoch `save_at`."""
+worker does (from its own state rather than the database), keeps every row (and each epoch's
+per-step LRs: `lrs`), and optionally checkpoints (the real checkpoint bytes, `checkpoint.dumps`)
+after epoch `save_at`."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from service.training import decisions
+from service.training import decisions, per_step
 from service.training.spec import ExperimentSpec
 from worker.engine import checkpoint, program
 
@@ -20,15 +21,18 @@ class ListSink:
         self.spec, self.save_at, self.state = spec, save_at, state
         self.stop = threading.Event()
         self.rows: list[Row] = []
+        self.lrs: list[per_step.EpochLRs | None] = []  # what record() got with each row
         self.saved: bytes | None = None  # the checkpoint taken after epoch `save_at`
         self.saved_state: decisions.State | None = None  # the decision state at the checkpoint
 
     def record(
-        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
-    ) -> tuple[decisions.Decision, decisions.State]:
+        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None],
+        lrs: per_step.EpochLRs | None = None,
+    ) -> tuple[decisions.Decision, decisions.State]:  # fmt: skip
         state = self.state or decisions.initial_state(self.spec, lr)
         decision, self.state = decisions.step(self.spec, state, epoch, metrics, lr)
         self.rows.append((epoch, lr, dict(metrics)))
+        self.lrs.append(lrs)
         return decision, self.state
 
     def metrics(self, key: str) -> list[float | None]:

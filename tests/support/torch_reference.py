@@ -82,14 +82,20 @@ def python_lambda(expression: str) -> Any:
     return eval(f"lambda {variable}: {expression}", names)
 
 
+def plain_torch_step_lrs(**kwargs: Any) -> list[float]:
+    """`plain_torch_lrs` per optimizer step: the LR each step of the run uses."""
+    return plain_torch_lrs(**kwargs, per_step=True)
+
+
 def plain_torch_lrs(
     *, base_lr: float, kind: str | None, params: dict[str, Any], interval: str | None,
     warmup: int, start_factor: float, epochs: int, steps: int, solver: str = "SGD",
-    solver_params: dict[str, Any] | None = None,
+    solver_params: dict[str, Any] | None = None, per_step: bool = False,
 ) -> list[float]:  # fmt: skip
-    """Param group 0's LR at the start of each epoch. Warmup is
-    SequentialLR([LinearLR(...), main], milestones=[W·k]), the LinearLR built first as torch's
-    docs (and a user's script) do; k = steps per epoch for per-step schedulers, else 1."""
+    """Param group 0's LR at the start of each epoch (`per_step`: at each optimizer step, the
+    LR that step uses). Warmup is SequentialLR([LinearLR(...), main], milestones=[W·k]), the
+    LinearLR built first as torch's docs (and a user's script) do; k = steps per epoch for
+    per-step schedulers, else 1."""
     p = torch.zeros(1, requires_grad=True)
     opt = getattr(torch.optim, solver)([p], lr=base_lr, **(solver_params or {"momentum": 0.9}))
     kind = kind or "none"
@@ -115,8 +121,11 @@ def plain_torch_lrs(
         )
     lrs = []
     for _ in range(epochs):
-        lrs.append(opt.param_groups[0]["lr"])
+        if not per_step:
+            lrs.append(opt.param_groups[0]["lr"])
         for _ in range(steps):
+            if per_step:
+                lrs.append(opt.param_groups[0]["lr"])
             p.grad = torch.ones_like(p)
             opt.step()
             if sched is not None and interval == "step":

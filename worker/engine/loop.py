@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from service.training import catalog
 from service.training.hypergradient import Hypergradient
 from service.training.schedule import Schedule
 from worker.engine.data import Part
@@ -40,6 +41,8 @@ class EvalResult:
 class EpochResult:
     loss: float  # mean training loss over the epoch's samples
     skipped_steps: int = 0  # fp16: steps the GradScaler skipped (inf/NaN gradients)
+    # Param group 0's LR at each optimizer step, one per batch (`StepLRs`)
+    step_lrs: list[float] = field(default_factory=list)
 
 
 def loss_fn(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -103,6 +106,40 @@ def scaled_step(
     return scaler.get_scale() >= scale
 
 
+class StepLRs:
+    """Param group 0's LR of each optimizer step of an epoch, as the Python floats torch keeps
+    (no device sync). Read after the step and before the schedule advances: the LR the step used
+    (hypergradient descent adapts it just before the step). A schedule-free optimizer's is its
+    `scheduled_lr` (its warmup or rectification applied), which it sets while stepping. A step
+    fp16's GradScaler skipped gets the LR it would have used: the group's (the schedule did not
+    advance) or, schedule-free, the next step's (its own counter did not advance either)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.schedule_free = type(optimizer).__name__ in catalog.SCHEDULE_FREE
+        self.values: list[float] = []
+        self._waiting = 0  # schedule-free: skipped steps that take the next step's value
+
+    def after_step(self, taken: bool) -> None:
+        group = self.optimizer.param_groups[0]
+        if not self.schedule_free:
+            self.values.append(group["lr"])
+        elif not taken:
+            self._waiting += 1
+        else:
+            lr = group.get("scheduled_lr", group["lr"])
+            self.values.extend([lr] * (self._waiting + 1))
+            self._waiting = 0
+
+    def epoch(self) -> list[float]:
+        """The epoch's values as floats; skipped steps at its end take the last one known."""
+        if self._waiting:
+            group = self.optimizer.param_groups[0]
+            last = self.values[-1] if self.values else group.get("scheduled_lr", group["lr"])
+            self.values.extend([last] * self._waiting)
+        return [float(v) for v in self.values]
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -118,8 +155,9 @@ def train_epoch(
     scaler: torch.amp.GradScaler | None = None,
 ) -> EpochResult:
     """One pass over the training part: the mean training loss (one host sync, plus one per step
-    with `hypergradient`, which adapts the LR before every step, or with `scaler`) and the steps
-    the scaler skipped; a skipped step does not advance a per-step schedule."""
+    with `hypergradient`, which adapts the LR before every step, or with `scaler`), the steps
+    the scaler skipped (a skipped step does not advance a per-step schedule) and the LR of every
+    step (`StepLRs`)."""
     model.train()
     n = len(data)
     device = data.device
@@ -130,13 +168,16 @@ def train_epoch(
     if hypergradient is not None:
         hypergradient.begin_epoch()
     before_step = hypergradient.before_step if hypergradient is not None else None
+    lrs = StepLRs(optimizer)
     for xb, yb in data.batches(order, batch_size):
         if stop is not None and stop.is_set():
             raise Cancelled
         optimizer.zero_grad(set_to_none=True)
         with autocast(precision, device):
             loss = criterion(model(xb), yb)
-        if scaled_step(loss, optimizer, scaler, before_step):
+        taken = scaled_step(loss, optimizer, scaler, before_step)
+        lrs.after_step(taken)
+        if taken:
             schedule.after_step()
         else:
             skipped += 1
@@ -145,7 +186,7 @@ def train_epoch(
     sizes = torch.full((len(losses),), float(batch_size), device=device, dtype=torch.float64)
     sizes[-1] = n - batch_size * (len(losses) - 1)
     mean = float((torch.stack(losses).to(torch.float64) * sizes).sum().item()) / n
-    return EpochResult(mean, skipped)
+    return EpochResult(mean, skipped, lrs.epoch())
 
 
 @torch.no_grad()

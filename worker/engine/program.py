@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from service.training import catalog
+from service.training import catalog, per_step
 from service.training.decisions import Decision, State
 from service.training.hypergradient import Hypergradient
 from service.training.schedule import Schedule, build_schedule
@@ -127,9 +127,12 @@ class EpochSink(Protocol):
     stop: threading.Event  # set: stop at the next batch boundary (raises loop.Cancelled)
 
     def record(
-        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
-    ) -> tuple[Decision, State] | None:
-        """Decide from the stored history and write the epoch; None once the run is not ours."""
+        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None],
+        lrs: per_step.EpochLRs | None = None,
+    ) -> tuple[Decision, State] | None:  # fmt: skip
+        """Decide from the stored history and write the epoch; None once the run is not ours.
+        `lrs`: the LR's range over the epoch's steps, and each step's where the run records
+        them (`per_step.recorded`)."""
 
     def checkpoint(self, state: RunState) -> None:
         """Called after an epoch that did not end the run: write a checkpoint if one is due."""
@@ -162,6 +165,7 @@ def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSi
     status, reason = ExperimentStatus.SUCCEEDED, None
     epoch = state.epoch
     first_lr = FirstStepLR(optimizer) if spec.solver.type in catalog.SCHEDULE_FREE else None
+    keep_steps = per_step.recorded(spec)  # the per-step LR depends on data or the optimizer
     for epoch in range(state.epoch + 1, spec.epochs + 1):
         lr = float(optimizer.param_groups[0]["lr"])
         t0 = time.perf_counter()
@@ -183,7 +187,8 @@ def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSi
         metrics = metric_row(task, trained.loss, val)
         if precision == "fp16":
             metrics["skipped_steps"] = trained.skipped_steps
-        recorded = sink.record(epoch, lr, duration, metrics)
+        lrs = per_step.EpochLRs.of(trained.step_lrs, keep_steps)
+        recorded = sink.record(epoch, lr, duration, metrics, lrs)
         if recorded is None:
             return Result(None, epoch - 1)
         decision, decided = recorded

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
-from service.training import decisions
+from service.training import decisions, per_step
 from service.training.spec import ExperimentSpec
 
 
@@ -21,9 +21,11 @@ class HistoryGap(RuntimeError):
 def decide_and_write(
     experiment_id: int, attempt: int, spec: ExperimentSpec, epoch: int, lr: float,
     duration: float, metrics: dict[str, float | None], conn: Connection | None = None,
+    lrs: per_step.EpochLRs | None = None,
 ) -> tuple[decisions.Decision | None, decisions.State]:  # fmt: skip
     """One transaction per epoch: read the decision state stored with the previous epoch's row,
-    decide, then write this epoch's row, its decisions and the run's progress, fenced by the
+    decide, then write this epoch's row (with `lrs`: the LR's range over its steps, and the
+    steps' LRs where the run records them), its decisions and the run's progress, fenced by the
     attempt. The read is one unique-key lookup, so its cost does not grow with the history.
     Returns (None, state) when the attempt is no longer current."""
     with session_scope(conn) as session:
@@ -40,11 +42,19 @@ def decide_and_write(
             return None, state
         row = {"experiment_id": experiment_id, "epoch": epoch, "lr": lr, "duration_s": duration,
                "decision": decision.label, "attempt": attempt, "state": state.to_json(),
-               **metrics}  # fmt: skip
+               **metrics, **lr_columns(lrs)}  # fmt: skip
         events = [{"experiment_id": experiment_id, "epoch": epoch, **asdict(e)}
                   for e in decision.events]  # fmt: skip
         repo.write_epoch(row, events)
     return decision, state
+
+
+def lr_columns(lrs: per_step.EpochLRs | None) -> dict[str, Any]:
+    """The epoch row's lr_min, lr_max and step_lrs (always all three: one upsert shape)."""
+    if lrs is None:
+        return {"lr_min": None, "lr_max": None, "step_lrs": None}
+    steps = per_step.pack(lrs.steps) if lrs.steps is not None else None
+    return {"lr_min": lrs.lr_min, "lr_max": lrs.lr_max, "step_lrs": steps}
 
 
 def last_epoch(experiment_id: int) -> int:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from service.config import settings
 from service.kit.db import get_engine
 from service.kit.logging import get_logger
-from service.training import decisions
+from service.training import decisions, per_step
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
 from worker.engine import checkpoint, program
@@ -46,8 +46,9 @@ class DatabaseSink:
         self.best_epoch: int | None = None  # the decision state's, for checkpoint retention
 
     def record(
-        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None]
-    ) -> tuple[decisions.Decision, decisions.State] | None:
+        self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None],
+        lrs: per_step.EpochLRs | None = None,
+    ) -> tuple[decisions.Decision, decisions.State] | None:  # fmt: skip
         decision, state = with_db_retry(
             partial(
                 decide_and_write,
@@ -59,6 +60,7 @@ class DatabaseSink:
                 duration,
                 metrics,
                 self.conn,
+                lrs,
             ),
             f"experiment {self.experiment_id} epoch {epoch}",
         )
