@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, Row, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.experiments.models import Attempt, Decision, EpochRow, Experiment, ExperimentTag
@@ -89,6 +89,24 @@ class ExperimentRepository:
         if limit is not None:
             q = q.limit(limit)
         return list(self.session.scalars(q))
+
+    def lr_rows(self, experiment_id: int, steps: bool = False) -> list[Row[Any]]:
+        """Each stored epoch's (epoch, lr, lr_min, lr_max), and with `steps` its step_lrs bytes,
+        by epoch: the LR columns alone (the metrics pages never read step_lrs)."""
+        columns: list[Any] = [EpochRow.epoch, EpochRow.lr, EpochRow.lr_min, EpochRow.lr_max]
+        if steps:
+            columns.append(EpochRow.step_lrs)
+        q = select(*columns).where(EpochRow.experiment_id == experiment_id)
+        return list(self.session.execute(q.order_by(EpochRow.epoch)))
+
+    def lr_reductions(self, experiment_id: int) -> dict[int, float]:
+        """The plateau decisions' new LR by epoch (it takes effect from the next epoch)."""
+        q = select(Decision.epoch, Decision.new_lr).where(
+            Decision.experiment_id == experiment_id,
+            Decision.kind == "reduce_lr",
+            Decision.new_lr.is_not(None),
+        )
+        return {epoch: float(lr) for epoch, lr in self.session.execute(q) if lr is not None}
 
     def get_many(self, experiment_ids: Sequence[int]) -> list[Experiment]:
         return list(

@@ -3,14 +3,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
-from service.experiments import downloads, service
+from service.experiments import downloads, lr_trace, service
 from service.experiments.schemas import (
     CompareOut,
     DecisionList,
     ExperimentOut,
     ExperimentPage,
+    LRTrace,
     MetricsPage,
 )
 from service.kit.db import session_scope
@@ -134,6 +136,36 @@ async def get_metrics(
             )
 
     return Response(await run_in_threadpool(read), media_type="application/json")
+
+
+@router.get(
+    "/{experiment_id}/lr",
+    response_model=LRTrace,
+    responses={
+        **ERRORS,
+        409: {"description": "Per step: a range test, a run started before steps were kept, "
+              "or one whose steps cannot be computed (no steps_per_epoch yet)"},
+    },
+)  # fmt: skip
+def get_lr(
+    experiment_id: RowId,
+    session: SessionDep,
+    resolution: Annotated[
+        lr_trace.Resolution,
+        Query(description="epoch: one point per stored epoch (lr, lr_min, lr_max); step: one "
+              "per optimizer step so far"),
+    ] = "epoch",
+    max_points: Annotated[
+        int | None,
+        Query(ge=1, le=lr_trace.MAX_POINTS,
+              description="Downsample to at most this many points: the first and last, and "
+              "each bucket's minimum and maximum LR"),
+    ] = None,
+) -> Response:  # fmt: skip
+    """The run's LR per epoch or per optimizer step: recorded, or (per step, for schedules that
+    do not depend on data) computed by the worker's schedule code."""
+    body = lr_trace.trace(session, experiment_id, resolution, max_points)
+    return Response(to_json(body), media_type="application/json")
 
 
 @router.get("/{experiment_id}/decisions", response_model=DecisionList, responses=ERRORS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_serializer
 
@@ -168,7 +168,13 @@ class ExperimentPage(BaseModel):
 
 class EpochOut(BaseModel):
     epoch: int
-    lr: float
+    lr: float = Field(description="param group 0's LR at the epoch's first optimizer step")
+    lr_min: float | None = Field(
+        default=None,
+        description="its minimum over the epoch's optimizer steps (null in rows recorded "
+        "before it was kept)",
+    )
+    lr_max: float | None = Field(default=None, description="its maximum over the epoch's steps")
     train_loss: float | None
     val_loss: float | None
     val_accuracy: float | None = None
@@ -194,6 +200,8 @@ class EpochOut(BaseModel):
         return cls(
             epoch=r.epoch,
             lr=r.lr,
+            lr_min=r.lr_min,
+            lr_max=r.lr_max,
             train_loss=r.train_loss,
             val_loss=r.val_loss,
             val_accuracy=r.val_accuracy,
@@ -209,6 +217,40 @@ class MetricsPage(BaseModel):
     status: ExperimentStatus
     epochs: list[EpochOut]
     next_after_epoch: int = Field(description="Pass as `after_epoch` to get only newer rows.")
+
+
+class EpochLRPoint(BaseModel):
+    epoch: int
+    lr: float = Field(description="param group 0's LR at the epoch's first optimizer step")
+    lr_min: float | None = Field(description="the minimum over the epoch's steps")
+    lr_max: float | None = Field(description="the maximum over the epoch's steps")
+
+
+class StepLRPoint(BaseModel):
+    step: int = Field(description="the optimizer step, counted over the whole run from 0")
+    epoch: int
+    lr: float = Field(description="param group 0's LR that step used")
+
+
+class LRTrace(BaseModel):
+    """GET /v1/experiments/{id}/lr: the run's LR per epoch or per optimizer step so far."""
+
+    experiment_id: int
+    status: ExperimentStatus
+    resolution: Literal["epoch", "step"]
+    source: Literal["recorded", "computed"] = Field(
+        description="recorded: as the worker stored it (every epoch row; per step for runs whose "
+        "LR depends on data or the optimizer: hypergradient descent, schedule-free, fp16 with a "
+        "per-step scheduler); computed: per step from the spec by the worker's schedule code "
+        "(per-epoch schedules: each step has its epoch's recorded LR)"
+    )
+    steps_per_epoch: int | None
+    total_points: int = Field(description="points before downsampling")
+    downsampled: bool = Field(
+        description="max_points was smaller than total_points: the first and last points, and "
+        "each bucket's minimum and maximum"
+    )
+    points: list[StepLRPoint] | list[EpochLRPoint]
 
 
 class DecisionOut(BaseModel):

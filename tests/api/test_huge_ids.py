@@ -20,6 +20,7 @@ CURSOR = base64.urlsafe_b64encode(json.dumps({"before": HUGE}).encode()).decode(
         ("get", f"/v1/experiments/{-HUGE}", ["path", "experiment_id"]),
         ("get", f"/v1/experiments/{HUGE}/metrics", ["path", "experiment_id"]),
         ("get", f"/v1/experiments/{HUGE}/decisions", ["path", "experiment_id"]),
+        ("get", f"/v1/experiments/{HUGE}/lr?resolution=step", ["path", "experiment_id"]),
         ("post", f"/v1/experiments/{HUGE}/cancel", ["path", "experiment_id"]),
         ("get", f"/v1/experiments/1/metrics?after_epoch={HUGE}", ["query", "after_epoch"]),
         ("get", f"/v1/experiments?sweep_id={HUGE}", ["query", "sweep_id"]),
