@@ -4,6 +4,7 @@ watch.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -27,6 +28,8 @@ from service.cli.tables import (
     decisions_table,
     experiment_table,
     experiments_page_table,
+    lr_heading,
+    lr_table,
     size_str,
     workers_table,
 )
@@ -179,6 +182,46 @@ def show(
         console.print(decisions_table(decisions))
     console.print(Text("spec", style="bold"))
     console.print(plain(yaml.safe_dump(e["spec"], sort_keys=False).rstrip()))
+
+
+TABLE_POINTS = 100  # per step, a table shows at most this many points unless told otherwise
+
+
+class Resolution(StrEnum):
+    EPOCH = "epoch"
+    STEP = "step"
+
+
+def lr(
+    experiment_id: Annotated[int, typer.Argument(help="Experiment id.", show_default=False)],
+    resolution: Annotated[
+        Resolution,
+        typer.Option("--resolution", "-r",
+                     help="epoch: each epoch's LR with its min and max over the epoch's steps; "
+                     "step: every optimizer step's."),
+    ] = Resolution.EPOCH,
+    max_points: Annotated[
+        int | None,
+        typer.Option("--max-points", "-n", min=1, max=1_000_000,
+                     help="Downsample to at most N points: the first and last, and each "
+                     f"bucket's min and max. Default: all (a per-step table: {TABLE_POINTS})."),
+    ] = None,
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:  # fmt: skip
+    """The LR a run used, per epoch or per optimizer step: recorded, or (per step, for
+    schedules that do not depend on data) computed by the worker's own schedule code."""
+    if max_points is None and resolution == Resolution.STEP and not json_out:
+        max_points = TABLE_POINTS
+    with connected(url, token) as client:
+        trace = client.lr(experiment_id, str(resolution), max_points)
+    if json_out:
+        print_json(trace)
+        return
+    console = new_console()
+    console.print(plain(lr_heading(trace)))
+    console.print(lr_table(trace))
 
 
 def workers(

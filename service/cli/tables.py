@@ -28,6 +28,7 @@ from service.client.types import (
     Decision,
     Experiment,
     LeaderboardEntry,
+    LRTrace,
     RangeTest,
     Sweep,
     SweepExperiment,
@@ -182,6 +183,30 @@ def decisions_table(decisions: Sequence[Decision]) -> Table:
         if d.get("old_lr") is not None and d.get("new_lr") is not None:
             lr = f"{num(d['old_lr'], 3)} → {num(d['new_lr'], 3)}"
         table.add_row(str(d["epoch"]), d["kind"], lr, plain(d["reason"]))
+    return table
+
+
+def lr_heading(trace: LRTrace) -> str:
+    """What `lr_table` shows: `experiment 12 · LR per step · computed · 920 steps, 100 shown…`."""
+    unit = "steps" if trace["resolution"] == "step" else "epochs"
+    heading = (f"experiment {trace['experiment_id']} · LR per {trace['resolution']} · "
+               f"{trace['source']} · {trace['total_points']} {unit}")  # fmt: skip
+    if trace["downsampled"]:
+        heading += f", {len(trace['points'])} shown (first, last, each bucket's min and max)"
+    return heading
+
+
+def lr_table(trace: LRTrace) -> Table:
+    """A run's LR per epoch (with its range over the epoch's steps) or per step (`lr`)."""
+    if trace["resolution"] == "step":
+        table = columns_table(("step", "epoch", "lr"), right=("step", "epoch", "lr"))
+        for p in trace["points"]:
+            table.add_row(str(p.get("step")), str(p["epoch"]), num(p["lr"], 6))
+        return table
+    table = columns_table(("epoch", "lr", "min", "max"), right=("epoch", "lr", "min", "max"))
+    for p in trace["points"]:
+        table.add_row(str(p["epoch"]), num(p["lr"], 6), num(p.get("lr_min"), 6),
+                      num(p.get("lr_max"), 6))  # fmt: skip
     return table
 
 

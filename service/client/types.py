@@ -88,6 +88,8 @@ class ExperimentPage(TypedDict):
 class EpochRow(TypedDict):
     epoch: int
     lr: float
+    lr_min: NotRequired[float | None]  # over the epoch's optimizer steps (None in older rows)
+    lr_max: NotRequired[float | None]
     train_loss: float | None
     val_loss: float | None
     val_accuracy: NotRequired[float | None]  # classification
@@ -101,6 +103,29 @@ class MetricsPage(TypedDict):
     status: str
     epochs: list[EpochRow]
     next_after_epoch: int
+
+
+class LRPoint(TypedDict):
+    """One point of `LRTrace.points`: per epoch (lr_min, lr_max) or per step (step)."""
+
+    epoch: int
+    lr: float
+    step: NotRequired[int]  # resolution step: the optimizer step over the run, from 0
+    lr_min: NotRequired[float | None]  # resolution epoch
+    lr_max: NotRequired[float | None]
+
+
+class LRTrace(TypedDict):
+    """GET /v1/experiments/{id}/lr (`Client.lr`)."""
+
+    experiment_id: int
+    status: str
+    resolution: str  # epoch | step
+    source: str  # recorded | computed
+    steps_per_epoch: int | None
+    total_points: int  # before downsampling
+    downsampled: bool
+    points: list[LRPoint]
 
 
 class Decision(TypedDict):
