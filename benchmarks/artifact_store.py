@@ -206,14 +206,14 @@ class BenchSink:
         self.best_epoch = self.state.best_epoch
         return decision, self.state
 
-    def checkpoint(self, state: program.RunState) -> None:
+    def checkpoint(self, state: program.RunState, now: bool = False) -> None:
         if self.uploads is None:
             return
         if self.spec.checkpoint_every is not None:
             due = state.epoch % self.spec.checkpoint_every == 0
         else:
             due = time.monotonic() - self.saved_at >= settings.checkpoint_seconds
-        if due:
+        if due or now:
             data = checkpoint.dumps(state.state_dict(), 1)
             self.bytes = len(data)
             self.uploads.submit(state.epoch, data, self.best_epoch)

@@ -208,8 +208,19 @@ class ExperimentRepository:
         )
 
     def cancel(self, experiment_id: int) -> None:
-        """Queued runs end now; running ones are flagged and stop at the next batch boundary."""
+        """Queued runs and runs waiting at a pruner's rung end now; running ones are flagged and
+        stop at the next batch boundary."""
         now = utcnow()
+        self.session.execute(
+            update(Experiment)
+            .where(Experiment.id == experiment_id, Experiment.status == ExperimentStatus.WAITING)
+            .values(
+                status=ExperimentStatus.CANCELLED,
+                finished_at=now,
+                cancel_requested=True,
+                stop_reason="cancelled while waiting at a rung",
+            )
+        )
         self.session.execute(
             update(Experiment)
             .where(Experiment.id == experiment_id, Experiment.status == ExperimentStatus.QUEUED)

@@ -1,4 +1,5 @@
-"""INSERT … ON CONFLICT DO UPDATE on both SQLite and PostgreSQL (the same SQL, two dialects)."""
+"""INSERT … ON CONFLICT DO UPDATE (and DO NOTHING) on both SQLite and PostgreSQL (the same SQL,
+two dialects)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,14 @@ def upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: lis
     dialect = session.get_bind().dialect.name
     stmt = _statement(dialect, table, tuple(rows[0]), tuple(keys))
     session.execute(stmt, rows)
+
+
+def insert_new(session: Session, table: Table, row: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING: True when this call inserted the row, False when its key
+    was taken (by another process too: the database decides, exactly once)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # RETURNING, not rowcount: psycopg does not report a count for every INSERT form.
+    key = list(table.primary_key.columns)[0]
+    stmt = insert(table).values(**row).on_conflict_do_nothing().returning(key)
+    return session.execute(stmt).first() is not None

@@ -131,7 +131,7 @@ def rank_key(status: str, score: float | None, mode: str) -> tuple[int, float]:
         group = 3
     elif status in FINISHED_WELL:
         group = 0
-    elif status in (ExperimentStatus.QUEUED, ExperimentStatus.RUNNING):
+    elif status in (ExperimentStatus.QUEUED, ExperimentStatus.RUNNING, ExperimentStatus.WAITING):
         group = 1
     else:
         group = 2

@@ -9,8 +9,17 @@ from typing import Any
 from service.experiments.models import Experiment
 from service.kit.time import as_utc
 from service.sweeps import expand
-from service.sweeps.models import Sweep
-from service.sweeps.schemas import LeaderboardEntry, SweepOut, SweepRun, SweepSummary
+from service.sweeps.models import Sweep, SweepRung
+from service.sweeps.pruning import Rule
+from service.sweeps.schemas import (
+    LeaderboardEntry,
+    PruningOut,
+    RungOut,
+    SweepOut,
+    SweepRun,
+    SweepSummary,
+)
+from service.training.status import ExperimentStatus
 
 
 def _get_path(spec: Mapping[str, Any], path: str) -> Any:
@@ -36,7 +45,8 @@ def rule(sweep: Sweep) -> str:
     order = "lowest" if sweep.mode == "min" else "highest"
     text = (
         f"Runs rank by their best {sweep.metric} over their epochs, {order} first; runs still "
-        "going rank after those that finished (succeeded or early_stopped), and runs that "
+        "going rank after those that finished (succeeded or early_stopped), and runs that were "
+        "pruned, "
         "diverged, failed or were cancelled rank last."
     )
     if sweep.strategy == "lr_coarse_to_fine":
@@ -109,3 +119,18 @@ def summary(sweep: Sweep, counts: dict[str, int]) -> SweepSummary:
         counts=counts,
         created_at=as_utc(sweep.created_at),
     )
+
+
+def pruning_summary(rule: Rule, runs: list[Experiment], rungs: list[SweepRung]) -> PruningOut:
+    """What the pruner did: its rule, the rungs decided, the runs it stopped and the epochs that
+    saved against the same runs trained to their end."""
+    unpruned = sum(int(r.spec.get("epochs", 20)) for r in runs)
+    run = sum(r.epochs_run for r in runs)
+    pruned = [r for r in runs if r.status == ExperimentStatus.PRUNED]
+    saved = sum(int(r.spec.get("epochs", 20)) - r.epochs_run for r in pruned)
+    return PruningOut(
+        type=rule.type, metric=rule.metric, mode=rule.mode, rule=rule.describe(),
+        rungs=[RungOut(stage=g.stage, bracket=g.bracket, epoch=g.epoch, reached=g.reached,
+                       continued=g.continued, decided_at=as_utc(g.decided_at)) for g in rungs],
+        pruned=len(pruned), epochs_run=run, epochs_unpruned=unpruned, epochs_saved=saved,
+    )  # fmt: skip

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, status
 from service.kit.deps import SessionDep
 from service.kit.params import RowId
 from service.sweeps import service
-from service.sweeps.schemas import SweepCreated, SweepIn, SweepOut, SweepPage
+from service.sweeps.schemas import SweepCreated, SweepDecisionOut, SweepIn, SweepOut, SweepPage
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 
@@ -42,3 +42,10 @@ def get_sweep(sweep_id: RowId, session: SessionDep) -> SweepOut:
 def cancel_sweep(sweep_id: RowId, session: SessionDep) -> SweepOut:
     """Cancel the runs not yet ended; no further stage starts."""
     return service.cancel(session, sweep_id)
+
+
+@router.get("/{sweep_id}/decisions", response_model=list[SweepDecisionOut], responses=NOT_FOUND)
+def sweep_decisions(sweep_id: RowId, session: SessionDep) -> list[SweepDecisionOut]:
+    """The pruner's decisions in the order taken, each with the value, cutoff and count it
+    compared and its reason in a sentence."""
+    return service.decisions(session, sweep_id)

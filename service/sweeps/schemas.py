@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.training.spec import MAX_EPOCHS
 from service.training.status import ExperimentStatus
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -30,6 +31,27 @@ class DistributionIn(Strict):
         if self.distribution == "log_uniform" and self.low <= 0:
             raise ValueError("log_uniform needs low > 0")
         return self
+
+
+class PrunerIn(Strict):
+    """Stops weak runs early, from the sweep's stored histories (CONTRACT.md; the rules in
+    service/training/pruning.py)."""
+
+    type: Literal["successive_halving", "asha", "median", "hyperband"]
+    metric: str | None = Field(default=None, description="default: the sweep's metric")
+    mode: Literal["min", "max"] | None = Field(
+        default=None, description="default: the sweep's mode for its metric"
+    )
+    min_epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = Field(
+        default=1, description="r: the first rung (median: the first epoch it may stop)"
+    )
+    reduction_factor: Annotated[int, Field(ge=2, le=100)] = Field(
+        default=3, description="η: rungs at r·η^k; the best max(1, ⌊n/η⌋) of n continue"
+    )
+    min_runs: Annotated[int, Field(ge=1, le=MAX_TRIALS)] = Field(
+        default=5, description="median: other runs that must have reached the epoch"
+    )
+    seed: int = Field(default=0, description="hyperband: the seed of the bracket draw")
 
 
 class SweepIn(Strict):
@@ -58,6 +80,7 @@ class SweepIn(Strict):
     mode: Literal["min", "max"] | None = Field(
         default=None, description="default: max for val_accuracy, else min"
     )
+    pruner: PrunerIn | None = Field(default=None, description="stop weak runs early")
 
 
 class SweepCreated(BaseModel):
@@ -80,6 +103,43 @@ class LeaderboardEntry(SweepRun):
     rank: int
 
 
+class SweepDecisionOut(BaseModel):
+    """A pruner's decision about one run, with what it compared."""
+
+    experiment_id: int
+    epoch: int
+    stage: int
+    bracket: int = Field(description="hyperband's bracket; 0 for the other rules")
+    rung: int | None = Field(description="the rung's index (0: the first); None for median")
+    value: float | None = Field(description="the run's metric at the rung (median: its best)")
+    cutoff: float | None = Field(description="the worst value that continues (median: the median)")
+    compared: int = Field(description="how many values were compared, the run's own included")
+    decision: Literal["continue", "stop"]
+    reason: str
+    created_at: datetime
+
+
+class RungOut(BaseModel):
+    stage: int
+    bracket: int
+    epoch: int
+    reached: int
+    continued: int
+    decided_at: datetime
+
+
+class PruningOut(BaseModel):
+    type: str
+    metric: str
+    mode: str
+    rule: str = Field(description="the rule in words, with its parameters")
+    rungs: list[RungOut] = Field(description="synchronous rungs decided so far")
+    pruned: int = Field(description="runs the pruner stopped")
+    epochs_run: int = Field(description="epochs the sweep's runs have trained")
+    epochs_unpruned: int = Field(description="epochs the same sweep unpruned would train")
+    epochs_saved: int = Field(description="epochs the pruned runs did not train")
+
+
 class SweepOut(BaseModel):
     id: int
     name: str
@@ -94,6 +154,7 @@ class SweepOut(BaseModel):
     experiments: list[SweepRun]
     leaderboard: list[LeaderboardEntry]
     best: LeaderboardEntry | None = Field(description="the top run, once one has finished well")
+    pruning: PruningOut | None = Field(default=None, description="with a pruner: what it did")
     request: dict[str, Any]
     created_at: datetime
     finished_at: datetime | None

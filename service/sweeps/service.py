@@ -4,6 +4,7 @@ finer stage of an lr_coarse_to_fine sweep when its coarse stage has finished, ra
 `advance` is called after every run of a sweep ends (by the worker's task) and by the relay's
 periodic tick (runs ended by the reaper or by a cancel), so a sweep moves on whoever ends its
 last run; a conditional UPDATE on `sweeps.stage` makes launching stage 2 happen exactly once.
+It also decides a pruner's synchronous rungs that are complete (sweeps/pruning.py).
 Requests become trials and rows in `trials`; the detail and its ranking are `leaderboard`'s.
 """
 
@@ -17,10 +18,10 @@ from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.kit.errors import InvalidInput, NotFound
 from service.kit.logging import get_logger
-from service.sweeps import expand, leaderboard, trials
+from service.sweeps import expand, leaderboard, pruning, trials
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import SweepRepository
-from service.sweeps.schemas import SweepCreated, SweepIn, SweepOut, SweepPage
+from service.sweeps.schemas import SweepCreated, SweepDecisionOut, SweepIn, SweepOut, SweepPage
 from service.training.spec import METRICS_ANY, ExperimentSpec, metrics_for
 from service.training.status import FINAL
 
@@ -50,6 +51,8 @@ def create(session: Session, request: SweepIn) -> SweepCreated:
             f"{request.metric!r} is not recorded for {task}; allowed: {', '.join(allowed)}",
             loc=["body", "metric"],
         )
+    if request.pruner is not None:
+        _check_pruner(request, rows, allowed, task)
     sweep = SweepRepository(session).add(
         Sweep(
             name=request.name,
@@ -61,6 +64,23 @@ def create(session: Session, request: SweepIn) -> SweepCreated:
     )
     stage_tag = "coarse" if request.strategy == "lr_coarse_to_fine" else None
     return SweepCreated(sweep_id=sweep.id, ids=_insert(session, sweep, rows, stage_tag))
+
+
+def _check_pruner(request: SweepIn, rows: list[Experiment], allowed: tuple[str, ...], task: str
+                  ) -> None:  # fmt: skip
+    assert request.pruner is not None
+    loc: list[str | int] = ["body", "pruner"]
+    metric = request.pruner.metric or request.metric
+    if metric not in allowed:
+        raise InvalidInput(f"{metric!r} is not recorded for {task}; allowed: {', '.join(allowed)}",
+                           loc=[*loc, "metric"])  # fmt: skip
+    longest = max(int(r.spec.get("epochs", 20)) for r in rows)
+    if request.pruner.min_epochs >= longest:
+        raise InvalidInput(
+            f"min_epochs {request.pruner.min_epochs} leaves no epoch to prune at: the longest "
+            f"run has {longest} epochs, and a rung must come before a run's last epoch",
+            loc=[*loc, "min_epochs"],
+        )
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -82,7 +102,19 @@ def _scores(session: Session, sweep: Sweep, runs: list[Experiment]) -> dict[int,
 def get(session: Session, sweep_id: int) -> SweepOut:
     sweep = _get(session, sweep_id)
     runs = ExperimentRepository(session).in_sweep(sweep_id)
-    return leaderboard.detail(sweep, runs, _scores(session, sweep, runs))
+    out = leaderboard.detail(sweep, runs, _scores(session, sweep, runs))
+    rule = pruning.Rule.of(sweep)
+    if rule is not None:
+        rungs = pruning.rungs_decided(session, sweep_id)
+        out.pruning = leaderboard.pruning_summary(rule, runs, rungs)
+    return out
+
+
+def decisions(session: Session, sweep_id: int) -> list[SweepDecisionOut]:
+    """The pruner's decisions in the order taken."""
+    _get(session, sweep_id)
+    return [SweepDecisionOut.model_validate(d, from_attributes=True)
+            for d in pruning.decisions(session, sweep_id)]  # fmt: skip
 
 
 def list_page(session: Session, limit: int) -> SweepPage:
@@ -113,6 +145,8 @@ def advance(session: Session, sweep_id: int) -> bool:
     sweep = SweepRepository(session).get(sweep_id)
     if sweep is None or sweep.status != SweepStatus.RUNNING:
         return False
+    if sweep.request.get("pruner"):
+        pruning.complete_rungs(session, sweep)  # a run that ended may complete a rung
     runs = ExperimentRepository(session).in_sweep(sweep_id)
     if any(r.status not in FINAL for r in runs):
         return False

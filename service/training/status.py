@@ -9,11 +9,15 @@ from enum import StrEnum
 class ExperimentStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    # At a rung of a synchronous pruner (successive halving, hyperband): its checkpoint written,
+    # its worker freed, until the rung is decided; then queued again, or pruned.
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     EARLY_STOPPED = "early_stopped"
     DIVERGED = "diverged"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"  # stopped by its sweep's pruner (service/training/pruning.py)
 
 
 # A run in one of these has ended and never changes status again.
@@ -24,6 +28,7 @@ FINAL: frozenset[ExperimentStatus] = frozenset(
         ExperimentStatus.DIVERGED,
         ExperimentStatus.FAILED,
         ExperimentStatus.CANCELLED,
+        ExperimentStatus.PRUNED,
     }
 )
 # Ended well: trained to the end, or stopped early by its own rule.

@@ -38,8 +38,8 @@ class ListSink:
     def metrics(self, key: str) -> list[float | None]:
         return [m[key] for _, _, m in self.rows]
 
-    def checkpoint(self, state: program.RunState) -> None:
-        if self.save_at and state.epoch == self.save_at:
+    def checkpoint(self, state: program.RunState, now: bool = False) -> None:
+        if now or (self.save_at and state.epoch == self.save_at):
             self.saved = checkpoint.dumps(state.state_dict(), 1)
             self.saved_state = self.state
 

@@ -134,8 +134,9 @@ class EpochSink(Protocol):
         `lrs`: the LR's range over the epoch's steps, and each step's where the run records
         them (`per_step.recorded`)."""
 
-    def checkpoint(self, state: RunState) -> None:
-        """Called after an epoch that did not end the run: write a checkpoint if one is due."""
+    def checkpoint(self, state: RunState, now: bool = False) -> None:
+        """Called after an epoch that did not end the run: write a checkpoint if one is due
+        (`now`: whether due or not, the run pauses here)."""
 
 
 @dataclass
@@ -198,6 +199,10 @@ def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSi
                 group["lr"] = decision.lr_next
         if restore_best and decided.best_epoch == epoch:
             state.best.keep(model)
+        if decision.stop == ExperimentStatus.WAITING:
+            # Paused at a pruner's rung: it resumes from this epoch's checkpoint if promoted.
+            sink.checkpoint(state, now=True)
+            return Result(ExperimentStatus.WAITING, epoch, decision.events[-1].reason)
         if decision.stop:
             status, reason = ExperimentStatus(decision.stop), decision.events[-1].reason
             break

@@ -16,6 +16,7 @@ log = get_logger(__name__)
 
 # What a worker's call ends with when it does not end the run itself.
 NOT_CLAIMED, LEASE_LOST, HANDED_BACK = "not_claimed", "lease_lost", "handed_back"
+WAITING = "waiting"  # paused at a pruner's rung (service/sweeps/pruning.py)
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Outcome:
 
     @property
     def ended_run(self) -> bool:
-        return self.status not in (NOT_CLAIMED, LEASE_LOST, HANDED_BACK)
+        return self.status not in (NOT_CLAIMED, LEASE_LOST, HANDED_BACK, WAITING)
 
 
 def finish_run(

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from service.config import settings
 from service.kit.db import get_engine
 from service.kit.logging import get_logger
+from service.sweeps import pruning as sweep_pruning
 from service.training import decisions, per_step
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
@@ -22,11 +23,11 @@ from worker.engine import checkpoint, program
 from worker.engine.data import to_device
 from worker.engine.model import pick_device
 from worker.engine.plugins import param_count
-from worker.runs import artifacts, plugins
+from worker.runs import artifacts, plugins, pruner
 from worker.runs.budget import data_budget
 from worker.runs.datasets import check_fits, load_arrays
 from worker.runs.epochs import decide_and_write, last_epoch, resume_point
-from worker.runs.finish import LEASE_LOST, Outcome, finish_run
+from worker.runs.finish import LEASE_LOST, WAITING, Outcome, finish_run
 from worker.runs.retry import with_db_retry
 
 log = get_logger(__name__)
@@ -39,9 +40,11 @@ class DatabaseSink:
     def __init__(
         self, experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event,
         conn: Connection, uploads: artifacts.Checkpoints,
+        prune: sweep_pruning.RunPruner | None = None,
     ) -> None:  # fmt: skip
         self.experiment_id, self.attempt, self.spec = experiment_id, attempt, spec
         self.stop, self.conn, self.uploads = stop, conn, uploads
+        self.prune = prune  # the run's sweep pruner, if it has one
         self.saved_at = time.monotonic()  # when the last checkpoint was taken (or the run began)
         self.best_epoch: int | None = None  # the decision state's, for checkpoint retention
 
@@ -66,14 +69,19 @@ class DatabaseSink:
         )
         if decision is None:
             return None
+        if self.prune is not None and decision.stop is None:
+            decision = with_db_retry(partial(pruner.after_epoch, self.prune, epoch, decision),
+                                     f"experiment {self.experiment_id} pruner")  # fmt: skip
         self.best_epoch = state.best_epoch
         for event in decision.events:  # every decision, with the sentence the API shows
             log.info("decision", epoch=epoch, kind=event.kind, reason=event.reason,
                      old_lr=event.old_lr, new_lr=event.new_lr)  # fmt: skip
         return decision, state
 
-    def checkpoint(self, state: program.RunState) -> None:
-        if self.spec.checkpoint_every is not None:
+    def checkpoint(self, state: program.RunState, now: bool = False) -> None:
+        if now:
+            due = True
+        elif self.spec.checkpoint_every is not None:
             due = state.epoch % self.spec.checkpoint_every == 0
         else:
             # Default: by time, so small runs are not slowed and long epochs are never lost long.
@@ -112,17 +120,22 @@ def train_run(
         state.load_state_dict(ckpt)
         log.info("resumed", from_epoch=state.epoch)
 
+    prune = with_db_retry(lambda: pruner.of_run(experiment_id), f"experiment {experiment_id}")
     uploads = artifacts.Checkpoints(experiment_id, attempt)
     uploads.start()
     try:
         with get_engine().connect() as conn:  # held for the run's per-epoch writes
-            sink = DatabaseSink(experiment_id, attempt, spec, stop, conn, uploads)
+            sink = DatabaseSink(experiment_id, attempt, spec, stop, conn, uploads, prune)
             result = program.train(spec, data, state, sink)
     finally:
         # The last checkpoint taken completes its upload (a handed-back run resumes from it).
         uploads.close()
     if result.status is None:
         return Outcome(experiment_id, LEASE_LOST, result.epoch)
+    if result.status == ExperimentStatus.WAITING and prune is not None:
+        paused = with_db_retry(lambda: pruner.pause(experiment_id, attempt, prune, result.epoch),
+                               f"experiment {experiment_id} pause")  # fmt: skip
+        return Outcome(experiment_id, WAITING if paused else LEASE_LOST, result.epoch)
     if result.status != ExperimentStatus.DIVERGED:
         meta = {"spec": json.dumps(spec.model_dump(mode="json")), "status": str(result.status),
                 "epochs_run": str(result.epoch),

@@ -1,0 +1,310 @@
+"""A sweep's pruner over the database: which rule applies to a run, the decisions at its rungs
+(the rules themselves are service/training/pruning.py, pure), and the synchronous rung that is
+decided exactly once, by whoever sees it complete.
+
+- ASHA and median: the run's worker asks right after writing the epoch (`decide_async`); ASHA's
+  "values recorded at this rung so far" are the decisions stored at the rung before it, read and
+  extended under a lock on the sweep's row, so the stored order is the order taken.
+- Successive halving and hyperband: a run that writes a rung epoch goes `waiting` (its checkpoint
+  at that epoch written, its worker freed: `wait_at_rung`); `complete_rungs` decides a rung once
+  every live run of its group (stage and bracket) has reached it or ended. Inserting the rung's
+  row decides it: one INSERT … ON CONFLICT DO NOTHING, so of the processes that see it complete
+  (the last run's worker, housekeeping after a crash) exactly one writes its decisions,
+  re-queues the best runs (they resume from their checkpoints) and prunes the rest.
+
+A decision is stored once per (run, epoch): a resumed run that reaches the epoch again gets the
+stored one. Decisions depend only on stored values, so a crash changes none of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import Session
+
+from service.dispatch import service as dispatch
+from service.experiments.models import EpochRow, Experiment
+from service.experiments.repository import ExperimentRepository
+from service.kit.logging import get_logger
+from service.kit.time import utcnow
+from service.kit.upsert import insert_new
+from service.sweeps.models import Sweep, SweepDecision, SweepRung
+from service.training import pruning
+from service.training.status import FINAL, ExperimentStatus
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A sweep's pruner with its defaults filled in."""
+
+    type: str
+    metric: str
+    mode: str
+    min_epochs: int
+    eta: int
+    min_runs: int
+    seed: int
+
+    @classmethod
+    def of(cls, sweep: Sweep) -> Rule | None:
+        p = sweep.request.get("pruner")
+        if not p:
+            return None
+        metric = p.get("metric") or sweep.metric
+        mode = p.get("mode") or (sweep.mode if metric == sweep.metric else
+                                 "max" if metric == "val_accuracy" else "min")  # fmt: skip
+        return cls(p["type"], metric, mode, int(p.get("min_epochs", 1)),
+                   int(p.get("reduction_factor", 3)), int(p.get("min_runs", 5)),
+                   int(p.get("seed", 0)))  # fmt: skip
+
+    @property
+    def synchronous(self) -> bool:
+        return self.type in pruning.SYNCHRONOUS
+
+    def brackets(self, epochs: int) -> int:
+        return (
+            pruning.brackets(self.min_epochs, self.eta, epochs) if self.type == "hyperband" else 1
+        )
+
+    def rungs(self, epochs: int, bracket: int) -> list[int]:
+        if self.type == "median":
+            return []
+        return pruning.rungs(self.min_epochs, self.eta, epochs, bracket)
+
+    def describe(self) -> str:
+        """The rule in words, as the sweep's detail states it."""
+        r, eta, m = self.min_epochs, self.eta, self.metric
+        best = "lowest" if self.mode == "min" else "highest"
+        if self.type == "median":
+            return (f"median: after each epoch from {r} on, a run stops if its best {m} is "
+                    f"worse than the median of the other runs' best up to that epoch, over at "
+                    f"least {self.min_runs} runs that reached it ({best} is best)")  # fmt: skip
+        rungs = f"rungs at epochs {r}·{eta}^k below each run's epochs"
+        keep = f"the best max(1, ⌊n/{eta}⌋) of the n by {m} ({best} first, ties to the lower id)"
+        if self.type == "asha":
+            return (f"asha: {rungs}; a run reaching a rung continues iff it is among {keep} "
+                    "recorded at that rung so far, itself included; no run waits")  # fmt: skip
+        text = (f"successive halving: {rungs}; a run waits at each rung until every live run "
+                f"of its group has reached it or ended, then {keep} continue")  # fmt: skip
+        if self.type == "hyperband":
+            text = (f"hyperband: brackets b = 0.. of {text}, bracket b's first rung at "
+                    f"{r}·{eta}^b; the trial with index i among its stage's runs (by id) goes to "
+                    f"the bracket drawn by random.Random(f'{self.seed}:{{i}}').choices over the "
+                    "brackets weighted ⌈(s_max+1)/(s+1)·η^s⌉, s = s_max − b")  # fmt: skip
+        return text
+
+
+@dataclass(frozen=True)
+class RunPruner:
+    """The pruner as it applies to one run."""
+
+    rule: Rule
+    sweep_id: int
+    experiment_id: int
+    stage: int
+    bracket: int
+    rungs: tuple[int, ...]
+
+    def rung_of(self, epoch: int) -> int | None:
+        return self.rungs.index(epoch) if epoch in self.rungs else None
+
+
+def _epochs(run: Experiment) -> int:
+    return int(run.spec.get("epochs", 20))
+
+
+def brackets_of(rule: Rule, runs: list[Experiment]) -> dict[int, int]:
+    """Each run's bracket: its index among its stage's runs (by id) drawn into a bracket."""
+    out: dict[int, int] = {}
+    by_stage: dict[int, list[Experiment]] = {}
+    for run in sorted(runs, key=lambda r: r.id):
+        by_stage.setdefault(run.sweep_stage or 1, []).append(run)
+    for stage_runs in by_stage.values():
+        for i, run in enumerate(stage_runs):
+            count = rule.brackets(_epochs(run))
+            out[run.id] = pruning.bracket_of(i, rule.seed, count, rule.eta) if count > 1 else 0
+    return out
+
+
+def for_run(session: Session, experiment_id: int) -> RunPruner | None:
+    """The pruner of the run's sweep, or None (no sweep, no pruner)."""
+    run = session.get(Experiment, experiment_id)
+    if run is None or run.sweep_id is None:
+        return None
+    sweep = session.get(Sweep, run.sweep_id)
+    rule = Rule.of(sweep) if sweep is not None else None
+    if rule is None:
+        return None
+    bracket = 0
+    if rule.type == "hyperband":
+        bracket = brackets_of(rule, ExperimentRepository(session).in_sweep(run.sweep_id))[run.id]
+    return RunPruner(rule, run.sweep_id, run.id, run.sweep_stage or 1, bracket,
+                     tuple(rule.rungs(_epochs(run), bracket)))  # fmt: skip
+
+
+def _value(session: Session, experiment_id: int, epoch: int, metric: str) -> float | None:
+    column = getattr(EpochRow, metric)
+    value = session.scalar(
+        select(column).where(EpochRow.experiment_id == experiment_id, EpochRow.epoch == epoch)
+    )
+    return None if value is None else float(value)
+
+
+def stored(session: Session, experiment_id: int, epoch: int) -> SweepDecision | None:
+    return session.scalar(
+        select(SweepDecision).where(
+            SweepDecision.experiment_id == experiment_id, SweepDecision.epoch == epoch
+        )
+    )
+
+
+def _store(session: Session, p: RunPruner, v: pruning.Verdict, bracket: int | None = None
+           ) -> SweepDecision:  # fmt: skip
+    row = SweepDecision(sweep_id=p.sweep_id, experiment_id=v.experiment_id, stage=p.stage,
+                        bracket=p.bracket if bracket is None else bracket, epoch=v.epoch,
+                        rung=v.rung, value=v.value, cutoff=v.cutoff, compared=v.compared,
+                        decision=v.decision, reason=v.reason)  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _lock_sweep(session: Session, sweep_id: int) -> None:
+    """Serialise the sweep's asynchronous decisions: a row lock on PostgreSQL, the write lock on
+    SQLite, held to the end of the transaction."""
+    session.execute(update(Sweep).where(Sweep.id == sweep_id).values(stage=Sweep.stage))
+
+
+def decide_async(session: Session, p: RunPruner, epoch: int) -> SweepDecision | None:
+    """ASHA at a rung, median after each epoch from min_epochs: the decision about the epoch
+    just written (the stored one if it was taken before). Median's `continue` is not stored:
+    only what changes a run is, with its inputs."""
+    rule = p.rule
+    if rule.type == "asha":
+        rung = p.rung_of(epoch)
+        if rung is None:
+            return None
+        _lock_sweep(session, p.sweep_id)
+        if (done := stored(session, p.experiment_id, epoch)) is not None:
+            return done
+        before = session.execute(
+            select(SweepDecision.experiment_id, SweepDecision.value)
+            .where(SweepDecision.sweep_id == p.sweep_id, SweepDecision.stage == p.stage,
+                   SweepDecision.epoch == epoch, SweepDecision.rung == rung)
+            .order_by(SweepDecision.id)
+        ).all()  # fmt: skip
+        value = _value(session, p.experiment_id, epoch, rule.metric)
+        verdict = pruning.asha(p.experiment_id, value, [(i, v) for i, v in before], rule.eta,
+                               rule.mode, rule.metric, epoch, rung)  # fmt: skip
+        return _store(session, p, verdict)
+    if rule.type == "median" and epoch >= rule.min_epochs:
+        if (done := stored(session, p.experiment_id, epoch)) is not None:
+            return done
+        best = func.min if rule.mode == "min" else func.max
+        column = getattr(EpochRow, rule.metric)
+        q = (
+            select(EpochRow.experiment_id, best(column))
+            .join(Experiment, Experiment.id == EpochRow.experiment_id)
+            .where(Experiment.sweep_id == p.sweep_id, Experiment.sweep_stage == p.stage,
+                   EpochRow.epoch <= epoch)
+            .group_by(EpochRow.experiment_id)
+            .having(func.max(EpochRow.epoch) >= epoch)
+        )  # fmt: skip
+        bests = {i: v for i, v in session.execute(q).all()}
+        own = bests.pop(p.experiment_id, None)
+        others = [float(v) for v in bests.values() if v is not None]
+        found = pruning.median(p.experiment_id, None if own is None else float(own), others,
+                               rule.min_runs, rule.mode, rule.metric, epoch)  # fmt: skip
+        if found is not None and found.stop:
+            return _store(session, p, found)
+    return None
+
+
+def wait_at_rung(session: Session, experiment_id: int, attempt: int, epoch: int) -> bool:
+    """The run's worker lets it go at a rung: `waiting`, its lease cleared. False when this
+    attempt no longer holds it."""
+    repo = ExperimentRepository(session)
+    done = repo.fence(experiment_id, attempt, status=ExperimentStatus.WAITING,
+                      lease_owner=None, lease_expires_at=None, epochs_run=epoch)  # fmt: skip
+    if done:
+        repo.end_attempt(experiment_id, attempt, "waiting")
+    return done
+
+
+def complete_rungs(session: Session, sweep: Sweep) -> int:
+    """Decide every synchronous rung of the sweep that is complete and not yet decided; how
+    many were. Safe to call any number of times, from any process."""
+    rule = Rule.of(sweep)
+    if rule is None or not rule.synchronous:
+        return 0
+    runs = ExperimentRepository(session).in_sweep(sweep.id)
+    brackets = brackets_of(rule, runs) if rule.type == "hyperband" else {}
+    groups: dict[tuple[int, int], list[Experiment]] = {}
+    for run in runs:
+        groups.setdefault((run.sweep_stage or 1, brackets.get(run.id, 0)), []).append(run)
+    decided = 0
+    for (stage, bracket), group in groups.items():
+        waiting = {r.epochs_run for r in group if r.status == ExperimentStatus.WAITING}
+        for epoch in sorted(waiting):
+            decided += _complete(session, sweep.id, rule, stage, bracket, epoch, group)
+    return decided
+
+
+def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: int, epoch: int,
+              group: list[Experiment]) -> int:  # fmt: skip
+    reached = [r for r in group if r.status == ExperimentStatus.WAITING and r.epochs_run == epoch]
+    live = [r for r in group if r.status not in FINAL and r not in reached]
+    if not reached or live:
+        return 0  # a live run has yet to reach the rung or end
+    row = {"sweep_id": sweep_id, "stage": stage, "bracket": bracket, "epoch": epoch,
+           "reached": len(reached), "continued": max(1, len(reached) // rule.eta),
+           "decided_at": utcnow()}  # fmt: skip
+    if not insert_new(session, SweepRung.__table__, row):  # type: ignore[arg-type]
+        return 0  # decided by another process
+    rung = rule.rungs(_epochs(reached[0]), bracket).index(epoch)
+    values = [(r.id, _value(session, r.id, epoch, rule.metric)) for r in reached]
+    verdicts = pruning.successive_halving(values, rule.eta, rule.mode, rule.metric, epoch, rung)
+    p = RunPruner(rule, sweep_id, 0, stage, bracket, ())
+    queues = {r.id: r.queue for r in reached}
+    now = utcnow()
+    for v in verdicts:
+        _store(session, p, v)
+        target = ExperimentStatus.PRUNED if v.stop else ExperimentStatus.QUEUED
+        values_set: dict[str, Any] = {"status": target, "updated_at": now}
+        if v.stop:
+            values_set |= {"finished_at": now, "stop_reason": v.reason}
+        moved = session.execute(
+            update(Experiment)
+            .where(and_(Experiment.id == v.experiment_id,
+                        Experiment.status == ExperimentStatus.WAITING))
+            .values(**values_set)
+        )  # fmt: skip
+        if moved.rowcount == 1 and not v.stop:  # type: ignore[attr-defined]
+            dispatch.enqueue(session, v.experiment_id, queues[v.experiment_id], dispatch.RUN_TASK)
+    log.info("rung_decided", sweep_id=sweep_id, stage=stage, bracket=bracket, epoch=epoch,
+             reached=len(reached), continued=row["continued"])  # fmt: skip
+    return 1
+
+
+def decisions(session: Session, sweep_id: int) -> list[SweepDecision]:
+    return list(
+        session.scalars(
+            select(SweepDecision)
+            .where(SweepDecision.sweep_id == sweep_id)
+            .order_by(SweepDecision.id)
+        )
+    )
+
+
+def rungs_decided(session: Session, sweep_id: int) -> list[SweepRung]:
+    return list(
+        session.scalars(
+            select(SweepRung)
+            .where(SweepRung.sweep_id == sweep_id)
+            .order_by(SweepRung.stage, SweepRung.bracket, SweepRung.epoch)
+        )
+    )

@@ -1,0 +1,179 @@
+"""Sweeps with a pruner, trained in-process run by run (each backend): the decisions follow the
+contract's rules over the stored histories, are listed in the order taken with their reasons,
+and a crash between a run's pause and its rung's decision changes none of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.sweeps import service as sweeps
+from worker.runs.lifecycle import run_experiment
+
+BASE: dict[str, Any] = {"dataset": "iris", "model": {"type": "mlp", "hidden": [8]},
+                        "epochs": 9, "batch_size": 32, "device": "cpu"}  # fmt: skip
+LRS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 0.02, 0.2]
+
+
+def drain(client: TestClient, sweep_id: int, before_advance: Any = None) -> int:
+    """Run the sweep's queued runs one at a time, as one worker would, until none is left; after
+    each run the worker's task moves the sweep on. Returns the runs (claims) made."""
+    claims = 0
+    while True:
+        page = client.get("/v1/experiments", params={"sweep_id": sweep_id, "status": "queued"})
+        queued = [e["id"] for e in page.json()["items"]]
+        if not queued:
+            return claims
+        for exp_id in sorted(queued):
+            outcome = run_experiment(exp_id)
+            claims += 1
+            if outcome.ended_run:
+                sweeps.advance_for(exp_id)
+
+
+def sweep_of(client: TestClient, pruner: dict[str, Any]) -> int:
+    body = {"base": BASE, "strategy": "grid", "parameters": {"base_lr": LRS}, "pruner": pruner}
+    r = client.post("/v1/sweeps", json=body)
+    assert r.status_code == 201, r.text
+    return int(r.json()["sweep_id"])
+
+
+def val_loss_at(client: TestClient, exp_id: int, epoch: int) -> float:
+    rows = client.get(f"/v1/experiments/{exp_id}/metrics").json()["epochs"]
+    return float(next(r["val_loss"] for r in rows if r["epoch"] == epoch))
+
+
+def test_successive_halving_keeps_the_best_third_at_each_rung(client: TestClient) -> None:
+    sweep_id = sweep_of(client, {"type": "successive_halving"})  # r 1, η 3: rungs at 1 and 3
+    drain(client, sweep_id)
+    detail = client.get(f"/v1/sweeps/{sweep_id}").json()
+    assert detail["status"] == "finished"
+    runs = {e["experiment_id"]: e for e in detail["experiments"]}
+    decisions = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+    assert [(d["epoch"], d["rung"]) for d in decisions] == [(1, 0)] * 9 + [(3, 1)] * 3
+    for epoch, n, keep in ((1, 9, 3), (3, 3, 1)):
+        at = [d for d in decisions if d["epoch"] == epoch]
+        # From the stored histories: the best `keep` by val_loss at the rung, ties to lower id.
+        values = sorted((val_loss_at(client, d["experiment_id"], epoch), d["experiment_id"])
+                        for d in at)  # fmt: skip
+        best = {i for _, i in values[:keep]}
+        assert {d["experiment_id"] for d in at if d["decision"] == "continue"} == best
+        for d in at:
+            assert d["compared"] == n and d["value"] == val_loss_at(
+                client, d["experiment_id"], epoch
+            )
+            assert d["cutoff"] == values[keep - 1][0]
+            if d["decision"] == "stop":
+                assert f"is not among the best {keep} of {n} at this rung" in d["reason"]
+                assert runs[d["experiment_id"]]["status"] == "pruned"
+                assert runs[d["experiment_id"]]["epochs_run"] == epoch
+    pruning = detail["pruning"]
+    assert pruning["pruned"] == 8 and [g["reached"] for g in pruning["rungs"]] == [9, 3]
+    assert pruning["epochs_run"] == 9 * 1 + 3 * 2 + 1 * 6 < pruning["epochs_unpruned"] / 2
+    assert pruning["epochs_saved"] == 81 - 21
+    [winner] = [e for e in detail["experiments"] if e["status"] == "succeeded"]
+    assert winner["epochs_run"] == 9
+    # The winner resumed from its checkpoints: its history is whole and contiguous.
+    rows = client.get(f"/v1/experiments/{winner['experiment_id']}/metrics").json()["epochs"]
+    assert [r["epoch"] for r in rows] == list(range(1, 10))
+
+
+def test_a_crash_before_the_rung_is_decided_changes_no_decision(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last run to reach a rung dies after going `waiting`, before deciding it: nothing is
+    decided until housekeeping's sweep check does, and then exactly as without the crash."""
+    clean = sweep_of(client, {"type": "successive_halving"})
+    drain(client, clean)
+    from worker.runs import pruner
+
+    crashed = sweep_of(client, {"type": "successive_halving"})
+    real = pruner.pruning.complete_rungs
+    monkeypatch.setattr(pruner.pruning, "complete_rungs", lambda *a: 0)  # the worker dies here
+    drain(client, crashed)
+    waiting = client.get(f"/v1/sweeps/{crashed}").json()["counts"]
+    assert waiting == {"waiting": 9}
+    monkeypatch.setattr(pruner.pruning, "complete_rungs", real)
+    while sweeps.advance_running():  # housekeeping's periodic check, then the workers again
+        drain(client, crashed)
+    drain(client, crashed)
+
+    def by_lr(sweep_id: int) -> list[tuple[float, int, str, str]]:
+        runs = {e["experiment_id"]: e["params"]["base_lr"]
+                for e in client.get(f"/v1/sweeps/{sweep_id}").json()["experiments"]}  # fmt: skip
+        ds = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+        return sorted((runs[d["experiment_id"]], d["epoch"], d["decision"], d["reason"])
+                      for d in ds)  # fmt: skip
+
+    assert by_lr(crashed) == by_lr(clean)
+    assert client.get(f"/v1/sweeps/{crashed}").json()["status"] == "finished"
+
+
+def test_asha_decides_each_run_over_the_values_recorded_before_it(client: TestClient) -> None:
+    sweep_id = sweep_of(client, {"type": "asha", "min_epochs": 1, "reduction_factor": 3})
+    drain(client, sweep_id)
+    decisions = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+    assert decisions and all(d["rung"] is not None for d in decisions)
+    for i, d in enumerate(decisions):
+        before = [e["value"] for e in decisions[:i] if e["epoch"] == d["epoch"]]
+        values = sorted([*before, d["value"]])
+        keep = max(1, len(values) // 3)
+        assert d["compared"] == len(values)
+        assert (d["decision"] == "continue") == (d["value"] <= values[keep - 1]), d
+    statuses = {e["status"] for e in client.get(f"/v1/sweeps/{sweep_id}").json()["experiments"]}
+    assert statuses <= {"succeeded", "pruned"} and "pruned" in statuses
+
+
+def test_a_cancelled_sweep_ends_its_waiting_runs_cancelled(client: TestClient) -> None:
+    sweep_id = sweep_of(client, {"type": "successive_halving"})
+    first = min(client.get(f"/v1/sweeps/{sweep_id}").json()["experiments"],
+                key=lambda e: e["experiment_id"])  # fmt: skip
+    run_experiment(first["experiment_id"])  # reaches the first rung and waits for the others
+    got = client.get(f"/v1/experiments/{first['experiment_id']}").json()
+    assert got["status"] == "waiting" and got["epochs_run"] == 1
+    cancelled = client.post(f"/v1/sweeps/{sweep_id}/cancel").json()
+    assert cancelled["counts"] == {"cancelled": 9}
+    assert client.get(f"/v1/sweeps/{sweep_id}/decisions").json() == []
+
+
+def test_a_pruner_is_checked_at_submit(client: TestClient) -> None:
+    body = {"base": BASE, "strategy": "grid", "parameters": {"base_lr": LRS}}
+    for pruner, loc in (
+        ({"type": "successive_halving", "min_epochs": 9}, ["body", "pruner", "min_epochs"]),
+        ({"type": "asha", "metric": "val_mae"}, ["body", "pruner", "metric"]),
+        ({"type": "asha", "reduction_factor": 1}, ["body", "pruner", "reduction_factor"]),
+        ({"type": "bohb"}, ["body", "pruner", "type"]),
+    ):
+        r = client.post("/v1/sweeps", json={**body, "pruner": pruner})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == loc, r.json()
+
+
+def test_median_stops_a_run_worse_than_the_others_median(client: TestClient) -> None:
+    sweep_id = sweep_of(client, {"type": "median", "min_epochs": 2, "min_runs": 3})
+    drain(client, sweep_id)
+    decisions = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+    assert decisions and {d["decision"] for d in decisions} == {"stop"}
+    for d in decisions:
+        assert d["rung"] is None and d["epoch"] >= 2 and d["compared"] >= 4
+        assert d["value"] > d["cutoff"] and "worse than the median" in d["reason"]
+        run = client.get(f"/v1/experiments/{d['experiment_id']}").json()
+        assert run["status"] == "pruned" and run["epochs_run"] == d["epoch"]
+        assert run["stop_reason"] == d["reason"]
+
+
+def test_hyperband_runs_successive_halving_in_each_bracket(client: TestClient) -> None:
+    from service.training.pruning import bracket_of
+
+    sweep_id = sweep_of(client, {"type": "hyperband", "min_epochs": 1, "seed": 3})
+    drain(client, sweep_id)
+    detail = client.get(f"/v1/sweeps/{sweep_id}").json()
+    assert detail["status"] == "finished" and "random.Random" in detail["pruning"]["rule"]
+    ids = sorted(e["experiment_id"] for e in detail["experiments"])
+    decisions = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+    for d in decisions:  # the stated rule: 3 brackets for 9 epochs with r 1, η 3
+        assert d["bracket"] == bracket_of(ids.index(d["experiment_id"]), 3, 3, 3)
+        assert d["epoch"] in {0: (1, 3), 1: (3,)}[d["bracket"]]  # rungs r·η^(b+k) below 9
+    assert {d["bracket"] for d in decisions} >= {0, 1}

@@ -1,0 +1,61 @@
+"""A sweep's pruner on the worker: after each epoch is written, what the pruner says about it
+(service/sweeps/pruning.py decides and stores; this turns it into the program's Decision), and
+the pause at a synchronous rung."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from service.kit.db import session_scope
+from service.kit.logging import get_logger
+from service.sweeps import pruning
+from service.sweeps.models import Sweep
+from service.training.decisions import Decision, Event
+from service.training.status import ExperimentStatus
+
+log = get_logger(__name__)
+
+
+def of_run(experiment_id: int) -> pruning.RunPruner | None:
+    with session_scope() as session:
+        return pruning.for_run(session, experiment_id)
+
+
+def _ends(decision: Decision, status: ExperimentStatus, p: pruning.RunPruner,
+          value: float | None, cutoff: float | None, reason: str) -> Decision:  # fmt: skip
+    event = Event(str(status), p.rule.metric, value, cutoff, None, None, None, reason)
+    return replace(decision, stop=str(status), events=[*decision.events, event])
+
+
+def after_epoch(p: pruning.RunPruner, epoch: int, decision: Decision) -> Decision:
+    """`decision` as the pruner leaves it: unchanged, ending `pruned`, or pausing `waiting` at
+    a synchronous rung not yet decided for this run."""
+    with session_scope() as session:
+        if p.rule.synchronous:
+            rung = p.rung_of(epoch)
+            if rung is None:
+                return decision
+            done = pruning.stored(session, p.experiment_id, epoch)
+            if done is None:  # its group decides once every live run is here or has ended
+                reason = (f"reached rung {rung} (epoch {epoch}): waits until every live run "
+                          "of its group has reached it or ended")  # fmt: skip
+                return _ends(decision, ExperimentStatus.WAITING, p, None, None, reason)
+        else:
+            done = pruning.decide_async(session, p, epoch)
+        if done is None or done.decision == "continue":
+            return decision
+        return _ends(decision, ExperimentStatus.PRUNED, p, done.value, done.cutoff, done.reason)
+
+
+def pause(experiment_id: int, attempt: int, p: pruning.RunPruner, epoch: int) -> bool:
+    """Hand the run back as `waiting` (its checkpoint at `epoch` is uploaded by now), then decide
+    the rung if this run completed it. False when the attempt no longer holds the run."""
+    with session_scope() as session:
+        if not pruning.wait_at_rung(session, experiment_id, attempt, epoch):
+            return False
+    log.info("waiting", epoch=epoch, rung=p.rung_of(epoch))
+    with session_scope() as session:
+        sweep = session.get(Sweep, p.sweep_id)
+        if sweep is not None:
+            pruning.complete_rungs(session, sweep)
+    return True
