@@ -37,6 +37,6 @@ def insert_new(session: Session, table: Table, row: dict[str, Any]) -> bool:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # RETURNING, not rowcount: psycopg does not report a count for every INSERT form.
-    key = list(table.primary_key.columns)[0]
+    key = next(iter(table.primary_key.columns))
     stmt = insert(table).values(**row).on_conflict_do_nothing().returning(key)
     return session.execute(stmt).first() is not None
