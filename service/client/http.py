@@ -42,6 +42,7 @@ from service.client.types import (
     Readiness,
     Sweep,
     SweepCreated,
+    SweepDecision,
     Worker,
 )
 
@@ -366,12 +367,19 @@ class Client:
         self, request: Mapping[str, Any], idempotency_key: str | None = None
     ) -> SweepCreated:
         """`{base: spec, strategy: grid|random|lr_coarse_to_fine, parameters?, trials?, seed?,
-        min_lr?, max_lr?, fine_points?, metric?, mode?, name?}` (POST /v1/sweeps)."""
+        min_lr?, max_lr?, fine_points?, metric?, mode?, pruner?, name?}` (POST /v1/sweeps)."""
         return cast(SweepCreated, self._post("/v1/sweeps", dict(request), idempotency_key))
 
     def get_sweep(self, sweep_id: int) -> Sweep:
-        """Status, stage, each experiment with its params and score, the leaderboard, best."""
+        """Status, stage, each experiment with its params and score, the leaderboard, best, and
+        with a pruner `pruning` (its rule, rungs, runs pruned, epochs saved)."""
         return cast(Sweep, self._get(f"/v1/sweeps/{sweep_id}"))
+
+    def sweep_decisions(self, sweep_id: int) -> list[SweepDecision]:
+        """A pruned sweep's decisions in the order taken (GET /v1/sweeps/{id}/decisions): each
+        run's `continue` or `stop` at an epoch, with its value, the cutoff, how many values were
+        compared and the reason in a sentence. [] for a sweep without a pruner."""
+        return cast(list[SweepDecision], self._get(f"/v1/sweeps/{sweep_id}/decisions"))
 
     def list_sweeps(self) -> list[Sweep]:
         body = self._get("/v1/sweeps")

@@ -192,6 +192,49 @@ class LeaderboardEntry(TypedDict):
     score: float | None
 
 
+class SweepRung(TypedDict):
+    """A synchronous rung the pruner decided (successive halving, hyperband): of the runs of
+    its stage and bracket that `reached` it, `continued` went on."""
+
+    stage: int
+    bracket: int
+    epoch: int
+    reached: int
+    continued: int
+    decided_at: str
+
+
+class SweepPruning(TypedDict):
+    """`Sweep.pruning`: what a sweep's pruner did (None for a sweep without one)."""
+
+    type: str  # successive_halving | asha | median | hyperband
+    metric: str
+    mode: str
+    rule: str  # the rule in words, with its parameters
+    rungs: list[SweepRung]
+    pruned: int  # runs the pruner stopped
+    epochs_run: int  # epochs the sweep's runs have trained
+    epochs_unpruned: int  # epochs the same sweep would train unpruned
+    epochs_saved: int  # epochs the pruned runs did not train
+
+
+class SweepDecision(TypedDict):
+    """A pruner's decision about one run at one epoch (`Client.sweep_decisions`), with what it
+    compared and its reason in a sentence."""
+
+    experiment_id: int
+    epoch: int
+    stage: int
+    bracket: int  # hyperband's bracket; 0 for the other rules
+    rung: int | None  # the rung's index (0: the first); None for median
+    value: float | None  # the run's metric at the rung (median: its best so far)
+    cutoff: float | None  # the worst value that continues (median: the median)
+    compared: int  # how many values were compared, the run's own included
+    decision: str  # continue | stop
+    reason: str
+    created_at: str
+
+
 class Sweep(TypedDict):
     """GET /v1/sweeps/{id}; `list_sweeps()` items carry only id, name, strategy, status,
     stage, counts and created_at."""
@@ -210,6 +253,7 @@ class Sweep(TypedDict):
     experiments: NotRequired[list[SweepExperiment]]
     leaderboard: NotRequired[list[LeaderboardEntry]]
     best: NotRequired[LeaderboardEntry | None]
+    pruning: NotRequired[SweepPruning | None]  # with a pruner: what it did
 
 
 class RangeTestCreated(TypedDict):
