@@ -41,18 +41,43 @@ def _show_tracked(tracker: Tracker, wait: bool, interval: float, json_out: bool)
         tracker.summary(console)
 
 
+def _decisions_limit(value: str) -> int | None:
+    """`--decisions`: a count, or `all` (None)."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise typer.BadParameter(f"{value!r} is neither a count (0 or more) nor 'all'")
+    return n
+
+
 @sweep_app.command("show", epilog=EXIT_HELP)
 def sweep_show(
     sweep_id: Annotated[int, typer.Argument(help="Sweep id.", show_default=False)],
+    decisions: Annotated[
+        str,
+        typer.Option(
+            "--decisions",
+            "-d",
+            metavar="N|all",
+            help="A pruned sweep: how many of its pruner's decisions to list, the last ones "
+            "(`all`: every one). --json always has every one.",
+        ),
+    ] = "20",
     wait: WaitOpt = False,
     interval: IntervalOpt = 1.0,
     json_out: JsonOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """A sweep: stage, each trial with its params and score, the leaderboard and the best."""
+    """A sweep: stage, each trial with its params and score, the leaderboard and the best; with
+    a pruner, its rule, the rungs, the runs it pruned, the epochs saved and its decisions."""
+    limit = _decisions_limit(decisions)
     with connected(url, token) as client:
-        _show_tracked(SweepTracker(client, sweep_id), wait, interval, json_out)
+        _show_tracked(SweepTracker(client, sweep_id, limit), wait, interval, json_out)
 
 
 @sweep_app.command("ls", epilog=EXIT_HELP)

@@ -19,15 +19,20 @@ from service.training.status import ExperimentStatus
 STATUS_STYLE = {
     ExperimentStatus.QUEUED: "dim",
     ExperimentStatus.RUNNING: "cyan",
+    ExperimentStatus.WAITING: "blue",  # paused at a pruner's rung, its worker freed
     ExperimentStatus.SUCCEEDED: "green",
     ExperimentStatus.EARLY_STOPPED: "green",
     ExperimentStatus.DIVERGED: "red",
     ExperimentStatus.FAILED: "red",
     ExperimentStatus.CANCELLED: "yellow",
+    ExperimentStatus.PRUNED: "magenta",  # stopped by its sweep's pruner: a result, not a failure
     # a sweep's or a batch's own statuses
     "finished": "green",
     "ready": "green",
 }
+
+# A sweep pruner's decision about a run.
+DECISION_STYLE = {"continue": "green", "stop": "magenta"}
 
 
 def new_console(stderr: bool = False) -> Console:

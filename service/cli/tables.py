@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from service.cli.render import (
+    DECISION_STYLE,
     best_at,
     columns_table,
     epochs_of,
@@ -31,7 +32,9 @@ from service.client.types import (
     LRTrace,
     RangeTest,
     Sweep,
+    SweepDecision,
     SweepExperiment,
+    SweepPruning,
     Worker,
     sweep_run_id,
 )
@@ -268,6 +271,56 @@ def sweep_tables(s: Sweep) -> list[RenderableType]:
         out.append(Text(f"rule: {s.get('rule')}"))
     if s.get("note"):
         out.append(Text(f"note: {s.get('note')}"))
+    return out
+
+
+def pruned_line(p: SweepPruning) -> str:
+    """`pruned 8 runs; 21 of 81 epochs trained, 60 saved`."""
+    runs = "run" if p["pruned"] == 1 else "runs"
+    return (f"pruned {p['pruned']} {runs}; {p['epochs_run']} of {p['epochs_unpruned']} epochs "
+            f"trained, {p['epochs_saved']} saved")  # fmt: skip
+
+
+def rungs_table(p: SweepPruning) -> Table:
+    """The synchronous rungs decided so far: of the runs that reached each, how many went on."""
+    table = columns_table(("stage", "bracket", "epoch", "reached", "continued", "decided"),
+                          right=("stage", "bracket", "epoch", "reached", "continued"),
+                          title="rungs")  # fmt: skip
+    for g in p["rungs"]:
+        table.add_row(str(g["stage"]), str(g["bracket"]), str(g["epoch"]), str(g["reached"]),
+                      str(g["continued"]), timestamp(g.get("decided_at")))  # fmt: skip
+    return table
+
+
+def sweep_decisions_table(decisions: Sequence[SweepDecision], limit: int | None = None) -> Table:
+    """A pruner's decisions in the order taken: the last `limit` of them (None: every one)."""
+    shown = list(decisions) if limit is None else list(decisions)[max(0, len(decisions) - limit) :]
+    title = "decisions"
+    if len(shown) < len(decisions):
+        title += f" (the last {len(shown)} of {len(decisions)}; --decisions all shows every one)"
+    table = columns_table(("epoch", "run", "value", "cutoff", "decision", "reason"),
+                          right=("epoch", "run", "value", "cutoff"), title=title)  # fmt: skip
+    for d in shown:
+        table.add_row(str(d["epoch"]), str(d["experiment_id"]), num(d.get("value")),
+                      num(d.get("cutoff")), Text(d["decision"], style=DECISION_STYLE.get(
+                          d["decision"], "")), plain(d["reason"]))  # fmt: skip
+    return table
+
+
+def pruning_tables(
+    p: SweepPruning, decisions: Sequence[SweepDecision], limit: int | None = None
+) -> list[RenderableType]:
+    """A pruned sweep: the pruner's rule, its rungs, what it saved, and its decisions."""
+    out: list[RenderableType] = [plain(f"pruner: {p['rule']}")]
+    if p["rungs"]:
+        out.append(rungs_table(p))
+    elif p["type"] in ("successive_halving", "hyperband"):
+        out.append(plain("rungs: none decided yet"))
+    out.append(plain(pruned_line(p)))
+    if decisions:
+        out.append(sweep_decisions_table(decisions, limit))
+    else:
+        out.append(plain("decisions: none yet"))
     return out
 
 

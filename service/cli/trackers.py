@@ -21,6 +21,7 @@ from service.cli.render import best_at, num, params_str, plain, print_json, stat
 from service.cli.session import err
 from service.cli.tables import (
     experiments_table,
+    pruning_tables,
     range_test_summary,
     sweep_tables,
     sweep_title,
@@ -33,6 +34,7 @@ from service.client.types import (
     RangePoint,
     RangeTest,
     Sweep,
+    SweepDecision,
     sweep_run_id,
 )
 from service.training.status import ExperimentStatus
@@ -162,10 +164,21 @@ class ExperimentsTracker:
 
 
 class SweepTracker:
-    def __init__(self, client: Client, sweep_id: int) -> None:
+    """A sweep; with a pruner, its summary adds the pruning (rule, rungs, epochs saved) and the
+    last `decisions` of its decisions (None: all), and its result every decision."""
+
+    def __init__(self, client: Client, sweep_id: int, decisions: int | None = 20) -> None:
         self.client = client
         self.sweep_id = sweep_id
         self.sweep: Sweep | None = None
+        self.limit = decisions
+
+    def decisions(self) -> list[SweepDecision]:
+        """The pruner's decisions, asked for only when the sweep has a pruner (not while
+        following: once, for the summary or the result)."""
+        if self.sweep is None or not self.sweep.get("pruning"):
+            return []
+        return self.client.sweep_decisions(self.sweep_id)
 
     def poll(self) -> View:
         s = self.sweep = self.client.get_sweep(self.sweep_id)
@@ -185,8 +198,13 @@ class SweepTracker:
         return View(sweep_title(s), rows, s["status"] in SWEEP_FINAL)
 
     def summary(self, console: Console) -> None:
-        if self.sweep is not None:
-            for part in sweep_tables(self.sweep):
+        if self.sweep is None:
+            return
+        for part in sweep_tables(self.sweep):
+            console.print(part)
+        pruning = self.sweep.get("pruning")
+        if pruning:
+            for part in pruning_tables(pruning, self.decisions(), self.limit):
                 console.print(part)
 
     def exit_code(self) -> int:
@@ -201,7 +219,10 @@ class SweepTracker:
         return EXIT_OK
 
     def result(self) -> Any:
-        return self.sweep
+        """The sweep as the API gives it, with `decisions`: every one, in the order taken."""
+        if self.sweep is None:
+            return None
+        return {**self.sweep, "decisions": self.decisions()}
 
 
 class RangeTestTracker:
