@@ -42,11 +42,13 @@ def reap(max_attempts: int | None = None) -> int:
                     finished_at=utcnow(),
                     stop_reason="cancelled; its worker was lost",
                 )
-            elif attempt >= max_attempts:
+            elif (lost := repo.lost_attempts(experiment_id, attempt) + 1) >= max_attempts:
+                # Lost workers only: a hand-back at shutdown or a pause at a pruner's rung also
+                # starts a new attempt, and says nothing about the run's health.
                 becomes = ExperimentStatus.FAILED
                 done = repo.requeue_expired(
                     experiment_id, attempt, status=becomes, finished_at=utcnow(),
-                    error=f"its worker was lost {attempt} times (GLIDEPATH_MAX_ATTEMPTS="
+                    error=f"its worker was lost {lost} times (GLIDEPATH_MAX_ATTEMPTS="
                     f"{max_attempts}); last lease expired without a heartbeat",
                 )  # fmt: skip
             else:

@@ -279,6 +279,15 @@ class ExperimentRepository:
             self.session.flush()
         return attempt
 
+    def lost_attempts(self, experiment_id: int, before: int) -> int:
+        """Attempts before `before` whose worker was lost: reaped ("lost"), or taken over by a
+        claim after their lease expired (never ended). Hand-backs and pauses are not losses."""
+        return int(self.session.scalar(
+            select(func.count()).select_from(Attempt)
+            .where(Attempt.experiment_id == experiment_id, Attempt.attempt < before,
+                   Attempt.outcome.is_(None) | (Attempt.outcome == "lost"))
+        ) or 0)  # fmt: skip
+
     def end_attempt(self, experiment_id: int, attempt: int, outcome: str) -> None:
         self.session.execute(
             update(Attempt)

@@ -266,7 +266,12 @@ def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: 
     if not insert_new(session, SweepRung.__table__, row):  # type: ignore[arg-type]
         return 0  # decided by another process
     rung = rule.rungs(_epochs(reached[0]), bracket).index(epoch)
-    values = [(r.id, _value(session, r.id, epoch, rule.metric)) for r in reached]
+    column = getattr(EpochRow, rule.metric)
+    stored_at: dict[int, float | None] = dict(session.execute(  # one read for the whole rung
+        select(EpochRow.experiment_id, column)
+        .where(EpochRow.experiment_id.in_([r.id for r in reached]), EpochRow.epoch == epoch)
+    ).tuples().all())  # fmt: skip
+    values = [(r.id, stored_at.get(r.id)) for r in reached]
     verdicts = pruning.successive_halving(values, rule.eta, rule.mode, rule.metric, epoch, rung)
     p = RunPruner(rule, sweep_id, 0, stage, bracket, ())
     queues = {r.id: r.queue for r in reached}

@@ -303,6 +303,22 @@ def test_reap_ends_a_cancelled_run_and_fails_one_lost_too_often(
     assert sent == []
 
 
+def test_only_lost_workers_count_against_max_attempts(
+    database: str, sent: list[tuple[str, int, str]]
+) -> None:
+    """Attempts that ended with a hand-back or a pause at a pruner's rung are no loss: a run on
+    its third attempt whose worker is lost for the first time goes back to the queue."""
+    run = new_run()
+    for attempt, outcome in ((1, "handed_back"), (2, "waiting")):
+        assert tx(lambda r: r.claim(run, "w", LEASE)) == attempt
+        tx(lambda r: r.release(run, attempt))
+        tx(lambda r: r.end_attempt(run, attempt, outcome))
+    assert tx(lambda r: r.claim(run, "w", LEASE)) == 3
+    expire(run)
+    assert housekeeping.reap(max_attempts=2) == 1
+    assert run_row(run).status == "queued"
+
+
 def test_reap_skips_a_lease_renewed_after_it_looked(
     database: str, sent: list[tuple[str, int, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
