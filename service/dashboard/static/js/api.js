@@ -114,6 +114,8 @@ export const api = {
   create: (spec) => request("POST", "/v1/experiments", spec),
   compare: (ids) => request("GET", `/v1/experiments/compare${query({ ids: ids.join(",") })}`),
   sweep: (id) => request("GET", `/v1/sweeps/${id}`),
+  // A pruned sweep's decisions in the order taken, each with value, cutoff and reason.
+  sweepDecisions: (id) => request("GET", `/v1/sweeps/${id}/decisions`),
   sweeps: () => request("GET", "/v1/sweeps?limit=100"),
   catalog: () => request("GET", "/v1/catalog"),
   datasets: () => request("GET", "/v1/datasets"),

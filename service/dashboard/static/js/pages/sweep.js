@@ -1,5 +1,7 @@
 // `/sweeps/{id}`: the sweep's status, stage, ranking rule and note, its leaderboard and runs, and
-// a link that overlays its runs on the compare page.
+// a link that overlays its runs on the compare page. With a pruner: its rule, the rungs decided,
+// the runs it pruned and the epochs saved against the same sweep unpruned, and every decision
+// with its reason; pruned runs are marked in the tables.
 import { api } from "../api.js";
 import { clear, errorBox, h, link } from "../dom.js";
 import { num, paramsText, statusBadge, when } from "../format.js";
@@ -7,12 +9,21 @@ import { poll } from "../poll.js";
 
 const POLL_MS = 2000;
 const MAX_COMPARE = 50; // the compare API's bound
+const DECISIONS_SHOWN = 200; // the last ones, until "show all" is clicked
 
 export async function renderSweep(root, id) {
   const body = h("div");
   clear(root, body);
+  let showAll = false;
+  let last = null; // the latest {s, decisions}, re-rendered when "show all" is clicked
 
-  const runRow = (r, withRank) => h("tr", { "data-id": r.experiment_id },
+  // A pruned run's row is greyed and says why it stopped (its pruner decision) on hover.
+  const runRow = (r, withRank, stops) => h("tr", {
+    "data-id": r.experiment_id,
+    "data-status": r.status,
+    class: r.status === "pruned" ? "run-pruned" : null,
+    title: stops.get(r.experiment_id) || null,
+  },
     withRank ? h("td", { class: "num" }, r.rank) : null,
     h("td", {}, link(`/experiments/${r.experiment_id}`, `#${r.experiment_id}`)),
     h("td", {}, r.name),
@@ -24,16 +35,61 @@ export async function renderSweep(root, id) {
   const heads = (withRank) => h("thead", {}, h("tr", {},
     [withRank ? "rank" : null, "id", "name", "status", "params", "score", "epochs", "stage"].filter(Boolean).map((t) => h("th", {}, t))));
 
-  poll(async () => {
-    let s;
-    try {
-      s = await api.sweep(id);
-    } catch (err) {
-      clear(body, errorBox(err));
-      return err.status !== 404; // a missing sweep will not appear by waiting
-    }
+  function pruningBlock(p, decisions) {
+    const share = p.epochs_unpruned ? Math.round((100 * p.epochs_saved) / p.epochs_unpruned) : 0;
+    const shown = showAll ? decisions : decisions.slice(-DECISIONS_SHOWN);
+    const first = decisions.length - shown.length; // the index of the first row shown
+    return [
+      h("h2", {}, "Pruning"),
+      h("div", { class: "card", id: "pruning" }, h("dl", { class: "facts" },
+        h("dt", {}, "pruner"), h("dd", {}, `${p.type} on ${p.metric} (${p.mode})`),
+        h("dt", {}, "rule"), h("dd", { id: "pruning-rule" }, p.rule),
+        h("dt", {}, "pruned"), h("dd", { id: "pruned" }, `${p.pruned} run${p.pruned === 1 ? "" : "s"}`),
+        h("dt", {}, "epochs"), h("dd", { id: "epochs-saved" },
+          h("span", { class: "progress saved-bar", title: `${p.epochs_run} of ${p.epochs_unpruned} epochs trained` },
+            h("span", { style: `width:${100 - share}%` })),
+          ` ${p.epochs_run} of ${p.epochs_unpruned} epochs trained, ${p.epochs_saved} saved (${share}% of the sweep unpruned)`))),
+      p.rungs.length
+        ? h("table", { id: "rungs" },
+          h("thead", {}, h("tr", {}, ["stage", "bracket", "rung epoch", "reached", "continued", "pruned", "decided"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, p.rungs.map((g) => h("tr", { "data-epoch": g.epoch, "data-bracket": g.bracket },
+            h("td", { class: "num" }, g.stage),
+            h("td", { class: "num" }, g.bracket),
+            h("td", { class: "num" }, g.epoch),
+            h("td", { class: "num" }, g.reached),
+            h("td", { class: "num" }, g.continued),
+            h("td", { class: "num" }, g.reached - g.continued),
+            h("td", {}, when(g.decided_at))))))
+        : h("p", { class: "muted", id: "rungs" }, p.type === "asha" || p.type === "median"
+          ? "No rungs to wait at: this pruner decides each run on its own as it reaches an epoch."
+          : "No rung decided yet."),
+      h("h2", {}, `Decisions (${decisions.length})`),
+      decisions.length
+        ? h("table", { id: "sweep-decisions" },
+          h("thead", {}, h("tr", {}, ["#", "epoch", "run", "value", "cutoff", "compared", "decision", "reason"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, shown.map((d, i) => h("tr", { "data-decision": d.decision, "data-id": d.experiment_id },
+            h("td", { class: "num" }, first + i + 1),
+            h("td", { class: "num" }, d.epoch),
+            h("td", {}, link(`/experiments/${d.experiment_id}`, `#${d.experiment_id}`)),
+            h("td", { class: "num" }, num(d.value)),
+            h("td", { class: "num" }, num(d.cutoff)),
+            h("td", { class: "num" }, d.compared),
+            h("td", { class: `decision-${d.decision}` }, d.decision),
+            h("td", { class: "reason" }, d.reason)))))
+        : h("p", { class: "muted" }, "No decision yet."),
+      first > 0
+        ? h("p", {}, h("button", { type: "button", class: "ghost", id: "all-decisions", onclick: () => { showAll = true; render(); } },
+          `Show all ${decisions.length} decisions (the last ${shown.length} are shown)`))
+        : null,
+    ];
+  }
+
+  function render() {
+    const { s, decisions } = last;
     document.title = `sweep #${s.id} · Glidepath`;
     const ids = s.leaderboard.map((r) => r.experiment_id).slice(0, MAX_COMPARE);
+    // Each pruned run's stop, for its row's tooltip.
+    const stops = new Map(decisions.filter((d) => d.decision === "stop").map((d) => [d.experiment_id, d.reason]));
     clear(body,
       h("div", { class: "toolbar" },
         h("h1", { class: "grow", id: "title" }, `Sweep #${s.id} ${s.name || ""} `, statusBadge(s.status)),
@@ -50,10 +106,25 @@ export async function renderSweep(root, id) {
           ? [link(`/experiments/${s.best.experiment_id}`, `#${s.best.experiment_id}`), ` ${paramsText(s.best.params)}: ${s.metric} ${num(s.best.score)}`]
           : "—"),
         h("dt", {}, "created"), h("dd", {}, when(s.created_at)))),
+      s.pruning ? pruningBlock(s.pruning, decisions) : null,
       h("h2", {}, "Leaderboard"),
-      h("table", { id: "leaderboard" }, heads(true), h("tbody", {}, s.leaderboard.map((r) => runRow(r, true)))),
+      h("table", { id: "leaderboard" }, heads(true), h("tbody", {}, s.leaderboard.map((r) => runRow(r, true, stops)))),
       h("h2", {}, "All runs"),
-      h("table", { id: "sweep-runs" }, heads(false), h("tbody", {}, s.experiments.map((r) => runRow(r, false)))));
+      h("table", { id: "sweep-runs" }, heads(false), h("tbody", {}, s.experiments.map((r) => runRow(r, false, stops)))));
+  }
+
+  poll(async () => {
+    let s;
+    let decisions = [];
+    try {
+      s = await api.sweep(id);
+      if (s.pruning) decisions = await api.sweepDecisions(id);
+    } catch (err) {
+      clear(body, errorBox(err));
+      return err.status !== 404; // a missing sweep will not appear by waiting
+    }
+    last = { s, decisions };
+    render();
     return s.status === "running";
   }, POLL_MS);
 }
