@@ -311,8 +311,8 @@ def test_only_lost_workers_count_against_max_attempts(
     run = new_run()
     for attempt, outcome in ((1, "handed_back"), (2, "waiting")):
         assert tx(lambda r: r.claim(run, "w", LEASE)) == attempt
-        tx(lambda r: r.release(run, attempt))
-        tx(lambda r: r.end_attempt(run, attempt, outcome))
+        tx(lambda r, a=attempt: r.release(run, a))
+        tx(lambda r, a=attempt, o=outcome: r.end_attempt(run, a, o))
     assert tx(lambda r: r.claim(run, "w", LEASE)) == 3
     expire(run)
     assert housekeeping.reap(max_attempts=2) == 1
