@@ -12,7 +12,7 @@ from service.client import ApiError, Client, load_submission
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FILES = sorted(EXAMPLES.glob("*.yaml"))
-SWEEPS = {"sweep-grid.yaml", "sweep-random.yaml", "sweep-coarse-to-fine.yaml"}
+SWEEPS = {"sweep-grid.yaml", "sweep-random.yaml", "sweep-coarse-to-fine.yaml", "sweep-pruned.yaml"}
 KINDS = {"batch.yaml": "batch", "lr-range-test.yaml": "range_test"} | dict.fromkeys(SWEEPS, "sweep")
 # How many experiments each multi-run file queues (coarse-to-fine: stage 1, one per decade).
 RUNS = {
@@ -20,6 +20,7 @@ RUNS = {
     "sweep-grid.yaml": 6,
     "sweep-random.yaml": 6,
     "sweep-coarse-to-fine.yaml": 6,
+    "sweep-pruned.yaml": 9,
 }
 
 
