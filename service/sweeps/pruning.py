@@ -241,6 +241,10 @@ def complete_rungs(session: Session, sweep: Sweep) -> int:
     rule = Rule.of(sweep)
     if rule is None or not rule.synchronous:
         return 0
+    if rule.type == "successive_halving" and _any_going(session, sweep.id):
+        # One group per stage, and stages never overlap: a run still queued or training means
+        # no rung is complete. Checked with a count, so each of 1,000 pauses is one cheap read.
+        return 0
     runs = ExperimentRepository(session).in_sweep(sweep.id)
     brackets = brackets_of(rule, runs) if rule.type == "hyperband" else {}
     groups: dict[tuple[int, int], list[Experiment]] = {}
@@ -252,6 +256,14 @@ def complete_rungs(session: Session, sweep: Sweep) -> int:
         for epoch in sorted(waiting):
             decided += _complete(session, sweep.id, rule, stage, bracket, epoch, group)
     return decided
+
+
+def _any_going(session: Session, sweep_id: int) -> bool:
+    going = (ExperimentStatus.QUEUED, ExperimentStatus.RUNNING)
+    return bool(session.scalar(
+        select(func.count()).select_from(Experiment)
+        .where(Experiment.sweep_id == sweep_id, Experiment.status.in_(going))
+    ))  # fmt: skip
 
 
 def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: int, epoch: int,
@@ -267,10 +279,11 @@ def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: 
         return 0  # decided by another process
     rung = rule.rungs(_epochs(reached[0]), bracket).index(epoch)
     column = getattr(EpochRow, rule.metric)
-    stored_at: dict[int, float | None] = dict(session.execute(  # one read for the whole rung
+    rows = session.execute(  # one read for the whole rung
         select(EpochRow.experiment_id, column)
         .where(EpochRow.experiment_id.in_([r.id for r in reached]), EpochRow.epoch == epoch)
-    ).tuples().all())  # fmt: skip
+    ).all()  # fmt: skip
+    stored_at: dict[int, float | None] = {i: v for i, v in rows}
     values = [(r.id, stored_at.get(r.id)) for r in reached]
     verdicts = pruning.successive_halving(values, rule.eta, rule.mode, rule.metric, epoch, rung)
     p = RunPruner(rule, sweep_id, 0, stage, bracket, ())

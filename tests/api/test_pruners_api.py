@@ -177,3 +177,19 @@ def test_hyperband_runs_successive_halving_in_each_bracket(client: TestClient) -
         assert d["bracket"] == bracket_of(ids.index(d["experiment_id"]), 3, 3, 3)
         assert d["epoch"] in {0: (1, 3), 1: (3,)}[d["bracket"]]  # rungs r·η^(b+k) below 9
     assert {d["bracket"] for d in decisions} >= {0, 1}
+
+
+def test_each_stage_of_coarse_to_fine_is_pruned_on_its_own(client: TestClient) -> None:
+    body = {"base": {**BASE, "epochs": 3}, "strategy": "lr_coarse_to_fine", "min_lr": 1e-3,
+            "max_lr": 1.0, "fine_points": 3, "pruner": {"type": "successive_halving"}}  # fmt: skip
+    r = client.post("/v1/sweeps", json=body)
+    assert r.status_code == 201, r.text
+    sweep_id = r.json()["sweep_id"]
+    drain(client, sweep_id)
+    detail = client.get(f"/v1/sweeps/{sweep_id}").json()
+    assert detail["status"] == "finished" and detail["stage"] == 2
+    rungs = [(g["stage"], g["epoch"], g["reached"], g["continued"])
+             for g in detail["pruning"]["rungs"]]  # fmt: skip
+    assert rungs == [(1, 1, 4, 1), (2, 1, 3, 1)]  # 4 decades, then 3 fine LRs: one each goes on
+    finished = [e for e in detail["experiments"] if e["status"] == "succeeded"]
+    assert sorted(e["stage"] for e in finished) == [1, 2]
