@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, Row, and_, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.experiments.models import Attempt, Decision, EpochRow, Experiment, ExperimentTag
@@ -210,27 +210,21 @@ class ExperimentRepository:
     def cancel(self, experiment_id: int) -> None:
         """Queued runs and runs waiting at a pruner's rung end now; running ones are flagged and
         stop at the next batch boundary."""
-        now = utcnow()
+        idle = (ExperimentStatus.QUEUED, ExperimentStatus.WAITING)  # no worker holds these
         self.session.execute(
             update(Experiment)
-            .where(Experiment.id == experiment_id, Experiment.status == ExperimentStatus.WAITING)
+            .where(Experiment.id == experiment_id, Experiment.status.in_(idle))
             .values(
                 status=ExperimentStatus.CANCELLED,
-                finished_at=now,
+                finished_at=utcnow(),
                 cancel_requested=True,
-                stop_reason="cancelled while waiting at a rung",
+                stop_reason=case(
+                    (Experiment.status == ExperimentStatus.WAITING,
+                     "cancelled while waiting at a rung"),
+                    else_="cancelled before it started",
+                ),
             )
-        )
-        self.session.execute(
-            update(Experiment)
-            .where(Experiment.id == experiment_id, Experiment.status == ExperimentStatus.QUEUED)
-            .values(
-                status=ExperimentStatus.CANCELLED,
-                finished_at=now,
-                cancel_requested=True,
-                stop_reason="cancelled before it started",
-            )
-        )
+        )  # fmt: skip
         self.session.execute(
             update(Experiment)
             .where(Experiment.id == experiment_id, Experiment.status == ExperimentStatus.RUNNING)
