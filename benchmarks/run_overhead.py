@@ -1,0 +1,300 @@
+"""A whole run through the real service vs the same training as a bare torch loop (#15).
+
+For each shape, in one process run after run (alternating, `--repeats` times, after a warm-up
+run of each so the worker is warm):
+  bare     the training as a plain script: model and SGD built, `--epochs` epochs of on-device
+           batches by index (shuffle, forward, backward, step; validation every epoch, one host
+           sync per epoch), the test part evaluated at the end. The data is loaded and on the
+           device before its clock starts. This process, `torch.set_num_threads(1)`.
+  service  `POST /v1/experiments` of the same spec to a real `glidepath api` with one real
+           `glidepath worker` (OMP_NUM_THREADS=1, tests/support/stack.py), then
+           `GET /v1/experiments/{id}` every `--poll-ms` (10) until its status is final: the clock
+           runs from the POST being sent to the final status being seen.
+
+Shapes (digits, 100 epochs, SGD momentum 0.9):
+  A  MLP [64], batch 64 (~8 ms epochs on this 2-core box)
+  B  MLP [256, 256], batch 16 (~45 ms epochs)
+
+The breakdown of the service's time comes from what the run stored (the experiment's
+started_at/finished_at, each epoch row's created_at and duration_s) and the client's own clock
+(the same machine's):
+  post        the POST's round trip
+  start       POST returned → the first epoch began (epoch 1's created_at − duration_s − its
+              write): pickup (→ started_at, the claim) + setup (dataset, split, model, resume)
+  in-epoch    Σ duration_s (train + validate as the worker timed them) vs the bare loop's
+  per epoch   Σ (created_at[e] − created_at[e−1] − duration_s[e]) / (epochs − 1): decision,
+              fenced epoch write, checkpoint bytes, lease thread and loop bookkeeping
+  finish      the last epoch row → finished_at (test part, final model upload, final status)
+  seen        finished_at → the client's poll saw it final
+
+    .venv/bin/python benchmarks/run_overhead.py                      # embedded default
+    .venv/bin/python benchmarks/run_overhead.py --stack postgres     # PostgreSQL + Redis
+    .venv/bin/python benchmarks/run_overhead.py --stack both --repeats 5 --shapes A,B
+
+`--stack postgres` uses a fresh database on 127.0.0.1:5432 (GLIDEPATH_TEST_PG) and a private
+redis-server (tests/support/servers.py), both gone at the end. Figures are medians over repeats.
+Targets (#15): service / bare ≤ 1.05× for both shapes; start ≤ 30 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import torch
+from sqlalchemy import create_engine, text
+from torch import nn
+
+from service.training.spec import ExperimentSpec
+from service.training.status import FINAL
+from tests.support.stack import Backend, Stack, start_stack
+from worker.engine.data import DevicePart, to_device
+from worker.engine.model import build_model
+from worker.runs.datasets import load_arrays
+
+SHAPES = {
+    "A": {"hidden": [64], "batch_size": 64},
+    "B": {"hidden": [256, 256], "batch_size": 16},
+}
+
+
+def spec_json(shape: str, epochs: int) -> dict[str, Any]:
+    s = SHAPES[shape]
+    return {
+        "name": f"overhead-{shape}",
+        "dataset": "digits",
+        "split": {"train": 0.7, "val": 0.15, "test": 0.15, "seed": 0},
+        "model": {"type": "mlp", "hidden": s["hidden"]},
+        "solver": {"type": "SGD", "params": {"momentum": 0.9}},
+        "base_lr": 0.05,
+        "epochs": epochs,
+        "batch_size": s["batch_size"],
+        "seed": 0,
+        "device": "cpu",
+    }
+
+
+# --------------------------------------------------------------------------- the bare loop
+
+
+def bare(body: dict[str, Any]) -> tuple[float, float]:
+    """Seconds for the whole training (build, epochs, test) and its epochs' own mean."""
+    spec = ExperimentSpec.model_validate(body)
+    device = torch.device("cpu")
+    arrays, info, _ = load_arrays(spec.dataset)
+    data = to_device(spec, arrays, info, device)
+    train, val, test = data.train, data.val, data.test
+    assert isinstance(train, DevicePart) and isinstance(val, DevicePart)
+    assert isinstance(test, DevicePart)
+    xt, yt, xv, yv = train.x, train.y, val.x, val.y
+    g = torch.Generator().manual_seed(spec.seed)
+    t0 = time.perf_counter()
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.model, info).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=spec.base_lr, momentum=0.9)
+    in_epochs = 0.0
+    for _ in range(spec.epochs):
+        e0 = time.perf_counter()
+        model.train()
+        losses = []
+        for idx in torch.randperm(len(xt), generator=g).split(spec.batch_size):
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach() * len(idx))
+        model.eval()
+        with torch.no_grad():
+            out = model(xv)
+            stats = torch.stack(
+                [torch.stack(losses).sum() / len(xt), nn.functional.cross_entropy(out, yv),
+                 (out.argmax(1) == yv).float().mean()]
+            )  # fmt: skip
+        _ = stats.tolist()  # the one host sync per epoch
+        in_epochs += time.perf_counter() - e0
+    with torch.no_grad():
+        out = model(test.x)
+        _ = [nn.functional.cross_entropy(out, test.y).item()]
+    return time.perf_counter() - t0, in_epochs / spec.epochs
+
+
+# --------------------------------------------------------------------------- through the service
+
+
+@dataclass
+class ServiceRun:
+    total_s: float  # POST sent → final status seen
+    post_s: float
+    pickup_s: float  # POST returned → started_at
+    start_s: float  # POST returned → epoch 1 began
+    epoch_s: float  # mean duration_s
+    per_epoch_s: float  # the time between epochs that is not an epoch's own
+    finish_s: float  # last epoch row → finished_at
+    seen_s: float  # finished_at → seen by the client
+    status: str
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def through_service(stack: Stack, client: httpx.Client, body: dict[str, Any],
+                    poll_s: float) -> ServiceRun:  # fmt: skip
+    sent = time.perf_counter()
+    r = client.post("/v1/experiments", json=body)
+    returned_wall = datetime.now(UTC)
+    returned = time.perf_counter()
+    r.raise_for_status()
+    exp_id = int(r.json()["id"])
+    while True:
+        status = client.get(f"/v1/experiments/{exp_id}").json()["status"]
+        if status in FINAL:
+            break
+        time.sleep(poll_s)
+    seen = time.perf_counter()
+    seen_wall = datetime.now(UTC)
+    engine = create_engine(stack.backend.database_url)
+    try:
+        with engine.connect() as conn:
+            started, finished = conn.execute(
+                text("SELECT started_at, finished_at FROM experiments WHERE id = :i"), {"i": exp_id}
+            ).one()
+            rows = conn.execute(
+                text("SELECT epoch, created_at, duration_s FROM epoch_metrics "
+                     "WHERE experiment_id = :i ORDER BY epoch"), {"i": exp_id},
+            ).all()  # fmt: skip
+    finally:
+        engine.dispose()
+    created = [_utc(c) for _, c, _ in rows]
+    durations = [float(d) for _, _, d in rows]
+    gaps = [(created[i] - created[i - 1]).total_seconds() - durations[i]
+             for i in range(1, len(rows))]  # fmt: skip
+    per_epoch = statistics.fmean(gaps) if gaps else 0.0
+    # Epoch 1 began its own duration, and roughly one epoch's write, before its row was made.
+    first_step = created[0].timestamp() - durations[0] - per_epoch
+    return ServiceRun(
+        total_s=seen - sent,
+        post_s=returned - sent,
+        pickup_s=_utc(started).timestamp() - returned_wall.timestamp(),
+        start_s=first_step - returned_wall.timestamp(),
+        epoch_s=statistics.fmean(durations),
+        per_epoch_s=per_epoch,
+        finish_s=(_utc(finished) - created[-1]).total_seconds(),
+        seen_s=(seen_wall - _utc(finished)).total_seconds(),
+        status=status,
+    )
+
+
+@contextmanager
+def backend_for(kind: str, root: Path) -> Iterator[Backend]:
+    data_dir = root / "data"
+    if kind == "embedded":
+        yield Backend("embedded", f"sqlite:///{data_dir / 'glidepath.db'}", "", data_dir)
+        return
+    from tests.support.backends import PG_HOST
+    from tests.support.databases import PostgresDatabases
+    from tests.support.servers import RedisServer
+
+    redis = RedisServer(root / "redis").start()
+    databases = PostgresDatabases(PG_HOST)
+    database_url = databases.empty()  # start_stack migrates it
+    try:
+        yield Backend("postgres", database_url, redis.url(0), data_dir)
+    finally:
+        databases.drop(database_url)
+        redis.stop()
+
+
+def ms(s: float) -> str:
+    return f"{s * 1000:8.1f} ms"
+
+
+def run_stack(kind: str, args: argparse.Namespace) -> list[tuple[str, str, float, float]]:
+    root = Path(tempfile.mkdtemp(prefix=f"glidepath-overhead-{kind}-"))
+    results = []
+    try:
+        with (
+            backend_for(kind, root) as backend,
+            start_stack(backend, root / "logs", workers=1) as stack,
+            httpx.Client(base_url=stack.url, timeout=30) as client,
+        ):
+            for shape in args.shapes:
+                body = spec_json(shape, args.epochs)
+                warm = {**body, "epochs": 2}
+                bare(warm)
+                through_service(stack, client, warm, args.poll_ms / 1000)
+                bares, runs = [], []
+                for _ in range(args.repeats):
+                    bares.append(bare(body))
+                    runs.append(through_service(stack, client, body, args.poll_ms / 1000))
+                assert all(r.status == "succeeded" for r in runs), [r.status for r in runs]
+                bare_s = statistics.median(b[0] for b in bares)
+                bare_epoch = statistics.median(b[1] for b in bares)
+                med = {f: statistics.median(getattr(r, f) for r in runs)
+                       for f in ServiceRun.__dataclass_fields__ if f != "status"}  # fmt: skip
+                n = args.epochs
+                print(f"\n{kind}, shape {shape} ({SHAPES[shape]}), {n} epochs, "
+                      f"median of {args.repeats}")  # fmt: skip
+                print(f"  bare loop        {ms(bare_s)}   ({bare_epoch * 1000:.2f} ms/epoch)")
+                print(
+                    f"  POST → final     {ms(med['total_s'])}   "
+                    f"ratio {med['total_s'] / bare_s:.3f}×   "
+                    f"(each: {', '.join(f'{r.total_s / bare_s:.3f}' for r in runs)})"
+                )
+                print(f"    post           {ms(med['post_s'])}")
+                print(f"    start          {ms(med['start_s'])}   POST returned → first epoch "
+                      f"began (pickup {med['pickup_s'] * 1000:.1f} ms)")  # fmt: skip
+                print(
+                    f"    in-epoch       {med['epoch_s'] * 1000:8.2f} ms/epoch  "
+                    f"{med['epoch_s'] / bare_epoch:.3f}× bare's epochs"
+                )
+                print(
+                    f"    between epochs {med['per_epoch_s'] * 1000:8.2f} ms/epoch  "
+                    f"(× {n - 1} = {med['per_epoch_s'] * (n - 1) * 1000:.0f} ms)"
+                )
+                print(f"    finish         {ms(med['finish_s'])}   last epoch row → finished_at")
+                print(f"    seen           {ms(med['seen_s'])}   finished_at → poll saw it")
+                results.append((kind, shape, med["total_s"] / bare_s, med["start_s"]))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--stack", choices=["embedded", "postgres", "both"], default="embedded")
+    ap.add_argument("--shapes", type=lambda s: s.split(","), default=["A", "B"])
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--poll-ms", type=float, default=10)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    kinds = ["embedded", "postgres"] if args.stack == "both" else [args.stack]
+    summary = [row for kind in kinds for row in run_stack(kind, args)]
+    print("\nsummary (target: ratio ≤ 1.05, start ≤ 30 ms)")
+    for kind, shape, ratio, start in summary:
+        print(f"  {kind:9s} shape {shape}  POST → final / bare {ratio:.3f}×  "
+              f"start {start * 1000:.1f} ms")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
