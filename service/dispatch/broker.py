@@ -27,7 +27,7 @@ def _broker_options() -> dict[str, Any]:
             "processed_folder": str(processed),
             "control_folder": str(control),
             "store_processed": False,
-            "polling_interval": 0.1,
+            "polling_interval": 0.01,
         }
     # Redis redelivers an unacked message after visibility_timeout; the lease makes a second
     # delivery harmless, so the timeout only bounds how long a lost message waits.

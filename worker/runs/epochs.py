@@ -30,23 +30,59 @@ def decide_and_write(
     Returns (None, state) when the attempt is no longer current."""
     with session_scope(conn) as session:
         repo = ExperimentRepository(session)
-        stored = repo.state_after(experiment_id, epoch - 1) if epoch > 1 else None
-        if epoch > 1 and stored is None:
-            # Epoch rows are contiguous by construction; a missing predecessor means the history
-            # was cut (a resume elsewhere) or lost: never decide on a guess.
-            raise HistoryGap(f"no stored row for epoch {epoch - 1} of experiment {experiment_id}")
-        state = decisions.State.from_json(stored) if stored else decisions.initial_state(spec, lr)
+        state = _stored_state(repo, experiment_id, spec, epoch, lr)
         decision, state = decisions.step(spec, state, epoch, metrics, lr)
-        if not repo.fence(experiment_id, attempt, epochs_run=epoch,
-                          best_epoch=state.best_epoch, best_value=state.best_value):  # fmt: skip
-            return None, state
-        row = {"experiment_id": experiment_id, "epoch": epoch, "lr": lr, "duration_s": duration,
-               "decision": decision.label, "attempt": attempt, "state": state.to_json(),
-               **metrics, **lr_columns(lrs)}  # fmt: skip
-        events = [{"experiment_id": experiment_id, "epoch": epoch, **asdict(e)}
-                  for e in decision.events]  # fmt: skip
-        repo.write_epoch(row, events)
-    return decision, state
+        ok = _write(repo, experiment_id, attempt, epoch, lr, duration, metrics, lrs,
+                    decision, state)  # fmt: skip
+    return (decision if ok else None), state
+
+
+def stored_state(
+    experiment_id: int, spec: ExperimentSpec, epoch: int, lr: float
+) -> decisions.State:
+    """The decision state `epoch` starts from: the one stored with the previous epoch's row (the
+    initial state for epoch 1). A run keeps it in memory from then on (`EpochWriter`)."""
+    with session_scope() as session:
+        return _stored_state(ExperimentRepository(session), experiment_id, spec, epoch, lr)
+
+
+def _stored_state(repo: ExperimentRepository, experiment_id: int, spec: ExperimentSpec,
+                  epoch: int, lr: float) -> decisions.State:  # fmt: skip
+    stored = repo.state_after(experiment_id, epoch - 1) if epoch > 1 else None
+    if epoch > 1 and stored is None:
+        # Epoch rows are contiguous by construction; a missing predecessor means the history
+        # was cut (a resume elsewhere) or lost: never decide on a guess.
+        raise HistoryGap(f"no stored row for epoch {epoch - 1} of experiment {experiment_id}")
+    return decisions.State.from_json(stored) if stored else decisions.initial_state(spec, lr)
+
+
+def write_decided(
+    experiment_id: int, attempt: int, epoch: int, lr: float, duration: float,
+    metrics: dict[str, float | None], lrs: per_step.EpochLRs | None,
+    decision: decisions.Decision, state: decisions.State, conn: Connection | None = None,
+) -> bool:  # fmt: skip
+    """Write an epoch already decided (its row, decisions and the run's progress) in one
+    transaction fenced by the attempt; False when the attempt is no longer current."""
+    with session_scope(conn) as session:
+        return _write(ExperimentRepository(session), experiment_id, attempt, epoch, lr,
+                      duration, metrics, lrs, decision, state)  # fmt: skip
+
+
+def _write(
+    repo: ExperimentRepository, experiment_id: int, attempt: int, epoch: int, lr: float,
+    duration: float, metrics: dict[str, float | None], lrs: per_step.EpochLRs | None,
+    decision: decisions.Decision, state: decisions.State,
+) -> bool:  # fmt: skip
+    if not repo.fence(experiment_id, attempt, epochs_run=epoch,
+                      best_epoch=state.best_epoch, best_value=state.best_value):  # fmt: skip
+        return False
+    row = {"experiment_id": experiment_id, "epoch": epoch, "lr": lr, "duration_s": duration,
+           "decision": decision.label, "attempt": attempt, "state": state.to_json(),
+           **metrics, **lr_columns(lrs)}  # fmt: skip
+    events = [{"experiment_id": experiment_id, "epoch": epoch, **asdict(e)}
+              for e in decision.events]  # fmt: skip
+    repo.write_epoch(row, events)
+    return True
 
 
 def lr_columns(lrs: per_step.EpochLRs | None) -> dict[str, Any]:

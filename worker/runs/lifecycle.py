@@ -32,6 +32,7 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
         spec_json = experiment.spec if experiment else None
         kind = experiment.kind if experiment else None
         range_params = experiment.range_test if experiment else None
+        in_sweep = experiment is not None and experiment.sweep_id is not None
     if attempt is None or spec_json is None:
         log.info("not_claimed", experiment_id=experiment_id, reason="held elsewhere or ended")
         return Outcome(experiment_id, NOT_CLAIMED)
@@ -40,7 +41,7 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
         log.info("claimed", kind=kind)
         registry.holding(experiment_id)
         try:
-            outcome = _run_claimed(experiment_id, attempt, kind, spec_json, range_params)
+            outcome = _run_claimed(experiment_id, attempt, kind, spec_json, range_params, in_sweep)
         finally:
             registry.holding(None)
         if outcome.status == LEASE_LOST:  # the other endings log themselves (finish, hand_back)
@@ -50,7 +51,7 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
 
 def _run_claimed(
     experiment_id: int, attempt: int, kind: str | None, spec_json: dict[str, Any],
-    range_params: dict[str, Any] | None,
+    range_params: dict[str, Any] | None, in_sweep: bool = True,
 ) -> Outcome:  # fmt: skip
     lease = Lease(experiment_id, attempt, settings.lease_seconds)
     lease.start()
@@ -59,7 +60,7 @@ def _run_claimed(
         if kind == "lr_range_test":
             # Same claim, lease, cancel and failure handling as training; a different loop.
             return range_test_run(experiment_id, attempt, spec, range_params or {}, lease.stop)
-        return train_run(experiment_id, attempt, spec, lease.stop)
+        return train_run(experiment_id, attempt, spec, lease.stop, in_sweep)
     except Cancelled:
         if lease.lost:
             return Outcome(experiment_id, LEASE_LOST)

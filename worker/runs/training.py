@@ -1,13 +1,17 @@
 """A training run on this worker: the engine's program (`worker.engine.program`) with the
-database around it. Each epoch is decided from the stored history and written in one fenced
-transaction; checkpoints upload to the artifact store in the background (runs/artifacts.py); a
-resume loads the newest good one and cuts the history back to it."""
+database around it. Each epoch is decided from the decision state stored with the one before it
+(read from the database once per attempt, then kept in memory, equal to what was stored) and
+written in one fenced transaction, behind the training: the next epoch trains while the previous
+one's row commits, and nothing (a checkpoint, a pause, the final model or status) happens before
+every decided epoch is stored. Checkpoints upload to the artifact store in the background
+(runs/artifacts.py); a resume loads the newest good one and cuts the history back to it."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
 from sqlalchemy.engine import Connection
@@ -26,7 +30,7 @@ from worker.engine.plugins import param_count
 from worker.runs import artifacts, plugins, pruner
 from worker.runs.budget import data_budget
 from worker.runs.datasets import check_fits, load_arrays
-from worker.runs.epochs import decide_and_write, last_epoch, resume_point
+from worker.runs.epochs import last_epoch, resume_point, stored_state, write_decided
 from worker.runs.finish import LEASE_LOST, WAITING, Outcome, finish_run
 from worker.runs.retry import with_db_retry
 
@@ -34,8 +38,13 @@ log = get_logger(__name__)
 
 
 class DatabaseSink:
-    """`program.EpochSink` over the database: decide-and-write per epoch, checkpoints by the
-    spec's `checkpoint_every` or else by time."""
+    """`program.EpochSink` over the database: decide per epoch from the decision state in memory
+    (read from the stored history at the attempt's first epoch) and write each epoch behind the
+    training, one at a time; checkpoints by the spec's `checkpoint_every` or else by time.
+
+    A run with a sweep pruner writes each epoch before it returns: the pruner decides from the
+    sweep's stored histories. `flush()` waits for the write in flight; `lost` once a write was
+    refused (the attempt is no longer current): the next `record` returns None."""
 
     def __init__(
         self, experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event,
@@ -47,36 +56,57 @@ class DatabaseSink:
         self.prune = prune  # the run's sweep pruner, if it has one
         self.saved_at = time.monotonic()  # when the last checkpoint was taken (or the run began)
         self.best_epoch: int | None = None  # the decision state's, for checkpoint retention
+        self.state: decisions.State | None = None  # as stored with the last epoch decided
+        self.lost = False
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"epochs-{experiment_id}")
+        self._pending: Future[bool] | None = None
 
     def record(
         self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None],
         lrs: per_step.EpochLRs | None = None,
     ) -> tuple[decisions.Decision, decisions.State] | None:  # fmt: skip
-        decision, state = with_db_retry(
-            partial(
-                decide_and_write,
-                self.experiment_id,
-                self.attempt,
-                self.spec,
-                epoch,
-                lr,
-                duration,
-                metrics,
-                self.conn,
-                lrs,
-            ),
-            f"experiment {self.experiment_id} epoch {epoch}",
-        )
-        if decision is None:
+        if not self.flush():  # the previous epoch's write was refused: the run is not ours
             return None
-        if self.prune is not None and decision.stop is None:
-            decision = with_db_retry(partial(pruner.after_epoch, self.prune, epoch, decision),
-                                     f"experiment {self.experiment_id} pruner")  # fmt: skip
+        what = f"experiment {self.experiment_id} epoch {epoch}"
+        state = self.state
+        if state is None:
+            state = with_db_retry(
+                partial(stored_state, self.experiment_id, self.spec, epoch, lr), what
+            )
+        decision, state = decisions.step(self.spec, state, epoch, metrics, lr)
+        self.state = state
+        row = partial(write_decided, self.experiment_id, self.attempt, epoch, lr, duration,
+                      metrics, lrs, decision, state, self.conn)  # fmt: skip
+        write = partial(with_db_retry, row, what)
+        if self.prune is None:
+            self._pending = self._writer.submit(write)  # commits while the next epoch trains
+        else:
+            if not write():
+                self.lost = True
+                return None
+            if decision.stop is None:
+                decision = with_db_retry(partial(pruner.after_epoch, self.prune, epoch, decision),
+                                         f"experiment {self.experiment_id} pruner")  # fmt: skip
         self.best_epoch = state.best_epoch
         for event in decision.events:  # every decision, with the sentence the API shows
             log.info("decision", epoch=epoch, kind=event.kind, reason=event.reason,
                      old_lr=event.old_lr, new_lr=event.new_lr)  # fmt: skip
         return decision, state
+
+    def flush(self) -> bool:
+        """Wait until every epoch decided is stored (a write's error is raised here); False
+        once a write was refused."""
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.result():
+            self.lost = True
+        return not self.lost
+
+    def close(self) -> bool:
+        """`flush`, then stop the writer thread."""
+        try:
+            return self.flush()
+        finally:
+            self._writer.shutdown(wait=True)
 
     def checkpoint(self, state: program.RunState, now: bool = False) -> None:
         if now:
@@ -86,7 +116,7 @@ class DatabaseSink:
         else:
             # Default: by time, so small runs are not slowed and long epochs are never lost long.
             due = time.monotonic() - self.saved_at >= settings.checkpoint_seconds
-        if due:
+        if due and self.flush():  # a checkpoint's epoch is stored before its upload starts
             # The bytes are taken now (a consistent copy); the upload runs while training goes on.
             data = checkpoint.dumps(state.state_dict(), self.attempt)
             self.uploads.submit(state.epoch, data, self.best_epoch)
@@ -94,8 +124,10 @@ class DatabaseSink:
 
 
 def train_run(
-    experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event
-) -> Outcome:
+    experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event,
+    in_sweep: bool = True,
+) -> Outcome:  # fmt: skip
+    """`in_sweep`: the run belongs to a sweep, which may prune it (False: no pruner to read)."""
     device = pick_device(spec.device)
     arrays, info, dataset_plugin = load_arrays(spec.dataset)
     sizes = check_fits(spec, info, dataset_plugin)
@@ -109,7 +141,8 @@ def train_run(
         "plugins": plugins.pinned(spec, dataset_plugin),
     }
     last = with_db_retry(lambda: last_epoch(experiment_id), f"experiment {experiment_id} history")
-    loaded = artifacts.latest_good(experiment_id, last)
+    # No checkpoint can come before the first stored epoch: a fresh run has none to look up.
+    loaded = artifacts.latest_good(experiment_id, last) if last > 0 else None
     ok, ckpt = with_db_retry(
         lambda: resume_point(experiment_id, attempt, loaded, **facts),
         f"experiment {experiment_id} resume",
@@ -120,17 +153,22 @@ def train_run(
         state.load_state_dict(ckpt)
         log.info("resumed", from_epoch=state.epoch)
 
-    prune = with_db_retry(lambda: pruner.of_run(experiment_id), f"experiment {experiment_id}")
+    prune = None
+    if in_sweep:
+        prune = with_db_retry(lambda: pruner.of_run(experiment_id), f"experiment {experiment_id}")
     uploads = artifacts.Checkpoints(experiment_id, attempt)
     uploads.start()
     try:
         with get_engine().connect() as conn:  # held for the run's per-epoch writes
             sink = DatabaseSink(experiment_id, attempt, spec, stop, conn, uploads, prune)
-            result = program.train(spec, data, state, sink)
+            try:
+                result = program.train(spec, data, state, sink)
+            finally:
+                ours = sink.close()  # every epoch decided is stored before anything else
     finally:
         # The last checkpoint taken completes its upload (a handed-back run resumes from it).
         uploads.close()
-    if result.status is None:
+    if result.status is None or not ours:
         return Outcome(experiment_id, LEASE_LOST, result.epoch)
     if result.status == ExperimentStatus.WAITING and prune is not None:
         paused = with_db_retry(lambda: pruner.pause(experiment_id, attempt, prune, result.epoch),
