@@ -52,6 +52,8 @@ def test_experiment_runs_to_succeeded_and_pages_by_cursor(stack: Stack) -> None:
             assert set(r) == {
                 "epoch",
                 "lr",
+                "lr_min",
+                "lr_max",
                 "train_loss",
                 "val_loss",
                 "val_accuracy",
@@ -59,6 +61,7 @@ def test_experiment_runs_to_succeeded_and_pages_by_cursor(stack: Stack) -> None:
                 "decision",
             }
             assert r["duration_s"] > 0 and 0 <= r["val_accuracy"] <= 1
+            assert r["lr_min"] == r["lr_max"] == r["lr"]  # a per-epoch schedule: flat within
         assert rows[-1]["val_accuracy"] > 0.9  # an MLP on digits learns within 8 epochs
         assert rows[-1]["train_loss"] < rows[0]["train_loss"]
 
