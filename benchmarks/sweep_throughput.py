@@ -1,0 +1,153 @@
+"""What a pruned sweep costs beyond its training (#15): the pause at a rung and the resume on a
+worker, and how busy two workers stay on many small runs. Real `glidepath api` + 2 workers
+(tests/support/stack.py, OMP_NUM_THREADS=1), on the embedded default or PostgreSQL + Redis.
+
+rung      a successive-halving sweep (grid of 9 base_lr, digits MLP [64], batch 64, 27 epochs,
+          min_epochs 3, reduction_factor 3: rungs at epochs 3 and 9). From the stored rows:
+            complete  the rung's last rung-epoch row written (every run has reached it)
+            decided   the rung's sweep_rungs.decided_at
+            resumed   a promoted run's next epoch began (its created_at − duration_s)
+          The pause-and-resume overhead of a rung is resumed − complete of its first promoted
+          runs (one per worker; later ones wait for a worker, which is queueing, not overhead);
+          the baseline is an uninterrupted run, whose next epoch starts right after the row (the
+          between-epochs time of benchmarks/run_overhead.py). Target: ≤ 100 ms.
+busy      `--runs` (200) small runs in one POST /v1/batches (digits MLP [64], batch 64,
+          `--epochs` epochs): busy = Σ (finished_at − started_at) / (2 workers × wall), wall from
+          the POST to the last finished_at. Target: ≥ 95 %.
+
+    .venv/bin/python benchmarks/sweep_throughput.py [--stack embedded|postgres|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+from run_overhead import _utc, backend_for
+from sqlalchemy import create_engine, text
+
+from service.training.status import FINAL
+from tests.support.stack import Stack, start_stack, wait_for
+
+BASE: dict[str, Any] = {
+    "dataset": "digits", "model": {"type": "mlp", "hidden": [64]},
+    "solver": {"type": "SGD", "params": {"momentum": 0.9}}, "batch_size": 64, "seed": 0,
+    "device": "cpu",
+}  # fmt: skip
+LRS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.02, 0.2, 0.005]
+
+
+def rows(stack: Stack, sql: str, **params: Any) -> list[Any]:
+    engine = create_engine(stack.backend.database_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql), params).all())
+    finally:
+        engine.dispose()
+
+
+def rung_overhead(stack: Stack, c: httpx.Client) -> list[float]:
+    pruner = {"type": "successive_halving", "min_epochs": 3, "reduction_factor": 3}
+    body = {"base": {**BASE, "epochs": 27}, "strategy": "grid",
+            "parameters": {"base_lr": LRS}, "pruner": pruner}  # fmt: skip
+    r = c.post("/v1/sweeps", json=body)
+    r.raise_for_status()
+    sweep_id = r.json()["sweep_id"]
+    detail: dict[str, Any] = {}
+
+    def finished() -> bool:
+        nonlocal detail
+        detail = c.get(f"/v1/sweeps/{sweep_id}").json()
+        return detail["status"] == "finished"
+
+    wait_for(finished, 300, lambda: f"{detail}\n{stack.logs()}")
+    epochs = rows(stack, "SELECT m.experiment_id, m.epoch, m.created_at, m.duration_s "
+                  "FROM epoch_metrics m JOIN experiments e ON e.id = m.experiment_id "
+                  "WHERE e.sweep_id = :s", s=sweep_id)  # fmt: skip
+    rungs = rows(stack, "SELECT epoch, decided_at FROM sweep_rungs WHERE sweep_id = :s "
+                 "ORDER BY epoch", s=sweep_id)  # fmt: skip
+    at = {(i, e): (_utc(t), float(d)) for i, e, t, d in epochs}
+    firsts: list[float] = []
+    for epoch, decided in rungs:
+        complete = max(t for (i, e), (t, _) in at.items() if e == epoch)
+        resumed = sorted(
+            (at[i, e + 1][0].timestamp() - at[i, e + 1][1] - complete.timestamp())
+            for (i, e) in at if e == epoch and (i, e + 1) in at
+        )  # fmt: skip
+        decide = (_utc(decided) - complete).total_seconds()
+        after = ", ".join(f"{s * 1000:.0f}" for s in resumed)
+        print(f"  rung at epoch {epoch}: decided {decide * 1000:.1f} ms after complete; promoted "
+              f"runs' next epoch began after {after} ms")  # fmt: skip
+        firsts.extend(resumed[:2])  # one per worker
+    print(f"  pause + resume overhead (first promoted run per worker and rung): "
+          f"median {statistics.median(firsts) * 1000:.0f} ms, max {max(firsts) * 1000:.0f} ms "
+          f"(target ≤ 100 ms); {detail['pruning']['epochs_run']} epochs run")  # fmt: skip
+    return firsts
+
+
+def busy(stack: Stack, c: httpx.Client, n: int, epochs: int, workers: int) -> float:
+    specs = [{**BASE, "name": f"small-{i}", "base_lr": 0.01 * (1 + i % 10), "seed": i,
+              "epochs": epochs} for i in range(n)]  # fmt: skip
+    posted = datetime.now(UTC)
+    r = c.post("/v1/batches", json={"experiments": specs})
+    r.raise_for_status()
+    batch_id = r.json()["batch_id"]
+
+    def done() -> bool:
+        counts = c.get(f"/v1/batches/{batch_id}").json().get("counts", {})
+        return sum(v for k, v in counts.items() if k in FINAL) >= n
+
+    wait_for(done, 600, stack.logs)
+    runs = rows(stack, "SELECT status, started_at, finished_at FROM experiments "
+                "WHERE batch_id = :b", b=batch_id)  # fmt: skip
+    assert len(runs) == n and all(s == "succeeded" for s, _, _ in runs), runs[:5]
+    inside = sum((_utc(f) - _utc(s)).total_seconds() for _, s, f in runs)
+    wall = (max(_utc(f) for _, _, f in runs) - posted).total_seconds()
+    mean_run = inside / n
+    frac = inside / (workers * wall)
+    print(f"  {n} runs × {epochs} epochs on {workers} workers: wall {wall:.2f} s, mean run "
+          f"{mean_run * 1000:.0f} ms, busy {frac:.1%} (target ≥ 95 %); idle per run "
+          f"{(workers * wall - inside) / n * 1000:.1f} ms")  # fmt: skip
+    return frac
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--stack", choices=["embedded", "postgres", "both"], default="embedded")
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=10)
+    args = ap.parse_args()
+    for kind in ["embedded", "postgres"] if args.stack == "both" else [args.stack]:
+        root = Path(tempfile.mkdtemp(prefix=f"glidepath-sweep-{kind}-"))
+        try:
+            with (
+                backend_for(kind, root) as backend,
+                start_stack(backend, root / "logs", workers=2) as stack,
+                httpx.Client(base_url=stack.url, timeout=30) as c,
+            ):
+                time.sleep(1)  # both workers consuming
+                print(f"\n{kind}: successive halving, 9 runs, rungs at 3 and 9 of 27 epochs")
+                rung_overhead(stack, c)
+                print(f"{kind}: small runs")
+                busy(stack, c, args.runs, args.epochs, 2)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
