@@ -15,7 +15,7 @@ EXIT_NOT_FOUND = 4
 EXIT_INTERRUPTED = 130
 
 EXIT_HELP = (
-    "Exit codes: 0 ok (with --wait/watch: every run ended succeeded or early_stopped); "
+    "Exit codes: 0 ok (with --wait/watch: every run ended succeeded, early_stopped or pruned); "
     "1 a run ended failed, diverged or cancelled; 2 bad input (file unreadable or unparseable, "
     "API 4xx such as 422); 3 service unreachable or 5xx after retries; 4 not found; "
     "130 interrupted."

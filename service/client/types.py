@@ -12,7 +12,9 @@ from service.training.status import FINAL, OK, ExperimentStatus
 # The service's own vocabulary (an enum in the OpenAPI), not a copy kept here.
 STATUSES: tuple[str, ...] = tuple(ExperimentStatus)
 FINAL_STATUSES: frozenset[str] = frozenset(FINAL)
-OK_STATUSES: frozenset[str] = frozenset(OK)
+# What a script waiting on runs counts as a good ending: a run its sweep's pruner stopped ended
+# as designed (CONTRACT.md), not in failure.
+OK_STATUSES: frozenset[str] = frozenset(OK) | {ExperimentStatus.PRUNED}
 
 
 class ErrorDetail(TypedDict):

@@ -18,6 +18,7 @@ from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.kit.errors import InvalidInput, NotFound
 from service.kit.logging import get_logger
+from service.kit.time import as_utc
 from service.sweeps import expand, leaderboard, pruning, trials
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import SweepRepository
@@ -113,8 +114,12 @@ def get(session: Session, sweep_id: int) -> SweepOut:
 def decisions(session: Session, sweep_id: int) -> list[SweepDecisionOut]:
     """The pruner's decisions in the order taken."""
     _get(session, sweep_id)
-    return [SweepDecisionOut.model_validate(d, from_attributes=True)
-            for d in pruning.decisions(session, sweep_id)]  # fmt: skip
+    out = []
+    for d in pruning.decisions(session, sweep_id):
+        item = SweepDecisionOut.model_validate(d, from_attributes=True)
+        item.created_at = as_utc(d.created_at) or item.created_at  # SQLite: naive UTC
+        out.append(item)
+    return out
 
 
 def list_page(session: Session, limit: int) -> SweepPage:

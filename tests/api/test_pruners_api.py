@@ -193,3 +193,13 @@ def test_each_stage_of_coarse_to_fine_is_pruned_on_its_own(client: TestClient) -
     assert rungs == [(1, 1, 4, 1), (2, 1, 3, 1)]  # 4 decades, then 3 fine LRs: one each goes on
     finished = [e for e in detail["experiments"] if e["status"] == "succeeded"]
     assert sorted(e["stage"] for e in finished) == [1, 2]
+
+
+def test_decision_times_carry_their_timezone(client: TestClient) -> None:
+    sweep_id = sweep_of(client, {"type": "asha"})
+    first = min(
+        e["experiment_id"] for e in client.get(f"/v1/sweeps/{sweep_id}").json()["experiments"]
+    )
+    run_experiment(first)
+    [d, *_] = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+    assert d["created_at"].endswith(("Z", "+00:00"))
