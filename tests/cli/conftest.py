@@ -6,11 +6,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from service.cli import session
+from service.client import Client
 from tests.support.stack import Stack
 
 GLIDEPATH = Path(sys.executable).with_name("glidepath")
@@ -51,3 +56,15 @@ def run_cli(*args: str, stdin: str | None = None, timeout: float = 120) -> Resul
 def cli_stack(stack: Stack) -> Stack:
     """The session's real `glidepath api` and worker (tests/conftest.py), on each backend."""
     return stack
+
+
+@pytest.fixture
+def cli(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    """The commands in-process (Typer's CliRunner): every command's Client sends through the
+    in-process app (`client`)."""
+    monkeypatch.setattr(
+        session, "new_client", lambda url, token: Client(http=client, token=token, retries=0)
+    )
+    monkeypatch.delenv("GLIDEPATH_TOKEN", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    yield CliRunner()

@@ -4,16 +4,13 @@ what they print and their exit codes, without a worker. test_cli_e2e.py runs the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from service.cli import app, session
-from service.client import Client
+from service.cli import app
 
 SPEC: dict[str, Any] = {
     "name": "cli-digits",
@@ -23,17 +20,6 @@ SPEC: dict[str, Any] = {
     "epochs": 3,
     "tags": {"suite": "cli"},
 }
-
-
-@pytest.fixture
-def cli(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    """Every command's Client sends through the in-process app."""
-    monkeypatch.setattr(
-        session, "new_client", lambda url, token: Client(http=client, token=token, retries=0)
-    )
-    monkeypatch.delenv("GLIDEPATH_TOKEN", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    yield CliRunner()
 
 
 def write(tmp_path: Path, name: str, doc: Any) -> str:

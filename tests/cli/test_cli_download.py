@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from service.artifacts import service as artifacts
 from service.cli import app
 from service.client import ApiError, Client
-from tests.cli.test_cli_commands import cli  # noqa: F401  (the fixture)
 from worker.runs.lifecycle import run_experiment
 
 IRIS: dict[str, Any] = {
@@ -50,7 +49,7 @@ def finished(client: TestClient) -> int:
 
 
 def test_download_writes_the_model_and_prints_its_path_and_size(
-    cli: CliRunner,  # noqa: F811
+    cli: CliRunner,
     client: TestClient,
     out: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -77,7 +76,7 @@ def test_download_writes_the_model_and_prints_its_path_and_size(
 
 
 def test_download_of_a_run_without_a_model_says_why_and_writes_nothing(
-    cli: CliRunner,  # noqa: F811
+    cli: CliRunner,
     client: TestClient,
     out: Path,
 ) -> None:
@@ -114,7 +113,7 @@ def test_a_transfer_that_does_not_match_its_etag_leaves_no_file(
 
 
 def test_delete_asks_first_refuses_live_runs_and_deletes_ended_ones(
-    cli: CliRunner,  # noqa: F811
+    cli: CliRunner,
     client: TestClient,
 ) -> None:
     done = finished(client)

@@ -4,25 +4,12 @@ and per step, as a table and as JSON, downsampled on request; an unknown id exit
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from service.cli import app, session
-from service.client import Client
+from service.cli import app
 from tests.support.runs import end_run
-
-
-@pytest.fixture
-def cli(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setattr(
-        session, "new_client", lambda url, token: Client(http=client, token=token, retries=0)
-    )
-    monkeypatch.delenv("GLIDEPATH_TOKEN", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    yield CliRunner()
 
 
 def test_lr_per_epoch_and_per_step(cli: CliRunner, client: TestClient) -> None:

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from service.cli import app
 from service.client import Client
 from tests.api.test_pruners_api import drain
-from tests.cli.test_cli_commands import cli  # noqa: F401  (the fixture)
 
 # Three runs, rungs at epochs 1 and 3 of 4: at the first the best of three goes on, at the second
 # the one left goes on alone; a few hundred milliseconds of training in all.
@@ -28,7 +27,7 @@ SWEEP: dict[str, Any] = {"name": "cli-pruned", "base": BASE, "strategy": "grid",
 
 # The rendering is the CLI's, whatever the store: the embedded backend only.
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)
-def test_sweep_show_of_a_pruned_sweep(cli: CliRunner, client: TestClient) -> None:  # noqa: F811
+def test_sweep_show_of_a_pruned_sweep(cli: CliRunner, client: TestClient) -> None:
     sweep_id = client.post("/v1/sweeps", json=SWEEP).json()["sweep_id"]
     drain(client, sweep_id)
     gp = Client(http=client, retries=0)
@@ -66,7 +65,7 @@ def test_sweep_show_of_a_pruned_sweep(cli: CliRunner, client: TestClient) -> Non
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)
-def test_a_sweep_without_a_pruner_shows_no_pruning(cli: CliRunner, client: TestClient) -> None:  # noqa: F811
+def test_a_sweep_without_a_pruner_shows_no_pruning(cli: CliRunner, client: TestClient) -> None:
     plain = {k: v for k, v in SWEEP.items() if k != "pruner"}
     sweep_id = client.post("/v1/sweeps", json=plain).json()["sweep_id"]
     shown = cli.invoke(app, ["sweep", "show", str(sweep_id)])
