@@ -1,0 +1,65 @@
+"""A successive-halving sweep on real API and worker processes (two workers, short leases), with
+the worker holding the last rung's winner SIGKILLed mid-run: the sweep still finishes, every
+decision follows the rule over the stored histories rung by rung, the killed run resumes from
+its checkpoint with a contiguous history, and fewer than half the unpruned epochs are trained."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.test_faults import holder, trace
+from tests.support.stack import Stack, wait_for
+
+pytestmark = pytest.mark.integration
+
+# ~45 ms epochs (MLP [256, 256], batch 16): the final stage trains 18 epochs, long enough to be
+# killed mid-way. Rungs at 3 and 9 of 27 epochs.
+BASE: dict[str, Any] = {"dataset": "digits", "model": {"type": "mlp", "hidden": [256, 256]},
+                        "batch_size": 16, "epochs": 27}  # fmt: skip
+LRS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.02, 0.2, 0.005]
+
+
+def at(c: httpx.Client, exp_id: int, epoch: int) -> float:
+    return float(next(r["val_loss"] for r in trace(c, exp_id) if r["epoch"] == epoch))
+
+
+def test_a_killed_worker_changes_no_decision_of_a_synchronous_sweep(stack2: Stack) -> None:
+    pruner = {"type": "successive_halving", "min_epochs": 3, "reduction_factor": 3}
+    body = {"base": BASE, "strategy": "grid", "parameters": {"base_lr": LRS}, "pruner": pruner}
+    with stack2.client() as c:
+        sweep_id = c.post("/v1/sweeps", json=body).json()["sweep_id"]
+        detail: dict[str, Any] = {}
+
+        def last_stage() -> bool:
+            nonlocal detail
+            detail = c.get(f"/v1/sweeps/{sweep_id}").json()
+            return len(detail["pruning"]["rungs"]) == 2  # the last rung is decided
+
+        wait_for(last_stage, 120, lambda: f"{detail}\n{stack2.logs()}")
+        [winner] = [e["experiment_id"] for e in detail["experiments"]
+                    if e["status"] in ("queued", "running")]  # fmt: skip
+        victim = holder(stack2, c, winner, min_epochs=12)
+        victim.kill()
+        victim.wait()
+
+        def finished() -> bool:
+            nonlocal detail
+            detail = c.get(f"/v1/sweeps/{sweep_id}").json()
+            return detail["status"] == "finished"
+
+        wait_for(finished, 120, lambda: f"{detail}\n{stack2.logs()}")
+        decisions = c.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+        assert [d["epoch"] for d in decisions] == [3] * 9 + [9] * 3
+        for epoch, keep in ((3, 3), (9, 1)):
+            ranked = sorted((at(c, d["experiment_id"], epoch), d["experiment_id"])
+                            for d in decisions if d["epoch"] == epoch)  # fmt: skip
+            kept = {d["experiment_id"] for d in decisions
+                    if d["epoch"] == epoch and d["decision"] == "continue"}  # fmt: skip
+            assert kept == {i for _, i in ranked[:keep]}
+        final = c.get(f"/v1/experiments/{winner}").json()
+        assert final["status"] == "succeeded" and final["attempt"] == 4  # 2 pauses, a kill
+        assert [r["epoch"] for r in trace(c, winner)] == list(range(1, 28))
+        assert detail["pruning"]["epochs_run"] == 9 * 3 + 3 * 6 + 18 < 9 * 27 / 2
