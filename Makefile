@@ -25,7 +25,7 @@ run: install
 	$(BIN)/glidepath up
 
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=30
 
 # Unit, API, database and client tests on the embedded default (SQLite + file-system broker):
 # no PostgreSQL, no Redis, no spawned API or worker processes. About a minute.

@@ -238,13 +238,12 @@ def preview_of(scheduler_type: str) -> Any:
     return matches
 
 
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)  # a page: the backend is moot
 def test_a_composed_schedule_from_the_warmup_stable_decay_preset(
     stack: Stack, page: Any, console: Console, shot: Any
 ) -> None:
     """The preset fills a SequentialLR the preview draws as warmup, flat, decay; an element's
     422 shows on that element's field; the run is accepted with the composition as sent."""
-    if stack.backend.name != "embedded":
-        pytest.skip("a page in a browser: the backend changes nothing (the embedded one runs it)")
     console.allow(r"status of 422")  # the invalid element's preview, on purpose
     page.goto(f"{stack.url}/new")
     field(page, "name").fill("form-wsd")

@@ -17,9 +17,9 @@ BASE: dict[str, Any] = {"dataset": "iris", "model": {"type": "mlp", "hidden": [8
 LRS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 0.02, 0.2]
 
 
+# A page in a browser: the backend changes nothing, so the embedded stack alone.
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
 def test_a_pruned_sweep_page(stack: Stack, page: Any, shot: Any) -> None:
-    if stack.backend.name != "embedded":
-        pytest.skip("a page in a browser: the backend changes nothing (the embedded one runs it)")
     with stack.client() as c:
         created = c.post("/v1/sweeps", json={
             "name": "browser-pruned", "base": BASE, "strategy": "grid",

@@ -26,6 +26,9 @@ def at(c: httpx.Client, exp_id: int, epoch: int) -> float:
     return float(next(r["val_loss"] for r in trace(c, exp_id) if r["epoch"] == epoch))
 
 
+# The production stack (PostgreSQL, Redis, S3): the in-process tests cover the embedded one.
+@pytest.mark.postgres
+@pytest.mark.parametrize("fault_stack", ["postgres"], indirect=True)
 def test_a_killed_worker_changes_no_decision_of_a_synchronous_sweep(stack2: Stack) -> None:
     pruner = {"type": "successive_halving", "min_epochs": 3, "reduction_factor": 3}
     body = {"base": BASE, "strategy": "grid", "parameters": {"base_lr": LRS}, "pruner": pruner}
