@@ -19,9 +19,9 @@ stored one. Decisions depend only on stored values, so a crash changes none of t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.dispatch import service as dispatch
@@ -162,12 +162,15 @@ def stored(session: Session, experiment_id: int, epoch: int) -> SweepDecision | 
     )
 
 
-def _store(session: Session, p: RunPruner, v: pruning.Verdict, bracket: int | None = None
-           ) -> SweepDecision:  # fmt: skip
-    row = SweepDecision(sweep_id=p.sweep_id, experiment_id=v.experiment_id, stage=p.stage,
-                        bracket=p.bracket if bracket is None else bracket, epoch=v.epoch,
-                        rung=v.rung, value=v.value, cutoff=v.cutoff, compared=v.compared,
-                        decision=v.decision, reason=v.reason)  # fmt: skip
+def _decision_row(p: RunPruner, v: pruning.Verdict) -> dict[str, Any]:
+    return {"sweep_id": p.sweep_id, "experiment_id": v.experiment_id, "stage": p.stage,
+            "bracket": p.bracket, "epoch": v.epoch, "rung": v.rung, "value": v.value,
+            "cutoff": v.cutoff, "compared": v.compared, "decision": v.decision,
+            "reason": v.reason, "created_at": utcnow()}  # fmt: skip
+
+
+def _store(session: Session, p: RunPruner, v: pruning.Verdict) -> SweepDecision:
+    row = SweepDecision(**_decision_row(p, v))
     session.add(row)
     session.flush()
     return row
@@ -269,7 +272,8 @@ def _any_going(session: Session, sweep_id: int) -> bool:
 def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: int, epoch: int,
               group: list[Experiment]) -> int:  # fmt: skip
     reached = [r for r in group if r.status == ExperimentStatus.WAITING and r.epochs_run == epoch]
-    live = [r for r in group if r.status not in FINAL and r not in reached]
+    at_rung = {r.id for r in reached}
+    live = [r for r in group if r.status not in FINAL and r.id not in at_rung]
     if not reached or live:
         return 0  # a live run has yet to reach the rung or end
     row = {"sweep_id": sweep_id, "stage": stage, "bracket": bracket, "epoch": epoch,
@@ -287,22 +291,27 @@ def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: 
     values = [(r.id, stored_at.get(r.id)) for r in reached]
     verdicts = pruning.successive_halving(values, rule.eta, rule.mode, rule.metric, epoch, rung)
     p = RunPruner(rule, sweep_id, 0, stage, bracket, ())
-    queues = {r.id: r.queue for r in reached}
-    now = utcnow()
-    for v in verdicts:
-        _store(session, p, v)
-        target = ExperimentStatus.PRUNED if v.stop else ExperimentStatus.QUEUED
-        values_set: dict[str, Any] = {"status": target, "updated_at": now}
-        if v.stop:
-            values_set |= {"finished_at": now, "stop_reason": v.reason}
-        moved = session.execute(
-            update(Experiment)
-            .where(and_(Experiment.id == v.experiment_id,
-                        Experiment.status == ExperimentStatus.WAITING))
-            .values(**values_set)
+    # Three statements however many runs reached the rung (1,000 at most): the decisions, the
+    # pruned runs with their reasons, the promoted ones (a run cancelled meanwhile stays so).
+    session.execute(insert(SweepDecision), [_decision_row(p, v) for v in verdicts])
+    runs, now = cast(Table, Experiment.__table__), utcnow()
+    waiting = runs.c.status == ExperimentStatus.WAITING
+    stopped = [{"eid": v.experiment_id, "reason": v.reason} for v in verdicts if v.stop]
+    if stopped:
+        session.execute(
+            update(runs).where(runs.c.id == bindparam("eid"), waiting)
+            .values(status=ExperimentStatus.PRUNED, updated_at=now, finished_at=now,
+                    stop_reason=bindparam("reason")),
+            stopped,
         )  # fmt: skip
-        if moved.rowcount == 1 and not v.stop:  # type: ignore[attr-defined]
-            dispatch.enqueue(session, v.experiment_id, queues[v.experiment_id], dispatch.RUN_TASK)
+    promoted = session.execute(
+        update(runs).where(runs.c.id.in_([v.experiment_id for v in verdicts if not v.stop]),
+                           waiting)
+        .values(status=ExperimentStatus.QUEUED, updated_at=now)
+        .returning(runs.c.id, runs.c.queue)
+    ).all()  # fmt: skip
+    for exp_id, queue in promoted:
+        dispatch.enqueue(session, exp_id, queue, dispatch.RUN_TASK)
     log.info("rung_decided", sweep_id=sweep_id, stage=stage, bracket=bracket, epoch=epoch,
              reached=len(reached), continued=row["continued"])  # fmt: skip
     return 1

@@ -210,3 +210,38 @@ def test_decision_times_carry_their_timezone(client: TestClient) -> None:
     run_experiment(first)
     [d, *_] = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
     assert d["created_at"].endswith(("Z", "+00:00"))
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # the rule at scale
+def test_a_rung_of_a_thousand_random_trials_is_decided_once_by_the_rule(client: TestClient) -> None:
+    """1,000 random trials all waiting at the first rung (their rung rows written directly, as
+    1,000 workers would have): one sweep check decides it, the best ⌊1000/3⌋ by the stored value
+    go on, a second check decides nothing more."""
+    import random
+
+    from sqlalchemy import update
+
+    from service.experiments.models import EpochRow, Experiment
+    from service.kit.db import session_scope
+
+    body = {"base": BASE, "strategy": "random", "trials": 1000, "seed": 1,
+            "parameters": {"base_lr": {"distribution": "log_uniform", "low": 1e-3, "high": 1}},
+            "pruner": {"type": "successive_halving"}}  # fmt: skip
+    created = client.post("/v1/sweeps", json=body).json()
+    ids, sweep_id = created["ids"], created["sweep_id"]
+    rng = random.Random(0)
+    losses = {i: round(rng.uniform(0.1, 2.0), 3) for i in ids}  # ties included
+    with session_scope() as session:
+        session.add_all(EpochRow(experiment_id=i, epoch=1, lr=0.1, val_loss=v, duration_s=0.01,
+                                 attempt=1) for i, v in losses.items())  # fmt: skip
+        session.execute(update(Experiment).where(Experiment.sweep_id == sweep_id)
+                        .values(status="waiting", epochs_run=1, attempt=1))  # fmt: skip
+    assert sweeps.advance_running() >= 0
+    decisions = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+    assert len(decisions) == 1000
+    best = sorted(ids, key=lambda i: (losses[i], i))[:333]
+    assert {d["experiment_id"] for d in decisions if d["decision"] == "continue"} == set(best)
+    counts = client.get(f"/v1/sweeps/{sweep_id}").json()["counts"]
+    assert counts == {"queued": 333, "pruned": 667}
+    sweeps.advance_running()
+    assert len(client.get(f"/v1/sweeps/{sweep_id}/decisions").json()) == 1000
