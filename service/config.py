@@ -46,6 +46,13 @@ class Settings(BaseSettings):
         description="Checkpoint a run at least this often (seconds) unless its spec sets "
         "checkpoint_every (epochs).",
     )
+    epoch_write_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        description="Epoch rows decided within this long of the last write are stored together "
+        "in the next transaction (short epochs; nothing waits on them but readers). 0: one "
+        "transaction per epoch.",
+    )
     max_attempts: int = Field(
         default=5, ge=1, description="A run whose worker is lost this many times ends `failed`."
     )

@@ -10,6 +10,7 @@ Both backends (`backend`: a copy of the session's migrated template), PostgreSQL
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import TypeVar
 
@@ -27,7 +28,7 @@ from service.training import decisions
 from service.training.spec import ExperimentSpec
 from tests.support.backends import in_process
 from tests.support.stack import Backend
-from worker.runs.epochs import HistoryGap, decide_and_write
+from worker.runs.epochs import Decided, HistoryGap, decide_and_write, write_many
 
 T = TypeVar("T")
 LEASE = 60.0
@@ -432,6 +433,35 @@ def test_decide_and_write_by_a_stale_attempt_writes_nothing(database: str) -> No
     assert epochs_written(experiment_id) == [(1, 0.1, None, 1)]
     row = run_row(experiment_id)
     assert (row.epochs_run, row.best_epoch, row.best_value) == (1, 1, 0.8)
+
+
+def test_epochs_written_together_store_what_one_by_one_writes_store(database: str) -> None:
+    """Short epochs share a transaction (worker/runs/training.py): the same rows, decisions and
+    progress as one transaction per epoch, fenced as one; a stale attempt writes none of them."""
+    experiment_id, attempt = claimed()
+    state, lr, decided = decisions.initial_state(SPEC, 0.1), 0.1, []
+    for epoch, value in enumerate([0.8, 0.9, 0.85, 0.95], 1):
+        decision, state = decisions.step(SPEC, state, epoch, metrics(value), lr)
+        decided.append(Decided(epoch, lr, 1.0, metrics(value), None, decision, state))
+        lr = decision.lr_next
+    assert write_many(experiment_id, attempt, decided[:1])
+    assert write_many(experiment_id, attempt, decided[1:])
+    assert epochs_written(experiment_id) == [
+        (1, 0.1, None, 1), (2, 0.1, None, 1), (3, 0.1, "reduce_lr", 1), (4, 0.05, "early_stop", 1),
+    ]  # fmt: skip
+    row = run_row(experiment_id)
+    assert (row.epochs_run, row.best_epoch, row.best_value) == (4, 1, 0.8)
+    with db.session_scope() as session:
+        kinds = session.execute(
+            select(Decision.epoch, Decision.kind).where(Decision.experiment_id == experiment_id)
+        ).all()
+    assert sorted(tuple(k) for k in kinds) == [(3, "reduce_lr"), (4, "early_stop")]
+    expire(experiment_id)
+    assert tx(lambda r: r.claim(experiment_id, "w2", LEASE)) == attempt + 1
+    later = [replace(d, epoch=d.epoch + 4) for d in decided]
+    assert write_many(experiment_id, attempt, later) is False
+    assert len(epochs_written(experiment_id)) == 4
+    assert run_row(experiment_id).epochs_run == 4
 
 
 def test_an_epoch_written_twice_keeps_one_row(database: str) -> None:

@@ -3,7 +3,7 @@ the checkpoint a resumed run starts from."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -68,6 +68,45 @@ def write_decided(
                       duration, metrics, lrs, decision, state)  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Decided:
+    """One epoch decided in memory, not yet stored."""
+
+    epoch: int
+    lr: float
+    duration: float
+    metrics: dict[str, float | None]
+    lrs: per_step.EpochLRs | None
+    decision: decisions.Decision
+    state: decisions.State
+
+
+def write_many(experiment_id: int, attempt: int, epochs: list[Decided],
+               conn: Connection | None = None) -> bool:  # fmt: skip
+    """Write consecutive epochs already decided in one transaction fenced by the attempt (the
+    run's progress is the last one's); False when the attempt is no longer current."""
+    last = epochs[-1]
+    with session_scope(conn) as session:
+        repo = ExperimentRepository(session)
+        best = {"best_epoch": last.state.best_epoch, "best_value": last.state.best_value}
+        if not repo.fence(experiment_id, attempt, epochs_run=last.epoch, **best):
+            return False
+        rows = [_row(experiment_id, attempt, e.epoch, e.lr, e.duration, e.metrics, e.lrs,
+                     e.decision, e.state) for e in epochs]  # fmt: skip
+        events = [{"experiment_id": experiment_id, "epoch": e.epoch, **asdict(event)}
+                  for e in epochs for event in e.decision.events]  # fmt: skip
+        repo.write_epochs(rows, events)
+    return True
+
+
+def _row(experiment_id: int, attempt: int, epoch: int, lr: float, duration: float,
+         metrics: dict[str, float | None], lrs: per_step.EpochLRs | None,
+         decision: decisions.Decision, state: decisions.State) -> dict[str, Any]:  # fmt: skip
+    return {"experiment_id": experiment_id, "epoch": epoch, "lr": lr, "duration_s": duration,
+            "decision": decision.label, "attempt": attempt, "state": state.to_json(),
+            **metrics, **lr_columns(lrs)}  # fmt: skip
+
+
 def _write(
     repo: ExperimentRepository, experiment_id: int, attempt: int, epoch: int, lr: float,
     duration: float, metrics: dict[str, float | None], lrs: per_step.EpochLRs | None,
@@ -76,9 +115,7 @@ def _write(
     if not repo.fence(experiment_id, attempt, epochs_run=epoch,
                       best_epoch=state.best_epoch, best_value=state.best_value):  # fmt: skip
         return False
-    row = {"experiment_id": experiment_id, "epoch": epoch, "lr": lr, "duration_s": duration,
-           "decision": decision.label, "attempt": attempt, "state": state.to_json(),
-           **metrics, **lr_columns(lrs)}  # fmt: skip
+    row = _row(experiment_id, attempt, epoch, lr, duration, metrics, lrs, decision, state)
     events = [{"experiment_id": experiment_id, "epoch": epoch, **asdict(e)}
               for e in decision.events]  # fmt: skip
     repo.write_epoch(row, events)

@@ -1,10 +1,11 @@
 """A training run on this worker: the engine's program (`worker.engine.program`) with the
 database around it. Each epoch is decided from the decision state stored with the one before it
 (read from the database once per attempt, then kept in memory, equal to what was stored) and
-written in one fenced transaction, behind the training: the next epoch trains while the previous
-one's row commits, and nothing (a checkpoint, a pause, the final model or status) happens before
-every decided epoch is stored. Checkpoints upload to the artifact store in the background
-(runs/artifacts.py); a resume loads the newest good one and cuts the history back to it."""
+written in fenced transactions behind the training: the next epochs train while the previous
+ones' rows commit (short epochs share a transaction), and nothing (a checkpoint, a pause, the
+final model or status) happens before every decided epoch is stored. Checkpoints upload to the
+artifact store in the background (runs/artifacts.py); a resume loads the newest good one and
+cuts the history back to it."""
 
 from __future__ import annotations
 
@@ -30,7 +31,14 @@ from worker.engine.plugins import param_count
 from worker.runs import artifacts, plugins, pruner
 from worker.runs.budget import data_budget
 from worker.runs.datasets import check_fits, load_arrays
-from worker.runs.epochs import last_epoch, resume_point, stored_state, write_decided
+from worker.runs.epochs import (
+    Decided,
+    last_epoch,
+    resume_point,
+    stored_state,
+    write_decided,
+    write_many,
+)
 from worker.runs.finish import LEASE_LOST, WAITING, Outcome, finish_run
 from worker.runs.retry import with_db_retry
 
@@ -39,11 +47,13 @@ log = get_logger(__name__)
 
 class DatabaseSink:
     """`program.EpochSink` over the database: decide per epoch from the decision state in memory
-    (read from the stored history at the attempt's first epoch) and write each epoch behind the
-    training, one at a time; checkpoints by the spec's `checkpoint_every` or else by time.
+    (read from the stored history at the attempt's first epoch) and write the epochs behind the
+    training, one transaction at a time (epochs decided within `epoch_write_seconds` of the last
+    write share the next one: a short epoch does not pay a transaction of its own); checkpoints
+    by the spec's `checkpoint_every` or else by time.
 
     A run with a sweep pruner writes each epoch before it returns: the pruner decides from the
-    sweep's stored histories. `flush()` waits for the write in flight; `lost` once a write was
+    sweep's stored histories. `flush()` stores every epoch decided; `lost` once a write was
     refused (the attempt is no longer current): the next `record` returns None."""
 
     def __init__(
@@ -59,13 +69,15 @@ class DatabaseSink:
         self.state: decisions.State | None = None  # as stored with the last epoch decided
         self.lost = False
         self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"epochs-{experiment_id}")
-        self._pending: Future[bool] | None = None
+        self._pending: Future[bool] | None = None  # the write in flight
+        self._decided: list[Decided] = []  # decided, not yet handed to the writer
+        self._sent_at = -float("inf")  # when the last write was handed to the writer
 
     def record(
         self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None],
         lrs: per_step.EpochLRs | None = None,
     ) -> tuple[decisions.Decision, decisions.State] | None:  # fmt: skip
-        if not self.flush():  # the previous epoch's write was refused: the run is not ours
+        if not self._collect():  # an earlier epoch's write was refused: the run is not ours
             return None
         what = f"experiment {self.experiment_id} epoch {epoch}"
         state = self.state
@@ -75,13 +87,14 @@ class DatabaseSink:
             )
         decision, state = decisions.step(self.spec, state, epoch, metrics, lr)
         self.state = state
-        row = partial(write_decided, self.experiment_id, self.attempt, epoch, lr, duration,
-                      metrics, lrs, decision, state, self.conn)  # fmt: skip
-        write = partial(with_db_retry, row, what)
         if self.prune is None:
-            self._pending = self._writer.submit(write)  # commits while the next epoch trains
+            # Commits while the next epochs train; short epochs share one transaction.
+            self._decided.append(Decided(epoch, lr, duration, metrics, lrs, decision, state))
+            self._send(due=True)
         else:
-            if not write():
+            row = partial(write_decided, self.experiment_id, self.attempt, epoch, lr, duration,
+                          metrics, lrs, decision, state, self.conn)  # fmt: skip
+            if not self.flush() or not with_db_retry(row, what):
                 self.lost = True
                 return None
             if decision.stop is None:
@@ -93,12 +106,34 @@ class DatabaseSink:
                      old_lr=event.old_lr, new_lr=event.new_lr)  # fmt: skip
         return decision, state
 
+    def _collect(self, wait: bool = False) -> bool:
+        """Take the result of the write in flight once it is done (or, with `wait`, when it
+        is); False once a write was refused (a write's error is raised here)."""
+        pending = self._pending
+        if pending is not None and (wait or pending.done()):
+            self._pending = None
+            if not pending.result():
+                self.lost = True
+        return not self.lost
+
+    def _send(self, due: bool = False) -> None:
+        """Hand the epochs decided to the writer as one transaction, when no write is in flight
+        (and, with `due`, `settings.epoch_write_seconds` after the last one was handed over)."""
+        if self.lost or not self._decided or self._pending is not None:
+            return
+        now = time.monotonic()
+        if due and now - self._sent_at < settings.epoch_write_seconds:
+            return
+        epochs, self._decided, self._sent_at = self._decided, [], now
+        rows = partial(write_many, self.experiment_id, self.attempt, epochs, self.conn)
+        what = f"experiment {self.experiment_id} epochs {epochs[0].epoch}-{epochs[-1].epoch}"
+        self._pending = self._writer.submit(with_db_retry, rows, what)
+
     def flush(self) -> bool:
         """Wait until every epoch decided is stored (a write's error is raised here); False
         once a write was refused."""
-        pending, self._pending = self._pending, None
-        if pending is not None and not pending.result():
-            self.lost = True
+        while self._collect(wait=True) and self._decided:
+            self._send()
         return not self.lost
 
     def close(self) -> bool:
