@@ -14,7 +14,7 @@ log = get_logger(__name__)
 @celery_app.task(name=RUN_TASK)
 def run_experiment(experiment_id: int) -> str:
     outcome = run(experiment_id)
-    if outcome.ended_run:
+    if outcome.ended_run and outcome.in_sweep:
         try:  # the run ended: its sweep may have a next stage to launch
             advance_for(experiment_id)
         except Exception:  # the relay's periodic check moves the sweep on instead

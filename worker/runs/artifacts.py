@@ -43,9 +43,11 @@ class Checkpoints(threading.Thread):
         self._cond = threading.Condition()
         self._closed = False
         self._busy = False
+        self.taken = False  # a checkpoint was submitted (it may be recorded)
 
     def submit(self, epoch: int, data: bytes, best_epoch: int | None) -> None:
         with self._cond:
+            self.taken = True
             self._pending = (epoch, data, best_epoch)
             self._cond.notify()
 

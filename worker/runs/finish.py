@@ -24,6 +24,7 @@ class Outcome:
     experiment_id: int
     status: str  # a final status, or NOT_CLAIMED / LEASE_LOST / HANDED_BACK
     epochs_run: int = 0
+    in_sweep: bool = True  # False: no sweep to move on when it ended
 
     @property
     def ended_run(self) -> bool:
@@ -31,9 +32,11 @@ class Outcome:
 
 
 def finish_run(
-    experiment_id: int, attempt: int, status: ExperimentStatus, **values: object
-) -> bool:
-    """Set the final status, fenced by the attempt; False when the run is no longer ours."""
+    experiment_id: int, attempt: int, status: ExperimentStatus, checkpoints: bool = True,
+    **values: object,
+) -> bool:  # fmt: skip
+    """Set the final status, fenced by the attempt; False when the run is no longer ours.
+    `checkpoints`: False when the run can have none to discard (its first attempt took none)."""
 
     def finish() -> bool:
         with session_scope() as session:
@@ -43,7 +46,7 @@ def finish_run(
     fields = {k: v for k, v in values.items() if k in ("stop_reason", "error")}
     log.info("finished" if ended else "finish_refused", experiment_id=experiment_id,
              attempt=attempt, status=str(status), **fields)  # fmt: skip
-    if ended:
+    if ended and checkpoints:
         discard_checkpoints(experiment_id)  # an ended run keeps its final model only
     return ended
 

@@ -44,6 +44,7 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
             outcome = _run_claimed(experiment_id, attempt, kind, spec_json, range_params, in_sweep)
         finally:
             registry.holding(None)
+        outcome.in_sweep = in_sweep
         if outcome.status == LEASE_LOST:  # the other endings log themselves (finish, hand_back)
             log.info("lease_lost", epochs_run=outcome.epochs_run)
         return outcome

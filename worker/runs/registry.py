@@ -64,6 +64,7 @@ class Registration(threading.Thread):
         self.queue_names = queue_names
         self.register_later = False  # the registration failed, or the row was forgotten
         self._done = threading.Event()
+        self._wake = threading.Event()  # beat now, not at the next HEARTBEAT_SECONDS
 
     def register(self) -> None:
         with session_scope() as session:
@@ -84,14 +85,24 @@ class Registration(threading.Thread):
             self.register()
 
     def run(self) -> None:
-        while not self._done.wait(HEARTBEAT_SECONDS):
+        while not self._done.is_set():
+            self._wake.wait(HEARTBEAT_SECONDS)
+            self._wake.clear()  # before the beat reads current_run: a later change wakes again
+            if self._done.is_set():
+                break
             try:
                 self.beat()
             except Exception:  # the database is briefly away: the next beat tries again
                 log.warning("registry_heartbeat_failed", exc_info=True)
 
+    def beat_soon(self) -> None:
+        self._wake.set()
+
     def close(self) -> None:
         self._done.set()
+        self._wake.set()
+        if self.is_alive():
+            self.join(5)  # no beat after the row says stopped
         try:
             with session_scope() as session:
                 WorkerRepository(session).stopped(self.id)
@@ -125,10 +136,14 @@ def stop() -> None:
 
 def holding(run_id: int | None) -> None:
     """The run this worker now holds (None: idle), written right away so that the registry is
-    current without waiting for the next beat."""
+    current without waiting for the next beat: by the heartbeat thread, off the run's path (a
+    transaction at each claim and each end), or here when there is none."""
     if _registration is None:
         return
     _registration.current_run = run_id
+    if _registration.is_alive():
+        _registration.beat_soon()
+        return
     try:
         with session_scope() as session:
             WorkerRepository(session).beat(_registration.id, run_id)

@@ -216,7 +216,8 @@ def train_run(
         artifacts.save_model(experiment_id, attempt,
                              checkpoint.model_bytes(state.model.state_dict(), meta))  # fmt: skip
     ended = finish_run(experiment_id, attempt, result.status, stop_reason=result.reason,
-                       test_metrics=result.test_metrics)  # fmt: skip
+                       test_metrics=result.test_metrics,
+                       checkpoints=attempt > 1 or uploads.taken)  # fmt: skip
     if not ended:
         return Outcome(experiment_id, LEASE_LOST, result.epoch)
     return Outcome(experiment_id, result.status, result.epoch)
