@@ -7,7 +7,7 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
-from service.dispatch.broker import make_celery
+from service.dispatch.broker import make_celery, warm
 from service.kit.db import dispose_engine
 from worker.runs import registry
 from worker.runs.lease import request_shutdown
@@ -31,6 +31,7 @@ def queues_for(device_queues: list[str]) -> list[str]:
 def _register(sender: Any, **_: Any) -> None:
     # The solo pool runs tasks in this process: its pid is the one runs are held under.
     registry.start(sorted(sender.app.amqp.queues.consume_from))
+    warm()  # this process sends too: a rung's promoted runs, a hand-back
 
 
 @worker_shutdown.connect

@@ -58,6 +58,14 @@ def sender() -> Celery:
     return make_celery()
 
 
+def warm() -> None:
+    """Pay the sender's one-time costs now (Celery looks its result backend up through the
+    installed packages' entry points on the first send, ~15 ms, though results are ignored), not
+    in the first message a process sends: a worker's first is a rung's promoted runs."""
+    app = sender()
+    _ = app.backend, app.amqp, app.producer_pool
+
+
 def send_task(task: str, experiment_id: int, queue: str) -> None:
     sender().send_task(task, args=[experiment_id], queue=queue)
 

@@ -5,6 +5,7 @@ crash loop); an unreachable store is a clear error that /readyz reports."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tests.db.test_worker_runs import IRIS, detail, run_handed_back_after, submi
 from tests.support.artifacts import checkpoint_keys
 from tests.support.s3 import S3Server
 from tests.support.stack import free_port
+from worker.runs.artifacts import _Written, written
 from worker.runs.lifecycle import run_experiment
 
 
@@ -93,6 +95,7 @@ def test_a_corrupt_checkpoint_resumes_from_the_previous_good_one(client: TestCli
     kept = checkpoint_keys(store(), exp_id)  # the newest and the best (maybe one and the same)
     assert kept, "no checkpoint was recorded"
     store().put_bytes(b"garbage, not a checkpoint", kept[-1])  # the newest is now corrupt
+    written.clear()  # resumed as on another worker: this one would use the copy it wrote
 
     assert run_experiment(exp_id, owner="test:2").status == "succeeded"
     assert trace(client, exp_id) == trace(client, straight)  # the same floats, all the same
@@ -113,5 +116,21 @@ def test_a_missing_checkpoint_means_starting_over_not_a_crash_loop(client: TestC
     assert run_handed_back_after(client, exp_id, epochs=3).status == "handed_back"
     for key in checkpoint_keys(store(), exp_id):
         store().delete(key)  # every checkpoint object lost (their rows remain)
+    written.clear()
     assert run_experiment(exp_id, owner="test:2").status == "succeeded"
     assert trace(client, exp_id) == trace(client, straight)
+
+
+def test_a_checkpoint_this_process_wrote_is_read_from_memory_if_it_verifies() -> None:
+    cache, data = _Written(), b"checkpoint bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    cache.put("checkpoints/1/epoch-3.pt", data)
+    assert cache.get("checkpoints/1/epoch-3.pt", sha) == data
+    assert cache.get("checkpoints/1/epoch-3.pt", "0" * 64) is None  # not what was recorded
+    cache.CACHE_BYTES = 2 * len(data)  # the newest kept within the bound
+    cache.put("checkpoints/2/epoch-3.pt", data)
+    cache.put("checkpoints/3/epoch-3.pt", data)
+    assert cache.get("checkpoints/1/epoch-3.pt", sha) is None
+    assert cache.get("checkpoints/3/epoch-3.pt", sha) == data
+    cache.drop("checkpoints/3/epoch-3.pt")
+    assert cache.get("checkpoints/3/epoch-3.pt", sha) is None

@@ -5,8 +5,11 @@ as safetensors. Store calls are retried with backoff, as database writes are (re
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from service.artifacts import service as artifacts
@@ -28,6 +31,46 @@ def with_store_retry(fn: Callable[[], T], what: str, budget_s: float = 120.0) ->
     return with_retry(
         fn, what, lambda exc: isinstance(exc, StoreUnavailable), "store_unavailable", budget_s
     )
+
+
+class _Written:
+    """The checkpoints this process stored most recently (up to CACHE_BYTES in all, newest
+    kept): a run paused at a rung and resumed on the same worker reads its checkpoint from
+    memory instead of the store. What is read is checked against the recorded sha256 all the
+    same, so a stale entry is only a miss."""
+
+    CACHE_BYTES = 64 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+            if len(data) > self.CACHE_BYTES:
+                return
+            self._items[key] = data
+            while sum(map(len, self._items.values())) > self.CACHE_BYTES:
+                self._items.popitem(last=False)
+
+    def get(self, key: str, sha256: str) -> bytes | None:
+        with self._lock:
+            data = self._items.get(key)
+        if data is None or hashlib.sha256(data).hexdigest() != sha256:
+            return None
+        return data
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+written = _Written()
 
 
 class Checkpoints(threading.Thread):
@@ -85,7 +128,11 @@ class Checkpoints(threading.Thread):
                 repo.forget(stale)
                 return stale
 
-        for old in with_db_retry(record, f"checkpoint {key} record"):
+        stale = with_db_retry(record, f"checkpoint {key} record")
+        if key not in stale:
+            written.put(key, data)
+        for old in stale:
+            written.drop(old)
             try:
                 store.delete(old)
             except ArtifactError:  # an orphan object costs space, not correctness
@@ -115,7 +162,10 @@ def latest_good(experiment_id: int, last_epoch: int) -> dict[str, Any] | None:
     store = artifacts.store()
     for key, sha in with_db_retry(candidates, f"experiment {experiment_id} checkpoints"):
         try:
-            data = with_store_retry(lambda k=key, s=sha: store.get_bytes(k, s), f"read {key}")  # type: ignore[misc]
+            data = written.get(key, sha)  # this process wrote it: no need to read it back
+            if data is None:
+                read = partial(store.get_bytes, key, sha)
+                data = with_store_retry(read, f"read {key}")
             state = checkpoint.loads(data)
             if state is None:
                 raise ArtifactError(f"checkpoint {key!r} is of another format")
@@ -134,6 +184,7 @@ def _forget(key: str) -> None:
             ArtifactRepository(session).forget([key])
 
     with_db_retry(forget, f"forget {key}")
+    written.drop(key)
     with contextlib.suppress(ArtifactError):
         artifacts.store().delete(key)
 
@@ -165,6 +216,7 @@ def discard_checkpoints(experiment_id: int) -> None:
             return found
 
     for key in with_db_retry(keys, f"experiment {experiment_id} checkpoints"):
+        written.drop(key)
         try:
             artifacts.store().delete(key)
         except ArtifactError:
