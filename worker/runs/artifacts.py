@@ -12,6 +12,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
+from sqlalchemy.orm import Session
+
 from service.artifacts import service as artifacts
 from service.artifacts.repository import ArtifactRepository
 from service.artifacts.store import ArtifactError, StoreUnavailable
@@ -149,18 +151,18 @@ class Checkpoints(threading.Thread):
         self.join()
 
 
-def latest_good(experiment_id: int, last_epoch: int) -> dict[str, Any] | None:
-    """The newest recorded checkpoint at or before `last_epoch` whose bytes verify and load; an
-    unusable one (missing, corrupt, another format) is dropped and the previous one tried, so a
-    bad checkpoint never makes the run crash-loop: at worst it starts over."""
+def recorded(session: Session, experiment_id: int, last_epoch: int) -> list[tuple[str, str]]:
+    """The run's recorded checkpoints at or before `last_epoch` (key, sha256), newest first."""
+    rows = ArtifactRepository(session).checkpoints(experiment_id, last_epoch)
+    return [(a.key, a.sha256) for a in rows]
 
-    def candidates() -> list[tuple[str, str]]:
-        with session_scope() as session:
-            rows = ArtifactRepository(session).checkpoints(experiment_id, last_epoch)
-            return [(a.key, a.sha256) for a in rows]
 
+def latest_good(experiment_id: int, candidates: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """The newest of `candidates` (`recorded`) whose bytes verify and load; an unusable one
+    (missing, corrupt, another format) is dropped and the previous one tried, so a bad
+    checkpoint never makes the run crash-loop: at worst it starts over."""
     store = artifacts.store()
-    for key, sha in with_db_retry(candidates, f"experiment {experiment_id} checkpoints"):
+    for key, sha in candidates:
         try:
             data = written.get(key, sha)  # this process wrote it: no need to read it back
             if data is None:

@@ -130,11 +130,6 @@ def lr_columns(lrs: per_step.EpochLRs | None) -> dict[str, Any]:
     return {"lr_min": lrs.lr_min, "lr_max": lrs.lr_max, "step_lrs": steps}
 
 
-def last_epoch(experiment_id: int) -> int:
-    with session_scope() as session:
-        return ExperimentRepository(session).last_epoch(experiment_id)
-
-
 def resume_point(
     experiment_id: int, attempt: int, ckpt: dict[str, Any] | None, **facts: Any
 ) -> tuple[bool, dict[str, Any] | None]:

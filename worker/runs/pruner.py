@@ -16,11 +16,6 @@ from service.training.status import ExperimentStatus
 log = get_logger(__name__)
 
 
-def of_run(experiment_id: int) -> pruning.RunPruner | None:
-    with session_scope() as session:
-        return pruning.for_run(session, experiment_id)
-
-
 def _ends(decision: Decision, status: ExperimentStatus, p: pruning.RunPruner,
           value: float | None, cutoff: float | None, reason: str) -> Decision:  # fmt: skip
     event = Event(str(status), p.rule.metric, value, cutoff, None, None, None, reason)

@@ -18,7 +18,8 @@ from functools import partial
 from sqlalchemy.engine import Connection
 
 from service.config import settings
-from service.kit.db import get_engine
+from service.experiments.repository import ExperimentRepository
+from service.kit.db import get_engine, session_scope
 from service.kit.logging import get_logger
 from service.sweeps import pruning as sweep_pruning
 from service.training import decisions, per_step
@@ -33,7 +34,6 @@ from worker.runs.budget import data_budget
 from worker.runs.datasets import check_fits, load_arrays
 from worker.runs.epochs import (
     Decided,
-    last_epoch,
     resume_point,
     stored_state,
     write_decided,
@@ -158,6 +158,18 @@ class DatabaseSink:
             self.saved_at = time.monotonic()
 
 
+def _start_reads(
+    experiment_id: int, in_sweep: bool
+) -> tuple[list[tuple[str, str]], sweep_pruning.RunPruner | None]:
+    """What a run starts from, in one transaction: its checkpoints up to its last stored epoch
+    (a fresh run has none to look up) and its sweep's pruner (None outside a sweep)."""
+    with session_scope() as session:
+        last = ExperimentRepository(session).last_epoch(experiment_id)
+        found = artifacts.recorded(session, experiment_id, last) if last > 0 else []
+        prune = sweep_pruning.for_run(session, experiment_id) if in_sweep else None
+    return found, prune
+
+
 def train_run(
     experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event,
     in_sweep: bool = True,
@@ -175,9 +187,10 @@ def train_run(
         "param_count": param_count(state.model),
         "plugins": plugins.pinned(spec, dataset_plugin),
     }
-    last = with_db_retry(lambda: last_epoch(experiment_id), f"experiment {experiment_id} history")
-    # No checkpoint can come before the first stored epoch: a fresh run has none to look up.
-    loaded = artifacts.latest_good(experiment_id, last) if last > 0 else None
+    candidates, prune = with_db_retry(
+        partial(_start_reads, experiment_id, in_sweep), f"experiment {experiment_id} history"
+    )
+    loaded = artifacts.latest_good(experiment_id, candidates) if candidates else None
     ok, ckpt = with_db_retry(
         lambda: resume_point(experiment_id, attempt, loaded, **facts),
         f"experiment {experiment_id} resume",
@@ -188,9 +201,6 @@ def train_run(
         state.load_state_dict(ckpt)
         log.info("resumed", from_epoch=state.epoch)
 
-    prune = None
-    if in_sweep:
-        prune = with_db_retry(lambda: pruner.of_run(experiment_id), f"experiment {experiment_id}")
     uploads = artifacts.Checkpoints(experiment_id, attempt)
     uploads.start()
     try:
