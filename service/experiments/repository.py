@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Row, and_, case, delete, func, select, update
 from sqlalchemy.orm import Session
@@ -23,6 +23,16 @@ def _held(experiment_id: int, attempt: int) -> ColumnElement[bool]:
         Experiment.attempt == attempt,
         Experiment.status == ExperimentStatus.RUNNING,
     )
+
+
+class Claimed(NamedTuple):
+    """A run just claimed: its new attempt and what its worker runs."""
+
+    attempt: int
+    spec: dict[str, Any] | None
+    kind: str | None
+    range_test: dict[str, Any] | None
+    sweep_id: int | None
 
 
 class ExperimentRepository:
@@ -245,6 +255,11 @@ class ExperimentRepository:
     def claim(self, experiment_id: int, owner: str, lease_s: float) -> int | None:
         """Take the run if it is queued, or running under a lease that has expired. Returns the
         new attempt number, or None when someone else holds it (or it has ended)."""
+        claimed = self.claim_run(experiment_id, owner, lease_s)
+        return None if claimed is None else claimed.attempt
+
+    def claim_run(self, experiment_id: int, owner: str, lease_s: float) -> Claimed | None:
+        """`claim`, returning with the attempt what a worker runs (in the same statement)."""
         now = utcnow()
         result = self.session.execute(
             update(Experiment)
@@ -264,14 +279,21 @@ class ExperimentRepository:
                 attempt=Experiment.attempt + 1,
                 started_at=func.coalesce(Experiment.started_at, now),
             )
-            .returning(Experiment.attempt)
+            .returning(
+                Experiment.attempt,
+                Experiment.spec,
+                Experiment.kind,
+                Experiment.range_test,
+                Experiment.sweep_id,
+            )
         )
-        attempt: int | None = result.scalar_one_or_none()
-        if attempt is not None:
-            self.session.add(Attempt(experiment_id=experiment_id, attempt=attempt, worker=owner,
-                                     started_at=now))  # fmt: skip
-            self.session.flush()
-        return attempt
+        row = result.one_or_none()
+        if row is None:
+            return None
+        self.session.add(Attempt(experiment_id=experiment_id, attempt=row.attempt, worker=owner,
+                                 started_at=now))  # fmt: skip
+        self.session.flush()
+        return Claimed(*row)
 
     def lost_attempts(self, experiment_id: int, before: int) -> int:
         """Attempts before `before` whose worker was lost: reaped ("lost"), or taken over by a

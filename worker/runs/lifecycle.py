@@ -26,16 +26,14 @@ log = get_logger(__name__)
 def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
     owner = owner or registry.worker_id()
     with session_scope() as session:
-        repo = ExperimentRepository(session)
-        attempt = repo.claim(experiment_id, owner, settings.lease_seconds)
-        experiment = repo.get(experiment_id) if attempt else None
-        spec_json = experiment.spec if experiment else None
-        kind = experiment.kind if experiment else None
-        range_params = experiment.range_test if experiment else None
-        in_sweep = experiment is not None and experiment.sweep_id is not None
-    if attempt is None or spec_json is None:
+        claimed = ExperimentRepository(session).claim_run(
+            experiment_id, owner, settings.lease_seconds
+        )
+    if claimed is None or claimed.spec is None:
         log.info("not_claimed", experiment_id=experiment_id, reason="held elsewhere or ended")
         return Outcome(experiment_id, NOT_CLAIMED)
+    attempt, spec_json, kind = claimed.attempt, claimed.spec, claimed.kind
+    range_params, in_sweep = claimed.range_test, claimed.sweep_id is not None
     # Every event of this run, here and in the modules it calls, carries these three fields.
     with bound(experiment_id=experiment_id, attempt=attempt, worker=owner):
         log.info("claimed", kind=kind)

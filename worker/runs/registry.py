@@ -53,6 +53,9 @@ def queues(bases: list[str]) -> list[str]:
     return consumed(bases, offered.models, offered.datasets)
 
 
+COALESCE_SECONDS = 0.05
+
+
 class Registration(threading.Thread):
     """Registers this worker, then beats every HEARTBEAT_SECONDS until `close`."""
 
@@ -86,7 +89,10 @@ class Registration(threading.Thread):
 
     def run(self) -> None:
         while not self._done.is_set():
-            self._wake.wait(HEARTBEAT_SECONDS)
+            if self._wake.wait(HEARTBEAT_SECONDS):
+                # One beat for a run's end and the next run's claim: the next claim follows within
+                # milliseconds when runs are queued.
+                self._done.wait(COALESCE_SECONDS)
             self._wake.clear()  # before the beat reads current_run: a later change wakes again
             if self._done.is_set():
                 break
