@@ -15,10 +15,10 @@ from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
-# ~45 ms epochs (MLP [256, 256], batch 16): the final stage trains 18 epochs, long enough to be
-# killed mid-way. Rungs at 3 and 9 of 27 epochs.
+# ~40 ms epochs (MLP [256, 256], batch 16): rungs at 5 and 15 of 45 epochs; the last stage trains
+# 30 (over a second), long enough to be killed mid-way whatever the polling's timing.
 BASE: dict[str, Any] = {"dataset": "digits", "model": {"type": "mlp", "hidden": [256, 256]},
-                        "batch_size": 16, "epochs": 27}  # fmt: skip
+                        "batch_size": 16, "epochs": 45}  # fmt: skip
 LRS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.02, 0.2, 0.005]
 
 
@@ -30,7 +30,7 @@ def at(c: httpx.Client, exp_id: int, epoch: int) -> float:
 @pytest.mark.postgres
 @pytest.mark.parametrize("fault_stack", ["postgres"], indirect=True)
 def test_a_killed_worker_changes_no_decision_of_a_synchronous_sweep(stack2: Stack) -> None:
-    pruner = {"type": "successive_halving", "min_epochs": 3, "reduction_factor": 3}
+    pruner = {"type": "successive_halving", "min_epochs": 5, "reduction_factor": 3}
     body = {"base": BASE, "strategy": "grid", "parameters": {"base_lr": LRS}, "pruner": pruner}
     with stack2.client() as c:
         sweep_id = c.post("/v1/sweeps", json=body).json()["sweep_id"]
@@ -42,9 +42,9 @@ def test_a_killed_worker_changes_no_decision_of_a_synchronous_sweep(stack2: Stac
             return len(detail["pruning"]["rungs"]) == 2  # the last rung is decided
 
         wait_for(last_stage, 120, lambda: f"{detail}\n{stack2.logs()}")
-        [winner] = [e["experiment_id"] for e in detail["experiments"]
-                    if e["status"] in ("queued", "running")]  # fmt: skip
-        victim = holder(stack2, c, winner, min_epochs=12)
+        [winner] = [d["experiment_id"] for d in c.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+                    if d["epoch"] == 15 and d["decision"] == "continue"]  # fmt: skip
+        victim = holder(stack2, c, winner, min_epochs=17)
         victim.kill()
         victim.wait()
 
@@ -55,8 +55,8 @@ def test_a_killed_worker_changes_no_decision_of_a_synchronous_sweep(stack2: Stac
 
         wait_for(finished, 120, lambda: f"{detail}\n{stack2.logs()}")
         decisions = c.get(f"/v1/sweeps/{sweep_id}/decisions").json()
-        assert [d["epoch"] for d in decisions] == [3] * 9 + [9] * 3
-        for epoch, keep in ((3, 3), (9, 1)):
+        assert [d["epoch"] for d in decisions] == [5] * 9 + [15] * 3
+        for epoch, keep in ((5, 3), (15, 1)):
             ranked = sorted((at(c, d["experiment_id"], epoch), d["experiment_id"])
                             for d in decisions if d["epoch"] == epoch)  # fmt: skip
             kept = {d["experiment_id"] for d in decisions
@@ -64,5 +64,5 @@ def test_a_killed_worker_changes_no_decision_of_a_synchronous_sweep(stack2: Stac
             assert kept == {i for _, i in ranked[:keep]}
         final = c.get(f"/v1/experiments/{winner}").json()
         assert final["status"] == "succeeded" and final["attempt"] == 4  # 2 pauses, a kill
-        assert [r["epoch"] for r in trace(c, winner)] == list(range(1, 28))
-        assert detail["pruning"]["epochs_run"] == 9 * 3 + 3 * 6 + 18 < 9 * 27 / 2
+        assert [r["epoch"] for r in trace(c, winner)] == list(range(1, 46))
+        assert detail["pruning"]["epochs_run"] == 9 * 5 + 3 * 10 + 30 < 9 * 45 / 2
