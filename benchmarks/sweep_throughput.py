@@ -66,14 +66,7 @@ def rung_overhead(stack: Stack, c: httpx.Client) -> list[float]:
     r = c.post("/v1/sweeps", json=body)
     r.raise_for_status()
     sweep_id = r.json()["sweep_id"]
-    detail: dict[str, Any] = {}
-
-    def finished() -> bool:
-        nonlocal detail
-        detail = c.get(f"/v1/sweeps/{sweep_id}").json()
-        return detail["status"] == "finished"
-
-    wait_for(finished, 300, lambda: f"{detail}\n{stack.logs()}")
+    detail = stack.wait_sweep(c, sweep_id, timeout=300)
     epochs = rows(stack, "SELECT m.experiment_id, m.epoch, m.created_at, m.duration_s "
                   "FROM epoch_metrics m JOIN experiments e ON e.id = m.experiment_id "
                   "WHERE e.sweep_id = :s", s=sweep_id)  # fmt: skip

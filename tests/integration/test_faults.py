@@ -163,6 +163,10 @@ def test_redis_restart_with_experiments_queued_loses_nothing(backends: Backends,
                 assert len(trace(c, exp_id)) == 3
 
 
+# The production stack only: the reaper's count is the database's (tests/db/test_fences.py has
+# it on both backends); this is the whole path with real processes.
+@pytest.mark.postgres
+@pytest.mark.parametrize("fault_stack", ["postgres"], indirect=True)
 def test_worker_lost_too_often_ends_failed_with_the_reason(stack2: Stack) -> None:
     """GLIDEPATH_MAX_ATTEMPTS (3 on this stack) bounds the retries of a run that keeps losing
     its worker."""

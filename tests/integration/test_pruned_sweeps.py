@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.integration.test_faults import holder, trace
-from tests.support.stack import Stack, wait_for
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -34,26 +34,15 @@ def test_a_killed_worker_changes_no_decision_of_a_synchronous_sweep(stack2: Stac
     body = {"base": BASE, "strategy": "grid", "parameters": {"base_lr": LRS}, "pruner": pruner}
     with stack2.client() as c:
         sweep_id = c.post("/v1/sweeps", json=body).json()["sweep_id"]
-        detail: dict[str, Any] = {}
-
-        def last_stage() -> bool:
-            nonlocal detail
-            detail = c.get(f"/v1/sweeps/{sweep_id}").json()
-            return len(detail["pruning"]["rungs"]) == 2  # the last rung is decided
-
-        wait_for(last_stage, 120, lambda: f"{detail}\n{stack2.logs()}")
+        # Until the last rung is decided:
+        stack2.wait_sweep(c, sweep_id, until=lambda s: len(s["pruning"]["rungs"]) == 2)
         [winner] = [d["experiment_id"] for d in c.get(f"/v1/sweeps/{sweep_id}/decisions").json()
                     if d["epoch"] == 15 and d["decision"] == "continue"]  # fmt: skip
         victim = holder(stack2, c, winner, min_epochs=17)
         victim.kill()
         victim.wait()
 
-        def finished() -> bool:
-            nonlocal detail
-            detail = c.get(f"/v1/sweeps/{sweep_id}").json()
-            return detail["status"] == "finished"
-
-        wait_for(finished, 120, lambda: f"{detail}\n{stack2.logs()}")
+        detail = stack2.wait_sweep(c, sweep_id)
         decisions = c.get(f"/v1/sweeps/{sweep_id}/decisions").json()
         assert [d["epoch"] for d in decisions] == [5] * 9 + [15] * 3
         for epoch, keep in ((5, 3), (15, 1)):

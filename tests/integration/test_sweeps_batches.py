@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.stack import Stack, wait_for
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +41,7 @@ def test_batch_and_coarse_to_fine_sweep_run_to_the_end(stack: Stack) -> None:
             },
         )
         assert r.status_code == 201, r.text
-        sweep_id = r.json()["sweep_id"]
-        sweep: dict[str, Any] = {}
-
-        def finished() -> bool:
-            nonlocal sweep
-            sweep = c.get(f"/v1/sweeps/{sweep_id}").json()
-            return sweep["status"] == "finished"
-
-        wait_for(finished, 180, lambda: f"{sweep}\n{stack.logs()}")
+        sweep = stack.wait_sweep(c, r.json()["sweep_id"], timeout=180)
         got = c.get(f"/v1/batches/{batch.json()['batch_id']}").json()
         assert got["status"] == "finished" and got["counts"] == {"succeeded": 2}
 

@@ -78,6 +78,21 @@ class Stack:
             f"--- {p.name}\n{p.read_text()[-4000:]}" for p in self.log_dir.glob("*.log")
         )
 
+    def wait_sweep(
+        self, c: httpx.Client, sweep_id: int, timeout: float = 120,
+        until: Callable[[dict[str, Any]], bool] = lambda s: s["status"] == "finished",
+    ) -> dict[str, Any]:  # fmt: skip
+        """Poll the sweep's detail until `until` says so (by default: it finished); return it."""
+        body: dict[str, Any] = {}
+
+        def done() -> bool:
+            nonlocal body
+            body = c.get(f"/v1/sweeps/{sweep_id}").json()
+            return until(body)
+
+        wait_for(done, timeout, lambda: f"sweep {sweep_id}: {body}\n{self.logs()}")
+        return body
+
     def wait_final(self, experiment_id: int, timeout: float = 120) -> dict[str, Any]:
         with self.client() as c:
             body: dict[str, Any] = {}
