@@ -112,6 +112,13 @@ class RunPruner:
     def rung_of(self, epoch: int) -> int | None:
         return self.rungs.index(epoch) if epoch in self.rungs else None
 
+    def asks_at(self, epoch: int) -> bool:
+        """Whether the rule has anything to decide after `epoch`: a rung's epoch, or (median)
+        any epoch from min_epochs on."""
+        if self.rule.type == "median":
+            return epoch >= self.rule.min_epochs
+        return epoch in self.rungs
+
 
 def _epochs(run: Experiment) -> int:
     return int(run.spec.get("epochs", 20))

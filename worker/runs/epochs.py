@@ -32,8 +32,8 @@ def decide_and_write(
         repo = ExperimentRepository(session)
         state = _stored_state(repo, experiment_id, spec, epoch, lr)
         decision, state = decisions.step(spec, state, epoch, metrics, lr)
-        ok = _write(repo, experiment_id, attempt, epoch, lr, duration, metrics, lrs,
-                    decision, state)  # fmt: skip
+        done = Decided(epoch, lr, duration, metrics, lrs, decision, state)
+        ok = _write_epochs(repo, experiment_id, attempt, [done])
     return (decision if ok else None), state
 
 
@@ -56,18 +56,6 @@ def _stored_state(repo: ExperimentRepository, experiment_id: int, spec: Experime
     return decisions.State.from_json(stored) if stored else decisions.initial_state(spec, lr)
 
 
-def write_decided(
-    experiment_id: int, attempt: int, epoch: int, lr: float, duration: float,
-    metrics: dict[str, float | None], lrs: per_step.EpochLRs | None,
-    decision: decisions.Decision, state: decisions.State, conn: Connection | None = None,
-) -> bool:  # fmt: skip
-    """Write an epoch already decided (its row, decisions and the run's progress) in one
-    transaction fenced by the attempt; False when the attempt is no longer current."""
-    with session_scope(conn) as session:
-        return _write(ExperimentRepository(session), experiment_id, attempt, epoch, lr,
-                      duration, metrics, lrs, decision, state)  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Decided:
     """One epoch decided in memory, not yet stored."""
@@ -85,17 +73,22 @@ def write_many(experiment_id: int, attempt: int, epochs: list[Decided],
                conn: Connection | None = None) -> bool:  # fmt: skip
     """Write consecutive epochs already decided in one transaction fenced by the attempt (the
     run's progress is the last one's); False when the attempt is no longer current."""
-    last = epochs[-1]
     with session_scope(conn) as session:
-        repo = ExperimentRepository(session)
-        best = {"best_epoch": last.state.best_epoch, "best_value": last.state.best_value}
-        if not repo.fence(experiment_id, attempt, epochs_run=last.epoch, **best):
-            return False
-        rows = [_row(experiment_id, attempt, e.epoch, e.lr, e.duration, e.metrics, e.lrs,
-                     e.decision, e.state) for e in epochs]  # fmt: skip
-        events = [{"experiment_id": experiment_id, "epoch": e.epoch, **asdict(event)}
-                  for e in epochs for event in e.decision.events]  # fmt: skip
-        repo.write_epochs(rows, events)
+        return _write_epochs(ExperimentRepository(session), experiment_id, attempt, epochs)
+
+
+def _write_epochs(repo: ExperimentRepository, experiment_id: int, attempt: int,
+                  epochs: list[Decided]) -> bool:  # fmt: skip
+    """The fence (the run's progress: the last epoch's), then the rows and their decisions."""
+    last = epochs[-1]
+    best = {"best_epoch": last.state.best_epoch, "best_value": last.state.best_value}
+    if not repo.fence(experiment_id, attempt, epochs_run=last.epoch, **best):
+        return False
+    rows = [_row(experiment_id, attempt, e.epoch, e.lr, e.duration, e.metrics, e.lrs,
+                 e.decision, e.state) for e in epochs]  # fmt: skip
+    events = [{"experiment_id": experiment_id, "epoch": e.epoch, **asdict(event)}
+              for e in epochs for event in e.decision.events]  # fmt: skip
+    repo.write_epochs(rows, events)
     return True
 
 
@@ -105,21 +98,6 @@ def _row(experiment_id: int, attempt: int, epoch: int, lr: float, duration: floa
     return {"experiment_id": experiment_id, "epoch": epoch, "lr": lr, "duration_s": duration,
             "decision": decision.label, "attempt": attempt, "state": state.to_json(),
             **metrics, **lr_columns(lrs)}  # fmt: skip
-
-
-def _write(
-    repo: ExperimentRepository, experiment_id: int, attempt: int, epoch: int, lr: float,
-    duration: float, metrics: dict[str, float | None], lrs: per_step.EpochLRs | None,
-    decision: decisions.Decision, state: decisions.State,
-) -> bool:  # fmt: skip
-    if not repo.fence(experiment_id, attempt, epochs_run=epoch,
-                      best_epoch=state.best_epoch, best_value=state.best_value):  # fmt: skip
-        return False
-    row = _row(experiment_id, attempt, epoch, lr, duration, metrics, lrs, decision, state)
-    events = [{"experiment_id": experiment_id, "epoch": epoch, **asdict(e)}
-              for e in decision.events]  # fmt: skip
-    repo.write_epoch(row, events)
-    return True
 
 
 def lr_columns(lrs: per_step.EpochLRs | None) -> dict[str, Any]:

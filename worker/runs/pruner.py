@@ -24,12 +24,11 @@ def _ends(decision: Decision, status: ExperimentStatus, p: pruning.RunPruner,
 
 def after_epoch(p: pruning.RunPruner, epoch: int, decision: Decision) -> Decision:
     """`decision` as the pruner leaves it: unchanged, ending `pruned`, or pausing `waiting` at
-    a synchronous rung not yet decided for this run."""
+    a synchronous rung not yet decided for this run. Called after an epoch the pruner asks at
+    (`RunPruner.asks_at`), once that epoch is stored."""
     with session_scope() as session:
         if p.rule.synchronous:
             rung = p.rung_of(epoch)
-            if rung is None:
-                return decision
             done = pruning.stored(session, p.experiment_id, epoch)
             if done is None:  # its group decides once every live run is here or has ended
                 reason = (f"reached rung {rung} (epoch {epoch}): waits until every live run "

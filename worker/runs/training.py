@@ -36,7 +36,6 @@ from worker.runs.epochs import (
     Decided,
     resume_point,
     stored_state,
-    write_decided,
     write_many,
 )
 from worker.runs.finish import LEASE_LOST, WAITING, Outcome, finish_run
@@ -87,15 +86,13 @@ class DatabaseSink:
             )
         decision, state = decisions.step(self.spec, state, epoch, metrics, lr)
         self.state = state
-        if self.prune is None:
+        self._decided.append(Decided(epoch, lr, duration, metrics, lrs, decision, state))
+        if self.prune is None or not self.prune.asks_at(epoch):
             # Commits while the next epochs train; short epochs share one transaction.
-            self._decided.append(Decided(epoch, lr, duration, metrics, lrs, decision, state))
             self._send(due=True)
         else:
-            row = partial(write_decided, self.experiment_id, self.attempt, epoch, lr, duration,
-                          metrics, lrs, decision, state, self.conn)  # fmt: skip
-            if not self.flush() or not with_db_retry(row, what):
-                self.lost = True
+            # The pruner decides from the sweep's stored histories: this epoch is stored first.
+            if not self.flush():
                 return None
             if decision.stop is None:
                 decision = with_db_retry(partial(pruner.after_epoch, self.prune, epoch, decision),
