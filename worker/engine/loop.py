@@ -10,8 +10,10 @@ does not advance a per-step scheduler either (pytorch#44511): the schedule count
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
@@ -51,12 +53,14 @@ def loss_fn(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return lambda out, y: nn.functional.mse_loss(out.squeeze(-1), y)
 
 
-def autocast(precision: str, device: torch.device) -> torch.autocast:
-    """Forward and loss in `precision` (fp32: autocast off, nothing changes)."""
+def autocast(precision: str, device: torch.device) -> AbstractContextManager[object]:
+    """Forward and loss in `precision`. fp32 enters nothing: a disabled `torch.autocast` still
+    saves and restores the autocast state on every batch, a few percent of an 8 ms epoch."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
     return torch.autocast(
         device_type=device.type,
         dtype=AUTOCAST_DTYPES.get(precision, torch.bfloat16),
-        enabled=precision != "fp32",
     )
 
 
