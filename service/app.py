@@ -18,6 +18,8 @@ from service.kit import exception_handlers
 from service.kit.auth import require_token
 from service.kit.request_id import RequestId
 from service.lr_range.router import router as lr_range_router
+from service.monitoring.http_metrics import HttpMetrics
+from service.monitoring.router import router as metrics_router
 from service.schedules.router import router as schedules_router
 from service.sweeps.router import router as sweeps_router
 from service.workers.router import router as workers_router
@@ -40,6 +42,7 @@ def create_app() -> FastAPI:
     )
     exception_handlers.install(app)
     app.add_middleware(RequestId)
+    app.add_middleware(HttpMetrics)  # outside RequestId: its time is the request's too
     app.include_router(health_router)
     guarded = [Depends(require_token)]  # a no-op unless GLIDEPATH_API_TOKENS is set
     for router in (
@@ -51,6 +54,7 @@ def create_app() -> FastAPI:
         lr_range_router,
         catalog_router,
         workers_router,
+        metrics_router,  # /metrics: the read role
     ):
         app.include_router(router, dependencies=guarded)
     install_dashboard(app)  # pages and /static: open, the browser sends the token to /v1

@@ -6,6 +6,7 @@ only says "experiment N wants running"; every fact lives in the database (DESIGN
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -13,10 +14,15 @@ from celery import Celery
 from service.config import settings
 
 
+def queue_folder() -> Path:
+    """The embedded broker's messages, one file each, named `<ms>_<uuid>.<queue>.msg` by kombu."""
+    return settings.broker_dir / "queue"
+
+
 def _broker_options() -> dict[str, Any]:
     if settings.is_embedded_broker:
         # kombu's file-system transport: producers and consumers on one machine share a folder.
-        folder = settings.broker_dir / "queue"
+        folder = queue_folder()
         processed = settings.broker_dir / "processed"
         control = settings.broker_dir / "control"  # broadcast; kombu defaults to ./control
         for d in (folder, processed, control):

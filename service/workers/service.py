@@ -4,7 +4,7 @@ against what they offer (names and params from their manifests; nothing is impor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -23,10 +23,18 @@ LOST_AFTER = 3  # heartbeats missed before a worker shows as lost
 FORGET_AFTER = timedelta(days=1)  # a worker not seen for this long leaves the registry
 
 
+STATES = ("alive", "lost", "stopped")
+
+
 def state(row: WorkerRow) -> str:
-    if row.stopped_at is not None:
+    return state_of(row.stopped_at, row.last_seen)
+
+
+def state_of(stopped_at: datetime | None, last_seen: datetime) -> str:
+    """One of STATES (`/v1/workers` and `/metrics` say the same)."""
+    if stopped_at is not None:
         return "stopped"
-    last = as_utc(row.last_seen)
+    last = as_utc(last_seen)
     assert last is not None
     alive = utcnow() - last <= timedelta(seconds=HEARTBEAT_SECONDS * LOST_AFTER)
     return "alive" if alive else "lost"

@@ -1,0 +1,220 @@
+"""The figures /metrics reads from the database and the broker, as Prometheus metric families.
+
+Every API process answers the same, whichever one a scrape reaches: the counts come from the
+database, not from the process that happened to see an event (workers are other processes).
+Gauges (runs by status, workers by state) are counted afresh at each scrape; counters and
+histograms (epochs, decisions, queue wait) are summed incrementally, each row read once through a
+high-water mark on its id (tail.py), so a steady scrape reads only what is new. A process that
+starts later reads the history once at its first scrape and then agrees with the others.
+
+The accumulators are plain numbers, not prometheus_client metrics: in multiprocess mode those
+would be summed over the API processes, which each hold the whole database's figures."""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from service.monitoring import queues
+from service.monitoring.repository import MonitoringRepository
+from service.monitoring.tail import Tail
+from service.training.status import ExperimentStatus
+from service.workers import service as workers
+
+# Seconds from a run's creation to its first start: a free worker takes a run within
+# milliseconds; a busy fleet makes runs wait minutes to hours.
+QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600,
+                      86400)  # fmt: skip
+# One epoch: from a tiny model's milliseconds to an hour of a large one.
+EPOCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800,
+                 3600)  # fmt: skip
+# What the training core decides (decisions.Event.kind) and what a sweep's pruner stops with:
+# shown at 0 before the first one, so a rate() has a series to start from.
+DECISION_KINDS = ("reduce_lr", "early_stop", "diverged", "pruned")
+DEFAULT_QUEUE = "cpu"  # Celery's task_default_queue (dispatch/broker.py)
+
+
+@dataclass
+class Histogram:
+    """Bucket counts (not cumulative), their sum and count."""
+
+    bounds: Sequence[float]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)  # the last: above every bound (+Inf)
+
+    def observe(self, value: float) -> None:
+        if not math.isfinite(value):
+            return
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1  # le: a bound includes itself
+        self.total += value
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        cumulative, buckets = 0, []
+        for bound, n in zip([*map(_fmt, self.bounds), "+Inf"], self.counts, strict=True):
+            cumulative += n
+            buckets.append((bound, float(cumulative)))
+        return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=self.total)
+
+
+def _fmt(bound: float) -> str:
+    return repr(float(bound))
+
+
+@dataclass
+class Figures:
+    """What this process has summed from one database so far."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    runs: Tail = field(default_factory=Tail)
+    epochs: Tail = field(default_factory=Tail)
+    decisions: Tail = field(default_factory=Tail)
+    waiting: set[int] = field(default_factory=set)  # runs seen but not yet started
+    queue_names: set[str] = field(default_factory=lambda: {DEFAULT_QUEUE})
+    queue_wait: Histogram = field(default_factory=lambda: Histogram(QUEUE_WAIT_BUCKETS))
+    epoch_duration: Histogram = field(default_factory=lambda: Histogram(EPOCH_BUCKETS))
+    decision_kinds: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(
+        DECISION_KINDS, 0)))  # fmt: skip
+
+
+# Per database engine: tests and tools point one process at several databases in turn.
+_figures: weakref.WeakKeyDictionary[Engine, Figures] = weakref.WeakKeyDictionary()
+_figures_lock = threading.Lock()
+
+
+def figures_for(engine: Engine) -> Figures:
+    with _figures_lock:
+        found = _figures.get(engine)
+        if found is None:
+            found = _figures[engine] = Figures()
+        return found
+
+
+def collect(session: Session) -> list[Metric]:
+    """One scrape's metric families. Concurrent scrapes of one process take turns, so none
+    counts a row twice."""
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    figures = figures_for(engine)
+    repo = MonitoringRepository(session)
+    with figures.lock:
+        _read_runs(repo, figures)
+        for row in figures.epochs.read(repo.epochs_after, repo.epochs_by_ids, time.monotonic()):
+            figures.epoch_duration.observe(float(row[1]))
+        for row in figures.decisions.read(
+            repo.decisions_after, repo.decisions_by_ids, time.monotonic()
+        ):
+            figures.decision_kinds[str(row[1])] += 1
+        by_status = repo.runs_by_status()
+        worker_rows = repo.workers()
+        for row in worker_rows:
+            figures.queue_names.update(row[3] or [])
+        return [
+            *_run_families(by_status),
+            *_queue_families(figures),
+            _counter(
+                "glidepath_epochs",
+                "Epochs trained (a row written per epoch; one redone after a resume counts again).",
+                float(sum(figures.epoch_duration.counts)),
+            ),
+            figures.epoch_duration.family(
+                "glidepath_epoch_duration_seconds", "Wall time of one training epoch."
+            ),
+            _decisions_family(figures.decision_kinds),
+            *_worker_families(worker_rows),
+        ]
+
+
+def _read_runs(repo: MonitoringRepository, figures: Figures) -> None:
+    """Each run's wait, from its creation to its first start, observed once it has started;
+    the runs still queued are looked at again through the (status, id) index."""
+    new = figures.runs.read(repo.runs_after, repo.runs_by_ids, time.monotonic())
+    if figures.waiting:
+        left = figures.waiting - repo.queued_ids()
+        if left:
+            figures.waiting -= left
+            new = [*new, *repo.runs_by_ids(left)]
+    for _id, queue, status, created_at, started_at in new:
+        figures.queue_names.add(str(queue))
+        if started_at is not None:
+            figures.queue_wait.observe(_seconds(created_at, started_at))
+        elif status == ExperimentStatus.QUEUED:
+            figures.waiting.add(int(_id))
+        # else: it ended (cancelled) before any worker took it, and never waited for one
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+def _run_families(by_status: dict[str, int]) -> Iterator[Metric]:
+    runs = GaugeMetricFamily("glidepath_runs", "Runs stored, by status.", labels=["status"])
+    for status in ExperimentStatus:
+        runs.add_metric([status.value], float(by_status.get(status.value, 0)))
+    yield runs
+
+
+def _queue_families(figures: Figures) -> Iterator[Metric]:
+    yield figures.queue_wait.family(
+        "glidepath_queue_wait_seconds", "Time from a run's creation to its first start."
+    )
+    found = queues.depths(figures.queue_names)
+    up = GaugeMetricFamily("glidepath_broker_up", "1 when the broker's queues could be read.")
+    up.add_metric([], 0.0 if found is None else 1.0)
+    yield up
+    if found is not None:
+        depth = GaugeMetricFamily(
+            "glidepath_queue_depth", "Task messages waiting in the broker.", labels=["queue"]
+        )
+        for name in sorted(found):
+            depth.add_metric([name], float(found[name]))
+        yield depth
+
+
+def _decisions_family(kinds: Counter[str]) -> Metric:
+    family = CounterMetricFamily(
+        "glidepath_decisions", "Decisions taken, by kind.", labels=["kind"]
+    )
+    for kind in sorted(kinds):
+        family.add_metric([kind], float(kinds[kind]))
+    return family
+
+
+def _worker_families(rows: Sequence[Sequence[object]]) -> Iterator[Metric]:
+    states: Counter[str] = Counter(dict.fromkeys(workers.STATES, 0))
+    busy = 0
+    for stopped_at, last_seen, current_run, _queues in rows:
+        state = workers.state_of(stopped_at, last_seen)  # type: ignore[arg-type]
+        states[state] += 1
+        busy += state == "alive" and current_run is not None
+    family = GaugeMetricFamily(
+        "glidepath_workers", "Registered worker processes, by state.", labels=["state"]
+    )
+    for state in workers.STATES:
+        family.add_metric([state], float(states[state]))
+    yield family
+    yield GaugeMetricFamily(
+        "glidepath_workers_busy", "Alive workers holding a run.", value=float(busy)
+    )

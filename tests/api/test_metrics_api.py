@@ -1,0 +1,188 @@
+"""GET /metrics as Prometheus reads it, on SQLite and on PostgreSQL: the text parsed with
+prometheus_client's own parser; runs, epochs, decisions and queue waits counted from the database
+after runs are created, trained in-process and cancelled; no label is a run id; HTTP requests
+counted by route template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from service.dispatch import broker
+from service.experiments.models import EpochRow, Experiment
+from service.kit.db import get_engine, session_scope
+from service.monitoring import collector
+from tests.support.runs import end_run
+from worker.runs.lifecycle import run_experiment
+
+# Stops early after 3 epochs (no epoch is min_delta better than the first): one decision.
+STOPS_EARLY: dict[str, Any] = {
+    "dataset": "iris",
+    "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 1},
+    "model": {"type": "mlp", "hidden": [8]},
+    "base_lr": 1e-4,
+    "epochs": 20,
+    "device": "cpu",
+    "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 1.0},
+}
+
+
+@pytest.fixture(autouse=True)
+def _sender_of_this_test() -> None:
+    """The API's Celery sender is made once per process (dispatch/broker.py); a test's embedded
+    broker is a folder of its own, so make it again for this test's folder."""
+    broker.sender.cache_clear()
+
+
+def scrape(client: TestClient) -> dict[str, list[Sample]]:
+    """Samples by sample name (`glidepath_epochs_total`, `..._bucket`), as Prometheus sees them."""
+    r = client.get("/metrics")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    out: dict[str, list[Sample]] = {}
+    for family in text_string_to_metric_families(r.text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(sample)
+    return out
+
+
+def value(samples: dict[str, list[Sample]], name: str, **labels: str) -> float:
+    found = [s.value for s in samples.get(name, []) if labels.items() <= s.labels.items()]
+    assert len(found) == 1, (name, labels, samples.get(name))
+    return found[0]
+
+
+def create(client: TestClient, spec: dict[str, Any]) -> int:
+    r = client.post("/v1/experiments", json=spec)
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def test_counts_follow_runs_created_trained_and_cancelled(client: TestClient) -> None:
+    empty = scrape(client)
+    assert value(empty, "glidepath_runs", status="queued") == 0
+    assert value(empty, "glidepath_epochs_total") == 0
+    assert value(empty, "glidepath_queue_wait_seconds_count") == 0
+    assert value(empty, "glidepath_workers", state="alive") == 0
+
+    trained, waiting, cancelled = (create(client, STOPS_EARLY) for _ in range(3))
+    assert client.post(f"/v1/experiments/{cancelled}/cancel").status_code == 200
+    assert run_experiment(trained, owner="test:1").status == "early_stopped"
+
+    got = scrape(client)
+    assert value(got, "glidepath_runs", status="queued") == 1
+    assert value(got, "glidepath_runs", status="early_stopped") == 1
+    assert value(got, "glidepath_runs", status="cancelled") == 1
+    assert value(got, "glidepath_runs", status="running") == 0
+    assert value(got, "glidepath_epochs_total") == 3
+    assert value(got, "glidepath_epoch_duration_seconds_count") == 3
+    assert value(got, "glidepath_epoch_duration_seconds_bucket", le="+Inf") == 3
+    assert value(got, "glidepath_epoch_duration_seconds_sum") > 0
+    assert value(got, "glidepath_decisions_total", kind="early_stop") == 1
+    assert value(got, "glidepath_decisions_total", kind="reduce_lr") == 0
+    # Only the trained run has started: one wait observed, however long it took.
+    assert value(got, "glidepath_queue_wait_seconds_count") == 1
+    assert value(got, "glidepath_queue_wait_seconds_bucket", le="+Inf") == 1
+    # Each run's task was sent to its queue (`cpu`: its device) in the embedded broker's folder;
+    # none was consumed (the run was trained in-process), so all three messages wait there.
+    assert value(got, "glidepath_queue_depth", queue="cpu") == 3
+    assert value(got, "glidepath_broker_up") == 1
+
+    # The waiting run starts later: its wait is observed then, once, however often it is read.
+    end_run(waiting, [0.5, 0.4])
+    again = scrape(client)
+    assert value(again, "glidepath_queue_wait_seconds_count") == 2
+    assert value(again, "glidepath_epochs_total") == 5
+    assert value(again, "glidepath_runs", status="succeeded") == 1
+    assert value(scrape(client), "glidepath_epochs_total") == 5
+
+    # A process that starts now (another API process, or this one restarted) reads the same.
+    collector._figures.clear()
+    fresh = scrape(client)
+    for name in ("glidepath_epochs_total", "glidepath_queue_wait_seconds_count",
+                 "glidepath_epoch_duration_seconds_sum", "glidepath_decisions_total"):  # fmt: skip
+        assert fresh[name] == again[name], name
+
+
+def test_no_label_value_is_a_run_id(client: TestClient) -> None:
+    ids = [create(client, STOPS_EARLY) for _ in range(2)]
+    for i in ids:
+        assert client.get(f"/v1/experiments/{i}").status_code == 200
+        assert client.get(f"/v1/experiments/{i}/metrics").status_code == 200
+    end_run(ids[0], [0.3])
+    got = scrape(client)
+    labels = {v for samples in got.values() for s in samples for v in s.labels.values()}
+    assert "/v1/experiments/{experiment_id}" in labels  # the template is there, not the path
+    for i in ids:
+        assert str(i) not in labels
+        assert not [v for v in labels if f"/{i}" in v], labels
+
+
+def test_http_requests_are_counted_by_route_template(client: TestClient) -> None:
+    template = "/v1/experiments/{experiment_id}"
+    before = scrape(client)
+
+    def count(samples: dict[str, list[Sample]], **labels: str) -> float:
+        found = [s.value for s in samples.get("glidepath_http_requests_total", [])
+                 if labels.items() <= s.labels.items()]  # fmt: skip
+        return sum(found)
+
+    a, b = create(client, STOPS_EARLY), create(client, STOPS_EARLY)
+    for i in (a, b, a):
+        assert client.get(f"/v1/experiments/{i}").status_code == 200
+    assert client.get("/v1/experiments/987654").status_code == 404
+    assert client.get("/no/such/page/42").status_code == 404
+    assert client.get("/static/no-such-file.js").status_code == 404
+    after = scrape(client)
+
+    def delta(**labels: str) -> float:
+        return count(after, **labels) - count(before, **labels)
+
+    assert delta(method="GET", route=template, status="200") == 3
+    assert delta(method="GET", route=template, status="404") == 1
+    assert delta(method="POST", route="/v1/experiments", status="201") == 2
+    assert delta(route="unmatched", status="404") == 1
+    assert delta(route="/static/{path}", status="404") == 1
+    assert delta(method="GET", route="/metrics", status="200") == 1  # the first scrape
+    durations = [s for s in after["glidepath_http_request_duration_seconds_count"]
+                 if s.labels == {"method": "GET", "route": template}]  # fmt: skip
+    assert durations and durations[0].value >= 4
+
+
+def test_an_epoch_committed_after_a_newer_one_is_still_counted(client: TestClient) -> None:
+    """On PostgreSQL ids are handed out at insert, not at commit: a scrape can see row N+1
+    before row N commits. Rows with chosen ids stand for that here, on both databases."""
+    run = create(client, STOPS_EARLY)
+    end_run(run, [0.5])  # one epoch, id 1
+    assert value(scrape(client), "glidepath_epochs_total") == 1
+
+    def epoch(row_id: int, n: int) -> None:
+        with session_scope() as s:
+            s.add(EpochRow(id=row_id, experiment_id=run, epoch=n, lr=0.1, duration_s=2.0,
+                           attempt=1))  # fmt: skip
+
+    epoch(10, 10)
+    assert value(scrape(client), "glidepath_epochs_total") == 2
+    epoch(7, 7)  # below the mark: found among the gaps
+    epoch(12, 12)
+    got = scrape(client)
+    assert value(got, "glidepath_epochs_total") == 4
+    assert value(got, "glidepath_epoch_duration_seconds_bucket", le="2.5") == 4
+    assert value(scrape(client), "glidepath_epochs_total") == 4  # none counted twice
+    figures = collector.figures_for(get_engine())
+    assert 7 not in figures.epochs.gaps and {8, 9, 11} <= set(figures.epochs.gaps)
+
+
+@pytest.mark.parametrize("n_runs", [25])
+def test_a_first_scrape_reads_history_once(client: TestClient, n_runs: int) -> None:
+    """Runs inserted straight into the table (as the benchmark does) are all counted."""
+    with session_scope() as s:
+        for _ in range(n_runs):
+            s.add(Experiment(spec={}, queue="gpu"))
+    got = scrape(client)
+    assert value(got, "glidepath_runs", status="queued") == n_runs
+    assert value(got, "glidepath_queue_depth", queue="gpu") == 0  # no message was sent
