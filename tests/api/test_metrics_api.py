@@ -12,10 +12,12 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from service.config import settings
 from service.dispatch import broker
+from service.dispatch.service import RUN_TASK
 from service.experiments.models import EpochRow, Experiment
 from service.kit.db import get_engine, session_scope
-from service.monitoring import collector
+from service.monitoring import collector, queues
 from tests.support.runs import end_run
 from worker.runs.lifecycle import run_experiment
 
@@ -186,3 +188,18 @@ def test_a_first_scrape_reads_history_once(client: TestClient, n_runs: int) -> N
     got = scrape(client)
     assert value(got, "glidepath_runs", status="queued") == n_runs
     assert value(got, "glidepath_queue_depth", queue="gpu") == 0  # no message was sent
+
+
+@pytest.mark.postgres
+def test_queue_depth_is_read_from_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production broker: kombu's lists in Redis, one per queue and priority step."""
+    monkeypatch.setattr(settings, "broker_url", redis_url)
+    sender = broker.make_celery()
+    for queue, n in (("gpu", 2), ("auto.model.tiny_resnet", 1)):
+        for i in range(n):
+            sender.send_task(RUN_TASK, args=[i], queue=queue)
+    sender.send_task(RUN_TASK, args=[9], queue="gpu", priority=5)  # its own list
+    wanted = {"gpu", "auto.model.tiny_resnet", "cpu"}
+    assert queues.depths(wanted) == {"gpu": 3, "auto.model.tiny_resnet": 1, "cpu": 0}
+    monkeypatch.setattr(settings, "broker_url", "redis://127.0.0.1:1/0")  # nothing listens
+    assert queues.depths(wanted) is None
