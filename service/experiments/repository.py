@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, Row, and_, case, delete, func, select, upd
 from sqlalchemy.orm import Session
 
 from service.experiments.models import Attempt, Decision, EpochRow, Experiment, ExperimentTag
+from service.kit.notify import announce
 from service.kit.time import utcnow
 from service.kit.upsert import upsert
 from service.training.status import FINAL, ExperimentStatus
@@ -205,6 +206,7 @@ class ExperimentRepository:
         self.session.flush()
         for key, value in tags.items():
             self.session.add(ExperimentTag(experiment_id=experiment.id, key=key, value=value))
+        announce(self.session, [experiment.id])
         return experiment
 
     def add_many(self, experiments: list[Experiment]) -> None:
@@ -216,6 +218,8 @@ class ExperimentRepository:
             for e in experiments
             for key, value in (e.spec.get("tags") or {}).items()
         )
+        # The newest id is enough: a listener re-reads a sweep or batch on an id beyond its runs.
+        announce(self.session, [max(e.id for e in experiments)] if experiments else [])
 
     def cancel(self, experiment_id: int) -> None:
         """Queued runs and runs waiting at a pruner's rung end now; running ones are flagged and
@@ -240,6 +244,7 @@ class ExperimentRepository:
             .where(Experiment.id == experiment_id, Experiment.status == ExperimentStatus.RUNNING)
             .values(cancel_requested=True)
         )
+        announce(self.session, [experiment_id])
 
     def delete_ended(self, experiment_id: int) -> bool:
         """Delete a run that has ended, with its epochs, decisions, tags, range points,
@@ -293,6 +298,7 @@ class ExperimentRepository:
         self.session.add(Attempt(experiment_id=experiment_id, attempt=row.attempt, worker=owner,
                                  started_at=now))  # fmt: skip
         self.session.flush()
+        announce(self.session, [experiment_id])
         return Claimed(*row)
 
     def lost_attempts(self, experiment_id: int, before: int) -> int:
@@ -357,7 +363,10 @@ class ExperimentRepository:
             # measurable part of the per-epoch write).
             .execution_options(synchronize_session=False)
         )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        held = result.rowcount == 1  # type: ignore[attr-defined]
+        if held:  # every worker write (epochs, resume, pause, final status) begins here
+            announce(self.session, [experiment_id])
+        return held
 
     def last_epoch(self, experiment_id: int) -> int:
         last = self.session.scalar(
@@ -382,6 +391,7 @@ class ExperimentRepository:
         queue: str | None = result.scalar_one_or_none()
         if queue is not None:
             self.end_attempt(experiment_id, attempt, "handed_back")
+            announce(self.session, [experiment_id])
         return queue
 
     def expired(self, limit: int = 100) -> list[tuple[int, int, bool, str]]:
@@ -407,6 +417,7 @@ class ExperimentRepository:
         done = result.rowcount == 1  # type: ignore[attr-defined]
         if done:
             self.end_attempt(experiment_id, attempt, "lost")
+            announce(self.session, [experiment_id])
         return done
 
     def truncate_history(self, experiment_id: int, after_epoch: int) -> None:

@@ -28,6 +28,7 @@ from service.dispatch import service as dispatch
 from service.experiments.models import EpochRow, Experiment
 from service.experiments.repository import ExperimentRepository
 from service.kit.logging import get_logger
+from service.kit.notify import announce
 from service.kit.time import utcnow
 from service.kit.upsert import insert_new
 from service.sweeps.models import Sweep, SweepDecision, SweepRung
@@ -319,6 +320,7 @@ def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: 
     ).all()  # fmt: skip
     for exp_id, queue in promoted:
         dispatch.enqueue(session, exp_id, queue, dispatch.RUN_TASK)
+    announce(session, [v.experiment_id for v in verdicts])
     log.info("rung_decided", sweep_id=sweep_id, stage=stage, bracket=bracket, epoch=epoch,
              reached=len(reached), continued=row["continued"])  # fmt: skip
     return 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from service.kit.notify import announce
 from service.kit.time import utcnow
 from service.sweeps.models import Sweep, SweepStatus
 
@@ -36,6 +37,7 @@ class SweepRepository:
             .where(Sweep.id == sweep_id, Sweep.status == SweepStatus.RUNNING)
             .values(status=SweepStatus.CANCELLED, finished_at=utcnow(), note="cancelled")
         )
+        announce(self.session, sweep_id=sweep_id)
 
     def start_stage_two(self, sweep_id: int, note: str) -> bool:
         """Move a running sweep from stage 1 to 2. A conditional UPDATE: when two processes see
@@ -53,3 +55,4 @@ class SweepRepository:
             .where(Sweep.id == sweep_id, Sweep.status == SweepStatus.RUNNING)
             .values(status=SweepStatus.FINISHED, finished_at=utcnow(), note=note)
         )
+        announce(self.session, sweep_id=sweep_id)

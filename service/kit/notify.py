@@ -1,0 +1,37 @@
+"""The doorbell of live events (service/events): on PostgreSQL, a `pg_notify` in the transaction
+that changes a run, delivered to every API process's listener when it commits (dropped with a
+rollback). The notification says only which runs or sweeps changed; listeners read the rows from
+the tables, which stay the source of truth. Embedded (SQLite) it does nothing: the listener there
+notices any commit on its own (`PRAGMA data_version`).
+
+Payload: comma-separated tokens, `<experiment id>` or `s<sweep id>`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+CHANNEL = "glidepath_events"
+# PostgreSQL refuses a payload of 8,000 bytes or more; a longer list goes as several.
+_MAX_PAYLOAD = 7000
+
+
+def announce(
+    session: Session, experiment_ids: Iterable[int] = (), sweep_id: int | None = None
+) -> None:
+    """Tell the API processes' listeners, at commit, that these runs (or this sweep) changed."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    tokens = [str(i) for i in dict.fromkeys(experiment_ids)]
+    if sweep_id is not None:
+        tokens.append(f"s{sweep_id}")
+    payload = ""
+    for token in tokens:
+        if payload and len(payload) + len(token) >= _MAX_PAYLOAD:
+            session.execute(select(func.pg_notify(CHANNEL, payload)))
+            payload = ""
+        payload = f"{payload},{token}" if payload else token
+    if payload:
+        session.execute(select(func.pg_notify(CHANNEL, payload)))
