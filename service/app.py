@@ -10,6 +10,8 @@ from fastapi import Depends, FastAPI
 from service.batches.router import router as batches_router
 from service.dashboard.router import install as install_dashboard
 from service.datasets.router import router as datasets_router
+from service.events.listener import Listener
+from service.events.router import router as events_router
 from service.experiments.catalog_router import router as catalog_router
 from service.experiments.router import router as experiments_router
 from service.health.router import router as health_router
@@ -26,10 +28,12 @@ from service.workers.router import router as workers_router
 
 
 @asynccontextmanager
-async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     housekeeping = Housekeeping()
     housekeeping.start()
+    app.state.events.end_streams_on_exit()  # open event streams would hold the stop up
     yield
+    await app.state.events.close()
     housekeeping.stop()
 
 
@@ -54,9 +58,11 @@ def create_app() -> FastAPI:
         lr_range_router,
         catalog_router,
         workers_router,
+        events_router,
         metrics_router,  # /metrics: the read role
     ):
         app.include_router(router, dependencies=guarded)
+    app.state.events = Listener()  # live events: one listener per API process
     install_dashboard(app)  # pages and /static: open, the browser sends the token to /v1
     return app
 

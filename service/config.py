@@ -101,6 +101,27 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
 
+    # -- live events (GET /v1/experiments/{id}/events, /v1/events; docs/events.md) -------------
+    events_keepalive_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="An event stream that has sent nothing for this long sends a comment line "
+        "(`: keep-alive`), so proxies keep it open.",
+    )
+    events_poll_s: float = Field(
+        default=0.15,
+        gt=0,
+        description="Embedded (SQLite): how often each API process's one listener asks the "
+        "database whether anything was committed (PRAGMA data_version, no table read). "
+        "PostgreSQL uses LISTEN/NOTIFY instead.",
+    )
+    events_resync_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="PostgreSQL: the listener re-reads every followed run this often even "
+        "without a notification (one read for all; a safety net, e.g. across a reconnect).",
+    )
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

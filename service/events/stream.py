@@ -1,0 +1,117 @@
+"""A subscriber's stream: its replay, then what its hub hands it, filtered by its cursor, with a
+keep-alive comment whenever it has been quiet for EVENTS_KEEPALIVE_S."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from service.config import settings
+from service.events import sse
+from service.events.listener import GroupKey, Listener, Subscriber
+from service.events.service import EndItem, EpochItem, StatusItem, end_item
+
+
+class RunCursor:
+    """What one subscriber of a run has been sent: the epoch and the attempt that wrote it.
+
+    The rows a run stores never go back in attempt as the epoch grows (a resumed run cuts the
+    rows after its checkpoint and writes them again under its new attempt). So a row is new to
+    the subscriber when its epoch is past the cursor, or when a later attempt wrote it (a
+    rewrite: sent again, and the cursor moves back to it); a row of an older attempt is one the
+    subscriber has seen replaced, and one of the same attempt at or before the cursor a repeat
+    (the overlap of the replay and the hub's next read)."""
+
+    def __init__(self, epoch: int, attempt: int) -> None:
+        self.epoch = epoch
+        self.attempt = attempt
+
+    def admit(self, epoch: int, attempt: int) -> bool:
+        if attempt < self.attempt or (epoch <= self.epoch and attempt == self.attempt):
+            return False
+        self.epoch, self.attempt = epoch, attempt
+        return True
+
+
+async def run_events(listener: Listener, experiment_id: int, cursor: int) -> AsyncIterator[bytes]:
+    """`epoch` (and its `decision`s) for each row after `cursor`, `status` on each change; ends
+    after the final status."""
+    sub = Subscriber()
+    try:
+        replay = await listener.join_run(experiment_id, cursor, sub)
+        if replay is None:
+            return  # deleted since the route found it
+        sent = RunCursor(cursor, replay.attempt_at_cursor)
+        out = [e.data for e in replay.epochs if sent.admit(e.epoch, e.attempt)]
+        out.append(replay.status.data)
+        status_key = replay.status.key
+        yield b"".join(out)
+        if replay.status.final or listener.closed:
+            return
+        while True:
+            items = await sub.next(settings.events_keepalive_s)
+            if items is None:
+                yield sse.KEEP_ALIVE
+                continue
+            chunk: list[bytes] = []
+            end = False
+            for item in items:
+                if isinstance(item, EpochItem):
+                    if sent.admit(item.epoch, item.attempt):
+                        chunk.append(item.data)
+                elif isinstance(item, StatusItem):
+                    if item.key != status_key:
+                        status_key = item.key
+                        chunk.append(item.data)
+                        end = item.final
+                elif isinstance(item, EndItem):
+                    chunk.append(item.data)
+                    end = True
+                if end:
+                    break
+            if chunk:
+                yield b"".join(chunk)
+            if end:
+                return
+    finally:
+        listener.leave_run(experiment_id, sub)
+
+
+async def group_events(listener: Listener, key: GroupKey) -> AsyncIterator[bytes]:
+    """A `status` event per run of the group, then one whenever its status or progress changes;
+    `end` once the group is over (not for "all")."""
+    sub = Subscriber()
+    try:
+        replay = await listener.join_group(key, sub)
+        sent = {item.experiment_id: item.key for item in replay.changed}
+        out = [item.data for item in replay.changed]
+        if replay.ended:
+            out.append(_end_of(replay.changed))
+        yield b"".join(out)
+        if replay.ended or listener.closed:
+            return
+        while True:
+            items = await sub.next(settings.events_keepalive_s)
+            if items is None:
+                yield sse.KEEP_ALIVE
+                continue
+            chunk: list[bytes] = []
+            end = False
+            for item in items:
+                if isinstance(item, StatusItem):
+                    if sent.get(item.experiment_id) != item.key:
+                        sent[item.experiment_id] = item.key
+                        chunk.append(item.data)
+                elif isinstance(item, EndItem):
+                    chunk.append(item.data)
+                    end = True
+                    break
+            if chunk:
+                yield b"".join(chunk)
+            if end:
+                return
+    finally:
+        listener.leave_group(key, sub)
+
+
+def _end_of(states: list[StatusItem]) -> bytes:
+    return end_item({s.experiment_id: s for s in states}).data

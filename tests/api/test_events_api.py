@@ -1,0 +1,283 @@
+"""Live events over Server-Sent Events, in-process on both databases: a finished run replayed,
+a resume by Last-Event-ID, a live run followed while a worker's writes land (its epochs rewritten
+after a resume from an earlier checkpoint sent again), one read of the tables per epoch whatever
+the number of viewers, many runs of a batch, and the errors.
+
+The writes are the worker's own repository calls (claim, the fenced epoch write, the cut back to
+a checkpoint, finish), so on PostgreSQL the listener hears them by LISTEN/NOTIFY; embedded, by
+its poll."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.client.sse import Event, parse
+from service.config import settings
+from service.experiments.repository import ExperimentRepository
+from service.kit.db import session_scope
+from worker.runs.epochs import resume_point
+
+SPEC: dict[str, Any] = {
+    "dataset": "digits",
+    "model": {"type": "mlp", "hidden": [8]},
+    "solver": {"type": "SGD"},
+    "base_lr": 0.1,
+    "epochs": 6,
+}
+
+
+@pytest.fixture(autouse=True)
+def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A keep-alive every 0.2 s lets a reader notice a stream that stopped sending (Stream.next's
+    # deadline); the embedded listener looks at the database every 20 ms.
+    monkeypatch.setattr(settings, "events_keepalive_s", 0.2)
+    monkeypatch.setattr(settings, "events_poll_s", 0.02)
+
+
+class Worker:
+    """A run's worker, as its repository calls: claim, fenced epoch writes, resume, finish."""
+
+    def __init__(self, experiment_id: int) -> None:
+        self.id = experiment_id
+        self.attempt = 0
+
+    def claim(self) -> None:
+        with session_scope() as s:
+            attempt = ExperimentRepository(s).claim(self.id, "test-worker", 60)
+        assert attempt is not None
+        self.attempt = attempt
+
+    def write(self, *epochs: int, decision_at: int | None = None) -> None:
+        """The epochs in one transaction, as the worker's writer does."""
+        with session_scope() as s:
+            repo = ExperimentRepository(s)
+            assert repo.fence(self.id, self.attempt, epochs_run=epochs[-1])
+            rows = [{"experiment_id": self.id, "epoch": e, "lr": 0.1 / e, "duration_s": 0.01,
+                     "decision": "reduce_lr" if e == decision_at else None,
+                     "attempt": self.attempt, "state": None, "train_loss": 1.0 / e,
+                     "val_loss": 1.0 / e + self.attempt, "val_accuracy": 0.5}
+                    for e in epochs]  # fmt: skip
+            decisions = [{"experiment_id": self.id, "epoch": decision_at, "kind": "reduce_lr",
+                          "monitor": "val_loss", "value": 0.5, "best": 0.4, "best_epoch": 1,
+                          "old_lr": 0.1, "new_lr": 0.01,
+                          "reason": "val_loss did not improve for 2 epochs"}
+                         ] if decision_at in epochs else []  # fmt: skip
+            repo.write_epochs(rows, decisions)
+
+    def hand_back_and_resume(self, checkpoint_epoch: int) -> None:
+        """Shutdown hands the run back; the next claim resumes from an earlier checkpoint,
+        cutting the rows after it."""
+        with session_scope() as s:
+            assert ExperimentRepository(s).release(self.id, self.attempt)
+        self.claim()
+        ok, _ = resume_point(self.id, self.attempt, {"epoch": checkpoint_epoch})
+        assert ok
+
+    def finish(self, status: str = "succeeded") -> None:
+        with session_scope() as s:
+            assert ExperimentRepository(s).finish(self.id, self.attempt, status)
+
+
+class Stream:
+    """A live event stream read event by event, failing (not hanging) when nothing comes."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.events = parse(lines)
+        self.keepalives = 0
+
+    def next(self, timeout: float = 10.0) -> Event:
+        deadline = time.monotonic() + timeout
+        for event in self.events:
+            if event is not None:
+                return event
+            self.keepalives += 1
+            assert time.monotonic() < deadline, "no event within the deadline"
+        raise AssertionError("the stream ended")
+
+    def ended(self) -> bool:
+        return next(self.events, "end") == "end"
+
+
+def submit(client: TestClient, **spec: Any) -> int:
+    r = client.post("/v1/experiments", json={**SPEC, **spec})
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def read_all(client: TestClient, path: str, **headers: str) -> list[Event]:
+    r = client.get(path, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/event-stream")
+    return [e for e in parse(r.text.splitlines()) if e is not None]
+
+
+def test_a_finished_run_replays_every_epoch_once_then_its_status_then_ends(
+    client: TestClient,
+) -> None:
+    run = submit(client)
+    w = Worker(run)
+    w.claim()
+    w.write(1, 2)
+    w.write(3, 4, decision_at=3)
+    w.write(5)
+    w.finish()
+    events = read_all(client, f"/v1/experiments/{run}/events")
+    assert [(e.event, e.id) for e in events] == [
+        ("epoch", "1"), ("epoch", "2"), ("epoch", "3"), ("decision", "3"), ("epoch", "4"),
+        ("epoch", "5"), ("status", "5"),
+    ]  # fmt: skip
+    # The rows and decisions exactly as the polling API gives them.
+    metrics = client.get(f"/v1/experiments/{run}/metrics").json()["epochs"]
+    assert [e.json() for e in events if e.event == "epoch"] == metrics
+    decisions = client.get(f"/v1/experiments/{run}/decisions").json()["decisions"]
+    assert [e.json() for e in events if e.event == "decision"] == decisions
+    status = events[-1].json()
+    assert status["status"] == "succeeded" and status["epochs_run"] == 5
+    assert status["epochs"] == 6 and status["experiment_id"] == run and status["attempt"] == 1
+
+
+def test_last_event_id_or_after_epoch_resumes_without_gaps_or_repeats(client: TestClient) -> None:
+    run = submit(client)
+    w = Worker(run)
+    w.claim()
+    w.write(1, 2, 3, 4, 5, 6)
+    w.finish()
+    path = f"/v1/experiments/{run}/events"
+
+    def epochs(events: list[Event]) -> list[int]:
+        return [e.json()["epoch"] for e in events if e.event == "epoch"]
+
+    assert epochs(read_all(client, path, **{"Last-Event-ID": "4"})) == [5, 6]
+    assert epochs(read_all(client, f"{path}?after_epoch=2")) == [3, 4, 5, 6]
+    # The header is what a reconnecting client sends: it wins over the URL's first position.
+    assert epochs(read_all(client, f"{path}?after_epoch=2", **{"Last-Event-ID": "5"})) == [6]
+    last = read_all(client, path, **{"Last-Event-ID": "6"})
+    assert [e.event for e in last] == ["status"]
+
+
+def test_a_live_run_followed_to_its_end_with_rewritten_epochs_sent_again(
+    client: TestClient,
+) -> None:
+    run = submit(client)
+    w = Worker(run)
+    with client.stream("GET", f"/v1/experiments/{run}/events") as r:
+        assert r.status_code == 200
+        s = Stream(r.iter_lines())
+        assert s.next().json()["status"] == "queued"
+        w.claim()
+        running = s.next().json()
+        assert (running["status"], running["attempt"]) == ("running", 1)
+        w.write(1, 2)
+        w.write(3, decision_at=3)
+        got = [s.next() for _ in range(4)]
+        assert [(e.event, e.id) for e in got] == [
+            ("epoch", "1"), ("epoch", "2"), ("epoch", "3"), ("decision", "3")
+        ]  # fmt: skip
+        w.write(4)
+        w.write(5)
+        assert [s.next().id for _ in range(2)] == ["4", "5"]
+        # A worker resumes from the checkpoint at epoch 3: epochs 4 and 5 are written again.
+        w.hand_back_and_resume(3)
+        statuses = [s.next().json() for _ in range(2)]
+        assert [(x["status"], x["attempt"]) for x in statuses] == [("queued", 1), ("running", 2)]
+        w.write(4)
+        w.write(5, 6)
+        rewritten = [s.next() for _ in range(3)]
+        assert [(e.event, e.id) for e in rewritten] == [("epoch", "4"), ("epoch", "5"),
+                                                        ("epoch", "6")]  # fmt: skip
+        # The rows now stored (attempt 2's val_loss is 1 higher), not the ones they replaced.
+        stored = client.get(f"/v1/experiments/{run}/metrics").json()["epochs"]
+        assert [e.json() for e in rewritten] == stored[3:]
+        time.sleep(0.5)  # quiet: comment lines keep the connection open
+        w.finish()
+        final = s.next()
+        assert final.event == "status" and final.json()["status"] == "succeeded"
+        assert s.keepalives >= 1
+        assert s.ended()
+
+
+def test_many_viewers_cost_one_read_per_epoch(client: TestClient) -> None:
+    run = submit(client)
+    w = Worker(run)
+    w.claim()
+    listener = client.app.state.events  # type: ignore[attr-defined]
+    viewers = 12
+    with ExitStack() as stack:
+        streams = []
+        for _ in range(viewers):
+            r = stack.enter_context(client.stream("GET", f"/v1/experiments/{run}/events"))
+            streams.append(Stream(r.iter_lines()))
+            assert streams[-1].next().json()["status"] == "running"
+        reads_before = listener.stats.reads
+        for epoch in range(1, 5):
+            w.write(epoch)
+            for s in streams:
+                e = s.next()
+                assert (e.event, e.id) == ("epoch", str(epoch))
+        w.finish()
+        for s in streams:
+            assert s.next().json()["status"] == "succeeded" and s.ended()
+    reads = listener.stats.reads - reads_before
+    # One read per write and one for the status (a doorbell may find two commits at once, and
+    # embedded a heartbeat of another process may ring it): never one per viewer.
+    assert 1 <= reads <= 5 + 2, reads
+
+
+def test_a_batch_streams_each_runs_status_and_progress_then_ends(client: TestClient) -> None:
+    r = client.post("/v1/batches", json={"experiments": [SPEC, {**SPEC, "base_lr": 0.2}]})
+    assert r.status_code == 201, r.text
+    batch, ids = r.json()["batch_id"], r.json()["ids"]
+    with client.stream("GET", "/v1/events", params={"batch_id": batch}) as resp:
+        assert resp.status_code == 200
+        s = Stream(resp.iter_lines())
+        first = [s.next().json() for _ in ids]
+        assert sorted((x["experiment_id"], x["status"]) for x in first) == [
+            (i, "queued") for i in sorted(ids)
+        ]
+        a, b = Worker(ids[0]), Worker(ids[1])
+        a.claim()
+        a.write(1)
+        seen = s.next().json()
+        while seen["epochs_run"] != 1:  # the claim's own event may come first
+            seen = s.next().json()
+        assert seen["experiment_id"] == ids[0] and seen["status"] == "running"
+        a.finish()
+        b.claim()
+        b.finish("failed")
+        events = []
+        while True:
+            e = s.next()
+            events.append(e)
+            if e.event == "end":
+                break
+        assert events[-1].json() == {"runs": 2, "counts": {"succeeded": 1, "failed": 1}}
+        finals = {e.json()["experiment_id"]: e.json()["status"] for e in events[:-1]}
+        assert finals[ids[0]] == "succeeded" and finals[ids[1]] == "failed"
+        assert s.ended()
+    # Replayed once it is over: each run's status, then the end.
+    replay = read_all(client, f"/v1/events?batch_id={batch}")
+    assert [e.event for e in replay] == ["status", "status", "end"]
+
+
+def test_unknown_runs_groups_and_bad_ids_are_errors_in_the_one_shape(client: TestClient) -> None:
+    for path, loc in [
+        ("/v1/experiments/999999/events", ["path", "experiment_id"]),
+        ("/v1/events?sweep_id=999999", ["query", "sweep_id"]),
+        ("/v1/events?batch_id=nope", ["query", "batch_id"]),
+    ]:
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert r.json()["detail"][0]["loc"] == loc
+    run = submit(client)
+    for headers, query in [({"Last-Event-ID": "x1"}, ""), ({}, "?after_epoch=-1"),
+                           ({"Last-Event-ID": str(2**40)}, "")]:  # fmt: skip
+        r = client.get(f"/v1/experiments/{run}/events{query}", headers=headers)
+        assert r.status_code == 422 and set(r.json()["detail"][0]) >= {"loc", "msg", "type"}
+    r = client.get("/v1/events?sweep_id=1&batch_id=x")
+    assert r.status_code == 422
