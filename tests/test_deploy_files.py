@@ -272,3 +272,155 @@ def test_dockerfile_env_vars_are_settings_fields() -> None:
     assert "GLIDEPATH_DATA_DIR" in names
     for name in names:
         assert is_settings_env_var(name), name
+
+
+# --- deploy/: the Grafana dashboard and the Prometheus rules over /metrics -----------------------
+
+DASHBOARD = ROOT / "deploy" / "grafana" / "glidepath.json"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+# The contract's names (CONTRACT.md, "Live events, metrics, access"), as Prometheus stores them.
+CONTRACT_METRICS = {
+    "glidepath_runs",
+    "glidepath_queue_depth",
+    "glidepath_queue_wait_seconds_bucket",
+    "glidepath_epoch_duration_seconds_bucket",
+    "glidepath_epochs_total",
+    "glidepath_decisions_total",
+    "glidepath_workers",
+    "glidepath_http_requests_total",
+    "glidepath_http_request_duration_seconds_bucket",
+}
+_METRIC = re.compile(r"\b(glidepath_[a-z0-9_]+)\b")
+_MATCHER = re.compile(r"[{,]\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+_GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+TARGET_LABELS = {"instance", "job"}  # added by Prometheus to every series it scrapes
+
+
+def metric_names(expr: str) -> set[str]:
+    return set(_METRIC.findall(expr))
+
+
+def label_names(expr: str) -> set[str]:
+    """Labels an expression selects or groups by."""
+    out = set(_MATCHER.findall(expr))
+    for group in _GROUPING.findall(expr):
+        out |= {g.strip() for g in group.split(",") if g.strip()}
+    return out
+
+
+def rule_file_problems(data: Any) -> list[str]:
+    """What makes `data` not a Prometheus rule file (groups of alerting or recording rules)."""
+    if not isinstance(data, dict) or not isinstance(data.get("groups"), list) or not data["groups"]:
+        return ["a rule file is {groups: [...]}"]
+    problems: list[str] = []
+    for group in data["groups"]:
+        if not isinstance(group, dict) or not isinstance(group.get("name"), str):
+            problems.append(f"a group needs a name: {group!r}")
+            continue
+        for rule in group.get("rules") or [None]:
+            if not isinstance(rule, dict):
+                problems.append(f"group {group['name']}: a rule is a mapping: {rule!r}")
+                continue
+            name = rule.get("alert", rule.get("record"))
+            if ("alert" in rule) == ("record" in rule) or not isinstance(name, str):
+                problems.append(f"{rule!r}: exactly one of alert or record")
+            if not isinstance(rule.get("expr"), str) or not rule["expr"].strip():
+                problems.append(f"{name}: expr must be a PromQL string")
+            if "for" in rule and not _DURATION.match(str(rule["for"])):
+                problems.append(f"{name}: for: {rule['for']!r} is not a duration")
+            for key in ("labels", "annotations"):
+                table = rule.get(key, {})
+                if not isinstance(table, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in table.items()
+                ):
+                    problems.append(f"{name}: {key} maps strings to strings")
+            if set(rule) - {"alert", "record", "expr", "for", "keep_firing_for", "labels",
+                            "annotations"}:  # fmt: skip
+                problems.append(f"{name}: unknown keys {sorted(rule)}")
+    return problems
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    data = yaml.safe_load(ALERTS.read_text())
+    assert not rule_file_problems(data), rule_file_problems(data)
+    return [rule for group in data["groups"] for rule in group["rules"]]
+
+
+def dashboard_exprs() -> list[str]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [t["expr"] for p in panels for t in p["targets"]]
+
+
+def exposed(client: Any) -> tuple[set[str], set[str]]:
+    """Sample names and label names GET /metrics gives, after one request of each kind."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert client.get("/healthz").status_code == 200
+    text = client.get("/metrics").text
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    return {s.name for s in samples}, {k for s in samples for k in s.labels}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        {"groups": []},
+        {"groups": [{"rules": [{"alert": "A", "expr": "up == 0"}]}]},  # no group name
+        {"groups": [{"name": "g", "rules": [{"alert": "A"}]}]},  # no expr
+        {"groups": [{"name": "g", "rules": [{"alert": "A", "record": "b", "expr": "up"}]}]},
+        {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up", "for": "ten"}]}]},
+        {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up", "labels": {"a": 1}}]}]},
+        {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up", "severity": "x"}]}]},
+    ],
+)
+def test_rule_checker_rejects_what_prometheus_would(data: Any) -> None:
+    assert rule_file_problems(data)
+
+
+def test_expression_helpers_find_names_and_labels() -> None:
+    expr = 'sum by (le, route) (rate(glidepath_x_bucket{status=~"5..", a!="b"}[5m])) / up'
+    assert metric_names(expr) == {"glidepath_x_bucket"}
+    assert label_names(expr) == {"le", "route", "status", "a"}
+
+
+def test_alert_rules_have_the_prometheus_rule_shape() -> None:
+    names = {r["alert"] for r in alert_rules()}
+    assert {
+        "GlidepathQueueGrowingNoBusyWorker",
+        "GlidepathNoWorkers",
+        "GlidepathHttp5xx",
+        "GlidepathQueueWaitHigh",
+    } <= names
+
+
+def test_dashboard_shows_every_contract_metric() -> None:
+    data = json.loads(DASHBOARD.read_text())
+    ids = [p["id"] for p in data["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in data["panels"]:
+        assert panel["targets"], panel["title"]
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+    used = set().union(*map(metric_names, dashboard_exprs()))
+    assert used >= CONTRACT_METRICS, CONTRACT_METRICS - used
+
+
+def test_scrape_config_reads_metrics_and_loads_the_alerts() -> None:
+    config = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    assert config["rule_files"] == [ALERTS.name]
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["authorization"]["type"] == "Bearer"
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_every_metric_and_label_the_deploy_files_use_is_exposed(client: Any) -> None:
+    names, labels = exposed(client)
+    exprs = dashboard_exprs() + [r["expr"] for r in alert_rules()]
+    for expr in exprs:
+        missing = metric_names(expr) - names
+        assert not missing, f"{expr}: /metrics has no {sorted(missing)}"
+        unknown = label_names(expr) - labels - TARGET_LABELS
+        assert not unknown, f"{expr}: no metric has the labels {sorted(unknown)}"
