@@ -17,13 +17,15 @@ from service.experiments.router import router as experiments_router
 from service.health.router import router as health_router
 from service.housekeeping import Housekeeping
 from service.kit import exception_handlers
-from service.kit.auth import require_token
+from service.kit.auth import Authenticator, require_role
 from service.kit.request_id import RequestId
 from service.lr_range.router import router as lr_range_router
 from service.monitoring.http_metrics import HttpMetrics
 from service.monitoring.router import router as metrics_router
 from service.schedules.router import router as schedules_router
 from service.sweeps.router import router as sweeps_router
+from service.tokens.router import router as tokens_router
+from service.tokens.service import DatabaseTokens
 from service.workers.router import router as workers_router
 
 
@@ -48,7 +50,9 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestId)
     app.add_middleware(HttpMetrics)  # outside RequestId: its time is the request's too
     app.include_router(health_router)
-    guarded = [Depends(require_token)]  # a no-op unless GLIDEPATH_API_TOKENS is set
+    # Roles by method (kit/roles.py); open while no token exists (no env token, no table row).
+    app.state.auth = Authenticator(DatabaseTokens())
+    guarded = [Depends(require_role)]
     for router in (
         experiments_router,
         batches_router,
@@ -60,6 +64,7 @@ def create_app() -> FastAPI:
         workers_router,
         events_router,
         metrics_router,  # /metrics: the read role
+        tokens_router,
     ):
         app.include_router(router, dependencies=guarded)
     app.state.events = Listener()  # live events: one listener per API process

@@ -17,6 +17,7 @@ from service.experiments.models import (
 )
 from service.kit.db import Base
 from service.sweeps.models import Sweep
+from service.tokens.models import Token
 from service.workers.models import WorkerRow
 
 # A sweep's runs. Declared here rather than on the column so that the experiments domain maps
@@ -39,5 +40,6 @@ __all__ = [
     "OutboxMessage",
     "RangePoint",
     "Sweep",
+    "Token",
     "WorkerRow",
 ]

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Header, Response, status
 
 from service.batches import service
 from service.batches.schemas import BatchCreated, BatchIn, BatchOut
+from service.kit.auth import CallerDep
 from service.kit.deps import SessionDep
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -24,11 +25,12 @@ def create_batch(
     request: BatchIn,
     session: SessionDep,
     response: Response,
+    caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> BatchCreated:
     """Queue many experiments at once: all valid or none. Every error of every spec is
     reported, each `loc` naming the spec's index (`["body", "experiments", 3, "base_lr"]`)."""
-    created, new = service.create(session, request, idempotency_key)
+    created, new = service.create(session, request, idempotency_key, caller.name)
     if not new:
         response.headers["Idempotent-Replayed"] = "true"
     return created

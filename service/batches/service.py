@@ -34,10 +34,14 @@ def _replay(session: Session, batch: Batch, digest: str) -> BatchCreated:
 
 
 def create(
-    session: Session, request: BatchIn, idempotency_key: str | None = None
+    session: Session,
+    request: BatchIn,
+    idempotency_key: str | None = None,
+    created_by: str | None = None,
 ) -> tuple[BatchCreated, bool]:
     """Validate every spec, then insert them all with their outbox messages. Returns (created
-    ids, created); a repeated Idempotency-Key answers with the first batch."""
+    ids, created); a repeated Idempotency-Key answers with the first batch. `created_by`: the
+    caller's token name, on every run."""
     repo = BatchRepository(session)
     digest = _hash(request)
     if idempotency_key:
@@ -62,6 +66,7 @@ def create(
         return _replay(session, saved, digest), False
     for row in rows:
         row.batch_id = saved.id
+        row.created_by = created_by
     return BatchCreated(batch_id=saved.id, ids=experiments.insert_many(session, rows)), True
 
 

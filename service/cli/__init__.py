@@ -22,6 +22,7 @@ from service.cli.commands import cancel, delete, download, lr, ls, show, submit,
 from service.cli.groups import batch_app, range_test_app, sweep_app
 from service.cli.options import EXIT_HELP, PANEL
 from service.cli.preview import preview
+from service.cli.tokens import token_app
 from service.cli.watch import watch
 
 __all__ = ["app"]
@@ -42,4 +43,5 @@ def _register_client_commands(app: typer.Typer) -> None:
 
 
 processes.register(app)
+app.add_typer(token_app, name="token")  # on the database, as `migrate`
 _register_client_commands(app)

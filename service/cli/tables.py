@@ -65,7 +65,7 @@ def experiments_table(exps: Sequence[Experiment]) -> Table:
 def experiments_page_table(exps: Sequence[Experiment]) -> Table:
     """A page of `ls`."""
     table = columns_table(
-        (*EXPERIMENT_COLUMNS, "dataset", "group", "created"), right=("id", "epochs")
+        (*EXPERIMENT_COLUMNS, "dataset", "group", "created", "by"), right=("id", "epochs")
     )
     for e in exps:
         group = f"batch {e['batch_id']}" if e.get("batch_id") else ""
@@ -76,6 +76,7 @@ def experiments_page_table(exps: Sequence[Experiment]) -> Table:
             plain(e["dataset"]),
             plain(group),
             timestamp(e.get("created_at")),
+            plain(e.get("created_by") or ""),  # the token's name; empty when the API was open
         )
     return table
 
@@ -118,6 +119,8 @@ def experiment_table(e: Experiment) -> Table:
         value = e.get(key)
         if value:
             rows.append((key.split("_")[0], timestamp(value)))
+    if e.get("created_by"):
+        rows.append(("created by", plain(e.get("created_by"))))
     table = fields_table()
     for k, v in rows:
         table.add_row(k, v)

@@ -75,6 +75,7 @@ class Experiment(TypedDict):
     test_metrics: dict[str, float] | None
     error: str | None
     cancel_requested: bool
+    created_by: NotRequired[str | None]  # the token's name; None when the API was open
     created_at: str
     started_at: str | None
     finished_at: str | None

@@ -55,6 +55,9 @@ class Experiment(Base):
     sweep_stage: Mapped[int | None] = mapped_column(Integer, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The name of the token that made it (its sweep's, for a sweep's later stages); null when the
+    # API was open. A name, not a key: a revoked token's runs keep it.
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(

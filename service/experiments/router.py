@@ -15,6 +15,7 @@ from service.experiments.schemas import (
     LRTrace,
     MetricsPage,
 )
+from service.kit.auth import CallerDep
 from service.kit.db import session_scope
 from service.kit.deps import SessionDep
 from service.kit.errors import InvalidInput
@@ -43,10 +44,11 @@ def create_experiment(
     spec: ExperimentSpec,
     session: SessionDep,
     response: Response,
+    caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> ExperimentOut:
     """Queue one experiment. A repeated `Idempotency-Key` returns the first one unchanged."""
-    experiment, created = service.create(session, spec, idempotency_key)
+    experiment, created = service.create(session, spec, idempotency_key, caller.name)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     session.flush()

@@ -93,6 +93,9 @@ class ExperimentOut(BaseModel):
     test_metrics: dict[str, float] | None
     error: str | None
     cancel_requested: bool
+    created_by: str | None = Field(
+        default=None, description="the name of the token that created it; null if the API was open"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -147,6 +150,7 @@ class ExperimentOut(BaseModel):
             test_metrics=e.test_metrics,
             error=e.error,
             cancel_requested=e.cancel_requested,
+            created_by=e.created_by,
             created_at=e.created_at,
             started_at=e.started_at,
             finished_at=e.finished_at,

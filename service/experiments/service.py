@@ -113,10 +113,14 @@ def insert_many(session: Session, rows: list[Experiment]) -> list[int]:
 
 
 def create(
-    session: Session, spec: ExperimentSpec, idempotency_key: str | None = None
+    session: Session,
+    spec: ExperimentSpec,
+    idempotency_key: str | None = None,
+    created_by: str | None = None,
 ) -> tuple[Experiment, bool]:
     """Insert the run and its outbox message. Returns (experiment, created); a repeated
-    Idempotency-Key returns the first experiment with created=False."""
+    Idempotency-Key returns the first experiment with created=False. `created_by`: the caller's
+    token name."""
     repo = ExperimentRepository(session)
     digest = spec_hash(spec)
     if idempotency_key:
@@ -126,6 +130,7 @@ def create(
     experiment = validate(session, spec, ["body"])
     experiment.idempotency_key = idempotency_key
     experiment.request_hash = digest
+    experiment.created_by = created_by
     # A concurrent request with the same key may have won the insert: answer as its replay.
     saved, inserted = insert_or_winner(
         session,

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
+from service.kit.auth import CallerDep
 from service.kit.deps import SessionDep
 from service.kit.params import DB_INT_MAX, RowId
 from service.lr_range import service
@@ -20,9 +21,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such LR rang
     response_model=RangeTestOut,
     responses={422: {"description": "Invalid input; `loc` is the field path"}},
 )
-def create_range_test(body: RangeTestRequest, session: SessionDep) -> RangeTestOut:
+def create_range_test(
+    body: RangeTestRequest, session: SessionDep, caller: CallerDep
+) -> RangeTestOut:
     """Queue Leslie Smith's LR range test on the spec's model and data."""
-    experiment = service.create(session, body)
+    experiment = service.create(session, body, caller.name)
     session.flush()
     return service.out(session, experiment)
 

@@ -66,6 +66,9 @@ class RangeTestOut(BaseModel):
     attempt: int
     worker: str | None = Field(description="host:pid of the worker holding the run's lease")
     cancel_requested: bool
+    created_by: str | None = Field(
+        default=None, description="the name of the token that created it; null if the API was open"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -104,6 +107,7 @@ class RangeTestOut(BaseModel):
             attempt=e.attempt,
             worker=e.lease_owner,
             cancel_requested=e.cancel_requested,
+            created_by=e.created_by,
             created_at=e.created_at,
             started_at=e.started_at,
             finished_at=e.finished_at,

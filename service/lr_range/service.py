@@ -15,12 +15,13 @@ from service.lr_range.schemas import RangeTestOut, RangeTestRequest
 KIND = "lr_range_test"
 
 
-def create(session: Session, body: RangeTestRequest) -> Experiment:
+def create(session: Session, body: RangeTestRequest, created_by: str | None = None) -> Experiment:
     """Insert the test as an experiments row of its own kind, with its outbox message, exactly as
     a training run: the same claim, lease, cancel and reaper then serve it."""
     experiment = experiments.validate(session, body.spec, ["body", "spec"])
     experiment.kind = KIND
     experiment.range_test = body.params().model_dump()
+    experiment.created_by = created_by
     ExperimentRepository(session).add(experiment, {})
     dispatch.enqueue(session, experiment.id, experiment.queue, dispatch.RUN_TASK)
     return experiment

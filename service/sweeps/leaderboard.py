@@ -103,6 +103,7 @@ def detail(sweep: Sweep, runs: list[Experiment], scores: dict[int, float]) -> Sw
         leaderboard=board,
         best=top,
         request=sweep.request,
+        created_by=sweep.created_by,
         created_at=as_utc(sweep.created_at),
         finished_at=as_utc(sweep.finished_at),
     )
@@ -117,6 +118,7 @@ def summary(sweep: Sweep, counts: dict[str, int]) -> SweepSummary:
         status=sweep.status,
         stage=sweep.stage,
         counts=counts,
+        created_by=sweep.created_by,
         created_at=as_utc(sweep.created_at),
     )
 

@@ -38,6 +38,8 @@ class Sweep(Base):
     stage: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(20), default=SweepStatus.RUNNING)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)  # what the last stage chose
+    # The token that made it: every stage's runs carry it as their created_by.
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

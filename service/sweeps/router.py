@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
+from service.kit.auth import CallerDep
 from service.kit.deps import SessionDep
 from service.kit.params import RowId
 from service.sweeps import service
@@ -20,11 +21,11 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such swee
     response_model=SweepCreated,
     responses={422: {"description": "Invalid sweep; `loc` names the field or trial's cause"}},
 )
-def create_sweep(request: SweepIn, session: SessionDep) -> SweepCreated:
+def create_sweep(request: SweepIn, session: SessionDep, caller: CallerDep) -> SweepCreated:
     """Expand `base` over `parameters` (grid or seeded random) or scan base_lr by decades and
     then inside the best one (lr_coarse_to_fine); every run is an ordinary experiment tagged
     `sweep=<id>`. All trials valid or none."""
-    return service.create(session, request)
+    return service.create(session, request, caller.name)
 
 
 @router.get("", response_model=SweepPage)

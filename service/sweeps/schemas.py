@@ -156,6 +156,9 @@ class SweepOut(BaseModel):
     best: LeaderboardEntry | None = Field(description="the top run, once one has finished well")
     pruning: PruningOut | None = Field(default=None, description="with a pruner: what it did")
     request: dict[str, Any]
+    created_by: str | None = Field(
+        default=None, description="the name of the token that created it; null if the API was open"
+    )
     created_at: datetime
     finished_at: datetime | None
 
@@ -167,6 +170,9 @@ class SweepSummary(BaseModel):
     status: str
     stage: int
     counts: dict[str, int]
+    created_by: str | None = Field(
+        default=None, description="the name of the token that created it; null if the API was open"
+    )
     created_at: datetime
 
 

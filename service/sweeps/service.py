@@ -34,6 +34,7 @@ def _insert(
 ) -> list[int]:
     for row in rows:
         row.sweep_id = sweep.id
+        row.created_by = sweep.created_by  # stage 2 too, launched by whichever process
         tags = {**row.spec.get("tags", {}), "sweep": str(sweep.id)}
         if stage_tag:
             tags["sweep_stage"] = stage_tag
@@ -41,7 +42,7 @@ def _insert(
     return experiments.insert_many(session, rows)
 
 
-def create(session: Session, request: SweepIn) -> SweepCreated:
+def create(session: Session, request: SweepIn, created_by: str | None = None) -> SweepCreated:
     rows = trials.build(session, request, trials.first_stage(request), stage=1)
     dataset = ExperimentSpec.model_validate(rows[0].spec).dataset  # the first trial's
     info, _ = experiments.dataset_info(session, dataset, ["body", "base", "dataset"])
@@ -61,6 +62,7 @@ def create(session: Session, request: SweepIn) -> SweepCreated:
             request=request.model_dump(mode="json"),
             metric=request.metric,
             mode=trials.mode(request),
+            created_by=created_by,
         )
     )
     stage_tag = "coarse" if request.strategy == "lr_coarse_to_fine" else None

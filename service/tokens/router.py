@@ -1,0 +1,47 @@
+"""/v1/tokens: admins make, list and revoke tokens; any valid token may ask who it is."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from service.kit.auth import AuthDep, CallerDep
+from service.kit.deps import SessionDep
+from service.tokens import service
+from service.tokens.schemas import Me, TokenCreated, TokenIn, TokenList, TokenOut
+
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenCreated,
+    responses={409: {"description": "The name is taken (names are never reused)"}},
+)
+def create_token(request: TokenIn, session: SessionDep, auth: AuthDep) -> TokenCreated:
+    """Make a token; the answer is the only place the token itself is ever shown."""
+    created = service.create(session, request)
+    auth.forget()  # the first token closes an open API at once, in this process
+    return created
+
+
+@router.get("", response_model=TokenList)
+def list_tokens(session: SessionDep) -> TokenList:
+    """Every token, revoked ones included, without secrets."""
+    return service.list_all(session)
+
+
+@router.get("/me", response_model=Me)
+def who_am_i(caller: CallerDep) -> Me:
+    """The caller's token name and role (readable with any valid token)."""
+    return Me(name=caller.name, role=caller.role)
+
+
+@router.delete(
+    "/{name}", response_model=TokenOut, responses={404: {"description": "No such token"}}
+)
+def revoke_token(name: str, session: SessionDep, auth: AuthDep) -> TokenOut:
+    """Revoke a token: refused at once by this process, within a second by the others."""
+    revoked = service.revoke(session, name)
+    auth.forget()
+    return revoked
