@@ -68,6 +68,12 @@ def sweep_page(sweep_id: int) -> HTMLResponse:
     return _index()
 
 
+@router.get("/tokens")
+def tokens_page() -> HTMLResponse:
+    """Admins make and revoke tokens here (the page itself holds nothing secret)."""
+    return _index()
+
+
 def install(app: FastAPI) -> None:
     """The page routes and `/static` (no prefix clash: the API is under `/v1`, health at
     `/healthz` and `/readyz`, docs at `/docs` and `/openapi.json`)."""

@@ -61,7 +61,7 @@ def test_open_until_the_first_token_then_closed(client: TestClient) -> None:
         "role": "admin",
     }
     assert client.get("/healthz").status_code == 200  # health and pages stay open
-    assert client.get("/").status_code == 200
+    assert client.get("/").status_code == 200 and client.get("/tokens").status_code == 200
 
 
 # (method, path, the role it needs): reads, creates of every kind, cancel and delete, previews,

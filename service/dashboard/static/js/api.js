@@ -122,6 +122,11 @@ export const api = {
   // The worker registry: what each worker offers (plugin models and datasets, their params).
   workers: () => request("GET", "/v1/workers"),
   preview: (body) => request("POST", "/v1/schedules/preview", body),
+  // Tokens (docs/access.md): who the sent token is, and the admin's list, create and revoke.
+  me: () => request("GET", "/v1/tokens/me"),
+  tokens: () => request("GET", "/v1/tokens"),
+  createToken: (name, role) => request("POST", "/v1/tokens", { name, role }),
+  revokeToken: (name) => request("DELETE", `/v1/tokens/${encodeURIComponent(name)}`),
   // The spec's JSON schema is public (no /v1 prefix, so no token): the form is built from it.
   openapi: () => request("GET", "/openapi.json"),
 };

@@ -1,7 +1,10 @@
 // Client-side routing: the server returns index.html for every dashboard path, and this picks
 // the page by `location.pathname`. Links inside the app are ordinary <a href>s, so each page is a
 // deep link; navigation reloads the shell (cheap: every asset is cached and revalidated).
-import { getToken, setToken, onUnauthorized } from "./api.js";
+// The token's role (GET /v1/tokens/me) is set on <body data-role>: elements marked
+// data-needs="submit" or "admin" are hidden by the stylesheet from the roles short of it, and a
+// page that needs a role says so instead of rendering.
+import { api, ApiError, getToken, setToken, onUnauthorized } from "./api.js";
 import { clear, errorBox, h } from "./dom.js";
 import { stopAll } from "./poll.js";
 import { renderList } from "./pages/list.js";
@@ -9,10 +12,16 @@ import { renderNew } from "./pages/new.js";
 import { renderExperiment } from "./pages/experiment.js";
 import { renderCompare } from "./pages/compare.js";
 import { renderSweep } from "./pages/sweep.js";
+import { renderTokens } from "./pages/tokens.js";
+
+const RANK = { none: -1, read: 0, submit: 1, admin: 2 };
+// The page's role, from the API: "none" until a token is accepted.
+let role = "none";
 
 const ROUTES = [
   [/^\/$/, "list", () => renderList],
-  [/^\/new\/?$/, "new", () => renderNew],
+  [/^\/new\/?$/, "new", () => renderNew, "submit"],
+  [/^\/tokens\/?$/, "tokens", () => renderTokens, "admin"],
   [/^\/experiments\/(\d+)\/?$/, "experiment", (m) => (root, q) => renderExperiment(root, Number(m[1]), q)],
   [/^\/compare\/?$/, "compare", () => renderCompare],
   [/^\/sweeps\/(\d+)\/?$/, "sweep", (m) => (root, q) => renderSweep(root, Number(m[1]), q)],
@@ -22,10 +31,15 @@ async function route() {
   stopAll();
   const root = document.getElementById("app");
   const query = new URLSearchParams(location.search);
-  for (const [pattern, nav, make] of ROUTES) {
+  for (const [pattern, nav, make, needs] of ROUTES) {
     const match = location.pathname.match(pattern);
     if (!match) continue;
     document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === nav));
+    if (needs && RANK[role] < RANK[needs]) {
+      clear(root, h("h1", {}, "Not allowed"), h("p", { class: "muted", id: "needs-role" },
+        `This page needs a token with the ${needs} role; this one has ${role === "none" ? "no role" : role}.`));
+      return;
+    }
     try {
       await make(match)(root, query);
     } catch (err) {
@@ -34,6 +48,21 @@ async function route() {
     return;
   }
   clear(root, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "/" }, "Experiments")));
+}
+
+// Who the stored token is: its name and role in the top bar, the role on <body>.
+async function identify() {
+  const who = document.getElementById("whoami");
+  try {
+    const me = await api.me();
+    role = me.role;
+    who.textContent = me.name ? `${me.name} · ${me.role}` : "open API";
+    who.title = me.name ? `token ${me.name}, role ${me.role}` : "no token needed: GLIDEPATH_API_TOKENS is empty and no token exists";
+  } catch (err) {
+    role = "none";
+    who.textContent = err instanceof ApiError && err.status === 401 ? "no token" : "";
+  }
+  document.body.dataset.role = role;
 }
 
 function setUpToken() {
@@ -51,15 +80,16 @@ function setUpToken() {
     event.preventDefault();
     setToken(input.value.trim());
     panel.hidden = true;
-    route();
+    identify().then(route);
   });
   document.getElementById("token-clear").addEventListener("click", () => {
     setToken("");
     input.value = "";
     note.textContent = "forgotten";
+    identify();
   });
-  onUnauthorized(() => show("The API asks for a token (GLIDEPATH_API_TOKENS is set)."));
+  onUnauthorized(() => show("The API asks for a token: paste one made by `glidepath token create`."));
 }
 
 setUpToken();
-route();
+identify().then(route);

@@ -51,8 +51,8 @@ export async function renderExperiment(root, id) {
   const decisionsEl = h("div", { id: "decisions" });
   const attemptsEl = h("div", { id: "attempts" });
   const specEl = h("pre", { class: "spec", id: "spec" });
-  const cancel = h("button", { type: "button", class: "danger", id: "cancel" }, "Cancel");
-  const clone = h("a", { href: `/new?clone=${id}`, class: "button", id: "clone" }, "Clone");
+  const cancel = h("button", { type: "button", class: "danger", id: "cancel", "data-needs": "submit" }, "Cancel");
+  const clone = h("a", { href: `/new?clone=${id}`, class: "button", id: "clone", "data-needs": "submit" }, "Clone");
   const downloadModel = h("a", { href: api.modelUrl(id), class: "button", id: "download-model",
     download: `experiment-${id}.safetensors`, hidden: true }, "Download model");
 
@@ -102,6 +102,7 @@ export async function renderExperiment(root, id) {
         ? h("span", { class: "muted" }, "known once it runs") : count(e.param_count)),
       e.plugins ? [h("dt", {}, "plugins"), h("dd", { id: "plugins" }, pluginLines(e.plugins))] : null,
       h("dt", {}, "created"), h("dd", {}, when(e.created_at)),
+      h("dt", {}, "created by"), h("dd", { id: "created-by" }, e.created_by || h("span", { class: "muted" }, "— (the API was open)")),
       h("dt", {}, "tags"), h("dd", {}, Object.entries(e.tags).map(([k, v]) => h("span", { class: "tag" }, `${k}=${v}`))),
     )));
     specEl.textContent = JSON.stringify(e.spec, null, 2);

@@ -42,7 +42,7 @@ export async function renderList(root, query) {
     root,
     h("div", { class: "toolbar" },
       h("h1", { class: "grow" }, "Experiments"),
-      link("/new", h("span", { class: "button" }, "New experiment"))),
+      h("a", { href: "/new", "data-needs": "submit" }, h("span", { class: "button" }, "New experiment"))),
     h("form", { class: "toolbar", id: "filters", onsubmit: (e) => { e.preventDefault(); apply(); } },
       h("label", {}, "Status ", statusSelect),
       h("label", {}, "Tag ", tagInput),
@@ -53,7 +53,7 @@ export async function renderList(root, query) {
     notice,
     h("table", { id: "experiments" },
       h("thead", {}, h("tr", {},
-        ["", "id", "name", "status", "progress", "best", "dataset", "tags", "created"].map((t) => h("th", {}, t)))),
+        ["", "id", "name", "status", "progress", "best", "dataset", "tags", "created", "by"].map((t) => h("th", {}, t)))),
       tbody),
   );
 
@@ -81,6 +81,8 @@ export async function renderList(root, query) {
       onclick: () => { location.href = `/?tag=${encodeURIComponent(`${k}:${v}`)}`; },
     }, `${k}=${v}`))),
     h("td", { class: "muted" }, when(e.created_at)),
+    // The token that created it; none when the API was open.
+    h("td", { class: "created-by", title: e.created_by ? `created with token ${e.created_by}` : "" }, e.created_by || "—"),
   );
 
   poll(async () => {
@@ -88,7 +90,7 @@ export async function renderList(root, query) {
       const page = await api.listExperiments({ ...filters, limit: 100 });
       clear(notice);
       clear(tbody, page.items.length ? page.items.map(row)
-        : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No experiments match.")));
+        : h("tr", {}, h("td", { colspan: 10, class: "muted" }, "No experiments match.")));
     } catch (err) {
       clear(notice, errorBox(err));
       // A bad filter (an unknown status typed into the URL) will not fix itself: stop polling.

@@ -1,0 +1,79 @@
+"""The dashboard with tokens, in a real browser: asked for a token when the API answers 401, it
+shows the token's name and role, hides what a read token may not do, and shows who created each
+run. The API is served in this process (uvicorn on a thread, embedded backend): the session's
+real stack must stay open to the other tests, and a token in its database would close it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from service.kit.db import session_scope
+from service.tokens import service as tokens
+from service.tokens.schemas import TokenIn
+from tests.browser.conftest import Console
+from tests.support.backends import in_process
+from tests.support.stack import Backend, free_port
+
+SPEC = {"name": "made-by-alice", "dataset": "iris", "model": {"type": "linear"}, "epochs": 1}
+
+
+@pytest.fixture
+def served(backend: Backend) -> Iterator[str]:
+    from service.app import create_app
+
+    with in_process(backend):
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port,
+                                               log_config=None, log_level="warning"))  # fmt: skip
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started, "the in-process API did not start"
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_a_read_token_sees_who_made_runs_and_no_actions(
+    served: str, page: Any, console: Console, shot: Any
+) -> None:
+    with session_scope() as session:
+        alice = tokens.create(session, TokenIn(name="alice", role="submit")).token
+        viewer = tokens.create(session, TokenIn(name="viewer", role="read")).token
+    # The first create of the process imports torch for the checks: seconds on a busy machine.
+    r = httpx.post(f"{served}/v1/experiments", json=SPEC, timeout=120,
+                   headers={"Authorization": f"Bearer {alice}"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    run = r.json()["id"]
+
+    console.allow(r"status of 401")  # the first calls, before a token is given
+    page.goto(served)
+    page.locator("#token-panel").wait_for(state="visible")  # asked for a token
+    page.fill("#token-input", viewer)
+    page.click("#token-form button[type=submit]")
+    page.wait_for_function("document.getElementById('whoami').textContent === 'viewer · read'")
+    row = page.locator(f'#experiments tr[data-id="{run}"]')
+    assert row.locator(".created-by").inner_text() == "alice"
+    assert page.locator('a[href="/new"]').count() >= 2  # the nav link and the list's button
+    assert page.locator('a[href="/new"]:visible').count() == 0
+    assert page.locator('a[href="/tokens"]:visible').count() == 0
+    shot("list")
+
+    page.goto(f"{served}/experiments/{run}")
+    page.locator("#created-by").wait_for()
+    assert page.locator("#created-by").inner_text() == "alice"
+    assert not page.locator("#cancel").is_visible() and not page.locator("#clone").is_visible()
+    page.goto(f"{served}/new")
+    assert "needs a token with the submit role" in page.locator("#needs-role").inner_text()
