@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     )
     api_tokens: str = Field(
         default="",
-        description="Comma-separated bearer tokens the API accepts; empty leaves the API open.",
+        description="Comma-separated bearer tokens accepted as admins (named env:1, env:2, ...) "
+        "beside the tokens table's (`glidepath token create`); with neither, the API is open.",
     )
     lease_seconds: float = Field(
         default=30.0,
