@@ -147,7 +147,9 @@ class Authenticator:
         if hit is not None and hit[0] > self.clock():
             return hit[1]
         task = self._pending.get(key)
-        if task is None:
+        # A read started on another event loop (a test client's earlier portal) cannot be awaited
+        # on this one: start another.
+        if task is None or task.get_loop() is not asyncio.get_running_loop():
             started, generation = self.clock(), self._generation
             task = asyncio.ensure_future(run_in_threadpool(load))
             self._pending[key] = task

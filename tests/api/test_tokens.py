@@ -6,6 +6,7 @@ kept as their sha256 and marked used at most once a minute."""
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from service.config import settings
+from service.kit.auth import Found
 from service.kit.db import session_scope
 from service.tokens import service as tokens
 from service.tokens.models import Token
@@ -212,3 +214,31 @@ def test_tokens_are_stored_hashed_and_marked_used_once_a_minute(client: TestClie
         assert session.scalars(select(Token)).one().last_used_at == first
     listed = client.get("/v1/tokens", headers=bearer(token))
     assert listed.status_code == 403  # a read token cannot list tokens
+
+
+class CountingTokens(tokens.DatabaseTokens):
+    """The real store, counting its reads of the table."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def find(self, token_digest: str) -> Found | None:
+        self.reads += 1
+        return super().find(token_digest)
+
+
+def test_one_read_of_the_table_per_token_per_second_whatever_the_rate(
+    client: TestClient, roles: dict[str, dict[str, str]]
+) -> None:
+    auth = client.app.state.auth  # type: ignore[attr-defined]
+    now = [1000.0]
+    auth.clock = lambda: now[0]
+    auth.store = store = CountingTokens()
+    auth.forget()
+    with ThreadPoolExecutor(8) as pool:  # concurrent requests: their misses share one read
+        codes = list(pool.map(lambda _: client.get("/v1/tokens/me", headers=roles["read"]),
+                              range(40)))  # fmt: skip
+    assert {r.status_code for r in codes} == {200} and store.reads == 1
+    now[0] += auth.ttl  # a second later the table is read again
+    assert client.get("/v1/tokens/me", headers=roles["read"]).status_code == 200
+    assert store.reads == 2
