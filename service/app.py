@@ -31,7 +31,7 @@ from service.workers.router import router as workers_router
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    housekeeping = Housekeeping()
+    housekeeping = app.state.housekeeping = Housekeeping()  # /readyz: does this process lead?
     housekeeping.start()
     app.state.events.end_streams_on_exit()  # open event streams would hold the stop up
     yield

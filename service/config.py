@@ -94,6 +94,14 @@ class Settings(BaseSettings):
         "memory, or the host's RAM on CPU).",
     )
 
+    # -- the API processes (glidepath api; docs/deploy.md "API processes") --------------------
+    housekeeping_retry_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="How often an API process that does not run housekeeping asks for its lock "
+        "(the holder died: another takes over within this long).",
+    )
+
     log_format: Literal["console", "json"] = Field(
         default="console",
         description="`json`: one JSON object per log line (for a log shipper); `console`: "

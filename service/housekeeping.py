@@ -1,5 +1,7 @@
-"""Housekeeping, in the background of every API process (and of `glidepath up`): what keeps the
-database and the broker in step when a process dies at the wrong moment.
+"""Housekeeping, in the background of the API (and of `glidepath up`): what keeps the database
+and the broker in step when a process dies at the wrong moment. Every API process runs the thread,
+but only the one holding the `housekeeping` leader lock (kit/leader.py) does the work; the others
+ask for the lock every GLIDEPATH_HOUSEKEEPING_RETRY_S and take over when its holder dies.
 
 - send outbox messages that never reached the broker (`dispatch.relay_pending`);
 - re-send the tasks of runs a broker lost (`dispatch.resend_stale`);
@@ -11,12 +13,14 @@ database and the broker in step when a process dies at the wrong moment.
 
 from __future__ import annotations
 
+import os
 import threading
 
 from service.config import settings
 from service.dispatch import service as dispatch
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
+from service.kit.leader import LeaderLock, leader_lock
 from service.kit.logging import get_logger
 from service.kit.time import utcnow
 from service.sweeps.service import advance_running
@@ -82,17 +86,54 @@ def tick() -> None:
 
 
 class Housekeeping(threading.Thread):
-    def __init__(self, interval_s: float = 2.0) -> None:
+    """Runs `tick` every `interval_s` while this process holds the leader lock; without it, asks
+    for the lock every `retry_s` (the first time at once)."""
+
+    def __init__(
+        self, interval_s: float = 2.0, retry_s: float | None = None, lock: LeaderLock | None = None
+    ) -> None:
         super().__init__(name="housekeeping", daemon=True)
         self.interval_s = interval_s
-        self._stop = threading.Event()
+        self.retry_s = retry_s or settings.housekeeping_retry_s
+        self.lock = lock or leader_lock(settings.effective_database_url, "housekeeping")
+        self.leading = False
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                tick()
-            except Exception:  # DB or broker away: try again next tick
-                log.warning("housekeeping_failed", exc_info=True)
+        wait = 0.0
+        try:
+            while not self._halt.wait(wait):
+                led = self.leading
+                if not self._lead():
+                    wait = self.retry_s
+                    continue
+                wait = self.interval_s
+                if led:  # a new leader's first tick comes one interval after its election
+                    try:
+                        tick()
+                    except Exception:  # DB or broker away: try again next tick
+                        log.warning("housekeeping_failed", exc_info=True)
+        finally:
+            if self.leading:
+                self.leading = False
+                self.lock.release()
+                log.info("housekeeping_released", pid=os.getpid())
 
-    def stop(self) -> None:
-        self._stop.set()
+    def _lead(self) -> bool:
+        """Whether this process leads now: still holds the lock, or just took it."""
+        try:
+            if self.leading and not self.lock.held():
+                self.leading = False
+                log.warning("housekeeping_lost", pid=os.getpid())
+            elif not self.leading and self.lock.try_acquire():
+                self.leading = True
+                log.info("housekeeping_elected", pid=os.getpid())
+        except Exception:  # the database is away: ask again at the next try
+            log.warning("housekeeping_election_failed", exc_info=True)
+        return self.leading
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop and release the lock, so that another process takes over at its next try."""
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout)

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -28,11 +29,17 @@ def _check_db() -> dict[str, Any]:
         return {"ok": False, "error": str(exc).splitlines()[0][:200]}
 
 
+def _process(request: Request) -> dict[str, Any]:
+    housekeeping = getattr(request.app.state, "housekeeping", None)  # set by the app's lifespan
+    return {"pid": os.getpid(), "housekeeping": bool(housekeeping and housekeeping.leading)}
+
+
 @router.get(
     "/readyz", responses={503: {"description": "Database, broker or artifact store unreachable"}}
 )
-def readyz() -> JSONResponse:
-    """Readiness: the database, the broker and the artifact store all answer."""
+def readyz(request: Request) -> JSONResponse:
+    """Readiness: the database, the broker and the artifact store all answer. `process`: which
+    API process answered, and whether it is the one running housekeeping."""
     checks = {
         "database": _check_db(),
         "broker": broker.check(),
@@ -40,7 +47,11 @@ def readyz() -> JSONResponse:
     }
     ready = all(c["ok"] for c in checks.values())
     return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
+        {
+            "status": "ready" if ready else "unavailable",
+            "checks": checks,
+            "process": _process(request),
+        },
         status_code=200 if ready else 503,
         headers=None if ready else {"Retry-After": "2"},
     )
