@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from service.monitoring import queues
 from service.monitoring.repository import MonitoringRepository
-from service.monitoring.tail import Tail
+from service.monitoring.tail import GAP_WINDOW, Tail, signature
 from service.training.status import ExperimentStatus
 from service.workers import service as workers
 
@@ -67,6 +67,14 @@ class Histogram:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1  # le: a bound includes itself
         self.total += value
 
+    def add(self, cumulative: Sequence[int], total: float) -> None:
+        """Counts summed elsewhere: at or below each bound, then of all; and their sum."""
+        previous = 0
+        for i, c in enumerate(cumulative):
+            self.counts[i] += c - previous
+            previous = c
+        self.total += total
+
     def family(self, name: str, documentation: str) -> HistogramMetricFamily:
         cumulative, buckets = 0, []
         for bound, n in zip([*map(_fmt, self.bounds), "+Inf"], self.counts, strict=True):
@@ -87,7 +95,9 @@ class Figures:
     runs: Tail = field(default_factory=Tail)
     epochs: Tail = field(default_factory=Tail)
     decisions: Tail = field(default_factory=Tail)
-    waiting: set[int] = field(default_factory=set)  # runs seen but not yet started
+    caught_up: bool = False  # the history below the tails' windows is summed (_catch_up)
+    waiting: set[int] = field(default_factory=set)  # runs seen queued, not yet started
+    queued_seen: tuple[int, int, int] | None = None  # the signature of the queued ids last read
     queue_names: set[str] = field(default_factory=lambda: {DEFAULT_QUEUE})
     queue_wait: Histogram = field(default_factory=lambda: Histogram(QUEUE_WAIT_BUCKETS))
     epoch_duration: Histogram = field(default_factory=lambda: Histogram(EPOCH_BUCKETS))
@@ -116,6 +126,8 @@ def collect(session: Session) -> list[Metric]:
     figures = figures_for(engine)
     repo = MonitoringRepository(session)
     with figures.lock:
+        if not figures.caught_up:
+            _catch_up(repo, figures)
         _read_runs(repo, figures)
         for row in figures.epochs.read(repo.epochs_after, repo.epochs_by_ids, time.monotonic()):
             figures.epoch_duration.observe(float(row[1]))
@@ -143,22 +155,44 @@ def collect(session: Session) -> list[Metric]:
         ]
 
 
+def _catch_up(repo: MonitoringRepository, figures: Figures) -> None:
+    """A process's first scrape: the epochs and decisions below the newest GAP_WINDOW ids are
+    summed by the database, one pass each (a hundred thousand rows read one by one take a
+    second); the tails read the rest row by row. The ranges do not overlap, so no row counts
+    twice whatever commits in between. Runs are read row by row: one per run, not per epoch."""
+    upto = repo.top_epoch_id() - GAP_WINDOW
+    if upto > 0:
+        figures.epoch_duration.add(*repo.epoch_histogram(upto, EPOCH_BUCKETS))
+        figures.epochs.mark = upto
+    upto = repo.top_decision_id() - GAP_WINDOW
+    if upto > 0:
+        figures.decision_kinds.update(repo.decision_kinds(upto))
+        figures.decisions.mark = upto
+    figures.caught_up = True
+
+
 def _read_runs(repo: MonitoringRepository, figures: Figures) -> None:
-    """Each run's wait, from its creation to its first start, observed once it has started;
-    the runs still queued are looked at again through the (status, id) index."""
+    """Each run's wait, from its creation to its first start, observed once it has started.
+    The runs still queued at the last look are looked at again only when the set of queued runs
+    has changed (its signature, tail.signature)."""
     new = figures.runs.read(repo.runs_after, repo.runs_by_ids, time.monotonic())
-    if figures.waiting:
-        left = figures.waiting - repo.queued_ids()
-        if left:
-            figures.waiting -= left
-            new = [*new, *repo.runs_by_ids(left)]
     for _id, queue, status, created_at, started_at in new:
         figures.queue_names.add(str(queue))
         if started_at is not None:
             figures.queue_wait.observe(_seconds(created_at, started_at))
         elif status == ExperimentStatus.QUEUED:
             figures.waiting.add(int(_id))
+            figures.queued_seen = None  # a new one: look at the queued runs again
         # else: it ended (cancelled) before any worker took it, and never waited for one
+    # After the tail: a run it found waiting is in this signature, or has left the queue.
+    if figures.waiting and repo.queued_signature() != figures.queued_seen:
+        still = repo.queued_ids()
+        figures.queued_seen = signature(still)
+        left = figures.waiting - still
+        figures.waiting &= still
+        for _id, _queue, _status, created_at, started_at in repo.runs_by_ids(left):
+            if started_at is not None:
+                figures.queue_wait.observe(_seconds(created_at, started_at))
 
 
 def _seconds(start: datetime, end: datetime) -> float:

@@ -1,12 +1,15 @@
 """Every query /metrics makes: counts by one GROUP BY, and the rows past a high-water mark (tail.py)
-with their few columns, read by primary key or by the (status, id) index."""
+with their few columns, read by primary key or by the (status, id) index.
+
+The statements are built once, with bound parameters: building a SELECT costs more Python than
+running one of these against the database, and a steady scrape runs eight of them."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, Integer, bindparam, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from service.experiments.models import Decision, EpochRow, Experiment
@@ -17,59 +20,100 @@ CHUNK = 1_000  # ids per IN (...) list
 
 Row = Sequence[Any]
 
+_MARK = bindparam("mark", type_=Integer)
+_IDS = bindparam("ids", type_=Integer, expanding=True)
 _RUN = (Experiment.id, Experiment.queue, Experiment.status, Experiment.created_at,
         Experiment.started_at)  # fmt: skip
+_EPOCH = (EpochRow.id, EpochRow.duration_s)
+_DECISION = (Decision.id, Decision.kind)
+
+_BY_STATUS = select(Experiment.status, func.count()).group_by(Experiment.status)
+_QUEUED_SIGNATURE = select(
+    func.count(),
+    func.coalesce(func.sum(Experiment.id), 0),
+    func.coalesce(func.sum(cast(Experiment.id, BigInteger) * Experiment.id), 0),
+).where(Experiment.status == ExperimentStatus.QUEUED)
+_QUEUED = select(Experiment.id).where(Experiment.status == ExperimentStatus.QUEUED)
+_RUNS_AFTER = select(*_RUN).where(Experiment.id > _MARK).order_by(Experiment.id)
+_RUNS_BY_IDS = select(*_RUN).where(Experiment.id.in_(_IDS))
+_EPOCHS_AFTER = select(*_EPOCH).where(EpochRow.id > _MARK).order_by(EpochRow.id)
+_EPOCHS_BY_IDS = select(*_EPOCH).where(EpochRow.id.in_(_IDS))
+_DECISIONS_AFTER = select(*_DECISION).where(Decision.id > _MARK).order_by(Decision.id)
+_DECISIONS_BY_IDS = select(*_DECISION).where(Decision.id.in_(_IDS))
+_WORKERS = select(WorkerRow.stopped_at, WorkerRow.last_seen, WorkerRow.current_run,
+                  WorkerRow.queues)  # fmt: skip
 
 
 class MonitoringRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def _rows(self, stmt: Any) -> list[Row]:
-        return list(self.session.execute(stmt))
+    def _rows(self, stmt: Any, **params: Any) -> list[Row]:
+        # Core on the session's connection: plain tuples, none of the ORM's per-statement work.
+        return list(self.session.connection().execute(stmt, params).all())
 
-    def _by_ids(self, columns: tuple[Any, ...], ids: Collection[int]) -> list[Row]:
-        key, wanted, out = columns[0], sorted(ids), []
+    def _by_ids(self, stmt: Any, ids: Collection[int]) -> list[Row]:
+        wanted, out = sorted(ids), []
         for i in range(0, len(wanted), CHUNK):
-            out += self._rows(select(*columns).where(key.in_(wanted[i : i + CHUNK])))
+            out += self._rows(stmt, ids=wanted[i : i + CHUNK])
         return out
 
     def runs_by_status(self) -> dict[str, int]:
-        rows = self.session.execute(
-            select(Experiment.status, func.count()).group_by(Experiment.status)
-        )
-        return {str(status): int(n) for status, n in rows}
+        return {str(status): int(n) for status, n in self._rows(_BY_STATUS)}
+
+    def queued_signature(self) -> tuple[int, int, int]:
+        """tail.signature of the queued runs' ids, computed by the database over the (status,
+        id) index: says whether that set changed without reading it."""
+        n, total, squares = self._rows(_QUEUED_SIGNATURE)[0]
+        return int(n), int(total), int(squares)
 
     def runs_after(self, mark: int) -> list[Row]:
         """(id, queue, status, created_at, started_at) of the runs past `mark`, by id."""
-        return self._rows(select(*_RUN).where(Experiment.id > mark).order_by(Experiment.id))
+        return self._rows(_RUNS_AFTER, mark=mark)
 
     def runs_by_ids(self, ids: Collection[int]) -> list[Row]:
-        return self._by_ids(_RUN, ids)
+        return self._by_ids(_RUNS_BY_IDS, ids)
 
     def queued_ids(self) -> set[int]:
         """Covered by the (status, id) index: the ids alone, whatever the table's width."""
-        stmt = select(Experiment.id).where(Experiment.status == ExperimentStatus.QUEUED)
-        return set(self.session.scalars(stmt))
+        return {row[0] for row in self._rows(_QUEUED)}
 
     def epochs_after(self, mark: int) -> list[Row]:
         """(id, duration_s) of the epoch rows past `mark`, by id."""
-        stmt = select(EpochRow.id, EpochRow.duration_s).where(EpochRow.id > mark)
-        return self._rows(stmt.order_by(EpochRow.id))
+        return self._rows(_EPOCHS_AFTER, mark=mark)
 
     def epochs_by_ids(self, ids: Collection[int]) -> list[Row]:
-        return self._by_ids((EpochRow.id, EpochRow.duration_s), ids)
+        return self._by_ids(_EPOCHS_BY_IDS, ids)
+
+    def top_epoch_id(self) -> int:
+        return int(self._rows(select(func.coalesce(func.max(EpochRow.id), 0)))[0][0])
+
+    def epoch_histogram(self, upto: int, bounds: Sequence[float]) -> tuple[list[int], float]:
+        """Counts of the epoch rows with id <= upto whose duration is <= each bound (cumulative,
+        then the count of all), and their durations' sum: one pass in the database, for a
+        process's first scrape of a long history."""
+        d = EpochRow.duration_s
+        le = [func.coalesce(func.sum(case((d <= b, 1), else_=0)), 0) for b in bounds]
+        stmt = select(*le, func.count(), func.coalesce(func.sum(d), 0.0)).where(EpochRow.id <= upto)
+        *counts, total = self._rows(stmt)[0]
+        return [int(c) for c in counts], float(total)
 
     def decisions_after(self, mark: int) -> list[Row]:
         """(id, kind) of the decisions past `mark`, by id."""
-        stmt = select(Decision.id, Decision.kind).where(Decision.id > mark)
-        return self._rows(stmt.order_by(Decision.id))
+        return self._rows(_DECISIONS_AFTER, mark=mark)
 
     def decisions_by_ids(self, ids: Collection[int]) -> list[Row]:
-        return self._by_ids((Decision.id, Decision.kind), ids)
+        return self._by_ids(_DECISIONS_BY_IDS, ids)
+
+    def top_decision_id(self) -> int:
+        return int(self._rows(select(func.coalesce(func.max(Decision.id), 0)))[0][0])
+
+    def decision_kinds(self, upto: int) -> dict[str, int]:
+        """Decisions with id <= upto, by kind (a first scrape's history, in one query)."""
+        stmt = select(Decision.kind, func.count()).where(Decision.id <= upto)
+        stmt = stmt.group_by(Decision.kind)
+        return {str(kind): int(n) for kind, n in self._rows(stmt)}
 
     def workers(self) -> list[Row]:
         """(stopped_at, last_seen, current_run, queues) of every registered worker."""
-        columns = (WorkerRow.stopped_at, WorkerRow.last_seen, WorkerRow.current_run,
-                   WorkerRow.queues)  # fmt: skip
-        return self._rows(select(*columns))
+        return self._rows(_WORKERS)

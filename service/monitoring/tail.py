@@ -55,3 +55,11 @@ class Tail:
                 self.gaps = {i: self.gaps[i] for i in keep}
             found.extend(new)
         return found
+
+
+def signature(ids: Collection[int]) -> tuple[int, int, int]:
+    """(count, sum, sum of squares) of a set of ids: what the database computes for the set it
+    holds (repository.runs_by_status), so that comparing the two says whether the set changed
+    without reading it. Different sets can share one ({1, 5, 6} and {2, 3, 7}); a caller only
+    reads later what it would have read now, at the next change of the set."""
+    return len(ids), sum(ids), sum(i * i for i in ids)

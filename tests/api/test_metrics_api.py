@@ -11,13 +11,17 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from sqlalchemy import insert
 
 from service.config import settings
 from service.dispatch import broker
 from service.dispatch.service import RUN_TASK
-from service.experiments.models import EpochRow, Experiment
+from service.experiments.models import Decision, EpochRow, Experiment
 from service.kit.db import get_engine, session_scope
 from service.monitoring import collector, queues
+from service.monitoring.collector import EPOCH_BUCKETS
+from service.monitoring.repository import MonitoringRepository
+from service.monitoring.tail import GAP_WINDOW
 from tests.support.runs import end_run
 from worker.runs.lifecycle import run_experiment
 
@@ -86,6 +90,11 @@ def test_counts_follow_runs_created_trained_and_cancelled(client: TestClient) ->
     assert value(got, "glidepath_epoch_duration_seconds_sum") > 0
     assert value(got, "glidepath_decisions_total", kind="early_stop") == 1
     assert value(got, "glidepath_decisions_total", kind="reduce_lr") == 0
+    # The run still queued is looked at again only when the queued runs change.
+    figures = collector.figures_for(get_engine())
+    assert figures.waiting == {waiting}
+    with session_scope() as s:
+        assert MonitoringRepository(s).queued_signature() == figures.queued_seen
     # Only the trained run has started: one wait observed, however long it took.
     assert value(got, "glidepath_queue_wait_seconds_count") == 1
     assert value(got, "glidepath_queue_wait_seconds_bucket", le="+Inf") == 1
@@ -179,15 +188,34 @@ def test_an_epoch_committed_after_a_newer_one_is_still_counted(client: TestClien
     assert 7 not in figures.epochs.gaps and {8, 9, 11} <= set(figures.epochs.gaps)
 
 
-@pytest.mark.parametrize("n_runs", [25])
-def test_a_first_scrape_reads_history_once(client: TestClient, n_runs: int) -> None:
-    """Runs inserted straight into the table (as the benchmark does) are all counted."""
+def test_a_long_history_is_summed_by_the_database_at_the_first_scrape(client: TestClient) -> None:
+    """Past GAP_WINDOW rows, a first scrape sums the history in SQL and reads only the newest
+    rows one by one: the same figures as reading them all, none counted twice at the seam."""
     with session_scope() as s:
-        for _ in range(n_runs):
-            s.add(Experiment(spec={}, queue="gpu"))
+        s.add_all(Experiment(spec={}, queue="gpu") for _ in range(4))
+    n = GAP_WINDOW + 500
+    # Durations on and around the bucket bounds: `le` means at or below, in SQL as in Python.
+    durations = [EPOCH_BUCKETS[i % len(EPOCH_BUCKETS)] * (1, 0.999, 1.001)[i % 3] for i in range(n)]
+    with get_engine().begin() as conn:
+        conn.execute(insert(EpochRow), [{"experiment_id": 1 + i % 3, "epoch": i, "lr": 0.1,
+                                         "duration_s": d, "attempt": 1}
+                                        for i, d in enumerate(durations)])  # fmt: skip
+        conn.execute(insert(Decision), [{"experiment_id": 1 + i % 3, "epoch": i,
+                                         "kind": ("reduce_lr", "early_stop")[i % 2], "reason": ""}
+                                        for i in range(n)])  # fmt: skip
     got = scrape(client)
-    assert value(got, "glidepath_runs", status="queued") == n_runs
+    assert collector.figures_for(get_engine()).epochs.mark == n  # read past the summed part
+    assert value(got, "glidepath_runs", status="queued") == 4
     assert value(got, "glidepath_queue_depth", queue="gpu") == 0  # no message was sent
+    assert value(got, "glidepath_epochs_total") == n
+    for bound in EPOCH_BUCKETS:
+        below = sum(d <= bound for d in durations)
+        assert value(got, "glidepath_epoch_duration_seconds_bucket", le=str(float(bound))) == below
+    assert value(got, "glidepath_epoch_duration_seconds_sum") == pytest.approx(sum(durations))
+    assert value(got, "glidepath_decisions_total", kind="reduce_lr") == (n + 1) // 2
+    assert value(got, "glidepath_decisions_total", kind="early_stop") == n // 2
+    end_run(4, [0.5, 0.4])  # two more epochs, a scrape later
+    assert value(scrape(client), "glidepath_epochs_total") == n + 2
 
 
 @pytest.mark.postgres
