@@ -18,6 +18,7 @@ from service.health.router import router as health_router
 from service.housekeeping import Housekeeping
 from service.kit import exception_handlers
 from service.kit.auth import Authenticator, require_role
+from service.kit.limits import BodyLimit, RequestTimeout
 from service.kit.request_id import RequestId
 from service.lr_range.router import router as lr_range_router
 from service.monitoring.http_metrics import HttpMetrics
@@ -47,6 +48,9 @@ def create_app() -> FastAPI:
         description="Runs PyTorch training experiments and tells you what the learning rate did.",
     )
     exception_handlers.install(app)
+    # Added first, so innermost: their 413s and 504s carry a request id and are counted.
+    app.add_middleware(RequestTimeout)
+    app.add_middleware(BodyLimit, uploads={"/v1/datasets"})
     app.add_middleware(RequestId)
     app.add_middleware(HttpMetrics)  # outside RequestId: its time is the request's too
     app.include_router(health_router)

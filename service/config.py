@@ -101,6 +101,20 @@ class Settings(BaseSettings):
         description="How often an API process that does not run housekeeping asks for its lock "
         "(the holder died: another takes over within this long).",
     )
+    max_json_bytes: int = Field(
+        default=8 * 2**20,
+        ge=1024,
+        description="Largest request body, in bytes, the API reads for anything but a dataset "
+        "upload (JSON: a 10,000-spec batch of typical specs is ~3 MB); larger is a 413 before "
+        "it is parsed. Uploads have GLIDEPATH_MAX_UPLOAD_MB.",
+    )
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request whose response has not begun this long after its body arrived "
+        "is answered 504 (the handler still runs to its end: a POST may take effect). Streams "
+        "(events, downloads) are not cut once they begin, nor uploads while their bytes arrive.",
+    )
 
     log_format: Literal["console", "json"] = Field(
         default="console",
