@@ -95,6 +95,44 @@ class Settings(BaseSettings):
     )
 
     # -- the API processes (glidepath api; docs/deploy.md "API processes") --------------------
+    api_workers: int = Field(
+        default=1,
+        ge=1,
+        description="API processes `glidepath api` starts on its one port (uvicorn workers); "
+        "housekeeping runs in exactly one of them.",
+    )
+    api_keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        description="How long an idle keep-alive connection stays open (uvicorn "
+        "timeout_keep_alive): longer than a load balancer's idle timeout (60 s on most), so the "
+        "server never closes a connection the balancer is about to reuse. Open streams are not "
+        "idle.",
+    )
+    api_limit_concurrency: int = Field(
+        default=4096,
+        ge=1,
+        description="Connections (open event streams included) one API process serves at once; "
+        "past it, new requests get a plain 503 (uvicorn limit_concurrency). `glidepath api` "
+        "raises the open-files limit to fit.",
+    )
+    api_backlog: int = Field(
+        default=2048,
+        ge=1,
+        description="Connections the kernel queues for the API processes before they accept them.",
+    )
+    api_max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Largest request line plus headers the API reads (uvicorn "
+        "h11_max_incomplete_event_size); larger is refused before the app sees it.",
+    )
+    api_graceful_shutdown_s: int = Field(
+        default=10,
+        ge=0,
+        description="On stop, how long an API process waits for requests in flight before it "
+        "cancels them (event streams end by themselves at a stop).",
+    )
     housekeeping_retry_s: float = Field(
         default=3.0,
         gt=0,

@@ -3,11 +3,12 @@ module of `service/` that may import the worker (to start it); import-linter che
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,13 +30,73 @@ def migrate(revision: str = typer.Argument("head", help="Alembic revision to upg
     typer.echo(f"database at {revision}")
 
 
-def api(host: str = HOST, port: int = PORT, log_level: str = "info") -> None:
-    """Serve the HTTP API (and the outbox relay)."""
+def api(
+    host: str = HOST,
+    port: int = PORT,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="API processes sharing the port (default GLIDEPATH_API_WORKERS, 1); "
+            "housekeeping runs in exactly one of them.",
+        ),
+    ] = None,
+    log_level: str = "info",
+) -> None:
+    """Serve the HTTP API (and housekeeping: the outbox relay, the reaper)."""
     import uvicorn
 
+    from service.config import settings
+
     _logging(log_level)
-    # log_config=None: uvicorn's records go through our structured formatter (kit/logging.py).
-    uvicorn.run("service.app:app", host=host, port=port, log_level=log_level, log_config=None)
+    # Each process uvicorn starts is a fresh interpreter: `serve` configures its logging.
+    os.environ["GLIDEPATH_LOG_LEVEL"] = log_level
+    _open_files(settings.api_limit_concurrency + 256)  # + the pool, logs, uploads
+    uvicorn.run(
+        "service.cli.processes:serve",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers or settings.api_workers,
+        log_level=log_level,
+        # None: uvicorn's records go through our structured formatter (kit/logging.py).
+        log_config=None,
+        timeout_keep_alive=settings.api_keep_alive_s,
+        limit_concurrency=settings.api_limit_concurrency,
+        backlog=settings.api_backlog,
+        h11_max_incomplete_event_size=settings.api_max_header_bytes,
+        timeout_graceful_shutdown=settings.api_graceful_shutdown_s,
+    )
+
+
+def serve() -> Any:
+    """The app, as each API process loads it (uvicorn's factory)."""
+    import multiprocessing
+
+    _logging(os.environ.get("GLIDEPATH_LOG_LEVEL", "info"))
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        # One of several: die with the supervisor, or a SIGKILLed `glidepath api` would leave
+        # its processes serving the port.
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent.pid:  # it died before we asked
+            os.kill(os.getpid(), signal.SIGTERM)
+    from service.app import app
+
+    return app
+
+
+def _open_files(wanted: int) -> None:
+    """Raise this process's open-files limit (inherited by its children) towards `wanted`: each
+    open connection is a descriptor, and the usual soft limit is 1,024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def worker(
@@ -98,7 +159,7 @@ def up(host: str = HOST, port: int = PORT) -> None:
     # `docker stop` or systemd stop sends SIGTERM to this process only). Exit instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        api(host=host, port=port, log_level="info")
+        api(host=host, port=port, workers=1, log_level="info")
     finally:
         if worker_proc.poll() is None:
             worker_proc.send_signal(signal.SIGTERM)  # warm shutdown: the run is handed back

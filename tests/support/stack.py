@@ -171,14 +171,18 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
 
 
 @contextmanager
-def start_stack(backend: Backend, log_dir: Path, workers: int = 1) -> Iterator[Stack]:
-    """The API on a free port and `workers` Celery workers, stopped (SIGTERM) on exit."""
+def start_stack(
+    backend: Backend, log_dir: Path, workers: int = 1, api_workers: int = 1
+) -> Iterator[Stack]:
+    """The API on a free port (`api_workers` processes: `glidepath api --workers`) and `workers`
+    Celery workers, stopped (SIGTERM) on exit."""
     backend.data_dir.mkdir(parents=True, exist_ok=True)
     if not backend.migrated:
         migrate.upgrade(backend.database_url)
     port = free_port()
     stack = Stack(backend, f"http://127.0.0.1:{port}", log_dir)
-    stack.procs["api"] = _spawn(["api", "--port", str(port)], backend, log_dir / "api.log")
+    api = ["api", "--port", str(port), "--workers", str(api_workers)]
+    stack.procs["api"] = _spawn(api, backend, log_dir / "api.log")
     try:
         for i in range(workers):
             stack.start_worker(f"w{i}")
@@ -218,6 +222,7 @@ def stack_fixture(
     overrides: dict[str, str] | None = None,
     embedded_only: bool = False,
     postgres_only: bool = False,
+    api_workers: int = 1,
 ) -> Any:
     """A fixture that yields a running `Stack` on each backend (ids embedded, postgres; the
     latter marked `postgres`), on a fresh copy of the session's migrated database.
@@ -227,7 +232,7 @@ def stack_fixture(
     workers or need settings of their own use scope="function". `overrides`: GLIDEPATH_* for
     the processes, e.g. shorter leases. `embedded_only`: what the tests check does not depend on
     the backend (a page in a browser), so the embedded default alone; `postgres_only`: what they
-    check is the production stack's (PostgreSQL, Redis, S3)."""
+    check is the production stack's (PostgreSQL, Redis, S3). `api_workers`: API processes."""
     import pytest
 
     from tests.support.backends import PARAMS
@@ -239,7 +244,7 @@ def stack_fixture(
         root = tmp_path_factory.mktemp(f"stack-{request.param}")
         with backends.backend(request.param, root) as backend:
             backend.overrides.update(overrides or {})
-            with start_stack(backend, root / "logs", workers=workers) as running:
+            with start_stack(backend, root / "logs", workers, api_workers) as running:
                 yield running
 
     return _stack
