@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, and_, case, delete, func, select, update
+from sqlalchemy import ColumnElement, Row, and_, bindparam, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.experiments.models import Attempt, Decision, EpochRow, Experiment, ExperimentTag
@@ -34,6 +34,21 @@ class Claimed(NamedTuple):
     kind: str | None
     range_test: dict[str, Any] | None
     sweep_id: int | None
+
+
+# What a metrics page shows of an epoch row, in the order of `schemas.EpochOut`.
+PAGE_COLUMNS = (
+    EpochRow.epoch, EpochRow.lr, EpochRow.lr_min, EpochRow.lr_max, EpochRow.train_loss,
+    EpochRow.val_loss, EpochRow.val_accuracy, EpochRow.val_mae, EpochRow.duration_s,
+    EpochRow.decision, EpochRow.skipped_steps,
+)  # fmt: skip
+_POLL_STATUS = select(Experiment.status).where(Experiment.id == bindparam("id"))
+_POLL_ROWS = (
+    select(*PAGE_COLUMNS)
+    .where(EpochRow.experiment_id == bindparam("id"), EpochRow.epoch > bindparam("after"))
+    .order_by(EpochRow.epoch)
+    .limit(bindparam("limit"))
+)
 
 
 class ExperimentRepository:
@@ -88,6 +103,19 @@ class ExperimentRepository:
         if before_id is not None:
             q = q.where(Experiment.id < before_id)
         return list(self.session.scalars(q))
+
+    def poll(
+        self, experiment_id: int, after_epoch: int, limit: int
+    ) -> tuple[str | None, list[Row[Any]]]:
+        """A metrics page: the run's status (None: no such run) and its rows as plain tuples of
+        `PAGE_COLUMNS`. The polling hot path, so statements built once, run on the session's
+        connection (no ORM execution), and none of the columns the page never shows."""
+        conn = self.session.connection()
+        status = conn.execute(_POLL_STATUS, {"id": experiment_id}).scalar()
+        if status is None:
+            return status, []
+        params = {"id": experiment_id, "after": after_epoch, "limit": limit}
+        return status, list(conn.execute(_POLL_ROWS, params))
 
     def epochs(
         self, experiment_id: int, after_epoch: int = 0, limit: int | None = None

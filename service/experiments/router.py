@@ -126,16 +126,13 @@ async def get_metrics(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     """The polling hot path (every open dashboard, every `watch`): one hop to the thread pool
-    for the whole read instead of one per sync dependency, and the page serialized once rather
-    than validated again against `response_model` (which still documents it)."""
+    for the whole read instead of one per sync dependency, and the page read as plain rows and
+    serialized once (`service.metrics_json`) rather than built as models and validated again
+    against `response_model` (which still documents it)."""
 
     def read() -> bytes:
         with session_scope() as session:
-            return (
-                service.metrics(session, experiment_id, after_epoch, limit)
-                .model_dump_json(exclude_none=False)
-                .encode()
-            )
+            return service.metrics_json(session, experiment_id, after_epoch, limit)
 
     return Response(await run_in_threadpool(read), media_type="application/json")
 
