@@ -17,7 +17,7 @@ from service.experiments.router import router as experiments_router
 from service.health.router import router as health_router
 from service.housekeeping import Housekeeping
 from service.kit import exception_handlers
-from service.kit.auth import Authenticator, require_role
+from service.kit.auth import RESPONSES, Authenticator, require_role
 from service.kit.limits import BodyLimit, RequestTimeout
 from service.kit.request_id import RequestId
 from service.lr_range.router import router as lr_range_router
@@ -70,7 +70,7 @@ def create_app() -> FastAPI:
         metrics_router,  # /metrics: the read role
         tokens_router,
     ):
-        app.include_router(router, dependencies=guarded)
+        app.include_router(router, dependencies=guarded, responses=RESPONSES)
     app.state.events = Listener()  # live events: one listener per API process
     install_dashboard(app)  # pages and /static: open, the browser sends the token to /v1
     return app

@@ -232,3 +232,9 @@ async def require_role(
 
 
 CallerDep = Annotated[Caller, Depends(require_role)]
+
+# What every guarded route may also answer, for its OpenAPI entry.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No, unknown or revoked token (while any token exists)"},
+    403: {"description": "The token's role is short of what this needs; `msg` names the role"},
+}
