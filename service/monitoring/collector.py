@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from service.monitoring import queues
-from service.monitoring.repository import MonitoringRepository
+from service.monitoring.repository import MonitoringRepository, Probe
 from service.monitoring.tail import GAP_WINDOW, Tail, signature
 from service.training.status import ExperimentStatus
 from service.workers import service as workers
@@ -126,21 +126,22 @@ def collect(session: Session) -> list[Metric]:
     figures = figures_for(engine)
     repo = MonitoringRepository(session)
     with figures.lock:
+        probe = repo.probe()
         if not figures.caught_up:
-            _catch_up(repo, figures)
-        _read_runs(repo, figures)
-        for row in figures.epochs.read(repo.epochs_after, repo.epochs_by_ids, time.monotonic()):
+            _catch_up(repo, figures, probe)
+        _read_runs(repo, figures, probe)
+        now = time.monotonic()
+        for row in figures.epochs.read(repo.epochs_after, repo.epochs_by_ids, now, probe.top_epoch):
             figures.epoch_duration.observe(float(row[1]))
         for row in figures.decisions.read(
-            repo.decisions_after, repo.decisions_by_ids, time.monotonic()
+            repo.decisions_after, repo.decisions_by_ids, now, probe.top_decision
         ):
             figures.decision_kinds[str(row[1])] += 1
-        by_status = repo.runs_by_status()
         worker_rows = repo.workers()
         for row in worker_rows:
             figures.queue_names.update(row[3] or [])
         return [
-            *_run_families(by_status),
+            *_run_families(probe.by_status),
             *_queue_families(figures),
             _counter(
                 "glidepath_epochs",
@@ -155,27 +156,27 @@ def collect(session: Session) -> list[Metric]:
         ]
 
 
-def _catch_up(repo: MonitoringRepository, figures: Figures) -> None:
+def _catch_up(repo: MonitoringRepository, figures: Figures, probe: Probe) -> None:
     """A process's first scrape: the epochs and decisions below the newest GAP_WINDOW ids are
     summed by the database, one pass each (a hundred thousand rows read one by one take a
     second); the tails read the rest row by row. The ranges do not overlap, so no row counts
     twice whatever commits in between. Runs are read row by row: one per run, not per epoch."""
-    upto = repo.top_epoch_id() - GAP_WINDOW
+    upto = probe.top_epoch - GAP_WINDOW
     if upto > 0:
         figures.epoch_duration.add(*repo.epoch_histogram(upto, EPOCH_BUCKETS))
         figures.epochs.mark = upto
-    upto = repo.top_decision_id() - GAP_WINDOW
+    upto = probe.top_decision - GAP_WINDOW
     if upto > 0:
         figures.decision_kinds.update(repo.decision_kinds(upto))
         figures.decisions.mark = upto
     figures.caught_up = True
 
 
-def _read_runs(repo: MonitoringRepository, figures: Figures) -> None:
+def _read_runs(repo: MonitoringRepository, figures: Figures, probe: Probe) -> None:
     """Each run's wait, from its creation to its first start, observed once it has started.
     The runs still queued at the last look are looked at again only when the set of queued runs
     has changed (its signature, tail.signature)."""
-    new = figures.runs.read(repo.runs_after, repo.runs_by_ids, time.monotonic())
+    new = figures.runs.read(repo.runs_after, repo.runs_by_ids, time.monotonic(), probe.top_run)
     for _id, queue, status, created_at, started_at in new:
         figures.queue_names.add(str(queue))
         if started_at is not None:
@@ -184,8 +185,9 @@ def _read_runs(repo: MonitoringRepository, figures: Figures) -> None:
             figures.waiting.add(int(_id))
             figures.queued_seen = None  # a new one: look at the queued runs again
         # else: it ended (cancelled) before any worker took it, and never waited for one
-    # After the tail: a run it found waiting is in this signature, or has left the queue.
-    if figures.waiting and repo.queued_signature() != figures.queued_seen:
+    # A run the tail found waiting forces a look (queued_seen = None); else every waiting run
+    # was in the set last read, and an unchanged signature says none has left since.
+    if figures.waiting and probe.queued_signature != figures.queued_seen:
         still = repo.queued_ids()
         figures.queued_seen = signature(still)
         left = figures.waiting - still

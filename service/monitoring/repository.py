@@ -1,12 +1,15 @@
-"""Every query /metrics makes: counts by one GROUP BY, and the rows past a high-water mark (tail.py)
-with their few columns, read by primary key or by the (status, id) index.
+"""Every query /metrics makes. A scrape starts with one probe: the newest id of each table that is
+read by a high-water mark (tail.py), the runs counted by status and the queued runs' signature,
+each a subquery on an index, in one round trip. Then only what the probe says is new is read:
+the rows past each mark, with their few columns, by primary key.
 
 The statements are built once, with bound parameters: building a SELECT costs more Python than
-running one of these against the database, and a steady scrape runs eight of them."""
+running one of these against the database."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, bindparam, case, cast, func, select
@@ -27,13 +30,28 @@ _RUN = (Experiment.id, Experiment.queue, Experiment.status, Experiment.created_a
 _EPOCH = (EpochRow.id, EpochRow.duration_s)
 _DECISION = (Decision.id, Decision.kind)
 
-_BY_STATUS = select(Experiment.status, func.count()).group_by(Experiment.status)
-_QUEUED_SIGNATURE = select(
-    func.count(),
-    func.coalesce(func.sum(Experiment.id), 0),
-    func.coalesce(func.sum(cast(Experiment.id, BigInteger) * Experiment.id), 0),
-).where(Experiment.status == ExperimentStatus.QUEUED)
-_QUEUED = select(Experiment.id).where(Experiment.status == ExperimentStatus.QUEUED)
+_QUEUED_RUN = Experiment.status == ExperimentStatus.QUEUED
+
+
+def _scalar(*columns: Any) -> Any:
+    return [select(c).scalar_subquery() for c in columns]
+
+
+# Counts by status as one subquery each: a range of the (status, id) index each, all of it once.
+_STATUSES = list(ExperimentStatus)
+_PROBE = select(
+    *_scalar(
+        func.coalesce(func.max(Experiment.id), 0),
+        func.coalesce(func.max(EpochRow.id), 0),
+        func.coalesce(func.max(Decision.id), 0),
+    ),
+    select(func.coalesce(func.sum(Experiment.id), 0)).where(_QUEUED_RUN).scalar_subquery(),
+    select(func.coalesce(func.sum(cast(Experiment.id, BigInteger) * Experiment.id), 0))
+    .where(_QUEUED_RUN)
+    .scalar_subquery(),
+    *(select(func.count()).where(Experiment.status == s).scalar_subquery() for s in _STATUSES),
+)
+_QUEUED = select(Experiment.id).where(_QUEUED_RUN)
 _RUNS_AFTER = select(*_RUN).where(Experiment.id > _MARK).order_by(Experiment.id)
 _RUNS_BY_IDS = select(*_RUN).where(Experiment.id.in_(_IDS))
 _EPOCHS_AFTER = select(*_EPOCH).where(EpochRow.id > _MARK).order_by(EpochRow.id)
@@ -42,6 +60,17 @@ _DECISIONS_AFTER = select(*_DECISION).where(Decision.id > _MARK).order_by(Decisi
 _DECISIONS_BY_IDS = select(*_DECISION).where(Decision.id.in_(_IDS))
 _WORKERS = select(WorkerRow.stopped_at, WorkerRow.last_seen, WorkerRow.current_run,
                   WorkerRow.queues)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Probe:
+    top_run: int
+    top_epoch: int
+    top_decision: int
+    by_status: dict[str, int]
+    # tail.signature of the queued runs' ids, computed by the database: says whether that set
+    # changed without reading it.
+    queued_signature: tuple[int, int, int]
 
 
 class MonitoringRepository:
@@ -58,14 +87,12 @@ class MonitoringRepository:
             out += self._rows(stmt, ids=wanted[i : i + CHUNK])
         return out
 
-    def runs_by_status(self) -> dict[str, int]:
-        return {str(status): int(n) for status, n in self._rows(_BY_STATUS)}
-
-    def queued_signature(self) -> tuple[int, int, int]:
-        """tail.signature of the queued runs' ids, computed by the database over the (status,
-        id) index: says whether that set changed without reading it."""
-        n, total, squares = self._rows(_QUEUED_SIGNATURE)[0]
-        return int(n), int(total), int(squares)
+    def probe(self) -> Probe:
+        top_run, top_epoch, top_decision, total, squares, *counts = self._rows(_PROBE)[0]
+        by_status = {str(s): int(n) for s, n in zip(_STATUSES, counts, strict=True)}
+        queued = by_status[ExperimentStatus.QUEUED]
+        return Probe(int(top_run), int(top_epoch), int(top_decision), by_status,
+                     (queued, int(total), int(squares)))  # fmt: skip
 
     def runs_after(self, mark: int) -> list[Row]:
         """(id, queue, status, created_at, started_at) of the runs past `mark`, by id."""
@@ -85,9 +112,6 @@ class MonitoringRepository:
     def epochs_by_ids(self, ids: Collection[int]) -> list[Row]:
         return self._by_ids(_EPOCHS_BY_IDS, ids)
 
-    def top_epoch_id(self) -> int:
-        return int(self._rows(select(func.coalesce(func.max(EpochRow.id), 0)))[0][0])
-
     def epoch_histogram(self, upto: int, bounds: Sequence[float]) -> tuple[list[int], float]:
         """Counts of the epoch rows with id <= upto whose duration is <= each bound (cumulative,
         then the count of all), and their durations' sum: one pass in the database, for a
@@ -104,9 +128,6 @@ class MonitoringRepository:
 
     def decisions_by_ids(self, ids: Collection[int]) -> list[Row]:
         return self._by_ids(_DECISIONS_BY_IDS, ids)
-
-    def top_decision_id(self) -> int:
-        return int(self._rows(select(func.coalesce(func.max(Decision.id), 0)))[0][0])
 
     def decision_kinds(self, upto: int) -> dict[str, int]:
         """Decisions with id <= upto, by kind (a first scrape's history, in one query)."""

@@ -33,16 +33,18 @@ class Tail:
         after: Callable[[int], Sequence[Row]],
         by_ids: Callable[[Collection[int]], Sequence[Row]],
         now: float,
+        top: int | None = None,
     ) -> list[Row]:
         """Rows not returned before: `after(mark)` gives those past the mark in id order,
-        `by_ids(ids)` those of the given ids that exist. `now`: a monotonic clock."""
+        `by_ids(ids)` those of the given ids that exist. `now`: a monotonic clock. `top`: the
+        newest id, when known: none past the mark, no need to ask."""
         found: list[Row] = []
         if self.gaps:
             for row in by_ids(list(self.gaps)):
                 if self.gaps.pop(row[0], None) is not None:
                     found.append(row)
             self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_SECONDS}
-        new = after(self.mark)
+        new = after(self.mark) if top is None or top > self.mark else []
         if new:
             top = int(new[-1][0])
             present = {int(r[0]) for r in new}
@@ -59,7 +61,7 @@ class Tail:
 
 def signature(ids: Collection[int]) -> tuple[int, int, int]:
     """(count, sum, sum of squares) of a set of ids: what the database computes for the set it
-    holds (repository.runs_by_status), so that comparing the two says whether the set changed
+    holds (repository.Probe), so that comparing the two says whether the set changed
     without reading it. Different sets can share one ({1, 5, 6} and {2, 3, 7}); a caller only
     reads later what it would have read now, at the next change of the set."""
     return len(ids), sum(ids), sum(i * i for i in ids)

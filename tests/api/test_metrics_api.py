@@ -94,7 +94,7 @@ def test_counts_follow_runs_created_trained_and_cancelled(client: TestClient) ->
     figures = collector.figures_for(get_engine())
     assert figures.waiting == {waiting}
     with session_scope() as s:
-        assert MonitoringRepository(s).queued_signature() == figures.queued_seen
+        assert MonitoringRepository(s).probe().queued_signature == figures.queued_seen
     # Only the trained run has started: one wait observed, however long it took.
     assert value(got, "glidepath_queue_wait_seconds_count") == 1
     assert value(got, "glidepath_queue_wait_seconds_bucket", le="+Inf") == 1
