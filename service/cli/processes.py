@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from typing import Annotated, Any
 
 import typer
@@ -52,21 +54,40 @@ def api(
     # Each process uvicorn starts is a fresh interpreter: `serve` configures its logging.
     os.environ["GLIDEPATH_LOG_LEVEL"] = log_level
     _open_files(settings.api_limit_concurrency + 256)  # + the pool, logs, uploads
-    uvicorn.run(
-        "service.cli.processes:serve",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers or settings.api_workers,
-        log_level=log_level,
-        # None: uvicorn's records go through our structured formatter (kit/logging.py).
-        log_config=None,
-        timeout_keep_alive=settings.api_keep_alive_s,
-        limit_concurrency=settings.api_limit_concurrency,
-        backlog=settings.api_backlog,
-        h11_max_incomplete_event_size=settings.api_max_header_bytes,
-        timeout_graceful_shutdown=settings.api_graceful_shutdown_s,
-    )
+    processes = workers or settings.api_workers
+    metrics_dir = _metrics_dir(processes)
+    try:
+        uvicorn.run(
+            "service.cli.processes:serve",
+            factory=True,
+            host=host,
+            port=port,
+            workers=processes,
+            log_level=log_level,
+            # None: uvicorn's records go through our structured formatter (kit/logging.py).
+            log_config=None,
+            timeout_keep_alive=settings.api_keep_alive_s,
+            limit_concurrency=settings.api_limit_concurrency,
+            backlog=settings.api_backlog,
+            h11_max_incomplete_event_size=settings.api_max_header_bytes,
+            timeout_graceful_shutdown=settings.api_graceful_shutdown_s,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir(processes: int) -> str | None:
+    """Several API processes share one port, and a scrape of /metrics reaches any one of them:
+    their HTTP figures go to files in one folder, which each process sums when scraped
+    (prometheus_client's multiprocess mode, docs/metrics.md). A fresh folder per start (made
+    here, removed at exit; the processes inherit it); an operator's PROMETHEUS_MULTIPROC_DIR is
+    used as it is."""
+    if processes < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    path = tempfile.mkdtemp(prefix="glidepath-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 def serve() -> Any:
