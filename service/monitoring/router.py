@@ -38,7 +38,12 @@ def render(session: Session) -> bytes:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"}},
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "The Prometheus text format, version 0.0.4 (docs/metrics.md)",
+        }
+    },
 )
 def metrics(session: SessionDep) -> Response:
     """Runs by status, queue depth and wait, epochs, decisions, workers, HTTP requests."""
