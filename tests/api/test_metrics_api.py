@@ -231,3 +231,15 @@ def test_queue_depth_is_read_from_redis(redis_url: str, monkeypatch: pytest.Monk
     assert queues.depths(wanted) == {"gpu": 3, "auto.model.tiny_resnet": 1, "cpu": 0}
     monkeypatch.setattr(settings, "broker_url", "redis://127.0.0.1:1/0")  # nothing listens
     assert queues.depths(wanted) is None
+
+
+def test_metrics_need_a_token_with_the_read_role_once_tokens_exist(client: TestClient) -> None:
+    assert client.get("/metrics").status_code == 200  # open while no token exists
+    admin = client.post("/v1/tokens", json={"name": "root", "role": "admin"}).json()["token"]
+    made = client.post("/v1/tokens", json={"name": "prometheus", "role": "read"},
+                       headers={"Authorization": f"Bearer {admin}"})  # fmt: skip
+    assert made.status_code == 201, made.text
+    r = client.get("/metrics")
+    assert r.status_code == 401 and r.json()["detail"][0]["type"] == "unauthorized"
+    r = client.get("/metrics", headers={"Authorization": f"Bearer {made.json()['token']}"})
+    assert r.status_code == 200 and "glidepath_runs{" in r.text
