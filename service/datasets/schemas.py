@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from service.datasets.files import name_problem
 from service.kit.time import as_utc
+from service.training.spec import WHOLE
 
 Task = Literal["classification", "regression"]
 
@@ -36,16 +37,17 @@ DatasetName = Annotated[
 
 
 class GeneratorIn(BaseModel):
-    """`POST /v1/datasets` with a JSON body: a seeded synthetic dataset."""
+    """`POST /v1/datasets` with a JSON body: a seeded synthetic dataset. Strict, as the specs
+    (service/training/spec.py `Strict`): no "5" or true for a number."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: DatasetName
     generator: Task
-    n_samples: int = Field(default=1000, ge=10, le=200_000)
-    n_features: int = Field(default=20, ge=1, le=1000)
-    n_classes: int | None = Field(
-        default=None, ge=2, le=100, description="classification only; default 2"
+    n_samples: Annotated[int, Field(ge=10, le=200_000), WHOLE] = 1000
+    n_features: Annotated[int, Field(ge=1, le=1000), WHOLE] = 20
+    n_classes: Annotated[int, Field(ge=2, le=100), WHOLE] | None = Field(
+        default=None, description="classification only; default 2"
     )
     noise: float = Field(
         default=0.1,
@@ -54,7 +56,7 @@ class GeneratorIn(BaseModel):
         description="classification: fraction of labels assigned at random (0..1); "
         "regression: standard deviation of the Gaussian noise on the target",
     )
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1), WHOLE] = 0
 
     @property
     def classes(self) -> int:

@@ -19,11 +19,14 @@ from service.kit.auth import CallerDep
 from service.kit.db import session_scope
 from service.kit.deps import SessionDep
 from service.kit.errors import InvalidInput
-from service.kit.params import DB_INT_MAX, RowId, RowIdQuery, fits_db_int
+from service.kit.params import DB_INT_MAX, RowId, RowIdQuery, fits_db_int, segment_beside
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+# One experiment's path: its id is any segment but `compare`, so a method only the id serves
+# (DELETE) is a 405 at /compare rather than a 422 that "compare" is no id.
+ONE = "/{experiment_id:" + segment_beside("compare") + "}"
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such experiment"},
@@ -86,12 +89,20 @@ def list_experiments(
 
 
 MAX_COMPARE = 50
+COMPARE_IDS = "^ *[0-9]{1,10} *(, *[0-9]{1,10} *)*$"
 
 
 @router.get("/compare", response_model=CompareOut, responses=ERRORS)
 def compare_experiments(
     session: SessionDep,
-    ids: Annotated[list[str], Query(description="Comma-separated or repeated: `ids=1,2,3`")],
+    ids: Annotated[
+        list[str],
+        Query(
+            description="Comma-separated or repeated: `ids=1,2,3`",
+            # Documented, not enforced here: the handler names the offending part itself.
+            json_schema_extra={"items": {"type": "string", "pattern": COMPARE_IDS}},
+        ),
+    ],
 ) -> CompareOut:
     """Aligned per-epoch series (LR and metrics) of several experiments, with their decisions."""
     parsed: list[int] = []
@@ -108,7 +119,7 @@ def compare_experiments(
     return service.compare(session, parsed)
 
 
-@router.get("/{experiment_id}", response_model=ExperimentOut, responses=ERRORS)
+@router.get(ONE, response_model=ExperimentOut, responses=ERRORS)
 def get_experiment(experiment_id: RowId, session: SessionDep) -> ExperimentOut:
     return service.out(session, service.get(session, experiment_id))
 
@@ -206,7 +217,7 @@ def download_model(
 
 
 @router.delete(
-    "/{experiment_id}",
+    ONE,
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses={

@@ -1,14 +1,26 @@
 """One error shape for every failure: {"detail": [{"loc", "msg", "type"}]}. Bad input is a 4xx,
 a unique key taken by a concurrent request is a 409, a database that cannot be reached is a 503
-with Retry-After, never a 500."""
+with Retry-After, never a 500.
+
+What FastAPI and Starlette answer themselves is put in the same shape and made exact: a body that
+is not JSON is a 422 at `["body"]` saying why (FastAPI: a 400, or `["body", <offset>]` "JSON
+decode error"); a body of another media type than the route reads is a 415 (FastAPI: a 422 that
+the body "should be a valid dictionary"); a 405's `Allow` lists every method of the path
+(Starlette: only those of the first route that matched it)."""
 
 from __future__ import annotations
+
+import re
+from email.message import Message
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from service.kit.errors import ErrorItem, GlidepathError, item
 from service.kit.logging import get_logger
@@ -22,23 +34,141 @@ def _json(
     return JSONResponse({"detail": items}, status_code=status, headers=headers)
 
 
+# The order a 405's Allow lists methods in.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
+    """(path regex, methods) of every route of `app`, routers included, built once per app."""
+    table = getattr(app.state, "path_methods", None)
+    if table is None:
+        table = [
+            (compile_path(r.path)[0], set(r.methods))
+            for r in iter_route_contexts(app.routes)
+            if r.path and r.methods
+        ]
+        app.state.path_methods = table
+    return table
+
+
+def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str:
+    """Every method some route serves at the request's path: FastAPI makes one route per
+    method, and Starlette's 405 names only those of the first route whose path matched."""
+    said = (getattr(exc, "headers", None) or {}).get("Allow", "")
+    methods = {m.strip() for m in said.split(",") if m.strip()}
+    for regex, route_methods in _path_methods(request.app):
+        if regex.match(request.url.path):
+            methods |= route_methods
+    return ", ".join(sorted(methods, key=lambda m: (*_METHODS, m).index(m)))
+
+
+def _media_type(value: str | None) -> str:
+    """`application/json; charset=utf-8` -> `application/json` ('' when absent)."""
+    if not value:
+        return ""
+    message = Message()
+    message["content-type"] = value
+    return message.get_content_type()
+
+
+def _reads_json(media_type: str) -> bool:
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _unsupported_media_type(request: Request, errors: list[dict[str, Any]]) -> JSONResponse | None:
+    """A 415 when the body failed because the route does not read its media type: FastAPI reads
+    a JSON body only when it is declared JSON, else it validates the raw bytes (a body without a
+    Content-Type, or `text/plain`, is "not a valid dictionary"); a form route finds no fields in
+    a JSON body."""
+    if not any(tuple(e.get("loc", ()))[:1] == ("body",) for e in errors):
+        return None
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    length = request.headers.get("content-length", "")
+    sent_body = (length.isdigit() and int(length) > 0) or "transfer-encoding" in request.headers
+    if body_field is None or not sent_body:
+        return None
+    expected = str(getattr(body_field.field_info, "media_type", "application/json"))
+    sent = _media_type(request.headers.get("content-type"))
+    if expected == "application/json":
+        if _reads_json(sent):
+            return None
+    elif sent in (expected, "application/x-www-form-urlencoded", "multipart/form-data"):
+        return None  # a form route parses either form encoding
+    said = f"Content-Type {sent}" if sent else "no Content-Type"
+    return _json(
+        415,
+        [
+            item(
+                ["header", "content-type"],
+                f"the body must be {expected}; got {said}",
+                "unsupported_media_type",
+            )
+        ],
+    )
+
+
+def _not_json(cause: BaseException | None) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return "it is nested too deeply"
+    return str(cause) if cause else "it could not be parsed"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(GlidepathError)
     async def _domain(_: Request, exc: GlidepathError) -> JSONResponse:
         return _json(exc.status_code, exc.items, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        unsupported = _unsupported_media_type(request, errors)
+        if unsupported is not None:
+            return unsupported
         items = []
-        for e in exc.errors():
+        for e in errors:
             msg = str(e.get("msg", "invalid"))
+            loc = list(e.get("loc", ()))
             if e.get("type") == "extra_forbidden":
                 msg = "unknown field"
-            items.append(item(list(e.get("loc", ())), msg, str(e.get("type", "invalid"))))
+            elif e.get("type") == "json_invalid":  # FastAPI's loc is ["body", <char offset>]
+                reason = (e.get("ctx") or {}).get("error", "malformed")
+                msg = f"the body is not valid JSON: {reason} at character {loc[-1]}"
+                loc = ["body"]
+            items.append(item(loc, msg, str(e.get("type", "invalid"))))
         return _json(422, items)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            allow = _allowed_methods(request, exc)
+            return _json(
+                405,
+                [
+                    item(
+                        [],
+                        f"{request.method} is not allowed here; allowed: {allow}",
+                        "method_not_allowed",
+                    )
+                ],
+                {"Allow": allow},
+            )
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's answer when reading a JSON body raised something other than a JSON
+            # decode error (bytes that are not UTF-8, nesting past Python's recursion limit).
+            return _json(
+                422,
+                [
+                    item(
+                        ["body"],
+                        f"the body is not valid JSON: {_not_json(exc.__cause__)}",
+                        "json_invalid",
+                    )
+                ],
+            )
         return _json(
             exc.status_code,
             [item([], str(exc.detail), "http_error")],

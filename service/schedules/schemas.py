@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from service.training.spec import (
+    WHOLE,
     EarlyStoppingSpec,
     PositiveFloat,
     SchedulerSpec,
@@ -34,7 +35,7 @@ class PreviewRequest(Strict):
     base_lr: PositiveFloat
     scheduler: SchedulerSpec | None = None
     warmup: WarmupSpec | None = None
-    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS), WHOLE]
     steps_per_epoch: Annotated[
         int,
         Field(
@@ -42,10 +43,12 @@ class PreviewRequest(Strict):
             le=MAX_STEPS_PER_EPOCH,
             description="Batches per epoch: what `step`-interval schedulers and warmups count",
         ),
+        WHOLE,
     ] = 1
     solver: SolverSpec = Field(default_factory=_default_solver)
     monitor_values: Annotated[
-        list[float | None] | None,
+        # NaN and the infinities are values here (a run that diverged), unlike the rest of a body.
+        list[Annotated[float, Field(allow_inf_nan=True)] | None] | None,
         Field(
             min_length=1,
             max_length=MAX_EPOCHS,

@@ -89,10 +89,15 @@ def random_trials(parameters: Mapping[str, Choice], trials: int, seed: int) -> l
     return out
 
 
+def decade_count(min_lr: float, max_lr: float) -> int:
+    """How many decades `decades` gives. The logs are subtracted rather than the LRs divided:
+    1.7e308 / 1e-6 overflows to infinity, which no floor turns into an integer."""
+    return math.floor(math.log10(max_lr) - math.log10(min_lr) + 1e-9) + 1
+
+
 def decades(min_lr: float, max_lr: float) -> list[float]:
     """min_lr, 10·min_lr, … up to max_lr (inclusive, within rounding)."""
-    n = math.floor(math.log10(max_lr / min_lr) + 1e-9)
-    return [float(f"{min_lr * 10**k:.6g}") for k in range(n + 1)]
+    return [float(f"{min_lr * 10**k:.6g}") for k in range(decade_count(min_lr, max_lr))]
 
 
 def fine_range(scores: Mapping[float, float | None], mode: str) -> tuple[float, float, float]:

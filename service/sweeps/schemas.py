@@ -5,18 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from service.training.spec import MAX_EPOCHS
+from service.training.spec import MAX_EPOCHS, MAX_SEED, WHOLE, Monitor, Strict, plain_json
 from service.training.status import ExperimentStatus
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 MAX_TRIALS = 1000
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class DistributionIn(Strict):
@@ -38,45 +34,53 @@ class PrunerIn(Strict):
     service/training/pruning.py)."""
 
     type: Literal["successive_halving", "asha", "median", "hyperband"]
-    metric: str | None = Field(default=None, description="default: the sweep's metric")
+    metric: Monitor | None = Field(default=None, description="default: the sweep's metric")
     mode: Literal["min", "max"] | None = Field(
         default=None, description="default: the sweep's mode for its metric"
     )
-    min_epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = Field(
+    min_epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS), WHOLE] = Field(
         default=1, description="r: the first rung (median: the first epoch it may stop)"
     )
-    reduction_factor: Annotated[int, Field(ge=2, le=100)] = Field(
+    reduction_factor: Annotated[int, Field(ge=2, le=100), WHOLE] = Field(
         default=3, description="η: rungs at r·η^k; the best max(1, ⌊n/η⌋) of n continue"
     )
-    min_runs: Annotated[int, Field(ge=1, le=MAX_TRIALS)] = Field(
+    min_runs: Annotated[int, Field(ge=1, le=MAX_TRIALS), WHOLE] = Field(
         default=5, description="median: other runs that must have reached the epoch"
     )
-    seed: int = Field(default=0, description="hyperband: the seed of the bracket draw")
+    seed: Annotated[int, Field(ge=-MAX_SEED, le=MAX_SEED), WHOLE] = Field(
+        default=0, description="hyperband: the seed of the bracket draw"
+    )
 
 
 class SweepIn(Strict):
     name: Annotated[str, Field(max_length=200)] = ""
-    base: dict[str, Any] = Field(
+    # Stored as the sweep's request: plain JSON only (no NaN, no integer past 64 bits).
+    base: Annotated[dict[str, Any], AfterValidator(plain_json)] = Field(
         default_factory=dict, description="An experiment spec; `parameters` override its fields"
     )
     strategy: Literal["grid", "random", "lr_coarse_to_fine"]
     # Values are a list or a DistributionIn, told apart in trials.choices so an error's `loc`
     # is the path itself rather than a Pydantic union branch.
-    parameters: dict[Annotated[str, Field(min_length=1, max_length=200)], Any] = Field(
+    parameters: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=200)], Any],
+        AfterValidator(plain_json),
+    ] = Field(
         default_factory=dict,
         description="Dotted spec paths (`base_lr`, `scheduler.params.gamma`) to a list of values "
         "(grid; a uniform choice for random) or a distribution (random only)",
     )
-    trials: Annotated[int, Field(ge=1, le=MAX_TRIALS)] | None = Field(
+    trials: Annotated[int, Field(ge=1, le=MAX_TRIALS), WHOLE] | None = Field(
         default=None, description="random: how many draws"
     )
-    seed: int = Field(default=0, description="random: the draws' seed")
+    seed: Annotated[int, Field(ge=-MAX_SEED, le=MAX_SEED), WHOLE] = Field(
+        default=0, description="random: the draws' seed"
+    )
     min_lr: PositiveFloat = Field(default=1e-6, description="lr_coarse_to_fine: first decade")
     max_lr: PositiveFloat = Field(default=1.0, description="lr_coarse_to_fine: last decade")
-    fine_points: Annotated[int, Field(ge=1, le=50)] = Field(
+    fine_points: Annotated[int, Field(ge=1, le=50), WHOLE] = Field(
         default=4, description="lr_coarse_to_fine: LRs in the finer scan"
     )
-    metric: str = Field(default="val_loss", description="what ranks the runs")
+    metric: Monitor = Field(default="val_loss", description="what ranks the runs")
     mode: Literal["min", "max"] | None = Field(
         default=None, description="default: max for val_accuracy, else min"
     )

@@ -76,10 +76,10 @@ def first_stage(request: SweepIn) -> list[Trial]:
             )
         if request.min_lr >= request.max_lr:
             raise InvalidInput("max_lr must be greater than min_lr", loc=[*body, "max_lr"])
-        lrs = expand.decades(request.min_lr, request.max_lr)
-        if len(lrs) > 30:
+        # Counted before any is made: min_lr·10^k past 1e308 is infinite.
+        if expand.decade_count(request.min_lr, request.max_lr) > 30:
             raise InvalidInput("at most 30 decades", loc=[*body, "min_lr"])
-        return [{"base_lr": lr} for lr in lrs]
+        return [{"base_lr": lr} for lr in expand.decades(request.min_lr, request.max_lr)]
     if not request.parameters:
         raise InvalidInput(f"{request.strategy} needs parameters", loc=[*body, "parameters"])
     if request.strategy == "grid":

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from service.training.spec import PositiveFloat, Strict
+from service.training.spec import WHOLE, PositiveFloat, Strict
 
 MIN_STEPS, MAX_STEPS = 10, 10_000
 
@@ -26,6 +26,7 @@ class RangeParams(Strict):
             description="Optimizer steps (one batch each); the LR of step i is "
             "min_lr·(max_lr/min_lr)^(i/(steps-1))",
         ),
+        WHOLE,
     ]
     smoothing: Annotated[
         float,

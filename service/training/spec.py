@@ -7,11 +7,14 @@ come from `checks.check_spec`, kept apart so the shape can be read without torch
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -19,9 +22,28 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from service.training import catalog
 
+
+def _whole(v: Any) -> Any:
+    # JSON Schema counts 20.0 as an integer, so a request that says so is taken as 20 (strict
+    # mode alone refuses every float); 20.5 is refused as lax mode would, true and "20" by strict.
+    if isinstance(v, float) and math.isfinite(v):
+        if not v.is_integer():
+            raise PydanticCustomError(
+                "int_from_float",
+                "Input should be a valid integer, got a number with a fractional part",
+            )
+        return int(v)
+    return v
+
+
+WHOLE = BeforeValidator(_whole)  # after an int's constraints, so the OpenAPI shows them
+# Seeds: integers a JSON reader keeps exactly (a JavaScript number; the OpenAPI's bounds are
+# floats too), far inside what torch and numpy take.
+MAX_SEED = 2**53 - 1
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
@@ -33,14 +55,56 @@ METRICS_ANY = ("train_loss", "val_loss", "val_accuracy", "val_mae")  # no datase
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body's part. Strict: JSON's types as the OpenAPI states them (a number is not
+    "5" or true, a boolean is not 0 or "yes": pydantic's lax mode would take them), no unknown
+    field, no infinite or NaN float (JSON has none; Python's parser reads `NaN` and `1e999`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+# Free-form values inside a spec (plugin and torch kwargs): JSON that every reader can take back.
+MAX_DEPTH = 16
+MAX_JSON_INT = 2**63  # |n| below this: torch's int64, PostgreSQL's bigint and numeric both hold it
+
+
+def _json_problem(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """What makes `value` more than plain, bounded JSON (with where), or None. A NaN or an
+    infinity would be stored as a token PostgreSQL's jsonb refuses and no response can carry;
+    an integer past 64 bits no torch argument takes; nesting is bounded so that nothing
+    downstream recurses deep."""
+    where = f"{path}: " if path else ""
+    if depth > MAX_DEPTH:
+        return f"{where}nested deeper than {MAX_DEPTH} levels"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where}{value} is not a JSON number"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_JSON_INT:
+        return f"{where}an integer past 64 bits (|n| < 2**63)"
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, child in items:
+        problem = _json_problem(child, f"{path}.{key}" if path else str(key), depth + 1)
+        if problem:
+            return problem
+    return None
+
+
+def plain_json(v: dict[str, Any]) -> dict[str, Any]:
+    problem = _json_problem(v)
+    if problem:
+        raise PydanticCustomError("not_plain_json", "{problem}", {"problem": problem})
+    return v
 
 
 class SplitSpec(Strict):
     train: Fraction = 0.8
     val: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.2
     test: Fraction = 0.0
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED), WHOLE] = 0  # numpy's takes no negative
     stratify: bool = True
 
     @model_validator(mode="after")
@@ -60,8 +124,11 @@ BUILTIN_MODELS = ("linear", "mlp", "cnn", "resnet")
 _PLUGIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,99}")
 PLUGIN_NAME_RULE = "1-100 letters, digits, '_' or '-'"
 Params = Annotated[
-    dict[Annotated[str, Field(min_length=1, max_length=100)], Any], Field(max_length=100)
+    dict[Annotated[str, Field(min_length=1, max_length=100)], Any],
+    Field(max_length=100),
+    AfterValidator(plain_json),
 ]
+PLUGIN_NAME_PATTERN = "^" + _PLUGIN_NAME.pattern + "$"  # documents what `_plugin_name` checks
 
 
 def _plugin_name(kind: str, v: str) -> str:
@@ -77,19 +144,21 @@ class ModelSpec(Strict):
     """A built-in model with its fields (`{"type": "mlp", "hidden": [64]}`), or a plugin's model
     with its factory's keyword arguments (`{"type": "tiny_resnet", "params": {"width": 8}}`)."""
 
-    type: str = "mlp"
+    type: Annotated[str, Field(json_schema_extra={"pattern": PLUGIN_NAME_PATTERN})] = "mlp"
     # mlp, cnn (its head): hidden widths, activation, dropout; mlp: normalisation between layers
-    hidden: list[Annotated[int, Field(ge=1, le=65536)]] = Field(default=[64], max_length=16)
+    hidden: list[Annotated[int, Field(ge=1, le=65536), WHOLE]] = Field(default=[64], max_length=16)
     activation: Literal["relu", "tanh", "gelu", "sigmoid", "silu", "leaky_relu", "elu"] = "relu"
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
     norm: Literal["none", "batch", "layer"] = "none"
     # cnn: 3×3 convolutions of these widths, each optionally batch-normed and 2×2-pooled
-    channels: list[Annotated[int, Field(ge=1, le=1024)]] = Field(default=[16, 32], max_length=6)
+    channels: list[Annotated[int, Field(ge=1, le=1024), WHOLE]] = Field(
+        default=[16, 32], max_length=6
+    )
     batchnorm: bool = False
     pool: Literal["none", "max", "avg"] = "none"
     # resnet: CIFAR-style (He et al. 2016, section 4.2): depth 6n+2, widths w, 2w, 4w
-    depth: Annotated[int, Field(ge=8, le=1202)] = 20
-    width: Annotated[int, Field(ge=1, le=256)] = 16
+    depth: Annotated[int, Field(ge=8, le=1202, description="6n+2: 8, 14, 20, 32, ..."), WHOLE] = 20
+    width: Annotated[int, Field(ge=1, le=256), WHOLE] = 16
     # a plugin model: its factory's keyword arguments (checked against the workers' manifests)
     params: Params = Field(default_factory=dict)
 
@@ -138,7 +207,9 @@ class DatasetRef(Strict):
     """`"dataset": "digits"` (a built-in, an upload or a plugin without arguments), or
     `{"type": NAME, "params": {...}}` for a plugin dataset's factory arguments."""
 
-    type: Annotated[str, Field(min_length=1, max_length=100)]
+    type: Annotated[
+        str, Field(min_length=1, max_length=100, json_schema_extra={"pattern": PLUGIN_NAME_PATTERN})
+    ]
     params: Params = Field(default_factory=dict)
 
     @field_validator("type")
@@ -159,19 +230,22 @@ class HypergradientSpec(Strict):
 
 
 class SolverSpec(Strict):
-    type: str = "SGD"
-    params: dict[str, Any] = Field(default_factory=dict)
+    # The enum documents what `checks` accepts (it names the allowed types when one is not).
+    type: Annotated[str, Field(json_schema_extra={"enum": list(catalog.SOLVERS)})] = "SGD"
+    params: Params = Field(default_factory=dict)
     # Left out of dumps when absent, so specs without it store and hash as before.
     hypergradient: HypergradientSpec | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 MAX_COMPOSED = 10
+# A metric a run records: which ones a spec may name depends on its dataset's task (`checks`).
+Monitor = Annotated[str, Field(json_schema_extra={"enum": list(METRICS_ANY)})]
 
 
 class SchedulerSpec(Strict):
-    type: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    monitor: str = "val_loss"  # read by ReduceLROnPlateau only
+    type: Annotated[str, Field(json_schema_extra={"enum": [catalog.CONSTANT, *catalog.SCHEDULERS]})]
+    params: Params = Field(default_factory=dict)
+    monitor: Monitor = "val_loss"  # read by ReduceLROnPlateau only
     interval: Literal["epoch", "step"] | None = None  # None: CONTRACT.md's default per type
     # SequentialLR / ChainedScheduler: the schedulers they compose (checks.py says which may be
     # there). Left out of dumps when absent, so other specs store and hash as before.
@@ -198,22 +272,44 @@ class SchedulerSpec(Strict):
 
 
 class WarmupSpec(Strict):
-    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS), WHOLE]
     start_factor: Annotated[float, Field(gt=0, le=1)] = 0.1
 
 
 class EarlyStoppingSpec(Strict):
-    monitor: str = "val_loss"
+    monitor: Monitor = "val_loss"
     mode: Literal["min", "max"] = "min"
-    patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 10
+    patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS), WHOLE] = 10
     min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     baseline: FiniteFloat | None = None
     restore_best: bool = True
 
 
+class DivergenceSpec(Strict):
+    """The divergence guard (decisions.py): the run ends `diverged` once an epoch's train_loss
+    is above `factor` times where it started (the lower of the untrained model's loss, measured
+    on epoch 1's first batch before any step, and epoch 1's train_loss) or above `ceiling`."""
+
+    model_config = ConfigDict(frozen=True)  # the default below is one shared instance
+    # 10: a run that learns brings its train loss down, and the bumps a normal run shows (noisy
+    # SGD, warm restarts, a one-cycle peak) move an epoch's mean by a small factor; ten times
+    # worse than the untrained model or than its own first epoch is a run that blew up.
+    factor: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 10.0
+    ceiling: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+
+def _name_or_ref(schema: dict[str, Any]) -> None:
+    """The dataset's schema: its name alone, or the DatasetRef object (`_dataset_name`)."""
+    ref = {k: schema.pop(k) for k in ("$ref", "allOf", "anyOf") if k in schema}
+    name = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": PLUGIN_NAME_PATTERN}
+    schema["anyOf"] = [name, ref]
+
+
 class ExperimentSpec(Strict):
     name: Annotated[str, Field(max_length=200)] = ""
-    dataset: DatasetRef = Field(default_factory=lambda: DatasetRef(type="digits"))
+    dataset: DatasetRef = Field(
+        default_factory=lambda: DatasetRef(type="digits"), json_schema_extra=_name_or_ref
+    )
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     solver: SolverSpec = Field(default_factory=SolverSpec)
@@ -221,12 +317,18 @@ class ExperimentSpec(Strict):
     scheduler: SchedulerSpec | None = None
     warmup: WarmupSpec | None = None
     early_stopping: EarlyStoppingSpec | None = None
-    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 20
-    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 64
-    seed: int = 0
-    device: str = "auto"
+    # On unless null. The default is left out of dumps, so specs store and hash as before.
+    divergence: DivergenceSpec | None = Field(
+        default=DivergenceSpec(), exclude_if=lambda v: v == DivergenceSpec()
+    )
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS), WHOLE] = 20
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000), WHOLE] = 64
+    seed: Annotated[int, Field(ge=-MAX_SEED, le=MAX_SEED), WHOLE] = 0
+    device: Annotated[str, Field(json_schema_extra={"pattern": "^(auto|cpu|cuda(:[0-9]+)?)$"})] = (
+        "auto"
+    )
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # torch.autocast; fp16 adds a GradScaler
-    checkpoint_every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None = None
+    checkpoint_every: Annotated[int, Field(ge=1, le=MAX_EPOCHS), WHOLE] | None = None
     tags: dict[
         Annotated[str, Field(min_length=1, max_length=100)], Annotated[str, Field(max_length=200)]
     ] = Field(default_factory=dict, max_length=50)
@@ -243,7 +345,7 @@ class ExperimentSpec(Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", v):
             raise ValueError("device must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
         return v
 

@@ -71,7 +71,7 @@ BAD: list[tuple[dict[str, Any], list[Any], str | None]] = [
     ({"smoothing": 1.0}, ["body", "smoothing"], "less_than"),
     ({"smoothing": -0.1}, ["body", "smoothing"], "greater_than_equal"),
     ({"diverge_factor": 1.0}, ["body", "diverge_factor"], "greater_than"),
-    ({"min_lr": "x"}, ["body", "min_lr"], "float_parsing"),
+    ({"min_lr": "x"}, ["body", "min_lr"], "float_type"),
     ({"spec": None}, ["body", "spec"], "model_attributes_type"),
     ({"lr": 0.1}, ["body", "lr"], "extra_forbidden"),
     ({"spec": {**SPEC, "lr": 0.1}}, ["body", "spec", "lr"], "extra_forbidden"),

@@ -388,7 +388,7 @@ VALID = body("StepLR", {"step_size": 2}, epochs=5)
         ({"base_lr": 0}, ["body", "base_lr"], "greater_than"),
         ({"monitor_values": [1, 2, 3, 4, 5, 6]}, ["body", "monitor_values"], "too_long"),
         ({"monitor_values": []}, ["body", "monitor_values"], "too_short"),
-        ({"monitor_values": ["x"]}, ["body", "monitor_values", 0], "float_parsing"),
+        ({"monitor_values": ["x"]}, ["body", "monitor_values", 0], "float_type"),
         ({"scheduler": {"type": "CosineLR"}}, ["body", "scheduler", "type"], "unknown_scheduler"),
         (
             {"scheduler": {"type": "StepLR", "params": {"step_size": 2, "step": 3}}},
