@@ -33,15 +33,11 @@ def _session() -> Iterator[Session]:
     """One transaction on the service's database; its errors as exit codes: 2 a bad name or
     role or a name taken, 4 no such token, 3 a database that cannot be reached or is not
     migrated."""
-    import structlog
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from service.kit.db import session_scope
     from service.kit.errors import GlidepathError, NotFound
-    from service.kit.logging import configure
 
-    if not structlog.is_configured():
-        configure()  # the audit lines (token_created, token_revoked) to stderr: stdout is the token
     try:
         with session_scope() as session:
             yield session

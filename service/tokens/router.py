@@ -6,10 +6,12 @@ from fastapi import APIRouter, status
 
 from service.kit.auth import AuthDep, CallerDep
 from service.kit.deps import SessionDep
+from service.kit.logging import get_logger
 from service.tokens import service
 from service.tokens.schemas import Me, TokenCreated, TokenIn, TokenList, TokenOut
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+log = get_logger(__name__)
 
 
 @router.post(
@@ -18,10 +20,14 @@ router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
     response_model=TokenCreated,
     responses={409: {"description": "The name is taken (names are never reused)"}},
 )
-def create_token(request: TokenIn, session: SessionDep, auth: AuthDep) -> TokenCreated:
+def create_token(
+    request: TokenIn, session: SessionDep, auth: AuthDep, caller: CallerDep
+) -> TokenCreated:
     """Make a token; the answer is the only place the token itself is ever shown."""
     created = service.create(session, request)
     auth.forget()  # the first token closes an open API at once, in this process
+    # Who made it: an audit line (the CLI's `glidepath token` prints its own).
+    log.info("token_created", token_name=created.name, role=created.role.value, by=caller.name)
     return created
 
 
@@ -40,8 +46,9 @@ def who_am_i(caller: CallerDep) -> Me:
 @router.delete(
     "/{name}", response_model=TokenOut, responses={404: {"description": "No such token"}}
 )
-def revoke_token(name: str, session: SessionDep, auth: AuthDep) -> TokenOut:
+def revoke_token(name: str, session: SessionDep, auth: AuthDep, caller: CallerDep) -> TokenOut:
     """Revoke a token: refused at once by this process, within a second by the others."""
     revoked = service.revoke(session, name)
     auth.forget()
+    log.info("token_revoked", token_name=name, by=caller.name)
     return revoked

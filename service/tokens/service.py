@@ -15,14 +15,11 @@ from service.kit.auth import TOKEN_PREFIX, Found, digest
 from service.kit.conflicts import conflict_on_duplicate
 from service.kit.db import session_scope
 from service.kit.errors import Conflict, NotFound
-from service.kit.logging import get_logger
 from service.kit.roles import Role
 from service.kit.time import as_utc, utcnow
 from service.tokens.models import Token
 from service.tokens.repository import TokenRepository
 from service.tokens.schemas import TokenCreated, TokenIn, TokenList, TokenOut
-
-log = get_logger(__name__)
 
 # last_used_at is written at most this often per token: a busy token costs one write a minute.
 USED_EVERY = timedelta(minutes=1)
@@ -41,7 +38,6 @@ def create(session: Session, request: TokenIn) -> TokenCreated:
     token = new_token()
     with conflict_on_duplicate(taken, ["body", "name"]):  # a concurrent create of the same name
         repo.add(Token(name=request.name, role=request.role, token_hash=digest(token)))
-    log.info("token_created", token_name=request.name, role=request.role.value)
     return TokenCreated(name=request.name, role=request.role, token=token)
 
 
@@ -67,7 +63,6 @@ def revoke(session: Session, name: str) -> TokenOut:
     token = repo.by_name(name)
     assert token is not None
     session.refresh(token)
-    log.info("token_revoked", token_name=name)
     return out(token)
 
 

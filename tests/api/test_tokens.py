@@ -50,6 +50,7 @@ def test_open_until_the_first_token_then_closed(client: TestClient) -> None:
     assert client.get("/v1/tokens/me").json() == {"name": None, "role": "admin"}
     # A stale token sent to an open API is ignored, as before tokens existed.
     assert client.get("/v1/experiments", headers=bearer("gp_old")).status_code == 200
+    assert client.post("/v1/experiments", json=SPEC).json()["created_by"] is None  # nobody's
     admin = make(client, "first", "admin")
     assert admin.startswith("gp_") and len(admin) > 40
 
@@ -134,6 +135,7 @@ def test_revoked_tokens_are_refused_and_names_are_never_reused(
     assert {tuple(e["loc"]) for e in r.json()["detail"]} == {("body", "name"), ("body", "role")}
 
 
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # no store concurrency at stake
 def test_a_token_revoked_elsewhere_is_refused_once_the_cache_expires(
     client: TestClient, roles: dict[str, dict[str, str]]
 ) -> None:
@@ -141,7 +143,7 @@ def test_a_token_revoked_elsewhere_is_refused_once_the_cache_expires(
     process's cache holds a token for at most its TTL (a second), read here on a clock the test
     moves."""
     auth = client.app.state.auth  # type: ignore[attr-defined]
-    now = [1000.0]
+    now = [auth.clock()]  # from the clock its cached entries were stamped with
     auth.clock = lambda: now[0]
     submit = roles["submit"]
     assert client.get("/v1/experiments", headers=submit).status_code == 200
@@ -151,6 +153,7 @@ def test_a_token_revoked_elsewhere_is_refused_once_the_cache_expires(
     assert client.get("/v1/experiments", headers=submit).status_code == 401
 
 
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # no store concurrency at stake
 def test_env_tokens_are_admins(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "api_tokens", "alpha, beta")
     assert client.get("/v1/experiments").status_code == 401
@@ -188,10 +191,6 @@ def test_runs_record_the_token_that_made_them(
         assert by_id[i] == "submit-1"
 
 
-def test_open_api_records_no_creator(client: TestClient) -> None:
-    assert client.post("/v1/experiments", json=SPEC).json()["created_by"] is None
-
-
 def test_tokens_are_stored_hashed_and_marked_used_once_a_minute(client: TestClient) -> None:
     token = make(client, "hashed", "read")
     with session_scope() as session:
@@ -227,11 +226,12 @@ class CountingTokens(tokens.DatabaseTokens):
         return super().find(token_digest)
 
 
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # no store concurrency at stake
 def test_one_read_of_the_table_per_token_per_second_whatever_the_rate(
     client: TestClient, roles: dict[str, dict[str, str]]
 ) -> None:
     auth = client.app.state.auth  # type: ignore[attr-defined]
-    now = [1000.0]
+    now = [auth.clock()]  # from the clock its cached entries were stamped with
     auth.clock = lambda: now[0]
     auth.store = store = CountingTokens()
     auth.forget()
