@@ -20,6 +20,7 @@ from service.kit import exception_handlers
 from service.kit.auth import RESPONSES, Authenticator, require_role
 from service.kit.limits import BodyLimit, RequestTimeout
 from service.kit.request_id import RequestId
+from service.kit.security_headers import SecurityHeaders
 from service.lr_range.router import router as lr_range_router
 from service.monitoring.http_metrics import HttpMetrics
 from service.monitoring.router import router as metrics_router
@@ -46,6 +47,8 @@ def create_app() -> FastAPI:
         title="Glidepath",
         version="0.1.0",
         description="Runs PyTorch training experiments and tells you what the learning rate did.",
+        docs_url=None,  # /docs is the dashboard's, from vendored assets (dashboard/docs.py)
+        redoc_url=None,
     )
     exception_handlers.install(app)
     # Added first, so innermost: their 413s and 504s carry a request id and are counted.
@@ -53,6 +56,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodyLimit, uploads={"/v1/datasets"})
     app.add_middleware(RequestId)
     app.add_middleware(HttpMetrics)  # outside RequestId: its time is the request's too
+    app.add_middleware(SecurityHeaders)  # CSP, nosniff, no framing: every response
     app.include_router(health_router)
     # Roles by method (kit/roles.py); open while no token exists (no env token, no table row).
     app.state.auth = Authenticator(DatabaseTokens())

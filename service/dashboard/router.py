@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from service.dashboard.docs import router as docs_router
 from service.training.status import FINAL, OK, ExperimentStatus
 
 STATIC = Path(__file__).parent / "static"
@@ -75,7 +76,8 @@ def tokens_page() -> HTMLResponse:
 
 
 def install(app: FastAPI) -> None:
-    """The page routes and `/static` (no prefix clash: the API is under `/v1`, health at
-    `/healthz` and `/readyz`, docs at `/docs` and `/openapi.json`)."""
+    """The page routes, `/docs` and `/static` (no prefix clash: the API is under `/v1`, health
+    at `/healthz` and `/readyz`, its schema at `/openapi.json`)."""
     app.include_router(router)
+    app.include_router(docs_router)  # /docs from the vendored Swagger UI
     app.mount("/static", StaticFiles(directory=STATIC, follow_symlink=False), name="static")

@@ -10,6 +10,8 @@ export function h(tag, attrs = {}, ...children) {
     else if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
     else if (key === "value") el.value = value;
     else if (key === "checked") el.checked = Boolean(value);
+    // Through the CSSOM: the Content-Security-Policy refuses a `style` attribute in markup.
+    else if (key === "style") el.style.cssText = value;
     else el.setAttribute(key, value === true ? "" : String(value));
   }
   append(el, children);
