@@ -42,10 +42,15 @@ PAGE_COLUMNS = (
     EpochRow.val_loss, EpochRow.val_accuracy, EpochRow.val_mae, EpochRow.duration_s,
     EpochRow.decision, EpochRow.skipped_steps,
 )  # fmt: skip
-_POLL_STATUS = select(Experiment.status).where(Experiment.id == bindparam("id"))
-_POLL_ROWS = (
-    select(*PAGE_COLUMNS)
-    .where(EpochRow.experiment_id == bindparam("id"), EpochRow.epoch > bindparam("after"))
+# One round trip: the run's status beside each row after the cursor, or once with nulls when
+# there is none (the usual answer to a poll); no row at all: no such run.
+_POLL = (
+    select(Experiment.status, *PAGE_COLUMNS)
+    .outerjoin(
+        EpochRow,
+        and_(EpochRow.experiment_id == Experiment.id, EpochRow.epoch > bindparam("after")),
+    )
+    .where(Experiment.id == bindparam("id"))
     .order_by(EpochRow.epoch)
     .limit(bindparam("limit"))
 )
@@ -106,16 +111,17 @@ class ExperimentRepository:
 
     def poll(
         self, experiment_id: int, after_epoch: int, limit: int
-    ) -> tuple[str | None, list[Row[Any]]]:
+    ) -> tuple[str | None, list[tuple[Any, ...]]]:
         """A metrics page: the run's status (None: no such run) and its rows as plain tuples of
-        `PAGE_COLUMNS`. The polling hot path, so statements built once, run on the session's
+        `PAGE_COLUMNS`. The polling hot path, so one statement built once, run on the session's
         connection (no ORM execution), and none of the columns the page never shows."""
-        conn = self.session.connection()
-        status = conn.execute(_POLL_STATUS, {"id": experiment_id}).scalar()
-        if status is None:
-            return status, []
         params = {"id": experiment_id, "after": after_epoch, "limit": limit}
-        return status, list(conn.execute(_POLL_ROWS, params))
+        found = self.session.connection().execute(_POLL, params).all()
+        if not found:
+            return None, []
+        if found[0][1] is None:  # the outer join's row of nulls: nothing after the cursor
+            return found[0][0], []
+        return found[0][0], [row[1:] for row in found]
 
     def epochs(
         self, experiment_id: int, after_epoch: int = 0, limit: int | None = None
