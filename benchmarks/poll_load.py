@@ -5,16 +5,21 @@ then wait `--interval` seconds).
     .venv/bin/python benchmarks/poll_load.py                    # PostgreSQL + Redis
     .venv/bin/python benchmarks/poll_load.py --stack embedded   # SQLite + file broker
     .venv/bin/python benchmarks/poll_load.py --pollers 200 --interval 1 --seconds 20
+    .venv/bin/python benchmarks/poll_load.py --api-workers 2       # 2 API processes, and 1
 
-Baseline, measured in the same run: one poller alone on the same experiment. Prints latency
-percentiles for both and the loaded p99 against the target (≤ 25 ms at 200 pollers) and as a
-ratio to the unloaded p99. Latency is the client's: request sent → response body read.
+Baselines, measured in the same run: one poller alone on the same experiment; with
+`--api-workers N` above 1, the same measurement with one API process first (a stack of its
+own). Prints latency percentiles and the loaded p99 against the target (≤ 25 ms at 200 pollers
+with --api-workers 2) and as ratios. Latency is the client's: request sent → response body
+read. The pollers are this one asyncio process, on the same machine as the API, the worker and
+the database: they share its cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -71,18 +76,13 @@ def pct(xs: list[float], q: float) -> float:
     return statistics.quantiles(xs, n=1000)[int(q * 10) - 1] * 1000 if len(xs) > 1 else xs[0] * 1000
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--stack", choices=["embedded", "postgres"], default="postgres")
-    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
-    ap.add_argument("--pollers", type=int, default=200)
-    ap.add_argument("--interval", type=float, default=1.0, help="seconds between a poller's GETs")
-    ap.add_argument("--seconds", type=float, default=20.0)
-    args = ap.parse_args()
+def run(args: argparse.Namespace, api_workers: int) -> tuple[list[float], list[float], int]:
+    """One fresh stack with `api_workers` API processes and one worker: the latencies of one
+    poller alone, then of `--pollers` together, and the epochs written meanwhile."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         backend_for(args.stack, Path(tmp), args.redis_url) as backend,
-        start_stack(backend, Path(tmp) / "logs", workers=1) as stack,
+        start_stack(backend, Path(tmp) / "logs", workers=1, api_workers=api_workers) as stack,
         httpx.Client(base_url=stack.url, timeout=30) as c,
     ):
         exp_id = c.post("/v1/experiments", json=SPEC).json()["id"]
@@ -90,18 +90,50 @@ def main() -> int:
         while c.get(f"/v1/experiments/{exp_id}").json()["epochs_run"] < 20:
             assert time.monotonic() < deadline, stack.logs()
             time.sleep(0.2)
+        if api_workers > 1:  # every process has loaded the app and warmed its pool
+            asyncio.run(measure(stack.url, exp_id, 2 * api_workers, 0.05, 2))
         alone = asyncio.run(measure(stack.url, exp_id, 1, 0.05, min(args.seconds, 5)))
         loaded = asyncio.run(measure(stack.url, exp_id, args.pollers, args.interval, args.seconds))
         epochs = c.get(f"/v1/experiments/{exp_id}").json()["epochs_run"]
         c.post(f"/v1/experiments/{exp_id}/cancel")
+    return alone, loaded, epochs
+
+
+def line(name: str, xs: list[float]) -> str:
+    return (f"{name:18} n={len(xs):6}  p50 {pct(xs, 50):6.1f} ms  p95 {pct(xs, 95):6.1f} ms  "
+            f"p99 {pct(xs, 99):6.1f} ms  max {max(xs) * 1000:6.1f} ms")  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--stack", choices=["embedded", "postgres"], default="postgres")
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    ap.add_argument("--pollers", type=int, default=200)
+    ap.add_argument("--interval", type=float, default=1.0, help="seconds between a poller's GETs")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument(
+        "--api-workers", type=int, default=1,
+        help="API processes (glidepath api --workers N); above 1, one process is measured "
+        "first on a stack of its own as the baseline",
+    )  # fmt: skip
+    args = ap.parse_args()
+    counts = [1, args.api_workers] if args.api_workers > 1 else [1]
+    results = {n: run(args, n) for n in counts}
     print(f"stack={args.stack} pollers={args.pollers} interval={args.interval}s "
-          f"seconds={args.seconds} (a worker wrote {epochs} epochs meanwhile)")  # fmt: skip
-    for name, xs in (("alone", alone), ("loaded", loaded)):
-        print(f"{name:7} n={len(xs):6}  p50 {pct(xs, 50):6.1f} ms  p95 {pct(xs, 95):6.1f} ms  "
-              f"p99 {pct(xs, 99):6.1f} ms  max {max(xs) * 1000:6.1f} ms")  # fmt: skip
-    p99 = pct(loaded, 99)
-    print(f"loaded p99 / alone p99 = {p99 / pct(alone, 99):.2f}; "
-          f"target p99 ≤ 25 ms: {'met' if p99 <= 25 else 'MISSED'}")  # fmt: skip
+          f"seconds={args.seconds}; load generator: this one asyncio process (one httpx client, "
+          f"a keep-alive connection per poller) on the same {os.cpu_count()}-core machine as "
+          "the API processes, the worker and the database")  # fmt: skip
+    for n, (alone, loaded, epochs) in results.items():
+        print(f"--api-workers {n} (a worker wrote {epochs} epochs meanwhile)")
+        print(line("  alone", alone))
+        print(line("  loaded", loaded))
+        print(f"  loaded p99 / alone p99 = {pct(loaded, 99) / pct(alone, 99):.2f}")
+    p99 = pct(results[counts[-1]][1], 99)
+    if len(counts) > 1:
+        base = pct(results[1][1], 99)
+        print(f"loaded p99 with {counts[-1]} API processes / with 1 = {p99 / base:.2f}")
+    print(f"target p99 ≤ 25 ms with --api-workers {counts[-1]}: "
+          f"{'met' if p99 <= 25 else 'MISSED'} ({p99:.1f} ms)")  # fmt: skip
     return 0 if p99 <= 25 else 1
 
 
