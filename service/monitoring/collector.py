@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from service.monitoring import queues
-from service.monitoring.repository import MonitoringRepository, Probe
+from service.monitoring.repository import MonitoringRepository, Probe, Row
 from service.monitoring.tail import GAP_WINDOW, Tail, signature
 from service.training.status import ExperimentStatus
 from service.workers import service as workers
@@ -238,11 +238,11 @@ def _decisions_family(kinds: Counter[str]) -> Metric:
     return family
 
 
-def _worker_families(rows: Sequence[Sequence[object]]) -> Iterator[Metric]:
+def _worker_families(rows: Sequence[Row]) -> Iterator[Metric]:
     states: Counter[str] = Counter(dict.fromkeys(workers.STATES, 0))
     busy = 0
     for stopped_at, last_seen, current_run, _queues in rows:
-        state = workers.state_of(stopped_at, last_seen)  # type: ignore[arg-type]
+        state = workers.state_of(stopped_at, last_seen)
         states[state] += 1
         busy += state == "alive" and current_run is not None
     family = GaugeMetricFamily(

@@ -14,11 +14,15 @@ prometheus_client keeps them in files there and a scrape of any process sums the
 from __future__ import annotations
 
 import os
+import re
 import time
+import weakref
 
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -58,7 +62,7 @@ def source() -> Collector:
 
 def route_of(scope: Scope, root_path: str) -> str:
     """The template of the route that answered: a FastAPI route's path format, or a mount's
-    prefix (the router sets `root_path` to it) with `/{path}`."""
+    prefix (the router sets `root_path` to it) with `/{path}`, or `unmatched`."""
     route = scope.get("route")
     template = getattr(route, "path_format", None)
     if isinstance(template, str):
@@ -66,7 +70,27 @@ def route_of(scope: Scope, root_path: str) -> str:
     mounted = str(scope.get("root_path", ""))
     if mounted != root_path and mounted.startswith(root_path):
         return mounted.removeprefix(root_path) + "/{path}"
+    # Answered before routing (a body past its limit is a 413 from its Content-Length): the
+    # route it was for, by the API's own list of path templates (its OpenAPI paths).
+    app = scope.get("app")
+    if isinstance(app, FastAPI):
+        path = str(scope.get("path", ""))
+        for pattern, template in _templates(app):
+            if pattern.match(path):
+                return template
     return UNMATCHED
+
+
+_compiled: weakref.WeakKeyDictionary[FastAPI, list[tuple[re.Pattern[str], str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _templates(app: FastAPI) -> list[tuple[re.Pattern[str], str]]:
+    found = _compiled.get(app)
+    if found is None:
+        found = _compiled[app] = [(compile_path(t)[0], t) for t in app.openapi()["paths"]]
+    return found
 
 
 class HttpMetrics:

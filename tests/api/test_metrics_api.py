@@ -18,7 +18,7 @@ from service.dispatch import broker
 from service.dispatch.service import RUN_TASK
 from service.experiments.models import Decision, EpochRow, Experiment
 from service.kit.db import get_engine, session_scope
-from service.monitoring import collector, queues
+from service.monitoring import collector, http_metrics, queues
 from service.monitoring.collector import EPOCH_BUCKETS
 from service.monitoring.repository import MonitoringRepository
 from service.monitoring.tail import GAP_WINDOW
@@ -162,6 +162,15 @@ def test_http_requests_are_counted_by_route_template(client: TestClient) -> None
     durations = [s for s in after["glidepath_http_request_duration_seconds_count"]
                  if s.labels == {"method": "GET", "route": template}]  # fmt: skip
     assert durations and durations[0].value >= 4
+
+
+def test_a_request_answered_before_routing_is_labelled_with_its_route(client: TestClient) -> None:
+    """A 413 from a Content-Length past the limit is sent before the router runs."""
+    scope = {"type": "http", "method": "POST", "root_path": "", "app": client.app}
+    for path, template in (("/v1/datasets", "/v1/datasets"),
+                           ("/v1/experiments/7/cancel", "/v1/experiments/{experiment_id}/cancel"),
+                           ("/no/such/route", "unmatched")):  # fmt: skip
+        assert http_metrics.route_of({**scope, "path": path}, "") == template
 
 
 def test_an_epoch_committed_after_a_newer_one_is_still_counted(client: TestClient) -> None:
