@@ -41,6 +41,8 @@ class TokenRepository:
                 or_(Token.last_used_at.is_(None), Token.last_used_at < stale_before),
             )
             .values(last_used_at=now)
+            # Not evaluated on the loaded row: SQLite hands back naive times, `now` is aware.
+            .execution_options(synchronize_session=False)
         )
 
     def revoke(self, name: str, now: datetime) -> bool:
@@ -52,6 +54,6 @@ class TokenRepository:
         if token.revoked_at is None:
             self.session.execute(
                 update(Token).where(Token.id == token.id, Token.revoked_at.is_(None))
-                .values(revoked_at=now)
+                .values(revoked_at=now).execution_options(synchronize_session=False)
             )  # fmt: skip
         return True

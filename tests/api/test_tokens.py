@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from service.config import settings
 from service.kit.auth import Found
 from service.kit.db import session_scope
+from service.kit.time import as_utc, utcnow
 from service.tokens import service as tokens
 from service.tokens.models import Token
 
@@ -211,6 +213,13 @@ def test_tokens_are_stored_hashed_and_marked_used_once_a_minute(client: TestClie
     assert client.get("/v1/experiments", headers=bearer(token)).status_code == 200
     with session_scope() as session:
         assert session.scalars(select(Token)).one().last_used_at == first
+        # A minute and more later (as stored: naive on SQLite), the next use writes it again.
+        session.execute(update(Token).values(last_used_at=utcnow() - timedelta(minutes=2)))
+    auth.forget()
+    assert client.get("/v1/experiments", headers=bearer(token)).status_code == 200
+    with session_scope() as session:
+        later = as_utc(session.scalars(select(Token)).one().last_used_at)
+    assert later is not None and later > (as_utc(first) or later)
     listed = client.get("/v1/tokens", headers=bearer(token))
     assert listed.status_code == 403  # a read token cannot list tokens
 
