@@ -10,7 +10,8 @@ cancelled), `--epochs` epoch rows per started run, a decision per ten runs, and 
 workers; then `glidepath api` starts on it. Timed, as a client sees it (request sent → body
 read, one kept-alive connection):
 
-- baseline: GET /healthz, in the same run;
+- baseline: GET /healthz, in the same run; and GET /v1/workers, a guarded route that reads
+  the database (a session, the token check, one small query), for what any such route costs;
 - first: the process's first scrape, which reads the whole history once;
 - steady, idle: scrapes with nothing new between them;
 - steady, live: before each scrape (untimed) one new run and --live-epochs epoch rows arrive;
@@ -150,12 +151,14 @@ def in_process(
             return (time.perf_counter() - t0) * 1000
 
     first = [once()]
+    cpu0 = time.process_time()
     idle = [once() for _ in range(args.scrapes)]
+    cpu_ms = (time.process_time() - cpu0) * 1000 / args.scrapes
     live = []
     for i in range(args.scrapes):
         live_rows(engine, args.live_epochs, 10_000 + i)
         live.append(once())
-    return first, idle, live
+    return [*first, cpu_ms], idle, live
 
 
 def run_stack(kind: str, args: argparse.Namespace, root: Path) -> None:
@@ -183,6 +186,7 @@ def run_stack(kind: str, args: argparse.Namespace, root: Path) -> None:
             for _ in range(20):  # warm the connection and the route
                 timed(client, "/healthz")
             health = [timed(client, "/healthz") for _ in range(args.scrapes)]
+            guarded = [timed(client, "/v1/workers") for _ in range(args.scrapes)]
             first = timed(client, "/metrics")
             idle = [timed(client, "/metrics") for _ in range(args.scrapes)]
             live = []
@@ -194,10 +198,12 @@ def run_stack(kind: str, args: argparse.Namespace, root: Path) -> None:
     epochs_line = next(ln for ln in body.splitlines() if ln.startswith("glidepath_epochs_total"))
     print(f"  first scrape           {first:7.2f} ms (reads the whole history once)")
     print(line("baseline GET /healthz", health))
+    print(line("GET /v1/workers", guarded))
     print(line("steady, idle", idle, health))
     print(line(f"steady, live (+{args.live_epochs} ep)", live, health))
     print(f"  in-process render (the route's work without HTTP, a process of its own): first "
-          f"{inproc[0][0]:.1f} ms")  # fmt: skip
+          f"{inproc[0][0]:.1f} ms; idle, this process's CPU {inproc[0][1]:.2f} ms a scrape "
+          "(the database server's not counted)")  # fmt: skip
     print(line("  idle", inproc[1]))
     print(line(f"  live (+{args.live_epochs} ep)", inproc[2]))
     print(f"  last scrape says: {epochs_line}", flush=True)
