@@ -172,10 +172,11 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
 
 @contextmanager
 def start_stack(
-    backend: Backend, log_dir: Path, workers: int = 1, api_workers: int = 1
+    backend: Backend, log_dir: Path, workers: int = 1, api_workers: int = 1, ready_s: float = 60
 ) -> Iterator[Stack]:
     """The API on a free port (`api_workers` processes: `glidepath api --workers`) and `workers`
-    Celery workers, stopped (SIGTERM) on exit."""
+    Celery workers, stopped (SIGTERM) on exit; ready once /readyz answers 200 (within
+    `ready_s`: a benchmark on a loaded machine waits longer)."""
     backend.data_dir.mkdir(parents=True, exist_ok=True)
     if not backend.migrated:
         migrate.upgrade(backend.database_url)
@@ -193,7 +194,7 @@ def start_stack(
             except httpx.HTTPError:
                 return False
 
-        wait_for(ready, 60, stack.logs)
+        wait_for(ready, ready_s, stack.logs)
         yield stack
     finally:
         stop_all(list(stack.procs.values()))
