@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # and pinning it first keeps pip from pulling a multi-gigabyte CUDA build on a CPU machine.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test test-fast lint format clean mutation
+.PHONY: install run test test-fast lint format clean mutation fuzz-api
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ MUTATION_CHILDREN ?= 2
 mutation: install
 	HYPOTHESIS_PROFILE=ci $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS) || true
 	$(PY) scripts/mutation_score.py $(MUTANTS)
+
+# schemathesis against a real `glidepath api` (embedded default, temp data dir): every check,
+# the examples, coverage, fuzzing and stateful phases; fails on any failure (docs/deploy.md).
+fuzz-api: install
+	scripts/schemathesis.sh
 
 clean:
 	rm -rf .glidepath .pytest_cache .mypy_cache .ruff_cache

@@ -2,11 +2,12 @@
 a unique key taken by a concurrent request is a 409, a database that cannot be reached is a 503
 with Retry-After, never a 500.
 
-What FastAPI and Starlette answer themselves is put in the same shape and made exact: a body that
-is not JSON is a 422 at `["body"]` saying why (FastAPI: a 400, or `["body", <offset>]` "JSON
-decode error"); a body of another media type than the route reads is a 415 (FastAPI: a 422 that
-the body "should be a valid dictionary"); a 405's `Allow` lists every method of the path
-(Starlette: only those of the first route that matched it)."""
+What FastAPI and Starlette answer themselves is put in the same shape and made exact: a body
+that is not JSON is a 422 at `["body"]` saying why (FastAPI: a 400, or `["body", <offset>]`
+"JSON decode error"), and so is a form Starlette cannot parse (a 400); a body of another media
+type than the route reads is a 415 (FastAPI: a 422 that the body "should be a valid
+dictionary"); a 405's `Allow` lists every method of the path (Starlette: only those of the first
+route that matched it)."""
 
 from __future__ import annotations
 
@@ -168,6 +169,14 @@ def install(app: FastAPI) -> None:
                         "json_invalid",
                     )
                 ],
+            )
+        if exc.status_code == 400:
+            # Starlette's answer to a form it cannot parse (a bad multipart body, too many
+            # fields or files): bad input at the body, as every other.
+            kind = _media_type(request.headers.get("content-type")) or "the route's type"
+            return _json(
+                422,
+                [item(["body"], f"the body is not valid {kind}: {exc.detail}", "body_invalid")],
             )
         return _json(
             exc.status_code,
