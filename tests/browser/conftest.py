@@ -83,6 +83,21 @@ def console() -> Console:
     return Console()
 
 
+def _call_not_eval(pg: Any) -> None:
+    """`wait_for_function("expr")` as a function: Playwright runs a bare expression through
+    `eval` inside the page, which the pages' Content-Security-Policy refuses (no 'unsafe-eval');
+    a function it calls. Until the expression can be read (its element not there yet) it is
+    false, and the wait goes on."""
+    wait = pg.wait_for_function
+
+    def wait_for_function(expression: str, *args: Any, **kwargs: Any) -> Any:
+        if "=>" not in expression and not expression.lstrip().startswith(("function", "async")):
+            expression = f"() => {{ try {{ return ({expression}); }} catch {{ return false; }} }}"
+        return wait(expression, *args, **kwargs)
+
+    pg.wait_for_function = wait_for_function
+
+
 @pytest.fixture
 def page(browser: Any, console: Console) -> Iterator[Any]:
     """A fresh context (empty localStorage) and page; fails the test on any console error."""
@@ -96,6 +111,7 @@ def page(browser: Any, console: Console) -> Iterator[Any]:
 
     pg.on("console", on_console)
     pg.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))
+    _call_not_eval(pg)
     yield pg
     context.close()
     assert not console.unexpected(), "errors in the browser console:\n" + "\n".join(
