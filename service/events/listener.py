@@ -57,23 +57,23 @@ GroupKey = tuple[str, int | str | None]  # ("sweep", 3), ("batch", "b-…"), ("a
 
 
 class Subscriber:
-    """One open stream: the events its hub hands it, in order."""
+    """One open stream: the events its hub hands it, in order (and KEEP_ALIVE when it has been
+    quiet: one ticker for every stream, not a timer per stream and event)."""
 
-    __slots__ = ("queue",)
+    __slots__ = ("last", "queue")
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Item] = asyncio.Queue()
+        self.queue: asyncio.Queue[Item | None] = asyncio.Queue()
+        self.last = asyncio.get_running_loop().time()  # when it was last handed something
 
-    async def next(self, timeout: float) -> list[Item] | None:
-        """Everything queued (at least one event), or None after `timeout` seconds of quiet."""
-        try:
-            async with asyncio.timeout(timeout):
-                items = [await self.queue.get()]
-        except TimeoutError:
-            return None
+    async def next(self) -> list[Item] | None:
+        """Everything queued (at least one event), or None: say something to keep it open."""
+        items = [await self.queue.get()]
         while not self.queue.empty():
             items.append(self.queue.get_nowait())
-        return items
+        self.last = asyncio.get_running_loop().time()
+        real = [i for i in items if i is not None]
+        return real or None
 
 
 class _Hub:
@@ -81,6 +81,8 @@ class _Hub:
         self.subscribers: set[Subscriber] = set()
         self.ready = False  # its first subscriber's replay has set its mark
         self.init_lock = asyncio.Lock()
+        # Replay reads not yet begun, by cursor: subscribers arriving meanwhile share them.
+        self.replays: dict[Any, asyncio.Future[Any]] = {}
 
     def send(self, items: list[Item]) -> None:
         for sub in self.subscribers:
@@ -211,7 +213,8 @@ class Gate:
 @dataclass
 class Stats:
     """Counted for the logs (and the fan-out benchmark): `reads` is the listener's reads of the
-    tables, one per doorbell that concerned a followed run, whatever the number of viewers."""
+    tables, one per doorbell that concerned a followed run, whatever the number of viewers;
+    `replays` the reads for subscribers' replays (shared by those arriving together)."""
 
     reads: int = 0
     replays: int = 0
@@ -233,6 +236,7 @@ class Listener:
         self._pending: set[str] = set()
         self._everything = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._replay_slots = asyncio.Semaphore(4)
 
     @property
     def postgres(self) -> bool:
@@ -251,7 +255,9 @@ class Listener:
             hub.subscribers.add(sub)
             self.stats.subscribers += 1
             try:
-                replay = await self._replay(hub, lambda: service.replay_run(experiment_id, cursor))
+                replay = await self._replay(
+                    hub, cursor, lambda: service.replay_run(experiment_id, cursor)
+                )
             except BaseException:
                 self.leave_run(experiment_id, sub)
                 raise
@@ -277,10 +283,15 @@ class Listener:
             hub.subscribers.add(sub)
             self.stats.subscribers += 1
             try:
-                return await self._replay(hub, lambda: service.replay_group(*key))
+                return await self._replay(hub, None, lambda: service.replay_group(*key))
             except BaseException:
                 self.leave_group(key, sub)
                 raise
+
+    def following(self, experiment_id: int) -> bool:
+        """Someone follows the run already (so it existed at the last read)."""
+        hub = self.runs.get(experiment_id)
+        return hub is not None and hub.ready
 
     def leave_group(self, key: GroupKey, sub: Subscriber) -> None:
         hub = self.groups.get(key)
@@ -290,18 +301,35 @@ class Listener:
             if not hub.subscribers:
                 del self.groups[key]
 
-    async def _replay(self, hub: RunHub | GroupHub, read: Callable[[], Any]) -> Any:
-        """The subscriber's replay; the first one also sets the hub's mark (the others wait for
-        it: a mark read after a replay could skip rows that replay did not have)."""
-        self.stats.replays += 1
-        if not hub.ready:
+    async def _replay(self, hub: RunHub | GroupHub, cursor: Any, read: Callable[[], Any]) -> Any:
+        """The subscriber's replay: a read of its own, or one it shares with subscribers from the
+        same cursor that registered before that read began (a crowd arriving at once, e.g. every
+        dashboard reconnecting after a restart, costs a few reads, not one each)."""
+        shared = hub.replays.get(cursor)
+        if shared is None:
+            shared = hub.replays[cursor] = asyncio.ensure_future(
+                self._replay_read(hub, cursor, read)
+            )
+        # shield: one subscriber leaving does not cancel the read the others wait for.
+        return await asyncio.shield(shared)
+
+    async def _replay_read(
+        self, hub: RunHub | GroupHub, cursor: Any, read: Callable[[], Any]
+    ) -> Any:
+        # A few at a time: more would only contend for the database's connections, while waiting
+        # here lets later subscribers share this read.
+        async with self._replay_slots:
+            del hub.replays[cursor]  # from here on, a new subscriber needs a read of its own
+            self.stats.replays += 1
+            if hub.ready:
+                return await to_thread.run_sync(read)
+            # The first read sets the hub's mark; the others wait for it (a mark read after a
+            # replay could skip rows that replay did not have).
             async with hub.init_lock:
-                if not hub.ready:
-                    replay = await to_thread.run_sync(read)
-                    if replay is not None:
-                        hub.start(replay)
-                    return replay
-        return await to_thread.run_sync(read)
+                replay = await to_thread.run_sync(read)
+                if replay is not None and not hub.ready:
+                    hub.start(replay)
+                return replay
 
     # -- the doorbell and the reads ---------------------------------------------------------
 
@@ -310,6 +338,7 @@ class Listener:
             return
         self.database_url = settings.effective_database_url
         loops = [self._listen(), self._read_loop()] if self.postgres else [self._poll_loop()]
+        loops.append(self._keep_alive())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     def _ring(self, tokens: list[str] | None) -> None:
@@ -373,6 +402,20 @@ class Listener:
                 await asyncio.sleep(settings.events_poll_s)
         finally:
             conn.close()
+
+    async def _keep_alive(self) -> None:
+        """Hand None to every stream quiet for EVENTS_KEEPALIVE_S (checked four times as often,
+        so the comment comes within 1.25 times that)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            every = settings.events_keepalive_s
+            await asyncio.sleep(every / 4)
+            now = loop.time()
+            for hub in [*self.runs.values(), *self.groups.values()]:
+                for sub in hub.subscribers:
+                    if now - sub.last >= every and sub.queue.empty():
+                        sub.last = now
+                        sub.queue.put_nowait(None)
 
     async def _read(self, tokens: set[str] | None) -> None:
         """One read of the tables for every hub the tokens concern (None: all), then the

@@ -67,9 +67,14 @@ async def experiment_events(
                 loc=["header", "Last-Event-ID"],
             )
         cursor = int(given)
-    if not await to_thread.run_sync(service.run_exists, experiment_id):
+    listener = _listener(request)
+    # Followed already: it exists (deleted since, its stream just ends). Spares the crowd of a
+    # popular run a read each.
+    if not listener.following(experiment_id) and not await to_thread.run_sync(
+        service.run_exists, experiment_id
+    ):
         raise NotFound(f"experiment {experiment_id} not found", loc=["path", "experiment_id"])
-    body = run_events(_listener(request), experiment_id, cursor)
+    body = run_events(listener, experiment_id, cursor)
     return StreamingResponse(body, media_type=sse.MEDIA_TYPE, headers=HEADERS)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from service.config import settings
 from service.events import sse
 from service.events.listener import GroupKey, Listener, Subscriber
 from service.events.service import EndItem, EpochItem, StatusItem, end_item
@@ -48,7 +47,7 @@ async def run_events(listener: Listener, experiment_id: int, cursor: int) -> Asy
         if replay.status.final or listener.closed:
             return
         while True:
-            items = await sub.next(settings.events_keepalive_s)
+            items = await sub.next()
             if items is None:
                 yield sse.KEEP_ALIVE
                 continue
@@ -90,7 +89,7 @@ async def group_events(listener: Listener, key: GroupKey) -> AsyncIterator[bytes
         if replay.ended or listener.closed:
             return
         while True:
-            items = await sub.next(settings.events_keepalive_s)
+            items = await sub.next()
             if items is None:
                 yield sse.KEEP_ALIVE
                 continue
