@@ -6,15 +6,23 @@ took, so a resumed run, the preview endpoint and an auditor all agree with the w
 
 ReduceLROnPlateau follows torch's `ReduceLROnPlateau.step` line by line (mode, factor, patience,
 threshold, threshold_mode, cooldown, min_lr, eps); early stopping follows CONTRACT.md.
+
+The divergence guard ends a run whose train_loss is non-finite, or above `divergence.factor`
+times where the run started, or above `divergence.ceiling`. Where it started is read at epoch 1
+and kept in the state: the untrained model's loss (epoch 1's first batch, before any step: the
+engine measures it) and epoch 1's train_loss. Both are needed: a run at a wild LR blows up within
+its first epoch (its epoch-1 mean is already a thousand times the untrained loss and later epochs
+stay there), while a run that blows up later rises above its own first epoch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from service.training.spec import EarlyStoppingSpec, ExperimentSpec
+from service.training.spec import DivergenceSpec, EarlyStoppingSpec, ExperimentSpec
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,11 @@ class State:
     # plateau monitor's, else the lowest val_loss. Reported as best_epoch/best_value.
     best_value: float | None = None
     best_epoch: int | None = None
+    # Where the run started, set at epoch 1 (the divergence guard's references): the untrained
+    # model's loss (epoch 1's first batch, before any step) and epoch 1's train_loss. None in
+    # states stored before the guard, which then has only its ceiling.
+    start_loss: float | None = None
+    first_train_loss: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,14 +199,48 @@ def initial_state(spec: ExperimentSpec, lr: float) -> State:
     return State(lr=lr)
 
 
+def _usable(x: float | None) -> float | None:
+    """A loss that can serve as a reference: finite and positive (a factor of 0 is 0)."""
+    return x if x is not None and math.isfinite(x) and x > 0 else None
+
+
+def _started(s: State, epoch: int, metrics: dict[str, float | None],
+             start_loss: float | None) -> State:  # fmt: skip
+    if epoch != 1:
+        return s
+    return replace(s, start_loss=_usable(start_loss),
+                   first_train_loss=_usable(metrics.get("train_loss")))  # fmt: skip
+
+
+def _guard(g: DivergenceSpec, s: State, epoch: int, loss: float | None) -> Event | None:
+    """The divergence guard on a finite train_loss: above the ceiling, or above `factor` times
+    epoch 1's train_loss (from epoch 2 on) or the untrained model's loss."""
+    if loss is None:
+        return None
+    why = None
+    if g.ceiling is not None and loss > g.ceiling:
+        why = f"the ceiling {_fmt(g.ceiling)}"
+    elif epoch > 1 and s.first_train_loss is not None and loss > g.factor * s.first_train_loss:
+        why = f"{g.factor:g} × epoch 1's {_fmt(s.first_train_loss)}"
+    elif s.start_loss is not None and loss > g.factor * s.start_loss:
+        why = f"{g.factor:g} × the untrained model's {_fmt(s.start_loss)} (epoch 1's first batch)"
+    if why is None:
+        return None
+    reason = f"train_loss {_fmt(loss)} at epoch {epoch} is above {why}: diverged"
+    return Event("diverged", "train_loss", loss, None, None, None, None, reason)
+
+
 def step(
-    spec: ExperimentSpec, state: State, epoch: int, metrics: dict[str, float | None], lr: float
-) -> tuple[Decision, State]:
+    spec: ExperimentSpec, state: State, epoch: int, metrics: dict[str, float | None], lr: float,
+    start_loss: float | None = None,
+) -> tuple[Decision, State]:  # fmt: skip
     """Epoch `epoch` finished with `metrics` while the LR was `lr`; what now?
 
     `lr` is what the schedule set for this epoch (warmup included); plateau reductions act on it.
+    `start_loss`: at epoch 1, the untrained model's loss (the first batch's, before its step);
+    kept in the state, so later epochs and a resumed run read it from there.
     """
-    state = replace(state, lr=lr)
+    state = _started(replace(state, lr=lr), epoch, metrics, start_loss)
     bad = sorted(k for k, v in metrics.items() if v is not None and not math.isfinite(v))
     if bad:
         diverged = Event(
@@ -207,6 +254,11 @@ def step(
             f"{', '.join(bad)} became non-finite at epoch {epoch}; stopping",
         )
         return Decision(epoch, lr, "diverged", [diverged]), state
+    guard = None
+    if spec.divergence is not None:
+        guard = _guard(spec.divergence, state, epoch, metrics.get("train_loss"))
+    if guard is not None:
+        return Decision(epoch, lr, "diverged", [guard]), state
     events: list[Event] = []
     event: Event | None
     sched = spec.plateau
@@ -237,6 +289,23 @@ def best_criterion(spec: ExperimentSpec) -> tuple[str, str]:
     return "val_loss", "min"
 
 
+def stored_best_criterion(spec: Mapping[str, Any]) -> tuple[str, str]:
+    """`best_criterion` of a stored spec (its JSON, as the API keeps it), read without
+    validating it again: what a run's best_epoch and best_value are the best of."""
+    stop = spec.get("early_stopping")
+    if isinstance(stop, Mapping):
+        return str(stop.get("monitor", "val_loss")), str(stop.get("mode", "min"))
+    sched = spec.get("scheduler")
+    if isinstance(sched, Mapping) and sched.get("type") == "SequentialLR":
+        inner = sched.get("schedulers")
+        sched = inner[-1] if isinstance(inner, list) and inner else None
+    if isinstance(sched, Mapping) and sched.get("type") == "ReduceLROnPlateau":
+        params = sched.get("params")
+        mode = params.get("mode", "min") if isinstance(params, Mapping) else "min"
+        return str(sched.get("monitor", "val_loss")), str(mode)
+    return "val_loss", "min"
+
+
 def _track_best(spec: ExperimentSpec, s: State, epoch: int, metrics: dict[str, float | None]
                 ) -> State:  # fmt: skip
     if spec.early_stopping:
@@ -252,12 +321,14 @@ def _track_best(spec: ExperimentSpec, s: State, epoch: int, metrics: dict[str, f
 
 
 def replay(
-    spec: ExperimentSpec, history: list[tuple[int, float, dict[str, float | None]]]
-) -> tuple[list[Decision], State | None]:
-    """Fold `step` over stored (epoch, lr, metrics) rows: the decisions a run took."""
+    spec: ExperimentSpec, history: list[tuple[int, float, dict[str, float | None]]],
+    start_loss: float | None = None,
+) -> tuple[list[Decision], State | None]:  # fmt: skip
+    """Fold `step` over stored (epoch, lr, metrics) rows: the decisions a run took.
+    `start_loss`: the untrained model's loss (stored in the state of epoch 1's row)."""
     decisions, state = [], None
     for epoch, lr, metrics in history:
         state = state or initial_state(spec, lr)
-        decision, state = step(spec, state, epoch, metrics, lr)
+        decision, state = step(spec, state, epoch, metrics, lr, start_loss)
         decisions.append(decision)
     return decisions, state

@@ -45,6 +45,9 @@ class EpochResult:
     skipped_steps: int = 0  # fp16: steps the GradScaler skipped (inf/NaN gradients)
     # Param group 0's LR at each optimizer step, one per batch (`StepLRs`)
     step_lrs: list[float] = field(default_factory=list)
+    # The first batch's loss, computed before its step: at epoch 1, the untrained model's loss
+    # (the divergence guard's reference, decisions.py)
+    first_loss: float | None = None
 
 
 def loss_fn(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -200,8 +203,9 @@ def train_epoch(
     # Mean over samples: every batch has batch_size rows except possibly the last.
     sizes = torch.full((len(losses),), float(batch_size), device=device, dtype=torch.float64)
     sizes[-1] = n - batch_size * (len(losses) - 1)
-    mean = float((torch.stack(losses).to(torch.float64) * sizes).sum().item()) / n
-    return EpochResult(mean, skipped, lrs.epoch())
+    stacked = torch.stack(losses).to(torch.float64)
+    total, first = torch.stack([(stacked * sizes).sum(), stacked[0]]).tolist()  # one host sync
+    return EpochResult(total / n, skipped, lrs.epoch(), first)
 
 
 @torch.no_grad()

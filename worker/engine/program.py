@@ -128,11 +128,12 @@ class EpochSink(Protocol):
 
     def record(
         self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None],
-        lrs: per_step.EpochLRs | None = None,
+        lrs: per_step.EpochLRs | None = None, start_loss: float | None = None,
     ) -> tuple[Decision, State] | None:  # fmt: skip
         """Decide from the stored history and write the epoch; None once the run is not ours.
         `lrs`: the LR's range over the epoch's steps, and each step's where the run records
-        them (`per_step.recorded`)."""
+        them (`per_step.recorded`); `start_loss`: at epoch 1, the untrained model's loss (the
+        first batch's, before its step), for the divergence guard (`decisions.step`)."""
 
     def checkpoint(self, state: RunState, now: bool = False) -> None:
         """Called after an epoch that did not end the run: write a checkpoint if one is due
@@ -189,7 +190,8 @@ def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSi
         if precision == "fp16":
             metrics["skipped_steps"] = trained.skipped_steps
         lrs = per_step.EpochLRs.of(trained.step_lrs, keep_steps)
-        recorded = sink.record(epoch, lr, duration, metrics, lrs)
+        start_loss = trained.first_loss if epoch == 1 else None
+        recorded = sink.record(epoch, lr, duration, metrics, lrs, start_loss)
         if recorded is None:
             return Result(None, epoch - 1)
         decision, decided = recorded
