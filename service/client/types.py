@@ -29,6 +29,18 @@ class Progress(TypedDict):
     epochs_run: int
     epochs: int
     fraction: float
+    # Why a run that ended early stopped: "stopped early at epoch 12 of 50: val_loss has not…"
+    stopped: NotRequired[str | None]
+
+
+class Best(TypedDict):
+    """A run's best epoch so far, by the metric that defines it (early stopping's monitor, else
+    the plateau monitor's, else val_loss)."""
+
+    metric: str
+    mode: str  # min | max
+    value: float
+    epoch: int
 
 
 class Attempt(TypedDict):
@@ -71,6 +83,7 @@ class Experiment(TypedDict):
     epochs_run: int
     best_epoch: int | None
     best_value: float | None
+    best: NotRequired[Best | None]
     stop_reason: str | None
     test_metrics: dict[str, float] | None
     error: str | None

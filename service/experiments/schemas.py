@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_seria
 from service.artifacts.models import Artifact
 from service.experiments.models import Attempt, Decision, EpochRow, Experiment
 from service.kit.time import as_utc
+from service.training.decisions import stored_best_criterion
 from service.training.status import FINAL, ExperimentStatus
 
 
@@ -18,6 +19,51 @@ class Progress(BaseModel):
     epochs_run: int
     epochs: int
     fraction: float
+    stopped: str | None = Field(
+        default=None,
+        description="why a run that ended early stopped, in a sentence: 'stopped early at epoch "
+        "12 of 50: val_loss has not improved…' (early_stopped, diverged, pruned, cancelled, "
+        "failed); null while it runs and when it succeeded",
+    )
+
+
+# How a final status that is not success reads in front of "at epoch N of M".
+STOPPED: dict[str, str] = {
+    ExperimentStatus.EARLY_STOPPED: "stopped early",
+    ExperimentStatus.DIVERGED: "diverged",
+    ExperimentStatus.PRUNED: "pruned",
+    ExperimentStatus.CANCELLED: "stopped",
+    ExperimentStatus.FAILED: "failed",
+}
+
+
+def stopped(status: str, epochs_run: int, epochs: int, reason: str | None) -> str | None:
+    """`Progress.stopped`: the status, where it stopped and the stored reason (the decision's
+    sentence, the pruner's, or how it was cancelled; a failure's error is the run's `error`)."""
+    phrase = STOPPED.get(status)
+    if phrase is None:
+        return None
+    where = (
+        f"{phrase} at epoch {epochs_run} of {epochs}" if epochs_run else f"{phrase} before epoch 1"
+    )
+    return f"{where}: {reason}" if reason and status != ExperimentStatus.FAILED else where
+
+
+class Best(BaseModel):
+    """The run's best epoch so far, named by the metric that defines it: early stopping's monitor
+    and mode when it is on, else the ReduceLROnPlateau monitor's, else the lowest val_loss."""
+
+    metric: str
+    mode: Literal["min", "max"]
+    value: float
+    epoch: int
+
+    @classmethod
+    def of(cls, spec: dict[str, Any], value: float | None, epoch: int | None) -> Best | None:
+        if value is None or epoch is None:
+            return None
+        metric, mode = stored_best_criterion(spec)
+        return cls(metric=metric, mode="max" if mode == "max" else "min", value=value, epoch=epoch)
 
 
 class AttemptOut(BaseModel):
@@ -89,6 +135,9 @@ class ExperimentOut(BaseModel):
     epochs_run: int
     best_epoch: int | None
     best_value: float | None
+    best: Best | None = Field(
+        default=None, description="best_value and best_epoch with the metric they are the best of"
+    )
     stop_reason: str | None
     test_metrics: dict[str, float] | None
     error: str | None
@@ -135,6 +184,7 @@ class ExperimentOut(BaseModel):
                 epochs_run=e.epochs_run,
                 epochs=epochs,
                 fraction=round(e.epochs_run / epochs, 4) if epochs else 0.0,
+                stopped=stopped(e.status, e.epochs_run, epochs, e.stop_reason),
             ),
             split_sizes=e.split_sizes,
             steps_per_epoch=e.steps_per_epoch,
@@ -146,6 +196,7 @@ class ExperimentOut(BaseModel):
             epochs_run=e.epochs_run,
             best_epoch=e.best_epoch,
             best_value=e.best_value,
+            best=Best.of(e.spec, e.best_value, e.best_epoch),
             stop_reason=e.stop_reason,
             test_metrics=e.test_metrics,
             error=e.error,
