@@ -55,10 +55,22 @@ def num(v: float | None, digits: int = 4) -> str:
 
 
 def best_at(exp: Experiment) -> str:
-    """An experiment's best value and its epoch: `0.9512 @ 7`."""
+    """An experiment's best value, the metric it is the best of, and its epoch:
+    `val_loss 0.1445 @ 10`."""
     if exp.get("best_value") is None:
         return "–"
-    return f"{num(exp['best_value'])} @ {exp.get('best_epoch')}"
+    best = exp.get("best")
+    metric = f"{best['metric']} " if best else ""  # an older API names none
+    return f"{metric}{num(exp['best_value'])} @ {exp.get('best_epoch')}"
+
+
+def best_line(exp: Experiment) -> str:
+    """`show`'s best: `val_loss 0.1445 at epoch 10 (lowest)`."""
+    best = exp.get("best")
+    if not best:
+        return best_at(exp)
+    order = "highest" if best["mode"] == "max" else "lowest"
+    return f"{best['metric']} {num(best['value'])} at epoch {best['epoch']} ({order})"
 
 
 def epochs_of(exp: Experiment) -> str:

@@ -14,6 +14,7 @@ from rich.text import Text
 from service.cli.render import (
     DECISION_STYLE,
     best_at,
+    best_line,
     columns_table,
     epochs_of,
     fields_table,
@@ -83,12 +84,15 @@ def experiments_page_table(exps: Sequence[Experiment]) -> Table:
 
 def experiment_table(e: Experiment) -> Table:
     """One experiment, a field a row (`show`)."""
+    # Why a run that ended early stopped (its sentence holds the stop reason).
+    stopped = e["progress"].get("stopped")
+    progress = f"{epochs_of(e)} epochs" + (f", {stopped}" if stopped else "")
     rows: list[tuple[str, RenderableType]] = [
         ("experiment", Text.assemble(str(e["id"]), " · ", plain(e["name"]))),
         ("status", status_text(e["status"])),
         ("dataset", plain(e["dataset"])),
-        ("progress", f"{epochs_of(e)} epochs"),
-        ("best", best_at(e)),
+        ("progress", plain(progress)),
+        ("best", plain(best_line(e))),
     ]
     if e.get("batch_id"):
         rows.append(("batch", plain(e.get("batch_id"))))
@@ -98,6 +102,8 @@ def experiment_table(e: Experiment) -> Table:
         rows.append(("kind", plain(e.get("kind"))))
     for key in ("stop_reason", "error", "device", "worker", "steps_per_epoch", "param_count"):
         value = e.get(key)
+        if key == "stop_reason" and stopped and value and str(value) in stopped:
+            continue  # already said by the progress row
         if value not in (None, ""):
             rows.append((key.replace("_", " "), plain(value)))
     for kind, p in (e.get("plugins") or {}).items():
@@ -230,7 +236,7 @@ def sweep_tables(s: Sweep) -> list[RenderableType]:
     exps: list[SweepExperiment] = s.get("experiments") or []
     out.append(plain(sweep_title(s)))
     table = columns_table(
-        ("id", "stage", "params", "status", "epochs", f"{s.get('metric', 'score')}"),
+        ("id", "stage", "params", "status", "epochs", f"best {s.get('metric', 'score')}"),
         right=("id", "stage", "epochs"),
     )
     for e in exps:
@@ -247,7 +253,7 @@ def sweep_tables(s: Sweep) -> list[RenderableType]:
     if board:
         out.append(plain(f"leaderboard ({s.get('metric')}, {s.get('mode')})"))
         lb = columns_table(
-            ("rank", "id", "stage", "params", "status", s.get("metric", "score")),
+            ("rank", "id", "stage", "params", "status", f"best {s.get('metric', 'score')}"),
             right=("rank", "id", "stage"),
         )
         for entry in board[:10]:

@@ -91,6 +91,7 @@ class View:
     rows: list[Row]
     final: bool
     unit: str = "epochs"
+    metric: str | None = None  # what the rows' `best` is the best of, when they do not say
 
 
 class Tracker(Protocol):
@@ -195,7 +196,7 @@ class SweepTracker:
             )
             for e in s.get("experiments") or []
         ]
-        return View(sweep_title(s), rows, s["status"] in SWEEP_FINAL)
+        return View(sweep_title(s), rows, s["status"] in SWEEP_FINAL, metric=s.get("metric"))
 
     def summary(self, console: Console) -> None:
         if self.sweep is None:
@@ -275,7 +276,7 @@ def _progress_table(view: View) -> RenderableType:
     table.add_column("status")
     table.add_column("progress")
     table.add_column(view.unit, justify="right")
-    table.add_column("best" if not sweep else "score")
+    table.add_column(f"best {view.metric}" if view.metric else "best")
     for r in view.rows:
         bar = ProgressBar(total=max(r.total, 1), completed=min(r.done, max(r.total, 1)), width=24)
         cells: list[RenderableType] = [str(r.id)]
@@ -317,7 +318,8 @@ def follow(tracker: Tracker, interval: float, console: Console, quiet: bool = Fa
                     what = r.name if r.stage is None else f"stage {r.stage} {r.params}"
                     line = f"{r.id} {what}: {r.status}"
                     if r.status in FINAL_STATUSES:
-                        line += f" · {r.done}/{r.total} {view.unit} · best {r.best}"
+                        metric = f"{view.metric} " if view.metric else ""
+                        line += f" · {r.done}/{r.total} {view.unit} · best {metric}{r.best}"
                     console.print(plain(line))
             return view.final
 
