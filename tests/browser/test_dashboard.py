@@ -73,6 +73,8 @@ def test_create_through_the_form_and_watch_the_plateau(stack: Stack, page: Any, 
     listed = page.locator('#decision-list tr[data-kind="reduce_lr"]').first
     assert "has not improved" in listed.inner_text()
     page.locator('#title [data-status="succeeded"]').wait_for()
+    # "best" names its metric: the plateau's monitor.
+    assert re.fullmatch(r"val_loss \d\.\d+ at epoch \d+", page.locator("#best").inner_text())
     marker.hover()
     tip = page.locator("#lr-chart .decision-tip")
     tip.wait_for(state="visible")
@@ -163,6 +165,7 @@ def test_sweep_page_and_compare(stack: Stack, page: Any, shot: Any) -> None:
     page.goto(f"{stack.url}/sweeps/{created['sweep_id']}")
     page.locator('#title [data-status="finished"]').wait_for()
     assert page.locator("#leaderboard tbody tr").count() == 2
+    assert "best val_loss" in (page.locator("#leaderboard thead").text_content() or "")
     assert "val_loss" in page.locator("#rule").inner_text()
     shot("sweep")
 
@@ -194,6 +197,10 @@ def test_cancel_and_clone(stack: Stack, page: Any, shot: Any) -> None:
     page.click("#cancel")
     page.locator('#title [data-status="cancelled"]').wait_for(timeout=30_000)
     assert page.locator("#cancel").is_hidden()
+    # A run that ended says why it stopped, and that it took no decisions (not "None yet").
+    stopped = page.locator("#stopped").inner_text()
+    assert re.fullmatch(r"stopped at epoch \d+ of 5000: cancelled while running", stopped)
+    page.locator("#no-decisions").wait_for()
 
     page.click("#clone")
     page.wait_for_url(re.compile(rf"/new\?clone={long_run['id']}$"))

@@ -16,8 +16,11 @@ function pluginLines(plugins) {
 }
 
 // [{attempt, worker, started_at, ended_at, outcome, resumed_from_epoch}] oldest first.
-function attemptsTable(attempts) {
-  if (!attempts.length) return h("p", { class: "muted" }, "None yet: each worker's attempt at the run appears here.");
+function attemptsTable(attempts, final) {
+  if (!attempts.length) {
+    return h("p", { class: "muted" }, final ? "No attempts: the run ended before a worker took it."
+      : "None yet: each worker's attempt at the run appears here.");
+  }
   const columns = ["attempt", "worker", "started", "ended", "outcome", "resumed from epoch"];
   return h("table", { id: "attempt-list" },
     h("thead", {}, h("tr", {}, columns.map((c) => h("th", {}, c)))),
@@ -89,10 +92,13 @@ export async function renderExperiment(root, id) {
     downloadModel.hidden = !e.model;
     if (e.model) downloadModel.title = `${bytes(e.model.size)}, sha256 ${e.model.sha256}`;
     clear(head, h("div", { class: "card" }, h("dl", { class: "facts" },
-      h("dt", {}, "progress"), h("dd", {}, progressBar(e.progress)),
+      // A run that ended early says why: "stopped early at epoch 12 of 50: val_loss has not…".
+      h("dt", {}, "progress"), h("dd", {}, progressBar(e.progress),
+        e.progress.stopped ? h("div", { id: "stopped" }, e.progress.stopped) : null),
       h("dt", {}, "dataset"), h("dd", {}, `${e.dataset} (${Object.entries(e.split_sizes || {}).map(([k, v]) => `${k} ${v}`).join(", ")}), ${e.steps_per_epoch ?? "?"} steps/epoch`),
-      h("dt", {}, "best"), h("dd", {}, e.best_value === null ? "—" : `${num(e.best_value)} at epoch ${e.best_epoch}`),
-      e.stop_reason ? [h("dt", {}, "stopped"), h("dd", {}, e.stop_reason)] : null,
+      h("dt", {}, "best"), h("dd", { id: "best" }, e.best ? `${e.best.metric} ${num(e.best.value)} at epoch ${e.best.epoch}`
+        : e.best_value === null ? "—" : `${num(e.best_value)} at epoch ${e.best_epoch}`),
+      e.stop_reason && !e.progress.stopped ? [h("dt", {}, "stopped"), h("dd", {}, e.stop_reason)] : null,
       e.error ? [h("dt", {}, "error"), h("dd", { class: "error-box" }, e.error)] : null,
       e.test_metrics ? [h("dt", {}, "test"), h("dd", {}, Object.entries(e.test_metrics).map(([k, v]) => `${k} ${num(v)}`).join(", "))] : null,
       e.model ? [h("dt", {}, "model"), h("dd", { id: "model" }, `${bytes(e.model.size)} safetensors, sha256 ${e.model.sha256.slice(0, 12)}…`)] : null,
@@ -106,7 +112,7 @@ export async function renderExperiment(root, id) {
       h("dt", {}, "tags"), h("dd", {}, Object.entries(e.tags).map(([k, v]) => h("span", { class: "tag" }, `${k}=${v}`))),
     )));
     specEl.textContent = JSON.stringify(e.spec, null, 2);
-    clear(attemptsEl, attemptsTable(e.attempts || []));
+    clear(attemptsEl, attemptsTable(e.attempts || [], FINAL_STATUSES.has(e.status)));
   }
 
   function renderDecisions() {
@@ -115,7 +121,9 @@ export async function renderExperiment(root, id) {
         h("td", { class: "num" }, `epoch ${d.epoch}`),
         h("td", {}, h("span", { class: `decision-${d.kind}` }, "● "), d.kind.replace("_", " "),
           h("div", { class: "muted" }, d.reason))))))
-      : h("p", { class: "muted" }, "None yet: LR reductions and the stop appear here."));
+      : FINAL_STATUSES.has(experiment.status)
+        ? h("p", { class: "muted", id: "no-decisions" }, "No decisions: the run ended without an LR reduction or a stop of its own.")
+        : h("p", { class: "muted" }, "None yet: LR reductions and the stop appear here."));
     for (const chart of [lrChart, lossChart, metricChart]) if (chart) chart.setDecisions(decisions);
   }
 

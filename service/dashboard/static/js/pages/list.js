@@ -74,7 +74,7 @@ export async function renderList(root, query) {
     h("td", {}, statusBadge(e.status)),
     h("td", {}, progressBar(e.progress)),
     h("td", { class: "num", title: e.best_epoch ? `epoch ${e.best_epoch}` : "" },
-      e.best_value === null ? "—" : `${num(e.best_value)} @${e.best_epoch}`),
+      e.best_value === null ? "—" : `${e.best ? `${e.best.metric} ` : ""}${num(e.best_value)} @${e.best_epoch}`),
     h("td", {}, e.dataset),
     h("td", {}, Object.entries(e.tags).map(([k, v]) => h("span", {
       class: "tag", title: "filter by this tag",

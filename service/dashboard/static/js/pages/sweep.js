@@ -32,8 +32,9 @@ export async function renderSweep(root, id) {
     h("td", { class: "num" }, num(r.score)),
     h("td", { class: "num" }, `${r.epochs_run}/${r.epochs}`),
     h("td", { class: "num" }, r.stage));
-  const heads = (withRank) => h("thead", {}, h("tr", {},
-    [withRank ? "rank" : null, "id", "name", "status", "params", "score", "epochs", "stage"].filter(Boolean).map((t) => h("th", {}, t))));
+  // The score column is named by the sweep's metric: each run's best value of it.
+  const heads = (withRank, metric) => h("thead", {}, h("tr", {},
+    [withRank ? "rank" : null, "id", "name", "status", "params", `best ${metric}`, "epochs", "stage"].filter(Boolean).map((t) => h("th", {}, t))));
 
   function pruningBlock(p, decisions) {
     const share = p.epochs_unpruned ? Math.round((100 * p.epochs_saved) / p.epochs_unpruned) : 0;
@@ -108,9 +109,9 @@ export async function renderSweep(root, id) {
         h("dt", {}, "created"), h("dd", {}, when(s.created_at)))),
       s.pruning ? pruningBlock(s.pruning, decisions) : null,
       h("h2", {}, "Leaderboard"),
-      h("table", { id: "leaderboard" }, heads(true), h("tbody", {}, s.leaderboard.map((r) => runRow(r, true, stops)))),
+      h("table", { id: "leaderboard" }, heads(true, s.metric), h("tbody", {}, s.leaderboard.map((r) => runRow(r, true, stops)))),
       h("h2", {}, "All runs"),
-      h("table", { id: "sweep-runs" }, heads(false), h("tbody", {}, s.experiments.map((r) => runRow(r, false, stops)))));
+      h("table", { id: "sweep-runs" }, heads(false, s.metric), h("tbody", {}, s.experiments.map((r) => runRow(r, false, stops)))));
   }
 
   poll(async () => {
