@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -207,5 +207,14 @@ def install(app: FastAPI) -> None:
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
         if exc.connection_invalidated:
             return await _db_down(_, exc)  # type: ignore[arg-type]
+        if isinstance(exc, DataError):
+            # A value the database cannot hold (SQLSTATE class 22), from the request: above all
+            # a NUL character, which PostgreSQL's text refuses wherever it is (a name, a tag, an
+            # id in a path or a query). Bad input, never a 500.
+            reason = str(exc.orig).splitlines()[0][:200]
+            log.warning("database_refused_value", error=reason)
+            if "NUL" in reason:
+                reason = "text may not contain the NUL character (\\u0000)"
+            return _json(422, [item([], f"a value cannot be stored: {reason}", "invalid")])
         log.exception("database_error")
         return _json(500, [item([], "internal database error", "internal")])

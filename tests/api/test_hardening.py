@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support.stack import Backend
+
 JSON = {"content-type": "application/json"}
 
 
@@ -102,6 +104,35 @@ def test_absurd_numbers_and_nesting_are_a_422_at_their_field(client: TestClient)
     # Nothing half-written before them, and the API still answers.
     assert client.get("/v1/experiments").json()["items"] == []
     assert client.get("/v1/sweeps").json()["items"] == []
+
+
+NUL: list[tuple[str, str, dict[str, Any]]] = [
+    ("post", "/v1/experiments", {"json": {"name": "a\u0000b"}}),
+    ("post", "/v1/experiments", {"json": {"tags": {"k": "v\u0000"}}}),
+    ("post", "/v1/experiments", {"json": {}, "headers": {"Idempotency-Key": "a\u0000"}}),
+    ("post", "/v1/batches", {"json": {"name": "x\u0000", "experiments": [{}]}}),
+    ("post", "/v1/sweeps", {"json": {"strategy": "grid", "parameters": {"name": ["a\u0000"]}}}),
+    (
+        "post",
+        "/v1/lr-range-tests",
+        {"json": {"spec": {"name": "\u0000"}, "min_lr": 1e-5, "max_lr": 1, "steps": 10}},
+    ),
+    ("get", "/v1/batches/a%00b", {}),
+    ("get", "/v1/datasets/a%00b", {}),
+    ("get", "/v1/experiments?tag=a%00b&batch_id=a%00b", {}),
+    ("delete", "/v1/tokens/a%00", {}),
+]
+
+
+def test_a_nul_character_anywhere_is_no_500(client: TestClient, backend: Backend) -> None:
+    """PostgreSQL's text refuses NUL (SQLite stores it): a 422 there, in the shape."""
+    for method, path, kwargs in NUL:
+        r = getattr(client, method)(path, **kwargs)
+        if backend.name == "postgres":
+            (item,) = error(r, 422)
+            assert "NUL" in item["msg"], (path, item)
+        else:
+            assert r.status_code < 500, (path, r.text)
 
 
 def test_json_types_are_the_openapi_s(client: TestClient) -> None:
