@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,38 @@ async def measure(
 
 
 def pct(xs: list[float], q: float) -> float:
-    return statistics.quantiles(xs, n=1000)[int(q * 10) - 1] * 1000 if len(xs) > 1 else xs[0] * 1000
+    # inclusive: within the samples (the default extrapolates past the largest of a few)
+    qs = statistics.quantiles(xs, n=1000, method="inclusive") if len(xs) > 1 else xs * 999
+    return qs[int(q * 10) - 1] * 1000
 
 
-def run(args: argparse.Namespace, api_workers: int) -> tuple[list[float], list[float], int]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process `pid` and its children (uvicorn's processes), from
+    /proc: what the API spent, whatever else shares the machine."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:  # fields[1]: its parent
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+@dataclass
+class Result:
+    alone: list[float]
+    loaded: list[float]
+    epochs: int
+    api_cpu_s: float  # the API processes' CPU time during the loaded phase, all threads
+    load: tuple[float, float]  # the machine's 1-minute load average before and after it
+
+
+def run(args: argparse.Namespace, api_workers: int) -> Result:
     """One fresh stack with `api_workers` API processes and one worker: the latencies of one
-    poller alone, then of `--pollers` together, and the epochs written meanwhile."""
+    poller alone, then of `--pollers` together, the API's CPU time meanwhile, and the epochs
+    written."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         backend_for(args.stack, Path(tmp), args.redis_url) as backend,
@@ -93,10 +120,13 @@ def run(args: argparse.Namespace, api_workers: int) -> tuple[list[float], list[f
         if api_workers > 1:  # every process has loaded the app and warmed its pool
             asyncio.run(measure(stack.url, exp_id, 2 * api_workers, 0.05, 2))
         alone = asyncio.run(measure(stack.url, exp_id, 1, 0.05, min(args.seconds, 5)))
+        api, load0 = stack.procs["api"].pid, os.getloadavg()[0]
+        cpu0 = cpu_seconds(api)
         loaded = asyncio.run(measure(stack.url, exp_id, args.pollers, args.interval, args.seconds))
+        cpu, load1 = cpu_seconds(api) - cpu0, os.getloadavg()[0]
         epochs = c.get(f"/v1/experiments/{exp_id}").json()["epochs_run"]
         c.post(f"/v1/experiments/{exp_id}/cancel")
-    return alone, loaded, epochs
+    return Result(alone, loaded, epochs, cpu, (load0, load1))
 
 
 def line(name: str, xs: list[float]) -> str:
@@ -123,14 +153,18 @@ def main() -> int:
           f"seconds={args.seconds}; load generator: this one asyncio process (one httpx client, "
           f"a keep-alive connection per poller) on the same {os.cpu_count()}-core machine as "
           "the API processes, the worker and the database")  # fmt: skip
-    for n, (alone, loaded, epochs) in results.items():
-        print(f"--api-workers {n} (a worker wrote {epochs} epochs meanwhile)")
-        print(line("  alone", alone))
-        print(line("  loaded", loaded))
-        print(f"  loaded p99 / alone p99 = {pct(loaded, 99) / pct(alone, 99):.2f}")
-    p99 = pct(results[counts[-1]][1], 99)
+    for n, r in results.items():
+        print(f"--api-workers {n} (a worker wrote {r.epochs} epochs meanwhile; load average "
+              f"{r.load[0]:.1f} -> {r.load[1]:.1f})")  # fmt: skip
+        print(line("  alone", r.alone))
+        print(line("  loaded", r.loaded))
+        print(f"  loaded p99 / alone p99 = {pct(r.loaded, 99) / pct(r.alone, 99):.2f}; "
+              f"{len(r.loaded) / args.seconds:.0f} polls/s answered of "
+              f"{args.pollers / args.interval:.0f} asked; API CPU "
+              f"{r.api_cpu_s / len(r.loaded) * 1000:.2f} ms per poll")  # fmt: skip
+    p99 = pct(results[counts[-1]].loaded, 99)
     if len(counts) > 1:
-        base = pct(results[1][1], 99)
+        base = pct(results[1].loaded, 99)
         print(f"loaded p99 with {counts[-1]} API processes / with 1 = {p99 / base:.2f}")
     print(f"target p99 ≤ 25 ms with --api-workers {counts[-1]}: "
           f"{'met' if p99 <= 25 else 'MISSED'} ({p99:.1f} ms)")  # fmt: skip
