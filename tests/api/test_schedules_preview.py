@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from torch.optim.lr_scheduler import LinearLR, ReduceLROnPlateau
 
 from service.training import catalog
+from tests.support.backends import Backends, in_process
 from tests.support.torch_reference import SCHEDULER_CASES, for_interval, plain_torch_lrs
 
 pytestmark = [
@@ -42,10 +43,14 @@ SETTINGS = settings(
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[TestClient]:
+def api(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The API in-process, not entered (no lifespan, no relay), on a migrated SQLite: the
+    preview reads no run, but every /v1 request asks the tokens table whether the API is open."""
     from service.app import create_app
 
-    yield TestClient(create_app())  # not entered: no lifespan, no relay, no database
+    root = tmp_path_factory.mktemp("preview")
+    with backends.backend("embedded", root) as made, in_process(made):
+        yield TestClient(create_app())
 
 
 def post(api: TestClient, body: dict[str, Any]) -> Any:
