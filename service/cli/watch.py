@@ -1,12 +1,16 @@
 """`glidepath watch`: follow experiments epoch by epoch, as live panels on a terminal, else as
-lines (or JSON lines), then the finals."""
+lines (or JSON lines), then the finals. Each run is followed over its event stream (GET
+/v1/experiments/{id}/events: every epoch as soon as it is stored); a run whose stream fails
+(an older server, a proxy that buffers) is polled instead."""
 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group, RenderableType
@@ -21,6 +25,7 @@ from service.cli.session import connected
 from service.cli.tables import experiments_table
 from service.cli.trackers import poll_until, still_trying
 from service.client import Client
+from service.client.sse import Event
 from service.client.types import FINAL_STATUSES, OK_STATUSES, Decision, EpochRow
 
 PAGE = 1000  # epoch rows per metrics request
@@ -37,6 +42,7 @@ class Watched:
     decisions: list[Decision] = field(default_factory=list)
     seen: set[tuple[int, str]] = field(default_factory=set)
     closed: bool = False  # final, and read after it became final
+    polled: bool = False  # its event stream failed: polled instead
 
 
 def _read(client: Client, w: Watched) -> tuple[list[EpochRow], list[Decision], str]:
@@ -61,6 +67,43 @@ def _read(client: Client, w: Watched) -> tuple[list[EpochRow], list[Decision], s
                 fresh.append(d)
         w.decisions += fresh
     return new, fresh, status
+
+
+def _stream(client: Client, w: Watched, out: queue.Queue[tuple[Watched, Event | None]]) -> None:
+    """A thread: the run's events into `out`; None when its stream failed (poll it instead)."""
+    try:
+        for event in client.events(w.id):
+            out.put((w, event))
+    except Exception:  # unreachable, refused, not an event stream: whatever it is, poll instead
+        out.put((w, None))
+
+
+def _apply(w: Watched, event: Event) -> tuple[list[EpochRow], list[Decision], str]:
+    """An event as a read's (new rows, fresh decisions, status). An epoch at or before the last
+    one is a rewrite (the run resumed from an earlier checkpoint): the rows and decisions from
+    it on are replaced."""
+    data: Any = event.json()
+    if event.event == "epoch":
+        row: EpochRow = data
+        if row["epoch"] <= w.after:
+            w.rows = [r for r in w.rows if r["epoch"] < row["epoch"]]
+            w.decisions = [d for d in w.decisions if d["epoch"] < row["epoch"]]
+            w.seen = {(e, k) for e, k in w.seen if e < row["epoch"]}
+        w.rows.append(row)
+        w.after = row["epoch"]
+        return [row], [], w.status
+    if event.event == "decision":
+        decision: Decision = data
+        key = (decision["epoch"], decision["kind"])
+        if key in w.seen:
+            return [], [], w.status
+        w.seen.add(key)
+        w.decisions.append(decision)
+        return [], [decision], w.status
+    if event.event == "status":
+        w.closed = data["status"] in FINAL_STATUSES  # the stream ends after it
+        return [], [], str(data["status"])
+    return [], [], w.status
 
 
 # -- lines (not a terminal, or --json) --------------------------------------------------------
@@ -182,10 +225,32 @@ def watch(
             e = client.get_experiment(i)
             watched.append(Watched(i, e["name"], e["progress"]["epochs"], e["status"]))
         lines = _Lines(console, json_out) if not console.is_terminal or json_out else None
+        events: queue.Queue[tuple[Watched, Event | None]] = queue.Queue()
+        for w in watched:
+            if w.status in FINAL_STATUSES:
+                w.polled = True  # ended already: one read of its rows
+            else:
+                threading.Thread(target=_stream, args=(client, w, events), daemon=True).start()
 
         def poll() -> bool:
+            """What the streams brought (waiting up to `interval` for it), then a read of each
+            run that is polled."""
+            try:
+                arrived = [events.get(timeout=interval)]
+                while not events.empty():
+                    arrived.append(events.get_nowait())
+            except queue.Empty:
+                arrived = []
+            for w, event in arrived:
+                if event is None:
+                    w.polled = True
+                    continue
+                new, fresh, status = _apply(w, event)
+                if lines is not None:
+                    lines.read(w, new, fresh, status)
+                w.status = status
             for w in watched:
-                if not w.closed:
+                if w.polled and not w.closed:
                     new, fresh, status = _read(client, w)
                     if lines is not None:
                         lines.read(w, new, fresh, status)
@@ -195,7 +260,7 @@ def watch(
         if lines is not None:
             for w in watched:
                 lines.status(w, w.status)
-            poll_until(poll, interval, still_trying)
+            poll_until(poll, 0, still_trying)  # poll() waits `interval` for events
         else:
             with Live(console=console, refresh_per_second=4) as live:
 
@@ -205,7 +270,7 @@ def watch(
                     live.update(Group(*(_watch_panel(w, keep) for w in watched)))
                     return done
 
-                poll_until(poll_live, interval, still_trying)
+                poll_until(poll_live, 0, still_trying)
         finals = [client.get_experiment(w.id) for w in watched]
         if json_out:
             for e in finals:

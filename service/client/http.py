@@ -26,7 +26,9 @@ from typing import Any, cast
 
 import httpx
 
+from service.client import sse
 from service.client.errors import ApiError, ConnectionFailed
+from service.client.sse import Event
 from service.client.types import (
     FINAL_STATUSES,
     Batch,
@@ -311,6 +313,55 @@ class Client:
         joined = ",".join(str(i) for i in ids)
         return cast(Comparison, self._get("/v1/experiments/compare", ids=joined))
 
+    def events(self, experiment_id: int, after_epoch: int = 0) -> Iterator[Event]:
+        """Follow the run live over Server-Sent Events (GET /v1/experiments/{id}/events): each
+        `epoch` (data: the row as `metrics` gives it; id: its epoch), its `decision`s, `status`
+        whenever it changes, until the final status. Epochs a resumed run rewrites come again.
+        A stream that drops or ends early is taken up again after the last epoch received
+        (Last-Event-ID), up to `retries` times in a row with backoff; a 4xx raises `ApiError`,
+        a service that stays away `ConnectionFailed`."""
+        url = f"/v1/experiments/{experiment_id}/events"
+        headers = {"Accept": "text/event-stream"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        last = str(after_epoch)
+        # The server sends a comment every 15 s (GLIDEPATH_EVENTS_KEEPALIVE_S): a minute of
+        # silence is a dead connection.
+        timeout = httpx.Timeout(self._http.timeout.connect, read=60.0)
+        attempt = 0
+        while True:
+            try:
+                with self._http.stream(
+                    "GET", url, headers={**headers, "Last-Event-ID": last}, timeout=timeout
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        error = ApiError.from_response(response)
+                        if response.status_code not in RETRY_STATUSES_IF_SAFE:
+                            raise error
+                        raise _Unavailable(error)
+                    for event in sse.parse(response.iter_lines()):
+                        if event is None:
+                            continue
+                        attempt = 0  # it is flowing again
+                        if event.id is not None:
+                            last = event.id
+                        yield event
+                        if event.event == "status" and event.json()["status"] in FINAL_STATUSES:
+                            return
+            except (httpx.TransportError, _Unavailable) as exc:
+                if attempt >= self.retries:
+                    if isinstance(exc, _Unavailable):
+                        raise exc.error from None
+                    raise ConnectionFailed(self.base_url, exc, method="GET",
+                                           url=f"{self.base_url}{url}") from exc  # fmt: skip
+            # Dropped, refused, or ended before the final status (a server stopping): again.
+            if attempt >= self.retries:
+                raise ConnectionFailed(self.base_url, RuntimeError("the stream ended early"),
+                                       method="GET", url=f"{self.base_url}{url}")  # fmt: skip
+            self._sleep(self._wait_for(attempt))
+            attempt += 1
+
     def wait(
         self,
         ids: Iterable[int],
@@ -436,6 +487,14 @@ class Client:
         if response.status_code not in (200, 503):
             raise ApiError.from_response(response)
         return cast(Readiness, response.json())
+
+
+class _Unavailable(Exception):
+    """A 502/503/504 answered to an event stream: retried like a dropped connection."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _CorruptDownload(Exception):

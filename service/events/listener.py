@@ -445,7 +445,6 @@ class Listener:
                 hub.apply(run_read)
             for group, group_read in zip(groups, group_reads, strict=True):
                 group.apply(group_read)
-        log.debug("events_read", runs=len(runs), groups=len(groups), reads=self.stats.reads)
 
     # -- the end ---------------------------------------------------------------------------
 

@@ -1,0 +1,103 @@
+"""Following runs over their event stream from Python and the CLI: `Client.events` takes a dropped
+stream up again from the last id (scripted transport), and `glidepath watch` (in-process, both
+databases) follows a live run through its stream, a rewritten epoch shown again, to the end."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from service.cli import app
+from service.client import ApiError, Client
+from service.config import settings
+from tests.api.test_events_api import SPEC
+from tests.support.fake_worker import Worker
+
+
+def sse(*events: tuple[str, int | None, dict[str, Any]]) -> bytes:
+    out = b""
+    for name, eid, data in events:
+        out += f"event: {name}\n".encode()
+        if eid is not None:
+            out += f"id: {eid}\n".encode()
+        out += f"data: {json.dumps(data)}\n\n".encode()
+    return out
+
+
+def test_events_resume_from_the_last_id_after_a_drop_and_stop_at_the_final_status() -> None:
+    seen: list[httpx.Request] = []
+    bodies = [
+        # The first connection drops after epoch 2 (the server stopped), the second ends the run.
+        sse(("status", None, {"status": "running"}), ("epoch", 1, {"epoch": 1}),
+            ("epoch", 2, {"epoch": 2})) + b": keep-alive\n\n",
+        sse(("epoch", 3, {"epoch": 3}), ("decision", 3, {"epoch": 3, "kind": "early_stop"}),
+            ("status", None, {"status": "early_stopped"})),
+    ]  # fmt: skip
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=bodies[len(seen) - 1],
+                              headers={"content-type": "text/event-stream"})  # fmt: skip
+
+    slept: list[float] = []
+    http = httpx.Client(base_url="http://gp.test", transport=httpx.MockTransport(handler))
+    client = Client(http=http, token="t0k", sleep=slept.append)
+    got = [(e.event, e.id) for e in client.events(5, after_epoch=0)]
+    assert got == [("status", None), ("epoch", "1"), ("epoch", "2"), ("epoch", "3"),
+                   ("decision", "3"), ("status", "3")]  # fmt: skip
+    assert [r.headers["last-event-id"] for r in seen] == ["0", "2"]
+    assert seen[0].url.path == "/v1/experiments/5/events"
+    assert seen[1].headers["authorization"] == "Bearer t0k"
+    assert len(slept) == 1  # one backoff before taking it up again
+
+
+def test_events_raise_the_api_error_of_an_unknown_run() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        item = {"loc": ["path", "experiment_id"], "msg": "not found", "type": "not_found"}
+        return httpx.Response(404, json={"detail": [item]})
+
+    http = httpx.Client(base_url="http://gp.test", transport=httpx.MockTransport(handler))
+    with pytest.raises(ApiError) as raised:
+        list(Client(http=http).events(9))
+    assert raised.value.status_code == 404
+
+
+def test_watch_follows_a_live_run_over_its_stream(
+    cli: CliRunner, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "events_poll_s", 0.02)
+    run = client.post("/v1/experiments", json=SPEC).json()["id"]
+    listener = client.app.state.events  # type: ignore[attr-defined]
+
+    def train() -> None:
+        w = Worker(run)
+        w.claim()
+        w.write(1, 2)
+        # Wait until the stream has sent epoch 2, so the rewrite below is one it has to send.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(h.epoch >= 2 for h in listener.runs.values()):
+            time.sleep(0.01)
+        w.hand_back_and_resume(1)
+        w.write(2, 3)
+        w.finish()
+
+    writer = threading.Thread(target=train)
+    writer.start()
+    result = cli.invoke(app, ["watch", str(run), "--json", "--interval", "0.05"])
+    writer.join()
+    assert result.exit_code == 0, result.output
+    # (The API's log lines, in-process here, share stdout with the command's JSON lines.)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    epochs = [(x["epoch"], x["val_loss"]) for x in lines if x["type"] == "epoch"]
+    # Epoch 2 again, as attempt 2 wrote it (val_loss is 1/epoch + attempt in Worker.write).
+    assert epochs == [(1, 2.0), (2, 1.5), (2, 2.5), (3, 1 / 3 + 2)]
+    assert [x["status"] for x in lines if x["type"] == "status"][-1] == "succeeded"
+    assert lines[-1]["type"] == "final" and lines[-1]["status"] == "succeeded"
+    assert listener.stats.replays >= 1  # followed through the stream, not polled
