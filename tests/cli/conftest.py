@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -67,4 +68,11 @@ def cli(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunn
     )
     monkeypatch.delenv("GLIDEPATH_TOKEN", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
-    yield CliRunner()
+    # The in-process API's own logs (its housekeeping thread's election, say) go to stderr, as
+    # a real API process's would, not into the command's stdout that the tests read.
+    saved = structlog.get_config()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    try:
+        yield CliRunner()
+    finally:
+        structlog.configure(**saved)
