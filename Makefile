@@ -24,8 +24,10 @@ run: install
 	$(BIN)/glidepath migrate
 	$(BIN)/glidepath up
 
+# Two pytest processes (pytest-xdist), each taking whole test files: module-scoped stacks stay
+# shared within a file, and much of a test's time is waiting on a process it started.
 test: install
-	$(BIN)/pytest --durations=30
+	$(BIN)/pytest -n 2 --dist loadfile --durations=30
 
 # Unit, API, database and client tests on the embedded default (SQLite + file-system broker):
 # no PostgreSQL, no Redis, no spawned API or worker processes. About a minute.
