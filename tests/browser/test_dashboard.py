@@ -48,6 +48,8 @@ def test_create_through_the_form_and_watch_the_plateau(stack: Stack, page: Any, 
     )
     shot("form")
 
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
     page.click("#submit")
     page.wait_for_url(re.compile(r"/experiments/\d+$"))
     experiment_id = int(page.url.rsplit("/", 1)[1])
@@ -80,6 +82,9 @@ def test_create_through_the_form_and_watch_the_plateau(stack: Stack, page: Any, 
     tip.wait_for(state="visible")
     assert "has not improved" in tip.inner_text()
     shot("experiment")
+    # Followed over its event stream (docs/events.md), not by polling its metrics.
+    assert f"{stack.url}/v1/experiments/{experiment_id}/events" in requested
+    assert not [u for u in requested if "/metrics" in u]
 
     # The list shows it with its status, progress and tag; the status filter keeps it.
     page.goto(f"{stack.url}/?status=succeeded")

@@ -28,6 +28,11 @@ export function poll(fn, intervalMs) {
   return handle;
 }
 
+// Anything else with a stop() that must end with the page (an event stream, sse.js).
+export function track(handle) {
+  active.push(handle);
+}
+
 // Called by the router before it renders another page.
 export function stopAll() {
   active.forEach((p) => p.stop());

@@ -6,8 +6,10 @@ import { lineChart } from "../charts.js";
 import { clear, errorBox, h, link } from "../dom.js";
 import { bytes, count, num, progressBar, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
+import { follow } from "../sse.js";
 
 const POLL_MS = 1000;
+const SUMMARY_MS = 5000; // while epochs stream in, the summary is read again at most this often
 
 // {model|dataset: {name, package, version}} → "model tiny_resnet · glidepath-example-plugin 0.1.0".
 function pluginLines(plugins) {
@@ -164,9 +166,67 @@ export async function renderExperiment(root, id) {
   renderSummary();
   renderDecisions();
 
-  // Each tick asks only for rows after the cursor. The experiment and its decisions are read again
-  // when something happened: a row with a decision, or a status change.
-  poll(async () => {
+  // Live: the run's event stream (GET …/events) brings each epoch as it is stored, its decisions
+  // and each status change; the stream ends after the final status. An epoch at or before the
+  // last one shown is a rewrite (the run resumed from an earlier checkpoint): the rows and
+  // decisions from it on are replaced. The experiment itself (attempts, best, model) is read
+  // again on a status change, and at most every SUMMARY_MS while epochs arrive.
+  let final = FINAL_STATUSES.has(experiment.status);
+  let drawing = false;
+  let summaryAt = 0;
+  let summaryTimer = null;
+  const redraw = () => {
+    if (drawing) return;
+    drawing = true;
+    requestAnimationFrame(() => {
+      drawing = false;
+      renderCharts();
+    });
+  };
+  const refreshSummary = async () => {
+    clearTimeout(summaryTimer);
+    summaryTimer = null;
+    summaryAt = Date.now();
+    try {
+      experiment = await api.experiment(id);
+      renderSummary();
+      renderDecisions(); // "None yet" becomes "No decisions" once the run has ended
+    } catch (err) {
+      clear(notice, errorBox(err));
+    }
+  };
+  follow(`/v1/experiments/${id}/events`, {
+    epoch: (row) => {
+      if (row.epoch <= cursor) {
+        const from = rows.findIndex((r) => r.epoch >= row.epoch);
+        if (from >= 0) rows.splice(from);
+        decisions = decisions.filter((d) => d.epoch < row.epoch);
+        renderDecisions();
+      }
+      rows.push(row);
+      cursor = row.epoch;
+      redraw();
+      experiment.epochs_run = row.epoch;
+      const total = experiment.progress.epochs;
+      experiment.progress = { ...experiment.progress, epochs_run: row.epoch,
+        fraction: total ? row.epoch / total : 0 };
+      if (!summaryTimer) summaryTimer = setTimeout(refreshSummary, Math.max(0, summaryAt + SUMMARY_MS - Date.now()));
+    },
+    decision: (d) => {
+      decisions = [...decisions.filter((x) => !(x.epoch === d.epoch && x.kind === d.kind)), d];
+      renderDecisions();
+    },
+    status: (s) => {
+      final = FINAL_STATUSES.has(s.status);
+      if (s.status !== experiment.status || final || s.attempt !== experiment.attempt
+          || s.cancel_requested !== experiment.cancel_requested) refreshSummary();
+    },
+  }, { over: () => final, fallback: () => pollFrom(cursor) });
+
+  // Polling, where the stream cannot be had: each tick asks only for rows after the cursor. The
+  // experiment and its decisions are read again when something happened: a row with a decision,
+  // or a status change.
+  const pollFrom = () => poll(async () => {
     const page = await api.metrics(id, cursor);
     cursor = page.next_after_epoch;
     rows.push(...page.epochs);

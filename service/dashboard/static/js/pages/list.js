@@ -4,8 +4,10 @@ import { api, ApiError, STATUSES } from "../api.js";
 import { clear, errorBox, h, link } from "../dom.js";
 import { num, progressBar, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
+import { follow } from "../sse.js";
 
 const POLL_MS = 2000;
+const RELOAD_MS = 1000; // events that change the list (a new run, a status) reload it at most this often
 
 export async function renderList(root, query) {
   const filters = {
@@ -85,17 +87,60 @@ export async function renderList(root, query) {
     h("td", { class: "created-by", title: e.created_by ? `created with token ${e.created_by}` : "" }, e.created_by || "—"),
   );
 
-  poll(async () => {
+  // The rows shown, by id; runs the last reload did not list (outside the filters, or older than
+  // the page), with the status they had then.
+  let shown = new Map();
+  const outside = new Map();
+  let pending = new Map();
+
+  async function load() {
     try {
       const page = await api.listExperiments({ ...filters, limit: 100 });
       clear(notice);
+      shown = new Map(page.items.map((e) => [e.id, e]));
+      for (const [id, status] of pending) if (!shown.has(id)) outside.set(id, status);
+      pending = new Map();
       clear(tbody, page.items.length ? page.items.map(row)
         : h("tr", {}, h("td", { colspan: 10, class: "muted" }, "No experiments match.")));
     } catch (err) {
       clear(notice, errorBox(err));
-      // A bad filter (an unknown status typed into the URL) will not fix itself: stop polling.
+      // A bad filter (an unknown status typed into the URL) will not fix itself: stop.
       if (err instanceof ApiError && err.status === 422) return false;
     }
     return true;
-  }, POLL_MS);
+  }
+
+  let reloadTimer = null;
+  const reloadSoon = () => {
+    if (reloadTimer) return;
+    reloadTimer = setTimeout(async () => {
+      await load();
+      reloadTimer = null;
+    }, RELOAD_MS);
+  };
+
+  if (!(await load())) return;
+  // Live: each run's status and progress as they change (GET /v1/events, the sweep's when the
+  // list is filtered by one). A shown row is updated in place; a new status, or a run not shown
+  // (new, or one the filters may now take in), reloads the list. Polled where the stream fails.
+  const stream = filters.sweep_id ? `/v1/events?sweep_id=${encodeURIComponent(filters.sweep_id)}` : "/v1/events";
+  follow(stream, {
+    status: (s) => {
+      const e = shown.get(s.experiment_id);
+      if (!e) {
+        if (outside.get(s.experiment_id) !== s.status) {
+          pending.set(s.experiment_id, s.status);
+          reloadSoon();
+        }
+        return;
+      }
+      if (s.status !== e.status) reloadSoon();
+      Object.assign(e, { status: s.status, epochs_run: s.epochs_run, best_epoch: s.best_epoch,
+        best_value: s.best_value });
+      e.progress = { ...e.progress, epochs_run: s.epochs_run, fraction: s.epochs ? s.epochs_run / s.epochs : 0 };
+      const old = tbody.querySelector(`tr[data-id="${e.id}"]`);
+      if (old) old.replaceWith(row(e));
+    },
+    end: () => reloadSoon(),
+  }, { fallback: () => poll(load, POLL_MS) });
 }

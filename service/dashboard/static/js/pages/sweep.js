@@ -6,8 +6,10 @@ import { api } from "../api.js";
 import { clear, errorBox, h, link } from "../dom.js";
 import { num, paramsText, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
+import { follow } from "../sse.js";
 
 const POLL_MS = 2000;
+const RELOAD_MS = 1000; // while its runs' events arrive, the sweep is read again at most this often
 const MAX_COMPARE = 50; // the compare API's bound
 const DECISIONS_SHOWN = 200; // the last ones, until "show all" is clicked
 
@@ -114,7 +116,7 @@ export async function renderSweep(root, id) {
       h("table", { id: "sweep-runs" }, heads(false, s.metric), h("tbody", {}, s.experiments.map((r) => runRow(r, false, stops)))));
   }
 
-  poll(async () => {
+  async function load() {
     let s;
     let decisions = [];
     try {
@@ -127,5 +129,23 @@ export async function renderSweep(root, id) {
     last = { s, decisions };
     render();
     return s.status === "running";
-  }, POLL_MS);
+  }
+
+  if (!(await load())) return;
+  // Live: the sweep's runs' events (GET /v1/events?sweep_id=) say when something changed; the
+  // sweep is then read again (at most every RELOAD_MS), and once more at the end. Polled where
+  // the stream fails.
+  let reloadTimer = null;
+  const reloadSoon = (now = false) => {
+    if (reloadTimer && !now) return;
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(async () => {
+      await load();
+      reloadTimer = null;
+    }, now ? 0 : RELOAD_MS);
+  };
+  follow(`/v1/events?sweep_id=${id}`, {
+    status: () => reloadSoon(),
+    end: () => reloadSoon(true),
+  }, { fallback: () => poll(load, POLL_MS) });
 }
