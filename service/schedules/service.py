@@ -9,13 +9,13 @@ from service.kit.errors import ErrorItem, InvalidInput, item
 from service.schedules.schemas import PreviewDecision, PreviewOut, PreviewRequest
 from service.training.checks import check_schedule
 from service.training.schedule import ScheduleError, monitored, walk
-from service.training.spec import ExperimentSpec
+from service.training.spec import DatasetRef, ExperimentSpec
 
 
 def _spec(req: PreviewRequest) -> ExperimentSpec:
     # The dataset only sizes the split, which the preview replaces with `steps_per_epoch`.
     return ExperimentSpec(
-        dataset="digits",
+        dataset=DatasetRef(type="digits"),
         solver=req.solver,
         base_lr=req.base_lr,
         scheduler=req.scheduler,
