@@ -63,6 +63,7 @@ def api(
             host=host,
             port=port,
             workers=processes,
+            http="service.cli.nodelay:NoDelayH11Protocol",  # h11, with TCP_NODELAY (see there)
             log_level=log_level,
             # None: uvicorn's records go through our structured formatter (kit/logging.py).
             log_config=None,
