@@ -60,18 +60,32 @@ class Subscriber:
     """One open stream: the events its hub hands it, in order (and KEEP_ALIVE when it has been
     quiet: one ticker for every stream, not a timer per stream and event)."""
 
-    __slots__ = ("last", "queue")
+    __slots__ = ("items", "last", "loop", "waiter")
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Item | None] = asyncio.Queue()
-        self.last = asyncio.get_running_loop().time()  # when it was last handed something
+        self.loop = asyncio.get_running_loop()
+        self.items: list[Item | None] = []
+        self.waiter: asyncio.Future[None] | None = None
+        self.last = self.loop.time()  # when it was last handed something
+
+    def put(self, items: list[Item | None]) -> None:
+        """Hand it events (None: a keep-alive), waking its stream once. (An asyncio.Queue per
+        item cost a tenth of the fan-out's time with 1,000 subscribers.)"""
+        self.items.extend(items)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     async def next(self) -> list[Item] | None:
-        """Everything queued (at least one event), or None: say something to keep it open."""
-        items = [await self.queue.get()]
-        while not self.queue.empty():
-            items.append(self.queue.get_nowait())
-        self.last = asyncio.get_running_loop().time()
+        """Everything handed to it since (at least one event), or None: say something to keep
+        the connection open."""
+        while not self.items:
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        items, self.items = self.items, []
+        self.last = self.loop.time()
         real = [i for i in items if i is not None]
         return real or None
 
@@ -85,9 +99,9 @@ class _Hub:
         self.replays: dict[Any, asyncio.Future[Any]] = {}
 
     def send(self, items: list[Item]) -> None:
+        handed: list[Item | None] = list(items)
         for sub in self.subscribers:
-            for item in items:
-                sub.queue.put_nowait(item)
+            sub.put(handed)
 
 
 class RunHub(_Hub):
@@ -413,9 +427,9 @@ class Listener:
             now = loop.time()
             for hub in [*self.runs.values(), *self.groups.values()]:
                 for sub in hub.subscribers:
-                    if now - sub.last >= every and sub.queue.empty():
+                    if now - sub.last >= every and not sub.items:
                         sub.last = now
-                        sub.queue.put_nowait(None)
+                        sub.put([None])
 
     async def _read(self, tokens: set[str] | None) -> None:
         """One read of the tables for every hub the tokens concern (None: all), then the
