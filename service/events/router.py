@@ -53,7 +53,11 @@ async def experiment_events(
     ] = None,
     last_event_id: Annotated[
         str | None,
-        Header(max_length=40, description="The last epoch received: resume after it"),
+        Header(
+            max_length=40,
+            pattern=r"^ *[0-9]{1,10} *$",
+            description="The last epoch received: resume after it",
+        ),
     ] = None,
 ) -> StreamingResponse:
     """The run's events: the stored ones (replay), then each as it is committed. Epochs that a
