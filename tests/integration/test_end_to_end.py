@@ -39,7 +39,7 @@ def test_experiment_runs_to_succeeded_and_pages_by_cursor(stack: Stack) -> None:
         final = stack.wait_final(exp_id)
         assert final["status"] == "succeeded", stack.logs()
         assert final["epochs_run"] == 8
-        assert final["progress"] == {"epochs_run": 8, "epochs": 8, "fraction": 1.0}
+        assert final["progress"] == {"epochs_run": 8, "epochs": 8, "fraction": 1.0, "stopped": None}
         assert final["device"] == EXPECTED_DEVICE and final["attempt"] == 1
 
         everything = c.get(f"/v1/experiments/{exp_id}/metrics", params={"after_epoch": 0}).json()
