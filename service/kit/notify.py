@@ -4,13 +4,15 @@ rollback). The notification says only which runs or sweeps changed; listeners re
 the tables, which stay the source of truth. Embedded (SQLite) it does nothing: the listener there
 notices any commit on its own (`PRAGMA data_version`).
 
-Payload: comma-separated tokens, `<experiment id>` or `s<sweep id>`."""
+Payload: comma-separated tokens, `<experiment id>` or `s<sweep id>`. `announce` is the helper;
+`column` folds it into an UPDATE's RETURNING where a write is hot (the worker's fence)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, String, cast, func, select
 from sqlalchemy.orm import Session
 
 CHANNEL = "glidepath_events"
@@ -35,3 +37,11 @@ def announce(
         payload = f"{payload},{token}" if payload else token
     if payload:
         session.execute(select(func.pg_notify(CHANNEL, payload)))
+
+
+def column(session: Session, experiment_id: Any) -> ColumnElement[Any] | None:
+    """On PostgreSQL, `pg_notify` of each updated row's id, to put in an UPDATE's RETURNING (the
+    notification without a statement of its own); None elsewhere."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return func.pg_notify(CHANNEL, cast(experiment_id, String))
