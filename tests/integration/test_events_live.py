@@ -28,7 +28,7 @@ SPEC: dict[str, Any] = {
 }
 # Trained first by the stack's one worker, so the followed run waits, queued, while the
 # subscribers arrive: every epoch of it is then seen live.
-BEFORE: dict[str, Any] = {**SPEC, "name": "before", "epochs": 8, "batch_size": 16}
+BEFORE: dict[str, Any] = {**SPEC, "name": "before", "epochs": 5, "batch_size": 16}
 
 
 @pytest.mark.parametrize(
