@@ -48,7 +48,11 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps its asyncio loop running in the main
+# thread while it is started, so under xdist every later test in the same worker that calls
+# `asyncio.run` would fail ("cannot be called from a running event loop"). The browser stops when
+# the worker leaves tests/browser.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     why = _missing()
     if why:
