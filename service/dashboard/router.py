@@ -64,8 +64,28 @@ def compare_page() -> HTMLResponse:
     return _index()
 
 
+@router.get("/sweeps")
+def sweeps_page() -> HTMLResponse:
+    return _index()
+
+
 @router.get("/sweeps/{sweep_id}")
 def sweep_page(sweep_id: int) -> HTMLResponse:
+    return _index()
+
+
+@router.get("/range-tests")
+def range_tests_page() -> HTMLResponse:
+    return _index()
+
+
+@router.get("/range-tests/{test_id}")
+def range_test_page(test_id: int) -> HTMLResponse:
+    return _index()
+
+
+@router.get("/workers")
+def workers_page() -> HTMLResponse:
     return _index()
 
 

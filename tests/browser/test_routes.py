@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 
 from service.config import settings
 
-PAGES = ["/", "/new", "/experiments/12", "/compare?ids=1,2", "/sweeps/3"]
+PAGES = ["/", "/new", "/experiments/12", "/compare?ids=1,2", "/sweeps", "/sweeps/3", "/range-tests",
+         "/range-tests/4", "/workers"]  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)

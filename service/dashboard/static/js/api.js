@@ -117,6 +117,11 @@ export const api = {
   // A pruned sweep's decisions in the order taken, each with value, cutoff and reason.
   sweepDecisions: (id) => request("GET", `/v1/sweeps/${id}/decisions`),
   sweeps: () => request("GET", "/v1/sweeps?limit=100"),
+  // LR range tests (docs/lr-range-test.md): the list, and one test's points from a step on.
+  rangeTests: (params = {}) => request("GET", `/v1/lr-range-tests${query(params)}`),
+  rangeTest: (id, fromStep) => request("GET", `/v1/lr-range-tests/${id}${query({ from_step: fromStep })}`),
+  // An experiment's LR per epoch or per optimizer step (`resolution=step`), downsampled.
+  lrTrace: (id, params = {}) => request("GET", `/v1/experiments/${id}/lr${query(params)}`),
   catalog: () => request("GET", "/v1/catalog"),
   datasets: () => request("GET", "/v1/datasets"),
   // The worker registry: what each worker offers (plugin models and datasets, their params).

@@ -13,6 +13,10 @@ import { renderExperiment } from "./pages/experiment.js";
 import { renderCompare } from "./pages/compare.js";
 import { renderSweep } from "./pages/sweep.js";
 import { renderTokens } from "./pages/tokens.js";
+import { renderSweeps } from "./pages/sweeps.js";
+import { renderRangeTests } from "./pages/range_tests.js";
+import { renderRangeTest } from "./pages/range_test.js";
+import { renderWorkers } from "./pages/workers.js";
 
 const RANK = { none: -1, read: 0, submit: 1, admin: 2 };
 // The page's role, from the API: "none" until a token is accepted.
@@ -24,7 +28,11 @@ const ROUTES = [
   [/^\/tokens\/?$/, "tokens", () => renderTokens, "admin"],
   [/^\/experiments\/(\d+)\/?$/, "experiment", (m) => (root, q) => renderExperiment(root, Number(m[1]), q)],
   [/^\/compare\/?$/, "compare", () => renderCompare],
-  [/^\/sweeps\/(\d+)\/?$/, "sweep", (m) => (root, q) => renderSweep(root, Number(m[1]), q)],
+  [/^\/sweeps\/?$/, "sweeps", () => renderSweeps],
+  [/^\/sweeps\/(\d+)\/?$/, "sweeps", (m) => (root, q) => renderSweep(root, Number(m[1]), q)],
+  [/^\/range-tests\/?$/, "range-tests", () => renderRangeTests],
+  [/^\/range-tests\/(\d+)\/?$/, "range-tests", (m) => (root, q) => renderRangeTest(root, Number(m[1]), q)],
+  [/^\/workers\/?$/, "workers", () => renderWorkers],
 ];
 
 async function route() {
