@@ -5,8 +5,9 @@
 // not canvas drawings, so their sentence is a real tooltip (title) a person and a test can read.
 import { h, clear } from "./dom.js";
 import { num } from "./format.js";
+import { PALETTE } from "./palette.js";
 
-export const PALETTE = ["#2f6fde", "#d9622b", "#23824a", "#8e44ad", "#c62f2f", "#1d9aa8", "#b7791f", "#555e70"];
+export { PALETTE }; // pages that took it from here still can
 
 // At most this many decades on a log axis: a StepLR decaying for thousands of epochs reaches
 // 1e-200, and uPlot's tick maker fails on hundreds of decades (the rest is below the axis).
@@ -40,6 +41,7 @@ export function lineChart(container, { title, series, logY = false, stepped = fa
         ...series.map((s, i) => ({
           label: s.label,
           stroke: s.color || PALETTE[i % PALETTE.length],
+          dash: s.dash,
           width: 2,
           spanGaps: false,
           // An LR holds from one epoch to the next: draw it as steps, not slopes.
