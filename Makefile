@@ -20,9 +20,13 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# `glidepath up` applies the migrations itself before it serves. `make run PORT=8001` when
+# 8000 is taken; `HOST=0.0.0.0` to listen beyond this machine.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
 run: install
-	$(BIN)/glidepath migrate
-	$(BIN)/glidepath up
+	$(BIN)/glidepath up --host $(HOST) --port $(PORT)
 
 # Two pytest processes (pytest-xdist), each taking whole test files: module-scoped stacks stay
 # shared within a file, and much of a test's time is waiting on a process it started.
