@@ -8,7 +8,8 @@ from service.kit.auth import CallerDep
 from service.kit.deps import SessionDep
 from service.kit.params import DB_INT_MAX, RowId
 from service.lr_range import service
-from service.lr_range.schemas import RangeTestOut, RangeTestRequest
+from service.lr_range.schemas import RangeTestOut, RangeTestPage, RangeTestRequest
+from service.training.status import ExperimentStatus
 
 router = APIRouter(prefix="/v1/lr-range-tests", tags=["lr-range-tests"])
 
@@ -28,6 +29,27 @@ def create_range_test(
     experiment = service.create(session, body, caller.name)
     session.flush()
     return service.out(session, experiment)
+
+
+@router.get(
+    "",
+    response_model=RangeTestPage,
+    responses={422: {"description": "Invalid query; `loc` is the parameter's path"}},
+)
+def list_range_tests(
+    session: SessionDep,
+    status_: Annotated[
+        list[ExperimentStatus] | None,
+        Query(alias="status", description="Only tests in these statuses; repeat for several"),
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="`next_cursor` of the page before, as given"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> RangeTestPage:
+    """The range tests, newest first, with their suggestions (points: `GET /{test_id}`)."""
+    return service.list_page(session, statuses=list(status_ or []), cursor=cursor, limit=limit)
 
 
 @router.get("/{test_id}", response_model=RangeTestOut, responses=ERRORS)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, field_serializer
 
 from service.experiments.models import Experiment, RangePoint
+from service.experiments.schemas import dataset_name
 from service.kit.time import as_utc
 from service.training.range_spec import RangeParams
 from service.training.spec import ExperimentSpec
@@ -112,3 +113,58 @@ class RangeTestOut(BaseModel):
             started_at=e.started_at,
             finished_at=e.finished_at,
         )
+
+
+class RangeTestSummary(BaseModel):
+    """One row of the list: what the test ran on, how far it got and what it suggests; its
+    points are on `GET /v1/lr-range-tests/{id}`."""
+
+    id: int
+    name: str
+    status: ExperimentStatus
+    dataset: str = Field(description="The spec's dataset: a built-in's or a plugin's name")
+    model: str = Field(description="The spec's model type")
+    min_lr: float
+    max_lr: float
+    steps: int
+    steps_run: int = Field(description="Points recorded so far")
+    suggested_lr: float | None = Field(description="null until finished, or when `rule` says why")
+    rule: str | None = Field(description="How `suggested_lr` was chosen, in words and numbers")
+    stopped: str | None = Field(description="Why it ended (as on the test itself); null before")
+    created_by: str | None = Field(
+        default=None, description="the name of the token that created it; null if the API was open"
+    )
+    created_at: datetime
+    finished_at: datetime | None
+
+    @field_serializer("created_at", "finished_at")
+    def _times(self, dt: datetime | None) -> datetime | None:
+        return as_utc(dt)
+
+    @classmethod
+    def of(cls, e: Experiment, steps_run: int) -> RangeTestSummary:
+        params = e.range_test or {}
+        result = e.range_result or {}
+        model = e.spec.get("model") or {}
+        return cls(
+            id=e.id,
+            name=e.name,
+            status=e.status,
+            dataset=dataset_name(e.spec),
+            model=str(model.get("type", "")) if isinstance(model, dict) else str(model),
+            min_lr=params["min_lr"],
+            max_lr=params["max_lr"],
+            steps=params["steps"],
+            steps_run=steps_run,
+            suggested_lr=result.get("suggested_lr"),
+            rule=result.get("rule"),
+            stopped=e.stop_reason,
+            created_by=e.created_by,
+            created_at=e.created_at,
+            finished_at=e.finished_at,
+        )
+
+
+class RangeTestPage(BaseModel):
+    items: list[RangeTestSummary] = Field(description="Newest first")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")

@@ -10,7 +10,7 @@ from service.experiments.models import Experiment
 from service.experiments.repository import ExperimentRepository
 from service.kit.errors import NotFound
 from service.lr_range.repository import RangeRepository
-from service.lr_range.schemas import RangeTestOut, RangeTestRequest
+from service.lr_range.schemas import RangeTestOut, RangeTestPage, RangeTestRequest, RangeTestSummary
 
 KIND = "lr_range_test"
 
@@ -39,6 +39,25 @@ def out(session: Session, experiment: Experiment, from_step: int = 0) -> RangeTe
     points = repo.points(experiment.id, from_step)
     steps_run = repo.steps_run(experiment.id) if from_step else len(points)
     return RangeTestOut.of(experiment, points, steps_run, from_step)
+
+
+def list_page(
+    session: Session, *, statuses: list[str], cursor: str | None, limit: int
+) -> RangeTestPage:
+    """Newest first, keyset-paged as `GET /v1/experiments` is (the same cursor format)."""
+    rows = ExperimentRepository(session).search(
+        statuses=statuses,
+        before_id=experiments.decode_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+        kind=KIND,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    steps_run = RangeRepository(session).steps_run_of([r.id for r in rows])
+    return RangeTestPage(
+        items=[RangeTestSummary.of(r, steps_run[r.id]) for r in rows],
+        next_cursor=experiments.encode_cursor(rows[-1].id) if more else None,
+    )
 
 
 def cancel(session: Session, test_id: int) -> Experiment:
