@@ -48,6 +48,8 @@ async function saveModel(id) {
 }
 
 export async function renderExperiment(root, id) {
+  // A range test is an experiments row of its own kind; its page is /range-tests/{id}.
+  if ((await api.experiment(id)).kind === "lr_range_test") return location.replace(`/range-tests/${id}`);
   const head = h("div", { id: "summary" });
   const notice = h("div");
   const lrEl = h("div", { id: "lr-chart" });
