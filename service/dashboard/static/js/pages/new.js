@@ -10,7 +10,26 @@ import { num } from "../format.js";
 const PREVIEW_DEBOUNCE_MS = 350;
 const PREVIEW_MAX_EPOCHS = 10000; // the preview's own bound
 
+// `?from_range_test=ID` (a range test's "Train with this LR"): the test's spec at its suggested
+// LR, rounded to 3 significant digits as the test's page shows it; `?spec=` (URL-encoded JSON):
+// that spec. Either one takes the place of a clone's.
+async function seededSpec(query) {
+  const testId = query.get("from_range_test");
+  if (testId) {
+    const test = await api.rangeTest(testId, 2 ** 31 - 1); // from past any step: no points
+    const lr = test.suggested_lr === null ? test.spec.base_lr : Number(test.suggested_lr.toPrecision(3));
+    return { ...test.spec, base_lr: lr, name: `${test.name || `range test ${test.id}`} at lr ${lr}` };
+  }
+  if (!query.get("spec")) return null;
+  try {
+    return JSON.parse(query.get("spec"));
+  } catch (err) {
+    throw new Error(`?spec= is not JSON: ${err.message}`);
+  }
+}
+
 export async function renderNew(root, query) {
+  const seeded = await seededSpec(query);
   const cloneId = query.get("clone");
   const [openapi, catalog, datasets, workers, source] = await Promise.all([
     api.openapi(),
@@ -20,7 +39,7 @@ export async function renderNew(root, query) {
     api.workers().catch(() => ({ items: [] })),
     cloneId ? api.experiment(cloneId) : Promise.resolve(null),
   ]);
-  const initial = source ? { ...source.spec, name: source.spec.name ? `${source.spec.name} (clone)` : "" } : {};
+  const initial = seeded ?? (source ? { ...source.spec, name: source.spec.name ? `${source.spec.name} (clone)` : "" } : {});
 
   const formHolder = h("div");
   const submit = h("button", { type: "button", id: "submit" }, "Create experiment");
