@@ -15,6 +15,7 @@ from service.sweeps.schemas import (
     LeaderboardEntry,
     PruningOut,
     RungOut,
+    SweepBest,
     SweepOut,
     SweepRun,
     SweepSummary,
@@ -109,14 +110,21 @@ def detail(sweep: Sweep, runs: list[Experiment], scores: dict[int, float]) -> Sw
     )
 
 
-def summary(sweep: Sweep, counts: dict[str, int]) -> SweepSummary:
-    """A line of the sweeps list; `counts`: its runs per status."""
+def summary(sweep: Sweep, counts: dict[str, int], best: tuple[int, float] | None) -> SweepSummary:
+    """A line of the sweeps list; `counts`: its runs per status; `best`: its top run and score
+    among those that finished well."""
+    pruner = sweep.request.get("pruner")
     return SweepSummary(
         id=sweep.id,
         name=sweep.name,
         strategy=sweep.strategy,
         status=sweep.status,
         stage=sweep.stage,
+        metric=sweep.metric,
+        mode=sweep.mode,
+        parameters=paths(sweep),
+        pruner=pruner.get("type") if isinstance(pruner, dict) else None,
+        best=SweepBest(experiment_id=best[0], score=best[1]) if best else None,
         counts=counts,
         created_by=sweep.created_by,
         created_at=as_utc(sweep.created_at),

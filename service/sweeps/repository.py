@@ -1,14 +1,21 @@
 """Every query on `sweeps`. A sweep's runs are experiments rows: `ExperimentRepository` reads
-them (the runs of a sweep, their counts per status, their best scores)."""
+them (the runs of a sweep, their counts per status, their best scores); the sweeps list's best
+run of each sweep is read here, in one query per metric."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from service.experiments.models import EpochRow, Experiment
 from service.kit.notify import announce
 from service.kit.time import utcnow
 from service.sweeps.models import Sweep, SweepStatus
+from service.training.status import OK
 
 
 class SweepRepository:
@@ -56,3 +63,42 @@ class SweepRepository:
             .values(status=SweepStatus.FINISHED, finished_at=utcnow(), note=note)
         )
         announce(self.session, sweep_id=sweep_id)
+
+    def best_runs(self, sweeps: Sequence[Sweep]) -> dict[int, tuple[int, float]]:
+        """Each sweep's best run among those that finished well, by its metric and mode, ties to
+        the lower id: sweep id → (experiment id, its best value). The detail's `best` says the
+        same from every run's history; a list page cannot read every history, so the database
+        ranks the epoch rows (one query per metric and mode among `sweeps`, each returning one
+        row per sweep). Non-finite values rank nowhere, as on the leaderboard."""
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for sweep in sweeps:
+            groups[(sweep.metric, sweep.mode)].append(sweep.id)
+        out: dict[int, tuple[int, float]] = {}
+        for (metric, mode), ids in groups.items():
+            column = getattr(EpochRow, metric)
+            order = (column.asc() if mode == "min" else column.desc(), EpochRow.experiment_id)
+            ranked = (
+                select(
+                    Experiment.sweep_id.label("sweep_id"),
+                    EpochRow.experiment_id.label("experiment_id"),
+                    column.label("value"),
+                    func.row_number()
+                    .over(partition_by=Experiment.sweep_id, order_by=order)
+                    .label("place"),
+                )
+                .join(Experiment, Experiment.id == EpochRow.experiment_id)
+                .where(
+                    Experiment.sweep_id.in_(ids),
+                    Experiment.status.in_(list(OK)),
+                    # PostgreSQL's NaN sorts above every number and inf is a float: keep both out.
+                    column > -math.inf,
+                    column < math.inf,
+                )
+                .subquery()
+            )
+            q = select(ranked.c.sweep_id, ranked.c.experiment_id, ranked.c.value).where(
+                ranked.c.place == 1
+            )
+            for sweep_id, experiment_id, value in self.session.execute(q):
+                out[int(sweep_id)] = (int(experiment_id), float(value))
+        return out

@@ -30,6 +30,8 @@ def create_sweep(request: SweepIn, session: SessionDep, caller: CallerDep) -> Sw
 
 @router.get("", response_model=SweepPage)
 def list_sweeps(session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> SweepPage:
+    """The newest sweeps first: strategy, pruner, status, runs per status, the swept fields,
+    the metric that ranks them and the best run so far among those that finished well."""
     return service.list_page(session, limit)
 
 

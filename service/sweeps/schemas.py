@@ -167,12 +167,25 @@ class SweepOut(BaseModel):
     finished_at: datetime | None
 
 
+class SweepBest(BaseModel):
+    """A sweep's top run, as in the detail's `best`: by its best `metric` among the runs that
+    finished well (succeeded, early_stopped), ties to the lower id."""
+
+    experiment_id: int
+    score: float = Field(description="the run's best value of the sweep's `metric`")
+
+
 class SweepSummary(BaseModel):
     id: int
     name: str
     strategy: str
     status: str
     stage: int
+    metric: str = Field(description="what ranks the runs")
+    mode: Literal["min", "max"] = Field(description="min: lower `metric` is better")
+    parameters: list[str] = Field(description="the swept fields (dotted spec paths)")
+    pruner: str | None = Field(description="the pruner's type; null without one")
+    best: SweepBest | None = Field(description="the top run, once one has finished well")
     counts: dict[str, int]
     created_by: str | None = Field(
         default=None, description="the name of the token that created it; null if the API was open"

@@ -125,9 +125,11 @@ def decisions(session: Session, sweep_id: int) -> list[SweepDecisionOut]:
 
 
 def list_page(session: Session, limit: int) -> SweepPage:
-    sweeps = SweepRepository(session).newest(limit)
+    repo = SweepRepository(session)
+    sweeps = repo.newest(limit)
     counts = ExperimentRepository(session).sweep_status_counts([s.id for s in sweeps])
-    return SweepPage(items=[leaderboard.summary(s, counts[s.id]) for s in sweeps])
+    best = repo.best_runs(sweeps)
+    return SweepPage(items=[leaderboard.summary(s, counts[s.id], best.get(s.id)) for s in sweeps])
 
 
 def cancel(session: Session, sweep_id: int) -> SweepOut:
