@@ -53,3 +53,6 @@ class WorkerOut(BaseModel):
 
 class WorkerList(BaseModel):
     items: list[WorkerOut]
+    lost_after_s: float = Field(
+        description="a worker not seen for longer than this is `lost` (three heartbeats)"
+    )

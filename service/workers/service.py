@@ -46,9 +46,19 @@ def forget_stale() -> int:
         return WorkerRepository(session).forget_seen_before(utcnow() - FORGET_AFTER)
 
 
+def plugins_of(raw: Any) -> dict[str, Any]:
+    """A row's manifest with every kind present. An older worker's row (or one a person wrote)
+    may lack `models` or `datasets`: that worker offers none of that kind, which is no reason to
+    refuse the whole list."""
+    found = raw if isinstance(raw, dict) else {}
+    kinds = ("models", "datasets", "errors")
+    return {**found, **{kind: found.get(kind) or {} for kind in kinds}}
+
+
 def list_workers(session: Session) -> WorkerList:
     rows = WorkerRepository(session).all()
     return WorkerList(
+        lost_after_s=HEARTBEAT_SECONDS * LOST_AFTER,
         items=[
             WorkerOut(
                 id=r.id,
@@ -57,13 +67,13 @@ def list_workers(session: Session) -> WorkerList:
                 state=state(r),
                 queues=r.queues,
                 devices=r.devices,
-                plugins=r.plugins,
+                plugins=plugins_of(r.plugins),
                 current_run=r.current_run,
                 started_at=r.started_at,
                 last_seen=r.last_seen,
             )
             for r in rows
-        ]
+        ],
     )
 
 
@@ -94,7 +104,7 @@ def offer(session: Session) -> Offer:
     found = Offer()
     for row in reversed(WorkerRepository(session).all()):  # oldest first: the newest wins
         for kind in ("models", "datasets"):
-            getattr(found, kind).update((row.plugins or {}).get(kind, {}))
+            getattr(found, kind).update(plugins_of(row.plugins)[kind])
     session.info[_OFFER_KEY] = found
     return found
 
