@@ -17,9 +17,12 @@ function logRange(u, min, max) {
   return uPlot.rangeLog(Math.max(min, max / 10 ** MAX_DECADES), max, 10, true);
 }
 
-export function lineChart(container, { title, series, logY = false, stepped = false, height = 240, yLabel = "" }) {
+// `xLabel`, `logX` and `empty` let a chart draw against something else than the epoch (a range
+// test's loss against its LR, on a log axis); a marker may carry its own `x` and `title` then.
+export function lineChart(container, { title, series, logY = false, stepped = false, height = 240, yLabel = "",
+  xLabel = "epoch", logX = false, empty = "no epochs yet" }) {
   const head = h("div", { class: "chart-title" }, title);
-  const body = h("div", { class: "chart-body" }, h("div", { class: "empty" }, "no epochs yet"));
+  const body = h("div", { class: "chart-body" }, h("div", { class: "empty" }, empty));
   clear(container, head, body);
   container.classList.add("chart");
   let plot = null;
@@ -31,13 +34,14 @@ export function lineChart(container, { title, series, logY = false, stepped = fa
     return {
       width,
       height,
-      scales: { x: { time: false }, y: logY ? { distr: 3, log: 10, range: logRange } : {} },
+      scales: { x: logX ? { time: false, distr: 3, log: 10 } : { time: false }, y: logY ? { distr: 3, log: 10, range: logRange } : {} },
       axes: [
-        { label: "epoch" },
+        // uPlot takes an undefined option as set: only a log x axis brings its own formatters.
+        { label: xLabel, ...(logX ? { values: (u, vals) => vals.map((v) => (v === null ? "" : num(v, 3))) } : {}) },
         { label: yLabel, size: 70, values: (u, vals) => vals.map((v) => (v === null ? "" : num(v, 3))) },
       ],
       series: [
-        { label: "epoch" },
+        { label: xLabel, ...(logX ? { value: (u, v) => num(v) } : {}) },
         ...series.map((s, i) => ({
           label: s.label,
           stroke: s.color || PALETTE[i % PALETTE.length],
@@ -57,7 +61,7 @@ export function lineChart(container, { title, series, logY = false, stepped = fa
 
   function placeMarkers(u) {
     for (const el of markers.children) {
-      const x = u.valToPos(Number(el.dataset.epoch), "x");
+      const x = u.valToPos(Number(el.dataset.x ?? el.dataset.epoch), "x");
       el.style.left = `${x}px`;
       el.hidden = !(x >= 0 && x <= u.over.clientWidth);
     }
@@ -69,8 +73,9 @@ export function lineChart(container, { title, series, logY = false, stepped = fa
       decisions.map((d) => {
         const el = h("div", {
           class: `decision-marker decision-${d.kind}`,
-          title: `epoch ${d.epoch} · ${d.kind}: ${d.reason}`,
+          title: d.title ?? `epoch ${d.epoch} · ${d.kind}: ${d.reason}`,
           "data-epoch": d.epoch,
+          "data-x": d.x,
           "data-kind": d.kind,
           "data-experiment": d.experiment_id,
           style: d.color ? `color:${d.color}` : undefined,
