@@ -32,11 +32,12 @@ export function statusBadge(status) {
   return h("span", { class: `status status-${status}`, "data-status": status }, status.replace("_", " "));
 }
 
-export function progressBar(progress) {
+// `unit`: what is counted ("steps" for a range test, whose progress has the same shape).
+export function progressBar(progress, unit = "epochs") {
   const pct = Math.round((progress.fraction || 0) * 100);
   return h(
     "span",
-    { class: "progress-cell", title: `${progress.epochs_run} / ${progress.epochs} epochs` },
+    { class: "progress-cell", title: `${progress.epochs_run} / ${progress.epochs} ${unit}` },
     h("span", { class: "progress" }, h("span", { style: `width:${pct}%` })),
     ` ${progress.epochs_run}/${progress.epochs}`,
   );
