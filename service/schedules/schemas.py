@@ -24,6 +24,7 @@ from service.training.spec import (
 MAX_EPOCHS = 10_000
 MAX_STEPS_PER_EPOCH = 10_000
 MAX_TOTAL_STEPS = 1_000_000  # epochs × steps_per_epoch: bounds the work of one request
+MAX_POINTS = 100_000  # per-step points returned, at most (`max_points`)
 
 
 def _default_solver() -> SolverSpec:
@@ -60,6 +61,25 @@ class PreviewRequest(Strict):
         ),
     ] = None
     early_stopping: EarlyStoppingSpec | None = None
+    resolution: Literal["epoch", "step"] = Field(
+        default="epoch",
+        description=(
+            "`step` adds `steps`: the LR at every optimizer step of the epochs run (OneCycleLR's "
+            "peak, a per-step warmup), downsampled to `max_points`"
+        ),
+    )
+    max_points: Annotated[
+        int,
+        Field(
+            ge=2,
+            le=MAX_POINTS,
+            description=(
+                "With resolution `step`: at most this many points, the first and last steps and "
+                "each bucket's minimum and maximum LR (as GET /v1/experiments/{id}/lr)"
+            ),
+        ),
+        WHOLE,
+    ] = 2000
 
     @field_validator("steps_per_epoch")
     @classmethod
@@ -97,8 +117,20 @@ class PreviewDecision(BaseModel):
     reason: str
 
 
+class PreviewStep(BaseModel):
+    step: int = Field(description="the optimizer step, counted over the whole run from 0")
+    epoch: int
+    lr: float = Field(description="param group 0's LR that step uses")
+
+
 class PreviewOut(BaseModel):
     lr: list[float] = Field(description="Param group 0's LR for each epoch run, as a run records")
+    steps: list[PreviewStep] | None = Field(
+        default=None, description="resolution `step` only: the LR per optimizer step"
+    )
+    total_steps: int | None = Field(
+        default=None, description="resolution `step` only: steps before downsampling"
+    )
     epochs_run: int
     decisions: list[PreviewDecision]
     stop: Literal["early_stopped", "diverged"] | None = Field(

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from service.experiments.lr_trace import minmax_indices
 from service.kit.errors import ErrorItem, InvalidInput, item
-from service.schedules.schemas import PreviewDecision, PreviewOut, PreviewRequest
+from service.schedules.schemas import PreviewDecision, PreviewOut, PreviewRequest, PreviewStep
+from service.training import per_step
 from service.training.checks import check_schedule
 from service.training.schedule import ScheduleError, monitored, walk
 from service.training.spec import DatasetRef, ExperimentSpec
@@ -131,11 +135,32 @@ def preview(req: PreviewRequest) -> PreviewOut:
         name = spec.scheduler.type if spec.scheduler else "the schedule"
         epoch = len(lrs) + 1
         raise _scheduler_error(spec, ["params"], f"{name} fails at epoch {epoch}: {exc}") from exc
+    steps, total = None, None
+    if req.resolution == "step":
+        steps, total = _steps(req, spec, len(lrs), out)
     return PreviewOut(
         lr=lrs,
+        steps=steps,
+        total_steps=total,
         epochs_run=len(lrs),
         decisions=out,
         stop=stop,
         stop_reason=reason,
         notes=_notes(req, spec, len(lrs), stop),
     )
+
+
+def _steps(
+    req: PreviewRequest, spec: ExperimentSpec, epochs_run: int, decisions: list[PreviewDecision]
+) -> tuple[list[PreviewStep], int]:
+    """The LR at every optimizer step of the epochs run, downsampled to `max_points`: the
+    worker's own per-step walk (`per_step.walk_steps`, as GET /v1/experiments/{id}/lr computes
+    a run's), with each plateau reduction set after its epoch as the worker sets it."""
+    lr_after = {d.epoch: d.new_lr for d in decisions if d.new_lr is not None}
+    values = np.frombuffer(
+        per_step.walk_steps(spec, req.steps_per_epoch, epochs_run, lr_after), dtype=np.float64
+    )
+    keep = minmax_indices(values, req.max_points).tolist()
+    spe = req.steps_per_epoch
+    points = [PreviewStep(step=i, epoch=i // spe + 1, lr=float(values[i])) for i in keep]
+    return points, len(values)
