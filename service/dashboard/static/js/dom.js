@@ -38,3 +38,17 @@ export function link(href, ...children) {
 export function errorBox(err) {
   return h("div", { class: "error-box", role: "alert" }, err && err.message ? err.message : String(err));
 }
+
+// `h` for SVG: the same attributes and children, in the SVG namespace (charts drawn as elements
+// a person can hover and a test can count).
+const SVG_NS = "http://www.w3.org/2000/svg";
+export function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    else el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}

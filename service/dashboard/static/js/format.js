@@ -54,3 +54,21 @@ export function paramsText(params) {
     .map(([k, v]) => `${k}=${typeof v === "number" ? num(v) : JSON.stringify(v)}`)
     .join(", ");
 }
+
+// How long ago a timestamp was, for a person: "12 s ago", "3 min ago", "5 h ago", "2 d ago".
+export function ago(iso, now = Date.now()) {
+  if (!iso) return "—";
+  const s = Math.max(0, Math.round((now - new Date(iso).getTime()) / 1000));
+  if (s < 120) return `${s} s ago`;
+  if (s < 7200) return `${Math.round(s / 60)} min ago`;
+  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+
+// Runs per status, most first: "7 succeeded · 2 pruned · 1 running".
+export function countsText(counts) {
+  return Object.entries(counts || {})
+    .sort(([a, m], [b, n]) => n - m || a.localeCompare(b))
+    .map(([status, n]) => `${n} ${status.replace("_", " ")}`)
+    .join(" · ");
+}
