@@ -120,6 +120,7 @@ export const api = {
   // LR range tests (docs/lr-range-test.md): the list, and one test's points from a step on.
   rangeTests: (params = {}) => request("GET", `/v1/lr-range-tests${query(params)}`),
   rangeTest: (id, fromStep) => request("GET", `/v1/lr-range-tests/${id}${query({ from_step: fromStep })}`),
+  cancelRangeTest: (id) => request("POST", `/v1/lr-range-tests/${id}/cancel`),
   // An experiment's LR per epoch or per optimizer step (`resolution=step`), downsampled.
   lrTrace: (id, params = {}) => request("GET", `/v1/experiments/${id}/lr${query(params)}`),
   catalog: () => request("GET", "/v1/catalog"),
