@@ -3,13 +3,25 @@ writes SQL against these tables."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, case, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
+from service.experiments.listing import DEFAULT_SORT, Key, ListSort
 from service.experiments.models import Attempt, Decision, EpochRow, Experiment, ExperimentTag
 from service.kit import notify
 from service.kit.notify import announce
@@ -57,6 +69,32 @@ _POLL = (
 )
 
 
+# What each `ListSort.field` orders by (built per query: a JSON path is an expression).
+_SORT_COLUMNS: dict[str, Callable[[], ColumnElement[Any]]] = {
+    "id": lambda: Experiment.id.expression,
+    # Lowered by the database itself, so the cursor's value compares as the ORDER BY does.
+    "name": lambda: func.lower(Experiment.name),
+    "best": lambda: Experiment.best_value.expression,
+    "base_lr": lambda: Experiment.spec["base_lr"].as_float(),
+}
+
+
+def _after(sort: ListSort, column: ColumnElement[Any], key: Key) -> ColumnElement[bool]:
+    """The rows after `key` in `sort`'s order: value, then id, with the valueless rows last."""
+    beyond: Callable[[Any, Any], ColumnElement[bool]] = (
+        (lambda a, b: a < b) if sort.descending else (lambda a, b: a > b)
+    )
+    if sort.field == "id":
+        return beyond(Experiment.id, key.id)
+    if key.value is None:  # already among the valueless rows
+        return and_(column.is_(None), beyond(Experiment.id, key.id))
+    return or_(
+        beyond(column, key.value),
+        and_(column == key.value, beyond(Experiment.id, key.id)),
+        column.is_(None),
+    )
+
+
 class ExperimentRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -90,10 +128,45 @@ class ExperimentRepository:
         before_id: int | None = None,
         limit: int = 50,
         kind: str = "train",
+        name_contains: str | None = None,
     ) -> list[Experiment]:
         """Newest first; `before_id` is the keyset cursor (stable under concurrent inserts)."""
-        q = select(Experiment).where(Experiment.kind == kind)
-        q = q.order_by(Experiment.id.desc()).limit(limit)
+        rows = self.search_sorted(
+            statuses=statuses, batch_id=batch_id, sweep_id=sweep_id, tag=tag,
+            after=None if before_id is None else Key(None, before_id), limit=limit, kind=kind,
+            name_contains=name_contains,
+        )  # fmt: skip
+        return [e for e, _ in rows]
+
+    def search_sorted(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        batch_id: str | None = None,
+        sweep_id: int | None = None,
+        tag: tuple[str, str | None] | None = None,
+        sort: ListSort = DEFAULT_SORT,
+        after: Key | None = None,
+        limit: int = 50,
+        kind: str = "train",
+        name_contains: str | None = None,
+    ) -> list[tuple[Experiment, Key]]:
+        """Runs in `sort`'s order, each with its sort key; `after` (the last key of the page
+        before) is the keyset cursor. Runs without the sorted value (no best yet) come last in
+        either direction, then by id in the same direction."""
+        column = _SORT_COLUMNS[sort.field]()
+        q = select(Experiment, column).where(Experiment.kind == kind)
+        by_id = Experiment.id.desc() if sort.descending else Experiment.id.asc()
+        if sort.field == "id":
+            q = q.order_by(by_id)
+        else:
+            by_value = column.desc() if sort.descending else column.asc()
+            q = q.order_by(by_value.nulls_last(), by_id)
+        q = q.limit(limit)
+        if name_contains:
+            q = q.where(Experiment.name.icontains(name_contains, autoescape=True))
+        if after is not None:
+            q = q.where(_after(sort, column, after))
         if statuses:
             q = q.where(Experiment.status.in_(statuses))
         if batch_id is not None:
@@ -106,9 +179,10 @@ class ExperimentRepository:
             if value is not None:
                 sub = sub.where(ExperimentTag.value == value)
             q = q.where(Experiment.id.in_(sub))
-        if before_id is not None:
-            q = q.where(Experiment.id < before_id)
-        return list(self.session.scalars(q))
+        rows = self.session.execute(q).all()
+        if sort.field == "id":
+            return [(e, Key(e.id, e.id)) for e, _ in rows]
+        return [(e, Key(value, e.id)) for e, value in rows]
 
     def poll(
         self, experiment_id: int, after_epoch: int, limit: int

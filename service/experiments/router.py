@@ -6,7 +6,8 @@ from fastapi import APIRouter, Header, Query, Response, status
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
-from service.experiments import downloads, lr_trace, service
+from service.experiments import downloads, export, lr_trace, service
+from service.experiments.listing import DEFAULT_SORT, ListSort
 from service.experiments.schemas import (
     CompareOut,
     DecisionList,
@@ -15,6 +16,8 @@ from service.experiments.schemas import (
     LRTrace,
     MetricsPage,
 )
+from service.experiments.spec_errors import errors_beyond_schema
+from service.kit.after_schema import after_schema
 from service.kit.auth import CallerDep
 from service.kit.db import session_scope
 from service.kit.deps import SessionDep
@@ -40,9 +43,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=ExperimentOut,
     responses={
         409: {"description": "Idempotency-Key reused with another spec"},
-        422: {"description": "Invalid spec; `loc` is the field path"},
+        422: {"description": "Invalid spec: every mistake, each at its field path"},
     },
 )
+@after_schema(errors_beyond_schema)
 def create_experiment(
     spec: ExperimentSpec,
     session: SessionDep,
@@ -67,9 +71,26 @@ def list_experiments(
     batch_id: str | None = None,
     sweep_id: RowIdQuery = None,
     tag: Annotated[str | None, Query(description="`key` or `key:value`")] = None,
-    cursor: str | None = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Only runs whose name contains this, ignoring case"),
+    ] = None,
+    sort: Annotated[
+        ListSort,
+        Query(
+            description="`-` for descending. created: creation order (the id's); best: the "
+            "run's best value of its own `best.metric`; base_lr: the spec's; names ignore "
+            "case. Runs without the value (no best yet) come last either way, ties by id. "
+            "`next_cursor` pages the same order; a cursor of another sort is a 422"
+        ),
+    ] = DEFAULT_SORT,
+    cursor: Annotated[
+        str | None, Query(max_length=2000, description="`next_cursor` of the page before")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ExperimentPage:
+    """Training runs (range tests are at /v1/lr-range-tests), newest first unless `sort` says
+    otherwise, filtered by status, batch, sweep, tag and name."""
     statuses = [s for v in status_ or [] for s in v.split(",") if s]
     for s in statuses:
         if s not in {v.value for v in ExperimentStatus}:
@@ -85,6 +106,8 @@ def list_experiments(
         tag=tag,
         cursor=cursor,
         limit=limit,
+        q=q,
+        sort=sort,
     )
 
 
@@ -146,6 +169,29 @@ async def get_metrics(
             return service.metrics_json(session, experiment_id, after_epoch, limit)
 
     return Response(await run_in_threadpool(read), media_type="application/json")
+
+
+@router.get(
+    "/{experiment_id}/metrics.csv",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Every stored epoch as CSV (a header row, then one row per epoch in "
+            "order: epoch, lr, lr_min, lr_max, train_loss, val_loss, val_accuracy or val_mae, "
+            "duration_s, decision, and skipped_steps for fp16 runs; an empty cell is null), as "
+            "an attachment `experiment-<id>-metrics.csv`",
+            "content": {export.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        },
+        **ERRORS,
+    },
+)
+def export_metrics_csv(experiment_id: RowId, session: SessionDep) -> Response:
+    """Download the run's metrics as CSV; for JSON, GET its metrics page
+    (`/v1/experiments/{id}/metrics?limit=10000`, then `after_epoch` for more)."""
+    body = export.metrics_csv(session, experiment_id)
+    disposition = f'attachment; filename="{export.filename(experiment_id)}"'
+    return Response(body, media_type=export.MEDIA_TYPE,
+                    headers={"Content-Disposition": disposition})  # fmt: skip
 
 
 @router.get(

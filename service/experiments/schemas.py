@@ -349,6 +349,15 @@ class SeriesOut(BaseModel):
     val_loss: list[float | None]
     val_accuracy: list[float | None]
     val_mae: list[float | None]
+    duration_s: list[float | None] = Field(
+        default_factory=list,
+        description="each epoch's wall-clock seconds (their running sum "
+        "is the time since the run started training)",
+    )
+    steps_per_epoch: int | None = Field(
+        default=None,
+        description="optimizer steps per epoch, once it runs (epoch × this is the step count)",
+    )
     decisions: list[DecisionOut]
 
 

@@ -15,6 +15,8 @@ from service.artifacts.store import StoreUnavailable
 from service.datasets import builtin
 from service.datasets import service as datasets
 from service.dispatch import service as dispatch
+from service.experiments import listing
+from service.experiments.listing import DEFAULT_SORT, ListSort
 from service.experiments.models import Experiment
 from service.experiments.repository import PAGE_COLUMNS, ExperimentRepository
 from service.experiments.schemas import (
@@ -194,29 +196,36 @@ def list_page(
     tag: str | None,
     cursor: str | None,
     limit: int,
+    q: str | None = None,
+    sort: ListSort = DEFAULT_SORT,
 ) -> ExperimentPage:
+    """A page of runs in `sort`'s order (`listing`); `q` keeps the names that contain it,
+    ignoring case."""
     repo = ExperimentRepository(session)
     tag_filter: tuple[str, str | None] | None = None
     if tag:
         key, sep, value = tag.partition(":")
         tag_filter = (key, value if sep else None)
-    rows = repo.search(
+    keyed = repo.search_sorted(
         statuses=statuses,
         batch_id=batch_id,
         sweep_id=sweep_id,
         tag=tag_filter,
-        before_id=decode_cursor(cursor) if cursor else None,
+        sort=sort,
+        after=listing.decode(cursor, sort) if cursor else None,
         limit=limit + 1,
+        name_contains=q or None,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
+    more = len(keyed) > limit
+    keyed = keyed[:limit]
+    rows = [e for e, _ in keyed]
     # One query per table for the whole page, never one per run.
     ids = [r.id for r in rows]
     tags, attempts = repo.tags_of(ids), repo.attempts_of(ids)
     models = ArtifactRepository(session).models_of(ids)
     return ExperimentPage(
         items=[ExperimentOut.of(r, tags[r.id], attempts[r.id], models.get(r.id)) for r in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
+        next_cursor=listing.encode(sort, keyed[-1][1]) if more else None,
     )
 
 
@@ -322,7 +331,10 @@ def compare(session: Session, ids: list[int]) -> CompareOut:
     n = max((r.epoch for r in rows), default=0)
     # One pass over the rows (not one per run): each row fills its own run's columns.
     values: dict[int, dict[str, list[float | None]]] = {
-        i: {k: [None] * n for k in ("lr", "train_loss", "val_loss", "val_accuracy", "val_mae")}
+        i: {
+            k: [None] * n
+            for k in ("lr", "train_loss", "val_loss", "val_accuracy", "val_mae", "duration_s")
+        }
         for i in ids
     }
     for r in rows:
@@ -337,6 +349,7 @@ def compare(session: Session, ids: list[int]) -> CompareOut:
                 status=runs[i].status,
                 spec=runs[i].spec,
                 tags=tags[i],
+                steps_per_epoch=runs[i].steps_per_epoch,
                 decisions=[DecisionOut.model_validate(d) for d in events if d.experiment_id == i],
                 **values[i],
             )
