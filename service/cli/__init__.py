@@ -1,6 +1,7 @@
 """The `glidepath` command. `processes.py` starts the service's processes (up, api, worker,
 migrate); the rest talk to a running service over HTTP (`service.client.Client`): submit, watch,
-ls, show, cancel, download, delete, workers, preview, and `sweep`/`batch`/`range-test` show.
+ls, show, cancel, download, delete, workers, preview, `sweep`/`batch`/`range-test` show, and
+`datasets ls|upload`.
 docs/cli.md documents them.
 
 Exit codes (every command): 0 ok; 1 a run ended failed/diverged/cancelled (with --wait, watch);
@@ -10,7 +11,7 @@ unreachable or answered 5xx after retries; 4 not found; 130 interrupted (Ctrl-C)
 options.py: exit codes and shared options · session.py: the Client, errors → exit codes ·
 render.py: formatters · tables.py: the tables · trackers.py: following runs to the end ·
 commands.py: submit, ls, show, lr, cancel, download, delete, workers · watch.py: watch ·
-preview.py: preview · groups.py: sweep, batch, range-test.
+preview.py: preview · groups.py: sweep, batch, range-test · datasets.py: datasets.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import typer
 
 from service.cli import processes
 from service.cli.commands import cancel, delete, download, lr, ls, show, submit, workers
+from service.cli.datasets import datasets_app
 from service.cli.groups import batch_app, range_test_app, sweep_app
 from service.cli.options import EXIT_HELP, PANEL
 from service.cli.preview import preview
@@ -40,6 +42,7 @@ def _register_client_commands(app: typer.Typer) -> None:
     app.add_typer(sweep_app, name="sweep", rich_help_panel=PANEL)
     app.add_typer(batch_app, name="batch", rich_help_panel=PANEL)
     app.add_typer(range_test_app, name="range-test", rich_help_panel=PANEL)
+    app.add_typer(datasets_app, name="datasets", rich_help_panel=PANEL)
 
 
 processes.register(app)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from service.client.types import Experiment
+from service.client.types import EpochRow, Experiment
 from service.training.status import ExperimentStatus
 
 STATUS_STYLE = {
@@ -52,6 +52,31 @@ def num(v: float | None, digits: int = 4) -> str:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
     return f"{v:.{digits}g}"
+
+
+# Learning rates in human output: three significant digits (a suggestion of
+# 0.031622776601683794 reads 0.0316); --json keeps every digit.
+LR_DIGITS = 3
+
+
+def lr_str(v: float | None) -> str:
+    return num(v, LR_DIGITS)
+
+
+def epoch_parts(r: EpochRow) -> list[str]:
+    """An epoch row's LR and metrics, one `name value` each: `lr 0.0125`, `train_loss 0.03`,
+    `val_loss 0.152`, then `val_accuracy` (or `val_mae` for regression)."""
+    mae = r.get("val_mae")
+    if mae is not None:
+        last = f"val_mae {num(mae)}"
+    else:
+        last = f"val_accuracy {num(r.get('val_accuracy'))}"
+    return [
+        f"lr {lr_str(r['lr'])}",
+        f"train_loss {num(r['train_loss'])}",
+        f"val_loss {num(r['val_loss'])}",
+        last,
+    ]
 
 
 def best_at(exp: Experiment) -> str:

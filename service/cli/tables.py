@@ -18,6 +18,7 @@ from service.cli.render import (
     columns_table,
     epochs_of,
     fields_table,
+    lr_str,
     num,
     params_str,
     plain,
@@ -193,7 +194,7 @@ def decisions_table(decisions: Sequence[Decision]) -> Table:
     for d in decisions:
         lr = ""
         if d.get("old_lr") is not None and d.get("new_lr") is not None:
-            lr = f"{num(d['old_lr'], 3)} → {num(d['new_lr'], 3)}"
+            lr = f"{lr_str(d['old_lr'])} → {lr_str(d['new_lr'])}"
         table.add_row(str(d["epoch"]), d["kind"], lr, plain(d["reason"]))
     return table
 
@@ -379,22 +380,22 @@ def range_test_summary(r: RangeTest) -> list[RenderableType]:
     table.add_row("LR range test", f"{r['id']} · {r['status']}")
     table.add_row("steps", f"{r.get('steps_run', len(points))}/{r.get('steps', '?')}")
     if points:
-        table.add_row("lr tried", f"{num(points[0]['lr'], 3)} → {num(points[-1]['lr'], 3)}")
+        table.add_row("lr tried", f"{lr_str(points[0]['lr'])} → {lr_str(points[-1]['lr'])}")
         smoothed = [p.get("smoothed_loss") for p in points]
         finite = [(v, p) for v, p in zip(smoothed, points, strict=True) if v is not None]
         if finite:
             low, at = min(finite, key=lambda vp: vp[0])
             # The EMA lags the batch losses: its lowest point sits later (higher LR) than the
             # minimum the suggestion rule finds on the filtered losses, shown when known.
-            table.add_row("lowest smoothed", f"{num(low)} at lr {num(at['lr'], 3)}")
+            table.add_row("lowest smoothed", f"{num(low)} at lr {lr_str(at['lr'])}")
     if r.get("min_loss_lr") is not None:
-        table.add_row("loss minimum", f"lr {num(r['min_loss_lr'], 3)} (filtered batch losses)")
+        table.add_row("loss minimum", f"lr {lr_str(r['min_loss_lr'])} (filtered batch losses)")
         table.add_row("smoothed loss", sparkline(smoothed))
     if r.get("stopped"):
         table.add_row("stopped", plain(r.get("stopped")))
     if r.get("error"):
         table.add_row("error", plain(r.get("error")))
     suggested = r.get("suggested_lr")
-    table.add_row("suggested lr", Text(num(suggested), style="bold green" if suggested else ""))
+    table.add_row("suggested lr", Text(lr_str(suggested), style="bold green" if suggested else ""))
     table.add_row("rule", plain(r.get("rule") or "–"))
     return [table]

@@ -17,7 +17,16 @@ from rich.table import Table
 from rich.text import Text
 
 from service.cli.options import EXIT_OK, EXIT_RUN_FAILED
-from service.cli.render import best_at, num, params_str, plain, print_json, status_text
+from service.cli.render import (
+    best_at,
+    epoch_parts,
+    lr_str,
+    num,
+    params_str,
+    plain,
+    print_json,
+    status_text,
+)
 from service.cli.session import err
 from service.cli.tables import (
     experiments_table,
@@ -30,6 +39,7 @@ from service.client import ApiError, Client
 from service.client.types import (
     FINAL_STATUSES,
     OK_STATUSES,
+    EpochRow,
     Experiment,
     RangePoint,
     RangeTest,
@@ -83,6 +93,7 @@ class Row:
     best: str
     stage: int | None = None
     params: str = ""
+    latest: str = ""  # the last epoch's LR and metrics: `lr 0.0125 · val_loss 0.152 · …`
 
 
 @dataclass
@@ -101,7 +112,7 @@ class Tracker(Protocol):
     def result(self) -> Any: ...
 
 
-def _exp_row(e: Experiment) -> Row:
+def _exp_row(e: Experiment, latest: EpochRow | None) -> Row:
     return Row(
         e["id"],
         e["name"],
@@ -109,6 +120,7 @@ def _exp_row(e: Experiment) -> Row:
         e["epochs_run"],
         e["progress"]["epochs"],
         best_at(e),
+        latest=" · ".join(epoch_parts(latest)) if latest else "",
     )
 
 
@@ -127,6 +139,8 @@ class ExperimentsTracker:
         self.batch_id = batch_id
         self.title = title
         self.exps: dict[int, Experiment] = {}
+        self.latest: dict[int, EpochRow] = {}  # each run's last epoch row read
+        self.seen_live: set[int] = set()  # runs seen queued, running or waiting
 
     def poll(self) -> View:
         listed: set[int] = set()
@@ -140,8 +154,26 @@ class ExperimentsTracker:
             if i not in self.exps or self.exps[i]["status"] not in FINAL_STATUSES:
                 self.exps[i] = self.client.get_experiment(i)
         exps = self.ordered()
+        for e in exps:
+            self._read_latest(e)
         final = bool(exps) and all(e["status"] in FINAL_STATUSES for e in exps)
-        return View(self.title, [_exp_row(e) for e in exps], final)
+        return View(self.title, [_exp_row(e, self.latest.get(e["id"])) for e in exps], final)
+
+    def _read_latest(self, e: Experiment) -> None:
+        """The run's newest epoch row (its LR and metrics), read once per new epoch of a run
+        that is live, or that ended while followed: a run seen only ended (`batch show` of an
+        old batch) costs no request, and a batch's requests grow with its running runs."""
+        live = e["status"] not in FINAL_STATUSES
+        if live:
+            self.seen_live.add(e["id"])
+        elif e["id"] not in self.seen_live:
+            return
+        known = self.latest.get(e["id"])
+        if e["epochs_run"] < 1 or (known is not None and known["epoch"] >= e["epochs_run"]):
+            return
+        rows = self.client.metrics(e["id"], after_epoch=e["epochs_run"] - 1, limit=1)["epochs"]
+        if rows:
+            self.latest[e["id"]] = rows[-1]
 
     def ordered(self) -> list[Experiment]:
         return [self.exps[i] for i in sorted(self.exps)]
@@ -243,9 +275,9 @@ class RangeTestTracker:
         self.test = r
         done = r.get("steps_run", len(points))
         last = points[-1] if points else None
-        best = f"lr {num(last['lr'], 3)}" if last else "–"
+        best = f"lr {lr_str(last['lr'])}" if last else "–"
         if r.get("suggested_lr") is not None:
-            best = f"suggested {num(r.get('suggested_lr'), 3)}"
+            best = f"suggested {lr_str(r.get('suggested_lr'))}"
         row = Row(r["id"], "lr range test", r["status"], done, r.get("steps", 0), best)
         return View(f"LR range test {r['id']}", [row], r["status"] in FINAL_STATUSES, "steps")
 
@@ -277,11 +309,16 @@ def _progress_table(view: View) -> RenderableType:
     table.add_column("progress")
     table.add_column(view.unit, justify="right")
     table.add_column(f"best {view.metric}" if view.metric else "best")
+    latest = any(r.latest for r in view.rows)
+    if latest:
+        table.add_column("last epoch")
     for r in view.rows:
         bar = ProgressBar(total=max(r.total, 1), completed=min(r.done, max(r.total, 1)), width=24)
         cells: list[RenderableType] = [str(r.id)]
         cells += [str(r.stage or ""), plain(r.params)] if sweep else [plain(r.name)]
         cells += [status_text(r.status), bar, f"{r.done}/{r.total}", r.best]
+        if latest:
+            cells.append(plain(r.latest))
         table.add_row(*cells)
     if not view.rows:
         table.add_row("", Text("waiting for the first run…", style="dim"))
@@ -320,6 +357,8 @@ def follow(tracker: Tracker, interval: float, console: Console, quiet: bool = Fa
                     if r.status in FINAL_STATUSES:
                         metric = f"{view.metric} " if view.metric else ""
                         line += f" · {r.done}/{r.total} {view.unit} · best {metric}{r.best}"
+                        if r.latest:
+                            line += f" · last epoch: {r.latest}"
                     console.print(plain(line))
             return view.final
 

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from service.cli.options import EXIT_OK, EXIT_RUN_FAILED, IntervalOpt, TokenOpt, UrlOpt
-from service.cli.render import new_console, num, plain, status_text
+from service.cli.render import epoch_parts, lr_str, new_console, num, plain, status_text
 from service.cli.session import connected
 from service.cli.tables import experiments_table
 from service.cli.trackers import poll_until, still_trying
@@ -121,14 +121,7 @@ def _metric(r: EpochRow, key: str) -> float | None:
 
 
 def _epoch_line(w: Watched, r: EpochRow) -> str:
-    key = "val_mae" if r.get("val_mae") is not None else "val_accuracy"
-    parts = [
-        f"{w.id} epoch {r['epoch']:>3}/{w.epochs}",
-        f"lr {num(r['lr'], 4)}",
-        f"train_loss {num(r['train_loss'])}",
-        f"val_loss {num(r['val_loss'])}",
-        f"{key} {num(_metric(r, key))}",
-    ]
+    parts = [f"{w.id} epoch {r['epoch']:>3}/{w.epochs}", *epoch_parts(r)]
     if r.get("decision"):
         parts.append(f"[{r['decision']}]")
     return "  ".join(parts)
@@ -184,7 +177,7 @@ def _watch_panel(w: Watched, keep: int) -> Panel:
     for r in w.rows[-keep:]:
         table.add_row(
             str(r["epoch"]),
-            num(r["lr"], 4),
+            lr_str(r["lr"]),
             num(r["train_loss"]),
             num(r["val_loss"]),
             num(_metric(r, key)),

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import httpx
 
@@ -34,6 +34,7 @@ from service.client.types import (
     Batch,
     BatchCreated,
     Comparison,
+    Dataset,
     DecisionList,
     Experiment,
     ExperimentPage,
@@ -134,8 +135,12 @@ class Client:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        files: Mapping[str, tuple[str, BinaryIO]] | None = None,
     ) -> httpx.Response:
-        """Send one request with retries; return the 2xx response or raise `ApiError`."""
+        """Send one request with retries; return the 2xx response or raise `ApiError`.
+        `data` and `files` make it a multipart/form-data body (each file sent from its start,
+        on every attempt)."""
         sent_headers = dict(headers or {})
         if self.token:
             sent_headers["Authorization"] = f"Bearer {self.token}"
@@ -144,9 +149,17 @@ class Client:
         safe = method.upper() in ("GET", "HEAD") or "Idempotency-Key" in sent_headers
         attempt = 0
         while True:
+            for _, fp in (files or {}).values():
+                fp.seek(0)
             try:
                 response = self._http.request(
-                    method, path, params=query, json=json, headers=sent_headers
+                    method,
+                    path,
+                    params=query,
+                    json=json,
+                    headers=sent_headers,
+                    data=data,
+                    files=files,
                 )
             except httpx.TransportError as exc:
                 # A refused connection never reached the server: always safe to repeat.
@@ -461,6 +474,35 @@ class Client:
 
     def cancel_range_test(self, range_test_id: int) -> RangeTest:
         return cast(RangeTest, self._post(f"/v1/lr-range-tests/{range_test_id}/cancel"))
+
+    # -- datasets -------------------------------------------------------------------------
+
+    def datasets(self) -> list[Dataset]:
+        """Every dataset a spec may name: the built-in ones first, then uploads."""
+        return cast(list[Dataset], self._get("/v1/datasets")["datasets"])
+
+    def upload_dataset(
+        self,
+        path: str | Path,
+        name: str,
+        *,
+        label_column: str | None = None,
+        task: str | None = None,
+    ) -> Dataset:
+        """POST /v1/datasets (multipart): an `.npz` (arrays `x`, `y`) or a `.csv` with a header
+        row, whose `label_column` (required for a .csv) names the label or target column.
+        `task` (classification | regression) is inferred when not given."""
+        fields = {"name": name}
+        if label_column is not None:
+            fields["label_column"] = label_column
+        if task is not None:
+            fields["task"] = task
+        path = Path(path)
+        with path.open("rb") as fp:
+            response = self.request(
+                "POST", "/v1/datasets", data=fields, files={"file": (path.name, fp)}
+            )
+        return cast(Dataset, response.json())
 
     # -- workers --------------------------------------------------------------------------
 

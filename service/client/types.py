@@ -334,6 +334,21 @@ class Worker(TypedDict):
     last_seen: str
 
 
+class Dataset(TypedDict):
+    """A dataset (GET /v1/datasets, or the answer to an upload)."""
+
+    name: str
+    task: str  # classification | regression
+    n_samples: int
+    feature_shape: list[int]
+    n_classes: int | None
+    image_shape: list[int] | None
+    builtin: bool
+    description: str
+    source: dict[str, Any] | None  # an upload's format, file name, sha256, label_column, …
+    created_at: str | None
+
+
 class Readiness(TypedDict):
     status: str  # ready | unavailable
     checks: dict[str, dict[str, Any]]

@@ -54,6 +54,9 @@ def test_submit_wait_then_show_ls_and_watch_a_finished_run(
     exp_id = queued_id(done.stdout)
     # Piped output: a line per status change, then the summary table.
     assert f"{exp_id} cli-e2e: succeeded · 4/4 epochs" in done.stdout
+    # ... and the run's final line its last epoch's LR and metrics.
+    last = r" · last epoch: lr 0\.1 · train_loss \S+ · val_loss \S+ · val_accuracy [\d.]+\n"
+    assert re.search(rf"{exp_id} cli-e2e: succeeded · .*{last}", done.stdout), done.stdout
     assert re.search(rf"│\s+{exp_id} │ cli-e2e\s+│ succeeded │\s+4/4 │", done.stdout), done.stdout
 
     shown = run_cli("show", str(exp_id), "--json", "--url", url)
