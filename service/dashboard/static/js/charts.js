@@ -47,7 +47,7 @@ export function lineChart(container, { title, series, logY = false, stepped = fa
           stroke: s.color || PALETTE[i % PALETTE.length],
           dash: s.dash,
           width: 2,
-          spanGaps: false,
+          spanGaps: s.spanGaps ?? false, // true: runs on a shared x of their own (compare's time axis)
           // An LR holds from one epoch to the next: draw it as steps, not slopes.
           paths: stepped ? uPlot.paths.stepped({ align: 1 }) : undefined,
           points: { show: (u) => u.data[0].length < 60 },
