@@ -1,0 +1,104 @@
+"""LR range tests in a real browser, the test run by the real worker: the list with its
+suggestion, the test's page with its loss-versus-LR curve and the suggestion marked with its rule,
+"Train with this LR" opening the form at that LR, and the experiment URL of a range test landing
+on its own page."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Any
+
+import pytest
+
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+BODY: dict[str, Any] = {
+    "spec": {"name": "iris-range", "dataset": "iris", "model": {"type": "mlp", "hidden": [8]},
+             "solver": {"type": "SGD", "params": {"momentum": 0.9}}, "batch_size": 16, "seed": 0},
+    "min_lr": 1e-4, "max_lr": 10.0, "steps": 40,
+}  # fmt: skip
+
+
+def three_digits(x: float) -> float:
+    """The LR as the pages show it and the form is filled: 3 significant digits."""
+    return float(f"{x:.3g}")
+
+
+# A page in a browser: the backend changes nothing, so the embedded stack alone.
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_range_test_pages(stack: Stack, page: Any, shot: Any) -> None:
+    with stack.client() as c:
+        created = c.post("/v1/lr-range-tests", json=BODY)
+        assert created.status_code == 201, created.text
+        test_id = created.json()["id"]
+        deadline = time.monotonic() + 90
+        while (test := c.get(f"/v1/lr-range-tests/{test_id}").json())["status"] in {
+            "queued",
+            "running",
+        }:
+            assert time.monotonic() < deadline, stack.logs()
+            time.sleep(0.2)
+    assert test["status"] == "succeeded" and test["suggested_lr"] is not None, test["rule"]
+    suggested = three_digits(test["suggested_lr"])
+
+    # The list: the test's row, its LR span and steps, and the suggestion rounded.
+    page.goto(f"{stack.url}/range-tests")
+    row = page.locator(f'#range-tests tr[data-id="{test_id}"]')
+    row.wait_for()
+    cells = row.locator("td").all_inner_texts()
+    assert cells[1] == "iris-range" and cells[3] == "iris · mlp"
+    assert row.locator('[data-status="succeeded"]').count() == 1
+    assert "40/40" in cells[5]
+    assert float(row.locator("td.suggested-lr").inner_text()) == suggested
+    assert row.locator("td.suggested-lr").get_attribute("title") == test["rule"]
+    shot("range-tests")
+
+    # Its page: every point on the log-LR chart, the suggestion marked with its rule.
+    row.locator("a").first.click()
+    page.wait_for_url(f"**/range-tests/{test_id}")
+    page.locator('#status [data-status="succeeded"]').wait_for()
+    chart = page.locator("#range-chart")
+    page.wait_for_function(
+        "n => document.querySelector('#range-chart').dataset.points === String(n)",
+        arg=test["steps_run"],
+    )
+    assert chart.locator("canvas").count() == 1
+    marker = chart.locator('.decision-marker[data-kind="suggested"]')
+    assert marker.get_attribute("title") == test["rule"]
+    assert float(marker.get_attribute("data-x") or "nan") == test["suggested_lr"]
+    assert marker.is_visible()  # inside the plot: the LR axis spans min_lr..max_lr
+    assert chart.locator('.decision-marker[data-kind="min_loss"]').count() == 1
+    assert chart.locator('.decision-marker[data-kind="steepest"]').count() == 1
+    assert float(page.locator("#suggested-lr").inner_text()) == suggested
+    assert page.locator("#rule").inner_text() == test["rule"]
+    assert page.locator("#stopped").inner_text() == test["stopped"]
+    trains = page.locator("#spec-line").inner_text()
+    assert "iris · mlp [8] · SGD (momentum=0.9) · batch 16" in trains
+    # The x axis is the LR on a log scale: the suggestion sits where log10 puts it between
+    # min_lr and max_lr (on a linear axis it would be at the left edge, under 1 %).
+    plot, at = chart.locator(".u-over").bounding_box(), marker.bounding_box()
+    across = (at["x"] + at["width"] / 2 - plot["x"]) / plot["width"]
+    expected = math.log10(test["suggested_lr"] / 1e-4) / math.log10(10.0 / 1e-4)
+    assert abs(across - expected) < 0.05, (across, expected)
+    assert "learning rate" in chart.inner_text()
+    shot("range-test")
+
+    # "Train with this LR": the create form with the test's spec at the suggestion.
+    page.locator("#train-with-lr").click()
+    page.wait_for_url(re.compile(rf"/new\?from_range_test={test_id}$"))
+    base_lr = page.locator('[data-loc="base_lr"] > input').first
+    page.wait_for_function(
+        "() => document.querySelector('[data-loc=\"base_lr\"] > input')?.value !== ''"
+    )
+    assert float(base_lr.input_value()) == suggested
+    assert page.locator('[data-loc="batch_size"] > input').first.input_value() == "16"
+    shot("train-with-lr")
+
+    # The range test's experiment URL lands on its own page, not on an empty training run's.
+    page.goto(f"{stack.url}/experiments/{test_id}")
+    page.wait_for_url(f"**/range-tests/{test_id}")
+    page.locator("#range-chart canvas").wait_for()
