@@ -80,8 +80,9 @@ def list_experiments(
         Query(
             description="`-` for descending. created: creation order (the id's); best: the "
             "run's best value of its own `best.metric`; base_lr: the spec's; names ignore "
-            "case. Runs without the value (no best yet) come last either way, ties by id. "
-            "`next_cursor` pages the same order; a cursor of another sort is a 422"
+            "case; statuses sort by name. Runs without the value (no best yet) come last "
+            "either way, ties by id. `next_cursor` pages the same order; a cursor of another "
+            "sort is a 422"
         ),
     ] = DEFAULT_SORT,
     cursor: Annotated[

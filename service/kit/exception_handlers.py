@@ -20,9 +20,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from service.kit import after_schema
 from service.kit.errors import ErrorItem, GlidepathError, item
 from service.kit.logging import get_logger
 
@@ -118,6 +120,22 @@ def _not_json(cause: BaseException | None) -> str:
     return str(cause) if cause else "it could not be parsed"
 
 
+async def _beyond_schema(
+    request: Request, exc: RequestValidationError, items: list[ErrorItem]
+) -> list[ErrorItem]:
+    """What the route's own checks find in the rest of a body its schema refused
+    (`after_schema`): one 422 with every mistake. They may read the database; if they fail,
+    the schema's errors are still the answer."""
+    check = after_schema.check_for(getattr(request.scope.get("route"), "endpoint", None))
+    if check is None or exc.body is None:
+        return []
+    try:
+        return await run_in_threadpool(check, exc.body, items)
+    except Exception:
+        log.warning("after_schema_check_failed", path=request.url.path, exc_info=True)
+        return []
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(GlidepathError)
     async def _domain(_: Request, exc: GlidepathError) -> JSONResponse:
@@ -140,6 +158,7 @@ def install(app: FastAPI) -> None:
                 msg = f"the body is not valid JSON: {reason} at character {loc[-1]}"
                 loc = ["body"]
             items.append(item(loc, msg, str(e.get("type", "invalid"))))
+        items += await _beyond_schema(request, exc, items)
         return _json(422, items)
 
     @app.exception_handler(StarletteHTTPException)

@@ -17,7 +17,7 @@ from service.training.errors import ErrorItem, allowed, item, kwargs_errors
 from service.training.hypergradient import SOLVERS as HYPERGRADIENT_SOLVERS
 from service.training.hypergradient import Hypergradient
 from service.training.scheduler_checks import check_scheduler
-from service.training.spec import METRICS_ANY, ExperimentSpec, metrics_for
+from service.training.spec import METRICS_ANY, ExperimentSpec, SolverSpec, metrics_for
 from service.training.split import split_sizes, steps_per_epoch
 
 
@@ -224,13 +224,17 @@ def derived_sizes(spec: ExperimentSpec, info: DatasetInfo) -> tuple[dict[str, in
     return sizes, steps_per_epoch(sizes["train"], spec.batch_size)
 
 
+STAND_IN_SOLVER = SolverSpec(type="SGD", params={"momentum": 0.9})
+
+
 def check_spec(spec: ExperimentSpec, info: DatasetInfo | None) -> list[ErrorItem]:
     """Everything Pydantic cannot know: torch names, kwargs and values; metrics of the task.
 
     `info` is None for a plugin dataset: only a worker can build it (its size and task depend on
     its params), so the checks that need them (split sizes, the task's metrics, image shape)
     are the worker's when the run starts, and the schedule is walked with one step per epoch."""
-    errors: list[ErrorItem] = []
+    split_errors: list[ErrorItem] = []
+    model_errors: list[ErrorItem] = []
     metrics: tuple[str, ...] = METRICS_ANY
     if info is None:
         task, steps = "any task", 1
@@ -238,7 +242,7 @@ def check_spec(spec: ExperimentSpec, info: DatasetInfo | None) -> list[ErrorItem
         sizes, steps = derived_sizes(spec, info)
         for part in ("train", "val"):
             if sizes[part] < 1:
-                errors.append(
+                split_errors.append(
                     item(
                         ["split", part],
                         f"{info.name!r} has {info.n_samples} samples: the {part} part would be "
@@ -246,17 +250,23 @@ def check_spec(spec: ExperimentSpec, info: DatasetInfo | None) -> list[ErrorItem
                         "empty_split",
                     )
                 )
-        errors += _check_model(spec, info)
+        model_errors = _check_model(spec, info)
         task, metrics = info.task, metrics_for(info.task)
-    errors += _check_warmup(spec)
+    errors = _check_warmup(spec)
     errors += _check_monitors(spec, task, metrics)
     errors += _check_hypergradient(spec)
     errors += _check_schedule_free(spec)
     solver_errors = _check_solver(spec)
-    errors += solver_errors
-    if not solver_errors and not errors:
-        errors += check_scheduler(spec, task, metrics, steps)
-    return errors
+    # The schedule is walked unless something it reads is wrong (the split's steps per epoch,
+    # the warmup, the monitors); a refused model does not hold the scheduler's own errors back,
+    # nor does a refused solver: the walk then drives a stand-in (SGD with momentum, which every
+    # scheduler can cycle). Every mistake of a spec in one 422.
+    if not split_errors and not errors:
+        walked = spec.model_copy(update={"solver": STAND_IN_SOLVER}) if solver_errors else spec
+        errors += solver_errors + check_scheduler(walked, task, metrics, steps)
+    else:
+        errors += solver_errors
+    return split_errors + model_errors + errors
 
 
 def check_schedule(spec: ExperimentSpec, steps: int) -> list[ErrorItem]:

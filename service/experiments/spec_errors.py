@@ -1,0 +1,60 @@
+"""Every mistake of a spec in one 422: the checks beyond the schema (`service.validate`: torch,
+the dataset, the plugins the workers offer) run on what is left of a spec Pydantic refused.
+
+The fields Pydantic refused are left out (each has a default, so the rest still makes a spec);
+what the checks then say about those fields, or about a field whose check reads one of them (a
+scheduler walked with the default `epochs` in place of a refused one), is not reported: it would
+be about a stand-in, not about what was sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.experiments import service
+from service.kit.db import session_scope
+from service.kit.errors import ErrorItem, item
+from service.training.checks import check_spec
+from service.training.datasets import DatasetInfo
+from service.training.spec import ExperimentSpec
+from service.workers import service as workers
+
+# The top-level fields each section's checks read besides its own: a refused one among them
+# makes that section's findings moot.
+READS: dict[str, set[str]] = {
+    "split": {"dataset"},
+    "model": {"dataset", "split", "batch_size"},
+    "scheduler": {"base_lr", "epochs", "batch_size", "split", "dataset", "warmup"},
+    "warmup": {"epochs", "scheduler", "solver"},
+    "early_stopping": {"dataset", "scheduler"},
+}
+
+
+def errors_beyond_schema(body: Any, schema_errors: list[ErrorItem]) -> list[ErrorItem]:
+    """The errors `service.validate` finds in `body` once the fields of `schema_errors` are
+    left out, at their full loc (after "body")."""
+    if not isinstance(body, dict):
+        return []
+    refused: set[str] = set()
+    for e in schema_errors:
+        loc = e["loc"]
+        if len(loc) < 2 or loc[0] != "body" or not isinstance(loc[1], str):
+            return []  # the whole body is wrong (not an object): nothing else to check
+        refused.add(loc[1])
+    try:
+        spec = ExperimentSpec.model_validate({k: v for k, v in body.items() if k not in refused})
+    except ValidationError:
+        return []
+    with session_scope() as session:
+        info: DatasetInfo | None = None  # a refused dataset: checks of its size and task wait
+        errors: list[ErrorItem] = []
+        if "dataset" not in refused:
+            info, errors = service.dataset_info(session, spec.dataset, ["dataset"])
+        errors += check_spec(spec, info) + workers.check_model(session, spec.model, ["model"])
+    found = []
+    for e in errors:
+        field = str(e["loc"][0]) if e["loc"] else ""
+        if field and field not in refused and not READS.get(field, set()) & refused:
+            found.append(item(["body", *e["loc"]], e["msg"], e["type"]))
+    return found
