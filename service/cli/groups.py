@@ -16,7 +16,7 @@ from service.cli.options import (
 )
 from service.cli.render import new_console, print_json
 from service.cli.session import connected
-from service.cli.tables import sweeps_table
+from service.cli.tables import range_tests_table, sweeps_table
 from service.cli.trackers import (
     ExperimentsTracker,
     RangeTestTracker,
@@ -27,7 +27,7 @@ from service.cli.trackers import (
 
 sweep_app = typer.Typer(help="Sweeps: show, list, cancel.", no_args_is_help=True)
 batch_app = typer.Typer(help="Batches: show.", no_args_is_help=True)
-range_test_app = typer.Typer(help="LR range tests: show.", no_args_is_help=True)
+range_test_app = typer.Typer(help="LR range tests: show, list.", no_args_is_help=True)
 
 
 def _show_tracked(tracker: Tracker, wait: bool, interval: float, json_out: bool) -> None:
@@ -139,3 +139,23 @@ def range_test_show(
     """An LR range test: steps run, the loss curve, the suggested LR and its rule."""
     with connected(url, token) as client:
         _show_tracked(RangeTestTracker(client, range_test_id), wait, interval, json_out)
+
+
+@range_test_app.command("ls", epilog=EXIT_HELP)
+def range_test_ls(
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", "-s", help="Only tests in this status; repeat for several."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many, newest first.")] = 50,
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """LR range tests, newest first: status, data, LR span, steps run and the suggested LR."""
+    with connected(url, token) as client:
+        tests = client.list_range_tests(status or (), limit)
+    if json_out:
+        print_json(tests)
+        return
+    new_console().print(range_tests_table(tests))

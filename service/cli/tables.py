@@ -33,6 +33,7 @@ from service.client.types import (
     LeaderboardEntry,
     LRTrace,
     RangeTest,
+    RangeTestSummary,
     Sweep,
     SweepDecision,
     SweepExperiment,
@@ -354,6 +355,27 @@ def sweeps_table(sweeps: Sequence[Sweep]) -> Table:
 
 
 # -- LR range tests ---------------------------------------------------------------------------
+
+
+def range_tests_table(tests: Sequence[RangeTestSummary]) -> Table:
+    """`range-test ls`."""
+    table = columns_table(
+        ("id", "name", "status", "data", "lr span", "steps", "suggested lr", "created", "by"),
+        right=("id", "steps", "suggested lr"),
+    )
+    for t in tests:
+        table.add_row(
+            str(t["id"]),
+            plain(t.get("name", "")),
+            status_text(t.get("status", "")),
+            plain(f"{t.get('dataset', '')} · {t.get('model', '')}"),
+            f"{lr_str(t.get('min_lr'))} → {lr_str(t.get('max_lr'))}",
+            f"{t.get('steps_run', 0)}/{t.get('steps', 0)}",
+            lr_str(t.get("suggested_lr")),
+            timestamp(t.get("created_at")),
+            plain(t.get("created_by") or "–"),
+        )
+    return table
 
 
 def sparkline(values: Sequence[float | None], width: int = 60) -> str:

@@ -42,6 +42,7 @@ from service.client.types import (
     MetricsPage,
     RangeTest,
     RangeTestCreated,
+    RangeTestSummary,
     Readiness,
     Sweep,
     SweepCreated,
@@ -471,6 +472,13 @@ class Client:
                 f"/v1/lr-range-tests/{range_test_id}", from_step=from_step if from_step else None
             ),
         )
+
+    def list_range_tests(
+        self, status: Sequence[str] = (), limit: int = 50
+    ) -> list[RangeTestSummary]:
+        """GET /v1/lr-range-tests: the newest `limit` tests (1-500), in any of `status`."""
+        body = self._get("/v1/lr-range-tests", status=list(status) or None, limit=limit)
+        return cast(list[RangeTestSummary], body["items"])
 
     def cancel_range_test(self, range_test_id: int) -> RangeTest:
         return cast(RangeTest, self._post(f"/v1/lr-range-tests/{range_test_id}/cancel"))

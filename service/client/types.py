@@ -302,6 +302,26 @@ class RangeTest(TypedDict):
     max_lr: NotRequired[float]
 
 
+class RangeTestSummary(TypedDict):
+    """An item of GET /v1/lr-range-tests: a test without its points."""
+
+    id: int
+    name: str
+    status: str
+    dataset: str
+    model: str
+    min_lr: float
+    max_lr: float
+    steps: int
+    steps_run: int
+    suggested_lr: float | None
+    rule: str | None
+    stopped: str | None
+    created_by: str | None
+    created_at: str
+    finished_at: str | None
+
+
 class Series(TypedDict):
     experiment_id: int
     name: str
