@@ -19,7 +19,7 @@ MAX_NAME_KEY = 1000  # a name is at most 200 characters; its lowered form a litt
 class ListSort(StrEnum):
     """`-` is descending. `created` is creation order (the id's), `best` the run's best value of
     its own best metric (`best.metric`), `base_lr` the spec's; runs without one come last either
-    way. Names sort case-insensitively."""
+    way. Names sort case-insensitively, statuses by their name."""
 
     CREATED_DESC = "-created"
     CREATED = "created"
@@ -31,10 +31,12 @@ class ListSort(StrEnum):
     BASE_LR_DESC = "-base_lr"
     ID = "id"
     ID_DESC = "-id"
+    STATUS = "status"
+    STATUS_DESC = "-status"
 
     @property
     def field(self) -> str:
-        """What it orders by: id (for created and id), name, best or base_lr."""
+        """What it orders by: id (for created and id), name, status, best or base_lr."""
         name = self.value.removeprefix("-")
         return "id" if name == "created" else name
 
@@ -104,7 +106,7 @@ def _value(sort: ListSort, value: Any) -> str | float | None:
         if not _is_id(value):
             raise ValueError
         return int(value)
-    if sort.field == "name":
+    if sort.field in ("name", "status"):
         if not isinstance(value, str) or len(value) > MAX_NAME_KEY:
             raise ValueError
         return value

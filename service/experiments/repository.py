@@ -74,6 +74,7 @@ _SORT_COLUMNS: dict[str, Callable[[], ColumnElement[Any]]] = {
     "id": lambda: Experiment.id.expression,
     # Lowered by the database itself, so the cursor's value compares as the ORDER BY does.
     "name": lambda: func.lower(Experiment.name),
+    "status": lambda: Experiment.status.expression,
     "best": lambda: Experiment.best_value.expression,
     "base_lr": lambda: Experiment.spec["base_lr"].as_float(),
 }

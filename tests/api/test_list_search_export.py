@@ -94,6 +94,8 @@ def test_every_sort_orders_and_pages_without_gaps_or_repeats(
         "-best": [e, b, d, a, g, f, c],
         "base_lr": [f, a, b, g, d, c, e],
         "-base_lr": [e, c, d, g, b, a, f],
+        "status": [c, f, g, d, a, b, e],  # queued before succeeded, by id
+        "-status": [e, b, a, d, g, f, c],
     }
     assert set(expected) == {s.value for s in ListSort}
     for sort, order in expected.items():
