@@ -107,6 +107,10 @@ export const api = {
   experiment: (id) => request("GET", `/v1/experiments/${id}`),
   metrics: (id, afterEpoch) => request("GET", `/v1/experiments/${id}/metrics${query({ after_epoch: afterEpoch })}`),
   decisions: (id) => request("GET", `/v1/experiments/${id}/decisions`),
+  // A run's epochs for export: CSV as a file (sent with the token), JSON as metrics pages.
+  metricsCsvUrl: (id) => `/v1/experiments/${id}/metrics.csv`,
+  metricsCsv: (id) => download(`/v1/experiments/${id}/metrics.csv`),
+  metricsPage: (id, afterEpoch, limit) => request("GET", `/v1/experiments/${id}/metrics${query({ after_epoch: afterEpoch, limit })}`),
   cancel: (id) => request("POST", `/v1/experiments/${id}/cancel`),
   // The final model (safetensors) of an ended run, verified by the service before it is sent.
   modelUrl: (id) => `/v1/experiments/${id}/model`,

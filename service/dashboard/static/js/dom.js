@@ -52,3 +52,14 @@ export function svg(tag, attrs = {}, ...children) {
   append(el, children);
   return el;
 }
+
+// Hand a fetched file to the browser as a download (a link cannot send the token, so files the
+// API guards are fetched first and saved from a blob URL).
+export function saveBlob(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const a = h("a", { href: url, download: filename, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}

@@ -1,25 +1,38 @@
-// `/`: the newest experiments with status, progress, best value and tags; filters by status, tag
-// and sweep live in the URL (shareable); the table is polled every 2 s.
-import { api, ApiError, STATUSES } from "../api.js";
-import { clear, errorBox, h, link } from "../dom.js";
+// `/`: experiments with status, progress, best value, hyper-parameters (and a sweep's swept
+// values when filtered by one) and tags. Filters, the name search (`q`) and the sort (`sort`,
+// ordered by the API in every direction) live in the URL; "Load more" follows the API's cursor.
+// Rows update live; each run's metrics export as CSV or JSON.
+import { api, ApiError, getToken, STATUSES } from "../api.js";
+import { clear, errorBox, h, link, saveBlob } from "../dom.js";
 import { num, progressBar, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
 import { follow } from "../sse.js";
+import { leafText, schedulerText, valueAt } from "../specs.js";
 
 const POLL_MS = 2000;
 const RELOAD_MS = 1000; // events that change the list (a new run, a status) reload it at most this often
+const PAGE = 100;
+const MAX_PAGE = 500; // the API's largest page
+// Sortable columns: the API's sort field, and the direction of a first click.
+const SORTS = { id: "-", name: "", status: "", best: "", base_lr: "", created: "-" };
+const DEFAULT_SORT = "-created";
 
 export async function renderList(root, query) {
   const filters = {
     status: query.get("status") || "",
     tag: query.get("tag") || "",
     sweep_id: query.get("sweep") || "",
+    q: query.get("q") || "",
   };
+  const wanted = query.get("sort") || DEFAULT_SORT;
+  const sort = Object.hasOwn(SORTS, wanted.replace(/^-/, "")) ? wanted : DEFAULT_SORT;
   const selected = new Set();
 
   const statusSelect = h("select", { name: "status" }, h("option", { value: "" }, "any status"),
     STATUSES.map((s) => h("option", { value: s }, s)));
   statusSelect.value = filters.status;
+  const searchInput = h("input", { name: "q", id: "search", type: "search", placeholder: "name contains…",
+    value: filters.q, maxlength: 200 });
   const tagInput = h("input", { name: "tag", placeholder: "key or key:value", value: filters.tag });
   const sweepSelect = h("select", { name: "sweep" }, h("option", { value: "" }, "any sweep"));
   const compareButton = h("button", { type: "button", disabled: true, onclick: () => {
@@ -27,18 +40,23 @@ export async function renderList(root, query) {
   } }, "Compare selected");
   const notice = h("div");
   const tbody = h("tbody");
+  const theadRow = h("tr");
+  const loadMore = h("button", { type: "button", id: "load-more", class: "ghost", hidden: true }, "Load more");
+  const countNote = h("span", { class: "muted", id: "shown-count" });
 
-  const apply = () => {
+  const url = (changes = {}) => {
     const q = new URLSearchParams();
-    if (statusSelect.value) q.set("status", statusSelect.value);
-    if (tagInput.value.trim()) q.set("tag", tagInput.value.trim());
-    if (sweepSelect.value) q.set("sweep", sweepSelect.value);
+    const state = { status: statusSelect.value, tag: tagInput.value.trim(), sweep: sweepSelect.value,
+      q: searchInput.value.trim(), sort, ...changes };
+    for (const key of ["status", "tag", "sweep", "q"]) if (state[key]) q.set(key, state[key]);
+    if (state.sort !== DEFAULT_SORT) q.set("sort", state.sort);
     const s = q.toString();
-    location.href = s ? `/?${s}` : "/";
+    return s ? `/?${s}` : "/";
   };
+  const apply = () => { location.href = url(); };
   statusSelect.addEventListener("change", apply);
   sweepSelect.addEventListener("change", apply);
-  tagInput.addEventListener("keydown", (e) => e.key === "Enter" && apply());
+  for (const input of [tagInput, searchInput]) input.addEventListener("keydown", (e) => e.key === "Enter" && apply());
 
   clear(
     root,
@@ -46,6 +64,7 @@ export async function renderList(root, query) {
       h("h1", { class: "grow" }, "Experiments"),
       h("a", { href: "/new", "data-needs": "submit" }, h("span", { class: "button" }, "New experiment"))),
     h("form", { class: "toolbar", id: "filters", onsubmit: (e) => { e.preventDefault(); apply(); } },
+      h("label", {}, "Name ", searchInput),
       h("label", {}, "Status ", statusSelect),
       h("label", {}, "Tag ", tagInput),
       h("label", {}, "Sweep ", sweepSelect),
@@ -53,10 +72,8 @@ export async function renderList(root, query) {
       h("span", { class: "grow" }),
       compareButton),
     notice,
-    h("table", { id: "experiments" },
-      h("thead", {}, h("tr", {},
-        ["", "id", "name", "status", "progress", "best", "dataset", "tags", "created", "by"].map((t) => h("th", {}, t)))),
-      tbody),
+    h("div", { class: "table-scroll" }, h("table", { id: "experiments" }, h("thead", {}, theadRow), tbody)),
+    h("div", { class: "toolbar" }, countNote, loadMore),
   );
 
   // The sweep filter offers the sweeps that exist; a failure here only leaves the list short.
@@ -65,6 +82,35 @@ export async function renderList(root, query) {
     sweepSelect.value = filters.sweep_id;
   }).catch(() => {});
 
+  // Filtered by a sweep: a column per swept field (its dotted spec path).
+  let swept = [];
+  if (filters.sweep_id) {
+    try {
+      const sweep = await api.sweep(filters.sweep_id);
+      swept = [...new Set(sweep.experiments.flatMap((r) => Object.keys(r.params || {})))];
+    } catch {
+      // no such sweep: the list says so (an empty page), no columns to add
+    }
+  }
+
+  // A header that sorts: the first click in its natural direction, the next reverses it.
+  const sortHeader = (field, label) => {
+    const current = sort.replace(/^-/, "") === field;
+    const descending = sort.startsWith("-");
+    const next = current ? (descending ? field : `-${field}`) : `${SORTS[field]}${field}`;
+    return h("th", { "data-sort": field, "aria-sort": current ? (descending ? "descending" : "ascending") : "none" },
+      h("a", { href: url({ sort: next }), class: "sort-link", title: `sort by ${label}` },
+        label, current ? (descending ? " ▼" : " ▲") : ""));
+  };
+  clear(theadRow,
+    h("th", {}, ""), sortHeader("id", "id"), sortHeader("name", "name"), sortHeader("status", "status"),
+    h("th", {}, "progress"), sortHeader("best", "best"), sortHeader("base_lr", "base LR"),
+    h("th", {}, "solver"), h("th", {}, "scheduler"), h("th", {}, "batch"),
+    swept.map((p) => h("th", { "data-param": p, title: `swept: ${p}` }, p)),
+    h("th", {}, "dataset"), h("th", {}, "tags"), sortHeader("created", "created"), h("th", {}, "by"),
+    h("th", {}, "metrics"));
+  const columns = theadRow.children.length;
+
   const row = (e) => h("tr", { "data-id": e.id },
     h("td", {}, h("input", { type: "checkbox", checked: selected.has(e.id), "aria-label": `select ${e.id}`,
       onchange: (ev) => {
@@ -72,43 +118,102 @@ export async function renderList(root, query) {
         compareButton.disabled = selected.size < 1;
       } })),
     h("td", { class: "num" }, link(`/experiments/${e.id}`, `#${e.id}`)),
-    h("td", {}, link(`/experiments/${e.id}`, e.name || "(unnamed)")),
+    h("td", { class: "name" }, link(`/experiments/${e.id}`, e.name || "(unnamed)")),
     h("td", {}, statusBadge(e.status)),
     h("td", {}, progressBar(e.progress)),
     h("td", { class: "num", title: e.best_epoch ? `epoch ${e.best_epoch}` : "" },
       e.best_value === null ? "—" : `${e.best ? `${e.best.metric} ` : ""}${num(e.best_value)} @${e.best_epoch}`),
+    h("td", { class: "num base-lr", "data-value": e.spec.base_lr, title: String(e.spec.base_lr) }, num(e.spec.base_lr, 3)),
+    h("td", {}, e.spec.solver ? e.spec.solver.type : "—"),
+    h("td", {}, schedulerText(e.spec)),
+    h("td", { class: "num" }, e.spec.batch_size ?? "—"),
+    swept.map((p) => h("td", { class: "num", "data-param": p }, leafText(valueAt(e.spec, p)))),
     h("td", {}, e.dataset),
     h("td", {}, Object.entries(e.tags).map(([k, v]) => h("span", {
       class: "tag", title: "filter by this tag",
       onclick: () => { location.href = `/?tag=${encodeURIComponent(`${k}:${v}`)}`; },
     }, `${k}=${v}`))),
-    h("td", { class: "muted" }, when(e.created_at)),
+    h("td", { class: "muted created" }, when(e.created_at)),
     // The token that created it; none when the API was open.
     h("td", { class: "created-by", title: e.created_by ? `created with token ${e.created_by}` : "" }, e.created_by || "—"),
+    h("td", { class: "exports" },
+      exportLink(e.id, "csv", api.metricsCsvUrl(e.id), () => api.metricsCsv(e.id)), " ",
+      exportLink(e.id, "json", null, () => metricsJson(e.id))),
   );
+
+  const notify = (err) => clear(notice, errorBox(err));
+  function exportLink(id, kind, href, fetchBlob) {
+    const filename = `experiment-${id}-metrics.${kind}`;
+    // CSV: a plain link where the API is open; with a token (a link cannot send the header), or
+    // for JSON (assembled from the metrics pages), fetched and handed over as a blob.
+    return h("a", { href: href || "#", download: filename, class: `export-${kind}`, "data-export": kind,
+      title: `epochs of #${id} as ${kind.toUpperCase()}`,
+      onclick: async (event) => {
+        if (href && !getToken()) return;
+        event.preventDefault();
+        try {
+          saveBlob(await fetchBlob(), filename);
+        } catch (err) {
+          notify(err);
+        }
+      } }, kind.toUpperCase());
+  }
 
   // The rows shown, by id; runs the last reload did not list (outside the filters, or older than
   // the page), with the status they had then.
   let shown = new Map();
   const outside = new Map();
   let pending = new Map();
+  let cursor = null;
 
+  const params = (limit, after) => ({ ...filters, sort: sort === DEFAULT_SORT ? "" : sort, limit, cursor: after });
+  const showMore = () => {
+    loadMore.hidden = !cursor;
+    countNote.textContent = `${shown.size} shown${cursor ? "; more below" : ""}`;
+  };
+
+  // A reload keeps as many rows as were shown (the pages loaded with "Load more"), at least one page.
   async function load() {
     try {
-      const page = await api.listExperiments({ ...filters, limit: 100 });
+      const want = Math.max(PAGE, shown.size);
+      const items = [];
+      let after = null;
+      do {
+        const page = await api.listExperiments(params(Math.min(MAX_PAGE, want - items.length), after));
+        items.push(...page.items);
+        after = page.next_cursor;
+      } while (after && items.length < want);
+      cursor = after;
       clear(notice);
-      shown = new Map(page.items.map((e) => [e.id, e]));
+      shown = new Map(items.map((e) => [e.id, e]));
       for (const [id, status] of pending) if (!shown.has(id)) outside.set(id, status);
       pending = new Map();
-      clear(tbody, page.items.length ? page.items.map(row)
-        : h("tr", {}, h("td", { colspan: 10, class: "muted" }, "No experiments match.")));
+      clear(tbody, items.length ? items.map(row)
+        : h("tr", {}, h("td", { colspan: columns, class: "muted" }, "No experiments match.")));
+      showMore();
     } catch (err) {
-      clear(notice, errorBox(err));
+      notify(err);
       // A bad filter (an unknown status typed into the URL) will not fix itself: stop.
       if (err instanceof ApiError && err.status === 422) return false;
     }
     return true;
   }
+
+  loadMore.addEventListener("click", async () => {
+    loadMore.disabled = true;
+    try {
+      const page = await api.listExperiments(params(PAGE, cursor));
+      const fresh = page.items.filter((e) => !shown.has(e.id));
+      for (const e of fresh) shown.set(e.id, e);
+      tbody.append(...fresh.map(row));
+      cursor = page.next_cursor;
+      showMore();
+    } catch (err) {
+      notify(err);
+    } finally {
+      loadMore.disabled = false;
+    }
+  });
 
   let reloadTimer = null;
   const reloadSoon = () => {
@@ -134,7 +239,8 @@ export async function renderList(root, query) {
         }
         return;
       }
-      if (s.status !== e.status) reloadSoon();
+      // A new status, or a new best under a sort by best, can move the row: reload.
+      if (s.status !== e.status || (sort.endsWith("best") && s.best_value !== e.best_value)) reloadSoon();
       Object.assign(e, { status: s.status, epochs_run: s.epochs_run, best_epoch: s.best_epoch,
         best_value: s.best_value });
       e.progress = { ...e.progress, epochs_run: s.epochs_run, fraction: s.epochs ? s.epochs_run / s.epochs : 0 };
@@ -143,4 +249,19 @@ export async function renderList(root, query) {
     },
     end: () => reloadSoon(),
   }, { fallback: () => poll(load, POLL_MS) });
+}
+
+// The JSON export: the run's metrics page (`GET /v1/experiments/{id}/metrics`) with every epoch,
+// read page by page.
+async function metricsJson(id) {
+  const epochs = [];
+  let after = 0;
+  let page;
+  do {
+    page = await api.metricsPage(id, after, 10000);
+    epochs.push(...page.epochs);
+    after = page.next_after_epoch;
+  } while (page.epochs.length === 10000);
+  const body = { experiment_id: id, status: page.status, epochs };
+  return new Blob([JSON.stringify(body, null, 1)], { type: "application/json" });
 }

@@ -1,0 +1,42 @@
+// Reading stored specs: dotted paths (as sweeps name their parameters), a spec flattened to its
+// leaves, and the hyper-parameters a table shows in short.
+import { num } from "./format.js";
+
+// The value at a dotted path ("solver.params.momentum"); undefined when any step is missing.
+export function valueAt(spec, path) {
+  let value = spec;
+  for (const key of path.split(".")) {
+    if (value === null || typeof value !== "object" || !(key in value)) return undefined;
+    value = value[key];
+  }
+  return value;
+}
+
+// {dotted path: leaf value}. Arrays are leaves (a layer list like hidden: [64, 32] reads as one
+// value), as are empty objects.
+export function flatten(spec, prefix = "", out = {}) {
+  for (const [key, value] of Object.entries(spec || {})) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (value !== null && typeof value === "object" && !Array.isArray(value) && Object.keys(value).length) {
+      flatten(value, path, out);
+    } else {
+      out[path] = value;
+    }
+  }
+  return out;
+}
+
+// A leaf for a table cell: numbers rounded as everywhere (3 significant digits), the rest as JSON.
+export function leafText(value) {
+  if (value === undefined) return "—";
+  if (typeof value === "number") return num(value, 3);
+  if (typeof value === "string") return value;
+  return JSON.stringify(value);
+}
+
+// The scheduler in short: "constant" without one, a composition with its parts.
+export function schedulerText(spec) {
+  const s = spec.scheduler;
+  if (!s) return "constant";
+  return s.schedulers && s.schedulers.length ? `${s.type}(${s.schedulers.map((c) => c.type).join(", ")})` : s.type;
+}
