@@ -102,3 +102,29 @@ def test_range_test_pages(stack: Stack, page: Any, shot: Any) -> None:
     page.goto(f"{stack.url}/experiments/{test_id}")
     page.wait_for_url(f"**/range-tests/{test_id}")
     page.locator("#range-chart canvas").wait_for()
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_a_running_range_test_fills_in_live_and_cancels(stack: Stack, page: Any) -> None:
+    # Long enough to be watched (10,000 steps on digits); the page's Cancel ends it.
+    body = {**BODY, "spec": {**BODY["spec"], "name": "digits-live", "dataset": "digits"},
+            "steps": 10_000}  # fmt: skip
+    with stack.client() as c:
+        test_id = c.post("/v1/lr-range-tests", json=body).json()["id"]
+    page.goto(f"{stack.url}/range-tests/{test_id}")
+    page.locator('#status [data-status="running"]').wait_for(timeout=60_000)
+    points = "Number(document.querySelector('#range-chart').dataset.points || 0)"
+    page.wait_for_function(f"() => {points} > 0", timeout=30_000)
+    first = page.evaluate(f"() => {points}")
+    # More points arrive without a reload, and the steps count follows them.
+    page.wait_for_function(f"() => {points} > {first}", timeout=30_000)
+    assert page.locator("#train-with-lr").is_hidden()  # no suggestion while it runs
+    page.locator("#cancel").click()
+    page.locator('#status [data-status="cancelled"]').wait_for(timeout=30_000)
+    with stack.client() as c:
+        ended = c.get(f"/v1/lr-range-tests/{test_id}").json()
+    assert ended["status"] == "cancelled" and 0 < ended["steps_run"] < 10_000
+    # Every recorded point is on the chart, and the steps say how far it got.
+    page.wait_for_function(f"() => {points} === {ended['steps_run']}")
+    assert f"{ended['steps_run']}/10000" in page.locator("#steps").inner_text()
+    assert page.locator("#stopped").inner_text() == ended["stopped"]
