@@ -1,12 +1,14 @@
 // `/sweeps/{id}`: the sweep's status, stage, ranking rule and note, its leaderboard and runs, and
 // a link that overlays its runs on the compare page. With a pruner: its rule, the rungs decided,
 // the runs it pruned and the epochs saved against the same sweep unpruned, and every decision
-// with its reason; pruned runs are marked in the tables.
+// with its reason; pruned runs are marked in the tables. Above the tables, the score against each
+// swept value and parallel coordinates over the swept fields (sweep_charts.js).
 import { api } from "../api.js";
 import { clear, errorBox, h, link } from "../dom.js";
-import { num, paramsText, statusBadge, when } from "../format.js";
+import { countsText, num, paramsText, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
 import { follow } from "../sse.js";
+import { sweepCharts } from "../sweep_charts.js";
 
 const POLL_MS = 2000;
 const RELOAD_MS = 1000; // while its runs' events arrive, the sweep is read again at most this often
@@ -104,11 +106,12 @@ export async function renderSweep(root, id) {
         h("dt", {}, "metric"), h("dd", {}, `${s.metric} (${s.mode})`),
         h("dt", {}, "rule"), h("dd", { id: "rule" }, s.rule),
         h("dt", {}, "note"), h("dd", { id: "note" }, s.note || "—"),
-        h("dt", {}, "runs"), h("dd", {}, Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(", ")),
+        h("dt", {}, "runs"), h("dd", { id: "counts" }, countsText(s.counts)),
         h("dt", {}, "best"), h("dd", { id: "best" }, s.best
           ? [link(`/experiments/${s.best.experiment_id}`, `#${s.best.experiment_id}`), ` ${paramsText(s.best.params)}: ${s.metric} ${num(s.best.score)}`]
           : "—"),
         h("dt", {}, "created"), h("dd", {}, when(s.created_at)))),
+      sweepCharts(s, body.clientWidth || undefined),
       s.pruning ? pruningBlock(s.pruning, decisions) : null,
       h("h2", {}, "Leaderboard"),
       h("table", { id: "leaderboard" }, heads(true, s.metric), h("tbody", {}, s.leaderboard.map((r) => runRow(r, true, stops)))),
