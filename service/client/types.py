@@ -253,7 +253,8 @@ class SweepDecision(TypedDict):
 
 class Sweep(TypedDict):
     """GET /v1/sweeps/{id}; `list_sweeps()` items carry only id, name, strategy, status,
-    stage, counts and created_at."""
+    stage, metric, mode, counts, created_at, created_by, `parameters` (the swept fields),
+    `pruner` (its type or None) and a `best` of only `{experiment_id, score}`."""
 
     id: int
     name: str
