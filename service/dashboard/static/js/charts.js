@@ -19,8 +19,9 @@ function logRange(u, min, max) {
 
 // `xLabel`, `logX` and `empty` let a chart draw against something else than the epoch (a range
 // test's loss against its LR, on a log axis); a marker may carry its own `x` and `title` then.
+// `yRange(u, min, max) → [lo, hi]` sets a linear y axis's span (re-read on every setData).
 export function lineChart(container, { title, series, logY = false, stepped = false, height = 240, yLabel = "",
-  xLabel = "epoch", logX = false, empty = "no epochs yet" }) {
+  xLabel = "epoch", logX = false, empty = "no epochs yet", yRange = null }) {
   const head = h("div", { class: "chart-title" }, title);
   const body = h("div", { class: "chart-body" }, h("div", { class: "empty" }, empty));
   clear(container, head, body);
@@ -34,7 +35,7 @@ export function lineChart(container, { title, series, logY = false, stepped = fa
     return {
       width,
       height,
-      scales: { x: logX ? { time: false, distr: 3, log: 10 } : { time: false }, y: logY ? { distr: 3, log: 10, range: logRange } : {} },
+      scales: { x: logX ? { time: false, distr: 3, log: 10 } : { time: false }, y: logY ? { distr: 3, log: 10, range: logRange } : yRange ? { range: yRange } : {} },
       axes: [
         // uPlot takes an undefined option as set: only a log x axis brings its own formatters.
         { label: xLabel, ...(logX ? { values: (u, vals) => vals.map((v) => (v === null ? "" : num(v, 3))) } : {}) },
