@@ -81,7 +81,8 @@ def decode(cursor: str, sort: ListSort) -> Key:
             if not _is_id(last_id):
                 raise ValueError
             key = Key(_value(made_for, value), last_id)
-    except (ValueError, KeyError, TypeError, OverflowError):
+    # RecursionError: JSON nested deeper than the parser goes (`[[[[…`), still only a bad cursor.
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
         raise InvalidInput(
             "malformed cursor; pass back `next_cursor` as given", loc=CURSOR_LOC
         ) from None

@@ -7,14 +7,16 @@ import base64
 import csv
 import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from service.experiments.listing import ListSort
 from service.experiments.repository import ExperimentRepository
-from service.kit.db import session_scope
+from service.kit.db import get_engine, session_scope
 from tests.support.runs import end_run
 
 SPEC: dict[str, Any] = {"dataset": "iris", "model": {"type": "mlp", "hidden": [4]}, "epochs": 3}
@@ -180,6 +182,7 @@ def test_bad_sort_q_and_cursor_are_422_with_their_field(
     for sort, body in malformed:
         assert error(sort=sort, cursor=cursor_of(body)) == ["query", "cursor"], body
     assert error(cursor="not base64!") == ["query", "cursor"]
+    assert error(cursor=base64.urlsafe_b64encode(b"[" * 1400).decode()) == ["query", "cursor"]
     assert error(cursor="x" * 2001) == ["query", "cursor"]
     # a cursor from before `sort` existed still pages newest first
     old = cursor_of({"before": runs["charlie"]})
@@ -228,3 +231,31 @@ def test_compare_gives_what_the_time_and_step_axes_need(client: TestClient) -> N
     (series,) = client.get("/v1/experiments/compare", params={"ids": str(i)}).json()["series"]
     assert series["duration_s"] == [0.01, 0.01]
     assert "steps_per_epoch" in series  # null here: written by a worker when the run starts
+
+
+@pytest.fixture
+def statements() -> Iterator[list[str]]:
+    """The SQL statements run while it is open (the token check's cached read left out)."""
+    seen: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if "tokens" not in statement:
+            seen.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", count)
+    yield seen
+    event.remove(get_engine(), "before_cursor_execute", count)
+
+
+def test_a_sorted_searched_page_costs_the_same_queries_for_one_run_and_for_five(
+    client: TestClient, runs: dict[str, int], statements: list[str]
+) -> None:
+    params = {"sort": "-base_lr", "q": "o", "limit": 1}
+    statements.clear()
+    one = client.get("/v1/experiments", params=params)
+    few = len(statements)
+    statements.clear()
+    five = client.get("/v1/experiments", params={**params, "limit": 5})
+    assert one.status_code == five.status_code == 200
+    assert len(five.json()["items"]) == 4  # bravo, echo, foxtrot, golf
+    assert len(statements) == few  # no query per run
