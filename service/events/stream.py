@@ -3,11 +3,12 @@ keep-alive comment whenever it has been quiet for EVENTS_KEEPALIVE_S."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 
 from service.events import sse
 from service.events.listener import GroupKey, Listener, Subscriber
-from service.events.service import EndItem, EpochItem, StatusItem, end_item
+from service.events.service import EndItem, EpochItem, Item, StatusItem, end_item
 
 
 class RunCursor:
@@ -31,6 +32,34 @@ class RunCursor:
         return True
 
 
+# What a stream makes of one event its hub handed it: the bytes to send (None: nothing, it is
+# a repeat or not news to this subscriber) and whether the stream ends after them.
+Admit = Callable[[Item], tuple[bytes | None, bool]]
+
+
+async def _follow(sub: Subscriber, admit: Admit) -> AsyncGenerator[bytes, None]:
+    """The follow part of every stream: what the hub hands `sub`, as `admit` lets it through,
+    one chunk per hand-off (nothing after the event that ends it), and a keep-alive comment
+    whenever the hub says the stream has been quiet."""
+    while True:
+        items = await sub.next()
+        if items is None:
+            yield sse.KEEP_ALIVE
+            continue
+        chunk: list[bytes] = []
+        end = False
+        for item in items:
+            data, end = admit(item)
+            if data is not None:
+                chunk.append(data)
+            if end:
+                break
+        if chunk:
+            yield b"".join(chunk)
+        if end:
+            return
+
+
 async def run_events(listener: Listener, experiment_id: int, cursor: int) -> AsyncIterator[bytes]:
     """`epoch` (and its `decision`s) for each row after `cursor`, `status` on each change; ends
     after the final status."""
@@ -46,31 +75,21 @@ async def run_events(listener: Listener, experiment_id: int, cursor: int) -> Asy
         yield b"".join(out)
         if replay.status.final or listener.closed:
             return
-        while True:
-            items = await sub.next()
-            if items is None:
-                yield sse.KEEP_ALIVE
-                continue
-            chunk: list[bytes] = []
-            end = False
-            for item in items:
-                if isinstance(item, EpochItem):
-                    if sent.admit(item.epoch, item.attempt):
-                        chunk.append(item.data)
-                elif isinstance(item, StatusItem):
-                    if item.key != status_key:
-                        status_key = item.key
-                        chunk.append(item.data)
-                        end = item.final
-                elif isinstance(item, EndItem):
-                    chunk.append(item.data)
-                    end = True
-                if end:
-                    break
-            if chunk:
-                yield b"".join(chunk)
-            if end:
-                return
+
+        def admit(item: Item) -> tuple[bytes | None, bool]:
+            nonlocal status_key
+            if isinstance(item, EpochItem):
+                return (item.data if sent.admit(item.epoch, item.attempt) else None), False
+            if isinstance(item, StatusItem):
+                if item.key == status_key:
+                    return None, False
+                status_key = item.key
+                return item.data, item.final
+            return item.data, True  # EndItem
+
+        async with aclosing(_follow(sub, admit)) as chunks:
+            async for chunk in chunks:
+                yield chunk
     finally:
         listener.leave_run(experiment_id, sub)
 
@@ -88,26 +107,20 @@ async def group_events(listener: Listener, key: GroupKey) -> AsyncIterator[bytes
         yield b"".join(out)
         if replay.ended or listener.closed:
             return
-        while True:
-            items = await sub.next()
-            if items is None:
-                yield sse.KEEP_ALIVE
-                continue
-            chunk: list[bytes] = []
-            end = False
-            for item in items:
-                if isinstance(item, StatusItem):
-                    if sent.get(item.experiment_id) != item.key:
-                        sent[item.experiment_id] = item.key
-                        chunk.append(item.data)
-                elif isinstance(item, EndItem):
-                    chunk.append(item.data)
-                    end = True
-                    break
-            if chunk:
-                yield b"".join(chunk)
-            if end:
-                return
+
+        def admit(item: Item) -> tuple[bytes | None, bool]:
+            if isinstance(item, StatusItem):
+                if sent.get(item.experiment_id) == item.key:
+                    return None, False
+                sent[item.experiment_id] = item.key
+                return item.data, False
+            if isinstance(item, EndItem):
+                return item.data, True
+            return None, False  # a group follows statuses, not epochs
+
+        async with aclosing(_follow(sub, admit)) as chunks:
+            async for chunk in chunks:
+                yield chunk
     finally:
         listener.leave_group(key, sub)
 
