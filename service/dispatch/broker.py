@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery
 
 from service.config import settings
+from service.dispatch import filebroker
 
 
 def queue_folder() -> Path:
@@ -55,6 +56,9 @@ def make_celery(include: list[str] | None = None) -> Celery:
         worker_hijack_root_logger=False,
         broker_heartbeat=0,
     )
+    if settings.is_embedded_broker:
+        # kombu's file-system transport, with messages renamed into place whole (filebroker.py).
+        app.conf.broker_transport = filebroker.TRANSPORT
     return app
 
 
