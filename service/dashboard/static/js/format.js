@@ -72,3 +72,13 @@ export function countsText(counts) {
     .map(([status, n]) => `${n} ${status.replace("_", " ")}`)
     .join(" · ");
 }
+
+// A span of time for a person: "850 ms", "12.3 s", "4 min 05 s", "2 h 07 min".
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${Number(seconds.toPrecision(3))} s`;
+  const s = Math.round(seconds);
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+}
