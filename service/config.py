@@ -113,7 +113,8 @@ class Settings(BaseSettings):
         default=4096,
         ge=1,
         description="Connections (open event streams included) one API process serves at once; "
-        "past it, new requests get a plain 503 (uvicorn limit_concurrency). `glidepath api` "
+        "past it, new requests get a 503 in the error shape with Retry-After (uvicorn's "
+        "limit_concurrency, answered by cli/h11_protocol.py). `glidepath api` "
         "raises the open-files limit to fit.",
     )
     api_backlog: int = Field(

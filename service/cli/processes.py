@@ -16,6 +16,8 @@ import typer
 
 HOST = typer.Option("127.0.0.1", help="Interface to listen on.")
 PORT = typer.Option(8000, help="Port to listen on.")
+# uvicorn's h11, with TCP_NODELAY and a 503 in the error shape past the connection limit.
+HTTP_PROTOCOL = "service.cli.h11_protocol:ApiH11Protocol"
 
 
 def _logging(level: str = "info") -> None:
@@ -63,7 +65,7 @@ def api(
             host=host,
             port=port,
             workers=processes,
-            http="service.cli.nodelay:NoDelayH11Protocol",  # h11, with TCP_NODELAY (see there)
+            http=HTTP_PROTOCOL,
             log_level=log_level,
             # None: uvicorn's records go through our structured formatter (kit/logging.py).
             log_config=None,

@@ -5,6 +5,9 @@ streamed responses (event streams, model downloads) and uploads pass through as 
   once when Content-Length says so (nothing is read), or as soon as the bytes streamed past it.
   Dataset uploads have GLIDEPATH_MAX_UPLOAD_MB (plus room for the form around the file); every
   other body is JSON and has GLIDEPATH_MAX_JSON_BYTES.
+- `over_capacity`: what a request gets when its API process already serves
+  GLIDEPATH_API_LIMIT_CONCURRENCY connections, a 503 in the one error shape with `Retry-After`
+  (uvicorn's own answer to its `limit_concurrency` is plain text; cli/h11_protocol.py sends this).
 - `RequestTimeout`: a request whose response has not begun GLIDEPATH_REQUEST_TIMEOUT_S after
   the last body bytes arrived is a 504 in the one error shape; its handler runs on to its end,
   unseen. A response that has begun is never cut (an event stream lives for hours), and time
@@ -37,7 +40,14 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
 
 
-async def _answer(send: Send, status: int, loc: list[str], msg: str, type_: str) -> None:
+async def _answer(
+    send: Send,
+    status: int,
+    loc: list[str],
+    msg: str,
+    type_: str,
+    headers: Collection[tuple[bytes, bytes]] = (),
+) -> None:
     body = json.dumps({"detail": [{"loc": loc, "msg": msg, "type": type_}]}).encode()
     await send(
         {
@@ -46,6 +56,7 @@ async def _answer(send: Send, status: int, loc: list[str], msg: str, type_: str)
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )
@@ -204,3 +215,17 @@ class RequestTimeout:
             "still take effect: look before repeating it",
             "timeout",
         )
+
+
+def over_capacity(limit: int) -> ASGIApp:
+    """The answer past `limit` connections (GLIDEPATH_API_LIMIT_CONCURRENCY): a 503 in the one
+    error shape, to retry (on another process or shortly); the connection is closed, as
+    uvicorn's own answer does, to free one. The app never sees the request."""
+    msg = (f"this API process is serving its limit of {limit} connections "
+           "(GLIDEPATH_API_LIMIT_CONCURRENCY); retry shortly")  # fmt: skip
+    headers = [(b"retry-after", b"1"), (b"connection", b"close")]
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        await _answer(send, 503, [], msg, "over_capacity", headers)
+
+    return answer
