@@ -22,6 +22,19 @@ function specLine(spec) {
   return `${dataset} · ${model.type}${shape} · ${solver.type}${params} · batch ${spec.batch_size} · seed ${spec.seed ?? 0}`;
 }
 
+// The loss axis's span: with `crop`, a diverging tail above 1.5× the drop from the starting loss
+// is cut off (as `glidepath range-test show` crops its sparkline), so the descent fills the chart.
+function lossRange(series, crop) {
+  const finite = series.flat().filter((v) => v !== null && Number.isFinite(v));
+  if (!finite.length) return [0, 1];
+  const lo = Math.min(...finite);
+  let hi = Math.max(...finite);
+  const start = series[0].find((v) => v !== null && Number.isFinite(v));
+  if (crop && start !== undefined && start > lo) hi = Math.min(hi, lo + 1.5 * (start - lo));
+  const pad = (hi - lo) * 0.05 || 0.1;
+  return [lo - pad, hi + pad];
+}
+
 // The three LRs the suggestion is read from, as markers on the chart (their kinds are styled).
 function markersOf(t) {
   return [
@@ -32,7 +45,7 @@ function markersOf(t) {
   ].filter(Boolean);
 }
 
-export async function renderRangeTest(root, id) {
+export async function renderRangeTest(root, id, query) {
   const facts = h("div", { id: "summary" });
   const notice = h("div");
   const chartEl = h("div", { id: "range-chart" });
@@ -41,9 +54,13 @@ export async function renderRangeTest(root, id) {
     hidden: true }, "Train with this LR");
   const cancel = h("button", { type: "button", class: "danger", id: "cancel", "data-needs": "submit", hidden: true }, "Cancel");
   const title = h("h1", { class: "grow", id: "title" }, `Range test #${id}`);
+  // `?full=1`: the whole loss axis, the tail included (a deep link to either view).
+  const crop = h("input", { type: "checkbox", id: "crop-tail", checked: query.get("full") !== "1" });
   const key = h("div", { class: "marker-key" },
     [["suggested", "suggested LR"], ["min_loss", "minimum loss"], ["steepest", "steepest descent"]].map(([kind, label]) =>
-      h("span", { class: `decision-${kind}` }, h("span", { class: "marker-swatch" }), label)));
+      h("span", { class: `decision-${kind}` }, h("span", { class: "marker-swatch" }), label)),
+    h("label", { class: "crop-toggle", title: "cut off a diverging tail above 1.5× the drop from the starting loss" },
+      crop, " crop the diverging tail"));
 
   clear(
     root,
@@ -63,11 +80,16 @@ export async function renderRangeTest(root, id) {
     logX: true,
     empty: "no points yet",
     height: 380,
+    yRange: () => lossRange([losses, smoothed], crop.checked),
   });
   const lrs = [];
   const losses = [];
   const smoothed = [];
   let next = 0;
+  crop.addEventListener("change", () => {
+    history.replaceState(null, "", crop.checked ? location.pathname : `${location.pathname}?full=1`);
+    if (lrs.length) chart.setData(lrs, [losses, smoothed]);
+  });
 
   function show(t) {
     title.textContent = `Range test #${t.id}${t.name ? ` · ${t.name}` : ""}`;
