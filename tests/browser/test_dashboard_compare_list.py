@@ -43,6 +43,13 @@ def test_ten_runs_compared_and_listed(stack: Stack, page: Any, shot: Any, tmp_pa
         r = c.post("/v1/batches", json={"name": "ten", "experiments": specs})
         assert r.status_code == 201, r.text
         ids: list[int] = r.json()["ids"]
+        # A small sweep too, for the list's swept-value columns.
+        r = c.post("/v1/sweeps", json={
+            "name": "sweepcols", "base": {**BASE, "epochs": 1}, "strategy": "grid",
+            "parameters": {"base_lr": [0.01, 0.1], "solver.params.momentum": [0.0, 0.9]},
+        })  # fmt: skip
+        assert r.status_code == 201, r.text
+        sweep_id = r.json()["sweep_id"]
         deadline = time.monotonic() + 120
         while True:
             runs = [c.get(f"/v1/experiments/{i}").json() for i in ids]
@@ -139,3 +146,20 @@ def test_ten_runs_compared_and_listed(stack: Stack, page: Any, shot: Any, tmp_pa
     got.value.save_as(path)
     body = json.loads(path.read_text())
     assert body["experiment_id"] == ids[3] and [e["epoch"] for e in body["epochs"]] == [1, 2]
+
+    # Filtered by the sweep: a column per swept field with each run's value.
+    with stack.client() as c:
+        c.timeout = httpx.Timeout(60)
+        while (sweep := c.get(f"/v1/sweeps/{sweep_id}").json())["status"] == "running":
+            assert time.monotonic() < deadline, f"{sweep['counts']}\n{stack.logs()}"
+            time.sleep(0.2)
+    page.goto(f"{stack.url}/?sweep={sweep_id}")
+    page.locator("#experiments tbody tr[data-id]").nth(3).wait_for()
+    params = page.locator("#experiments thead th[data-param]").evaluate_all(
+        "ths => ths.map((th) => th.dataset.param)"
+    )
+    assert params == ["base_lr", "solver.params.momentum"]
+    for run in sweep["experiments"]:
+        cells = page.locator(f'#experiments tr[data-id="{run["experiment_id"]}"] td[data-param]')
+        expected = [run["params"]["base_lr"], run["params"]["solver.params.momentum"]]
+        assert [float(v) for v in cells.all_inner_texts()] == expected

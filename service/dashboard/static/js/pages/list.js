@@ -121,7 +121,7 @@ export async function renderList(root, query) {
     h("td", { class: "name" }, link(`/experiments/${e.id}`, e.name || "(unnamed)")),
     h("td", {}, statusBadge(e.status)),
     h("td", {}, progressBar(e.progress)),
-    h("td", { class: "num", title: e.best_epoch ? `epoch ${e.best_epoch}` : "" },
+    h("td", { class: "num best", title: e.best_epoch ? `epoch ${e.best_epoch}` : "" },
       e.best_value === null ? "—" : `${e.best ? `${e.best.metric} ` : ""}${num(e.best_value)} @${e.best_epoch}`),
     h("td", { class: "num base-lr", "data-value": e.spec.base_lr, title: String(e.spec.base_lr) }, num(e.spec.base_lr, 3)),
     h("td", {}, e.spec.solver ? e.spec.solver.type : "—"),
