@@ -12,7 +12,7 @@ from service.experiments import service
 from service.experiments.models import EpochRow
 from service.experiments.repository import ExperimentRepository
 
-MEDIA_TYPE = "text/csv; charset=utf-8"
+MEDIA_TYPE = "text/csv"  # Starlette adds "; charset=utf-8" to a text type
 COLUMNS = ("epoch", "lr", "lr_min", "lr_max", "train_loss", "val_loss", "val_accuracy",
            "val_mae", "duration_s", "decision", "skipped_steps")  # fmt: skip
 # Left out when no row has them: a run measures accuracy or MAE, not both, and counts skipped

@@ -197,7 +197,7 @@ def test_metrics_csv_is_an_attachment_with_a_row_per_epoch(client: TestClient) -
                            "reason": "plateau"}})  # fmt: skip
     r = client.get(f"/v1/experiments/{i}/metrics.csv")
     assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("text/csv")
+    assert r.headers["content-type"] == "text/csv; charset=utf-8"
     assert r.headers["content-disposition"] == f'attachment; filename="experiment-{i}-metrics.csv"'
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert list(rows[0]) == ["epoch", "lr", "lr_min", "lr_max", "train_loss", "val_loss",
