@@ -146,6 +146,17 @@ def test_ten_runs_compared_and_listed(stack: Stack, page: Any, shot: Any, tmp_pa
     got.value.save_as(path)
     body = json.loads(path.read_text())
     assert body["experiment_id"] == ids[3] and [e["epoch"] for e in body["epochs"]] == [1, 2]
+    # With a token set, the CSV is fetched with it (a link cannot send the header) and saved.
+    page.evaluate("localStorage.setItem('glidepath.token', 'browser-test')")
+    page.reload()
+    row.locator("a.export-csv").wait_for()
+    with page.expect_request("**/metrics.csv") as sent, page.expect_download() as got:
+        row.locator("a.export-csv").click()
+    assert sent.value.headers.get("authorization") == "Bearer browser-test"
+    assert got.value.suggested_filename == f"experiment-{ids[3]}-metrics.csv"
+    got.value.save_as(tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text() == path.with_name("m.csv").read_text()
+    page.evaluate("localStorage.removeItem('glidepath.token')")
 
     # Filtered by the sweep: a column per swept field with each run's value.
     with stack.client() as c:
