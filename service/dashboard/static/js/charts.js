@@ -17,12 +17,28 @@ function logRange(u, min, max) {
   return uPlot.rangeLog(Math.max(min, max / 10 ** MAX_DECADES), max, 10, true);
 }
 
+// Tick steps of an epoch axis: whole epochs only (1, 2, 5, 10, 20, 25, 50, …), so it never shows
+// 1.5, even where per-step points put data between them (fractional epochs).
+const WHOLE_INCRS = [1, 2, 5, 10, 20, 25, 50].flatMap((m) => [1, 10, 100, 1000, 10000, 100000].map((p) => m * p))
+  .sort((a, b) => a - b);
+
 // `xLabel`, `logX` and `empty` let a chart draw against something else than the epoch (a range
 // test's loss against its LR, on a log axis); a marker may carry its own `x` and `title` then.
 // `yRange(u, min, max) → [lo, hi]` sets a linear y axis's span (re-read on every setData).
+// `wholeX` (default: an epoch axis) keeps the x ticks on whole numbers. `logToggle`
+// ({onChange(checked)}) puts a "log" checkbox in the title that switches the y axis between
+// linear and log (`logY` is where it starts); the page keeps the choice (in its URL).
 export function lineChart(container, { title, series, logY = false, stepped = false, height = 240, yLabel = "",
-  xLabel = "epoch", logX = false, empty = "no epochs yet", yRange = null }) {
-  const head = h("div", { class: "chart-title" }, title);
+  xLabel = "epoch", logX = false, empty = "no epochs yet", yRange = null, wholeX = xLabel === "epoch" && !logX,
+  logToggle = null }) {
+  let logNow = logY;
+  let steppedNow = stepped;
+  const titleText = h("span", { class: "chart-title-text" }, title);
+  const toggle = logToggle
+    ? h("label", { class: "chart-log-toggle", title: "log scale", style: "float:right;font-weight:normal;cursor:pointer" },
+      h("input", { type: "checkbox", checked: logY, "data-log-toggle": "" }), " log")
+    : null;
+  const head = h("div", { class: "chart-title" }, titleText, toggle);
   const body = h("div", { class: "chart-body" }, h("div", { class: "empty" }, empty));
   clear(container, head, body);
   container.classList.add("chart");
@@ -35,22 +51,28 @@ export function lineChart(container, { title, series, logY = false, stepped = fa
     return {
       width,
       height,
-      scales: { x: logX ? { time: false, distr: 3, log: 10 } : { time: false }, y: logY ? { distr: 3, log: 10, range: logRange } : yRange ? { range: yRange } : {} },
+      scales: { x: logX ? { time: false, distr: 3, log: 10 } : { time: false }, y: logNow ? { distr: 3, log: 10, range: logRange } : yRange ? { range: yRange } : {} },
       axes: [
         // uPlot takes an undefined option as set: only a log x axis brings its own formatters.
-        { label: xLabel, ...(logX ? { values: (u, vals) => vals.map((v) => (v === null ? "" : num(v, 3))) } : {}) },
+        { label: xLabel, ...(logX ? { values: (u, vals) => vals.map((v) => (v === null ? "" : num(v, 3))) } : {}),
+          ...(wholeX ? { incrs: WHOLE_INCRS, values: (u, vals) => {
+            const labels = vals.map((v) => (v === null ? "" : String(v)));
+            container.dataset.xTicks = labels.join(","); // what the axis shows (tests read it)
+            return labels;
+          } } : {}) },
         { label: yLabel, size: 70, values: (u, vals) => vals.map((v) => (v === null ? "" : num(v, 3))) },
       ],
       series: [
-        { label: xLabel, ...(logX ? { value: (u, v) => num(v) } : {}) },
+        { label: xLabel, ...(logX || wholeX ? { value: (u, v) => num(v) } : {}) },
         ...series.map((s, i) => ({
           label: s.label,
           stroke: s.color || PALETTE[i % PALETTE.length],
           dash: s.dash,
           width: 2,
           spanGaps: s.spanGaps ?? false, // true: runs on a shared x of their own (compare's time axis)
-          // An LR holds from one epoch to the next: draw it as steps, not slopes.
-          paths: stepped ? uPlot.paths.stepped({ align: 1 }) : undefined,
+          // An LR holds from one epoch to the next: draw it as steps, not slopes (per-step
+          // points, `setStepped(false)`, are drawn as a line).
+          paths: stepped ? (u, ...rest) => (steppedNow ? steppedPaths : linearPaths)(u, ...rest) : undefined,
           points: { show: (u) => u.data[0].length < 60 },
           value: (u, v) => num(v),
         })),
@@ -95,16 +117,36 @@ export function lineChart(container, { title, series, logY = false, stepped = fa
     if (plot) placeMarkers(plot);
   }
 
+  const steppedPaths = uPlot.paths.stepped({ align: 1 });
+  const linearPaths = uPlot.paths.linear();
+
   const resize = new ResizeObserver(() => {
     if (plot) plot.setSize({ width: body.clientWidth, height });
   });
   resize.observe(body);
 
   // Log axes cannot show zero or negative values (an LR of 0 after min_lr=0, say): leave a gap.
-  const clean = (ys) => (logY ? ys.map((v) => (v !== null && v > 0 ? v : null)) : ys);
+  const clean = (ys) => (logNow ? ys.map((v) => (v !== null && v > 0 ? v : null)) : ys);
+  let last = null; // the data shown, to draw again on another y axis
 
-  return {
+  // uPlot cannot change a scale's distribution in place: the plot is made again.
+  if (toggle) {
+    toggle.firstChild.addEventListener("change", (event) => {
+      logNow = event.target.checked;
+      container.dataset.log = logNow ? "1" : "0";
+      if (plot) {
+        plot.destroy();
+        plot = null;
+        if (last) chart.setData(...last);
+      }
+      logToggle.onChange?.(logNow);
+    });
+  }
+  container.dataset.log = logNow ? "1" : "0";
+
+  const chart = {
     setData(xs, ys) {
+      last = [xs, ys];
       const data = [xs, ...ys.map(clean)];
       container.dataset.points = String(xs.length); // how far the chart has filled (tests read it)
       if (!xs.length) return;
@@ -122,9 +164,19 @@ export function lineChart(container, { title, series, logY = false, stepped = fa
       decisions = list;
       renderMarkers();
     },
+    // A stepped chart's points are per optimizer step (false) or per epoch (true).
+    setStepped(flag) {
+      if (steppedNow === flag) return;
+      steppedNow = flag;
+      if (plot) plot.redraw();
+    },
+    setTitle(text) {
+      titleText.textContent = text;
+    },
     destroy() {
       resize.disconnect();
       if (plot) plot.destroy();
     },
   };
+  return chart;
 }

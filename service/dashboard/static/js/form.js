@@ -233,11 +233,16 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
   }
 
   // warmup, early_stopping (nullable objects) get an "enable" toggle; split and model are always on.
+  // A section on by default (divergence: the schema's default is an object, null turns it off)
+  // starts checked, and unchecked it is sent as null.
   function optionalSection(path, schema, parentLive = () => true) {
     const present = initialAt(path);
+    const onByDefault = schema.default !== undefined && schema.default !== null;
     const toggle = schema.nullable
-      ? h("input", { type: "checkbox", checked: present !== undefined && present !== null, name: `${path.join(".")}.enabled` })
+      ? h("input", { type: "checkbox", checked: present === undefined ? onByDefault : present !== null,
+        name: `${path.join(".")}.enabled` })
       : null;
+    if (toggle && onByDefault) readers.push([path, () => (parentLive() && !toggle.checked ? null : undefined)]);
     const live = () => parentLive() && (!toggle || toggle.checked);
     const body = h("div", { class: "section-body" }, schemaObject(path, schema, live));
     const sync = () => (body.hidden = !live());
@@ -264,6 +269,11 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
       if (p.kind === "boolean") {
         control = h("input", { type: "checkbox", checked: Boolean(start) });
         read = () => control.checked;
+      } else if (Array.isArray(p.choices) && p.choices.length) {
+        // The values torch's signature lists (ReduceLROnPlateau's mode, threshold_mode).
+        control = h("select", {}, p.choices.map((c) => h("option", { value: c }, String(c))));
+        control.value = p.choices.includes(start) ? start : p.choices[0];
+        read = () => control.value;
       } else if (p.kind === "number" || p.kind === "integer") {
         control = h("input", { type: "number", step: p.kind === "integer" ? "1" : "any", value: start ?? "" });
         read = () => (control.value === "" ? undefined : Number(control.value));
@@ -672,9 +682,11 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
       }
     },
     // Each item goes to the deepest field its loc names ("scheduler.params.gamma", else
-    // "scheduler.params", …); what matches no field is listed above the form.
+    // "scheduler.params", …); above the form, a summary lists them all (one 422 carries every
+    // mistake of a spec), each a link to its field; what matches no field is only there.
     showErrors(items) {
       const unplaced = [];
+      const summary = [];
       for (const item of items) {
         const loc = (item.loc || []).filter((p, i) => !(i === 0 && p === "body"));
         let el = null;
@@ -683,6 +695,14 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
           // Skip fields of a type no longer chosen (detached) or hidden by a toggle.
           if (candidate && form.contains(candidate) && !candidate.closest("[hidden]")) el = candidate;
         }
+        const where = loc.join(".") || "spec";
+        summary.push(h("li", { "data-error-loc": loc.join(".") }, el
+          ? h("a", { href: `#${el.dataset.loc}`, onclick: (event) => {
+            event.preventDefault();
+            el.scrollIntoView({ block: "center" });
+            el.querySelector("input, select, textarea")?.focus();
+          } }, where)
+          : where, `: ${item.msg}`));
         if (!el) {
           unplaced.push(item);
           continue;
@@ -691,9 +711,10 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
         const slot = el.querySelector(":scope > .field-error");
         slot.textContent = slot.textContent ? `${slot.textContent}; ${item.msg}` : item.msg;
       }
-      if (unplaced.length) {
-        clear(general, h("div", { class: "error-box", role: "alert" },
-          unplaced.map((i) => `${(i.loc || []).join(".")}: ${i.msg}`).join("\n")));
+      if (summary.length) {
+        clear(general, h("div", { class: "error-box", role: "alert", id: "error-summary", "data-count": summary.length },
+          h("div", {}, summary.length === 1 ? "1 problem to fix:" : `${summary.length} problems to fix:`),
+          h("ul", {}, summary)));
       }
       const first = form.querySelector(".has-error, .error-box");
       if (first) first.scrollIntoView({ block: "center" });

@@ -1,15 +1,41 @@
 // `/experiments/{id}`: LR (log axis) and metric charts filled live from the metrics cursor,
 // decisions marked on the charts and listed with their sentence, the spec, cancel and clone, each
-// worker's attempt at the run, and the final model's download once it has one.
+// worker's attempt at the run, and the final model's download once it has one. The best epoch is
+// named by its metric; wall time and the mean epoch's duration; the loss chart's log axis is
+// kept in the URL (`?log=1`). An LR that changes within an epoch (OneCycleLR, a per-step warmup)
+// is drawn per optimizer step (GET …/lr?resolution=step), not as an epoch staircase.
 import { api, FINAL_STATUSES, getToken } from "../api.js";
 import { lineChart } from "../charts.js";
 import { clear, errorBox, h, link } from "../dom.js";
-import { bytes, count, num, progressBar, statusBadge, when } from "../format.js";
+import { bytes, count, duration, num, progressBar, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
 import { follow } from "../sse.js";
 
 const POLL_MS = 1000;
 const SUMMARY_MS = 5000; // while epochs stream in, the summary is read again at most this often
+const STEP_TRACE_MS = 3000; // while epochs stream in, the per-step LR is read again at most this often
+const STEP_POINTS = 2000; // per-step LR points asked for (min/max-downsampled by the API)
+
+// Whether the LR moved within any epoch: each row carries its min and max over the epoch's steps.
+const changesWithinEpochs = (rows) => rows.some((r) => r.lr_min != null && r.lr_max != null && r.lr_min !== r.lr_max);
+
+// "best val_loss 0.1445 at epoch 10": the metric named, and whether lower or higher is better.
+function bestText(e) {
+  if (e.best) return `${e.best.metric} ${num(e.best.value)} at epoch ${e.best.epoch}`;
+  return e.best_value === null ? "—" : `${num(e.best_value)} at epoch ${e.best_epoch}`;
+}
+
+// Wall time from the first claim to the end (or now, while it runs), and the mean epoch from
+// the rows' own durations (training and validation, without queueing or checkpoints).
+function durationsText(e, rows) {
+  const started = e.started_at ? Date.parse(e.started_at) : null;
+  const ended = e.finished_at ? Date.parse(e.finished_at) : null;
+  const wall = started === null ? "not started" : ended !== null ? `${duration((ended - started) / 1000)} wall`
+    : `${duration((Date.now() - started) / 1000)} so far`;
+  const timed = rows.filter((r) => Number.isFinite(r.duration_s));
+  const mean = timed.length ? timed.reduce((a, r) => a + r.duration_s, 0) / timed.length : null;
+  return mean === null ? wall : `${wall} · ${duration(mean)} per epoch (mean of ${timed.length})`;
+}
 
 // {model|dataset: {name, package, version}} → "model tiny_resnet · glidepath-example-plugin 0.1.0".
 function pluginLines(plugins) {
@@ -79,15 +105,26 @@ export async function renderExperiment(root, id) {
 
   let experiment = await api.experiment(id);
   const lrChart = lineChart(lrEl, { title: "learning rate (log scale)", series: [{ label: "lr" }], logY: true, stepped: true });
-  const lossChart = lineChart(lossEl, { title: "loss", series: [{ label: "train_loss" }, { label: "val_loss", color: "#d9622b" }] });
+  const lossChart = lineChart(lossEl, { title: "loss", series: [{ label: "train_loss" }, { label: "val_loss", color: "#d9622b" }],
+    logY: new URLSearchParams(location.search).get("log") === "1",
+    logToggle: { onChange: (on) => {
+      const url = new URL(location.href);
+      if (on) url.searchParams.set("log", "1");
+      else url.searchParams.delete("log");
+      history.replaceState(null, "", url);
+    } } });
   let metricChart = null; // val_accuracy or val_mae, whichever the rows carry
 
   const rows = [];
   let cursor = 0;
   let decisions = [];
 
+  const durationsEl = h("dd", { id: "durations" });
+  const renderDurations = () => (durationsEl.textContent = durationsText(experiment, rows));
+
   function renderSummary() {
     const e = experiment;
+    renderDurations();
     document.title = `#${e.id} ${e.name || ""} · Glidepath`;
     clear(document.getElementById("title"), `#${e.id} ${e.name || "(unnamed)"} `, statusBadge(e.status));
     cancel.hidden = FINAL_STATUSES.has(e.status);
@@ -100,8 +137,9 @@ export async function renderExperiment(root, id) {
       h("dt", {}, "progress"), h("dd", {}, progressBar(e.progress),
         e.progress.stopped ? h("div", { id: "stopped" }, e.progress.stopped) : null),
       h("dt", {}, "dataset"), h("dd", {}, `${e.dataset} (${Object.entries(e.split_sizes || {}).map(([k, v]) => `${k} ${v}`).join(", ")}), ${e.steps_per_epoch ?? "?"} steps/epoch`),
-      h("dt", {}, "best"), h("dd", { id: "best" }, e.best ? `${e.best.metric} ${num(e.best.value)} at epoch ${e.best.epoch}`
-        : e.best_value === null ? "—" : `${num(e.best_value)} at epoch ${e.best_epoch}`),
+      h("dt", {}, "best"), h("dd", { id: "best", "data-metric": e.best ? e.best.metric : undefined,
+        title: e.best ? `the ${e.best.mode === "max" ? "highest" : "lowest"} ${e.best.metric} of the run` : undefined }, bestText(e)),
+      h("dt", {}, "time"), durationsEl,
       e.stop_reason && !e.progress.stopped ? [h("dt", {}, "stopped"), h("dd", {}, e.stop_reason)] : null,
       e.error ? [h("dt", {}, "error"), h("dd", { class: "error-box" }, e.error)] : null,
       e.test_metrics ? [h("dt", {}, "test"), h("dd", {}, Object.entries(e.test_metrics).map(([k, v]) => `${k} ${num(v)}`).join(", "))] : null,
@@ -131,9 +169,50 @@ export async function renderExperiment(root, id) {
     for (const chart of [lrChart, lossChart, metricChart]) if (chart) chart.setDecisions(decisions);
   }
 
+  // The LR per optimizer step once it moves within an epoch; x is the fractional epoch (step k
+  // of epoch e at e + k / steps_per_epoch), so its ticks stay on whole epochs. Read again at
+  // most every STEP_TRACE_MS while epochs arrive; until it comes (or if it cannot), per epoch.
+  let stepTrace = null;
+  let traceAt = 0;
+  let traceTimer = null;
+  let traceBusy = false;
+  async function loadStepTrace() {
+    traceTimer = null;
+    if (traceBusy) return wantStepTrace(); // the rows moved on meanwhile: read once more after it
+    traceBusy = true;
+    traceAt = Date.now();
+    try {
+      const trace = await api.lrTrace(id, { resolution: "step", max_points: STEP_POINTS });
+      const spe = trace.steps_per_epoch || experiment.steps_per_epoch || 1;
+      stepTrace = trace.points.length ? trace : stepTrace;
+      if (stepTrace) {
+        lrChart.setStepped(false);
+        lrChart.setTitle(`learning rate per optimizer step (log scale${trace.downsampled ? `, ${trace.points.length} of ${trace.total_points} steps` : ""})`);
+        lrEl.dataset.resolution = "step";
+        const xs = trace.points.map((p) => 1 + p.step / spe);
+        const top = trace.points.reduce((best, p, i) => (p.lr > trace.points[best].lr ? i : best), 0);
+        lrEl.dataset.peakEpoch = xs[top].toFixed(3); // where the LR peaks (tests read it)
+        lrChart.setData(xs, [trace.points.map((p) => p.lr)]);
+      }
+    } catch {
+      lrEl.dataset.resolution = "epoch"; // e.g. rows stored before per-step LRs were kept
+    } finally {
+      traceBusy = false;
+    }
+  }
+  function wantStepTrace() {
+    if (traceTimer) return;
+    traceTimer = setTimeout(loadStepTrace, Math.max(0, traceAt + STEP_TRACE_MS - Date.now()));
+  }
+
   function renderCharts() {
     const xs = rows.map((r) => r.epoch);
-    lrChart.setData(xs, [rows.map((r) => r.lr)]);
+    if (changesWithinEpochs(rows)) wantStepTrace();
+    if (!stepTrace) {
+      lrEl.dataset.resolution = lrEl.dataset.resolution || "epoch";
+      lrChart.setData(xs, [rows.map((r) => r.lr)]);
+    }
+    renderDurations();
     lossChart.setData(xs, [rows.map((r) => r.train_loss), rows.map((r) => r.val_loss)]);
     const key = rows.some((r) => r.val_accuracy !== undefined) ? "val_accuracy" : rows.some((r) => r.val_mae !== undefined) ? "val_mae" : null;
     if (key && !metricChart) {

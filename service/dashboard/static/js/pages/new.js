@@ -1,6 +1,7 @@
 // `/new`: the create form (js/form.js) with a live preview of its LR schedule, computed by the
 // service's own schedule walk (`POST /v1/schedules/preview`) while the form is edited.
-// `/new?clone=ID` starts from experiment ID's spec.
+// `/new?clone=ID` starts from experiment ID's spec. A schedule that steps per batch (OneCycleLR,
+// CyclicLR, any with interval "step") is previewed per optimizer step, so its peak shows.
 import { api, ApiError } from "../api.js";
 import { lineChart } from "../charts.js";
 import { clear, errorBox, h } from "../dom.js";
@@ -9,6 +10,18 @@ import { num } from "../format.js";
 
 const PREVIEW_DEBOUNCE_MS = 350;
 const PREVIEW_MAX_EPOCHS = 10000; // the preview's own bound
+const PREVIEW_POINTS = 2000; // per-step points asked for (min/max-downsampled by the service)
+
+// Whether the spec's scheduler steps per batch: its interval, else its type's default (a
+// composition's: "step" when one of its elements steps per batch), as the service decides.
+function stepsPerBatch(spec, catalog) {
+  const sched = spec.scheduler;
+  if (!sched || sched.type === catalog.constant_scheduler) return false;
+  if (sched.interval) return sched.interval === "step";
+  const byType = Object.fromEntries(catalog.schedulers.map((s) => [s.type, s]));
+  const types = sched.schedulers ? sched.schedulers.map((e) => e.type) : [sched.type];
+  return types.some((t) => byType[t] && byType[t].interval === "step");
+}
 
 // `?from_range_test=ID` (a range test's "Train with this LR"): the test's spec at its suggested
 // LR, rounded to 3 significant digits as the test's page shows it; `?spec=` (URL-encoded JSON):
@@ -89,10 +102,22 @@ export async function renderNew(root, query) {
       warmup: spec.warmup,
       early_stopping: spec.early_stopping,
     };
+    const perStep = stepsPerBatch(spec, catalog) && body.steps_per_epoch > 1;
+    if (perStep) Object.assign(body, { resolution: "step", max_points: PREVIEW_POINTS });
     try {
       const out = await api.preview(body);
       if (mine !== seq) return; // a newer edit is already being previewed
-      chart.setData(out.lr.map((_, i) => i + 1), [out.lr]);
+      if (out.steps) {
+        // Step k of epoch e at e + k / steps_per_epoch: the epoch axis keeps whole-epoch ticks.
+        chart.setStepped(false);
+        chart.setTitle("learning rate per optimizer step (log)");
+        chart.setData(out.steps.map((p) => 1 + p.step / body.steps_per_epoch), [out.steps.map((p) => p.lr)]);
+      } else {
+        chart.setStepped(true);
+        chart.setTitle("learning rate per epoch (log)");
+        chart.setData(out.lr.map((_, i) => i + 1), [out.lr]);
+      }
+      chartEl.dataset.resolution = out.steps ? "step" : "epoch";
       clear(previewInfo,
         h("div", {}, `${out.epochs_run} epochs, ${body.steps_per_epoch} steps each; LR ${num(out.lr[0])} → ${num(out.lr[out.lr.length - 1])}`),
         out.notes.map((n) => h("div", {}, n)));

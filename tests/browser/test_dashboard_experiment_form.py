@@ -1,0 +1,157 @@
+"""The experiment page and the create form in a real browser, runs trained by the real worker
+(#17): a OneCycleLR run's LR drawn per optimizer step with its peak, whole-epoch ticks, the best
+epoch named by its metric, durations, the loss chart's log axis kept in the URL; the form's
+float inputs, selects for choices, every mistake of a spec shown after one submit, a per-step
+preview, and a default form that creates a run."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser.conftest import Console
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+EPOCHS = 4
+# iris: 150 samples, 120 to train in batches of 16: 8 steps an epoch, 32 in all.
+ONECYCLE: dict[str, Any] = {
+    "name": "browser-onecycle", "dataset": "iris", "model": {"type": "mlp", "hidden": [8]},
+    "base_lr": 0.01, "scheduler": {"type": "OneCycleLR", "params": {"max_lr": 0.5}},
+    "epochs": EPOCHS, "batch_size": 16, "seed": 0,
+}  # fmt: skip
+
+
+def finished(stack: Stack, spec: dict[str, Any]) -> dict[str, Any]:
+    # A longer timeout than stack.client()'s: the first submit builds torch objects on a
+    # machine the other tests load.
+    with httpx.Client(base_url=stack.url, timeout=60) as c:
+        created = c.post("/v1/experiments", json=spec)
+        assert created.status_code == 201, created.text
+        run_id = created.json()["id"]
+        deadline = time.monotonic() + 120
+        while (run := c.get(f"/v1/experiments/{run_id}").json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, stack.logs()
+            time.sleep(0.1)
+    assert run["status"] == "succeeded", run
+    return run  # type: ignore[no-any-return]
+
+
+def ticks(page: Any, chart: str) -> list[str]:
+    return (page.locator(chart).get_attribute("data-x-ticks") or "").split(",")
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_onecycle_run_page(stack: Stack, page: Any, shot: Any) -> None:
+    run = finished(stack, ONECYCLE)
+    page.goto(f"{stack.url}/experiments/{run['id']}")
+    lr = page.locator('#lr-chart[data-resolution="step"]')
+    lr.wait_for()
+    # Drawn per optimizer step: 32 points for 4 epochs, and the peak (max_lr) inside an epoch,
+    # at pct_start 0.3 of the steps (step 8.6: epoch 2.08), where no epoch's first LR has it.
+    assert int(lr.get_attribute("data-points") or 0) == EPOCHS * 8
+    peak = float(lr.get_attribute("data-peak-epoch") or 0)
+    assert 2.0 < peak < 2.2
+    assert "per optimizer step" in page.locator("#lr-chart .chart-title").inner_text()
+    # The epoch axes show whole epochs only, the per-step chart's included.
+    for chart in ("#lr-chart", "#loss-chart"):
+        shown = [t for t in ticks(page, chart) if t]
+        assert shown and all(re.fullmatch(r"\d+", t) for t in shown), (chart, shown)
+    # "best val_loss 0.1445 at epoch N": the metric named.
+    best = page.locator("#best")
+    dt = best.evaluate("el => el.previousElementSibling.textContent")
+    assert f"{dt} {best.inner_text()}" == (
+        f"best val_loss {best.inner_text().split()[1]} at epoch {run['best']['epoch']}"
+    )
+    assert run["best"]["metric"] == "val_loss" and best.get_attribute("data-metric") == "val_loss"
+    durations = page.locator("#durations").inner_text()
+    assert re.search(r" wall · .+ per epoch \(mean of 4\)$", durations), durations
+    shot("experiment-onecycle")
+
+    # The loss chart's log axis: a checkbox in its title, kept in the URL across a reload.
+    loss = page.locator("#loss-chart")
+    assert loss.get_attribute("data-log") == "0"
+    loss.locator("[data-log-toggle]").check()
+    page.wait_for_url(re.compile(r"[?&]log=1"))
+    assert loss.get_attribute("data-log") == "1"
+    page.reload()
+    page.locator('#loss-chart[data-log="1"][data-points="4"]').wait_for()
+    assert page.locator("#loss-chart [data-log-toggle]").is_checked()
+
+
+def field(page: Any, loc: str, control: str = "input") -> Any:
+    return page.locator(f'[data-loc="{loc}"] > {control}')
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_form_inputs_selects_and_per_step_preview(
+    stack: Stack, page: Any, console: Console
+) -> None:
+    # OneCycleLR is previewed once before its max_lr is filled in: the preview's 422 marks it.
+    console.allow(r"Failed to load resource: the server responded with a status of 422")
+    page.goto(f"{stack.url}/new")
+    momentum = field(page, "solver.params.momentum")
+    momentum.fill("0.9")
+    assert momentum.get_attribute("step") == "any"
+    assert momentum.evaluate("el => el.matches(':valid')")
+    assert field(page, "batch_size").get_attribute("step") == "1"
+    # Choices are selects: early stopping's mode (the schema's enum) and the scheduler's (torch's).
+    page.locator('input[name="early_stopping.enabled"]').check()
+    mode = field(page, "early_stopping.mode", "select")
+    assert mode.locator("option").all_inner_texts() == ["min", "max"]
+    field(page, "scheduler.type", "select").select_option("ReduceLROnPlateau")
+    assert field(page, "scheduler.params.mode", "select").locator("option").all_inner_texts() == [
+        "min", "max"]  # fmt: skip
+    threshold_mode = field(page, "scheduler.params.threshold_mode", "select")
+    assert threshold_mode.locator("option").all_inner_texts() == ["rel", "abs"]
+    page.locator('#preview-chart[data-resolution="epoch"]').wait_for()
+    # OneCycleLR steps per batch: the preview draws every step, so its peak shows.
+    page.locator('input[name="early_stopping.enabled"]').uncheck()
+    field(page, "scheduler.type", "select").select_option("OneCycleLR")
+    field(page, "scheduler.params.max_lr").fill("0.5")
+    preview = page.locator('#preview-chart[data-resolution="step"]')
+    preview.wait_for()
+    # digits, 1,437 training samples in batches of 64: 23 steps an epoch, 20 epochs.
+    assert int(preview.get_attribute("data-points") or 0) == 20 * 23
+    shown = [t for t in ticks(page, "#preview-chart") if t]
+    assert shown and all(re.fullmatch(r"\d+", t) for t in shown), shown
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_every_mistake_after_one_submit(
+    stack: Stack, page: Any, console: Console, shot: Any
+) -> None:
+    console.allow(r"Failed to load resource: the server responded with a status of 422")
+    page.goto(f"{stack.url}/new")
+    field(page, "base_lr").fill("-0.1")  # the schema's
+    field(page, "epochs").fill("0")  # the schema's
+    field(page, "solver.params.momentum").fill("-0.5")  # torch's
+    field(page, "dataset", "select").select_option("iris")
+    field(page, "model.type", "select").select_option("cnn")  # iris is tabular: the dataset's
+    page.locator("#submit").click()
+    summary = page.locator("#error-summary")
+    summary.wait_for()
+    assert summary.get_attribute("data-count") == "4"
+    wrong = page.locator(".field.has-error, fieldset.has-error")
+    places = sorted(wrong.evaluate_all("els => els.map((el) => el.dataset.loc)"))
+    assert places == ["base_lr", "epochs", "model.type", "solver.params"]
+    assert "greater than 0" in page.locator('[data-loc="base_lr"] > .field-error').inner_text()
+    shot("form-errors")
+    assert page.url.endswith("/new")
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_the_default_form_creates_a_run(stack: Stack, page: Any, shot: Any) -> None:
+    page.goto(f"{stack.url}/new")
+    page.locator("#preview-chart[data-points]").wait_for()
+    shot("form-default")
+    page.locator("#submit").click()
+    page.wait_for_url(re.compile(r"/experiments/\d+$"))
+    run_id = int(page.url.rsplit("/", 1)[1])
+    with stack.client() as c:
+        assert c.get(f"/v1/experiments/{run_id}").status_code == 200
