@@ -6,15 +6,24 @@ preview, and a default form that creates a run."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import struct
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from service.kit.db import session_scope
+from service.tokens import service as tokens
+from service.tokens.schemas import TokenIn
 from tests.browser.conftest import Console
+from tests.browser.test_dashboard_tokens import served  # noqa: F401 (a fixture)
 from tests.support.stack import Stack
+from worker.runs.lifecycle import run_experiment
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +48,7 @@ def finished(stack: Stack, spec: dict[str, Any]) -> dict[str, Any]:
             assert time.monotonic() < deadline, stack.logs()
             time.sleep(0.1)
     assert run["status"] == "succeeded", run
-    return run  # type: ignore[no-any-return]
+    return run
 
 
 def ticks(page: Any, chart: str) -> list[str]:
@@ -155,3 +164,36 @@ def test_the_default_form_creates_a_run(stack: Stack, page: Any, shot: Any) -> N
     run_id = int(page.url.rsplit("/", 1)[1])
     with stack.client() as c:
         assert c.get(f"/v1/experiments/{run_id}").status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_download_model_with_a_token(
+    served: str,  # noqa: F811 (the fixture imported above)
+    page: Any,
+    console: Console,
+) -> None:
+    """With tokens on, *Download model* fetches the file with the token (a plain link cannot
+    send it) and saves the very bytes the API verified."""
+    with session_scope() as session:
+        token = tokens.create(session, TokenIn(name="trainer", role="submit")).token
+    auth = {"Authorization": f"Bearer {token}"}
+    spec = {"dataset": "iris", "model": {"type": "linear"}, "epochs": 1}
+    r = httpx.post(f"{served}/v1/experiments", json=spec, headers=auth, timeout=120)
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    assert run_experiment(run_id, owner="test:0").status == "succeeded"  # trained in-process
+    model = httpx.get(f"{served}/v1/experiments/{run_id}", headers=auth).json()["model"]
+
+    console.allow(r"status of 401")  # the page's first calls, before the token is stored
+    page.goto(served)
+    page.evaluate("t => localStorage.setItem('glidepath.token', t)", token)
+    page.goto(f"{served}/experiments/{run_id}")
+    button = page.locator("#download-model")
+    button.wait_for(state="visible")
+    with page.expect_download() as download:
+        button.click()
+    assert download.value.suggested_filename == f"experiment-{run_id}.safetensors"
+    data = Path(download.value.path()).read_bytes()
+    assert len(data) == model["size"] and hashlib.sha256(data).hexdigest() == model["sha256"]
+    (header_len,) = struct.unpack("<Q", data[:8])  # safetensors: a JSON header, then tensors
+    assert json.loads(data[8 : 8 + header_len])
