@@ -7,16 +7,14 @@ import base64
 import csv
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 
 from service.experiments.listing import ListSort
 from service.experiments.repository import ExperimentRepository
-from service.kit.db import get_engine, session_scope
+from service.kit.db import session_scope
 from tests.support.runs import end_run
 
 SPEC: dict[str, Any] = {"dataset": "iris", "model": {"type": "mlp", "hidden": [4]}, "epochs": 3}
@@ -231,20 +229,6 @@ def test_compare_gives_what_the_time_and_step_axes_need(client: TestClient) -> N
     (series,) = client.get("/v1/experiments/compare", params={"ids": str(i)}).json()["series"]
     assert series["duration_s"] == [0.01, 0.01]
     assert "steps_per_epoch" in series  # null here: written by a worker when the run starts
-
-
-@pytest.fixture
-def statements() -> Iterator[list[str]]:
-    """The SQL statements run while it is open (the token check's cached read left out)."""
-    seen: list[str] = []
-
-    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        if "tokens" not in statement:
-            seen.append(statement)
-
-    event.listen(get_engine(), "before_cursor_execute", count)
-    yield seen
-    event.remove(get_engine(), "before_cursor_execute", count)
 
 
 def test_a_sorted_searched_page_costs_the_same_queries_for_one_run_and_for_five(

@@ -7,13 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import safetensors.torch
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from service.artifacts import service as artifacts
 from service.artifacts.models import Artifact
@@ -22,7 +21,7 @@ from service.config import settings
 from service.datasets import builtin
 from service.experiments.models import Attempt, EpochRow, ExperimentTag
 from service.experiments.repository import ExperimentRepository
-from service.kit.db import get_engine, session_scope
+from service.kit.db import session_scope
 from service.training.spec import ExperimentSpec
 from worker.engine.model import build_model
 from worker.runs.lifecycle import run_experiment
@@ -250,20 +249,6 @@ def test_attempts_show_who_ran_it_and_how_it_ended(client: TestClient) -> None:
     assert a["started_at"].endswith(("Z", "+00:00")) and a["ended_at"].endswith(("Z", "+00:00"))
     assert a["started_at"] <= a["ended_at"]
     assert client.get(f"/v1/experiments/{submit(client)}").json()["attempts"] == []
-
-
-@pytest.fixture
-def statements() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        # The token check's read of the tokens table comes and goes with its 1 s cache.
-        if "tokens" not in statement:
-            seen.append(statement)
-
-    event.listen(get_engine(), "before_cursor_execute", count)
-    yield seen
-    event.remove(get_engine(), "before_cursor_execute", count)
 
 
 def test_the_list_carries_attempts_and_models_in_one_query_per_table(

@@ -1,0 +1,27 @@
+"""Fixtures of the API tests (the `client` and backends come from tests/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from service.kit.db import get_engine
+
+
+@pytest.fixture
+def statements() -> Iterator[list[str]]:
+    """The SQL statements run while it is open, for tests that a page costs a fixed number of
+    queries. The token check's read of the tokens table comes and goes with its 1 s cache, so it
+    is left out."""
+    seen: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if "tokens" not in statement:
+            seen.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", count)
+    yield seen
+    event.remove(get_engine(), "before_cursor_execute", count)
