@@ -54,9 +54,12 @@ def test_up_trains_and_stopping_it_stops_api_and_worker(tmp_path: Path, stop: st
 
         wait_for(ready, 60, logs)
         spec = {"dataset": "iris", "epochs": 3, "base_lr": 0.1, "batch_size": 32}
-        exp_id = httpx.post(f"{url}/v1/experiments", json=spec).json()["id"]
-        wait_for(lambda: httpx.get(f"{url}/v1/experiments/{exp_id}").json()["status"]
-                 == "succeeded", 60, logs)  # fmt: skip
+        # A long timeout: the first POST loads the dataset in a process that just started, on a
+        # machine the rest of the suite keeps busy (httpx's default 5 s was exceeded there).
+        with httpx.Client(base_url=url, timeout=60) as c:
+            exp_id = c.post("/v1/experiments", json=spec).json()["id"]
+            wait_for(lambda: c.get(f"/v1/experiments/{exp_id}").json()["status"]
+                     == "succeeded", 60, logs)  # fmt: skip
         assert (tmp_path / "data" / "glidepath.db").exists()  # SQLite under DATA_DIR
 
         if stop == "ctrl-c":

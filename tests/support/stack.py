@@ -63,7 +63,9 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10)
+        # 30 s: under the full suite on 2 cores a first POST (a dataset loaded, a sweep expanded)
+        # has taken over 10 s; a hung API still fails the test.
+        return httpx.Client(base_url=self.url, timeout=30)
 
     def start_worker(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """`env`: more variables for this worker only (a PYTHONPATH with a plugin on it)."""
