@@ -6,28 +6,35 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import cache, partial
+from typing import Any
 
 import numpy as np
-from sklearn import datasets as skd
 
 from service.training.datasets import Arrays, DatasetInfo
 
 
-def _sklearn(loader: Callable[..., tuple[np.ndarray, np.ndarray]], task: str) -> Arrays:
-    x, y = loader(return_X_y=True)
+def _skd() -> Any:
+    """sklearn.datasets, imported on first use: it costs ~2 s at import (scipy), which every
+    API process and CLI start would pay before serving anything, most of them never loading a
+    built-in dataset."""
+    from sklearn import datasets
+
+    return datasets
+
+
+def _sklearn(loader: str, task: str) -> Arrays:
+    x, y = getattr(_skd(), loader)(return_X_y=True)
     y = y.astype(np.int64) if task == "classification" else y.astype(np.float32)
     return Arrays(x=np.ascontiguousarray(x, dtype=np.float32), y=y)
 
 
 def _digits() -> Arrays:
-    arrays = _sklearn(skd.load_digits, "classification")
+    arrays = _sklearn("load_digits", "classification")
     # Pixels are 0..16; scaling to 0..1 keeps default learning rates sensible.
     return Arrays(x=arrays.x / 16.0, y=arrays.y)
 
 
-def _standardized(
-    loader: Callable[..., tuple[np.ndarray, np.ndarray]], task: str
-) -> Callable[[], Arrays]:
+def _standardized(loader: str, task: str) -> Callable[[], Arrays]:
     def load() -> Arrays:
         arrays = _sklearn(loader, task)
         x = (arrays.x - arrays.x.mean(0)) / (arrays.x.std(0) + 1e-8)
@@ -57,7 +64,7 @@ def synthetic(
     deviation of the Gaussian noise on the target; the target is then standardized."""
     if generator == "classification":
         n_informative = min(n_features, max(2, math.ceil(math.log2(n_classes)), n_features // 2))
-        x, y = skd.make_classification(
+        x, y = _skd().make_classification(
             n_samples=n_samples,
             n_features=n_features,
             n_informative=n_informative,
@@ -70,7 +77,7 @@ def synthetic(
         )
         return Arrays(x=np.ascontiguousarray(x, dtype=np.float32), y=y.astype(np.int64))
     if generator == "regression":
-        x, y = skd.make_regression(
+        x, y = _skd().make_regression(
             n_samples=n_samples,
             n_features=n_features,
             n_informative=min(n_features, 10),
@@ -85,25 +92,25 @@ def synthetic(
 _LOADERS: dict[str, tuple[Callable[[], Arrays], str, tuple[int, int, int] | None, str]] = {
     "digits": (_digits, "classification", (1, 8, 8), "8×8 handwritten digits, 10 classes"),
     "iris": (
-        _standardized(skd.load_iris, "classification"),
+        _standardized("load_iris", "classification"),
         "classification",
         None,
         "iris flowers, 3 classes (standardized features)",
     ),
     "wine": (
-        _standardized(skd.load_wine, "classification"),
+        _standardized("load_wine", "classification"),
         "classification",
         None,
         "wine cultivars, 3 classes (standardized features)",
     ),
     "breast_cancer": (
-        _standardized(skd.load_breast_cancer, "classification"),
+        _standardized("load_breast_cancer", "classification"),
         "classification",
         None,
         "Wisconsin breast cancer, 2 classes (standardized features)",
     ),
     "diabetes": (
-        _standardized(skd.load_diabetes, "regression"),
+        _standardized("load_diabetes", "regression"),
         "regression",
         None,
         "diabetes progression, regression (standardized features)",
