@@ -101,17 +101,14 @@ def test_sigterm_hands_the_run_back_promptly(stack2: Stack) -> None:
         victim = holder(stack2, c, exp_id, min_epochs=7)
         victim.send_signal(signal.SIGTERM)
         assert victim.wait(timeout=60) == 0
-        # Promptly, in epochs not seconds (a loaded machine stretches the worker's own exit):
-        # the first attempt handed the run back before its end, and the second resumed from a
-        # checkpoint of the first.
-        handed_back_epoch = c.get(f"/v1/experiments/{exp_id}").json()["epochs_run"]
         final = stack2.wait_final(exp_id)
         assert final["status"] == "succeeded", stack2.logs()
-        assert final["attempt"] == 2
+        # Promptly, in epochs not seconds (a loaded machine stretches the worker's own exit):
+        # the first attempt handed the run back before its end, and the second resumed from
+        # a checkpoint of the first.
         first, second = final["attempts"]
         assert first["outcome"] == "handed_back"
-        assert handed_back_epoch < SPEC["epochs"], "it trained on to the end"
-        assert 0 < second["resumed_from_epoch"] <= handed_back_epoch
+        assert 0 < second["resumed_from_epoch"] < SPEC["epochs"], "it trained on to the end"
         assert trace(c, exp_id) == expected
 
 
