@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # and pinning it first keeps pip from pulling a multi-gigabyte CUDA build on a CPU machine.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test test-fast lint format clean mutation fuzz-api
+.PHONY: install run test test-integration test-fast lint format clean mutation fuzz-api
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,15 @@ run: install
 
 # Two pytest processes (pytest-xdist), each taking whole test files: module-scoped stacks stay
 # shared within a file, and much of a test's time is waiting on a process it started.
+# `test`: unit, API, database, migration, CLI and client tests, on the embedded default AND on
+# PostgreSQL + Redis (+ SeaweedFS for S3), in-process (~5 min on 2 cores).
 test: install
-	$(BIN)/pytest -n 2 --dist loadfile --durations=30
+	$(BIN)/pytest -n 2 --dist loadfile --durations=20 -m "not integration"
+
+# `test-integration`: real processes: `glidepath up`, API servers, Celery workers killed and
+# restarted, PostgreSQL and Redis restarts, the dashboard in Chromium (~10 min on 2 cores).
+test-integration: install
+	$(BIN)/pytest -n 2 --dist loadfile --durations=20 -m integration
 
 # Unit, API, database and client tests on the embedded default (SQLite + file-system broker):
 # no PostgreSQL, no Redis, no spawned API or worker processes. About a minute.

@@ -17,7 +17,13 @@ import pytest
 from tests.browser.conftest import Console
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.integration
+# Pages in a browser: the backend changes nothing a page shows, so the embedded stack alone (the
+# PostgreSQL paths under them, LISTEN/NOTIFY included, are tested in tests/api and
+# tests/integration).
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("stack", ["embedded"], indirect=True),
+]
 
 # ReduceLROnPlateau on digits: SGD with momentum at 0.1 plateaus within ~8 epochs, so with
 # patience 1 a reduce_lr decision comes well inside 15 epochs (about 2 s of training).
@@ -250,7 +256,6 @@ def preview_of(scheduler_type: str) -> Any:
     return matches
 
 
-@pytest.mark.parametrize("stack", ["embedded"], indirect=True)  # a page: the backend is moot
 def test_a_composed_schedule_from_the_warmup_stable_decay_preset(
     stack: Stack, page: Any, console: Console, shot: Any
 ) -> None:

@@ -45,6 +45,9 @@ def served(backend: Backend) -> Iterator[str]:
             thread.join(10)
 
 
+pytestmark = pytest.mark.integration
+
+
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 def test_a_read_token_sees_who_made_runs_and_no_actions(
     served: str, page: Any, console: Console, shot: Any

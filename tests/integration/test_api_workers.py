@@ -11,9 +11,12 @@ import re
 import signal
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.stack import Stack, stack_fixture, wait_for
+
+pytestmark = pytest.mark.integration
 
 RETRY_S = 0.3
 stack = stack_fixture(

@@ -29,6 +29,10 @@ ADAM_HD: dict[str, Any] = {
 }  # fmt: skip
 
 
+# The production stack only: what is checked (the adapted LR, the resumed trace) is the
+# engine's and the worker's, the same on either backend, and the suite's time is finite.
+@pytest.mark.postgres
+@pytest.mark.parametrize("fault_stack", ["postgres"], indirect=True)
 def test_lr_adapts_and_a_killed_run_resumes_with_the_identical_trace(stack2: Stack) -> None:
     with stack2.client() as c:
         adam_id = c.post("/v1/experiments", json=ADAM_HD).json()["id"]

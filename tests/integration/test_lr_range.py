@@ -111,6 +111,9 @@ def watch_progress_then_cancel(stack: Stack, c: httpx.Client, test_id: int) -> N
     assert [p["step"] for p in final["points"]] == list(range(n)) and n < final["steps"]
 
 
+# The production stack only (the API tests run range tests on both backends in-process).
+@pytest.mark.postgres
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 def test_range_tests_poll_cancel_and_suggest_an_lr_that_trains_digits_well(stack: Stack) -> None:
     # One stack for everything (starting one costs seconds). First a long, gentle ramp on a
     # wider model (seconds of work, no divergence, points written every 0.5 s): polled while it

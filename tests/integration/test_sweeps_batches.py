@@ -21,6 +21,9 @@ BASE: dict[str, Any] = {
 }
 
 
+# The production stack only (the API tests run batches and sweeps on both backends).
+@pytest.mark.postgres
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 def test_batch_and_coarse_to_fine_sweep_run_to_the_end(stack: Stack) -> None:
     with stack.client() as c:
         batch = c.post(
