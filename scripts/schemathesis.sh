@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=$(cd "${VENV:-.venv}/bin" && pwd)
-EXAMPLES=${SCHEMATHESIS_EXAMPLES:-25}
+EXAMPLES=${SCHEMATHESIS_EXAMPLES:-15}
 SEED=${SCHEMATHESIS_SEED:-16}
 
 DATA=$(mktemp -d "${TMPDIR:-/tmp}/glidepath-schemathesis.XXXXXX")

@@ -66,7 +66,10 @@ def test_a_read_token_sees_who_made_runs_and_no_actions(
     page.locator("#token-panel").wait_for(state="visible")  # asked for a token
     page.fill("#token-input", viewer)
     page.click("#token-form button[type=submit]")
-    page.wait_for_function("document.getElementById('whoami').textContent === 'viewer · read'")
+    # 60 s: in the full integration run on 2 cores this in-process server has taken over 20 s.
+    page.wait_for_function(
+        "document.getElementById('whoami').textContent === 'viewer · read'", timeout=60_000
+    )
     row = page.locator(f'#experiments tr[data-id="{run}"]')
     assert row.locator(".created-by").inner_text() == "alice"
     assert page.locator('a[href="/new"]').count() >= 2  # the nav link and the list's button
