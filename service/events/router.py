@@ -55,7 +55,7 @@ async def experiment_events(
         str | None,
         Header(
             max_length=40,
-            pattern=r"^ *[0-9]{1,10} *$",
+            pattern=r"^[0-9]{1,10}$",
             description="The last epoch received: resume after it",
         ),
     ] = None,

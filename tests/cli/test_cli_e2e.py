@@ -19,6 +19,10 @@ from tests.cli.conftest import GLIDEPATH, cli_env, run_cli
 from tests.support.stack import Stack, free_port
 
 pytestmark = pytest.mark.integration
+# The embedded stack only: the CLI is an HTTP client, and what it prints and exits with does not
+# depend on the database behind the API (every command also runs against the in-process API on
+# both backends: the `cli` fixture, tests/cli/conftest.py).
+EMBEDDED = pytest.mark.parametrize("stack", ["embedded"], indirect=True)
 
 SPEC: dict[str, Any] = {
     "name": "cli-e2e",
@@ -44,6 +48,7 @@ def queued_id(stdout: str) -> int:
     return int(match.group(1))
 
 
+@EMBEDDED
 def test_submit_wait_then_show_ls_and_watch_a_finished_run(
     cli_stack: Stack, tmp_path: Path
 ) -> None:
@@ -73,6 +78,7 @@ def test_submit_wait_then_show_ls_and_watch_a_finished_run(
     assert [int(e) for e in re.findall(r"epoch\s+(\d+)/4", watched.stdout)] == [1, 2, 3, 4]
 
 
+@EMBEDDED
 def test_watch_follows_a_run_to_its_end(cli_stack: Stack, tmp_path: Path) -> None:
     url = cli_stack.url
     plateau = {"type": "ReduceLROnPlateau", "params": {"factor": 0.5, "patience": 0,
@@ -89,6 +95,7 @@ def test_watch_follows_a_run_to_its_end(cli_stack: Stack, tmp_path: Path) -> Non
     assert events[-1]["type"] == "final" and events[-1]["status"] == "succeeded"
 
 
+@EMBEDDED
 def test_a_bad_spec_exits_2_with_the_field_path(cli_stack: Stack, tmp_path: Path) -> None:
     # (A single spec's shape errors: test_cli_commands.py.) Torch-level checks, by index:
     batch = tmp_path / "batch.yaml"
@@ -100,6 +107,7 @@ def test_a_bad_spec_exits_2_with_the_field_path(cli_stack: Stack, tmp_path: Path
     assert "body.experiments.1.solver.type: unknown solver 'Sgd'" in bad.stderr
 
 
+@EMBEDDED
 def test_a_diverging_run_makes_wait_exit_1(cli_stack: Stack, tmp_path: Path) -> None:
     f = spec_file(tmp_path, "diverge.json", name="cli-diverge", base_lr=1e6, epochs=5)
     result = run_cli("submit", f, "--wait", "--interval", "0.2", "--url", cli_stack.url)
@@ -107,6 +115,7 @@ def test_a_diverging_run_makes_wait_exit_1(cli_stack: Stack, tmp_path: Path) -> 
     assert "diverged" in result.stdout and "non-finite" in result.stdout
 
 
+@EMBEDDED
 def test_cancel_and_ctrl_c(cli_stack: Stack, tmp_path: Path) -> None:
     url = cli_stack.url
     f = spec_file(tmp_path, "long.json", name="cli-long", epochs=2000)
@@ -150,6 +159,7 @@ def test_cancel_and_ctrl_c(cli_stack: Stack, tmp_path: Path) -> None:
             c.post(f"/v1/experiments/{exp_id}/cancel")
 
 
+@EMBEDDED
 def test_sweep_from_stdin_and_range_test_wait(cli_stack: Stack, tmp_path: Path) -> None:
     url = cli_stack.url
     sweep = {
@@ -177,6 +187,7 @@ def test_sweep_from_stdin_and_range_test_wait(cli_stack: Stack, tmp_path: Path) 
     assert (result.returncode == 0) == (body["suggested_lr"] is not None)
 
 
+@EMBEDDED
 def test_unknown_id_exits_4(cli_stack: Stack) -> None:
     result = run_cli("sweep", "show", "99999", "--url", cli_stack.url)
     assert result.returncode == 4, result.output
