@@ -6,7 +6,7 @@
 // is drawn per optimizer step (GET …/lr?resolution=step), not as an epoch staircase.
 import { api, FINAL_STATUSES, getToken } from "../api.js";
 import { lineChart } from "../charts.js";
-import { clear, errorBox, h, link } from "../dom.js";
+import { clear, errorBox, h, link, saveBlob } from "../dom.js";
 import { bytes, count, duration, num, progressBar, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
 import { follow } from "../sse.js";
@@ -64,18 +64,13 @@ function attemptsTable(attempts, final) {
 // The model as a file: a plain link where the API is open; with a token, fetched with it
 // (a link cannot send the header) and handed to the browser as a blob.
 async function saveModel(id) {
-  const blob = await api.model(id);
-  const url = URL.createObjectURL(blob);
-  const a = h("a", { href: url, download: `experiment-${id}.safetensors`, hidden: true });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  saveBlob(await api.model(id), `experiment-${id}.safetensors`);
 }
 
 export async function renderExperiment(root, id) {
   // A range test is an experiments row of its own kind; its page is /range-tests/{id}.
-  if ((await api.experiment(id)).kind === "lr_range_test") return location.replace(`/range-tests/${id}`);
+  let experiment = await api.experiment(id);
+  if (experiment.kind === "lr_range_test") return location.replace(`/range-tests/${id}`);
   const head = h("div", { id: "summary" });
   const notice = h("div");
   const lrEl = h("div", { id: "lr-chart" });
@@ -103,7 +98,6 @@ export async function renderExperiment(root, id) {
         h("div", { class: "card" }, h("h2", {}, "Spec"), specEl))),
   );
 
-  let experiment = await api.experiment(id);
   const lrChart = lineChart(lrEl, { title: "learning rate (log scale)", series: [{ label: "lr" }], logY: true, stepped: true });
   const lossChart = lineChart(lossEl, { title: "loss", series: [{ label: "train_loss" }, { label: "val_loss", color: "#d9622b" }],
     logY: new URLSearchParams(location.search).get("log") === "1",
