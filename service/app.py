@@ -6,13 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from sqlalchemy.engine import make_url
 
 from service.batches.router import router as batches_router
+from service.config import settings
 from service.dashboard.router import install as install_dashboard
 from service.datasets.router import router as datasets_router
 from service.events.listener import Listener
 from service.events.router import router as events_router
 from service.experiments.catalog_router import router as catalog_router
+from service.experiments.polls import PollCache
 from service.experiments.router import router as experiments_router
 from service.health.router import router as health_router
 from service.housekeeping import Housekeeping
@@ -36,8 +39,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     housekeeping = app.state.housekeeping = Housekeeping()  # /readyz: does this process lead?
     housekeeping.start()
     app.state.events.end_streams_on_exit()  # open event streams would hold the stop up
+    database_url = settings.effective_database_url
+    app.state.polls.start(database_url)
+    if make_url(database_url).get_backend_name() == "postgresql":
+        app.state.events.start()  # the metrics pages' cache follows its notifications
     yield
     await app.state.events.close()
+    app.state.polls.stop()
     housekeeping.stop()
 
 
@@ -75,7 +83,9 @@ def create_app() -> FastAPI:
         tokens_router,
     ):
         app.include_router(router, dependencies=guarded, responses=RESPONSES)
-    app.state.events = Listener()  # live events: one listener per API process
+    # Live events and the metrics pages' cache: one listener and one cache per API process.
+    app.state.polls = PollCache()
+    app.state.events = Listener(app.state.polls)
     install_dashboard(app)  # pages and /static: open, the browser sends the token to /v1
     return app
 

@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         ge=1,
         description="Connections (open event streams included) one API process serves at once; "
         "past it, new requests get a 503 in the error shape with Retry-After (uvicorn's "
-        "limit_concurrency, answered by cli/h11_protocol.py). `glidepath api` "
+        "limit_concurrency, answered by cli/http_protocol.py). `glidepath api` "
         "raises the open-files limit to fit.",
     )
     api_backlog: int = Field(
@@ -126,7 +126,8 @@ class Settings(BaseSettings):
         default=16 * 1024,
         ge=1024,
         description="Largest request line plus headers the API reads (uvicorn "
-        "h11_max_incomplete_event_size); larger is refused before the app sees it.",
+        "h11_max_incomplete_event_size, or counted as httptools parses them); larger is "
+        "refused before the app sees it.",
     )
     api_graceful_shutdown_s: int = Field(
         default=10,

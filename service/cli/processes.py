@@ -4,6 +4,7 @@ module of `service/` that may import the worker (to start it); import-linter che
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import shutil
 import signal
@@ -16,8 +17,11 @@ import typer
 
 HOST = typer.Option("127.0.0.1", help="Interface to listen on.")
 PORT = typer.Option(8000, help="Port to listen on.")
-# uvicorn's h11, with TCP_NODELAY and a 503 in the error shape past the connection limit.
-HTTP_PROTOCOL = "service.cli.h11_protocol:ApiH11Protocol"
+# uvicorn's httptools (h11 where it is missing), with TCP_NODELAY and a 503 in the error shape
+# past the connection limit (http_protocol.py).
+HTTP_PROTOCOL = "service.cli.http_protocol:" + (
+    "ApiHttpToolsProtocol" if importlib.util.find_spec("httptools") else "ApiH11Protocol"
+)
 
 
 def _logging(level: str = "info") -> None:
@@ -107,7 +111,9 @@ def serve() -> Any:
         if os.getppid() != parent.pid:  # it died before we asked
             os.kill(os.getpid(), signal.SIGTERM)
     from service.app import app
+    from service.kit import gc_pauses
 
+    gc_pauses.install()  # a server's full collections walked ~10^6 long-lived objects
     return app
 
 

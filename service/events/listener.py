@@ -47,6 +47,7 @@ from service.events.service import (
     RunReplay,
     StatusItem,
 )
+from service.experiments.polls import PollCache
 from service.kit.db import session_scope
 from service.kit.logging import get_logger
 from service.kit.notify import CHANNEL
@@ -237,9 +238,12 @@ class Stats:
 
 
 class Listener:
-    """Started on the first subscriber, stopped with the app (`close`)."""
+    """Started on the first subscriber, or with the app where the metrics pages' cache needs
+    its doorbell (`start`); stopped with the app (`close`). `polls` hears every notification and
+    whether LISTEN holds (PostgreSQL), so that the cache never outlives a change."""
 
-    def __init__(self) -> None:
+    def __init__(self, polls: PollCache | None = None) -> None:
+        self.polls = polls
         self.database_url = ""  # read when it starts (tests point the settings elsewhere first)
         self.runs: dict[int, RunHub] = {}
         self.groups: dict[GroupKey, GroupHub] = {}
@@ -347,6 +351,11 @@ class Listener:
 
     # -- the doorbell and the reads ---------------------------------------------------------
 
+    def start(self) -> None:
+        """Ring from now on (PostgreSQL: LISTEN), before any subscriber: the metrics pages'
+        cache uses the doorbell too."""
+        self._start()
+
     def _start(self) -> None:
         if self._tasks or self.closed:
             return
@@ -376,14 +385,24 @@ class Listener:
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self._ring(None)
+                    self._polls_live(True)
                     async for note in conn.notifies():
                         self.stats.notifications += 1
-                        self._ring(note.payload.split(","))
+                        tokens = note.payload.split(",")
+                        if self.polls is not None:
+                            self.polls.changed(tokens)
+                        self._ring(tokens)
             except asyncio.CancelledError:
+                self._polls_live(False)
                 raise
             except Exception:
+                self._polls_live(False)
                 log.warning("events_listen_failed", exc_info=True)
                 await asyncio.sleep(1.0)
+
+    def _polls_live(self, live: bool) -> None:
+        if self.polls is not None:
+            self.polls.live(live)
 
     async def _read_loop(self) -> None:
         while True:

@@ -68,6 +68,37 @@ _POLL = (
     .limit(bindparam("limit"))
 )
 
+# A metrics pages' cache's read (experiments/polls.py): the status, the newest epoch stored, and
+# the rows after `base` that are newer than `last` or written by an attempt after `attempt` (a
+# resumed run's rewrites), each with the attempt that wrote it.
+_SINCE = (
+    select(
+        Experiment.status,
+        select(func.max(EpochRow.epoch))
+        .where(EpochRow.experiment_id == bindparam("id"))
+        .scalar_subquery(),
+        EpochRow.attempt,
+        *PAGE_COLUMNS,
+    )
+    .outerjoin(
+        EpochRow,
+        and_(
+            EpochRow.experiment_id == Experiment.id,
+            EpochRow.epoch > bindparam("base"),
+            (EpochRow.epoch > bindparam("last")) | (EpochRow.attempt > bindparam("attempt")),
+        ),
+    )
+    .where(Experiment.id == bindparam("id"))
+    .order_by(EpochRow.epoch)
+    .limit(bindparam("limit"))
+)
+
+
+class Since(NamedTuple):
+    status: str
+    newest: int  # the newest epoch stored (0: none)
+    rows: list[tuple[Any, ...]]  # (attempt, *PAGE_COLUMNS values)
+
 
 # What each `ListSort.field` orders by (built per query: a JSON path is an expression).
 _SORT_COLUMNS: dict[str, Callable[[], ColumnElement[Any]]] = {
@@ -198,6 +229,21 @@ class ExperimentRepository:
         if found[0][1] is None:  # the outer join's row of nulls: nothing after the cursor
             return found[0][0], []
         return found[0][0], [row[1:] for row in found]
+
+    def poll_since(
+        self, experiment_id: int, base: int, last: int, attempt: int, limit: int
+    ) -> Since | None:
+        """The rows after `base` newer than `last` or rewritten by an attempt after `attempt`,
+        with the status and the newest epoch stored (None: no such run); see `_SINCE`."""
+        params = {"id": experiment_id, "base": base, "last": last, "attempt": attempt,
+                  "limit": limit}  # fmt: skip
+        found = self.session.connection().execute(_SINCE, params).all()
+        if not found:
+            return None
+        status, newest = found[0][0], int(found[0][1] or 0)
+        if found[0][2] is None:  # the outer join's row of nulls: no such row
+            return Since(status, newest, [])
+        return Since(status, newest, [tuple(row[2:]) for row in found])
 
     def epochs(
         self, experiment_id: int, after_epoch: int = 0, limit: int | None = None
@@ -364,6 +410,7 @@ class ExperimentRepository:
             .where(Experiment.id == experiment_id, Experiment.status.in_(list(FINAL)))
             .execution_options(synchronize_session="fetch")
         )
+        announce(self.session, [experiment_id])  # its metrics pages now answer 404
         return result.rowcount == 1  # type: ignore[attr-defined]
 
     # -- writes by the worker, fenced by `attempt` ----------------------------------------------
@@ -475,6 +522,7 @@ class ExperimentRepository:
         )
         # Every worker write (epochs, resume, pause, final status) begins here, so it also
         # announces the change to live events: in this statement, no extra round trip.
+        notify.touched(self.session, [str(experiment_id)])
         announcing = notify.column(self.session, Experiment.id)
         if announcing is None:
             result = self.session.execute(stmt)

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic_core import to_json
-from starlette.concurrency import run_in_threadpool
 
 from service.experiments import downloads, export, lr_trace, service
 from service.experiments.listing import DEFAULT_SORT, ListSort
+from service.experiments.polls import PollCache
 from service.experiments.schemas import (
     CompareOut,
     DecisionList,
@@ -19,7 +19,6 @@ from service.experiments.schemas import (
 from service.experiments.spec_errors import errors_beyond_schema
 from service.kit.after_schema import after_schema
 from service.kit.auth import CallerDep
-from service.kit.db import session_scope
 from service.kit.deps import SessionDep
 from service.kit.errors import InvalidInput
 from service.kit.params import DB_INT_MAX, RowId, RowIdQuery, fits_db_int, segment_beside
@@ -154,22 +153,20 @@ def get_experiment(experiment_id: RowId, session: SessionDep) -> ExperimentOut:
     responses=ERRORS,
 )
 async def get_metrics(
+    request: Request,
     experiment_id: RowId,
     after_epoch: Annotated[
         int, Query(ge=0, le=DB_INT_MAX, description="Rows with epoch > this; 0 = all")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
-    """The polling hot path (every open dashboard, every `watch`): one hop to the thread pool
-    for the whole read instead of one per sync dependency, and the page read as plain rows and
-    serialized once (`service.metrics_json`) rather than built as models and validated again
-    against `response_model` (which still documents it)."""
-
-    def read() -> bytes:
-        with session_scope() as session:
-            return service.metrics_json(session, experiment_id, after_epoch, limit)
-
-    return Response(await run_in_threadpool(read), media_type="application/json")
+    """The polling hot path (every open dashboard, every `watch`): cut from this process's
+    cache of the run's last rows while the run has not changed (polls.py), else one hop to the
+    thread pool for the whole read; serialized once rather than built as models and validated
+    again against `response_model` (which still documents it)."""
+    polls: PollCache = request.app.state.polls
+    body = await polls.page(experiment_id, after_epoch, limit)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

@@ -7,7 +7,7 @@ streamed responses (event streams, model downloads) and uploads pass through as 
   other body is JSON and has GLIDEPATH_MAX_JSON_BYTES.
 - `over_capacity`: what a request gets when its API process already serves
   GLIDEPATH_API_LIMIT_CONCURRENCY connections, a 503 in the one error shape with `Retry-After`
-  (uvicorn's own answer to its `limit_concurrency` is plain text; cli/h11_protocol.py sends this).
+  (uvicorn's own answer to its `limit_concurrency` is plain text; cli/http_protocol.py sends this).
 - `RequestTimeout`: a request whose response has not begun GLIDEPATH_REQUEST_TIMEOUT_S after
   the last body bytes arrived is a 504 in the one error shape; its handler runs on to its end,
   unseen. A response that has begun is never cut (an event stream lives for hours), and time

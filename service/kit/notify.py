@@ -5,30 +5,65 @@ the tables, which stay the source of truth. Embedded (SQLite) it does nothing: t
 notices any commit on its own (`PRAGMA data_version`).
 
 Payload: comma-separated tokens, `<experiment id>` or `s<sweep id>`. `announce` is the helper;
-`column` folds it into an UPDATE's RETURNING where a write is hot (the worker's fence)."""
+`column` folds it into an UPDATE's RETURNING where a write is hot (the worker's fence).
+
+In this process, on every backend, the same tokens also go to the hooks `on_commit` registers,
+once the transaction has committed: what this process changed is known here at once, without
+waiting for the notification to come back (the metrics pages' cache, experiments/polls.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, func, select
+from sqlalchemy import ColumnElement, String, cast, event, func, select
 from sqlalchemy.orm import Session
 
 CHANNEL = "glidepath_events"
 # PostgreSQL refuses a payload of 8,000 bytes or more; a longer list goes as several.
 _MAX_PAYLOAD = 7000
+_TOUCHED = "glidepath_touched"  # session.info key: the tokens of this transaction
+
+Hook = Callable[[list[str]], None]
+_hooks: list[Hook] = []
+
+
+def on_commit(hook: Hook) -> Callable[[], None]:
+    """Call `hook(tokens)` after each commit in this process that changed runs or sweeps (from
+    whichever thread committed); returns what removes it."""
+    _hooks.append(hook)
+    return lambda: _hooks.remove(hook) if hook in _hooks else None
+
+
+def touched(session: Session, tokens: Iterable[str]) -> None:
+    """Remember tokens for this process's hooks, told when the transaction commits."""
+    if _hooks:
+        session.info.setdefault(_TOUCHED, set()).update(tokens)
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    tokens = session.info.pop(_TOUCHED, None)
+    if tokens:
+        for hook in list(_hooks):
+            hook(sorted(tokens))
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_TOUCHED, None)
 
 
 def announce(
     session: Session, experiment_ids: Iterable[int] = (), sweep_id: int | None = None
 ) -> None:
     """Tell the API processes' listeners, at commit, that these runs (or this sweep) changed."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
     tokens = [str(i) for i in dict.fromkeys(experiment_ids)]
     if sweep_id is not None:
         tokens.append(f"s{sweep_id}")
+    touched(session, tokens)
+    if session.get_bind().dialect.name != "postgresql":
+        return
     payload = ""
     for token in tokens:
         if payload and len(payload) + len(token) >= _MAX_PAYLOAD:

@@ -1,7 +1,7 @@
 """Past its connection limit (GLIDEPATH_API_LIMIT_CONCURRENCY) an API process answers 503 in the
 one error shape `{"detail": [...]}` with Retry-After, not uvicorn's plain-text "Service
 Unavailable". A real uvicorn server on a port, with the protocol `glidepath api` serves with
-(service/cli/h11_protocol.py) and a limit of 2; the app is a stand-in that can hold a request
+(service/cli/http_protocol.py) and a limit of 2; the app is a stand-in that can hold a request
 open, as an event stream does."""
 
 from __future__ import annotations

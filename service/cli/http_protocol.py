@@ -1,6 +1,7 @@
-"""uvicorn's h11 protocol as `glidepath api` serves with it (an import string, so each of
-`--workers N` processes loads it): Nagle's algorithm off on every connection, and the answer past
-the connection limit in the API's one error shape.
+"""uvicorn's HTTP protocol as `glidepath api` serves with it (an import string, so each of
+`--workers N` processes loads it): httptools (C; about half of h11's CPU per request, which is
+most of what a cached poll costs), or h11 where httptools is not installed. Nagle's algorithm
+off on every connection, and the answer past the connection limit in the API's one error shape.
 
 TCP_NODELAY: with several processes uvicorn binds the listening socket itself, as protocol 0
 rather than IPPROTO_TCP, and asyncio then leaves TCP_NODELAY off on the connections it accepts
@@ -20,12 +21,25 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from service.config import settings
 from service.kit.limits import over_capacity
 
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools not installed: h11 alone
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
-class ApiH11Protocol(H11Protocol):
+
+class ApiProtocol:
+    """What `glidepath api` adds to uvicorn's protocol classes (mixed in before them)."""
+
     # Requests this process has let into the app and not yet answered (one server a process).
     admitted: ClassVar[int] = 0
+    connection_limit: int | None
+    limit_concurrency: int | None
+    connections: set[Any]
+    app: Any
+    logger: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -40,7 +54,7 @@ class ApiH11Protocol(H11Protocol):
         limit = self.connection_limit
         if limit is None:
             return app
-        cls = type(self)
+        cls = ApiProtocol
         refuse = over_capacity(limit)
 
         async def limited(scope: Any, receive: Any, send: Any) -> None:
@@ -58,8 +72,41 @@ class ApiH11Protocol(H11Protocol):
 
         return limited
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
+
+
+class ApiH11Protocol(ApiProtocol, H11Protocol):  # type: ignore[misc]
+    pass
+
+
+if HttpToolsProtocol is not None:
+
+    class ApiHttpToolsProtocol(ApiProtocol, HttpToolsProtocol):  # type: ignore[misc]
+        """With GLIDEPATH_API_MAX_HEADER_BYTES enforced as h11 does (httptools has no limit):
+        a request line and headers past it are a 400 and the connection closes, before the
+        app sees the request."""
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._header_bytes = 0
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def _count(self, n: int) -> None:
+            self._header_bytes += n
+            if self._header_bytes > settings.api_max_header_bytes:
+                raise ValueError("request line and headers too large")  # a parser error
+
+    PROTOCOL = "service.cli.http_protocol:ApiHttpToolsProtocol"
+else:
+    PROTOCOL = "service.cli.http_protocol:ApiH11Protocol"

@@ -1,0 +1,276 @@
+"""The metrics pages' cache: every open dashboard and `glidepath watch` polls
+`GET /v1/experiments/{id}/metrics?after_epoch=<cursor>` about once a second, and a run being
+watched gets an epoch every few milliseconds to seconds. Answered from the database each time,
+200 pollers cost 200 reads a second (and ~5 ms of the API's CPU each). Here each API process
+keeps the tail of each polled run (its status and its last rows, already dumped as JSON), cuts
+every poller's page from it, and reads only what is new when the run changes: one small read per
+change of a run, whatever the number of pollers, and none for a run nobody polls.
+
+How fresh a page is:
+- After a commit by this process (a cancel, a delete, on either backend: `notify.on_commit`), a
+  poll waits for a read that began after it: a client always sees its own writes.
+- After another process's commit (the worker's epochs; known from the events listener's
+  notifications on PostgreSQL, events/listener.py, or from `PRAGMA data_version` on SQLite, asked
+  on each poll: microseconds, no table read), a poll is answered from the last read if it began
+  less than STALE_S ago, as if the poll had come a moment earlier; a new read starts for the
+  polls after it once the last is REFRESH_S old (a run writing an epoch every 20 ms costs 10
+  reads a second, not 50). A page is never older than STALE_S; each has every row up to its
+  cursor's end.
+- PostgreSQL while the listener is not connected (notifications may be lost): no cache, every
+  poll reads the database.
+
+A poll whose cursor is older than the tail's first row reads its own page, as before. The rows
+only grow within an attempt; a resumed run cuts the rows after its checkpoint and writes them
+again (`read_tail` sees both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy.engine import make_url
+from starlette.concurrency import run_in_threadpool
+
+from service.experiments import service
+from service.experiments.repository import ExperimentRepository
+from service.kit import notify
+from service.kit.db import session_scope
+from service.kit.errors import NotFound
+
+KEEP = 256  # rows a tail keeps behind its newest one (a poller this far behind reads its own)
+READ = 4 * KEEP  # rows a tail's read may return; more means pollers far behind: not cached
+MAX_RUNS = 256  # runs whose tails one process keeps (the oldest read goes first)
+MAX_STAMPS = 100_000  # runs whose change counts are kept before starting over
+# After another process's commit: how old a read may be to answer a poll while a new read runs,
+# and how old before a new read starts (one read per run per REFRESH_S at most, however often
+# the run writes).
+STALE_S = 0.5
+REFRESH_S = 0.1
+
+Stamp = tuple[int, int]  # (changes to any run, changes to this run)
+
+
+@dataclass(frozen=True)
+class Tail:
+    """What the reads so far saw of a run: its status and every row after `base` (dumped, with
+    the attempt that wrote it)."""
+
+    mine: Stamp
+    others: Stamp
+    read_at: float  # the event loop's clock when the read began
+    base: int
+    status: str
+    epochs: list[int]
+    attempts: list[int]
+    rows: list[bytes]
+
+    @property
+    def last(self) -> int:
+        return self.epochs[-1] if self.epochs else self.base
+
+    def page(self, experiment_id: int, after_epoch: int, limit: int) -> bytes:
+        i = bisect.bisect_right(self.epochs, after_epoch)
+        rows = self.rows[i : i + limit]
+        last = self.epochs[i + len(rows) - 1] if rows else after_epoch
+        return service.page_json(experiment_id, self.status, rows, last)
+
+
+def read_page(experiment_id: int, after_epoch: int, limit: int) -> bytes:
+    with session_scope() as session:
+        return service.metrics_json(session, experiment_id, after_epoch, limit)
+
+
+def read_tail(
+    experiment_id: int, base: int, known: tuple[Stamp, Stamp, float], kept: Tail | None
+) -> Tail | None:
+    """The run's status and rows after `base`: only what is new since `kept` (rows after its
+    last, and rows a later attempt rewrote), or all of them when rows it holds were cut (a
+    resumed run's first transaction deletes the rows after its checkpoint; rows come in epoch
+    order, so the newest stored epoch is below `kept`'s until every cut row is written again).
+    None when there were more than READ."""
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        since = None
+        if kept is not None:
+            newer_attempt = max(kept.attempts, default=0)
+            since = repo.poll_since(experiment_id, base, kept.last, newer_attempt, READ + 1)
+            if since is not None and since.newest < kept.last:
+                kept = since = None
+        if since is None:
+            since = repo.poll_since(experiment_id, base, base, -1, READ + 1)
+    if since is None:
+        raise NotFound(f"experiment {experiment_id} not found", loc=service.PATH_ID)
+    if len(since.rows) > READ:
+        return None
+    epochs = [r[1] for r in since.rows]
+    attempts = [r[0] for r in since.rows]
+    rows = [service.row_json(r[1:]) for r in since.rows]
+    if kept is not None:  # its rows after `base` and before the first one read again
+        lo = bisect.bisect_right(kept.epochs, base)
+        hi = bisect.bisect_left(kept.epochs, epochs[0]) if epochs else len(kept.epochs)
+        epochs = kept.epochs[lo:hi] + epochs
+        attempts = kept.attempts[lo:hi] + attempts
+        rows = kept.rows[lo:hi] + rows
+    return Tail(*known, base, since.status, epochs, attempts, rows)
+
+
+class Changes:
+    """Changes seen so far: to any run (`every`), and to each run."""
+
+    def __init__(self) -> None:
+        self.every = 0
+        self.runs: dict[int, int] = {}
+
+    def bump(self, tokens: Iterable[str] | None) -> None:
+        """`tokens` as notified: run ids, `s<sweep id>`; None: any run. Plain counter updates
+        (called from the event loop, and from threads that commit)."""
+        if tokens is None:
+            self.every += 1
+            return
+        for token in tokens:
+            if token.isdigit():
+                run = int(token)
+                self.runs[run] = self.runs.get(run, 0) + 1
+            else:  # a sweep's change (a cancel ends its waiting runs): any of its runs
+                self.every += 1
+        if len(self.runs) > MAX_STAMPS:
+            self.runs = {}
+            self.every += 1
+
+    def of(self, experiment_id: int) -> Stamp:
+        return self.every, self.runs.get(experiment_id, 0)
+
+
+@dataclass
+class Read:
+    """A read of a run's tail in flight, and what was known when it began."""
+
+    mine: Stamp
+    others: Stamp
+    base: int
+    task: asyncio.Future[Tail | None]
+
+
+class PollCache:
+    """One per API process (app.state.polls). Off until `start` (the app's lifespan): a poll
+    then reads the database, as it does while the cache cannot know of every change."""
+
+    def __init__(self, stale_s: float = STALE_S, refresh_s: float = REFRESH_S) -> None:
+        self.stale_s = stale_s
+        self.refresh_s = refresh_s
+        self.mine = Changes()  # committed by this process: a poll after them waits for a read
+        self.others = Changes()  # committed elsewhere (notified, or SQLite's data_version)
+        self._tails: dict[int, Tail] = {}
+        self._reads: dict[int, Read] = {}
+        self._live = False
+        self._sqlite: sqlite3.Connection | None = None
+        self._version: int | None = None
+        self._unhook: Callable[[], None] | None = None
+
+    # -- what changed ----------------------------------------------------------------------
+
+    def start(self, database_url: str) -> None:
+        """Begin caching. On SQLite at once; on PostgreSQL once the listener is `live`."""
+        self._unhook = notify.on_commit(self.mine.bump)
+        url = make_url(database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            self._sqlite = sqlite3.connect(url.database or "", check_same_thread=False)
+            self._live = True
+
+    @property
+    def caching(self) -> bool:
+        """Whether polls are answered from the cache now."""
+        return self._live
+
+    def stop(self) -> None:
+        self.live(False)
+        if self._unhook is not None:
+            self._unhook()
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+
+    def live(self, live: bool) -> None:
+        """The listener (dis)connected: notifications may have been missed, start afresh."""
+        self._live = live
+        self.mine.bump(None)
+
+    def changed(self, tokens: Iterable[str] | None) -> None:
+        """Another process committed changes to these runs (the listener's notifications)."""
+        self.others.bump(tokens)
+
+    def _look(self) -> None:
+        if self._sqlite is not None:
+            version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version:
+                self._version = version
+                self.others.bump(None)
+
+    # -- the pages -------------------------------------------------------------------------
+
+    async def page(self, experiment_id: int, after_epoch: int, limit: int) -> bytes:
+        """The metrics page, as `service.metrics_json` reads it."""
+        if not self._live:
+            return await run_in_threadpool(read_page, experiment_id, after_epoch, limit)
+        self._look()
+        mine, others = self.mine.of(experiment_id), self.others.of(experiment_id)
+        tail = self._tails.get(experiment_id)
+        if tail is not None and tail.mine == mine and after_epoch >= tail.base:
+            if tail.others == others:
+                return tail.page(experiment_id, after_epoch, limit)
+            age = asyncio.get_running_loop().time() - tail.read_at
+            if age < self.stale_s:
+                # Another process's commit: this poll is answered from the last read, as if
+                # it had come a moment earlier; the next ones from a read begun now, or (a run
+                # writing epochs every few ms) once the last read is REFRESH_S old.
+                if age >= self.refresh_s:
+                    self._read(experiment_id, tail, after_epoch, mine, others, wait=False)
+                return tail.page(experiment_id, after_epoch, limit)
+        fresh = await asyncio.shield(
+            self._read(experiment_id, tail, after_epoch, mine, others, wait=True)
+        )  # shield: one poller hanging up does not cancel the read others wait for
+        if fresh is None or after_epoch < fresh.base:
+            return await run_in_threadpool(read_page, experiment_id, after_epoch, limit)
+        return fresh.page(experiment_id, after_epoch, limit)
+
+    def _read(self, experiment_id: int, tail: Tail | None, after_epoch: int, mine: Stamp,
+              others: Stamp, wait: bool) -> asyncio.Future[Tail | None]:  # fmt: skip
+        """A read of the run's tail begun now, or one in flight that serves: for a poll that
+        waits, one begun after this process's last commit to the run, from a base at or before
+        its cursor; for one that does not, any."""
+        pending = self._reads.get(experiment_id)
+        if pending is not None and (
+            not wait or (pending.mine == mine and pending.base <= after_epoch)
+        ):
+            return pending.task
+        # The next tail starts at most KEEP rows behind the newest row the last one had.
+        base = after_epoch if tail is None else max(tail.base, min(after_epoch, _behind(tail)))
+        began = asyncio.get_running_loop().time()
+        task = asyncio.ensure_future(
+            run_in_threadpool(read_tail, experiment_id, base, (mine, others, began), tail)
+        )
+        self._reads[experiment_id] = read = Read(mine, others, base, task)
+        task.add_done_callback(lambda t: self._keep(experiment_id, read, t))
+        return task
+
+    def _keep(self, experiment_id: int, read: Read, task: asyncio.Future[Tail | None]) -> None:
+        if self._reads.get(experiment_id) is read:
+            del self._reads[experiment_id]
+        kept = self._tails.pop(experiment_id, None)
+        if task.cancelled() or task.exception() is not None or task.result() is None:
+            return  # gone, unreadable or too far behind: the next poll reads again
+        tail = task.result()
+        assert tail is not None
+        if kept is None and len(self._tails) >= MAX_RUNS:
+            del self._tails[next(iter(self._tails))]
+        # A read that began later saw at least as much: keep it.
+        self._tails[experiment_id] = tail if kept is None or kept.read_at <= tail.read_at else kept
+
+
+def _behind(tail: Tail) -> int:
+    """The epoch KEEP rows behind the tail's newest (its base while it has fewer rows)."""
+    return tail.epochs[-KEEP] - 1 if len(tail.epochs) > KEEP else tail.base
