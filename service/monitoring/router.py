@@ -10,8 +10,9 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from service.kit.deps import SessionDep
+from service.kit.db import session_scope
 from service.monitoring import collector, http_metrics
 
 router = APIRouter(tags=["monitoring"])
@@ -45,6 +46,13 @@ def render(session: Session) -> bytes:
         }
     },
 )
-def metrics(session: SessionDep) -> Response:
-    """Runs by status, queue depth and wait, epochs, decisions, workers, HTTP requests."""
-    return Response(render(session), media_type=CONTENT_TYPE)
+async def metrics() -> Response:
+    """Runs by status, queue depth and wait, epochs, decisions, workers, HTTP requests. One hop
+    to the thread pool for the whole scrape (a session dependency and a sync route cost three:
+    ~1.5 ms of a scrape's ~12 on this box)."""
+
+    def read() -> bytes:
+        with session_scope() as session:
+            return render(session)
+
+    return Response(await run_in_threadpool(read), media_type=CONTENT_TYPE)
