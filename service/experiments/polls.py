@@ -19,6 +19,10 @@ How fresh a page is:
 - PostgreSQL while the listener is not connected (notifications may be lost): no cache, every
   poll reads the database.
 
+The same cache holds each polled run's detail (`GET /v1/experiments/{id}`, what scripts poll to
+wait for a run: ~6 ms of the API's CPU a read), with the same freshness, except that another
+process's commit starts a new read at once (the end of a run is seen one poll later).
+
 A poll whose cursor is older than the tail's first row reads its own page, as before. The rows
 only grow within an attempt; a resumed run cuts the rows after its checkpoint and writes them
 again (`read_tail` sees both).
@@ -145,6 +149,16 @@ class Changes:
         return self.every, self.runs.get(experiment_id, 0)
 
 
+@dataclass(frozen=True)
+class Detail:
+    """A run's JSON as a read gave it, and what was known when that read began."""
+
+    mine: Stamp
+    others: Stamp
+    read_at: float
+    body: bytes
+
+
 @dataclass
 class Read:
     """A read of a run's tail in flight, and what was known when it began."""
@@ -166,6 +180,8 @@ class PollCache:
         self.others = Changes()  # committed elsewhere (notified, or SQLite's data_version)
         self._tails: dict[int, Tail] = {}
         self._reads: dict[int, Read] = {}
+        self._details: dict[int, Detail] = {}
+        self._detail_reads: dict[int, tuple[Stamp, asyncio.Future[bytes]]] = {}
         self._live = False
         self._sqlite: sqlite3.Connection | None = None
         self._version: int | None = None
@@ -209,6 +225,50 @@ class PollCache:
             if version != self._version:
                 self._version = version
                 self.others.bump(None)
+
+    # -- a run's detail (GET /v1/experiments/{id}) ------------------------------------------
+
+    async def detail(self, experiment_id: int, read: Callable[[], bytes]) -> bytes:
+        """`read()` (run on the thread pool: the run's JSON), or what the last one gave while
+        the run has not changed; the same freshness as the pages, except that another
+        process's commit starts a new read at once (scripts poll a run to see it end: the end
+        is seen one poll later, not REFRESH_S later)."""
+        if not self._live:
+            return await run_in_threadpool(read)
+        self._look()
+        mine, others = self.mine.of(experiment_id), self.others.of(experiment_id)
+        kept = self._details.get(experiment_id)
+        loop = asyncio.get_running_loop()
+        if kept is not None and kept.mine == mine:
+            if kept.others == others:
+                return kept.body
+            if loop.time() - kept.read_at < self.stale_s:
+                self._read_detail(experiment_id, read, mine, others, wait=False)
+                return kept.body
+        return await asyncio.shield(self._read_detail(experiment_id, read, mine, others, wait=True))
+
+    def _read_detail(self, experiment_id: int, read: Callable[[], bytes], mine: Stamp,
+                     others: Stamp, wait: bool) -> asyncio.Future[bytes]:  # fmt: skip
+        pending = self._detail_reads.get(experiment_id)
+        if pending is not None and (not wait or pending[0] == mine):
+            return pending[1]
+        began = asyncio.get_running_loop().time()
+        task = asyncio.ensure_future(run_in_threadpool(read))
+        self._detail_reads[experiment_id] = (mine, task)
+
+        def keep(t: asyncio.Future[bytes]) -> None:
+            if self._detail_reads.get(experiment_id, (None, None))[1] is t:
+                del self._detail_reads[experiment_id]
+            kept = self._details.pop(experiment_id, None)
+            if t.cancelled() or t.exception() is not None:
+                return  # gone or unreadable: the next poll reads again
+            if kept is None and len(self._details) >= MAX_RUNS:
+                del self._details[next(iter(self._details))]
+            fresh = Detail(mine, others, began, t.result())
+            self._details[experiment_id] = fresh if kept is None or kept.read_at <= began else kept
+
+        task.add_done_callback(keep)
+        return task
 
     # -- the pages -------------------------------------------------------------------------
 

@@ -132,3 +132,43 @@ def test_a_resumed_runs_rewritten_rows_replace_the_cut_ones(client: TestClient) 
         time.sleep(0.01)
     assert page(client, exp_id) == from_database(exp_id)
     assert page(client, exp_id, 5, 2) == from_database(exp_id, 5, 2)
+
+
+def test_a_runs_detail_is_read_once_per_change_and_its_own_writes_at_once(
+    client: TestClient, statements: list[str]
+) -> None:
+    caching(client)
+    exp_id = client.post("/v1/experiments", json=SPEC).json()["id"]
+    first = client.get(f"/v1/experiments/{exp_id}").json()
+    statements.clear()
+    for _ in range(20):
+        assert client.get(f"/v1/experiments/{exp_id}").json() == first
+    assert statements == []
+    assert client.post(f"/v1/experiments/{exp_id}/cancel").status_code == 200
+    assert client.get(f"/v1/experiments/{exp_id}").json()["status"] == "cancelled"
+
+
+def test_a_runs_detail_follows_another_process_within_stale_s(client: TestClient) -> None:
+    from sqlalchemy import update
+
+    from service.experiments.models import Experiment
+
+    cache = caching(client)
+    exp_id = client.post("/v1/experiments", json=SPEC).json()["id"]
+    assert client.get(f"/v1/experiments/{exp_id}").json()["epochs_run"] == 0
+    with get_engine().begin() as conn:  # as a worker's epoch write changes the run
+        conn.execute(update(Experiment).where(Experiment.id == exp_id).values(epochs_run=3))
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_notify(CHANNEL, str(exp_id))))
+    written = time.monotonic()
+    while client.get(f"/v1/experiments/{exp_id}").json()["epochs_run"] != 3:
+        assert time.monotonic() - written < cache.stale_s + 2.0, "the change never came"
+        time.sleep(0.005)
+    with get_engine().begin() as conn:
+        conn.execute(delete(Experiment).where(Experiment.id == exp_id))
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_notify(CHANNEL, str(exp_id))))
+    deadline = time.monotonic() + cache.stale_s + 2.0
+    while client.get(f"/v1/experiments/{exp_id}").status_code != 404:
+        assert time.monotonic() < deadline, "a deleted run was still served"
+        time.sleep(0.005)
