@@ -6,22 +6,20 @@ keeps the tail of each polled run (its status and its last rows, already dumped 
 every poller's page from it, and reads only what is new when the run changes: one small read per
 change of a run, whatever the number of pollers, and none for a run nobody polls.
 
-How fresh a page is:
-- After a commit by this process (a cancel, a delete, on either backend: `notify.on_commit`), a
-  poll waits for a read that began after it: a client always sees its own writes.
-- After another process's commit (the worker's epochs; known from the events listener's
-  notifications on PostgreSQL, events/listener.py, or from `PRAGMA data_version` on SQLite, asked
-  on each poll: microseconds, no table read), a poll is answered from the last read if it began
-  less than STALE_S ago, as if the poll had come a moment earlier; a new read starts for the
-  polls after it once the last is REFRESH_S old (a run writing an epoch every 20 ms costs 10
-  reads a second, not 50). A page is never older than STALE_S; each has every row up to its
-  cursor's end.
-- PostgreSQL while the listener is not connected (notifications may be lost): no cache, every
-  poll reads the database.
+Never staler than a read: a tail is used only while nothing has changed the run since its read
+began; otherwise the poll waits for a new read (begun after the change was known), shared with
+every poll that arrives meanwhile. A change is known:
+- from a commit of this process (a cancel, a delete), at once, on either backend
+  (`notify.on_commit`): a client sees its own writes;
+- from another process's commit (the worker's epochs): on PostgreSQL by the events listener's
+  notifications (events/listener.py), on SQLite by `PRAGMA data_version`, asked at each poll
+  (microseconds, no table read). A client told of an epoch by an event stream finds it in the
+  next poll.
+On PostgreSQL while the listener is not connected (notifications may be lost), every poll reads
+the database.
 
 The same cache holds each polled run's detail (`GET /v1/experiments/{id}`, what scripts poll to
-wait for a run: ~6 ms of the API's CPU a read), with the same freshness, except that another
-process's commit starts a new read at once (the end of a run is seen one poll later).
+wait for a run: ~6 ms of the API's CPU a read, 0.8 ms from the cache), with the same rules.
 
 A poll whose cursor is older than the tail's first row reads its own page, as before. The rows
 only grow within an attempt; a resumed run cuts the rows after its checkpoint and writes them
@@ -49,11 +47,6 @@ KEEP = 256  # rows a tail keeps behind its newest one (a poller this far behind 
 READ = 4 * KEEP  # rows a tail's read may return; more means pollers far behind: not cached
 MAX_RUNS = 256  # runs whose tails one process keeps (the oldest read goes first)
 MAX_STAMPS = 100_000  # runs whose change counts are kept before starting over
-# After another process's commit: how old a read may be to answer a poll while a new read runs,
-# and how old before a new read starts (one read per run per REFRESH_S at most, however often
-# the run writes).
-STALE_S = 0.5
-REFRESH_S = 0.1
 
 Stamp = tuple[int, int]  # (changes to any run, changes to this run)
 
@@ -63,9 +56,7 @@ class Tail:
     """What the reads so far saw of a run: its status and every row after `base` (dumped, with
     the attempt that wrote it)."""
 
-    mine: Stamp
-    others: Stamp
-    read_at: float  # the event loop's clock when the read began
+    stamp: Stamp  # the changes known when its read began
     base: int
     status: str
     epochs: list[int]
@@ -88,9 +79,7 @@ def read_page(experiment_id: int, after_epoch: int, limit: int) -> bytes:
         return service.metrics_json(session, experiment_id, after_epoch, limit)
 
 
-def read_tail(
-    experiment_id: int, base: int, known: tuple[Stamp, Stamp, float], kept: Tail | None
-) -> Tail | None:
+def read_tail(experiment_id: int, base: int, stamp: Stamp, kept: Tail | None) -> Tail | None:
     """The run's status and rows after `base`: only what is new since `kept` (rows after its
     last, and rows a later attempt rewrote), or all of them when rows it holds were cut (a
     resumed run's first transaction deletes the rows after its checkpoint; rows come in epoch
@@ -119,7 +108,7 @@ def read_tail(
         epochs = kept.epochs[lo:hi] + epochs
         attempts = kept.attempts[lo:hi] + attempts
         rows = kept.rows[lo:hi] + rows
-    return Tail(*known, base, since.status, epochs, attempts, rows)
+    return Tail(stamp, base, since.status, epochs, attempts, rows)
 
 
 class Changes:
@@ -151,11 +140,9 @@ class Changes:
 
 @dataclass(frozen=True)
 class Detail:
-    """A run's JSON as a read gave it, and what was known when that read began."""
+    """A run's JSON as a read gave it, and the changes known when that read began."""
 
-    mine: Stamp
-    others: Stamp
-    read_at: float
+    stamp: Stamp
     body: bytes
 
 
@@ -163,8 +150,7 @@ class Detail:
 class Read:
     """A read of a run's tail in flight, and what was known when it began."""
 
-    mine: Stamp
-    others: Stamp
+    stamp: Stamp
     base: int
     task: asyncio.Future[Tail | None]
 
@@ -173,11 +159,8 @@ class PollCache:
     """One per API process (app.state.polls). Off until `start` (the app's lifespan): a poll
     then reads the database, as it does while the cache cannot know of every change."""
 
-    def __init__(self, stale_s: float = STALE_S, refresh_s: float = REFRESH_S) -> None:
-        self.stale_s = stale_s
-        self.refresh_s = refresh_s
-        self.mine = Changes()  # committed by this process: a poll after them waits for a read
-        self.others = Changes()  # committed elsewhere (notified, or SQLite's data_version)
+    def __init__(self) -> None:
+        self.changes = Changes()
         self._tails: dict[int, Tail] = {}
         self._reads: dict[int, Read] = {}
         self._details: dict[int, Detail] = {}
@@ -191,7 +174,7 @@ class PollCache:
 
     def start(self, database_url: str) -> None:
         """Begin caching. On SQLite at once; on PostgreSQL once the listener is `live`."""
-        self._unhook = notify.on_commit(self.mine.bump)
+        self._unhook = notify.on_commit(self.changed)
         url = make_url(database_url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             self._sqlite = sqlite3.connect(url.database or "", check_same_thread=False)
@@ -213,62 +196,50 @@ class PollCache:
     def live(self, live: bool) -> None:
         """The listener (dis)connected: notifications may have been missed, start afresh."""
         self._live = live
-        self.mine.bump(None)
+        self.changes.bump(None)
 
     def changed(self, tokens: Iterable[str] | None) -> None:
-        """Another process committed changes to these runs (the listener's notifications)."""
-        self.others.bump(tokens)
+        """Runs changed: committed by this process, or notified by another."""
+        self.changes.bump(tokens)
 
-    def _look(self) -> None:
+    def _stamp(self, experiment_id: int) -> Stamp:
         if self._sqlite is not None:
             version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]
             if version != self._version:
                 self._version = version
-                self.others.bump(None)
+                self.changes.bump(None)
+        return self.changes.of(experiment_id)
 
     # -- a run's detail (GET /v1/experiments/{id}) ------------------------------------------
 
     async def detail(self, experiment_id: int, read: Callable[[], bytes]) -> bytes:
         """`read()` (run on the thread pool: the run's JSON), or what the last one gave while
-        the run has not changed; the same freshness as the pages, except that another
-        process's commit starts a new read at once (scripts poll a run to see it end: the end
-        is seen one poll later, not REFRESH_S later)."""
+        the run has not changed since it began."""
         if not self._live:
             return await run_in_threadpool(read)
-        self._look()
-        mine, others = self.mine.of(experiment_id), self.others.of(experiment_id)
+        stamp = self._stamp(experiment_id)
         kept = self._details.get(experiment_id)
-        loop = asyncio.get_running_loop()
-        if kept is not None and kept.mine == mine:
-            if kept.others == others:
-                return kept.body
-            if loop.time() - kept.read_at < self.stale_s:
-                self._read_detail(experiment_id, read, mine, others, wait=False)
-                return kept.body
-        return await asyncio.shield(self._read_detail(experiment_id, read, mine, others, wait=True))
-
-    def _read_detail(self, experiment_id: int, read: Callable[[], bytes], mine: Stamp,
-                     others: Stamp, wait: bool) -> asyncio.Future[bytes]:  # fmt: skip
+        if kept is not None and kept.stamp == stamp:
+            return kept.body
         pending = self._detail_reads.get(experiment_id)
-        if pending is not None and (not wait or pending[0] == mine):
-            return pending[1]
-        began = asyncio.get_running_loop().time()
-        task = asyncio.ensure_future(run_in_threadpool(read))
-        self._detail_reads[experiment_id] = (mine, task)
+        if pending is None or pending[0] != stamp:
+            task = asyncio.ensure_future(run_in_threadpool(read))
+            self._detail_reads[experiment_id] = pending = (stamp, task)
+            task.add_done_callback(lambda t: self._keep_detail(experiment_id, stamp, t))
+        # shield: one poller hanging up does not cancel the read others wait for
+        return await asyncio.shield(pending[1])
 
-        def keep(t: asyncio.Future[bytes]) -> None:
-            if self._detail_reads.get(experiment_id, (None, None))[1] is t:
-                del self._detail_reads[experiment_id]
-            kept = self._details.pop(experiment_id, None)
-            if t.cancelled() or t.exception() is not None:
-                return  # gone or unreadable: the next poll reads again
-            if kept is None and len(self._details) >= MAX_RUNS:
-                del self._details[next(iter(self._details))]
-            fresh = Detail(mine, others, began, t.result())
-            self._details[experiment_id] = fresh if kept is None or kept.read_at <= began else kept
-
-        task.add_done_callback(keep)
-        return task
+    def _keep_detail(self, experiment_id: int, stamp: Stamp, task: asyncio.Future[bytes]) -> None:
+        if self._detail_reads.get(experiment_id, (None, None))[1] is task:
+            del self._detail_reads[experiment_id]
+        kept = self._details.pop(experiment_id, None)
+        if task.cancelled() or task.exception() is not None:
+            return  # gone or unreadable: the next poll reads again
+        if kept is None and len(self._details) >= MAX_RUNS:
+            del self._details[next(iter(self._details))]
+        # A read that began later saw at least as much: keep it.
+        newer = kept is not None and kept.stamp > stamp
+        self._details[experiment_id] = kept if newer and kept else Detail(stamp, task.result())
 
     # -- the pages -------------------------------------------------------------------------
 
@@ -276,44 +247,27 @@ class PollCache:
         """The metrics page, as `service.metrics_json` reads it."""
         if not self._live:
             return await run_in_threadpool(read_page, experiment_id, after_epoch, limit)
-        self._look()
-        mine, others = self.mine.of(experiment_id), self.others.of(experiment_id)
+        stamp = self._stamp(experiment_id)
         tail = self._tails.get(experiment_id)
-        if tail is not None and tail.mine == mine and after_epoch >= tail.base:
-            if tail.others == others:
-                return tail.page(experiment_id, after_epoch, limit)
-            age = asyncio.get_running_loop().time() - tail.read_at
-            if age < self.stale_s:
-                # Another process's commit: this poll is answered from the last read, as if
-                # it had come a moment earlier; the next ones from a read begun now, or (a run
-                # writing epochs every few ms) once the last read is REFRESH_S old.
-                if age >= self.refresh_s:
-                    self._read(experiment_id, tail, after_epoch, mine, others, wait=False)
-                return tail.page(experiment_id, after_epoch, limit)
-        fresh = await asyncio.shield(
-            self._read(experiment_id, tail, after_epoch, mine, others, wait=True)
-        )  # shield: one poller hanging up does not cancel the read others wait for
+        if tail is not None and tail.stamp == stamp and after_epoch >= tail.base:
+            return tail.page(experiment_id, after_epoch, limit)
+        fresh = await asyncio.shield(self._read(experiment_id, tail, after_epoch, stamp))
         if fresh is None or after_epoch < fresh.base:
             return await run_in_threadpool(read_page, experiment_id, after_epoch, limit)
         return fresh.page(experiment_id, after_epoch, limit)
 
-    def _read(self, experiment_id: int, tail: Tail | None, after_epoch: int, mine: Stamp,
-              others: Stamp, wait: bool) -> asyncio.Future[Tail | None]:  # fmt: skip
-        """A read of the run's tail begun now, or one in flight that serves: for a poll that
-        waits, one begun after this process's last commit to the run, from a base at or before
-        its cursor; for one that does not, any."""
+    def _read(
+        self, experiment_id: int, tail: Tail | None, after_epoch: int, stamp: Stamp
+    ) -> asyncio.Future[Tail | None]:
+        """A read of the run's tail begun now, or the one in flight if it began with the same
+        changes known, from a base at or before this poll's cursor."""
         pending = self._reads.get(experiment_id)
-        if pending is not None and (
-            not wait or (pending.mine == mine and pending.base <= after_epoch)
-        ):
+        if pending is not None and pending.stamp == stamp and pending.base <= after_epoch:
             return pending.task
         # The next tail starts at most KEEP rows behind the newest row the last one had.
         base = after_epoch if tail is None else max(tail.base, min(after_epoch, _behind(tail)))
-        began = asyncio.get_running_loop().time()
-        task = asyncio.ensure_future(
-            run_in_threadpool(read_tail, experiment_id, base, (mine, others, began), tail)
-        )
-        self._reads[experiment_id] = read = Read(mine, others, base, task)
+        task = asyncio.ensure_future(run_in_threadpool(read_tail, experiment_id, base, stamp, tail))
+        self._reads[experiment_id] = read = Read(stamp, base, task)
         task.add_done_callback(lambda t: self._keep(experiment_id, read, t))
         return task
 
@@ -328,7 +282,7 @@ class PollCache:
         if kept is None and len(self._tails) >= MAX_RUNS:
             del self._tails[next(iter(self._tails))]
         # A read that began later saw at least as much: keep it.
-        self._tails[experiment_id] = tail if kept is None or kept.read_at <= tail.read_at else kept
+        self._tails[experiment_id] = kept if kept is not None and kept.stamp > tail.stamp else tail
 
 
 def _behind(tail: Tail) -> int:
