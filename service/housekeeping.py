@@ -30,13 +30,15 @@ from service.workers import service as workers
 log = get_logger(__name__)
 
 
-def reap(max_attempts: int | None = None) -> int:
-    """Handle every run whose lease has expired; returns how many were handled."""
+def reap(max_attempts: int | None = None, only: int | None = None) -> int:
+    """Handle every run whose lease has expired (`only`: this run, if its lease has expired: a
+    worker about to take it over asks first, so that a run lost too often fails whether the
+    reaper or a worker's claim comes first); returns how many were handled."""
     max_attempts = max_attempts or settings.max_attempts
     handled = 0
     with session_scope() as session:
         repo = ExperimentRepository(session)
-        for experiment_id, attempt, cancel, queue in repo.expired():
+        for experiment_id, attempt, cancel, queue in repo.expired(only=only):
             if cancel:
                 becomes = ExperimentStatus.CANCELLED
                 done = repo.requeue_expired(

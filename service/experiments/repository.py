@@ -555,17 +555,20 @@ class ExperimentRepository:
             announce(self.session, [experiment_id])
         return queue
 
-    def expired(self, limit: int = 100) -> list[tuple[int, int, bool, str]]:
-        """Running runs whose lease ran out: (id, attempt, cancel_requested, queue)."""
-        rows = self.session.execute(
-            select(Experiment.id, Experiment.attempt, Experiment.cancel_requested, Experiment.queue)
-            .where(
-                Experiment.status == ExperimentStatus.RUNNING,
-                Experiment.lease_expires_at < utcnow(),
-            )
-            .order_by(Experiment.id)
-            .limit(limit)
+    def expired(
+        self, limit: int = 100, only: int | None = None
+    ) -> list[tuple[int, int, bool, str]]:
+        """Running runs whose lease ran out (`only`: this one, if so): (id, attempt,
+        cancel_requested, queue)."""
+        q = select(
+            Experiment.id, Experiment.attempt, Experiment.cancel_requested, Experiment.queue
+        ).where(
+            Experiment.status == ExperimentStatus.RUNNING,
+            Experiment.lease_expires_at < utcnow(),
         )
+        if only is not None:
+            q = q.where(Experiment.id == only)
+        rows = self.session.execute(q.order_by(Experiment.id).limit(limit))
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
     def requeue_expired(self, experiment_id: int, attempt: int, **values: Any) -> bool:

@@ -320,6 +320,28 @@ def test_only_lost_workers_count_against_max_attempts(
     assert run_row(run).status == "queued"
 
 
+def test_a_worker_taking_over_a_run_lost_too_often_fails_it_as_the_reaper_would(
+    database: str, sent: list[tuple[str, int, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker may take an expired lease over before the reaper looks: it applies the reaper's
+    rules to that run first, so a run lost GLIDEPATH_MAX_ATTEMPTS times fails either way (a
+    takeover used to start attempt 4 and train on)."""
+    from service.config import settings
+    from worker.runs.finish import NOT_CLAIMED
+    from worker.runs.lifecycle import run_experiment
+
+    monkeypatch.setattr(settings, "max_attempts", 3)
+    worn = new_run()
+    for attempt in (1, 2, 3):  # each claim after the first takes an expired lease over
+        assert tx(lambda r: r.claim(worn, "w", LEASE)) == attempt
+        expire(worn)
+    assert run_experiment(worn, owner="w4").status == NOT_CLAIMED
+    row = run_row(worn)
+    assert (row.status, row.attempt, row.lease_owner) == ("failed", 3, None)
+    assert row.error is not None and row.error.startswith("its worker was lost 3 times")
+    assert sent == []
+
+
 def test_reap_skips_a_lease_renewed_after_it_looked(
     database: str, sent: list[tuple[str, int, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -330,7 +352,7 @@ def test_reap_skips_a_lease_renewed_after_it_looked(
     snapshot = tx(lambda r: r.expired())
     assert snapshot == [(experiment_id, attempt, False, "cpu")]
     assert tx(lambda r: r.heartbeat(experiment_id, attempt, LEASE)) == (True, False)
-    monkeypatch.setattr(ExperimentRepository, "expired", lambda self, limit=100: snapshot)
+    monkeypatch.setattr(ExperimentRepository, "expired", lambda self, **_: snapshot)
     assert housekeeping.reap(max_attempts=3) == 0
     row = run_row(experiment_id)
     assert (row.status, row.lease_owner, row.attempt) == ("running", "w1", attempt)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
+from service import housekeeping
 from service.config import settings
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
@@ -25,6 +26,9 @@ log = get_logger(__name__)
 
 def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
     owner = owner or registry.worker_id()
+    # A run whose last worker was lost: the reaper's rules first (cancel, fail after
+    # GLIDEPATH_MAX_ATTEMPTS losses, or requeue), not a takeover that skips them.
+    housekeeping.reap(only=experiment_id)
     with session_scope() as session:
         claimed = ExperimentRepository(session).claim_run(
             experiment_id, owner, settings.lease_seconds
