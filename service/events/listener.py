@@ -264,7 +264,7 @@ class Listener:
 
     async def join_run(self, experiment_id: int, cursor: int, sub: Subscriber) -> RunReplay | None:
         """Subscribe to the run and read its replay (None: no such run; not subscribed)."""
-        self._start()
+        self.start()
         async with self.gate.replay():
             hub = self.runs.get(experiment_id)
             if hub is None:
@@ -292,7 +292,7 @@ class Listener:
                 del self.runs[experiment_id]
 
     async def join_group(self, key: GroupKey, sub: Subscriber) -> GroupRead:
-        self._start()
+        self.start()
         async with self.gate.replay():
             hub = self.groups.get(key)
             if hub is None:
@@ -352,11 +352,8 @@ class Listener:
     # -- the doorbell and the reads ---------------------------------------------------------
 
     def start(self) -> None:
-        """Ring from now on (PostgreSQL: LISTEN), before any subscriber: the metrics pages'
-        cache uses the doorbell too."""
-        self._start()
-
-    def _start(self) -> None:
+        """Ring from now on (PostgreSQL: LISTEN): at the first subscriber, or before any where
+        the metrics pages' cache uses the doorbell too (the app's lifespan)."""
         if self._tasks or self.closed:
             return
         self.database_url = settings.effective_database_url
