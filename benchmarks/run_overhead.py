@@ -32,7 +32,9 @@ started_at/finished_at, each epoch row's created_at and duration_s) and the clie
     .venv/bin/python benchmarks/run_overhead.py --stack both --repeats 5 --shapes A,B
 
 `--stack postgres` uses a fresh database on 127.0.0.1:5432 (GLIDEPATH_TEST_PG) and a private
-redis-server (tests/support/servers.py), both gone at the end. Figures are medians over repeats.
+redis-server (tests/support/servers.py), both gone at the end. Figures are medians over repeats;
+the ratios pair each service run with the bare run just before it (this box drifts ±10 % between
+runs).
 Targets (#15): service / bare ≤ 1.05× for both shapes; start ≤ 30 ms.
 """
 
@@ -203,10 +205,11 @@ def through_service(stack: Stack, client: httpx.Client, body: dict[str, Any],
 
 
 @contextmanager
-def backend_for(kind: str, root: Path) -> Iterator[Backend]:
+def backend_for(kind: str, root: Path, overrides: dict[str, str]) -> Iterator[Backend]:
     data_dir = root / "data"
     if kind == "embedded":
-        yield Backend("embedded", f"sqlite:///{data_dir / 'glidepath.db'}", "", data_dir)
+        url = f"sqlite:///{data_dir / 'glidepath.db'}"
+        yield Backend("embedded", url, "", data_dir, overrides)
         return
     from tests.support.backends import PG_HOST
     from tests.support.databases import PostgresDatabases
@@ -216,7 +219,7 @@ def backend_for(kind: str, root: Path) -> Iterator[Backend]:
     databases = PostgresDatabases(PG_HOST)
     database_url = databases.empty()  # start_stack migrates it
     try:
-        yield Backend("postgres", database_url, redis.url(0), data_dir)
+        yield Backend("postgres", database_url, redis.url(0), data_dir, overrides)
     finally:
         databases.drop(database_url)
         redis.stop()
@@ -231,7 +234,7 @@ def run_stack(kind: str, args: argparse.Namespace) -> list[tuple[str, str, float
     results = []
     try:
         with (
-            backend_for(kind, root) as backend,
+            backend_for(kind, root, dict(args.set)) as backend,
             start_stack(backend, root / "logs", workers=1) as stack,
             httpx.Client(base_url=stack.url, timeout=30) as client,
         ):
@@ -245,6 +248,10 @@ def run_stack(kind: str, args: argparse.Namespace) -> list[tuple[str, str, float
                     bares.append(bare(body))
                     runs.append(through_service(stack, client, body, args.poll_ms / 1000))
                 assert all(r.status == "succeeded" for r in runs), [r.status for r in runs]
+                # Each service run against the bare loop run just before it: this machine's speed
+                # drifts by ±10 % between runs, which a ratio of medians would take as overhead.
+                paired = sorted(r.total_s / b[0] for r, b in zip(runs, bares, strict=True))
+                paired_epoch = sorted(r.epoch_s / b[1] for r, b in zip(runs, bares, strict=True))
                 bare_s = statistics.median(b[0] for b in bares)
                 bare_epoch = statistics.median(b[1] for b in bares)
                 med = {f: statistics.median(getattr(r, f) for r in runs)
@@ -255,15 +262,16 @@ def run_stack(kind: str, args: argparse.Namespace) -> list[tuple[str, str, float
                 print(f"  bare loop        {ms(bare_s)}   ({bare_epoch * 1000:.2f} ms/epoch)")
                 print(
                     f"  POST → final     {ms(med['total_s'])}   "
-                    f"ratio {med['total_s'] / bare_s:.3f}×   "
-                    f"(each: {', '.join(f'{r.total_s / bare_s:.3f}' for r in runs)})"
+                    f"ratio {statistics.median(paired):.3f}×   "
+                    f"(each to the bare run before it: {', '.join(f'{x:.3f}' for x in paired)})"
                 )
                 print(f"    post           {ms(med['post_s'])}")
                 print(f"    start          {ms(med['start_s'])}   POST returned → first epoch "
                       f"began (pickup {med['pickup_s'] * 1000:.1f} ms)")  # fmt: skip
                 print(
                     f"    in-epoch       {med['epoch_s'] * 1000:8.2f} ms/epoch  "
-                    f"{med['epoch_s'] / bare_epoch:.3f}× bare's epochs"
+                    f"{statistics.median(paired_epoch):.3f}× bare's epochs (paired; bare "
+                    f"{bare_epoch * 1000:.2f} ms)"
                 )
                 print(
                     f"    between epochs {med['per_epoch_s'] * 1000:8.2f} ms/epoch  "
@@ -271,7 +279,7 @@ def run_stack(kind: str, args: argparse.Namespace) -> list[tuple[str, str, float
                 )
                 print(f"    finish         {ms(med['finish_s'])}   last epoch row → finished_at")
                 print(f"    seen           {ms(med['seen_s'])}   finished_at → poll saw it")
-                results.append((kind, shape, med["total_s"] / bare_s, med["start_s"]))
+                results.append((kind, shape, statistics.median(paired), med["start_s"]))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return results
@@ -286,6 +294,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--poll-ms", type=float, default=10)
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="GLIDEPATH_X=VALUE",
+        type=lambda s: tuple(s.split("=", 1)),
+        help="a setting for the API and worker processes (repeatable), e.g. "
+        "GLIDEPATH_EPOCH_WRITE_SECONDS=0.25",
+    )  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(1)
     kinds = ["embedded", "postgres"] if args.stack == "both" else [args.stack]

@@ -9,7 +9,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown, w
 
 from service.dispatch.broker import make_celery, warm
 from service.kit.db import dispose_engine
-from worker.runs import registry
+from worker.runs import epoch_writer, registry
 from worker.runs.lease import request_shutdown
 
 celery_app = make_celery(include=["worker.tasks"])
@@ -32,6 +32,7 @@ def _register(sender: Any, **_: Any) -> None:
     # The solo pool runs tasks in this process: its pid is the one runs are held under.
     registry.start(sorted(sender.app.amqp.queues.consume_from))
     warm()  # this process sends too: a rung's promoted runs, a hand-back
+    epoch_writer.prestart()  # its first run does not wait for the writer process to start
 
 
 @worker_shutdown.connect

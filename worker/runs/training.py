@@ -1,9 +1,10 @@
 """A training run on this worker: the engine's program (`worker.engine.program`) with the
 database around it. Each epoch is decided from the decision state stored with the one before it
 (read from the database once per attempt, then kept in memory, equal to what was stored) and
-written in fenced transactions behind the training: the next epochs train while the previous
-ones' rows commit (short epochs share a transaction), and nothing (a checkpoint, a pause, the
-final model or status) happens before every decided epoch is stored. Checkpoints upload to the
+written in fenced transactions behind the training, by the worker's writer process
+(runs/epoch_writer.py): the next epochs train while the previous ones' rows commit (short epochs
+share a transaction), and nothing (a checkpoint, a pause, the final model or status) happens
+before every decided epoch is stored. Checkpoints upload to the
 artifact store in the background (runs/artifacts.py); a resume loads the newest good one and
 cuts the history back to it."""
 
@@ -12,14 +13,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-
-from sqlalchemy.engine import Connection
 
 from service.config import settings
 from service.experiments.repository import ExperimentRepository
-from service.kit.db import get_engine, session_scope
+from service.kit.db import session_scope
 from service.kit.logging import get_logger
 from service.sweeps import pruning as sweep_pruning
 from service.training import decisions, per_step
@@ -29,14 +27,13 @@ from worker.engine import checkpoint, program
 from worker.engine.data import to_device
 from worker.engine.model import pick_device
 from worker.engine.plugins import param_count
-from worker.runs import artifacts, plugins, pruner
+from worker.runs import artifacts, epoch_writer, plugins, pruner
 from worker.runs.budget import data_budget
 from worker.runs.datasets import check_fits, load_arrays
 from worker.runs.epochs import (
     Decided,
     resume_point,
     stored_state,
-    write_many,
 )
 from worker.runs.finish import LEASE_LOST, WAITING, Outcome, finish_run
 from worker.runs.retry import with_db_retry
@@ -47,9 +44,10 @@ log = get_logger(__name__)
 class DatabaseSink:
     """`program.EpochSink` over the database: decide per epoch from the decision state in memory
     (read from the stored history at the attempt's first epoch) and write the epochs behind the
-    training, one transaction at a time (epochs decided within `epoch_write_seconds` of the last
-    write share the next one: a short epoch does not pay a transaction of its own); checkpoints
-    by the spec's `checkpoint_every` or else by time.
+    training through `writer` (a process: epoch_writer.py), one transaction at a time (epochs
+    decided within `epoch_write_seconds` of the last write share the next one: a short epoch
+    does not pay a transaction of its own); checkpoints by the spec's `checkpoint_every` or else
+    by time.
 
     A run with a sweep pruner writes each epoch before it returns: the pruner decides from the
     sweep's stored histories. `flush()` stores every epoch decided; `lost` once a write was
@@ -57,18 +55,17 @@ class DatabaseSink:
 
     def __init__(
         self, experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event,
-        conn: Connection, uploads: artifacts.Checkpoints,
+        writer: epoch_writer.Writer, uploads: artifacts.Checkpoints,
         prune: sweep_pruning.RunPruner | None = None,
     ) -> None:  # fmt: skip
         self.experiment_id, self.attempt, self.spec = experiment_id, attempt, spec
-        self.stop, self.conn, self.uploads = stop, conn, uploads
+        self.stop, self.writer, self.uploads = stop, writer, uploads
         self.prune = prune  # the run's sweep pruner, if it has one
         self.saved_at = time.monotonic()  # when the last checkpoint was taken (or the run began)
         self.best_epoch: int | None = None  # the decision state's, for checkpoint retention
         self.state: decisions.State | None = None  # as stored with the last epoch decided
         self.lost = False
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"epochs-{experiment_id}")
-        self._pending: Future[bool] | None = None  # the write in flight
+        self._pending: epoch_writer.Pending | None = None  # the write in flight
         self._decided: list[Decided] = []  # decided, not yet handed to the writer
         self._sent_at = -float("inf")  # when the last write was handed to the writer
 
@@ -122,9 +119,8 @@ class DatabaseSink:
         if due and now - self._sent_at < settings.epoch_write_seconds:
             return
         epochs, self._decided, self._sent_at = self._decided, [], now
-        rows = partial(write_many, self.experiment_id, self.attempt, epochs, self.conn)
-        what = f"experiment {self.experiment_id} epochs {epochs[0].epoch}-{epochs[-1].epoch}"
-        self._pending = self._writer.submit(with_db_retry, rows, what)
+        url = settings.effective_database_url
+        self._pending = self.writer.send(url, self.experiment_id, self.attempt, epochs)
 
     def flush(self) -> bool:
         """Wait until every epoch decided is stored (a write's error is raised here); False
@@ -134,11 +130,8 @@ class DatabaseSink:
         return not self.lost
 
     def close(self) -> bool:
-        """`flush`, then stop the writer thread."""
-        try:
-            return self.flush()
-        finally:
-            self._writer.shutdown(wait=True)
+        """`flush`: every epoch decided is stored (or the attempt lost) before the run goes on."""
+        return self.flush()
 
     def checkpoint(self, state: program.RunState, now: bool = False) -> None:
         if now:
@@ -200,14 +193,15 @@ def train_run(
 
     uploads = artifacts.Checkpoints(experiment_id, attempt)
     uploads.start()
+    writer = epoch_writer.take()
     try:
-        with get_engine().connect() as conn:  # held for the run's per-epoch writes
-            sink = DatabaseSink(experiment_id, attempt, spec, stop, conn, uploads, prune)
-            try:
-                result = program.train(spec, data, state, sink)
-            finally:
-                ours = sink.close()  # every epoch decided is stored before anything else
+        sink = DatabaseSink(experiment_id, attempt, spec, stop, writer, uploads, prune)
+        try:
+            result = program.train(spec, data, state, sink)
+        finally:
+            ours = sink.close()  # every epoch decided is stored before anything else
     finally:
+        epoch_writer.give_back(writer)
         # The last checkpoint taken completes its upload (a handed-back run resumes from it).
         uploads.close()
     if result.status is None or not ours:

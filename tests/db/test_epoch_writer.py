@@ -1,0 +1,170 @@
+"""The worker's epoch writer process (worker/runs/epoch_writer.py) on a real, migrated database,
+both backends: what it stores, what it refuses (a fenced-out attempt), what a writer killed at
+any moment costs (nothing: the write is sent again), how its errors reach the run, and that it
+never outlives the process that started it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from service.experiments.models import EpochRow
+from service.training import decisions
+from service.training.spec import ExperimentSpec
+from tests.db.test_fences import claimed, run_row, tx
+from tests.support.backends import in_process
+from tests.support.stack import Backend
+from worker.runs import epoch_writer
+from worker.runs.epochs import Decided
+
+SPEC = ExperimentSpec.model_validate({"dataset": "digits", "epochs": 50, "base_lr": 0.1})
+
+
+@pytest.fixture
+def database(backend: Backend) -> Iterator[str]:
+    with in_process(backend):
+        yield backend.database_url
+
+
+@pytest.fixture(scope="module")
+def writer() -> Iterator[epoch_writer.Writer]:
+    """One writer for the module's tests: its start, a fresh interpreter, is paid once. Each
+    test has a database of its own, so the writer also follows the database each write names."""
+    w = epoch_writer.Writer().start()
+    yield w
+    w.stop()
+
+
+def decided(first: int, n: int, **extra: float) -> list[Decided]:
+    state, out = decisions.initial_state(SPEC, 0.1), []
+    for epoch in range(first, first + n):
+        metrics: dict[str, float | None] = {"train_loss": 1 / epoch, "val_loss": 2 / epoch}
+        decision, state = decisions.step(SPEC, state, epoch, {**metrics, **extra}, 0.1)
+        out.append(Decided(epoch, 0.1, 0.01, {**metrics, **extra}, None, decision, state))
+    return out
+
+
+def stored(experiment_id: int) -> list[tuple[int, float]]:
+    return tx(lambda r: [(row.epoch, row.val_loss) for row in r.session.scalars(
+        select(EpochRow).where(EpochRow.experiment_id == experiment_id).order_by(EpochRow.epoch)
+    )])  # fmt: skip
+
+
+def test_the_writer_stores_epochs_and_the_runs_progress(
+    database: str, writer: epoch_writer.Writer
+) -> None:
+    experiment_id, attempt = claimed()
+    assert writer.send(database, experiment_id, attempt, decided(1, 3)).result() is True
+    assert writer.send(database, experiment_id, attempt, decided(4, 2)).result() is True
+    assert stored(experiment_id) == [(e, 2 / e) for e in range(1, 6)]
+    assert run_row(experiment_id).epochs_run == 5
+
+
+def test_a_write_of_an_attempt_that_lost_the_run_is_refused(
+    database: str, writer: epoch_writer.Writer
+) -> None:
+    experiment_id, attempt = claimed()
+    assert writer.send(database, experiment_id, attempt + 1, decided(1, 2)).result() is False
+    assert stored(experiment_id) == []
+    assert run_row(experiment_id).epochs_run == 0
+
+
+def test_a_write_that_fails_raises_the_writers_error_in_the_run(
+    database: str, writer: epoch_writer.Writer
+) -> None:
+    experiment_id, attempt = claimed()
+    pending = writer.send(database, experiment_id, attempt, decided(1, 1, no_such_column=1.0))
+    with pytest.raises(epoch_writer.WriterFailed, match="no_such_column"):
+        pending.result()
+    assert stored(experiment_id) == [] and run_row(experiment_id).epochs_run == 0
+    # The writer goes on with the next write.
+    assert writer.send(database, experiment_id, attempt, decided(1, 1)).result() is True
+
+
+@pytest.mark.parametrize("when", ["idle", "while writing"])
+def test_a_writer_killed_at_any_moment_loses_no_epoch(database: str, when: str) -> None:
+    """SIGKILL the writer between writes or just after a write was handed over: the write is
+    sent to a new writer (again, if the first had committed it: the same rows), and every
+    epoch is stored exactly once."""
+    experiment_id, attempt = claimed()
+    w = epoch_writer.Writer().start()
+    try:
+        assert w.send(database, experiment_id, attempt, decided(1, 2)).result()
+        first = w._proc
+        assert first is not None
+        if when == "idle":
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait()
+            pending = w.send(database, experiment_id, attempt, decided(3, 2))
+        else:
+            pending = w.send(database, experiment_id, attempt, decided(3, 2))
+            os.kill(first.pid, signal.SIGKILL)
+        assert pending.result() is True
+        assert w._proc is not None and w._proc.pid != first.pid  # a new writer took it
+        assert stored(experiment_id) == [(e, 2 / e) for e in range(1, 5)]
+        assert run_row(experiment_id).epochs_run == 4
+        counted = tx(lambda r: r.session.scalar(
+            select(func.count()).select_from(EpochRow)
+            .where(EpochRow.experiment_id == experiment_id)
+        ))  # fmt: skip
+        assert counted == 4
+    finally:
+        w.stop()
+
+
+def test_a_writer_with_an_answer_due_is_not_kept_for_the_next_run(
+    database: str,
+) -> None:
+    """A run that ended between a write and its answer (an error) gives back a writer whose
+    next answer is that write's: it is stopped, and the next run gets a fresh one."""
+    experiment_id, attempt = claimed()
+    w = epoch_writer.take()
+    w.send(database, experiment_id, attempt, decided(1, 1))
+    epoch_writer.give_back(w)
+    assert not w.alive()
+    fresh = epoch_writer.take()
+    try:
+        assert fresh is not w
+        assert fresh.send(database, experiment_id, attempt, decided(2, 1)).result() is True
+    finally:
+        epoch_writer.give_back(fresh)
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie nobody reaped counts: here, it was orphaned)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_the_writer_exits_when_its_worker_is_killed() -> None:
+    """The writer ignores SIGTERM (a warm shutdown still stores what the run decided) and exits
+    once its worker's end of the pipe closes: here, the worker SIGKILLed."""
+    code = (
+        "import os, sys, time; from worker.runs import epoch_writer; "
+        "w = epoch_writer.take(); print(w._proc.pid, flush=True); time.sleep(60)"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None
+        child = int(worker.stdout.readline())
+        os.kill(child, signal.SIGTERM)  # ignored
+        time.sleep(0.5)
+        os.kill(child, 0)  # still there
+        worker.kill()
+        worker.wait()
+        deadline = time.monotonic() + 30  # its interpreter may still be starting
+        while not gone(child):
+            assert time.monotonic() < deadline, f"writer {child} outlived its worker"
+            time.sleep(0.1)
+    finally:
+        worker.kill()
