@@ -205,8 +205,11 @@ def through_service(stack: Stack, client: httpx.Client, body: dict[str, Any],
 
 
 @contextmanager
-def backend_for(kind: str, root: Path, overrides: dict[str, str]) -> Iterator[Backend]:
-    data_dir = root / "data"
+def backend_for(
+    kind: str, root: Path, overrides: dict[str, str] | None = None
+) -> Iterator[Backend]:
+    """A fresh backend of `kind` under `root`; `overrides`: GLIDEPATH_* for its processes."""
+    data_dir, overrides = root / "data", overrides or {}
     if kind == "embedded":
         url = f"sqlite:///{data_dir / 'glidepath.db'}"
         yield Backend("embedded", url, "", data_dir, overrides)

@@ -20,7 +20,6 @@ bytes), pickled by multiprocessing."""
 from __future__ import annotations
 
 import atexit
-import os
 import signal
 import socket
 import subprocess
@@ -185,11 +184,6 @@ def serve(fd: int) -> None:
     pipe = Pipe(fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # A batch task to Linux's scheduler: woken by the training thread's write on the pipe, it
-    # does not preempt that thread on its core (a plain task did, on every write: ~0.5 ms of
-    # an 8 ms epoch, seen by py-spy as time in the write); it runs on another core, or waits.
-    if hasattr(os, "SCHED_BATCH"):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     configure()
     database = _Database()
     while True:
