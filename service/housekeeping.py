@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import threading
 
+from sqlalchemy.orm import Session
+
 from service.config import settings
 from service.dispatch import service as dispatch
 from service.experiments.repository import ExperimentRepository
@@ -34,38 +36,43 @@ def reap(max_attempts: int | None = None, only: int | None = None) -> int:
     """Handle every run whose lease has expired (`only`: this run, if its lease has expired: a
     worker about to take it over asks first, so that a run lost too often fails whether the
     reaper or a worker's claim comes first); returns how many were handled."""
+    with session_scope() as session:
+        return reap_in(session, max_attempts, only)
+
+
+def reap_in(session: Session, max_attempts: int | None = None, only: int | None = None) -> int:
+    """`reap` in the caller's transaction (a worker's claim: one transaction for both)."""
     max_attempts = max_attempts or settings.max_attempts
     handled = 0
-    with session_scope() as session:
-        repo = ExperimentRepository(session)
-        for experiment_id, attempt, cancel, queue in repo.expired(only=only):
-            if cancel:
-                becomes = ExperimentStatus.CANCELLED
-                done = repo.requeue_expired(
-                    experiment_id,
-                    attempt,
-                    status=becomes,
-                    finished_at=utcnow(),
-                    stop_reason="cancelled; its worker was lost",
-                )
-            elif (lost := repo.lost_attempts(experiment_id, attempt) + 1) >= max_attempts:
-                # Lost workers only: a hand-back at shutdown or a pause at a pruner's rung also
-                # starts a new attempt, and says nothing about the run's health.
-                becomes = ExperimentStatus.FAILED
-                done = repo.requeue_expired(
-                    experiment_id, attempt, status=becomes, finished_at=utcnow(),
-                    error=f"its worker was lost {lost} times (GLIDEPATH_MAX_ATTEMPTS="
-                    f"{max_attempts}); last lease expired without a heartbeat",
-                )  # fmt: skip
-            else:
-                becomes = ExperimentStatus.QUEUED
-                done = repo.requeue_expired(experiment_id, attempt, status=becomes)
-                if done:
-                    dispatch.enqueue(session, experiment_id, queue, dispatch.RUN_TASK)
+    repo = ExperimentRepository(session)
+    for experiment_id, attempt, cancel, queue in repo.expired(only=only):
+        if cancel:
+            becomes = ExperimentStatus.CANCELLED
+            done = repo.requeue_expired(
+                experiment_id,
+                attempt,
+                status=becomes,
+                finished_at=utcnow(),
+                stop_reason="cancelled; its worker was lost",
+            )
+        elif (lost := repo.lost_attempts(experiment_id, attempt) + 1) >= max_attempts:
+            # Lost workers only: a hand-back at shutdown or a pause at a pruner's rung also
+            # starts a new attempt, and says nothing about the run's health.
+            becomes = ExperimentStatus.FAILED
+            done = repo.requeue_expired(
+                experiment_id, attempt, status=becomes, finished_at=utcnow(),
+                error=f"its worker was lost {lost} times (GLIDEPATH_MAX_ATTEMPTS="
+                f"{max_attempts}); last lease expired without a heartbeat",
+            )  # fmt: skip
+        else:
+            becomes = ExperimentStatus.QUEUED
+            done = repo.requeue_expired(experiment_id, attempt, status=becomes)
             if done:
-                log.warning("reaped", experiment_id=experiment_id, attempt=attempt,
-                            now=str(becomes), reason="lease expired")  # fmt: skip
-                handled += 1
+                dispatch.enqueue(session, experiment_id, queue, dispatch.RUN_TASK)
+        if done:
+            log.warning("reaped", experiment_id=experiment_id, attempt=attempt,
+                        now=str(becomes), reason="lease expired")  # fmt: skip
+            handled += 1
     return handled
 
 

@@ -26,10 +26,11 @@ log = get_logger(__name__)
 
 def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
     owner = owner or registry.worker_id()
-    # A run whose last worker was lost: the reaper's rules first (cancel, fail after
-    # GLIDEPATH_MAX_ATTEMPTS losses, or requeue), not a takeover that skips them.
-    housekeeping.reap(only=experiment_id)
     with session_scope() as session:
+        # A run whose last worker was lost: the reaper's rules first (cancel, fail after
+        # GLIDEPATH_MAX_ATTEMPTS losses, or requeue), not a takeover that skips them. In the
+        # claim's transaction: a run's start pays one transaction, not two.
+        housekeeping.reap_in(session, only=experiment_id)
         claimed = ExperimentRepository(session).claim_run(
             experiment_id, owner, settings.lease_seconds
         )
