@@ -32,7 +32,8 @@ import asyncio
 import bisect
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import make_url
 from starlette.concurrency import run_in_threadpool
@@ -49,6 +50,7 @@ MAX_RUNS = 256  # runs whose tails one process keeps (the oldest read goes first
 MAX_STAMPS = 100_000  # runs whose change counts are kept before starting over
 
 Stamp = tuple[int, int]  # (changes to any run, changes to this run)
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,6 @@ class Tail:
     """What the reads so far saw of a run: its status and every row after `base` (dumped, with
     the attempt that wrote it)."""
 
-    stamp: Stamp  # the changes known when its read began
     base: int
     status: str
     epochs: list[int]
@@ -79,7 +80,7 @@ def read_page(experiment_id: int, after_epoch: int, limit: int) -> bytes:
         return service.metrics_json(session, experiment_id, after_epoch, limit)
 
 
-def read_tail(experiment_id: int, base: int, stamp: Stamp, kept: Tail | None) -> Tail | None:
+def read_tail(experiment_id: int, base: int, kept: Tail | None) -> Tail | None:
     """The run's status and rows after `base`: only what is new since `kept` (rows after its
     last, and rows a later attempt rewrote), or all of them when rows it holds were cut (a
     resumed run's first transaction deletes the rows after its checkpoint; rows come in epoch
@@ -108,7 +109,7 @@ def read_tail(experiment_id: int, base: int, stamp: Stamp, kept: Tail | None) ->
         epochs = kept.epochs[lo:hi] + epochs
         attempts = kept.attempts[lo:hi] + attempts
         rows = kept.rows[lo:hi] + rows
-    return Tail(stamp, base, since.status, epochs, attempts, rows)
+    return Tail(base, since.status, epochs, attempts, rows)
 
 
 class Changes:
@@ -138,21 +139,54 @@ class Changes:
         return self.every, self.runs.get(experiment_id, 0)
 
 
-@dataclass(frozen=True)
-class Detail:
-    """A run's JSON as a read gave it, and the changes known when that read began."""
+@dataclass
+class Read(Generic[V]):
+    """A read in flight, the changes known when it began, and where it began (a tail's base)."""
 
     stamp: Stamp
-    body: bytes
+    task: asyncio.Future[V | None]
+    base: int = 0
 
 
 @dataclass
-class Read:
-    """A read of a run's tail in flight, and what was known when it began."""
+class Stamped(Generic[V]):
+    """Per run, what its newest read gave (None: nothing to keep) with the changes known when
+    that read began, and the read in flight. The tails and the details each have one."""
 
-    stamp: Stamp
-    base: int
-    task: asyncio.Future[Tail | None]
+    kept: dict[int, tuple[Stamp, V]] = field(default_factory=dict)
+    reads: dict[int, Read[V]] = field(default_factory=dict)
+
+    def fresh(self, experiment_id: int, stamp: Stamp) -> V | None:
+        """What the last read gave, while nothing changed the run since it began."""
+        kept = self.kept.get(experiment_id)
+        return kept[1] if kept is not None and kept[0] == stamp else None
+
+    def last(self, experiment_id: int) -> V | None:
+        kept = self.kept.get(experiment_id)
+        return None if kept is None else kept[1]
+
+    def begin(
+        self, experiment_id: int, stamp: Stamp, base: int, fn: Callable[..., V | None], *args: Any
+    ) -> Read[V]:
+        """`fn(*args)` on the thread pool, the run's read in flight from now."""
+        task = asyncio.ensure_future(run_in_threadpool(fn, *args))
+        self.reads[experiment_id] = read = Read(stamp, task, base)
+        task.add_done_callback(lambda _: self._land(experiment_id, read))
+        return read
+
+    def _land(self, experiment_id: int, read: Read[V]) -> None:
+        if self.reads.get(experiment_id) is read:
+            del self.reads[experiment_id]
+        kept = self.kept.pop(experiment_id, None)
+        task = read.task
+        value = None if task.cancelled() or task.exception() is not None else task.result()
+        if value is None:
+            return  # gone, unreadable or not to keep: the next poll reads again
+        if kept is None and len(self.kept) >= MAX_RUNS:
+            del self.kept[next(iter(self.kept))]  # the oldest read goes first
+        # A read that began later saw at least as much: keep it.
+        newer = kept is not None and kept[0] > read.stamp
+        self.kept[experiment_id] = kept if newer and kept is not None else (read.stamp, value)
 
 
 class PollCache:
@@ -161,10 +195,8 @@ class PollCache:
 
     def __init__(self) -> None:
         self.changes = Changes()
-        self._tails: dict[int, Tail] = {}
-        self._reads: dict[int, Read] = {}
-        self._details: dict[int, Detail] = {}
-        self._detail_reads: dict[int, tuple[Stamp, asyncio.Future[bytes]]] = {}
+        self._tails: Stamped[Tail] = Stamped()
+        self._details: Stamped[bytes] = Stamped()
         self._live = False
         self._sqlite: sqlite3.Connection | None = None
         self._version: int | None = None
@@ -218,28 +250,16 @@ class PollCache:
         if not self._live:
             return await run_in_threadpool(read)
         stamp = self._stamp(experiment_id)
-        kept = self._details.get(experiment_id)
-        if kept is not None and kept.stamp == stamp:
-            return kept.body
-        pending = self._detail_reads.get(experiment_id)
-        if pending is None or pending[0] != stamp:
-            task = asyncio.ensure_future(run_in_threadpool(read))
-            self._detail_reads[experiment_id] = pending = (stamp, task)
-            task.add_done_callback(lambda t: self._keep_detail(experiment_id, stamp, t))
+        body = self._details.fresh(experiment_id, stamp)
+        if body is not None:
+            return body
+        pending = self._details.reads.get(experiment_id)
+        if pending is None or pending.stamp != stamp:
+            pending = self._details.begin(experiment_id, stamp, 0, read)
         # shield: one poller hanging up does not cancel the read others wait for
-        return await asyncio.shield(pending[1])
-
-    def _keep_detail(self, experiment_id: int, stamp: Stamp, task: asyncio.Future[bytes]) -> None:
-        if self._detail_reads.get(experiment_id, (None, None))[1] is task:
-            del self._detail_reads[experiment_id]
-        kept = self._details.pop(experiment_id, None)
-        if task.cancelled() or task.exception() is not None:
-            return  # gone or unreadable: the next poll reads again
-        if kept is None and len(self._details) >= MAX_RUNS:
-            del self._details[next(iter(self._details))]
-        # A read that began later saw at least as much: keep it.
-        newer = kept is not None and kept.stamp > stamp
-        self._details[experiment_id] = kept if newer and kept else Detail(stamp, task.result())
+        body = await asyncio.shield(pending.task)
+        assert body is not None
+        return body
 
     # -- the pages -------------------------------------------------------------------------
 
@@ -248,41 +268,28 @@ class PollCache:
         if not self._live:
             return await run_in_threadpool(read_page, experiment_id, after_epoch, limit)
         stamp = self._stamp(experiment_id)
-        tail = self._tails.get(experiment_id)
-        if tail is not None and tail.stamp == stamp and after_epoch >= tail.base:
+        tail = self._tails.fresh(experiment_id, stamp)
+        if tail is not None and after_epoch >= tail.base:
             return tail.page(experiment_id, after_epoch, limit)
-        fresh = await asyncio.shield(self._read(experiment_id, tail, after_epoch, stamp))
+        fresh = await asyncio.shield(self._read(experiment_id, after_epoch, stamp))
         if fresh is None or after_epoch < fresh.base:
             return await run_in_threadpool(read_page, experiment_id, after_epoch, limit)
         return fresh.page(experiment_id, after_epoch, limit)
 
     def _read(
-        self, experiment_id: int, tail: Tail | None, after_epoch: int, stamp: Stamp
+        self, experiment_id: int, after_epoch: int, stamp: Stamp
     ) -> asyncio.Future[Tail | None]:
         """A read of the run's tail begun now, or the one in flight if it began with the same
         changes known, from a base at or before this poll's cursor."""
-        pending = self._reads.get(experiment_id)
+        pending = self._tails.reads.get(experiment_id)
         if pending is not None and pending.stamp == stamp and pending.base <= after_epoch:
             return pending.task
         # The next tail starts at most KEEP rows behind the newest row the last one had.
+        tail = self._tails.last(experiment_id)
         base = after_epoch if tail is None else max(tail.base, min(after_epoch, _behind(tail)))
-        task = asyncio.ensure_future(run_in_threadpool(read_tail, experiment_id, base, stamp, tail))
-        self._reads[experiment_id] = read = Read(stamp, base, task)
-        task.add_done_callback(lambda t: self._keep(experiment_id, read, t))
-        return task
-
-    def _keep(self, experiment_id: int, read: Read, task: asyncio.Future[Tail | None]) -> None:
-        if self._reads.get(experiment_id) is read:
-            del self._reads[experiment_id]
-        kept = self._tails.pop(experiment_id, None)
-        if task.cancelled() or task.exception() is not None or task.result() is None:
-            return  # gone, unreadable or too far behind: the next poll reads again
-        tail = task.result()
-        assert tail is not None
-        if kept is None and len(self._tails) >= MAX_RUNS:
-            del self._tails[next(iter(self._tails))]
-        # A read that began later saw at least as much: keep it.
-        self._tails[experiment_id] = kept if kept is not None and kept.stamp > tail.stamp else tail
+        return self._tails.begin(
+            experiment_id, stamp, base, read_tail, experiment_id, base, tail
+        ).task
 
 
 def _behind(tail: Tail) -> int:
