@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from sqlalchemy.engine import make_url
 
 from service.batches.router import router as batches_router
 from service.config import settings
@@ -39,10 +38,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     housekeeping = app.state.housekeeping = Housekeeping()  # /readyz: does this process lead?
     housekeeping.start()
     app.state.events.end_streams_on_exit()  # open event streams would hold the stop up
-    database_url = settings.effective_database_url
-    app.state.polls.start(database_url)
-    if make_url(database_url).get_backend_name() == "postgresql":
-        app.state.events.start()  # the metrics pages' cache follows its notifications
+    app.state.polls.start(settings.effective_database_url)
+    # The metrics pages' cache follows the listener's notifications (PostgreSQL).
+    app.state.events.start(only_with_notifications=True)
     yield
     await app.state.events.close()
     app.state.polls.stop()

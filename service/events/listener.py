@@ -351,12 +351,15 @@ class Listener:
 
     # -- the doorbell and the reads ---------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, only_with_notifications: bool = False) -> None:
         """Ring from now on (PostgreSQL: LISTEN): at the first subscriber, or before any where
-        the metrics pages' cache uses the doorbell too (the app's lifespan)."""
+        the metrics pages' cache uses the doorbell too (the app's lifespan, with
+        `only_with_notifications`: on SQLite the cache asks `PRAGMA data_version` itself)."""
         if self._tasks or self.closed:
             return
         self.database_url = settings.effective_database_url
+        if only_with_notifications and not self.postgres:
+            return
         loops = [self._listen(), self._read_loop()] if self.postgres else [self._poll_loop()]
         loops.append(self._keep_alive())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
