@@ -44,9 +44,14 @@ from service.kit import notify
 from service.kit.db import session_scope
 from service.kit.errors import NotFound
 
-KEEP = 256  # rows a tail keeps behind its newest one (a poller this far behind reads its own)
-READ = 4 * KEEP  # rows a tail's read may return; more means pollers far behind: not cached
-MAX_RUNS = 256  # runs whose tails one process keeps (the oldest read goes first)
+# Rows a tail keeps behind its newest one: a dashboard that opens a run reads its history from
+# here (200 dashboards opening a 3,000-epoch run each read 1,000-row pages of their own: ~3 s
+# of the API's CPU in the first second, every poll waiting behind them). Further behind, a
+# poller reads its own page.
+KEEP = 10_000
+READ = KEEP  # rows a tail's read may return; more means pollers far behind: not cached
+MAX_RUNS = 256  # runs whose tails (and details) one process keeps (the oldest read goes first)
+MAX_ROWS = 200_000  # rows all tails keep together (~250 bytes each), the oldest read going first
 MAX_STAMPS = 100_000  # runs whose change counts are kept before starting over
 
 Stamp = tuple[int, int]  # (changes to any run, changes to this run)
@@ -153,8 +158,11 @@ class Stamped(Generic[V]):
     """Per run, what its newest read gave (None: nothing to keep) with the changes known when
     that read began, and the read in flight. The tails and the details each have one."""
 
+    weigh: Callable[[V], int] = lambda _: 0  # a value's share of `budget`
+    budget: int = 0
     kept: dict[int, tuple[Stamp, V]] = field(default_factory=dict)
     reads: dict[int, Read[V]] = field(default_factory=dict)
+    weight: int = 0  # of what is kept
 
     def fresh(self, experiment_id: int, stamp: Stamp) -> V | None:
         """What the last read gave, while nothing changed the run since it began."""
@@ -177,16 +185,24 @@ class Stamped(Generic[V]):
     def _land(self, experiment_id: int, read: Read[V]) -> None:
         if self.reads.get(experiment_id) is read:
             del self.reads[experiment_id]
-        kept = self.kept.pop(experiment_id, None)
+        kept = self._drop(experiment_id)
         task = read.task
         value = None if task.cancelled() or task.exception() is not None else task.result()
         if value is None:
             return  # gone, unreadable or not to keep: the next poll reads again
-        if kept is None and len(self.kept) >= MAX_RUNS:
-            del self.kept[next(iter(self.kept))]  # the oldest read goes first
         # A read that began later saw at least as much: keep it.
         newer = kept is not None and kept[0] > read.stamp
-        self.kept[experiment_id] = kept if newer and kept is not None else (read.stamp, value)
+        keep = kept if newer and kept is not None else (read.stamp, value)
+        self.weight += self.weigh(keep[1])
+        self.kept[experiment_id] = keep
+        while len(self.kept) > MAX_RUNS or self.weight > self.budget > 0:
+            self._drop(next(iter(self.kept)))  # the oldest read goes first
+
+    def _drop(self, experiment_id: int) -> tuple[Stamp, V] | None:
+        kept = self.kept.pop(experiment_id, None)
+        if kept is not None:
+            self.weight -= self.weigh(kept[1])
+        return kept
 
 
 class PollCache:
@@ -195,7 +211,7 @@ class PollCache:
 
     def __init__(self) -> None:
         self.changes = Changes()
-        self._tails: Stamped[Tail] = Stamped()
+        self._tails: Stamped[Tail] = Stamped(lambda tail: len(tail.rows), MAX_ROWS)
         self._details: Stamped[bytes] = Stamped()
         self._live = False
         self._sqlite: sqlite3.Connection | None = None
