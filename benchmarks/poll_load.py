@@ -13,8 +13,9 @@ own). Prints latency percentiles and the loaded p99 against the target (≤ 25 m
 with --api-workers 2) and as ratios. Latency is the client's: request sent → response body
 read. The pollers are this one asyncio process (plain HTTP/1.1 on asyncio streams, a
 keep-alive connection each), on the same machine as the API, the worker and the database: they
-share its cores. Also printed: the polls answered per second, and the CPU per poll of the API
-processes and of the load generator.
+share its cores. Each poller opens the run as a dashboard does: its first poll pages the
+history from cursor 0 (printed apart: "first polls"), the next ones follow it. Also printed: the
+polls answered per second, and the CPU per poll of the API processes and of the load generator.
 """
 
 from __future__ import annotations
