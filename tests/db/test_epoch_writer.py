@@ -22,7 +22,8 @@ from tests.db.test_fences import claimed, run_row, tx
 from tests.support.backends import in_process
 from tests.support.stack import Backend
 from worker.runs import epoch_writer
-from worker.runs.epochs import Decided
+from worker.runs.epoch_rows import EpochRows
+from worker.runs.epochs import Decided, rows_of
 
 SPEC = ExperimentSpec.model_validate({"dataset": "digits", "epochs": 50, "base_lr": 0.1})
 
@@ -42,13 +43,14 @@ def writer() -> Iterator[epoch_writer.Writer]:
     w.stop()
 
 
-def decided(first: int, n: int, **extra: float) -> list[Decided]:
+def decided(experiment_id: int, attempt: int, first: int, n: int, **extra: float) -> EpochRows:
+    """The rows of epochs `first`..`first + n - 1`, decided as a run decides them."""
     state, out = decisions.initial_state(SPEC, 0.1), []
     for epoch in range(first, first + n):
         metrics: dict[str, float | None] = {"train_loss": 1 / epoch, "val_loss": 2 / epoch}
         decision, state = decisions.step(SPEC, state, epoch, {**metrics, **extra}, 0.1)
         out.append(Decided(epoch, 0.1, 0.01, {**metrics, **extra}, None, decision, state))
-    return out
+    return rows_of(experiment_id, attempt, out)
 
 
 def stored(experiment_id: int) -> list[tuple[int, float]]:
@@ -61,8 +63,18 @@ def test_the_writer_stores_epochs_and_the_runs_progress(
     database: str, writer: epoch_writer.Writer
 ) -> None:
     experiment_id, attempt = claimed()
-    assert writer.send(database, experiment_id, attempt, decided(1, 3)).result() is True
-    assert writer.send(database, experiment_id, attempt, decided(4, 2)).result() is True
+    assert (
+        writer.send(
+            database, experiment_id, attempt, decided(experiment_id, attempt, 1, 3)
+        ).result()
+        is True
+    )
+    assert (
+        writer.send(
+            database, experiment_id, attempt, decided(experiment_id, attempt, 4, 2)
+        ).result()
+        is True
+    )
     assert stored(experiment_id) == [(e, 2 / e) for e in range(1, 6)]
     assert run_row(experiment_id).epochs_run == 5
 
@@ -71,7 +83,12 @@ def test_a_write_of_an_attempt_that_lost_the_run_is_refused(
     database: str, writer: epoch_writer.Writer
 ) -> None:
     experiment_id, attempt = claimed()
-    assert writer.send(database, experiment_id, attempt + 1, decided(1, 2)).result() is False
+    assert (
+        writer.send(
+            database, experiment_id, attempt + 1, decided(experiment_id, attempt + 1, 1, 2)
+        ).result()
+        is False
+    )
     assert stored(experiment_id) == []
     assert run_row(experiment_id).epochs_run == 0
 
@@ -80,12 +97,19 @@ def test_a_write_that_fails_raises_the_writers_error_in_the_run(
     database: str, writer: epoch_writer.Writer
 ) -> None:
     experiment_id, attempt = claimed()
-    pending = writer.send(database, experiment_id, attempt, decided(1, 1, no_such_column=1.0))
+    pending = writer.send(
+        database, experiment_id, attempt, decided(experiment_id, attempt, 1, 1, no_such_column=1.0)
+    )
     with pytest.raises(epoch_writer.WriterFailed, match="no_such_column"):
         pending.result()
     assert stored(experiment_id) == [] and run_row(experiment_id).epochs_run == 0
     # The writer goes on with the next write.
-    assert writer.send(database, experiment_id, attempt, decided(1, 1)).result() is True
+    assert (
+        writer.send(
+            database, experiment_id, attempt, decided(experiment_id, attempt, 1, 1)
+        ).result()
+        is True
+    )
 
 
 @pytest.mark.parametrize("when", ["idle", "while writing"])
@@ -96,15 +120,21 @@ def test_a_writer_killed_at_any_moment_loses_no_epoch(database: str, when: str) 
     experiment_id, attempt = claimed()
     w = epoch_writer.Writer().start()
     try:
-        assert w.send(database, experiment_id, attempt, decided(1, 2)).result()
+        assert w.send(
+            database, experiment_id, attempt, decided(experiment_id, attempt, 1, 2)
+        ).result()
         first = w._proc
         assert first is not None
         if when == "idle":
             os.kill(first.pid, signal.SIGKILL)
             first.wait()
-            pending = w.send(database, experiment_id, attempt, decided(3, 2))
+            pending = w.send(
+                database, experiment_id, attempt, decided(experiment_id, attempt, 3, 2)
+            )
         else:
-            pending = w.send(database, experiment_id, attempt, decided(3, 2))
+            pending = w.send(
+                database, experiment_id, attempt, decided(experiment_id, attempt, 3, 2)
+            )
             os.kill(first.pid, signal.SIGKILL)
         assert pending.result() is True
         assert w._proc is not None and w._proc.pid != first.pid  # a new writer took it
@@ -126,13 +156,18 @@ def test_a_writer_with_an_answer_due_is_not_kept_for_the_next_run(
     next answer is that write's: it is stopped, and the next run gets a fresh one."""
     experiment_id, attempt = claimed()
     w = epoch_writer.take()
-    w.send(database, experiment_id, attempt, decided(1, 1))
+    w.send(database, experiment_id, attempt, decided(experiment_id, attempt, 1, 1))
     epoch_writer.give_back(w)
     assert not w.alive()
     fresh = epoch_writer.take()
     try:
         assert fresh is not w
-        assert fresh.send(database, experiment_id, attempt, decided(2, 1)).result() is True
+        assert (
+            fresh.send(
+                database, experiment_id, attempt, decided(experiment_id, attempt, 2, 1)
+            ).result()
+            is True
+        )
     finally:
         epoch_writer.give_back(fresh)
 

@@ -10,7 +10,7 @@ same reason. The training process now only pickles the decided epochs onto a pip
 
 One writer serves one run at a time (a sink takes it for the run and gives it back; a worker
 process runs one run at a time, so one writer is started once and reused). It writes with
-`epochs.write_many` (one fenced transaction, retried across a database restart) and answers
+`epoch_rows.write` (one fenced transaction, retried across a database restart) and answers
 whether the attempt still held the run. It ignores SIGINT and SIGTERM, so a worker's warm
 shutdown can still store what it decided, and exits when its pipe closes: when the worker ends
 or is killed. A writer that died is started again and the write sent again: each write is
@@ -33,7 +33,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from service.kit.db import make_engine
 from service.kit.logging import configure, get_logger
-from worker.runs.epochs import Decided, write_many
+from worker.runs import epoch_rows
+from worker.runs.epoch_rows import EpochRows
 from worker.runs.retry import with_db_retry
 
 log = get_logger(__name__)
@@ -49,7 +50,7 @@ class _Request:
     database_url: str
     experiment_id: int
     attempt: int
-    epochs: list[Decided]
+    batch: EpochRows
 
 
 class Writer:
@@ -75,8 +76,8 @@ class Writer:
         return self._proc is not None and self._proc.poll() is None
 
     def send(self, database_url: str, experiment_id: int, attempt: int,
-             epochs: list[Decided]) -> Pending:  # fmt: skip
-        request = _Request(database_url, experiment_id, attempt, epochs)
+             batch: EpochRows) -> Pending:  # fmt: skip
+        request = _Request(database_url, experiment_id, attempt, batch)
         self.busy = True
         try:
             self._ready().send(request)
@@ -191,8 +192,8 @@ def serve(fd: int) -> None:
             request: _Request = pipe.recv()
         except (EOFError, OSError):
             return  # the worker ended or was killed
-        epochs = request.epochs
-        what = f"experiment {request.experiment_id} epochs {epochs[0].epoch}-{epochs[-1].epoch}"
+        batch = request.batch
+        what = f"experiment {request.experiment_id} epochs {batch.first}-{batch.epochs_run}"
         try:
             write = partial(database.write, request)
             answer: tuple[bool, object] = (True, with_db_retry(write, what))
@@ -221,4 +222,4 @@ class _Database:
             self.url, self.engine = request.database_url, make_engine(request.database_url)
             self.conn = None
             self.conn = self.engine.connect()  # a refused connection is retried like a write
-        return write_many(request.experiment_id, request.attempt, request.epochs, self.conn)
+        return epoch_rows.write(request.experiment_id, request.attempt, request.batch, self.conn)

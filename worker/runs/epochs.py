@@ -12,6 +12,8 @@ from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.training import decisions, per_step
 from service.training.spec import ExperimentSpec
+from worker.runs import epoch_rows
+from worker.runs.epoch_rows import EpochRows
 
 
 class HistoryGap(RuntimeError):
@@ -73,23 +75,23 @@ def write_many(experiment_id: int, attempt: int, epochs: list[Decided],
                conn: Connection | None = None) -> bool:  # fmt: skip
     """Write consecutive epochs already decided in one transaction fenced by the attempt (the
     run's progress is the last one's); False when the attempt is no longer current."""
-    with session_scope(conn) as session:
-        return _write_epochs(ExperimentRepository(session), experiment_id, attempt, epochs)
+    return epoch_rows.write(experiment_id, attempt, rows_of(experiment_id, attempt, epochs), conn)
 
 
 def _write_epochs(repo: ExperimentRepository, experiment_id: int, attempt: int,
                   epochs: list[Decided]) -> bool:  # fmt: skip
-    """The fence (the run's progress: the last epoch's), then the rows and their decisions."""
+    return epoch_rows.store(repo, experiment_id, attempt, rows_of(experiment_id, attempt, epochs))
+
+
+def rows_of(experiment_id: int, attempt: int, epochs: list[Decided]) -> EpochRows:
+    """The rows that store consecutive decided epochs, and the run's progress after them."""
     last = epochs[-1]
     best = {"best_epoch": last.state.best_epoch, "best_value": last.state.best_value}
-    if not repo.fence(experiment_id, attempt, epochs_run=last.epoch, **best):
-        return False
     rows = [_row(experiment_id, attempt, e.epoch, e.lr, e.duration, e.metrics, e.lrs,
                  e.decision, e.state) for e in epochs]  # fmt: skip
     events = [{"experiment_id": experiment_id, "epoch": e.epoch, **asdict(event)}
               for e in epochs for event in e.decision.events]  # fmt: skip
-    repo.write_epochs(rows, events)
-    return True
+    return EpochRows(last.epoch, best, rows, events)
 
 
 def _row(experiment_id: int, attempt: int, epoch: int, lr: float, duration: float,

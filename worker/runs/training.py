@@ -33,6 +33,7 @@ from worker.runs.datasets import check_fits, load_arrays
 from worker.runs.epochs import (
     Decided,
     resume_point,
+    rows_of,
     stored_state,
 )
 from worker.runs.finish import LEASE_LOST, WAITING, Outcome, finish_run
@@ -120,7 +121,8 @@ class DatabaseSink:
             return
         epochs, self._decided, self._sent_at = self._decided, [], now
         url = settings.effective_database_url
-        self._pending = self.writer.send(url, self.experiment_id, self.attempt, epochs)
+        batch = rows_of(self.experiment_id, self.attempt, epochs)
+        self._pending = self.writer.send(url, self.experiment_id, self.attempt, batch)
 
     def flush(self) -> bool:
         """Wait until every epoch decided is stored (a write's error is raised here); False
