@@ -121,8 +121,18 @@ def test_range_test_pages(stack: Stack, page: Any, shot: Any) -> None:
 
 @pytest.mark.parametrize("stack", ["embedded"], indirect=True)
 def test_a_running_range_test_fills_in_live_and_cancels(stack: Stack, page: Any) -> None:
-    # Long enough to be watched (10,000 steps on digits); the page's Cancel ends it.
-    body = {**BODY, "spec": {**BODY["spec"], "name": "digits-live", "dataset": "digits"},
+    # Long enough to be watched, and to be cancelled before it ends whatever the machine's
+    # speed: 10,000 steps of a wide MLP on digits (tens of seconds), an LR range that cannot
+    # diverge (with max_lr 10 it stopped itself at step ~6,000, 3 s in, and once ended
+    # `succeeded` 20 ms after the Cancel). The page's Cancel ends it.
+    spec = {
+        **BODY["spec"],
+        "name": "digits-live",
+        "dataset": "digits",
+        "model": {"type": "mlp", "hidden": [512, 512]},
+        "batch_size": 256,
+    }
+    body = {**BODY, "spec": spec, "max_lr": 1e-3, "diverge_factor": 1000.0,
             "steps": 10_000}  # fmt: skip
     with client(stack) as c:
         test_id = c.post("/v1/lr-range-tests", json=body).json()["id"]
