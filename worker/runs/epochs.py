@@ -121,9 +121,17 @@ def resume_point(
         last = repo.last_epoch(experiment_id)
         if ckpt is not None and ckpt["epoch"] > last:
             ckpt = None  # rows the checkpoint builds on are gone: start over
-        start = ckpt["epoch"] if ckpt else 0
-        ok = repo.fence(experiment_id, attempt, epochs_run=start, **facts)
-        if ok:
-            repo.truncate_history(experiment_id, start)
-            repo.resumed_from(experiment_id, attempt, start)
+        ok = start_at(repo, experiment_id, attempt, ckpt["epoch"] if ckpt else 0, facts)
     return ok, ckpt
+
+
+def start_at(repo: ExperimentRepository, experiment_id: int, attempt: int, epoch: int,
+             facts: dict[str, Any]) -> bool:  # fmt: skip
+    """The attempt starts after `epoch` (0: from scratch): its facts and progress written, the
+    rows after `epoch` cut, the epoch recorded on the attempt; False when the attempt is no
+    longer current (nothing is written)."""
+    ok = repo.fence(experiment_id, attempt, epochs_run=epoch, **facts)
+    if ok:
+        repo.truncate_history(experiment_id, epoch)
+        repo.resumed_from(experiment_id, attempt, epoch)
+    return ok

@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from functools import partial
+from typing import Any
 
 from service.config import settings
 from service.experiments.repository import ExperimentRepository
@@ -34,6 +35,7 @@ from worker.runs.epochs import (
     Decided,
     resume_point,
     rows_of,
+    start_at,
     stored_state,
 )
 from worker.runs.finish import LEASE_LOST, WAITING, Outcome, finish_run
@@ -150,16 +152,21 @@ class DatabaseSink:
             self.saved_at = time.monotonic()
 
 
-def _start_reads(
-    experiment_id: int, in_sweep: bool
-) -> tuple[list[tuple[str, str]], sweep_pruning.RunPruner | None]:
+def _start(
+    experiment_id: int, attempt: int, in_sweep: bool, facts: dict[str, Any]
+) -> tuple[list[tuple[str, str]], sweep_pruning.RunPruner | None, bool | None]:
     """What a run starts from, in one transaction: its checkpoints up to its last stored epoch
-    (a fresh run has none to look up) and its sweep's pruner (None outside a sweep)."""
+    (a fresh run has none to look up) and its sweep's pruner (None outside a sweep). With no
+    checkpoint to resume from (every fresh run), the attempt also starts from scratch in that
+    transaction (`epochs.start_at`): the third value says whether it still held the run; None
+    when there are checkpoints to look at first (`resume_point`)."""
     with session_scope() as session:
-        last = ExperimentRepository(session).last_epoch(experiment_id)
+        repo = ExperimentRepository(session)
+        last = repo.last_epoch(experiment_id)
         found = artifacts.recorded(session, experiment_id, last) if last > 0 else []
         prune = sweep_pruning.for_run(session, experiment_id) if in_sweep else None
-    return found, prune
+        started = None if found else start_at(repo, experiment_id, attempt, 0, facts)
+    return found, prune, started
 
 
 def train_run(
@@ -179,14 +186,17 @@ def train_run(
         "param_count": param_count(state.model),
         "plugins": plugins.pinned(spec, dataset_plugin),
     }
-    candidates, prune = with_db_retry(
-        partial(_start_reads, experiment_id, in_sweep), f"experiment {experiment_id} history"
+    candidates, prune, started = with_db_retry(
+        partial(_start, experiment_id, attempt, in_sweep, facts),
+        f"experiment {experiment_id} start",
     )
-    loaded = artifacts.latest_good(experiment_id, candidates) if candidates else None
-    ok, ckpt = with_db_retry(
-        lambda: resume_point(experiment_id, attempt, loaded, **facts),
-        f"experiment {experiment_id} resume",
-    )
+    ok, ckpt = bool(started), None
+    if started is None:  # checkpoints recorded: the newest good one, and the history cut to it
+        loaded = artifacts.latest_good(experiment_id, candidates)
+        ok, ckpt = with_db_retry(
+            lambda: resume_point(experiment_id, attempt, loaded, **facts),
+            f"experiment {experiment_id} resume",
+        )
     if not ok:
         return Outcome(experiment_id, LEASE_LOST)
     if ckpt is not None:
