@@ -53,6 +53,13 @@ def decided(experiment_id: int, attempt: int, first: int, n: int, **extra: float
     return rows_of(experiment_id, attempt, out)
 
 
+def send(w: epoch_writer.Writer, database: str, experiment_id: int, attempt: int, first: int,
+         n: int, **extra: float) -> epoch_writer.Pending:  # fmt: skip
+    """Hand epochs `first`..`first + n - 1` of the run's `attempt` to writer `w`."""
+    return w.send(database, experiment_id, attempt,
+                  decided(experiment_id, attempt, first, n, **extra))  # fmt: skip
+
+
 def stored(experiment_id: int) -> list[tuple[int, float]]:
     return tx(lambda r: [(row.epoch, row.val_loss) for row in r.session.scalars(
         select(EpochRow).where(EpochRow.experiment_id == experiment_id).order_by(EpochRow.epoch)
@@ -63,18 +70,8 @@ def test_the_writer_stores_epochs_and_the_runs_progress(
     database: str, writer: epoch_writer.Writer
 ) -> None:
     experiment_id, attempt = claimed()
-    assert (
-        writer.send(
-            database, experiment_id, attempt, decided(experiment_id, attempt, 1, 3)
-        ).result()
-        is True
-    )
-    assert (
-        writer.send(
-            database, experiment_id, attempt, decided(experiment_id, attempt, 4, 2)
-        ).result()
-        is True
-    )
+    assert send(writer, database, experiment_id, attempt, 1, 3).result() is True
+    assert send(writer, database, experiment_id, attempt, 4, 2).result() is True
     assert stored(experiment_id) == [(e, 2 / e) for e in range(1, 6)]
     assert run_row(experiment_id).epochs_run == 5
 
@@ -83,12 +80,7 @@ def test_a_write_of_an_attempt_that_lost_the_run_is_refused(
     database: str, writer: epoch_writer.Writer
 ) -> None:
     experiment_id, attempt = claimed()
-    assert (
-        writer.send(
-            database, experiment_id, attempt + 1, decided(experiment_id, attempt + 1, 1, 2)
-        ).result()
-        is False
-    )
+    assert send(writer, database, experiment_id, attempt + 1, 1, 2).result() is False
     assert stored(experiment_id) == []
     assert run_row(experiment_id).epochs_run == 0
 
@@ -97,19 +89,12 @@ def test_a_write_that_fails_raises_the_writers_error_in_the_run(
     database: str, writer: epoch_writer.Writer
 ) -> None:
     experiment_id, attempt = claimed()
-    pending = writer.send(
-        database, experiment_id, attempt, decided(experiment_id, attempt, 1, 1, no_such_column=1.0)
-    )
+    pending = send(writer, database, experiment_id, attempt, 1, 1, no_such_column=1.0)
     with pytest.raises(epoch_writer.WriterFailed, match="no_such_column"):
         pending.result()
     assert stored(experiment_id) == [] and run_row(experiment_id).epochs_run == 0
     # The writer goes on with the next write.
-    assert (
-        writer.send(
-            database, experiment_id, attempt, decided(experiment_id, attempt, 1, 1)
-        ).result()
-        is True
-    )
+    assert send(writer, database, experiment_id, attempt, 1, 1).result() is True
 
 
 @pytest.mark.parametrize("when", ["idle", "while writing"])
@@ -120,21 +105,15 @@ def test_a_writer_killed_at_any_moment_loses_no_epoch(database: str, when: str) 
     experiment_id, attempt = claimed()
     w = epoch_writer.Writer().start()
     try:
-        assert w.send(
-            database, experiment_id, attempt, decided(experiment_id, attempt, 1, 2)
-        ).result()
+        assert send(w, database, experiment_id, attempt, 1, 2).result()
         first = w._proc
         assert first is not None
         if when == "idle":
             os.kill(first.pid, signal.SIGKILL)
             first.wait()
-            pending = w.send(
-                database, experiment_id, attempt, decided(experiment_id, attempt, 3, 2)
-            )
+            pending = send(w, database, experiment_id, attempt, 3, 2)
         else:
-            pending = w.send(
-                database, experiment_id, attempt, decided(experiment_id, attempt, 3, 2)
-            )
+            pending = send(w, database, experiment_id, attempt, 3, 2)
             os.kill(first.pid, signal.SIGKILL)
         assert pending.result() is True
         assert w._proc is not None and w._proc.pid != first.pid  # a new writer took it
@@ -156,18 +135,13 @@ def test_a_writer_with_an_answer_due_is_not_kept_for_the_next_run(
     next answer is that write's: it is stopped, and the next run gets a fresh one."""
     experiment_id, attempt = claimed()
     w = epoch_writer.take()
-    w.send(database, experiment_id, attempt, decided(experiment_id, attempt, 1, 1))
+    send(w, database, experiment_id, attempt, 1, 1)
     epoch_writer.give_back(w)
     assert not w.alive()
     fresh = epoch_writer.take()
     try:
         assert fresh is not w
-        assert (
-            fresh.send(
-                database, experiment_id, attempt, decided(experiment_id, attempt, 2, 1)
-            ).result()
-            is True
-        )
+        assert send(fresh, database, experiment_id, attempt, 2, 1).result() is True
     finally:
         epoch_writer.give_back(fresh)
 
