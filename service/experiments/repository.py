@@ -420,19 +420,23 @@ class ExperimentRepository:
         claimed = self.claim_run(experiment_id, owner, lease_s)
         return None if claimed is None else claimed.attempt
 
-    def claim_run(self, experiment_id: int, owner: str, lease_s: float) -> Claimed | None:
-        """`claim`, returning with the attempt what a worker runs (in the same statement)."""
+    def claim_run(
+        self, experiment_id: int, owner: str, lease_s: float, takeover: bool = True
+    ) -> Claimed | None:
+        """`claim`, returning with the attempt what a worker runs (in the same statement).
+        `takeover=False`: a queued run only, not one whose lease expired (the worker applies
+        the reaper's rules to such a run first)."""
         now = utcnow()
+        claimable = Experiment.status == ExperimentStatus.QUEUED
+        if takeover:
+            expired = (Experiment.status == ExperimentStatus.RUNNING) & (
+                Experiment.lease_expires_at < now
+            )
+            claimable = claimable | expired
         result = self.session.execute(
             update(Experiment)
             .where(Experiment.id == experiment_id)
-            .where(
-                (Experiment.status == ExperimentStatus.QUEUED)
-                | (
-                    (Experiment.status == ExperimentStatus.RUNNING)
-                    & (Experiment.lease_expires_at < now)
-                )
-            )
+            .where(claimable)
             .where(Experiment.cancel_requested.is_(False))
             .values(
                 status=ExperimentStatus.RUNNING,

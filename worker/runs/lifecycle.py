@@ -27,13 +27,13 @@ log = get_logger(__name__)
 def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
     owner = owner or registry.worker_id()
     with session_scope() as session:
-        # A run whose last worker was lost: the reaper's rules first (cancel, fail after
-        # GLIDEPATH_MAX_ATTEMPTS losses, or requeue), not a takeover that skips them. In the
-        # claim's transaction: a run's start pays one transaction, not two.
-        housekeeping.reap_in(session, only=experiment_id)
-        claimed = ExperimentRepository(session).claim_run(
-            experiment_id, owner, settings.lease_seconds
-        )
+        repo = ExperimentRepository(session)
+        claimed = repo.claim_run(experiment_id, owner, settings.lease_seconds, takeover=False)
+        # Not queued: if its last worker was lost, the reaper's rules first (cancel, fail after
+        # GLIDEPATH_MAX_ATTEMPTS losses, or requeue), not a takeover that skips them; then a
+        # requeued run is claimed. In one transaction, and a queued run pays one statement.
+        if claimed is None and housekeeping.reap_in(session, only=experiment_id):
+            claimed = repo.claim_run(experiment_id, owner, settings.lease_seconds, takeover=False)
     if claimed is None or claimed.spec is None:
         log.info("not_claimed", experiment_id=experiment_id, reason="held elsewhere or ended")
         return Outcome(experiment_id, NOT_CLAIMED)
