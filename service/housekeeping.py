@@ -32,16 +32,16 @@ from service.workers import service as workers
 log = get_logger(__name__)
 
 
-def reap(max_attempts: int | None = None, only: int | None = None) -> int:
-    """Handle every run whose lease has expired (`only`: this run, if its lease has expired: a
-    worker about to take it over asks first, so that a run lost too often fails whether the
-    reaper or a worker's claim comes first); returns how many were handled."""
+def reap(max_attempts: int | None = None) -> int:
+    """Handle every run whose lease has expired; returns how many were handled."""
     with session_scope() as session:
-        return reap_in(session, max_attempts, only)
+        return reap_in(session, max_attempts)
 
 
 def reap_in(session: Session, max_attempts: int | None = None, only: int | None = None) -> int:
-    """`reap` in the caller's transaction (a worker's claim: one transaction for both)."""
+    """`reap` in the caller's transaction; `only`: this run, if its lease has expired (a worker
+    about to claim a run that is not queued asks first, in its claim's transaction, so that a
+    run lost too often fails whether the reaper or a worker comes first)."""
     max_attempts = max_attempts or settings.max_attempts
     handled = 0
     repo = ExperimentRepository(session)

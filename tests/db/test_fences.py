@@ -28,7 +28,8 @@ from service.training import decisions
 from service.training.spec import ExperimentSpec
 from tests.support.backends import in_process
 from tests.support.stack import Backend
-from worker.runs.epochs import Decided, HistoryGap, decide_and_write, write_many
+from worker.runs import epoch_rows
+from worker.runs.epochs import Decided, HistoryGap, decide_and_write, rows_of
 
 T = TypeVar("T")
 LEASE = 60.0
@@ -461,6 +462,11 @@ def test_decide_and_write_by_a_stale_attempt_writes_nothing(database: str) -> No
     assert epochs_written(experiment_id) == [(1, 0.1, None, 1)]
     row = run_row(experiment_id)
     assert (row.epochs_run, row.best_epoch, row.best_value) == (1, 1, 0.8)
+
+
+def write_many(experiment_id: int, attempt: int, epochs: list[Decided]) -> bool:
+    """Decided epochs stored in one transaction, as the worker's epoch writer stores them."""
+    return epoch_rows.write(experiment_id, attempt, rows_of(experiment_id, attempt, epochs))
 
 
 def test_epochs_written_together_store_what_one_by_one_writes_store(database: str) -> None:

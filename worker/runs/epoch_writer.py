@@ -82,9 +82,14 @@ class Writer:
         try:
             self._ready().send(request)
         except (BrokenPipeError, EOFError, OSError):
-            self.stop()  # died idle: start another (the request was not taken)
-            self._ready().send(request)
+            self.resend(request)  # died idle: the request was not taken
         return Pending(self, request)
+
+    def resend(self, request: _Request) -> None:
+        """Stop this writer (if it is not gone already), start another, and send it `request`."""
+        self.stop()
+        self.busy = True
+        self._ready().send(request)
 
     def _ready(self) -> Pipe:
         if not self.alive():
@@ -126,8 +131,7 @@ class Pending:
         for resend in (False, True):
             try:
                 if resend:
-                    self.writer.stop()
-                    self.writer._ready().send(self.request)
+                    self.writer.resend(self.request)
                 pipe = self.writer._pipe
                 assert pipe is not None
                 ok, answer = pipe.recv()

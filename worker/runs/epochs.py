@@ -71,13 +71,6 @@ class Decided:
     state: decisions.State
 
 
-def write_many(experiment_id: int, attempt: int, epochs: list[Decided],
-               conn: Connection | None = None) -> bool:  # fmt: skip
-    """Write consecutive epochs already decided in one transaction fenced by the attempt (the
-    run's progress is the last one's); False when the attempt is no longer current."""
-    return epoch_rows.write(experiment_id, attempt, rows_of(experiment_id, attempt, epochs), conn)
-
-
 def _write_epochs(repo: ExperimentRepository, experiment_id: int, attempt: int,
                   epochs: list[Decided]) -> bool:  # fmt: skip
     return epoch_rows.store(repo, experiment_id, attempt, rows_of(experiment_id, attempt, epochs))

@@ -133,10 +133,6 @@ class DatabaseSink:
             self._send()
         return not self.lost
 
-    def close(self) -> bool:
-        """`flush`: every epoch decided is stored (or the attempt lost) before the run goes on."""
-        return self.flush()
-
     def checkpoint(self, state: program.RunState, now: bool = False) -> None:
         if now:
             due = True
@@ -211,7 +207,7 @@ def train_run(
         try:
             result = program.train(spec, data, state, sink)
         finally:
-            ours = sink.close()  # every epoch decided is stored before anything else
+            ours = sink.flush()  # every epoch decided is stored before anything else
     finally:
         epoch_writer.give_back(writer)
         # The last checkpoint taken completes its upload (a handed-back run resumes from it).
