@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -206,7 +207,21 @@ def run_stack(kind: str, args: argparse.Namespace, root: Path) -> None:
           "(the database server's not counted)")  # fmt: skip
     print(line("  idle", inproc[1]))
     print(line(f"  live (+{args.live_epochs} ep)", inproc[2]))
-    print(f"  last scrape says: {epochs_line}", flush=True)
+    print(f"  last scrape says: {epochs_line}")
+    print(f"  the API's own mean time per request (its HTTP histogram): {server_means(body)}",
+          flush=True)  # fmt: skip
+
+
+def server_means(body: str) -> str:
+    """Mean time from request arrival to response start, by route, as the API measured it."""
+    sums: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(body):
+        if family.name == "glidepath_http_request_duration_seconds":
+            for s in family.samples:
+                if s.name.endswith(("_sum", "_count")):
+                    sums.setdefault(s.labels["route"], {})[s.name.rsplit("_", 1)[1]] = s.value
+    return ", ".join(f"{route} {v['sum'] / v['count'] * 1000:.2f} ms"
+                     for route, v in sorted(sums.items()) if v.get("count"))  # fmt: skip
 
 
 def main() -> int:

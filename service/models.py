@@ -14,6 +14,7 @@ from service.experiments.models import (
     Experiment,
     ExperimentTag,
     RangePoint,
+    RunStatusChange,
 )
 from service.kit.db import Base
 from service.sweeps.models import Sweep
@@ -39,6 +40,7 @@ __all__ = [
     "ExperimentTag",
     "OutboxMessage",
     "RangePoint",
+    "RunStatusChange",
     "Sweep",
     "Token",
     "WorkerRow",

@@ -2,10 +2,11 @@
 
 Every API process answers the same, whichever one a scrape reaches: the counts come from the
 database, not from the process that happened to see an event (workers are other processes).
-Gauges (runs by status, workers by state) are counted afresh at each scrape; counters and
-histograms (epochs, decisions, queue wait) are summed incrementally, each row read once through a
-high-water mark on its id (tail.py), so a steady scrape reads only what is new. A process that
-starts later reads the history once at its first scrape and then agrees with the others.
+Workers by state are counted afresh at each scrape (a few rows). Runs by status, the counters
+and the histograms (epochs, decisions, queue wait) are summed incrementally, each row read once
+through a high-water mark on its id (tail.py): runs by status from the ledger of status changes
+the database's triggers keep (RunStatusChange). A steady scrape reads only what is new. A process
+that starts later reads the history once at its first scrape and then agrees with the others.
 
 The accumulators are plain numbers, not prometheus_client metrics: in multiprocess mode those
 would be summed over the API processes, which each hold the whole database's figures."""
@@ -95,6 +96,8 @@ class Figures:
     runs: Tail = field(default_factory=Tail)
     epochs: Tail = field(default_factory=Tail)
     decisions: Tail = field(default_factory=Tail)
+    status_changes: Tail = field(default_factory=Tail)
+    by_status: Counter[str] = field(default_factory=Counter)  # runs holding each status
     caught_up: bool = False  # the history below the tails' windows is summed (_catch_up)
     waiting: set[int] = field(default_factory=set)  # runs seen queued, not yet started
     queued_seen: tuple[int, int, int] | None = None  # the signature of the queued ids last read
@@ -137,11 +140,15 @@ def collect(session: Session) -> list[Metric]:
             repo.decisions_after, repo.decisions_by_ids, now, probe.top_decision
         ):
             figures.decision_kinds[str(row[1])] += 1
+        for row in figures.status_changes.read(
+            repo.status_changes_after, repo.status_changes_by_ids, now, probe.top_status_change
+        ):
+            figures.by_status[str(row[1])] += int(row[2])
         worker_rows = repo.workers()
         for row in worker_rows:
             figures.queue_names.update(row[3] or [])
         return [
-            *_run_families(probe.by_status),
+            *_run_families(figures.by_status),
             *_queue_families(figures),
             _counter(
                 "glidepath_epochs",
@@ -157,10 +164,11 @@ def collect(session: Session) -> list[Metric]:
 
 
 def _catch_up(repo: MonitoringRepository, figures: Figures, probe: Probe) -> None:
-    """A process's first scrape: the epochs and decisions below the newest GAP_WINDOW ids are
-    summed by the database, one pass each (a hundred thousand rows read one by one take a
-    second); the tails read the rest row by row. The ranges do not overlap, so no row counts
-    twice whatever commits in between. Runs are read row by row: one per run, not per epoch."""
+    """A process's first scrape: the epochs, decisions and status changes below the newest
+    GAP_WINDOW ids are summed by the database, one pass each (a hundred thousand rows read one
+    by one take a second); the tails read the rest row by row. The ranges do not overlap, so no
+    row counts twice whatever commits in between. Runs (for their queue wait) are read row by
+    row: one per run, not per epoch."""
     upto = probe.top_epoch - GAP_WINDOW
     if upto > 0:
         figures.epoch_duration.add(*repo.epoch_histogram(upto, EPOCH_BUCKETS))
@@ -169,6 +177,10 @@ def _catch_up(repo: MonitoringRepository, figures: Figures, probe: Probe) -> Non
     if upto > 0:
         figures.decision_kinds.update(repo.decision_kinds(upto))
         figures.decisions.mark = upto
+    upto = probe.top_status_change - GAP_WINDOW
+    if upto > 0:
+        figures.by_status.update(repo.status_totals(upto))
+        figures.status_changes.mark = upto
     figures.caught_up = True
 
 

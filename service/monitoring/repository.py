@@ -1,7 +1,8 @@
 """Every query /metrics makes. A scrape starts with one probe: the newest id of each table that is
-read by a high-water mark (tail.py), the runs counted by status and the queued runs' signature,
-each a subquery on an index, in one round trip. Then only what the probe says is new is read:
-the rows past each mark, with their few columns, by primary key.
+read by a high-water mark (tail.py) and the queued runs' signature, each a subquery on an index,
+in one round trip. Then only what the probe says is new is read: the rows past each mark, with
+their few columns, by primary key. Runs are counted by status from the ledger of status changes
+(RunStatusChange), read past its mark like the epochs, not by counting the runs.
 
 The statements are built once, with bound parameters: building a SELECT costs more Python than
 running one of these against the database."""
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, bindparam, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from service.experiments.models import Decision, EpochRow, Experiment
+from service.experiments.models import Decision, EpochRow, Experiment, RunStatusChange
 from service.training.status import ExperimentStatus
 from service.workers.models import WorkerRow
 
@@ -29,6 +30,7 @@ _RUN = (Experiment.id, Experiment.queue, Experiment.status, Experiment.created_a
         Experiment.started_at)  # fmt: skip
 _EPOCH = (EpochRow.id, EpochRow.duration_s)
 _DECISION = (Decision.id, Decision.kind)
+_STATUS_CHANGE = (RunStatusChange.id, RunStatusChange.status, RunStatusChange.delta)
 
 _QUEUED_RUN = Experiment.status == ExperimentStatus.QUEUED
 
@@ -37,19 +39,25 @@ def _scalar(*columns: Any) -> Any:
     return [select(c).scalar_subquery() for c in columns]
 
 
-# Counts by status as one subquery each: a range of the (status, id) index each, all of it once.
-_STATUSES = list(ExperimentStatus)
+# The queued runs' signature reads the queued range of the (status, id) index once: a few rows
+# where a fleet keeps up, however many runs have ended.
+_QUEUED_SIGNATURE = (
+    select(
+        func.count().label("n"),
+        func.coalesce(func.sum(Experiment.id), 0).label("total"),
+        func.coalesce(func.sum(cast(Experiment.id, BigInteger) * Experiment.id), 0).label("sq"),
+    )
+    .where(_QUEUED_RUN)
+    .subquery()
+)
 _PROBE = select(
     *_scalar(
         func.coalesce(func.max(Experiment.id), 0),
         func.coalesce(func.max(EpochRow.id), 0),
         func.coalesce(func.max(Decision.id), 0),
+        func.coalesce(func.max(RunStatusChange.id), 0),
     ),
-    select(func.coalesce(func.sum(Experiment.id), 0)).where(_QUEUED_RUN).scalar_subquery(),
-    select(func.coalesce(func.sum(cast(Experiment.id, BigInteger) * Experiment.id), 0))
-    .where(_QUEUED_RUN)
-    .scalar_subquery(),
-    *(select(func.count()).where(Experiment.status == s).scalar_subquery() for s in _STATUSES),
+    *_QUEUED_SIGNATURE.c,
 )
 _QUEUED = select(Experiment.id).where(_QUEUED_RUN)
 _RUNS_AFTER = select(*_RUN).where(Experiment.id > _MARK).order_by(Experiment.id)
@@ -58,6 +66,10 @@ _EPOCHS_AFTER = select(*_EPOCH).where(EpochRow.id > _MARK).order_by(EpochRow.id)
 _EPOCHS_BY_IDS = select(*_EPOCH).where(EpochRow.id.in_(_IDS))
 _DECISIONS_AFTER = select(*_DECISION).where(Decision.id > _MARK).order_by(Decision.id)
 _DECISIONS_BY_IDS = select(*_DECISION).where(Decision.id.in_(_IDS))
+_STATUS_CHANGES_AFTER = (
+    select(*_STATUS_CHANGE).where(RunStatusChange.id > _MARK).order_by(RunStatusChange.id)
+)
+_STATUS_CHANGES_BY_IDS = select(*_STATUS_CHANGE).where(RunStatusChange.id.in_(_IDS))
 _WORKERS = select(WorkerRow.stopped_at, WorkerRow.last_seen, WorkerRow.current_run,
                   WorkerRow.queues)  # fmt: skip
 
@@ -67,7 +79,7 @@ class Probe:
     top_run: int
     top_epoch: int
     top_decision: int
-    by_status: dict[str, int]
+    top_status_change: int
     # tail.signature of the queued runs' ids, computed by the database: says whether that set
     # changed without reading it.
     queued_signature: tuple[int, int, int]
@@ -88,11 +100,9 @@ class MonitoringRepository:
         return out
 
     def probe(self) -> Probe:
-        top_run, top_epoch, top_decision, total, squares, *counts = self._rows(_PROBE)[0]
-        by_status = {str(s): int(n) for s, n in zip(_STATUSES, counts, strict=True)}
-        queued = by_status[ExperimentStatus.QUEUED]
-        return Probe(int(top_run), int(top_epoch), int(top_decision), by_status,
-                     (queued, int(total), int(squares)))  # fmt: skip
+        top_run, top_epoch, top_decision, top_change, queued, total, squares = self._rows(_PROBE)[0]
+        return Probe(int(top_run), int(top_epoch), int(top_decision), int(top_change),
+                     (int(queued), int(total), int(squares)))  # fmt: skip
 
     def runs_after(self, mark: int) -> list[Row]:
         """(id, queue, status, created_at, started_at) of the runs past `mark`, by id."""
@@ -134,6 +144,19 @@ class MonitoringRepository:
         stmt = select(Decision.kind, func.count()).where(Decision.id <= upto)
         stmt = stmt.group_by(Decision.kind)
         return {str(kind): int(n) for kind, n in self._rows(stmt)}
+
+    def status_changes_after(self, mark: int) -> list[Row]:
+        """(id, status, delta) of the ledger rows past `mark`, by id."""
+        return self._rows(_STATUS_CHANGES_AFTER, mark=mark)
+
+    def status_changes_by_ids(self, ids: Collection[int]) -> list[Row]:
+        return self._by_ids(_STATUS_CHANGES_BY_IDS, ids)
+
+    def status_totals(self, upto: int) -> dict[str, int]:
+        """The ledger's rows with id <= upto summed by status (a first scrape's history)."""
+        stmt = select(RunStatusChange.status, func.sum(RunStatusChange.delta))
+        stmt = stmt.where(RunStatusChange.id <= upto).group_by(RunStatusChange.status)
+        return {str(status): int(n) for status, n in self._rows(stmt)}
 
     def workers(self) -> list[Row]:
         """(stopped_at, last_seen, current_run, queues) of every registered worker."""

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-from sqlalchemy import insert
+from sqlalchemy import delete, func, insert, select, update
 
 from service.config import settings
 from service.dispatch import broker
@@ -114,7 +114,7 @@ def test_counts_follow_runs_created_trained_and_cancelled(client: TestClient) ->
     # A process that starts now (another API process, or this one restarted) reads the same.
     collector._figures.clear()
     fresh = scrape(client)
-    for name in ("glidepath_epochs_total", "glidepath_queue_wait_seconds_count",
+    for name in ("glidepath_runs", "glidepath_epochs_total", "glidepath_queue_wait_seconds_count",
                  "glidepath_epoch_duration_seconds_sum", "glidepath_decisions_total"):  # fmt: skip
         assert fresh[name] == again[name], name
 
@@ -225,6 +225,44 @@ def test_a_long_history_is_summed_by_the_database_at_the_first_scrape(client: Te
     assert value(got, "glidepath_decisions_total", kind="early_stop") == n // 2
     end_run(4, [0.5, 0.4])  # two more epochs, a scrape later
     assert value(scrape(client), "glidepath_epochs_total") == n + 2
+
+
+def runs_by_status() -> dict[str, int]:
+    """What counting the runs says (what the gauge must say)."""
+    with get_engine().connect() as conn:
+        stmt = select(Experiment.status, func.count()).group_by(Experiment.status)
+        return {str(status): int(n) for status, n in conn.execute(stmt)}
+
+
+def gauge(samples: dict[str, list[Sample]]) -> dict[str, int]:
+    return {s.labels["status"]: int(s.value) for s in samples["glidepath_runs"] if s.value}
+
+
+def test_runs_by_status_follow_every_writer_and_a_late_process_agrees(client: TestClient) -> None:
+    """The gauge is summed from the ledger the database's triggers keep, not counted: it follows
+    runs inserted in bulk, moved between statuses by raw SQL and deleted over the API, past
+    GAP_WINDOW changes; a process that starts later (summing the history in SQL) agrees."""
+    n = GAP_WINDOW + 300
+    with get_engine().begin() as conn:
+        conn.execute(insert(Experiment), [{"spec": {}, "name": f"r{i}"} for i in range(n)])
+    assert gauge(scrape(client)) == {"queued": n} == runs_by_status()
+    with get_engine().begin() as conn:
+        conn.execute(update(Experiment).where(Experiment.id % 3 == 0).values(status="running"))
+        conn.execute(update(Experiment).where(Experiment.id % 5 == 0).values(status="cancelled"))
+        # Not a change of status: neither counted nor uncounted.
+        conn.execute(update(Experiment).where(Experiment.id % 7 == 0).values(epochs_run=1))
+        conn.execute(update(Experiment).where(Experiment.id == 10).values(status="cancelled"))
+    moved = scrape(client)
+    assert gauge(moved) == runs_by_status() and gauge(moved)["cancelled"] == n // 5
+    for run_id in (5, 10, 15):  # cancelled runs: they have ended, so they can be deleted
+        assert client.delete(f"/v1/experiments/{run_id}").status_code == 204
+    with get_engine().begin() as conn:
+        conn.execute(delete(Experiment).where(Experiment.id > n - 10))
+    after = scrape(client)
+    assert gauge(after) == runs_by_status()
+    assert sum(gauge(after).values()) == n - 13
+    collector._figures.clear()
+    assert gauge(scrape(client)) == gauge(after)
 
 
 @pytest.mark.postgres
