@@ -215,3 +215,36 @@ def test_a_run_cancelled_while_running_stops_at_a_batch_boundary(
     assert 2 <= got["epochs_run"] < 400 and got["worker"] is None
     assert [r["epoch"] for r in rows(client, exp_id)] == list(range(1, got["epochs_run"] + 1))
     assert not has_model(store(), exp_id)
+
+
+def test_one_heartbeat_thread_renews_each_lease_and_sees_each_cancel(client: TestClient) -> None:
+    """Every lease of the process is renewed by the same thread, each on its own schedule, and a
+    cancel stops only the run it names."""
+    ids = [submit(client, IRIS) for _ in range(2)]
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        claimed = [repo.claim_run(i, "test:1", 0.6) for i in ids]
+    assert all(c is not None and c.attempt == 1 for c in claimed)
+
+    def expiries() -> list[Any]:
+        with session_scope() as session:
+            runs = [ExperimentRepository(session).get(i) for i in ids]
+            return [run.lease_expires_at for run in runs if run is not None]
+
+    held = [leases.Lease(i, 1, 0.6) for i in ids]  # renewed every 0.2 s
+    for lease in held:
+        lease.start()
+    try:
+        before = expiries()
+        time.sleep(0.7)
+        assert all(a > b for a, b in zip(expiries(), before, strict=True))
+        assert client.post(f"/v1/experiments/{ids[1]}/cancel").status_code == 200
+        assert held[1].stop.wait(2) and held[1].cancelled
+        assert not held[0].stop.is_set()
+    finally:
+        for lease in held:
+            lease.close()
+    again = leases.Lease(ids[0], 1, 0.6)
+    again.start()
+    again.close()
+    assert [t.name for t in threading.enumerate()].count("leases") == 1
