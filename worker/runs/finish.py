@@ -9,7 +9,7 @@ from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.kit.logging import get_logger
 from service.training.status import ExperimentStatus
-from worker.runs.artifacts import discard_checkpoints
+from worker.runs.artifacts import SavedModel, discard_checkpoints
 from worker.runs.retry import with_db_retry
 
 log = get_logger(__name__)
@@ -33,14 +33,18 @@ class Outcome:
 
 def finish_run(
     experiment_id: int, attempt: int, status: ExperimentStatus, checkpoints: bool = True,
-    **values: object,
+    model: SavedModel | None = None, **values: object,
 ) -> bool:  # fmt: skip
     """Set the final status, fenced by the attempt; False when the run is no longer ours.
-    `checkpoints`: False when the run can have none to discard (its first attempt took none)."""
+    `checkpoints`: False when the run can have none to discard (its first attempt took none).
+    `model`: the final model written, recorded in the same transaction."""
 
     def finish() -> bool:
         with session_scope() as session:
-            return ExperimentRepository(session).finish(experiment_id, attempt, status, **values)
+            ended = ExperimentRepository(session).finish(experiment_id, attempt, status, **values)
+            if ended and model is not None:
+                model.record(session)
+            return ended
 
     ended = with_db_retry(finish, f"experiment {experiment_id} finish")
     fields = {k: v for k, v in values.items() if k in ("stop_reason", "error")}

@@ -199,8 +199,7 @@ def train_run(
         state.load_state_dict(ckpt)
         log.info("resumed", from_epoch=state.epoch)
 
-    uploads = artifacts.Checkpoints(experiment_id, attempt)
-    uploads.start()
+    uploads = artifacts.Checkpoints(experiment_id, attempt)  # a thread from the first checkpoint
     writer = epoch_writer.take()
     try:
         sink = DatabaseSink(experiment_id, attempt, spec, stop, writer, uploads, prune)
@@ -218,14 +217,15 @@ def train_run(
         paused = with_db_retry(lambda: pruner.pause(experiment_id, attempt, prune, result.epoch),
                                f"experiment {experiment_id} pause")  # fmt: skip
         return Outcome(experiment_id, WAITING if paused else LEASE_LOST, result.epoch)
+    model = None
     if result.status != ExperimentStatus.DIVERGED:
         meta = {"spec": json.dumps(spec.model_dump(mode="json")), "status": str(result.status),
                 "epochs_run": str(result.epoch),
                 "test_metrics": json.dumps(result.test_metrics)}  # fmt: skip
-        artifacts.save_model(experiment_id, attempt,
-                             checkpoint.model_bytes(state.model.state_dict(), meta))  # fmt: skip
+        weights = checkpoint.model_bytes(state.model.state_dict(), meta)
+        model = artifacts.save_model(experiment_id, attempt, weights)
     ended = finish_run(experiment_id, attempt, result.status, stop_reason=result.reason,
-                       test_metrics=result.test_metrics,
+                       test_metrics=result.test_metrics, model=model,
                        checkpoints=attempt > 1 or uploads.taken)  # fmt: skip
     if not ended:
         return Outcome(experiment_id, LEASE_LOST, result.epoch)
