@@ -56,9 +56,9 @@ def create_experiment(
 ) -> ExperimentOut:
     """Queue one experiment. A repeated `Idempotency-Key` returns the first one unchanged."""
     experiment, created = service.create(session, spec, idempotency_key, caller.name)
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
-    session.flush()
+    if created:
+        return service.out_created(experiment, spec.tags)
+    response.headers["Idempotent-Replayed"] = "true"
     return service.out(session, experiment)
 
 

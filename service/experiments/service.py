@@ -165,6 +165,12 @@ def get(session: Session, experiment_id: int) -> Experiment:
 PATH_ID: list[str | int] = ["path", "experiment_id"]
 
 
+def out_created(experiment: Experiment, tags: dict[str, str]) -> ExperimentOut:
+    """A run this request inserted: it has the tags it was given and no attempt or model yet,
+    so nothing is read back (three queries of a POST's seven on PostgreSQL)."""
+    return ExperimentOut.of(experiment, dict(tags), [], None)
+
+
 def out(session: Session, experiment: Experiment) -> ExperimentOut:
     repo = ExperimentRepository(session)
     i = experiment.id

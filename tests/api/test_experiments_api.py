@@ -38,17 +38,25 @@ def test_create_then_read_at_once(client: TestClient) -> None:
     got = client.get(f"/v1/experiments/{body['id']}")
     assert got.status_code == 200
     assert got.json()["spec"]["solver"] == {"type": "SGD", "params": {"momentum": 0.9}}
+    # The POST answers from what it inserted, without reading the run back: the same answer.
+    assert body == got.json()
 
 
 def test_task_is_recorded_in_outbox_and_sent_after_commit(client: TestClient) -> None:
     from service.dispatch.models import OutboxMessage
     from service.kit.db import session_scope
+    from tests.support.stack import wait_for
 
     exp_id = post(client, SPEC).json()["id"]
-    with session_scope() as s:
-        rows = s.scalars(select(OutboxMessage).where(OutboxMessage.experiment_id == exp_id)).all()
-    assert len(rows) == 1
-    assert rows[0].sent_at is not None and rows[0].queue == "auto"
+
+    def rows() -> list[OutboxMessage]:
+        with session_scope() as s:
+            q = select(OutboxMessage).where(OutboxMessage.experiment_id == exp_id)
+            return list(s.scalars(q).all())
+
+    # Sent before the response; marked sent by the API's background thread just after it.
+    wait_for(lambda: rows()[0].sent_at is not None, 5)
+    assert len(rows()) == 1 and rows()[0].queue == "auto"
 
 
 @pytest.mark.parametrize(
