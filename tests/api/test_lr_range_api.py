@@ -7,6 +7,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tests.support.stack import wait_for
+
 SPEC: dict[str, Any] = {
     "dataset": "digits",
     "model": {"type": "mlp", "hidden": [32]},
@@ -42,8 +44,14 @@ def test_create_queues_a_range_test_and_reads_it_back(client: TestClient) -> Non
         assert row is not None and row.kind == "lr_range_test" and row.queue == "auto"
         assert row.range_test == {"min_lr": 1e-5, "max_lr": 10.0, "steps": 100,
                                   "smoothing": 0.98, "diverge_factor": 4.0}  # fmt: skip
-        sent = s.scalars(select(OutboxMessage).where(OutboxMessage.experiment_id == row.id)).all()
-        assert len(sent) == 1 and sent[0].sent_at is not None  # sent after the commit
+
+    def sent() -> list[OutboxMessage]:
+        with session_scope() as s:
+            q = select(OutboxMessage).where(OutboxMessage.experiment_id == body["id"])
+            return list(s.scalars(q).all())
+
+    wait_for(lambda: sent()[0].sent_at is not None, 5)  # sent after the commit, marked just after
+    assert len(sent()) == 1
     # A range test is not a training run: the experiments list leaves it out.
     assert client.get("/v1/experiments").json()["items"] == []
 
