@@ -91,12 +91,35 @@ def rung_overhead(stack: Stack, c: httpx.Client) -> list[float]:
     return firsts
 
 
+def idle_parts(runs: list[Any], posted: datetime, accepted: datetime) -> None:
+    """Where the workers' idle time went: before the first start (the POST, the first task's
+    delivery), between one run's end and the next run's start on the same worker, and at the
+    end (one worker done, the other on its last run)."""
+    by_worker: dict[str, list[tuple[datetime, datetime]]] = {}
+    for _, s, f, owner in runs:
+        by_worker.setdefault(str(owner), []).append((_utc(s), _utc(f)))
+    gaps, firsts, lasts = [], [], []
+    for spans in by_worker.values():
+        spans.sort()
+        firsts.append((spans[0][0] - posted).total_seconds())
+        lasts.append(spans[-1][1])
+        gaps += [(b[0] - a[1]).total_seconds() * 1000 for a, b in zip(spans, spans[1:])]
+    end = max(lasts)
+    tail = sum((end - last).total_seconds() for last in lasts)
+    print(f"  idle: POST answered in {(accepted - posted).total_seconds() * 1000:.0f} ms, "
+          f"first starts {', '.join(f'{x * 1000:.0f}' for x in sorted(firsts))} ms after it was "
+          f"sent; between runs on a worker: median {statistics.median(gaps):.1f} ms, p90 "
+          f"{statistics.quantiles(gaps, n=10)[-1]:.1f} ms, sum {sum(gaps) / 1000:.2f} s; at the "
+          f"end {tail * 1000:.0f} ms")  # fmt: skip
+
+
 def busy(stack: Stack, c: httpx.Client, n: int, epochs: int, workers: int) -> float:
     specs = [{**BASE, "name": f"small-{i}", "base_lr": 0.01 * (1 + i % 10), "seed": i,
               "epochs": epochs} for i in range(n)]  # fmt: skip
     posted = datetime.now(UTC)
     r = c.post("/v1/batches", json={"experiments": specs})
     r.raise_for_status()
+    accepted = datetime.now(UTC)
     batch_id = r.json()["batch_id"]
 
     def done() -> bool:
@@ -104,16 +127,18 @@ def busy(stack: Stack, c: httpx.Client, n: int, epochs: int, workers: int) -> fl
         return sum(v for k, v in counts.items() if k in FINAL) >= n
 
     wait_for(done, 600, stack.logs)
-    runs = rows(stack, "SELECT status, started_at, finished_at FROM experiments "
-                "WHERE batch_id = :b", b=batch_id)  # fmt: skip
-    assert len(runs) == n and all(s == "succeeded" for s, _, _ in runs), runs[:5]
-    inside = sum((_utc(f) - _utc(s)).total_seconds() for _, s, f in runs)
-    wall = (max(_utc(f) for _, _, f in runs) - posted).total_seconds()
+    runs = rows(stack, "SELECT e.status, e.started_at, e.finished_at, a.worker FROM experiments e "
+                "JOIN attempts a ON a.experiment_id = e.id AND a.attempt = e.attempt "
+                "WHERE e.batch_id = :b", b=batch_id)  # fmt: skip
+    assert len(runs) == n and all(row[0] == "succeeded" for row in runs), runs[:5]
+    inside = sum((_utc(f) - _utc(s)).total_seconds() for _, s, f, _ in runs)
+    wall = (max(_utc(f) for _, _, f, _ in runs) - posted).total_seconds()
     mean_run = inside / n
     frac = inside / (workers * wall)
     print(f"  {n} runs × {epochs} epochs on {workers} workers: wall {wall:.2f} s, mean run "
           f"{mean_run * 1000:.0f} ms, busy {frac:.1%} (target ≥ 95 %); idle per run "
           f"{(workers * wall - inside) / n * 1000:.1f} ms")  # fmt: skip
+    idle_parts(runs, posted, accepted)
     return frac
 
 
