@@ -21,6 +21,7 @@ busy      `--runs` (200) small runs in one POST /v1/batches (digits MLP [64], ba
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
@@ -103,7 +104,7 @@ def idle_parts(runs: list[Any], posted: datetime, accepted: datetime) -> None:
         spans.sort()
         firsts.append((spans[0][0] - posted).total_seconds())
         lasts.append(spans[-1][1])
-        gaps += [(b[0] - a[1]).total_seconds() * 1000 for a, b in zip(spans, spans[1:])]
+        gaps += [(b[0] - a[1]).total_seconds() * 1000 for a, b in itertools.pairwise(spans)]
     end = max(lasts)
     tail = sum((end - last).total_seconds() for last in lasts)
     print(f"  idle: POST answered in {(accepted - posted).total_seconds() * 1000:.0f} ms, "

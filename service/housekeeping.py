@@ -8,7 +8,9 @@ ask for the lock every GLIDEPATH_HOUSEKEEPING_RETRY_S and take over when its hol
 - reap: return runs whose worker vanished (lease expired) to the queue, a bounded number of
   times; cancelled ones end;
 - move on sweeps whose runs ended without a worker noticing (reaped or cancelled while queued);
-- forget workers not seen for a day (the registry keeps a restarted worker's old row till then).
+- forget workers not seen for a day (the registry keeps a restarted worker's old row till then);
+- on the embedded broker, remove the hidden files of message writes a killed process left
+  (`filebroker.remove_leftovers`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 from sqlalchemy.orm import Session
 
 from service.config import settings
+from service.dispatch import broker, filebroker
 from service.dispatch import service as dispatch
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
@@ -76,6 +79,12 @@ def reap_in(session: Session, max_attempts: int | None = None, only: int | None 
     return handled
 
 
+def remove_broker_leftovers() -> int:
+    if not settings.is_embedded_broker:
+        return 0  # Redis keeps no files
+    return filebroker.remove_leftovers(broker.queue_folder())
+
+
 def tick() -> None:
     jobs = {
         "sent": dispatch.relay_pending,
@@ -83,6 +92,7 @@ def tick() -> None:
         "reaped": reap,
         "sweeps_moved_on": advance_running,
         "workers_forgotten": workers.forget_stale,
+        "broker_leftovers_removed": remove_broker_leftovers,
     }
     done = {}
     for name, job in jobs.items():

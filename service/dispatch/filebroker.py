@@ -8,11 +8,15 @@ lost doorbell (the database stays right; the run would wait for the reaper's re-
 body goes to a hidden file in the same folder first and is renamed into place: a rename within
 one file system is atomic, so a `.msg` file is complete whenever it is listed. The hidden name
 (`.<uuid>.part`) is not `<…>.<queue>.msg`, so kombu's `_get`/`_size` and
-`monitoring/queues.depths` ignore it."""
+`monitoring/queues.depths` ignore it. A process killed between the write and the rename leaves its
+hidden file behind; housekeeping removes such files once they are older than any write takes
+(`remove_leftovers`): the message they held was never delivered, and the outbox sends it again,
+as it does every message not marked sent."""
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from contextlib import suppress
 from time import monotonic
@@ -24,6 +28,8 @@ from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
 PART_SUFFIX = ".part"
+# A write and its rename take milliseconds; a hidden file this old was left by a killed writer.
+LEFTOVER_AFTER_S = 300.0
 
 
 class Channel(filesystem.Channel):
@@ -41,6 +47,22 @@ class Channel(filesystem.Channel):
             with suppress(OSError):
                 os.unlink(part)
             raise ChannelError(f"Cannot add file {name!r} to directory {folder!r}") from exc
+
+
+def remove_leftovers(folder: str | os.PathLike[str], older_than_s: float = LEFTOVER_AFTER_S) -> int:
+    """Delete the hidden files killed writers left in `folder` (not messages: those are kept);
+    returns how many."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    with suppress(FileNotFoundError), os.scandir(folder) as entries:
+        for entry in entries:
+            if not (entry.name.startswith(".") and entry.name.endswith(PART_SUFFIX)):
+                continue
+            with suppress(FileNotFoundError):  # another housekeeper took it first
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 class Transport(filesystem.Transport):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,3 +122,27 @@ def test_the_apps_embedded_broker_uses_it(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setattr(settings, "data_dir", tmp_path)
     with broker.make_celery().connection_for_write() as conn:
         assert isinstance(conn.transport, filebroker.Transport)
+
+
+def test_housekeeping_removes_the_part_files_killed_writers_left(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only hidden `.part` files older than any write takes go; messages, and a write under
+    way, stay."""
+    from service import housekeeping
+
+    monkeypatch.setattr(settings, "broker_url", None)
+    monkeypatch.setattr(settings, "data_dir", tmp_path)
+    folder = broker.queue_folder()
+    folder.mkdir(parents=True)
+    old = time.time() - filebroker.LEFTOVER_AFTER_S - 60
+    left = folder / f".killed{filebroker.PART_SUFFIX}"
+    writing = folder / f".writing{filebroker.PART_SUFFIX}"
+    waiting = folder / "1_abc.cpu.msg"  # an old message no worker has taken yet
+    for path in (left, writing, waiting):
+        path.write_bytes(b"{}")
+    os.utime(left, (old, old))
+    os.utime(waiting, (old, old))
+    assert housekeeping.remove_broker_leftovers() == 1  # a job of every housekeeping tick
+    assert sorted(p.name for p in folder.iterdir()) == sorted([writing.name, waiting.name])
+    assert filebroker.remove_leftovers(tmp_path / "no-such-folder") == 0
