@@ -13,11 +13,13 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, insert, select
 
+from service.dispatch.models import OutboxMessage
 from service.experiments import polls
 from service.experiments.models import EpochRow
 from service.kit.db import get_engine, session_scope
 from service.kit.notify import CHANNEL, announce
 from tests.api.test_experiments_api import SPEC
+from tests.support.stack import wait_for
 
 
 def caching(client: TestClient) -> polls.PollCache:
@@ -27,6 +29,12 @@ def caching(client: TestClient) -> polls.PollCache:
         assert time.monotonic() < deadline, "the cache never went live"
         time.sleep(0.02)
     return cache
+
+
+def marked_sent(exp_id: int) -> bool:
+    with session_scope() as session:
+        q = select(OutboxMessage.sent_at).where(OutboxMessage.experiment_id == exp_id)
+        return all(sent is not None for sent in session.scalars(q))
 
 
 def row(exp_id: int, epoch: int, attempt: int = 1, lr: float = 0.1) -> dict[str, Any]:
@@ -166,6 +174,9 @@ def test_a_runs_detail_is_read_once_per_change_and_its_own_writes_at_once(
 ) -> None:
     caching(client)
     exp_id = client.post("/v1/experiments", json=SPEC).json()["id"]
+    # The outbox marks the run's message sent just after the response, in a commit of its own:
+    # on SQLite every commit is a change to every cached run. Only after it does nothing change.
+    wait_for(lambda: marked_sent(exp_id), 5)
     first = client.get(f"/v1/experiments/{exp_id}").json()
     statements.clear()
     for _ in range(20):

@@ -5,6 +5,7 @@ never outlives the process that started it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from service.experiments.models import EpochRow
 from service.training import decisions
@@ -60,6 +61,23 @@ def send(w: epoch_writer.Writer, database: str, experiment_id: int, attempt: int
                   decided(experiment_id, attempt, first, n, **extra))  # fmt: skip
 
 
+@contextlib.contextmanager
+def row_locked(database: str, experiment_id: int) -> Iterator[None]:
+    """Hold the run's row (PostgreSQL) or the database's write lock (SQLite): a write waits."""
+    engine = create_engine(database)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.execute(text("SELECT id FROM experiments WHERE id = :i FOR UPDATE"),
+                             {"i": experiment_id})  # fmt: skip
+            yield
+            conn.rollback()
+    finally:
+        engine.dispose()
+
+
 def stored(experiment_id: int) -> list[tuple[int, float]]:
     return tx(lambda r: [(row.epoch, row.val_loss) for row in r.session.scalars(
         select(EpochRow).where(EpochRow.experiment_id == experiment_id).order_by(EpochRow.epoch)
@@ -99,9 +117,9 @@ def test_a_write_that_fails_raises_the_writers_error_in_the_run(
 
 @pytest.mark.parametrize("when", ["idle", "while writing"])
 def test_a_writer_killed_at_any_moment_loses_no_epoch(database: str, when: str) -> None:
-    """SIGKILL the writer between writes or just after a write was handed over: the write is
-    sent to a new writer (again, if the first had committed it: the same rows), and every
-    epoch is stored exactly once."""
+    """SIGKILL the writer between writes, or after a write was handed over and before it could
+    commit (the test holds the run's row): the write is sent to a new writer, and every epoch
+    is stored exactly once."""
     experiment_id, attempt = claimed()
     w = epoch_writer.Writer().start()
     try:
@@ -113,8 +131,12 @@ def test_a_writer_killed_at_any_moment_loses_no_epoch(database: str, when: str) 
             first.wait()
             pending = send(w, database, experiment_id, attempt, 3, 2)
         else:
-            pending = send(w, database, experiment_id, attempt, 3, 2)
-            os.kill(first.pid, signal.SIGKILL)
+            # Without the lock the writer can answer before the kill lands (it did, in CI).
+            with row_locked(database, experiment_id):
+                pending = send(w, database, experiment_id, attempt, 3, 2)
+                time.sleep(0.2)  # mostly: taken, and waiting for the row
+                os.kill(first.pid, signal.SIGKILL)
+                first.wait()
         assert pending.result() is True
         assert w._proc is not None and w._proc.pid != first.pid  # a new writer took it
         assert stored(experiment_id) == [(e, 2 / e) for e in range(1, 5)]
