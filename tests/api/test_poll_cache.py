@@ -31,6 +31,15 @@ def caching(client: TestClient) -> polls.PollCache:
     return cache
 
 
+def created(client: TestClient) -> int:
+    """A new run, once the outbox has marked its message sent: that happens just after the
+    response, in a commit of its own, and on SQLite every commit is a change to every cached
+    run. From then on nothing changes but what a test does."""
+    exp_id = int(client.post("/v1/experiments", json=SPEC).json()["id"])
+    wait_for(lambda: marked_sent(exp_id), 5)
+    return exp_id
+
+
 def marked_sent(exp_id: int) -> bool:
     with session_scope() as session:
         q = select(OutboxMessage.sent_at).where(OutboxMessage.experiment_id == exp_id)
@@ -80,7 +89,7 @@ def test_many_polls_cost_one_read_and_answer_what_the_database_does(
     client: TestClient, statements: list[str]
 ) -> None:
     caching(client)
-    exp_id = client.post("/v1/experiments", json=SPEC).json()["id"]
+    exp_id = created(client)
     write_here(exp_id, [row(exp_id, e) for e in range(1, 8)])
     page(client, exp_id)  # the read
     statements.clear()
@@ -98,7 +107,7 @@ def test_dashboards_opening_a_long_run_share_one_read_of_its_history(
     dashboard, seconds of the API's CPU), the same pages as the database's; a new epoch then
     costs one small read."""
     caching(client)
-    exp_id = client.post("/v1/experiments", json=SPEC).json()["id"]
+    exp_id = created(client)
     write_here(exp_id, [row(exp_id, e) for e in range(1, 3001)])
     expected = [from_database(exp_id, after) for after in (0, 1000, 2000)]
     statements.clear()
@@ -116,7 +125,7 @@ def test_dashboards_opening_a_long_run_share_one_read_of_its_history(
 
 def test_a_write_of_this_process_is_in_the_next_poll(client: TestClient) -> None:
     caching(client)
-    exp_id = client.post("/v1/experiments", json=SPEC).json()["id"]
+    exp_id = created(client)
     write_here(exp_id, [row(exp_id, 1)])
     assert page(client, exp_id)["next_after_epoch"] == 1
     write_here(exp_id, [row(exp_id, 2)])
@@ -127,7 +136,7 @@ def test_a_write_of_this_process_is_in_the_next_poll(client: TestClient) -> None
 
 def test_another_process_write_is_seen_soon(client: TestClient) -> None:
     caching(client)
-    exp_id = client.post("/v1/experiments", json=SPEC).json()["id"]
+    exp_id = created(client)
     write_here(exp_id, [row(exp_id, 1)])
     assert page(client, exp_id)["next_after_epoch"] == 1
     write_elsewhere(exp_id, [row(exp_id, 2), row(exp_id, 3)])
@@ -147,7 +156,7 @@ def test_another_process_write_is_seen_soon(client: TestClient) -> None:
 
 def test_a_resumed_runs_rewritten_rows_replace_the_cut_ones(client: TestClient) -> None:
     caching(client)
-    exp_id = client.post("/v1/experiments", json=SPEC).json()["id"]
+    exp_id = created(client)
     write_elsewhere(exp_id, [row(exp_id, e) for e in range(1, 9)])
     deadline = time.monotonic() + 5
     while page(client, exp_id)["next_after_epoch"] != 8:
@@ -173,10 +182,7 @@ def test_a_runs_detail_is_read_once_per_change_and_its_own_writes_at_once(
     client: TestClient, statements: list[str]
 ) -> None:
     caching(client)
-    exp_id = client.post("/v1/experiments", json=SPEC).json()["id"]
-    # The outbox marks the run's message sent just after the response, in a commit of its own:
-    # on SQLite every commit is a change to every cached run. Only after it does nothing change.
-    wait_for(lambda: marked_sent(exp_id), 5)
+    exp_id = created(client)
     first = client.get(f"/v1/experiments/{exp_id}").json()
     statements.clear()
     for _ in range(20):
@@ -192,7 +198,7 @@ def test_a_runs_detail_follows_another_process_soon(client: TestClient) -> None:
     from service.experiments.models import Experiment
 
     caching(client)
-    exp_id = client.post("/v1/experiments", json=SPEC).json()["id"]
+    exp_id = created(client)
     assert client.get(f"/v1/experiments/{exp_id}").json()["epochs_run"] == 0
     with get_engine().begin() as conn:  # as a worker's epoch write changes the run
         conn.execute(update(Experiment).where(Experiment.id == exp_id).values(epochs_run=3))
