@@ -35,7 +35,7 @@ def decide_and_write(
         state = _stored_state(repo, experiment_id, spec, epoch, lr)
         decision, state = decisions.step(spec, state, epoch, metrics, lr)
         done = Decided(epoch, lr, duration, metrics, lrs, decision, state)
-        ok = _write_epochs(repo, experiment_id, attempt, [done])
+        ok = epoch_rows.store(repo, experiment_id, attempt, rows_of(experiment_id, attempt, [done]))
     return (decision if ok else None), state
 
 
@@ -69,11 +69,6 @@ class Decided:
     lrs: per_step.EpochLRs | None
     decision: decisions.Decision
     state: decisions.State
-
-
-def _write_epochs(repo: ExperimentRepository, experiment_id: int, attempt: int,
-                  epochs: list[Decided]) -> bool:  # fmt: skip
-    return epoch_rows.store(repo, experiment_id, attempt, rows_of(experiment_id, attempt, epochs))
 
 
 def rows_of(experiment_id: int, attempt: int, epochs: list[Decided]) -> EpochRows:
