@@ -9,7 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+
+from tests.support.outbox import marked_sent, messages_of
+from tests.support.stack import wait_for
 
 SPEC: dict[str, Any] = {
     "name": "digits-sgd",
@@ -43,20 +45,11 @@ def test_create_then_read_at_once(client: TestClient) -> None:
 
 
 def test_task_is_recorded_in_outbox_and_sent_after_commit(client: TestClient) -> None:
-    from service.dispatch.models import OutboxMessage
-    from service.kit.db import session_scope
-    from tests.support.stack import wait_for
-
     exp_id = post(client, SPEC).json()["id"]
-
-    def rows() -> list[OutboxMessage]:
-        with session_scope() as s:
-            q = select(OutboxMessage).where(OutboxMessage.experiment_id == exp_id)
-            return list(s.scalars(q).all())
-
     # Sent before the response; marked sent by the API's background thread just after it.
-    wait_for(lambda: rows()[0].sent_at is not None, 5)
-    assert len(rows()) == 1 and rows()[0].queue == "auto"
+    wait_for(lambda: marked_sent(exp_id), 5)
+    rows = messages_of(exp_id)
+    assert len(rows) == 1 and rows[0].queue == "auto"
 
 
 @pytest.mark.parametrize(

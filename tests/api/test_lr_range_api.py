@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
+from tests.support.outbox import marked_sent, messages_of
 from tests.support.stack import wait_for
 
 SPEC: dict[str, Any] = {
@@ -23,7 +23,6 @@ def post(client: TestClient, body: dict[str, Any]) -> Any:
 
 
 def test_create_queues_a_range_test_and_reads_it_back(client: TestClient) -> None:
-    from service.dispatch.models import OutboxMessage
     from service.experiments.models import Experiment
     from service.kit.db import session_scope
 
@@ -45,13 +44,8 @@ def test_create_queues_a_range_test_and_reads_it_back(client: TestClient) -> Non
         assert row.range_test == {"min_lr": 1e-5, "max_lr": 10.0, "steps": 100,
                                   "smoothing": 0.98, "diverge_factor": 4.0}  # fmt: skip
 
-    def sent() -> list[OutboxMessage]:
-        with session_scope() as s:
-            q = select(OutboxMessage).where(OutboxMessage.experiment_id == body["id"])
-            return list(s.scalars(q).all())
-
-    wait_for(lambda: sent()[0].sent_at is not None, 5)  # sent after the commit, marked just after
-    assert len(sent()) == 1
+    wait_for(lambda: marked_sent(body["id"]), 5)  # sent after the commit, marked just after
+    assert len(messages_of(body["id"])) == 1
     # A range test is not a training run: the experiments list leaves it out.
     assert client.get("/v1/experiments").json()["items"] == []
 

@@ -13,12 +13,12 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, insert, select
 
-from service.dispatch.models import OutboxMessage
 from service.experiments import polls
 from service.experiments.models import EpochRow
 from service.kit.db import get_engine, session_scope
 from service.kit.notify import CHANNEL, announce
 from tests.api.test_experiments_api import SPEC
+from tests.support.outbox import marked_sent
 from tests.support.stack import wait_for
 
 
@@ -38,12 +38,6 @@ def created(client: TestClient) -> int:
     exp_id = int(client.post("/v1/experiments", json=SPEC).json()["id"])
     wait_for(lambda: marked_sent(exp_id), 5)
     return exp_id
-
-
-def marked_sent(exp_id: int) -> bool:
-    with session_scope() as session:
-        q = select(OutboxMessage.sent_at).where(OutboxMessage.experiment_id == exp_id)
-        return all(sent is not None for sent in session.scalars(q))
 
 
 def row(exp_id: int, epoch: int, attempt: int = 1, lr: float = 0.1) -> dict[str, Any]:
