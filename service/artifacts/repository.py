@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.artifacts.models import Artifact
+from service.kit.upsert import upsert
 
 
 class ArtifactRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def record(self, artifact: Artifact) -> Artifact:
-        """Insert, or replace the row of the same key (a rewritten model, a re-uploaded name)."""
-        self.session.execute(delete(Artifact).where(Artifact.key == artifact.key))
-        self.session.add(artifact)
-        self.session.flush()
-        return artifact
+    def record(self, row: dict[str, Any]) -> None:
+        """Insert, or replace the row of the same key (a rewritten model, a re-uploaded name):
+        one INSERT … ON CONFLICT (key) DO UPDATE, a single round trip (it is in the transaction
+        that finishes every run)."""
+        upsert(self.session, Artifact.__table__, [row], ["key"])  # type: ignore[arg-type]
 
     def by_key(self, key: str) -> Artifact | None:
         return self.session.scalars(select(Artifact).where(Artifact.key == key)).first()

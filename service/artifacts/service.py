@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.artifacts.models import Artifact
 from service.artifacts.repository import ArtifactRepository
 from service.artifacts.store import Store, store_for
 from service.config import settings
+from service.kit.time import utcnow
 
 
 def store() -> Store:
@@ -30,18 +30,11 @@ def dataset_key(name: str) -> str:
 def record(
     session: Session, kind: str, key: str, sha256: str, size: int,
     experiment_id: int | None = None, epoch: int | None = None, attempt: int | None = None,
-) -> Artifact:  # fmt: skip
-    return ArtifactRepository(session).record(
-        Artifact(
-            key=key,
-            kind=kind,
-            sha256=sha256,
-            size=size,
-            experiment_id=experiment_id,
-            epoch=epoch,
-            attempt=attempt,
-        )
-    )
+) -> None:  # fmt: skip
+    ArtifactRepository(session).record({
+        "key": key, "kind": kind, "sha256": sha256, "size": size, "experiment_id": experiment_id,
+        "epoch": epoch, "attempt": attempt, "created_at": utcnow(),
+    })  # fmt: skip
 
 
 def sha256_of(session: Session, key: str) -> str | None:

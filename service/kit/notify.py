@@ -79,4 +79,9 @@ def column(session: Session, experiment_id: Any) -> ColumnElement[Any] | None:
     notification without a statement of its own); None elsewhere."""
     if session.get_bind().dialect.name != "postgresql":
         return None
+    return notifying(experiment_id)
+
+
+def notifying(experiment_id: Any) -> ColumnElement[Any]:
+    """`column`'s expression, for a statement built once for PostgreSQL."""
     return func.pg_notify(CHANNEL, cast(experiment_id, String))

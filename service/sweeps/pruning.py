@@ -239,11 +239,9 @@ def wait_at_rung(session: Session, experiment_id: int, attempt: int, epoch: int)
     """The run's worker lets it go at a rung: `waiting`, its lease cleared. False when this
     attempt no longer holds it."""
     repo = ExperimentRepository(session)
-    done = repo.fence(experiment_id, attempt, status=ExperimentStatus.WAITING,
-                      lease_owner=None, lease_expires_at=None, epochs_run=epoch)  # fmt: skip
-    if done:
-        repo.end_attempt(experiment_id, attempt, "waiting")
-    return done
+    return repo.fence_and_end(experiment_id, attempt, "waiting", status=ExperimentStatus.WAITING,
+                              lease_owner=None, lease_expires_at=None,
+                              epochs_run=epoch)  # fmt: skip
 
 
 def complete_rungs(session: Session, sweep: Sweep) -> int:
