@@ -130,6 +130,41 @@ def test_a_finished_run_takes_no_more_writes(database: str) -> None:
     assert (row.status, row.error, row.epochs_run) == ("early_stopped", None, 0)
 
 
+def test_finishing_ends_the_attempt_and_a_refused_finish_ends_none(database: str) -> None:
+    """The attempt's record (`GET /v1/experiments/{id}`'s attempts) ends with the run, in the
+    same statement on PostgreSQL; a finish or pause the fence refuses changes no attempt."""
+
+    def attempts(experiment_id: int) -> dict[int, tuple[str | None, object, str]]:
+        rows = tx(lambda r: r.attempts(experiment_id))
+        return {a.attempt: (a.outcome, as_utc(a.ended_at), a.worker) for a in rows}
+
+    experiment_id, attempt = claimed()
+    assert tx(lambda r: r.release(experiment_id, attempt)) == "cpu"
+    released = attempts(experiment_id)
+    assert released[attempt][0] == "handed_back"
+    assert tx(lambda r: r.finish(experiment_id, attempt, "succeeded")) is False
+    pause = tx(lambda r: r.fence_and_end(experiment_id, attempt, "waiting", status="waiting"))
+    assert pause is False
+    assert attempts(experiment_id) == released
+    again = tx(lambda r: r.claim(experiment_id, "w2", LEASE))
+    assert again == attempt + 1
+    assert tx(lambda r: r.finish(experiment_id, again, "failed", error="boom"))
+    row = run_row(experiment_id)
+    assert (row.status, row.error) == ("failed", "boom")
+    ended = attempts(experiment_id)
+    assert ended.pop(again)[::2] == ("failed", "w2") and ended == released
+    assert tx(lambda r: r.attempts(experiment_id))[-1].ended_at is not None
+    # An attempt taken over after its lease expired was never ended: its late finish or pause
+    # must not end it either.
+    experiment_id, attempt = claimed()
+    expire(experiment_id)
+    assert tx(lambda r: r.claim(experiment_id, "w3", LEASE)) == attempt + 1
+    assert tx(lambda r: r.finish(experiment_id, attempt, "succeeded")) is False
+    pause = tx(lambda r: r.fence_and_end(experiment_id, attempt, "waiting", status="waiting"))
+    assert pause is False
+    assert {a: o for a, (o, _, _) in attempts(experiment_id).items()} == {1: None, 2: None}
+
+
 def test_a_cancelled_queued_run_takes_no_writes(database: str) -> None:
     experiment_id = new_run()
     tx(lambda r: r.cancel(experiment_id))
