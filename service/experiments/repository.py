@@ -557,10 +557,11 @@ class ExperimentRepository:
         return out
 
     def resumed_from(self, experiment_id: int, attempt: int, epoch: int) -> None:
-        self.session.execute(
+        _core(
+            self.session,
             update(Attempt)
             .where(Attempt.experiment_id == experiment_id, Attempt.attempt == attempt)
-            .values(resumed_from_epoch=epoch)
+            .values(resumed_from_epoch=epoch),
         )
 
     def heartbeat(self, experiment_id: int, attempt: int, lease_s: float) -> tuple[bool, bool]:

@@ -114,12 +114,14 @@ def resume_point(
 
 
 def start_at(repo: ExperimentRepository, experiment_id: int, attempt: int, epoch: int,
-             facts: dict[str, Any]) -> bool:  # fmt: skip
+             facts: dict[str, Any], cut: bool = True) -> bool:  # fmt: skip
     """The attempt starts after `epoch` (0: from scratch): its facts and progress written, the
-    rows after `epoch` cut, the epoch recorded on the attempt; False when the attempt is no
-    longer current (nothing is written)."""
+    rows after `epoch` cut (`cut` False: there are none, the run's first attempt), the epoch
+    recorded on the attempt; False when the attempt is no longer current (nothing is
+    written)."""
     ok = repo.fence(experiment_id, attempt, epochs_run=epoch, **facts)
     if ok:
-        repo.truncate_history(experiment_id, epoch)
+        if cut:
+            repo.truncate_history(experiment_id, epoch)
         repo.resumed_from(experiment_id, attempt, epoch)
     return ok
