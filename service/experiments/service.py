@@ -126,7 +126,8 @@ def create(
     Idempotency-Key returns the first experiment with created=False. `created_by`: the caller's
     token name."""
     repo = ExperimentRepository(session)
-    digest = spec_hash(spec)
+    # The spec's hash is only ever compared with a replay of its Idempotency-Key.
+    digest = spec_hash(spec) if idempotency_key else None
     if idempotency_key:
         existing = repo.by_idempotency_key(idempotency_key)
         if existing is not None:
@@ -147,7 +148,7 @@ def create(
     return experiment, True
 
 
-def _replay(existing: Experiment, digest: str) -> Experiment:
+def _replay(existing: Experiment, digest: str | None) -> Experiment:
     if existing.request_hash != digest:
         raise Conflict(
             "this Idempotency-Key was used with a different spec", loc=["header", "Idempotency-Key"]
