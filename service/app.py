@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,6 +31,7 @@ from service.schedules.router import router as schedules_router
 from service.sweeps.router import router as sweeps_router
 from service.tokens.router import router as tokens_router
 from service.tokens.service import DatabaseTokens
+from service.training import checks
 from service.workers.router import router as workers_router
 
 
@@ -37,6 +39,8 @@ from service.workers.router import router as workers_router
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     housekeeping = app.state.housekeeping = Housekeeping()  # /readyz: does this process lead?
     housekeeping.start()
+    # Behind the start, not before it: the process answers (/readyz) while torch warms up.
+    threading.Thread(target=checks.warm, name="warm-torch", daemon=True).start()
     app.state.events.end_streams_on_exit()  # open event streams would hold the stop up
     app.state.polls.start(settings.effective_database_url)
     # The metrics pages' cache follows the listener's notifications (PostgreSQL).

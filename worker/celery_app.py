@@ -9,7 +9,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown, w
 
 from service.dispatch.broker import make_celery, warm
 from service.kit.db import dispose_engine
-from worker.engine import program
+from service.training import checks
 from worker.runs import epoch_writer, registry
 from worker.runs.lease import request_shutdown
 
@@ -34,7 +34,7 @@ def _register(sender: Any, **_: Any) -> None:
     registry.start(sorted(sender.app.amqp.queues.consume_from))
     warm()  # this process sends too: a rung's promoted runs, a hand-back
     epoch_writer.prestart()  # its first run does not wait for the writer process to start
-    program.warm()  # nor for torch's lazy imports
+    checks.warm()  # nor for torch's lazy imports
 
 
 @worker_shutdown.connect

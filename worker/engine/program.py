@@ -82,16 +82,6 @@ class RunState:
         self.epoch = int(state["epoch"])
 
 
-def warm() -> None:
-    """Pay torch's one-time costs of a run's first optimizer now (a worker's start), not in its
-    first run: the first `torch.optim.Optimizer` imports `torch._dynamo`, ~1 s on this box (py-spy:
-    most of a fresh worker's first run's setup)."""
-    param = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.SGD([param], lr=0.1)
-    param.grad = torch.zeros(1)
-    optimizer.step()
-
-
 def build(
     spec: ExperimentSpec, data: DeviceData, device: torch.device, plugin: Plugin | None = None
 ) -> RunState:
