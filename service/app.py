@@ -12,6 +12,7 @@ from service.batches.router import router as batches_router
 from service.config import settings
 from service.dashboard.router import install as install_dashboard
 from service.datasets.router import router as datasets_router
+from service.dispatch import broker
 from service.events.listener import Listener
 from service.events.router import router as events_router
 from service.experiments.catalog_router import router as catalog_router
@@ -22,6 +23,7 @@ from service.housekeeping import Housekeeping
 from service.kit import exception_handlers
 from service.kit.auth import RESPONSES, Authenticator, require_role
 from service.kit.limits import BodyLimit, RequestTimeout
+from service.kit.logging import get_logger
 from service.kit.request_id import RequestId
 from service.kit.security_headers import SecurityHeaders
 from service.lr_range.router import router as lr_range_router
@@ -34,13 +36,25 @@ from service.tokens.service import DatabaseTokens
 from service.training import checks
 from service.workers.router import router as workers_router
 
+log = get_logger(__name__)
+
+
+def _warm_up() -> None:
+    """What the first request would pay once: torch's first optimizer (a spec's check, ~1 s)
+    and the broker's first send (its connection and queues, ~25 ms)."""
+    checks.warm()
+    try:
+        broker.warm()
+    except Exception:  # the broker is away: the first send connects (or the outbox retries)
+        log.warning("broker_warm_up_failed", exc_info=True)
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     housekeeping = app.state.housekeeping = Housekeeping()  # /readyz: does this process lead?
     housekeeping.start()
-    # Behind the start, not before it: the process answers (/readyz) while torch warms up.
-    threading.Thread(target=checks.warm, name="warm-torch", daemon=True).start()
+    # Behind the start, not before it: the process answers (/readyz) while it warms up.
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
     app.state.events.end_streams_on_exit()  # open event streams would hold the stop up
     app.state.polls.start(settings.effective_database_url)
     # The metrics pages' cache follows the listener's notifications (PostgreSQL).
