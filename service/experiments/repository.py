@@ -581,7 +581,7 @@ class ExperimentRepository:
         # Every worker write (epochs, resume, pause, final status) begins here, so it also
         # announces the change to live events: in this statement, no extra round trip.
         notify.touched(self.session, [str(experiment_id)])
-        notifying = notify.column(self.session, Experiment.id) is not None
+        notifying = notify.notifies(self.session)
         stmt = _fence_statement(tuple(values), notifying)
         result = _core(self.session, stmt, _fence_params(experiment_id, attempt, values))
         return (len(result.all()) if notifying else result.rowcount) == 1
@@ -667,7 +667,7 @@ class ExperimentRepository:
         worker lets a run go (a final status, a pause at a rung). On PostgreSQL one statement,
         the attempt's UPDATE a CTE over the fenced row (a round trip fewer in the gap between
         a worker's runs); elsewhere the two statements."""
-        if notify.column(self.session, Experiment.id) is None:
+        if not notify.notifies(self.session):
             done = self.fence(experiment_id, attempt, **values)
             if done:
                 self.end_attempt(experiment_id, attempt, outcome)

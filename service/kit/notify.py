@@ -62,7 +62,7 @@ def announce(
     if sweep_id is not None:
         tokens.append(f"s{sweep_id}")
     touched(session, tokens)
-    if session.get_bind().dialect.name != "postgresql":
+    if not notifies(session):
         return
     payload = ""
     for token in tokens:
@@ -77,9 +77,12 @@ def announce(
 def column(session: Session, experiment_id: Any) -> ColumnElement[Any] | None:
     """On PostgreSQL, `pg_notify` of each updated row's id, to put in an UPDATE's RETURNING (the
     notification without a statement of its own); None elsewhere."""
-    if session.get_bind().dialect.name != "postgresql":
-        return None
-    return notifying(experiment_id)
+    return notifying(experiment_id) if notifies(session) else None
+
+
+def notifies(session: Session) -> bool:
+    """Whether this session's database takes notifications (PostgreSQL)."""
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def notifying(experiment_id: Any) -> ColumnElement[Any]:
