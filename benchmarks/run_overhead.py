@@ -1,7 +1,7 @@
 """A whole run through the real service vs the same training as a bare torch loop (#15).
 
-For each shape, in one process run after run (alternating, `--repeats` times, after a warm-up
-run of each so the worker is warm):
+For each shape, in one process run after run (alternating, `--repeats` times, bare first and
+last, after a warm-up run of each so the worker is warm):
   bare     the training as a plain script: model and SGD built, `--epochs` epochs of on-device
            batches by index (shuffle, forward, backward, step; validation every epoch, one host
            sync per epoch), the test part evaluated at the end. The data is loaded and on the
@@ -32,9 +32,9 @@ started_at/finished_at, each epoch row's created_at and duration_s) and the clie
     .venv/bin/python benchmarks/run_overhead.py --stack both --repeats 5 --shapes A,B
 
 `--stack postgres` uses a fresh database on 127.0.0.1:5432 (GLIDEPATH_TEST_PG) and a private
-redis-server (tests/support/servers.py), both gone at the end. Figures are medians over repeats;
-the ratios pair each service run with the bare run just before it (this box drifts ±10 % between
-runs).
+redis-server (tests/support/servers.py), both gone at the end. Figures are medians over repeats (7
+by default); the ratios pair each service run with the mean of the bare runs just before and
+just after it (this box drifts ±10 % between runs, more over a minute).
 Targets (#15): service / bare ≤ 1.05× for both shapes; start ≤ 30 ms.
 """
 
@@ -246,15 +246,19 @@ def run_stack(kind: str, args: argparse.Namespace) -> list[tuple[str, str, float
                 warm = {**body, "epochs": 2}
                 bare(warm)
                 through_service(stack, client, warm, args.poll_ms / 1000)
-                bares, runs = [], []
+                bares, runs = [bare(body)], []
                 for _ in range(args.repeats):
-                    bares.append(bare(body))
                     runs.append(through_service(stack, client, body, args.poll_ms / 1000))
+                    bares.append(bare(body))
                 assert all(r.status == "succeeded" for r in runs), [r.status for r in runs]
-                # Each service run against the bare loop run just before it: this machine's speed
-                # drifts by ±10 % between runs, which a ratio of medians would take as overhead.
-                paired = sorted(r.total_s / b[0] for r, b in zip(runs, bares, strict=True))
-                paired_epoch = sorted(r.epoch_s / b[1] for r, b in zip(runs, bares, strict=True))
+                # Each service run against the mean of the bare runs just before and just after
+                # it: this machine's speed drifts by ±10 % between runs (and by more over a
+                # minute), which a ratio of medians, or a pairing with one side only, would take
+                # as overhead or as gain.
+                around = [((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+                          for a, b in zip(bares, bares[1:], strict=False)]  # fmt: skip
+                paired = sorted(r.total_s / b[0] for r, b in zip(runs, around, strict=True))
+                paired_epoch = sorted(r.epoch_s / b[1] for r, b in zip(runs, around, strict=True))
                 bare_s = statistics.median(b[0] for b in bares)
                 bare_epoch = statistics.median(b[1] for b in bares)
                 med = {f: statistics.median(getattr(r, f) for r in runs)
@@ -266,7 +270,7 @@ def run_stack(kind: str, args: argparse.Namespace) -> list[tuple[str, str, float
                 print(
                     f"  POST → final     {ms(med['total_s'])}   "
                     f"ratio {statistics.median(paired):.3f}×   "
-                    f"(each to the bare run before it: {', '.join(f'{x:.3f}' for x in paired)})"
+                    f"(each to the bare runs around it: {', '.join(f'{x:.3f}' for x in paired)})"
                 )
                 print(f"    post           {ms(med['post_s'])}")
                 print(f"    start          {ms(med['start_s'])}   POST returned → first epoch "
@@ -295,7 +299,7 @@ def main() -> None:
     ap.add_argument("--stack", choices=["embedded", "postgres", "both"], default="embedded")
     ap.add_argument("--shapes", type=lambda s: s.split(","), default=["A", "B"])
     ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--poll-ms", type=float, default=10)
     ap.add_argument(
         "--set", action="append", default=[], metavar="GLIDEPATH_X=VALUE",
