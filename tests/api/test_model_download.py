@@ -251,6 +251,35 @@ def test_attempts_show_who_ran_it_and_how_it_ended(client: TestClient) -> None:
     assert client.get(f"/v1/experiments/{submit(client)}").json()["attempts"] == []
 
 
+def test_a_runs_detail_reads_attempts_once_claimed_and_the_model_once_ended(
+    client: TestClient, statements: list[str]
+) -> None:
+    """What a poll of a live run reads after each of its writes: no model before the run has
+    ended (its row is written with the final status), no attempts before it was claimed."""
+    queued, running, ended = submit(client), submit(client), finished(client)
+    claim(running)
+    seen: dict[int, tuple[dict[str, Any], list[str]]] = {}
+    for exp_id in (queued, running, ended):
+        statements.clear()
+        got = client.get(f"/v1/experiments/{exp_id}")
+        assert got.status_code == 200, got.text
+        seen[exp_id] = got.json(), [s.lower() for s in statements]
+
+    def reads(exp_id: int, table: str) -> bool:
+        return any(f"from {table}" in s for s in seen[exp_id][1])
+
+    body, _ = seen[queued]
+    assert (body["status"], body["attempts"], body["model"]) == ("queued", [], None)
+    assert not reads(queued, "attempts") and not reads(queued, "artifacts")
+    body, _ = seen[running]
+    assert body["status"] == "running" and body["model"] is None
+    assert [(a["attempt"], a["outcome"]) for a in body["attempts"]] == [(1, None)]
+    assert reads(running, "attempts") and not reads(running, "artifacts")
+    body, _ = seen[ended]
+    assert [a["outcome"] for a in body["attempts"]] == ["succeeded"] and body["model"]["sha256"]
+    assert reads(ended, "attempts") and reads(ended, "artifacts")
+
+
 def test_the_list_carries_attempts_and_models_in_one_query_per_table(
     client: TestClient, statements: list[str]
 ) -> None:
