@@ -26,6 +26,11 @@ started_at/finished_at, each epoch row's created_at and duration_s) and the clie
               fenced epoch write, checkpoint bytes, lease thread and loop bookkeeping
   finish      the last epoch row → finished_at (test part, final model upload, final status)
   seen        finished_at → the client's poll saw it final
+and the CPU each process spent from the POST to the final status seen (/proc, 10 ms ticks): the
+worker (the training), and beside it the API, the epoch writer, the database (PostgreSQL's
+processes, Redis; SQLite is inside the others) and this client. On a small machine the others'
+CPU is taken from the training (two vCPUs here share a core: a spinner on one slows a torch
+loop on the other by ~13 %), so it says how much of a ratio is the machine's size.
 
     .venv/bin/python benchmarks/run_overhead.py                      # embedded default
     .venv/bin/python benchmarks/run_overhead.py --stack postgres     # PostgreSQL + Redis
@@ -41,6 +46,7 @@ Targets (#15): service / bare ≤ 1.05× for both shapes; start ≤ 30 ms.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
@@ -138,6 +144,42 @@ def bare(body: dict[str, Any]) -> tuple[float, float]:
 # --------------------------------------------------------------------------- through the service
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """Every process: pid → (parent pid, name, user + system CPU seconds of all its threads)."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, _, rest = stat.read_text().rpartition(")")
+        except OSError:
+            continue  # gone meanwhile
+        fields = rest.split()
+        name = head.partition("(")[2]
+        out[int(stat.parent.name)] = (
+            int(fields[1]),
+            name,
+            (int(fields[11]) + int(fields[12])) / TICK,
+        )
+    return out
+
+
+def cpu_by_role(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of the stack's processes by role; `client` is this process."""
+    procs = _processes()
+    worker, api = stack.procs["w0"].pid, stack.procs["api"].pid
+    roles = {"worker": 0.0, "api": 0.0, "writer": 0.0, "postgres": 0.0, "redis": 0.0}
+    for pid, (ppid, name, cpu) in procs.items():
+        role = ("worker" if pid == worker else "writer" if ppid == worker
+                else "api" if api in (pid, ppid) else "postgres" if name == "postgres"
+                else "redis" if name == "redis-server" else None)  # fmt: skip
+        if role:
+            roles[role] += cpu
+    roles["client"] = time.process_time()
+    return roles
+
+
 @dataclass
 class ServiceRun:
     total_s: float  # POST sent → final status seen
@@ -149,6 +191,7 @@ class ServiceRun:
     finish_s: float  # last epoch row → finished_at
     seen_s: float  # finished_at → seen by the client
     status: str
+    cpu: dict[str, float]  # CPU seconds by role from the POST to the final status seen
 
 
 def _utc(value: Any) -> datetime:
@@ -159,6 +202,7 @@ def _utc(value: Any) -> datetime:
 
 def through_service(stack: Stack, client: httpx.Client, body: dict[str, Any],
                     poll_s: float) -> ServiceRun:  # fmt: skip
+    cpu0 = cpu_by_role(stack)
     sent = time.perf_counter()
     r = client.post("/v1/experiments", json=body)
     returned_wall = datetime.now(UTC)
@@ -172,6 +216,7 @@ def through_service(stack: Stack, client: httpx.Client, body: dict[str, Any],
         time.sleep(poll_s)
     seen = time.perf_counter()
     seen_wall = datetime.now(UTC)
+    cpu1 = cpu_by_role(stack)
     engine = create_engine(stack.backend.database_url)
     try:
         with engine.connect() as conn:
@@ -201,6 +246,7 @@ def through_service(stack: Stack, client: httpx.Client, body: dict[str, Any],
         finish_s=(_utc(finished) - created[-1]).total_seconds(),
         seen_s=(seen_wall - _utc(finished)).total_seconds(),
         status=status,
+        cpu={role: cpu1[role] - cpu0[role] for role in cpu1},
     )
 
 
@@ -256,13 +302,15 @@ def run_stack(kind: str, args: argparse.Namespace) -> list[tuple[str, str, float
                 # minute), which a ratio of medians, or a pairing with one side only, would take
                 # as overhead or as gain.
                 around = [((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
-                          for a, b in zip(bares, bares[1:], strict=False)]  # fmt: skip
+                          for a, b in itertools.pairwise(bares)]  # fmt: skip
                 paired = sorted(r.total_s / b[0] for r, b in zip(runs, around, strict=True))
                 paired_epoch = sorted(r.epoch_s / b[1] for r, b in zip(runs, around, strict=True))
                 bare_s = statistics.median(b[0] for b in bares)
                 bare_epoch = statistics.median(b[1] for b in bares)
                 med = {f: statistics.median(getattr(r, f) for r in runs)
-                       for f in ServiceRun.__dataclass_fields__ if f != "status"}  # fmt: skip
+                       for f in ServiceRun.__dataclass_fields__
+                       if f not in ("status", "cpu")}  # fmt: skip
+                cpu = {role: statistics.median(r.cpu[role] for r in runs) for role in runs[0].cpu}
                 n = args.epochs
                 print(f"\n{kind}, shape {shape} ({SHAPES[shape]}), {n} epochs, "
                       f"median of {args.repeats}")  # fmt: skip
@@ -286,6 +334,14 @@ def run_stack(kind: str, args: argparse.Namespace) -> list[tuple[str, str, float
                 )
                 print(f"    finish         {ms(med['finish_s'])}   last epoch row → finished_at")
                 print(f"    seen           {ms(med['seen_s'])}   finished_at → poll saw it")
+                # The servers' roles only on their stack (this machine's own Redis idles beside).
+                roles = ["api", "writer", "client"] + ["postgres", "redis"] * (kind != "embedded")
+                beside = sum(cpu[r] for r in roles)
+                print(
+                    f"  CPU per run      worker {cpu['worker'] * 1000:.0f} ms; beside it "
+                    f"{beside * 1000:.0f} ms ({beside / cpu['worker']:.0%} of the worker's): "
+                    + ", ".join(f"{r} {cpu[r] * 1000:.0f}" for r in roles)
+                )
                 results.append((kind, shape, statistics.median(paired), med["start_s"]))
     finally:
         shutil.rmtree(root, ignore_errors=True)
