@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from benchmarks.proc_cpu import cpu_seconds
 from service.artifacts import service as artifacts
 from service.artifacts.store import ArtifactError, Store
 from service.config import settings
@@ -71,12 +72,6 @@ def checkpoint_bytes(mb: int) -> bytes:
     n = max(1, mb // 4)
     tensors = {f"layer{i}.weight": torch.randn(1024, 1024, generator=gen) for i in range(n)}
     return checkpoint.dumps({"epoch": 1, "model": tensors}, 1)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def time_writes(

@@ -39,6 +39,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.load_test import backend_for
+from benchmarks.proc_cpu import cpu_with_children
 from tests.support.stack import start_stack
 
 # The page's last field (service.page_json writes it last): read without parsing the page. A
@@ -129,20 +130,6 @@ def pct(xs: list[float], q: float) -> float:
     return qs[int(q * 10) - 1] * 1000
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of process `pid` and its children (uvicorn's processes), from
-    /proc: what the API spent, whatever else shares the machine."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(stat.parent.name) == pid or int(fields[1]) == pid:  # fields[1]: its parent
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
 @dataclass
 class Result:
     alone: list[float]
@@ -178,11 +165,11 @@ def run(args: argparse.Namespace, api_workers: int) -> Result:
             asyncio.run(measure(stack.url, exp_id, 2 * api_workers, 0.05, 2))
         alone, _ = asyncio.run(measure(stack.url, exp_id, 1, 0.05, min(args.seconds, 5)))
         api, load0 = stack.procs["api"].pid, os.getloadavg()[0]
-        cpu0, mine = cpu_seconds(api), time.process_time()
+        cpu0, mine = cpu_with_children(api), time.process_time()
         following, opening = asyncio.run(
             measure(stack.url, exp_id, args.pollers, args.interval, args.seconds)
         )
-        cpu, load1 = cpu_seconds(api) - cpu0, os.getloadavg()[0]
+        cpu, load1 = cpu_with_children(api) - cpu0, os.getloadavg()[0]
         mine = time.process_time() - mine
         epochs = c.get(f"/v1/experiments/{exp_id}").json()["epochs_run"]
         c.post(f"/v1/experiments/{exp_id}/cancel")

@@ -68,6 +68,7 @@ import torch
 from sqlalchemy import create_engine, text
 from torch import nn
 
+from benchmarks.proc_cpu import processes
 from service.training.spec import ExperimentSpec
 from service.training.status import FINAL
 from tests.support.stack import Backend, Stack, start_stack
@@ -144,30 +145,9 @@ def bare(body: dict[str, Any]) -> tuple[float, float]:
 # --------------------------------------------------------------------------- through the service
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _processes() -> dict[int, tuple[int, str, float]]:
-    """Every process: pid → (parent pid, name, user + system CPU seconds of all its threads)."""
-    out = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            head, _, rest = stat.read_text().rpartition(")")
-        except OSError:
-            continue  # gone meanwhile
-        fields = rest.split()
-        name = head.partition("(")[2]
-        out[int(stat.parent.name)] = (
-            int(fields[1]),
-            name,
-            (int(fields[11]) + int(fields[12])) / TICK,
-        )
-    return out
-
-
 def cpu_by_role(stack: Stack) -> dict[str, float]:
-    """CPU seconds so far of the stack's processes by role; `client` is this process."""
-    procs = _processes()
+    """CPU seconds so far of the stack's processes by role."""
+    procs = processes()
     worker, api = stack.procs["w0"].pid, stack.procs["api"].pid
     roles = {"worker": 0.0, "api": 0.0, "writer": 0.0, "postgres": 0.0, "redis": 0.0}
     for pid, (ppid, name, cpu) in procs.items():
@@ -176,7 +156,6 @@ def cpu_by_role(stack: Stack) -> dict[str, float]:
                 else "redis" if name == "redis-server" else None)  # fmt: skip
         if role:
             roles[role] += cpu
-    roles["client"] = time.process_time()
     return roles
 
 
@@ -203,6 +182,7 @@ def _utc(value: Any) -> datetime:
 def through_service(stack: Stack, client: httpx.Client, body: dict[str, Any],
                     poll_s: float) -> ServiceRun:  # fmt: skip
     cpu0 = cpu_by_role(stack)
+    client0 = time.process_time()  # this process's polling, not its reads of /proc
     sent = time.perf_counter()
     r = client.post("/v1/experiments", json=body)
     returned_wall = datetime.now(UTC)
@@ -216,6 +196,7 @@ def through_service(stack: Stack, client: httpx.Client, body: dict[str, Any],
         time.sleep(poll_s)
     seen = time.perf_counter()
     seen_wall = datetime.now(UTC)
+    client = time.process_time() - client0
     cpu1 = cpu_by_role(stack)
     engine = create_engine(stack.backend.database_url)
     try:
@@ -246,7 +227,7 @@ def through_service(stack: Stack, client: httpx.Client, body: dict[str, Any],
         finish_s=(_utc(finished) - created[-1]).total_seconds(),
         seen_s=(seen_wall - _utc(finished)).total_seconds(),
         status=status,
-        cpu={role: cpu1[role] - cpu0[role] for role in cpu1},
+        cpu={**{role: cpu1[role] - cpu0[role] for role in cpu1}, "client": client},
     )
 
 

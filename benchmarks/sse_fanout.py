@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.proc_cpu import cpu_seconds  # noqa: E402
 from benchmarks.run_overhead import backend_for  # noqa: E402
 from tests.support.stack import Stack, start_stack, stop  # noqa: E402
 from tests.support.subscribers import Followed, percentile, skews  # noqa: E402
@@ -161,12 +162,6 @@ def client_main(url: str, path: str, n: int, out: Path) -> None:
 
 
 # -- one measurement ------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """The process's CPU time so far (user + system), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def listener_reads(log: Path) -> int:
