@@ -31,7 +31,7 @@ from tests.support.backends import (  # noqa: E402
     pg_ok,
     require,
 )
-from tests.support.stack import Backend, stack_fixture  # noqa: E402
+from tests.support.stack import Backend, KeptStacks, stack_fixture  # noqa: E402
 
 # Older names, for modules that import them.
 _require, _pg_ok = require, pg_ok
@@ -82,6 +82,13 @@ def redis_url(backends: Backends) -> Iterator[str]:
     """An empty Redis database of the session's private redis-server, for one test."""
     with backends.redis_db() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def session_stacks(backends: Backends) -> Iterator[KeptStacks]:
+    """The session-scoped stacks (`stack_fixture(scope="session")`), stopped before `backends`."""
+    with KeptStacks() as kept:
+        yield kept
 
 
 # A real API server and a real Celery worker, as separate processes, on each backend: one pair

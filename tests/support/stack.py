@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,7 +204,7 @@ def start_stack(
 
 def stop_all(procs: list[subprocess.Popen[bytes]], grace: float = 1) -> None:
     """A test's teardown: SIGTERM to every process at once, SIGKILL to those still running
-    after `grace` seconds (an idle Celery worker's warm shutdown alone takes ~5 s here, and
+    after `grace` seconds (an idle Celery worker's warm shutdown alone takes 1-2 s here, and
     nothing a test checks happens after this)."""
     for proc in procs:
         if proc.poll() is None:
@@ -231,7 +231,9 @@ def stack_fixture(
     latter marked `postgres`), on a fresh copy of the session's migrated database.
 
     scope="module" (the default) shares one stack among a module's tests: they must not kill or
-    reconfigure it, and must find their own runs by id (never "all experiments"). Tests that kill
+    reconfigure it, and must find their own runs by id (never "all experiments"); scope="session"
+    keeps each backend's stack until the session ends (`KeptStacks`), however the tests on the
+    two backends interleave. Tests that kill
     workers or need settings of their own use scope="function". `overrides`: GLIDEPATH_* for
     the processes, e.g. shorter leases. `embedded_only`: what the tests check does not depend on
     the backend (a page in a browser), so the embedded default alone; `postgres_only`: what they
@@ -242,12 +244,54 @@ def stack_fixture(
 
     params = PARAMS[:1] if embedded_only else PARAMS[1:] if postgres_only else PARAMS
 
-    @pytest.fixture(scope=scope, params=params)  # type: ignore[call-overload]
-    def _stack(request: Any, backends: Any, tmp_path_factory: Any) -> Iterator[Stack]:
-        root = tmp_path_factory.mktemp(f"stack-{request.param}")
-        with backends.backend(request.param, root) as backend:
+    @contextmanager
+    def started(param: str, backends: Any, tmp_path_factory: Any) -> Iterator[Stack]:
+        root = tmp_path_factory.mktemp(f"stack-{param}")
+        with backends.backend(param, root) as backend:
             backend.overrides.update(overrides or {})
             with start_stack(backend, root / "logs", workers, api_workers) as running:
                 yield running
 
+    if scope == "session":
+        # pytest keeps one instance of a parametrized session fixture at a time: a test on the
+        # other backend stopped this one's stack and started that one's, and the next test back
+        # again (13-35 s each on 2 cores, several times a session). Kept in `session_stacks`,
+        # each backend's stack runs until the session ends.
+        key = object()
+
+        @pytest.fixture(scope="session", params=params)  # type: ignore[call-overload]
+        def _kept(request: Any, session_stacks: KeptStacks, backends: Any,
+                  tmp_path_factory: Any) -> Stack:  # fmt: skip
+            param = request.param
+            return session_stacks.enter(
+                (key, param), lambda: started(param, backends, tmp_path_factory)
+            )
+
+        return _kept
+
+    @pytest.fixture(scope=scope, params=params)  # type: ignore[call-overload]
+    def _stack(request: Any, backends: Any, tmp_path_factory: Any) -> Iterator[Stack]:
+        with started(request.param, backends, tmp_path_factory) as running:
+            yield running
+
     return _stack
+
+
+class KeptStacks:
+    """Stacks kept for the whole session (the `session_stacks` fixture), by key: each started on
+    first use, all stopped when the session ends."""
+
+    def __init__(self) -> None:
+        self._stacks: dict[object, Stack] = {}
+        self._exit = ExitStack()
+
+    def __enter__(self) -> KeptStacks:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._exit.close()
+
+    def enter(self, key: object, start: Callable[[], AbstractContextManager[Stack]]) -> Stack:
+        if key not in self._stacks:
+            self._stacks[key] = self._exit.enter_context(start())
+        return self._stacks[key]
