@@ -70,10 +70,23 @@ async def follow(
     return out
 
 
-async def follow_many(base_url: str, path: str, n: int, timeout: float = 120) -> list[Followed]:
-    """`n` subscribers of `path`, connected at once, each on its own connection."""
+async def follow_many(
+    base_url: str, path: str, n: int, timeout: float = 120,
+    all_in: Callable[[], None] = lambda: None,
+) -> list[Followed]:  # fmt: skip
+    """`n` subscribers of `path`, connected at once, each on its own connection; `all_in` is
+    called once every replay is in (all of them follow live from then on)."""
+    waiting = n
+
+    def ready() -> None:
+        nonlocal waiting
+        waiting -= 1
+        if waiting == 0:
+            all_in()
+
     async with clients(base_url, n) as http:
-        return await asyncio.wait_for(asyncio.gather(*(follow(h, path) for h in http)), timeout)
+        followed = asyncio.gather(*(follow(h, path, ready) for h in http))
+        return await asyncio.wait_for(followed, timeout)
 
 
 @asynccontextmanager
