@@ -28,8 +28,9 @@ PORT ?= 8000
 run: install
 	$(BIN)/glidepath up --host $(HOST) --port $(PORT)
 
-# Two pytest processes (pytest-xdist), each taking whole test files: module-scoped stacks stay
-# shared within a file, and much of a test's time is waiting on a process it started.
+# Two pytest processes (pytest-xdist), each taking whole test files (and the files that share a
+# session stack together: tests/conftest.py): module-scoped stacks stay shared within a file,
+# and much of a test's time is waiting on a process it started.
 # `test`: unit, API, database, migration, CLI and client tests, on the embedded default AND on
 # PostgreSQL + Redis (+ SeaweedFS for S3), in-process (~5 min on 2 cores).
 test: install

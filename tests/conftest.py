@@ -18,6 +18,7 @@ for _name in ("GLIDEPATH_DATABASE_URL", "GLIDEPATH_BROKER_URL", "GLIDEPATH_API_T
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
@@ -82,6 +83,30 @@ def redis_url(backends: Backends) -> Iterator[str]:
     """An empty Redis database of the session's private redis-server, for one test."""
     with backends.redis_db() as url:
         yield url
+
+
+# Test files that share one session stack (by its fixture's name): under `--dist loadfile` one
+# pytest-xdist process takes them all, so the stack starts once, not in both processes (~25 s).
+SHARED_STACKS = {
+    f"tests/integration/{name}.py": "fault_stack"
+    for name in ("test_faults", "test_hypergradient_run", "test_pruned_sweeps")
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, with the files of `SHARED_STACKS` as one unit. (`--dist loadgroup`
+    and `xdist_group` marks would say this, but with pytest 9.2 they group nothing:
+    pytest-xdist#1386.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedStackScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return SHARED_STACKS.get(scope, scope)
+
+    return SharedStackScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
