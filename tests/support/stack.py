@@ -233,11 +233,11 @@ def stack_fixture(
     scope="module" (the default) shares one stack among a module's tests: they must not kill or
     reconfigure it, and must find their own runs by id (never "all experiments"); scope="session"
     keeps each backend's stack until the session ends (`KeptStacks`), however the tests on the
-    two backends interleave. Tests that kill
-    workers or need settings of their own use scope="function". `overrides`: GLIDEPATH_* for
-    the processes, e.g. shorter leases. `embedded_only`: what the tests check does not depend on
-    the backend (a page in a browser), so the embedded default alone; `postgres_only`: what they
-    check is the production stack's (PostgreSQL, Redis, S3). `api_workers`: API processes."""
+    two backends interleave. Tests that kill workers or need settings of their own use
+    scope="function". `overrides`: GLIDEPATH_* for the processes, e.g. shorter leases.
+    `embedded_only`: what the tests check does not depend on the backend (a page in a browser),
+    so the embedded default alone; `postgres_only`: what they check is the production stack's
+    (PostgreSQL, Redis, S3). `api_workers`: API processes."""
     import pytest
 
     from tests.support.backends import PARAMS
