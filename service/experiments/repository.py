@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     BindParameter,
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Executable,
     Row,
     Select,
+    Table,
     Update,
     and_,
     bindparam,
@@ -418,6 +419,41 @@ class ExperimentRepository:
         )
         return {i: float(v) for i, v in self.session.execute(q) if v is not None}
 
+    def values_at(
+        self, experiment_ids: Sequence[int], epoch: int, metric: str
+    ) -> dict[int, float | None]:
+        """Each run's `metric` at `epoch`, for the runs with that epoch's row (one read)."""
+        column = getattr(EpochRow, metric)
+        q = select(EpochRow.experiment_id, column).where(
+            EpochRow.experiment_id.in_(experiment_ids), EpochRow.epoch == epoch
+        )
+        return {i: None if v is None else float(v) for i, v in self.session.execute(q)}
+
+    def bests_up_to(
+        self, sweep_id: int, stage: int, epoch: int, metric: str, mode: str
+    ) -> dict[int, float | None]:
+        """The best `metric` of each run of the sweep's stage over its epochs up to `epoch`, for
+        the runs that have reached `epoch` (the median rule's inputs)."""
+        column = getattr(EpochRow, metric)
+        best = func.min if mode == "min" else func.max
+        q = (
+            select(EpochRow.experiment_id, best(column))
+            .join(Experiment, Experiment.id == EpochRow.experiment_id)
+            .where(Experiment.sweep_id == sweep_id, Experiment.sweep_stage == stage,
+                   EpochRow.epoch <= epoch)
+            .group_by(EpochRow.experiment_id)
+            .having(func.max(EpochRow.epoch) >= epoch)
+        )  # fmt: skip
+        return {i: None if v is None else float(v) for i, v in self.session.execute(q)}
+
+    def any_going_in_sweep(self, sweep_id: int) -> bool:
+        """Whether a run of the sweep is queued or training (a count: one cheap read)."""
+        going = (ExperimentStatus.QUEUED, ExperimentStatus.RUNNING)
+        return bool(self.session.scalar(
+            select(func.count()).select_from(Experiment)
+            .where(Experiment.sweep_id == sweep_id, Experiment.status.in_(going))
+        ))  # fmt: skip
+
     # -- writes by the API ---------------------------------------------------------------------
     def add(self, experiment: Experiment, tags: dict[str, str]) -> Experiment:
         self.session.add(experiment)
@@ -647,6 +683,34 @@ class ExperimentRepository:
             self.session.execute(
                 delete(model).where(model.experiment_id == experiment_id, model.epoch > after_epoch)
             )
+
+    def prune_waiting(self, reasons: dict[int, str]) -> None:
+        """End the runs still `waiting` at a rung as `pruned`, each with its reason (one
+        statement however many; a run cancelled meanwhile stays cancelled)."""
+        if not reasons:
+            return
+        runs, now = cast(Table, Experiment.__table__), utcnow()
+        self.session.execute(
+            update(runs).where(runs.c.id == bindparam("eid"),
+                               runs.c.status == ExperimentStatus.WAITING)
+            .values(status=ExperimentStatus.PRUNED, updated_at=now, finished_at=now,
+                    stop_reason=bindparam("reason")),
+            [{"eid": i, "reason": r} for i, r in reasons.items()],
+        )  # fmt: skip
+
+    def requeue_waiting(self, experiment_ids: Sequence[int]) -> list[tuple[int, str]]:
+        """Queue again the runs still `waiting` among `experiment_ids` (promoted at a rung):
+        their ids and queues, for their tasks."""
+        if not experiment_ids:
+            return []
+        runs = cast(Table, Experiment.__table__)
+        rows = self.session.execute(
+            update(runs).where(runs.c.id.in_(experiment_ids),
+                               runs.c.status == ExperimentStatus.WAITING)
+            .values(status=ExperimentStatus.QUEUED, updated_at=utcnow())
+            .returning(runs.c.id, runs.c.queue)
+        ).all()  # fmt: skip
+        return [(int(i), str(q)) for i, q in rows]
 
     def write_epoch(self, row: dict[str, Any], decisions: list[dict[str, Any]]) -> None:
         self.write_epochs([row], decisions)

@@ -1,6 +1,7 @@
 """A sweep's pruner over the database: which rule applies to a run, the decisions at its rungs
-(the rules themselves are service/training/pruning.py, pure), and the synchronous rung that is
-decided exactly once, by whoever sees it complete.
+(the rules themselves are service/training/pruning.py, pure; the queries are the repositories':
+`PruningRepository` for the decisions and rungs, `ExperimentRepository` for the runs and their
+values), and the synchronous rung that is decided exactly once, by whoever sees it complete.
 
 - ASHA and median: the run's worker asks right after writing the epoch (`decide_async`); ASHA's
   "values recorded at this rung so far" are the decisions stored at the rung before it, read and
@@ -19,19 +20,18 @@ stored one. Decisions depend only on stored values, so a crash changes none of t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.dispatch import service as dispatch
-from service.experiments.models import EpochRow, Experiment
+from service.experiments.models import Experiment
 from service.experiments.repository import ExperimentRepository
 from service.kit.logging import get_logger
 from service.kit.notify import announce
 from service.kit.time import utcnow
-from service.kit.upsert import insert_new
-from service.sweeps.models import Sweep, SweepDecision, SweepRung
+from service.sweeps.models import Sweep, SweepDecision
+from service.sweeps.repository import PruningRepository
 from service.training import pruning
 from service.training.status import FINAL, ExperimentStatus
 
@@ -154,22 +154,6 @@ def for_run(session: Session, experiment_id: int) -> RunPruner | None:
                      tuple(rule.rungs(_epochs(run), bracket)))  # fmt: skip
 
 
-def _value(session: Session, experiment_id: int, epoch: int, metric: str) -> float | None:
-    column = getattr(EpochRow, metric)
-    value = session.scalar(
-        select(column).where(EpochRow.experiment_id == experiment_id, EpochRow.epoch == epoch)
-    )
-    return None if value is None else float(value)
-
-
-def stored(session: Session, experiment_id: int, epoch: int) -> SweepDecision | None:
-    return session.scalar(
-        select(SweepDecision).where(
-            SweepDecision.experiment_id == experiment_id, SweepDecision.epoch == epoch
-        )
-    )
-
-
 def _decision_row(p: RunPruner, v: pruning.Verdict) -> dict[str, Any]:
     return {"sweep_id": p.sweep_id, "experiment_id": v.experiment_id, "stage": p.stage,
             "bracket": p.bracket, "epoch": v.epoch, "rung": v.rung, "value": v.value,
@@ -177,61 +161,35 @@ def _decision_row(p: RunPruner, v: pruning.Verdict) -> dict[str, Any]:
             "reason": v.reason, "created_at": utcnow()}  # fmt: skip
 
 
-def _store(session: Session, p: RunPruner, v: pruning.Verdict) -> SweepDecision:
-    row = SweepDecision(**_decision_row(p, v))
-    session.add(row)
-    session.flush()
-    return row
-
-
-def _lock_sweep(session: Session, sweep_id: int) -> None:
-    """Serialise the sweep's asynchronous decisions: a row lock on PostgreSQL, the write lock on
-    SQLite, held to the end of the transaction."""
-    session.execute(update(Sweep).where(Sweep.id == sweep_id).values(stage=Sweep.stage))
-
-
 def decide_async(session: Session, p: RunPruner, epoch: int) -> SweepDecision | None:
     """ASHA at a rung, median after each epoch from min_epochs: the decision about the epoch
     just written (the stored one if it was taken before). Median's `continue` is not stored:
     only what changes a run is, with its inputs."""
-    rule = p.rule
+    rule, decided = p.rule, PruningRepository(session)
     if rule.type == "asha":
         rung = p.rung_of(epoch)
         if rung is None:
             return None
-        _lock_sweep(session, p.sweep_id)
-        if (done := stored(session, p.experiment_id, epoch)) is not None:
+        decided.lock_sweep(p.sweep_id)
+        if (done := decided.decision(p.experiment_id, epoch)) is not None:
             return done
-        before = session.execute(
-            select(SweepDecision.experiment_id, SweepDecision.value)
-            .where(SweepDecision.sweep_id == p.sweep_id, SweepDecision.stage == p.stage,
-                   SweepDecision.epoch == epoch, SweepDecision.rung == rung)
-            .order_by(SweepDecision.id)
-        ).all()  # fmt: skip
-        value = _value(session, p.experiment_id, epoch, rule.metric)
-        verdict = pruning.asha(p.experiment_id, value, [(i, v) for i, v in before], rule.eta,
+        before = decided.recorded_at(p.sweep_id, p.stage, epoch, rung)
+        values = ExperimentRepository(session).values_at([p.experiment_id], epoch, rule.metric)
+        verdict = pruning.asha(p.experiment_id, values.get(p.experiment_id), before, rule.eta,
                                rule.mode, rule.metric, epoch, rung)  # fmt: skip
-        return _store(session, p, verdict)
+        return decided.add(_decision_row(p, verdict))
     if rule.type == "median" and epoch >= rule.min_epochs:
-        if (done := stored(session, p.experiment_id, epoch)) is not None:
+        if (done := decided.decision(p.experiment_id, epoch)) is not None:
             return done
-        best = func.min if rule.mode == "min" else func.max
-        column = getattr(EpochRow, rule.metric)
-        q = (
-            select(EpochRow.experiment_id, best(column))
-            .join(Experiment, Experiment.id == EpochRow.experiment_id)
-            .where(Experiment.sweep_id == p.sweep_id, Experiment.sweep_stage == p.stage,
-                   EpochRow.epoch <= epoch)
-            .group_by(EpochRow.experiment_id)
-            .having(func.max(EpochRow.epoch) >= epoch)
-        )  # fmt: skip
-        bests = {i: v for i, v in session.execute(q).all()}
+        bests = ExperimentRepository(session).bests_up_to(
+            p.sweep_id, p.stage, epoch, rule.metric, rule.mode
+        )
         own = bests.pop(p.experiment_id, None)
-        others = [float(v) for v in bests.values() if v is not None]
-        found = pruning.median(p.experiment_id, None if own is None else float(own), others,
-                               rule.min_runs, rule.mode, rule.metric, epoch)  # fmt: skip
+        others = [v for v in bests.values() if v is not None]
+        found = pruning.median(p.experiment_id, own, others, rule.min_runs, rule.mode,
+                               rule.metric, epoch)  # fmt: skip
         if found is not None and found.stop:
-            return _store(session, p, found)
+            return decided.add(_decision_row(p, found))
     return None
 
 
@@ -250,11 +208,12 @@ def complete_rungs(session: Session, sweep: Sweep) -> int:
     rule = Rule.of(sweep)
     if rule is None or not rule.synchronous:
         return 0
-    if rule.type == "successive_halving" and _any_going(session, sweep.id):
+    repo = ExperimentRepository(session)
+    if rule.type == "successive_halving" and repo.any_going_in_sweep(sweep.id):
         # One group per stage, and stages never overlap: a run still queued or training means
         # no rung is complete. Checked with a count, so each of 1,000 pauses is one cheap read.
         return 0
-    runs = ExperimentRepository(session).in_sweep(sweep.id)
+    runs = repo.in_sweep(sweep.id)
     brackets = brackets_of(rule, runs) if rule.type == "hyperband" else {}
     groups: dict[tuple[int, int], list[Experiment]] = {}
     for run in runs:
@@ -267,14 +226,6 @@ def complete_rungs(session: Session, sweep: Sweep) -> int:
     return decided
 
 
-def _any_going(session: Session, sweep_id: int) -> bool:
-    going = (ExperimentStatus.QUEUED, ExperimentStatus.RUNNING)
-    return bool(session.scalar(
-        select(func.count()).select_from(Experiment)
-        .where(Experiment.sweep_id == sweep_id, Experiment.status.in_(going))
-    ))  # fmt: skip
-
-
 def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: int, epoch: int,
               group: list[Experiment]) -> int:  # fmt: skip
     reached = [r for r in group if r.status == ExperimentStatus.WAITING and r.epochs_run == epoch]
@@ -285,60 +236,22 @@ def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: 
     row = {"sweep_id": sweep_id, "stage": stage, "bracket": bracket, "epoch": epoch,
            "reached": len(reached), "continued": max(1, len(reached) // rule.eta),
            "decided_at": utcnow()}  # fmt: skip
-    if not insert_new(session, SweepRung.__table__, row):  # type: ignore[arg-type]
+    decided = PruningRepository(session)
+    if not decided.decide_rung(row):
         return 0  # decided by another process
     rung = rule.rungs(_epochs(reached[0]), bracket).index(epoch)
-    column = getattr(EpochRow, rule.metric)
-    rows = session.execute(  # one read for the whole rung
-        select(EpochRow.experiment_id, column)
-        .where(EpochRow.experiment_id.in_([r.id for r in reached]), EpochRow.epoch == epoch)
-    ).all()  # fmt: skip
-    stored_at: dict[int, float | None] = {i: v for i, v in rows}
+    runs = ExperimentRepository(session)
+    stored_at = runs.values_at([r.id for r in reached], epoch, rule.metric)  # the whole rung
     values = [(r.id, stored_at.get(r.id)) for r in reached]
     verdicts = pruning.successive_halving(values, rule.eta, rule.mode, rule.metric, epoch, rung)
     p = RunPruner(rule, sweep_id, 0, stage, bracket, ())
     # Three statements however many runs reached the rung (1,000 at most): the decisions, the
     # pruned runs with their reasons, the promoted ones (a run cancelled meanwhile stays so).
-    session.execute(insert(SweepDecision), [_decision_row(p, v) for v in verdicts])
-    runs, now = cast(Table, Experiment.__table__), utcnow()
-    waiting = runs.c.status == ExperimentStatus.WAITING
-    stopped = [{"eid": v.experiment_id, "reason": v.reason} for v in verdicts if v.stop]
-    if stopped:
-        session.execute(
-            update(runs).where(runs.c.id == bindparam("eid"), waiting)
-            .values(status=ExperimentStatus.PRUNED, updated_at=now, finished_at=now,
-                    stop_reason=bindparam("reason")),
-            stopped,
-        )  # fmt: skip
-    promoted = session.execute(
-        update(runs).where(runs.c.id.in_([v.experiment_id for v in verdicts if not v.stop]),
-                           waiting)
-        .values(status=ExperimentStatus.QUEUED, updated_at=now)
-        .returning(runs.c.id, runs.c.queue)
-    ).all()  # fmt: skip
-    for exp_id, queue in promoted:
+    decided.add_many([_decision_row(p, v) for v in verdicts])
+    runs.prune_waiting({v.experiment_id: v.reason for v in verdicts if v.stop})
+    for exp_id, queue in runs.requeue_waiting([v.experiment_id for v in verdicts if not v.stop]):
         dispatch.enqueue(session, exp_id, queue, dispatch.RUN_TASK)
     announce(session, [v.experiment_id for v in verdicts])
     log.info("rung_decided", sweep_id=sweep_id, stage=stage, bracket=bracket, epoch=epoch,
              reached=len(reached), continued=row["continued"])  # fmt: skip
     return 1
-
-
-def decisions(session: Session, sweep_id: int) -> list[SweepDecision]:
-    return list(
-        session.scalars(
-            select(SweepDecision)
-            .where(SweepDecision.sweep_id == sweep_id)
-            .order_by(SweepDecision.id)
-        )
-    )
-
-
-def rungs_decided(session: Session, sweep_id: int) -> list[SweepRung]:
-    return list(
-        session.scalars(
-            select(SweepRung)
-            .where(SweepRung.sweep_id == sweep_id)
-            .order_by(SweepRung.stage, SweepRung.bracket, SweepRung.epoch)
-        )
-    )

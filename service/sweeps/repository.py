@@ -1,20 +1,23 @@
-"""Every query on `sweeps`. A sweep's runs are experiments rows: `ExperimentRepository` reads
-them (the runs of a sweep, their counts per status, their best scores); the sweeps list's best
-run of each sweep is read here, in one query per metric."""
+"""Every query on `sweeps` and on its pruner's tables (`sweep_decisions`, `sweep_rungs`). A
+sweep's runs are experiments rows: `ExperimentRepository` reads and moves them (the runs of a
+sweep, their counts per status, their best scores, the pruned and promoted at a rung); the
+sweeps list's best run of each sweep is read here, in one query per metric."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.experiments.models import EpochRow, Experiment
 from service.kit.notify import announce
 from service.kit.time import utcnow
-from service.sweeps.models import Sweep, SweepStatus
+from service.kit.upsert import insert_new
+from service.sweeps.models import Sweep, SweepDecision, SweepRung, SweepStatus
 from service.training.status import OK
 
 
@@ -102,3 +105,58 @@ class SweepRepository:
             for sweep_id, experiment_id, value in self.session.execute(q):
                 out[int(sweep_id)] = (int(experiment_id), float(value))
         return out
+
+
+class PruningRepository:
+    """A sweep pruner's decisions, one per (run, epoch), and its decided rungs."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def decision(self, experiment_id: int, epoch: int) -> SweepDecision | None:
+        """The decision taken about the run's `epoch`, if one was."""
+        return self.session.scalar(
+            select(SweepDecision).where(
+                SweepDecision.experiment_id == experiment_id, SweepDecision.epoch == epoch
+            )
+        )
+
+    def add(self, row: dict[str, Any]) -> SweepDecision:
+        decision = SweepDecision(**row)
+        self.session.add(decision)
+        self.session.flush()
+        return decision
+
+    def add_many(self, rows: list[dict[str, Any]]) -> None:
+        self.session.execute(insert(SweepDecision), rows)
+
+    def lock_sweep(self, sweep_id: int) -> None:
+        """Serialise the sweep's asynchronous decisions: a row lock on PostgreSQL, the write lock
+        on SQLite, held to the end of the transaction."""
+        self.session.execute(update(Sweep).where(Sweep.id == sweep_id).values(stage=Sweep.stage))
+
+    def recorded_at(
+        self, sweep_id: int, stage: int, epoch: int, rung: int
+    ) -> list[tuple[int, float | None]]:
+        """The values decided at a rung so far, in the order taken: (experiment id, value)."""
+        q = (
+            select(SweepDecision.experiment_id, SweepDecision.value)
+            .where(SweepDecision.sweep_id == sweep_id, SweepDecision.stage == stage,
+                   SweepDecision.epoch == epoch, SweepDecision.rung == rung)
+            .order_by(SweepDecision.id)
+        )  # fmt: skip
+        return [(int(i), v) for i, v in self.session.execute(q)]
+
+    def decide_rung(self, row: dict[str, Any]) -> bool:
+        """Insert the rung's row: True for the one call, of any process, that decides it."""
+        return insert_new(self.session, SweepRung.__table__, row)  # type: ignore[arg-type]
+
+    def decisions(self, sweep_id: int) -> list[SweepDecision]:
+        q = select(SweepDecision).where(SweepDecision.sweep_id == sweep_id)
+        return list(self.session.scalars(q.order_by(SweepDecision.id)))
+
+    def rungs(self, sweep_id: int) -> list[SweepRung]:
+        q = select(SweepRung).where(SweepRung.sweep_id == sweep_id)
+        return list(self.session.scalars(
+            q.order_by(SweepRung.stage, SweepRung.bracket, SweepRung.epoch)
+        ))  # fmt: skip

@@ -21,7 +21,7 @@ from service.kit.logging import get_logger
 from service.kit.time import as_utc
 from service.sweeps import expand, leaderboard, pruning, trials
 from service.sweeps.models import Sweep, SweepStatus
-from service.sweeps.repository import SweepRepository
+from service.sweeps.repository import PruningRepository, SweepRepository
 from service.sweeps.schemas import SweepCreated, SweepDecisionOut, SweepIn, SweepOut, SweepPage
 from service.training.spec import METRICS_ANY, ExperimentSpec, metrics_for
 from service.training.status import FINAL
@@ -108,7 +108,7 @@ def get(session: Session, sweep_id: int) -> SweepOut:
     out = leaderboard.detail(sweep, runs, _scores(session, sweep, runs))
     rule = pruning.Rule.of(sweep)
     if rule is not None:
-        rungs = pruning.rungs_decided(session, sweep_id)
+        rungs = PruningRepository(session).rungs(sweep_id)
         out.pruning = leaderboard.pruning_summary(rule, runs, rungs)
     return out
 
@@ -117,7 +117,7 @@ def decisions(session: Session, sweep_id: int) -> list[SweepDecisionOut]:
     """The pruner's decisions in the order taken."""
     _get(session, sweep_id)
     out = []
-    for d in pruning.decisions(session, sweep_id):
+    for d in PruningRepository(session).decisions(sweep_id):
         item = SweepDecisionOut.model_validate(d, from_attributes=True)
         item.created_at = as_utc(d.created_at) or item.created_at  # SQLite: naive UTC
         out.append(item)

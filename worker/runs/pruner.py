@@ -10,6 +10,7 @@ from service.kit.db import session_scope
 from service.kit.logging import get_logger
 from service.sweeps import pruning
 from service.sweeps.models import Sweep
+from service.sweeps.repository import PruningRepository
 from service.training.decisions import Decision, Event
 from service.training.status import ExperimentStatus
 
@@ -29,7 +30,7 @@ def after_epoch(p: pruning.RunPruner, epoch: int, decision: Decision) -> Decisio
     with session_scope() as session:
         if p.rule.synchronous:
             rung = p.rung_of(epoch)
-            done = pruning.stored(session, p.experiment_id, epoch)
+            done = PruningRepository(session).decision(p.experiment_id, epoch)
             if done is None:  # its group decides once every live run is here or has ended
                 reason = (f"reached rung {rung} (epoch {epoch}): waits until every live run "
                           "of its group has reached it or ended")  # fmt: skip
