@@ -19,7 +19,7 @@ stored one. Decisions depend only on stored values, so a crash changes none of t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -100,8 +100,26 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Taken:
+    """A decision stored about a run at a rung, as the run's worker acts on it."""
+
+    decision: str  # "continue" | "stop"
+    value: float | None
+    cutoff: float | None
+    reason: str
+
+    @classmethod
+    def of(cls, d: SweepDecision) -> Taken:
+        return cls(d.decision, d.value, d.cutoff, d.reason)
+
+
+@dataclass(frozen=True)
 class RunPruner:
-    """The pruner as it applies to one run."""
+    """The pruner as it applies to one run. `taken`: the decisions stored about the run at its
+    synchronous rungs when its attempt began, by epoch. No other can be taken while the attempt
+    lasts: a rung is decided about the runs waiting at it, and a run waits only once its
+    attempt has ended; so the worker reads them once, not at each rung (where a run resumed
+    from a checkpoint before a decided rung is told that decision again)."""
 
     rule: Rule
     sweep_id: int
@@ -109,6 +127,7 @@ class RunPruner:
     stage: int
     bracket: int
     rungs: tuple[int, ...]
+    taken: dict[int, Taken] = field(default_factory=dict, hash=False)
 
     def rung_of(self, epoch: int) -> int | None:
         return self.rungs.index(epoch) if epoch in self.rungs else None
@@ -138,8 +157,9 @@ def brackets_of(rule: Rule, runs: list[Experiment]) -> dict[int, int]:
     return out
 
 
-def for_run(session: Session, experiment_id: int) -> RunPruner | None:
-    """The pruner of the run's sweep, or None (no sweep, no pruner)."""
+def for_run(session: Session, experiment_id: int, fresh: bool = False) -> RunPruner | None:
+    """The pruner of the run's sweep, or None (no sweep, no pruner). `fresh`: the run's first
+    attempt, about which nothing can have been decided (no read of `taken`)."""
     run = session.get(Experiment, experiment_id)
     if run is None or run.sweep_id is None:
         return None
@@ -150,8 +170,11 @@ def for_run(session: Session, experiment_id: int) -> RunPruner | None:
     bracket = 0
     if rule.type == "hyperband":
         bracket = brackets_of(rule, ExperimentRepository(session).in_sweep(run.sweep_id))[run.id]
+    taken = {}
+    if rule.synchronous and not fresh:
+        taken = {d.epoch: Taken.of(d) for d in PruningRepository(session).taken_about(run.id)}
     return RunPruner(rule, run.sweep_id, run.id, run.sweep_stage or 1, bracket,
-                     tuple(rule.rungs(_epochs(run), bracket)))  # fmt: skip
+                     tuple(rule.rungs(_epochs(run), bracket)), taken)  # fmt: skip
 
 
 def _decision_row(p: RunPruner, v: pruning.Verdict) -> dict[str, Any]:
@@ -202,18 +225,18 @@ def wait_at_rung(session: Session, experiment_id: int, attempt: int, epoch: int)
                               epochs_run=epoch)  # fmt: skip
 
 
-def complete_rungs(session: Session, sweep: Sweep) -> int:
+def complete_rungs(session: Session, sweep_id: int, rule: Rule | None) -> int:
     """Decide every synchronous rung of the sweep that is complete and not yet decided; how
-    many were. Safe to call any number of times, from any process."""
-    rule = Rule.of(sweep)
+    many were. `rule`: the sweep's (`Rule.of`). Safe to call any number of times, from any
+    process."""
     if rule is None or not rule.synchronous:
         return 0
     repo = ExperimentRepository(session)
-    if rule.type == "successive_halving" and repo.any_going_in_sweep(sweep.id):
+    if rule.type == "successive_halving" and repo.any_going_in_sweep(sweep_id):
         # One group per stage, and stages never overlap: a run still queued or training means
         # no rung is complete. Checked with a count, so each of 1,000 pauses is one cheap read.
         return 0
-    runs = repo.in_sweep(sweep.id)
+    runs = repo.in_sweep(sweep_id)
     brackets = brackets_of(rule, runs) if rule.type == "hyperband" else {}
     groups: dict[tuple[int, int], list[Experiment]] = {}
     for run in runs:
@@ -222,7 +245,7 @@ def complete_rungs(session: Session, sweep: Sweep) -> int:
     for (stage, bracket), group in groups.items():
         waiting = {r.epochs_run for r in group if r.status == ExperimentStatus.WAITING}
         for epoch in sorted(waiting):
-            decided += _complete(session, sweep.id, rule, stage, bracket, epoch, group)
+            decided += _complete(session, sweep_id, rule, stage, bracket, epoch, group)
     return decided
 
 

@@ -121,6 +121,11 @@ class PruningRepository:
             )
         )
 
+    def taken_about(self, experiment_id: int) -> list[SweepDecision]:
+        """Every decision about the run, at any epoch."""
+        q = select(SweepDecision).where(SweepDecision.experiment_id == experiment_id)
+        return list(self.session.scalars(q))
+
     def add(self, row: dict[str, Any]) -> SweepDecision:
         decision = SweepDecision(**row)
         self.session.add(decision)

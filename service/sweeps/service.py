@@ -154,8 +154,8 @@ def advance(session: Session, sweep_id: int) -> bool:
     sweep = SweepRepository(session).get(sweep_id)
     if sweep is None or sweep.status != SweepStatus.RUNNING:
         return False
-    if sweep.request.get("pruner"):
-        pruning.complete_rungs(session, sweep)  # a run that ended may complete a rung
+    if sweep.request.get("pruner"):  # a run that ended may complete a rung
+        pruning.complete_rungs(session, sweep.id, pruning.Rule.of(sweep))
     runs = ExperimentRepository(session).in_sweep(sweep_id)
     if any(r.status not in FINAL for r in runs):
         return False

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from service.artifacts import service as artifact_service
 from service.sweeps import service as sweeps
+from worker.runs import artifacts
 from worker.runs.lifecycle import run_experiment
 
 BASE: dict[str, Any] = {"dataset": "iris", "model": {"type": "mlp", "hidden": [8]},
@@ -24,15 +26,28 @@ def drain(client: TestClient, sweep_id: int, before_advance: Any = None) -> int:
     each run the worker's task moves the sweep on. Returns the runs (claims) made."""
     claims = 0
     while True:
-        page = client.get("/v1/experiments", params={"sweep_id": sweep_id, "status": "queued"})
-        queued = [e["id"] for e in page.json()["items"]]
+        queued = queued_in(client, sweep_id)
         if not queued:
             return claims
-        for exp_id in sorted(queued):
+        for exp_id in queued:
             outcome = run_experiment(exp_id)
             claims += 1
             if outcome.ended_run:
                 sweeps.advance_for(exp_id)
+
+
+def queued_in(client: TestClient, sweep_id: int) -> list[int]:
+    page = client.get("/v1/experiments", params={"sweep_id": sweep_id, "status": "queued"})
+    return sorted(e["id"] for e in page.json()["items"])
+
+
+def by_lr(client: TestClient, sweep_id: int) -> list[tuple[float, int, str, str]]:
+    """The sweep's decisions by each run's base_lr: comparable across two sweeps of one grid."""
+    runs = {e["experiment_id"]: e["params"]["base_lr"]
+            for e in client.get(f"/v1/sweeps/{sweep_id}").json()["experiments"]}  # fmt: skip
+    ds = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+    return sorted((runs[d["experiment_id"]], d["epoch"], d["decision"], d["reason"])
+                  for d in ds)  # fmt: skip
 
 
 def sweep_of(client: TestClient, pruner: dict[str, Any]) -> int:
@@ -101,16 +116,33 @@ def test_a_crash_before_the_rung_is_decided_changes_no_decision(
     while sweeps.advance_running():  # housekeeping's periodic check, then the workers again
         drain(client, crashed)
     drain(client, crashed)
-
-    def by_lr(sweep_id: int) -> list[tuple[float, int, str, str]]:
-        runs = {e["experiment_id"]: e["params"]["base_lr"]
-                for e in client.get(f"/v1/sweeps/{sweep_id}").json()["experiments"]}  # fmt: skip
-        ds = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
-        return sorted((runs[d["experiment_id"]], d["epoch"], d["decision"], d["reason"])
-                      for d in ds)  # fmt: skip
-
-    assert by_lr(crashed) == by_lr(clean)
+    assert by_lr(client, crashed) == by_lr(client, clean)
     assert client.get(f"/v1/sweeps/{crashed}").json()["status"] == "finished"
+
+
+def test_a_promoted_run_that_starts_over_is_told_the_decision_taken(client: TestClient) -> None:
+    """A promoted run whose checkpoint at the rung is gone starts over and reaches the decided
+    rung again: it is told the decision stored then (its worker reads them as the attempt
+    begins) and goes on, rather than waiting at a rung that is never decided again."""
+    clean = sweep_of(client, {"type": "successive_halving"})
+    drain(client, clean)
+    lost = sweep_of(client, {"type": "successive_halving"})
+    for exp_id in queued_in(client, lost):
+        run_experiment(exp_id)  # each waits at epoch 1; the last one decides the rung
+    promoted = queued_in(client, lost)
+    assert len(promoted) == 3
+    store = artifact_service.store()
+    for exp_id in promoted:
+        key = artifact_service.checkpoint_key(exp_id, 1)
+        store.delete(key)
+        artifacts.written.drop(key)  # nor in this worker's memory
+    drain(client, lost)
+    assert by_lr(client, lost) == by_lr(client, clean)
+    detail = client.get(f"/v1/sweeps/{lost}").json()
+    assert detail["status"] == "finished"
+    for exp_id in promoted:
+        attempts = client.get(f"/v1/experiments/{exp_id}").json()["attempts"]
+        assert attempts[1]["resumed_from_epoch"] == 0  # started over
 
 
 def test_asha_decides_each_run_over_the_values_recorded_before_it(client: TestClient) -> None:

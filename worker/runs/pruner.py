@@ -9,8 +9,6 @@ from dataclasses import replace
 from service.kit.db import session_scope
 from service.kit.logging import get_logger
 from service.sweeps import pruning
-from service.sweeps.models import Sweep
-from service.sweeps.repository import PruningRepository
 from service.training.decisions import Decision, Event
 from service.training.status import ExperimentStatus
 
@@ -27,19 +25,20 @@ def after_epoch(p: pruning.RunPruner, epoch: int, decision: Decision) -> Decisio
     """`decision` as the pruner leaves it: unchanged, ending `pruned`, or pausing `waiting` at
     a synchronous rung not yet decided for this run. Called after an epoch the pruner asks at
     (`RunPruner.asks_at`), once that epoch is stored."""
-    with session_scope() as session:
-        if p.rule.synchronous:
-            rung = p.rung_of(epoch)
-            done = PruningRepository(session).decision(p.experiment_id, epoch)
-            if done is None:  # its group decides once every live run is here or has ended
-                reason = (f"reached rung {rung} (epoch {epoch}): waits until every live run "
-                          "of its group has reached it or ended")  # fmt: skip
-                return _ends(decision, ExperimentStatus.WAITING, p, None, None, reason)
-        else:
-            done = pruning.decide_async(session, p, epoch)
-        if done is None or done.decision == "continue":
-            return decision
-        return _ends(decision, ExperimentStatus.PRUNED, p, done.value, done.cutoff, done.reason)
+    done: pruning.Taken | None
+    if p.rule.synchronous:
+        done = p.taken.get(epoch)  # read when the attempt began: no transaction at each rung
+        if done is None:  # its group decides once every live run is here or has ended
+            reason = (f"reached rung {p.rung_of(epoch)} (epoch {epoch}): waits until every live "
+                      "run of its group has reached it or ended")  # fmt: skip
+            return _ends(decision, ExperimentStatus.WAITING, p, None, None, reason)
+    else:
+        with session_scope() as session:
+            stored = pruning.decide_async(session, p, epoch)
+            done = None if stored is None else pruning.Taken.of(stored)
+    if done is None or done.decision == "continue":
+        return decision
+    return _ends(decision, ExperimentStatus.PRUNED, p, done.value, done.cutoff, done.reason)
 
 
 def pause(experiment_id: int, attempt: int, p: pruning.RunPruner, epoch: int) -> bool:
@@ -50,7 +49,5 @@ def pause(experiment_id: int, attempt: int, p: pruning.RunPruner, epoch: int) ->
             return False
     log.info("waiting", epoch=epoch, rung=p.rung_of(epoch))
     with session_scope() as session:
-        sweep = session.get(Sweep, p.sweep_id)
-        if sweep is not None:
-            pruning.complete_rungs(session, sweep)
+        pruning.complete_rungs(session, p.sweep_id, p.rule)  # the rule as the attempt read it
     return True

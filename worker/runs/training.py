@@ -163,7 +163,7 @@ def _start(
         fresh = attempt == 1
         last = 0 if fresh else repo.last_epoch(experiment_id)
         found = artifacts.recorded(session, experiment_id, last) if last > 0 else []
-        prune = sweep_pruning.for_run(session, experiment_id) if in_sweep else None
+        prune = sweep_pruning.for_run(session, experiment_id, fresh) if in_sweep else None
         started = None if found else start_at(repo, experiment_id, attempt, 0, facts, cut=not fresh)
     return found, prune, started
 
