@@ -31,7 +31,7 @@ from service.kit.logging import get_logger
 from service.kit.notify import announce
 from service.kit.time import utcnow
 from service.sweeps.models import Sweep, SweepDecision
-from service.sweeps.repository import PruningRepository
+from service.sweeps.repository import PruningRepository, SweepRepository
 from service.training import pruning
 from service.training.status import FINAL, ExperimentStatus
 
@@ -160,10 +160,10 @@ def brackets_of(rule: Rule, runs: list[Experiment]) -> dict[int, int]:
 def for_run(session: Session, experiment_id: int, fresh: bool = False) -> RunPruner | None:
     """The pruner of the run's sweep, or None (no sweep, no pruner). `fresh`: the run's first
     attempt, about which nothing can have been decided (no read of `taken`)."""
-    run = session.get(Experiment, experiment_id)
+    run = ExperimentRepository(session).get(experiment_id)
     if run is None or run.sweep_id is None:
         return None
-    sweep = session.get(Sweep, run.sweep_id)
+    sweep = SweepRepository(session).get(run.sweep_id)
     rule = Rule.of(sweep) if sweep is not None else None
     if rule is None:
         return None
