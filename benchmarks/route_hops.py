@@ -4,10 +4,11 @@ same query on the same engine, and one client alternates between them, so both s
 machine at the same moment.
 
 - three hops: `def route(session: SessionDep)` with a sync generator dependency, the way the
-  API's routes take their session (service/kit/deps.py): the dependency's entry, the route
-  and the dependency's exit each run on the thread pool;
+  API's routes took their session until 2026-12-02: the dependency's entry, the route and the
+  dependency's exit each run on the thread pool (and, with a `response_model`, FastAPI's check
+  of a sync route's return value: a fourth);
 - one hop: `async def route()` that runs session, query and commit in one `run_in_threadpool`,
-  the way GET /metrics does.
+  the way every route does now (`await in_session(work)`, service/kit/deps.py).
 
     .venv/bin/python benchmarks/route_hops.py [--database-url URL] [--requests 3000]
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Header, Response, status
 from service.batches import service
 from service.batches.schemas import BatchCreated, BatchIn, BatchOut
 from service.kit.auth import CallerDep
-from service.kit.deps import SessionDep
+from service.kit.deps import in_session
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -21,22 +21,23 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
         422: {"description": "Some spec is invalid; `loc` names its index and field"},
     },
 )
-def create_batch(
+async def create_batch(
     request: BatchIn,
-    session: SessionDep,
     response: Response,
     caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> BatchCreated:
     """Queue many experiments at once: all valid or none. Every error of every spec is
     reported, each `loc` naming the spec's index (`["body", "experiments", 3, "base_lr"]`)."""
-    created, new = service.create(session, request, idempotency_key, caller.name)
+    created, new = await in_session(
+        lambda s: service.create(s, request, idempotency_key, caller.name)
+    )
     if not new:
         response.headers["Idempotent-Replayed"] = "true"
     return created
 
 
 @router.get("/{batch_id}", response_model=BatchOut, responses={404: {"description": "No batch"}})
-def get_batch(batch_id: str, session: SessionDep) -> BatchOut:
+async def get_batch(batch_id: str) -> BatchOut:
     """The batch's experiments and how many are in each status."""
-    return service.get(session, batch_id)
+    return await in_session(lambda s: service.get(s, batch_id))

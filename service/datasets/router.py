@@ -14,7 +14,7 @@ from starlette.types import Message
 
 from service.datasets import files, service
 from service.datasets.schemas import DatasetList, DatasetOut, GeneratorIn, Upload, UploadForm
-from service.kit.deps import SessionDep
+from service.kit.deps import in_session
 from service.kit.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -121,16 +121,16 @@ async def _upload_request(request: Request) -> Upload:
 
 
 @router.get("", response_model=DatasetList)
-def list_datasets(session: SessionDep) -> DatasetList:
+async def list_datasets() -> DatasetList:
     """Built-in datasets (`builtin: true`) first, then uploaded and generated ones."""
-    return service.listing(session)
+    return await in_session(service.listing)
 
 
 @router.get(
     "/{name}", response_model=DatasetOut, responses={404: {"description": "No such dataset"}}
 )
-def get_dataset(name: str, session: SessionDep) -> DatasetOut:
-    return service.get(session, name)
+async def get_dataset(name: str) -> DatasetOut:
+    return await in_session(lambda s: service.get(s, name))
 
 
 @router.post(
@@ -148,7 +148,7 @@ def get_dataset(name: str, session: SessionDep) -> DatasetOut:
         422: {"description": "Invalid dataset or parameters; `loc` names the field"},
     },
 )
-async def create_dataset(request: Request, session: SessionDep) -> DatasetOut:
+async def create_dataset(request: Request) -> DatasetOut:
     """Add a dataset. `multipart/form-data` uploads a file: fields `name`, `file` (.npz with
     arrays `x` and `y`, or .csv with a header row), `label_column` (.csv), optional `task`.
     `application/json` generates a seeded synthetic one: `{name, generator, n_samples,
@@ -156,11 +156,11 @@ async def create_dataset(request: Request, session: SessionDep) -> DatasetOut:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
         params = await _generator_request(request)
-        return await run_in_threadpool(service.create_generated, session, params)
+        return await in_session(lambda s: service.create_generated(s, params))
     if content_type == "multipart/form-data":
         upload = await _upload_request(request)
         try:
-            return await run_in_threadpool(service.create_upload, session, upload)
+            return await in_session(lambda s: service.create_upload(s, upload))
         finally:
             upload.path.unlink(missing_ok=True)
     raise files.UnsupportedMediaType(

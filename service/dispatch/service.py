@@ -58,6 +58,15 @@ def _drain() -> None:
         _background.get()()
 
 
+def wait_sent(timeout_s: float = 10.0) -> bool:
+    """Wait until what this process queued for its background sender so far is done (the jobs
+    run in order, one at a time); False on timeout. For whoever is about to point the process
+    elsewhere: tests switching databases between cases."""
+    done = threading.Event()
+    _in_background(done.set)
+    return done.wait(timeout_s)
+
+
 @event.listens_for(Session, "after_commit")
 def _send_after_commit(session: Session) -> None:
     # Every session that enqueued sends on its own commit: no caller has to remember to.

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic_core import to_json
+from sqlalchemy.orm import Session
 
 from service.experiments import downloads, export, lr_trace, service
 from service.experiments.listing import DEFAULT_SORT, ListSort
@@ -20,7 +21,7 @@ from service.experiments.spec_errors import errors_beyond_schema
 from service.kit.after_schema import after_schema
 from service.kit.auth import CallerDep
 from service.kit.db import session_scope
-from service.kit.deps import SessionDep
+from service.kit.deps import in_session
 from service.kit.errors import InvalidInput
 from service.kit.params import DB_INT_MAX, RowId, RowIdQuery, fits_db_int, segment_beside
 from service.training.spec import ExperimentSpec
@@ -47,24 +48,28 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     },
 )
 @after_schema(errors_beyond_schema)
-def create_experiment(
+async def create_experiment(
     spec: ExperimentSpec,
-    session: SessionDep,
     response: Response,
     caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> ExperimentOut:
     """Queue one experiment. A repeated `Idempotency-Key` returns the first one unchanged."""
-    experiment, created = service.create(session, spec, idempotency_key, caller.name)
-    if created:
-        return service.out_created(experiment, spec.tags)
-    response.headers["Idempotent-Replayed"] = "true"
-    return service.out(session, experiment)
+
+    def create(session: Session) -> tuple[ExperimentOut, bool]:
+        experiment, created = service.create(session, spec, idempotency_key, caller.name)
+        if created:
+            return service.out_created(experiment, spec.tags), True
+        return service.out(session, experiment), False
+
+    out, created = await in_session(create)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return out
 
 
 @router.get("", response_model=ExperimentPage)
-def list_experiments(
-    session: SessionDep,
+async def list_experiments(
     status_: Annotated[
         list[str] | None, Query(alias="status", description="Repeat or comma-separate")
     ] = None,
@@ -99,17 +104,10 @@ def list_experiments(
                 f"unknown status {s!r}; allowed: {', '.join(ExperimentStatus)}",
                 loc=["query", "status"],
             )
-    return service.list_page(
-        session,
-        statuses=statuses,
-        batch_id=batch_id,
-        sweep_id=sweep_id,
-        tag=tag,
-        cursor=cursor,
-        limit=limit,
-        q=q,
-        sort=sort,
-    )
+    return await in_session(
+        lambda s: service.list_page(s, statuses=statuses, batch_id=batch_id, sweep_id=sweep_id,
+                                    tag=tag, cursor=cursor, limit=limit, q=q, sort=sort)
+    )  # fmt: skip
 
 
 MAX_COMPARE = 50
@@ -117,8 +115,7 @@ COMPARE_IDS = "^ *[0-9]{1,10} *(, *[0-9]{1,10} *)*$"
 
 
 @router.get("/compare", response_model=CompareOut, responses=ERRORS)
-def compare_experiments(
-    session: SessionDep,
+async def compare_experiments(
     ids: Annotated[
         list[str],
         Query(
@@ -140,7 +137,7 @@ def compare_experiments(
             parsed.append(int(part))
     if not 1 <= len(parsed) <= MAX_COMPARE:
         raise InvalidInput(f"give 1 to {MAX_COMPARE} ids", loc=["query", "ids"])
-    return service.compare(session, parsed)
+    return await in_session(lambda s: service.compare(s, parsed))
 
 
 @router.get(ONE, response_model=ExperimentOut, responses=ERRORS)
@@ -198,10 +195,10 @@ async def get_metrics(
         **ERRORS,
     },
 )
-def export_metrics_csv(experiment_id: RowId, session: SessionDep) -> Response:
+async def export_metrics_csv(experiment_id: RowId) -> Response:
     """Download the run's metrics as CSV; for JSON, GET its metrics page
     (`/v1/experiments/{id}/metrics?limit=10000`, then `after_epoch` for more)."""
-    body = export.metrics_csv(session, experiment_id)
+    body = await in_session(lambda s: export.metrics_csv(s, experiment_id))
     disposition = f'attachment; filename="{export.filename(experiment_id)}"'
     return Response(body, media_type=export.MEDIA_TYPE,
                     headers={"Content-Disposition": disposition})  # fmt: skip
@@ -216,9 +213,8 @@ def export_metrics_csv(experiment_id: RowId, session: SessionDep) -> Response:
               "or one whose steps cannot be computed (no steps_per_epoch yet)"},
     },
 )  # fmt: skip
-def get_lr(
+async def get_lr(
     experiment_id: RowId,
-    session: SessionDep,
     resolution: Annotated[
         lr_trace.Resolution,
         Query(description="epoch: one point per stored epoch (lr, lr_min, lr_max); step: one "
@@ -233,20 +229,21 @@ def get_lr(
 ) -> Response:  # fmt: skip
     """The run's LR per epoch or per optimizer step: recorded, or (per step, for schedules that
     do not depend on data) computed by the worker's schedule code."""
-    body = lr_trace.trace(session, experiment_id, resolution, max_points)
-    return Response(to_json(body), media_type="application/json")
+    body = await in_session(lambda s: to_json(lr_trace.trace(s, experiment_id, resolution,
+                                                             max_points)))  # fmt: skip
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{experiment_id}/decisions", response_model=DecisionList, responses=ERRORS)
-def get_decisions(experiment_id: RowId, session: SessionDep) -> DecisionList:
+async def get_decisions(experiment_id: RowId) -> DecisionList:
     """Every LR reduction and the stop, with the numbers and a sentence that explain it."""
-    return service.decisions(session, experiment_id)
+    return await in_session(lambda s: service.decisions(s, experiment_id))
 
 
 @router.post("/{experiment_id}/cancel", response_model=ExperimentOut, responses=ERRORS)
-def cancel_experiment(experiment_id: RowId, session: SessionDep) -> ExperimentOut:
+async def cancel_experiment(experiment_id: RowId) -> ExperimentOut:
     """Queued: cancelled at once. Running: stops at the next batch boundary."""
-    return service.out(session, service.cancel(session, experiment_id))
+    return await in_session(lambda s: service.out(s, service.cancel(s, experiment_id)))
 
 
 @router.get(
@@ -266,13 +263,12 @@ def cancel_experiment(experiment_id: RowId, session: SessionDep) -> ExperimentOu
         503: {"description": "The artifact store is unavailable; see Retry-After"},
     },
 )  # fmt: skip
-def download_model(
+async def download_model(
     experiment_id: RowId,
-    session: SessionDep,
     if_none_match: Annotated[str | None, Header(max_length=1000)] = None,
 ) -> Response:
     """Download the run's final model as `experiment-<id>.safetensors`."""
-    return downloads.response(session, experiment_id, if_none_match)
+    return await in_session(lambda s: downloads.response(s, experiment_id, if_none_match))
 
 
 @router.delete(
@@ -285,9 +281,9 @@ def download_model(
         503: {"description": "The artifact store is unavailable; nothing was deleted"},
     },
 )
-def delete_experiment(experiment_id: RowId, session: SessionDep) -> Response:
+async def delete_experiment(experiment_id: RowId) -> Response:
     """Delete an ended run: its model and checkpoints in the artifact store, then its rows
     (epochs, decisions, tags, attempts). A run of a sweep may be deleted; the sweep no longer
     lists it."""
-    service.delete(session, experiment_id)
+    await in_session(lambda s: service.delete(s, experiment_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy.orm import Session
 
 from service.kit.auth import CallerDep
-from service.kit.deps import SessionDep
+from service.kit.deps import in_session
 from service.kit.params import DB_INT_MAX, RowId
 from service.lr_range import service
 from service.lr_range.schemas import RangeTestOut, RangeTestPage, RangeTestRequest
@@ -22,13 +23,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such LR rang
     response_model=RangeTestOut,
     responses={422: {"description": "Invalid input; `loc` is the field path"}},
 )
-def create_range_test(
-    body: RangeTestRequest, session: SessionDep, caller: CallerDep
-) -> RangeTestOut:
+async def create_range_test(body: RangeTestRequest, caller: CallerDep) -> RangeTestOut:
     """Queue Leslie Smith's LR range test on the spec's model and data."""
-    experiment = service.create(session, body, caller.name)
-    session.flush()
-    return service.out(session, experiment)
+
+    def create(session: Session) -> RangeTestOut:
+        experiment = service.create(session, body, caller.name)
+        session.flush()
+        return service.out(session, experiment)
+
+    return await in_session(create)
 
 
 @router.get(
@@ -36,8 +39,7 @@ def create_range_test(
     response_model=RangeTestPage,
     responses={422: {"description": "Invalid query; `loc` is the parameter's path"}},
 )
-def list_range_tests(
-    session: SessionDep,
+async def list_range_tests(
     status_: Annotated[
         list[ExperimentStatus] | None,
         Query(alias="status", description="Only tests in these statuses; repeat for several"),
@@ -49,22 +51,24 @@ def list_range_tests(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RangeTestPage:
     """The range tests, newest first, with their suggestions (points: `GET /{test_id}`)."""
-    return service.list_page(session, statuses=list(status_ or []), cursor=cursor, limit=limit)
+    statuses: list[str] = list(status_ or [])
+    return await in_session(
+        lambda s: service.list_page(s, statuses=statuses, cursor=cursor, limit=limit)
+    )
 
 
 @router.get("/{test_id}", response_model=RangeTestOut, responses=ERRORS)
-def get_range_test(
+async def get_range_test(
     test_id: RowId,
-    session: SessionDep,
     from_step: Annotated[
         int, Query(ge=0, le=DB_INT_MAX, description="Only points with step >= this")
     ] = 0,
 ) -> RangeTestOut:
     """The test, its points so far and, once finished, the suggested LR and its rule."""
-    return service.out(session, service.get(session, test_id), from_step)
+    return await in_session(lambda s: service.out(s, service.get(s, test_id), from_step))
 
 
 @router.post("/{test_id}/cancel", response_model=RangeTestOut, responses=ERRORS)
-def cancel_range_test(test_id: RowId, session: SessionDep) -> RangeTestOut:
+async def cancel_range_test(test_id: RowId) -> RangeTestOut:
     """Queued: cancelled at once. Running: stops at the next batch; its points stay."""
-    return service.out(session, service.cancel(session, test_id))
+    return await in_session(lambda s: service.out(s, service.cancel(s, test_id)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.kit.deps import SessionDep
+from service.kit.deps import in_session
 from service.workers import service
 from service.workers.schemas import WorkerList
 
@@ -12,7 +12,7 @@ router = APIRouter(prefix="/v1/workers", tags=["workers"])
 
 
 @router.get("", response_model=WorkerList)
-def list_workers(session: SessionDep) -> WorkerList:
+async def list_workers() -> WorkerList:
     """Every registered worker: host, pid, queues, devices, plugins (with their params, defaults
     and package versions), current run, and whether it is alive, lost or stopped."""
-    return service.list_workers(session)
+    return await in_session(service.list_workers)

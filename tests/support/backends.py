@@ -160,6 +160,7 @@ def in_process(backend: Backend) -> Iterator[None]:
     """Point this process's settings and database engine at `backend` (for code called
     in-process: the API's TestClient, the worker's runs, the reaper), and back afterwards."""
     from service.config import settings
+    from service.dispatch import service as dispatch
     from service.kit import db
 
     saved = settings.database_url, settings.data_dir, settings.artifact_url
@@ -171,6 +172,9 @@ def in_process(backend: Backend) -> Iterator[None]:
     try:
         yield
     finally:
+        # A POST's messages are marked sent by the outbox's thread after the response: done
+        # here, on this database, not in the next test's (a failed mark logs in its output).
+        dispatch.wait_sent()
         db.get_engine().dispose()
         db.get_engine.cache_clear()
         db.get_sessionmaker.cache_clear()
