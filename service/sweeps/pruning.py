@@ -25,8 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service.dispatch import service as dispatch
-from service.experiments.models import Experiment
-from service.experiments.repository import ExperimentRepository
+from service.experiments.repository import DEFAULT_EPOCHS, ExperimentRepository, Member
 from service.kit.logging import get_logger
 from service.kit.notify import announce
 from service.kit.time import utcnow
@@ -140,19 +139,15 @@ class RunPruner:
         return epoch in self.rungs
 
 
-def _epochs(run: Experiment) -> int:
-    return int(run.spec.get("epochs", 20))
-
-
-def brackets_of(rule: Rule, runs: list[Experiment]) -> dict[int, int]:
+def brackets_of(rule: Rule, runs: list[Member]) -> dict[int, int]:
     """Each run's bracket: its index among its stage's runs (by id) drawn into a bracket."""
     out: dict[int, int] = {}
-    by_stage: dict[int, list[Experiment]] = {}
+    by_stage: dict[int, list[Member]] = {}
     for run in sorted(runs, key=lambda r: r.id):
         by_stage.setdefault(run.sweep_stage or 1, []).append(run)
     for stage_runs in by_stage.values():
         for i, run in enumerate(stage_runs):
-            count = rule.brackets(_epochs(run))
+            count = rule.brackets(run.epochs)
             out[run.id] = pruning.bracket_of(i, rule.seed, count, rule.eta) if count > 1 else 0
     return out
 
@@ -169,12 +164,13 @@ def for_run(session: Session, experiment_id: int, fresh: bool = False) -> RunPru
         return None
     bracket = 0
     if rule.type == "hyperband":
-        bracket = brackets_of(rule, ExperimentRepository(session).in_sweep(run.sweep_id))[run.id]
+        bracket = brackets_of(rule, ExperimentRepository(session).members_of(run.sweep_id))[run.id]
     taken = {}
     if rule.synchronous and not fresh:
         taken = {d.epoch: Taken.of(d) for d in PruningRepository(session).taken_about(run.id)}
     return RunPruner(rule, run.sweep_id, run.id, run.sweep_stage or 1, bracket,
-                     tuple(rule.rungs(_epochs(run), bracket)), taken)  # fmt: skip
+                     tuple(rule.rungs(int(run.spec.get("epochs", DEFAULT_EPOCHS)), bracket)),
+                     taken)  # fmt: skip
 
 
 def _decision_row(p: RunPruner, v: pruning.Verdict) -> dict[str, Any]:
@@ -236,9 +232,9 @@ def complete_rungs(session: Session, sweep_id: int, rule: Rule | None) -> int:
         # One group per stage, and stages never overlap: a run still queued or training means
         # no rung is complete. Checked with a count, so each of 1,000 pauses is one cheap read.
         return 0
-    runs = repo.in_sweep(sweep_id)
+    runs = repo.members_of(sweep_id)
     brackets = brackets_of(rule, runs) if rule.type == "hyperband" else {}
-    groups: dict[tuple[int, int], list[Experiment]] = {}
+    groups: dict[tuple[int, int], list[Member]] = {}
     for run in runs:
         groups.setdefault((run.sweep_stage or 1, brackets.get(run.id, 0)), []).append(run)
     decided = 0
@@ -250,7 +246,7 @@ def complete_rungs(session: Session, sweep_id: int, rule: Rule | None) -> int:
 
 
 def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: int, epoch: int,
-              group: list[Experiment]) -> int:  # fmt: skip
+              group: list[Member]) -> int:  # fmt: skip
     reached = [r for r in group if r.status == ExperimentStatus.WAITING and r.epochs_run == epoch]
     at_rung = {r.id for r in reached}
     live = [r for r in group if r.status not in FINAL and r.id not in at_rung]
@@ -262,7 +258,7 @@ def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: 
     decided = PruningRepository(session)
     if not decided.decide_rung(row):
         return 0  # decided by another process
-    rung = rule.rungs(_epochs(reached[0]), bracket).index(epoch)
+    rung = rule.rungs(reached[0].epochs, bracket).index(epoch)
     runs = ExperimentRepository(session)
     stored_at = runs.values_at([r.id for r in reached], epoch, rule.metric)  # the whole rung
     values = [(r.id, stored_at.get(r.id)) for r in reached]

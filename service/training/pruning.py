@@ -15,6 +15,7 @@ sentence a person reads; the caller stores it (service/sweeps/pruning.py).
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import statistics
@@ -62,9 +63,12 @@ def bracket_weights(count: int, eta: int) -> list[int]:
     return [math.ceil((s_max + 1) / (s_max - b + 1) * eta ** (s_max - b)) for b in range(count)]
 
 
+@functools.lru_cache(maxsize=16384)
 def bracket_of(index: int, seed: int, count: int, eta: int) -> int:
     """The bracket of a group's `index`-th trial (by id): a draw weighted by `bracket_weights`
-    from random.Random(f"{seed}:{index}"), so it never depends on when or where it is asked."""
+    from random.Random(f"{seed}:{index}"), so it never depends on when or where it is asked.
+    Kept: a hyperband pruner asks for every trial's bracket at each pause, and 1,000 seeded
+    draws cost ~13 ms."""
     rng = random.Random(f"{seed}:{index}")
     return rng.choices(range(count), weights=bracket_weights(count, eta))[0]
 
