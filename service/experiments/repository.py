@@ -4,7 +4,7 @@ writes SQL against these tables."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple, cast
 
@@ -473,12 +473,12 @@ class ExperimentRepository:
         )  # fmt: skip
         return {i: None if v is None else float(v) for i, v in self.session.execute(q)}
 
-    def any_going_in_sweep(self, sweep_id: int) -> bool:
-        """Whether a run of the sweep is queued or training (a count: one cheap read)."""
-        going = (ExperimentStatus.QUEUED, ExperimentStatus.RUNNING)
+    def any_in_sweep(self, sweep_id: int, statuses: Collection[str]) -> bool:
+        """Whether a run of the sweep is in one of `statuses` (a count: one cheap read, where
+        loading a sweep's runs may be 1,000 rows)."""
         return bool(self.session.scalar(
             select(func.count()).select_from(Experiment)
-            .where(Experiment.sweep_id == sweep_id, Experiment.status.in_(going))
+            .where(Experiment.sweep_id == sweep_id, Experiment.status.in_(list(statuses)))
         ))  # fmt: skip
 
     # -- writes by the API ---------------------------------------------------------------------

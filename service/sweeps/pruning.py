@@ -228,7 +228,8 @@ def complete_rungs(session: Session, sweep_id: int, rule: Rule | None) -> int:
     if rule is None or not rule.synchronous:
         return 0
     repo = ExperimentRepository(session)
-    if rule.type == "successive_halving" and repo.any_going_in_sweep(sweep_id):
+    going = (ExperimentStatus.QUEUED, ExperimentStatus.RUNNING)
+    if rule.type == "successive_halving" and repo.any_in_sweep(sweep_id, going):
         # One group per stage, and stages never overlap: a run still queued or training means
         # no rung is complete. Checked with a count, so each of 1,000 pauses is one cheap read.
         return 0

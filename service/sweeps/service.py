@@ -24,7 +24,7 @@ from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import PruningRepository, SweepRepository
 from service.sweeps.schemas import SweepCreated, SweepDecisionOut, SweepIn, SweepOut, SweepPage
 from service.training.spec import METRICS_ANY, ExperimentSpec, metrics_for
-from service.training.status import FINAL
+from service.training.status import FINAL, LIVE
 
 log = get_logger(__name__)
 
@@ -156,9 +156,10 @@ def advance(session: Session, sweep_id: int) -> bool:
         return False
     if sweep.request.get("pruner"):  # a run that ended may complete a rung
         pruning.complete_rungs(session, sweep.id, pruning.Rule.of(sweep))
-    runs = ExperimentRepository(session).in_sweep(sweep_id)
-    if any(r.status not in FINAL for r in runs):
+    repo = ExperimentRepository(session)
+    if repo.any_in_sweep(sweep_id, LIVE):  # a count: this runs after every run of the sweep
         return False
+    runs = repo.in_sweep(sweep_id)
     if sweep.strategy == "lr_coarse_to_fine" and sweep.stage == 1:
         _launch_fine(session, sweep, runs)
     else:

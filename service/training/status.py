@@ -31,6 +31,8 @@ FINAL: frozenset[ExperimentStatus] = frozenset(
         ExperimentStatus.PRUNED,
     }
 )
+# Not ended yet: queued, running, or waiting at a pruner's rung.
+LIVE: frozenset[ExperimentStatus] = frozenset(set(ExperimentStatus) - FINAL)
 # Ended well: trained to the end, or stopped early by its own rule.
 OK: frozenset[ExperimentStatus] = frozenset(
     {ExperimentStatus.SUCCEEDED, ExperimentStatus.EARLY_STOPPED}

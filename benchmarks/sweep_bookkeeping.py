@@ -1,10 +1,13 @@
-"""What a synchronous pruner costs a worker at each pause of a large sweep (#15: up to 1,000
-trials): `complete_rungs` as a run's worker calls it after the run goes `waiting`, on a sweep of
-`--trials` queued runs (none waiting yet: the common case, every pause but a rung's last), for
-hyperband (which must place every run in its bracket) against successive halving (one count
-of the runs still going) in the same run. In-process, on a fresh database of each kind.
+"""What a large sweep's bookkeeping costs a worker (#15: sweeps of up to 1,000 trials), on a
+sweep of `--trials` queued runs, in-process, on a fresh database:
+- at each pause at a synchronous rung: `complete_rungs`, as a run's worker calls it after the run
+  goes `waiting` (none else waiting yet: every pause but a rung's last), for hyperband (which
+  must place every run in its bracket) against successive halving (one count of the runs still
+  going) in the same run;
+- after each run ends: `advance` (is every run of the sweep over? then the next stage or the
+  end), which housekeeping also calls for every running sweep.
 
-    .venv/bin/python benchmarks/pruner_pause.py [--database-url URL] [--trials 1000]
+    .venv/bin/python benchmarks/sweep_bookkeeping.py [--database-url URL] [--trials 1000]
 
 The default database is a temporary SQLite file; PostgreSQL: a fresh database's URL.
 """
@@ -17,9 +20,15 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def main() -> None:
@@ -41,6 +50,7 @@ def main() -> None:
     from service.kit import migrate
     from service.kit.db import session_scope
     from service.sweeps import pruning
+    from service.sweeps import service as sweep_service
     from service.sweeps.repository import SweepRepository
 
     migrate.upgrade(url)
@@ -60,23 +70,31 @@ def main() -> None:
             sweeps[kind] = r.json()["sweep_id"]
     dispatch.wait_sent(120)  # the runs' tasks are sent and marked: nothing else runs beside
 
+    def timed(what: str, kind: str, call: Callable[[Session], object]) -> float:
+        times = []
+        for _ in range(args.repeats + 1):  # the first compiles the statements
+            began = time.perf_counter()
+            with session_scope() as session:
+                call(session)
+            times.append((time.perf_counter() - began) * 1000)
+        median = statistics.median(times[1:])
+        print(f"  {what:14s} {kind:19s} median {median:6.1f} ms (first {times[0]:.1f}; "
+              f"all {' '.join(f'{t:.1f}' for t in times[1:])})")  # fmt: skip
+        return median
+
+    print(f"{args.trials} queued runs a sweep, {url.split(':')[0]}:")
     medians = {}
     for kind, sweep_id in sweeps.items():
         with session_scope() as session:
             sweep = SweepRepository(session).get(sweep_id)
             assert sweep is not None
             rule = pruning.Rule.of(sweep)
-        times = []
-        for _ in range(args.repeats + 1):  # the first compiles the statements
-            began = time.perf_counter()
-            with session_scope() as session:
-                pruning.complete_rungs(session, sweep_id, rule)
-            times.append((time.perf_counter() - began) * 1000)
-        medians[kind] = statistics.median(times[1:])
-        print(f"{kind:19s} {args.trials} runs: complete_rungs median {medians[kind]:6.1f} ms "
-              f"(first {times[0]:.1f}; all {' '.join(f'{t:.1f}' for t in times[1:])})")  # fmt: skip
+        pause = partial(pruning.complete_rungs, sweep_id=sweep_id, rule=rule)
+        medians[kind] = timed("a pause", kind, pause)
     ratio = medians["hyperband"] / medians["successive_halving"]
-    print(f"hyperband / successive halving: {ratio:.1f}×")
+    print(f"  a pause: hyperband / successive halving {ratio:.1f}×")
+    for kind, sweep_id in sweeps.items():
+        timed("a run's end", kind, partial(sweep_service.advance, sweep_id=sweep_id))
 
 
 if __name__ == "__main__":
