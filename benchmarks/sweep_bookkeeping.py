@@ -5,7 +5,8 @@ sweep of `--trials` queued runs, in-process, on a fresh database:
   must place every run in its bracket) against successive halving (one count of the runs still
   going) in the same run;
 - after each run ends: `advance` (is every run of the sweep over? then the next stage or the
-  end), which housekeeping also calls for every running sweep.
+  end), which housekeeping also calls for every running sweep;
+- cancelling the sweep (its runs cancelled).
 
     .venv/bin/python benchmarks/sweep_bookkeeping.py [--database-url URL] [--trials 1000]
 
@@ -95,6 +96,12 @@ def main() -> None:
     print(f"  a pause: hyperband / successive halving {ratio:.1f}×")
     for kind, sweep_id in sweeps.items():
         timed("a run's end", kind, partial(sweep_service.advance, sweep_id=sweep_id))
+    for kind, sweep_id in sweeps.items():  # last: it ends the sweep
+        began = time.perf_counter()
+        with session_scope() as session:
+            counts = sweep_service.cancel(session, sweep_id).counts
+        print(f"  {'the cancel':14s} {kind:19s} {(time.perf_counter() - began) * 1000:8.1f} ms "
+              f"(POST /v1/sweeps/{{id}}/cancel's work): {counts}")  # fmt: skip
 
 
 if __name__ == "__main__":

