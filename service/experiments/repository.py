@@ -35,7 +35,7 @@ from service.kit import notify
 from service.kit.notify import announce
 from service.kit.time import utcnow
 from service.kit.upsert import upsert
-from service.training.spec import ExperimentSpec
+from service.training.spec import DEFAULT_EPOCHS
 from service.training.status import FINAL, ExperimentStatus
 
 
@@ -156,10 +156,6 @@ _SINCE = (
     .order_by(EpochRow.epoch)
     .limit(bindparam("limit"))
 )
-
-
-# A stored spec is a whole dump (every field); older rows may lack what a later field added.
-DEFAULT_EPOCHS: int = ExperimentSpec.model_fields["epochs"].default
 
 
 class Member(NamedTuple):

@@ -25,13 +25,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service.dispatch import service as dispatch
-from service.experiments.repository import DEFAULT_EPOCHS, ExperimentRepository, Member
+from service.experiments.repository import ExperimentRepository, Member
 from service.kit.logging import get_logger
 from service.kit.notify import announce
 from service.kit.time import utcnow
 from service.sweeps.models import Sweep, SweepDecision
 from service.sweeps.repository import PruningRepository, SweepRepository
 from service.training import pruning
+from service.training.spec import DEFAULT_EPOCHS
 from service.training.status import FINAL, ExperimentStatus
 
 log = get_logger(__name__)
@@ -155,7 +156,8 @@ def brackets_of(rule: Rule, runs: list[Member]) -> dict[int, int]:
 def for_run(session: Session, experiment_id: int, fresh: bool = False) -> RunPruner | None:
     """The pruner of the run's sweep, or None (no sweep, no pruner). `fresh`: the run's first
     attempt, about which nothing can have been decided (no read of `taken`)."""
-    run = ExperimentRepository(session).get(experiment_id)
+    runs = ExperimentRepository(session)
+    run = runs.get(experiment_id)
     if run is None or run.sweep_id is None:
         return None
     sweep = SweepRepository(session).get(run.sweep_id)
@@ -164,7 +166,7 @@ def for_run(session: Session, experiment_id: int, fresh: bool = False) -> RunPru
         return None
     bracket = 0
     if rule.type == "hyperband":
-        bracket = brackets_of(rule, ExperimentRepository(session).members_of(run.sweep_id))[run.id]
+        bracket = brackets_of(rule, runs.members_of(run.sweep_id))[run.id]
     taken = {}
     if rule.synchronous and not fresh:
         taken = {d.epoch: Taken.of(d) for d in PruningRepository(session).taken_about(run.id)}

@@ -23,8 +23,8 @@ from service.sweeps import expand, leaderboard, pruning, trials
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import PruningRepository, SweepRepository
 from service.sweeps.schemas import SweepCreated, SweepDecisionOut, SweepIn, SweepOut, SweepPage
-from service.training.spec import METRICS_ANY, ExperimentSpec, metrics_for
-from service.training.status import FINAL, LIVE
+from service.training.spec import DEFAULT_EPOCHS, METRICS_ANY, ExperimentSpec, metrics_for
+from service.training.status import LIVE
 
 log = get_logger(__name__)
 
@@ -77,7 +77,7 @@ def _check_pruner(request: SweepIn, rows: list[Experiment], allowed: tuple[str, 
     if metric not in allowed:
         raise InvalidInput(f"{metric!r} is not recorded for {task}; allowed: {', '.join(allowed)}",
                            loc=[*loc, "metric"])  # fmt: skip
-    longest = max(int(r.spec.get("epochs", 20)) for r in rows)
+    longest = max(int(r.spec.get("epochs", DEFAULT_EPOCHS)) for r in rows)
     if request.pruner.min_epochs >= longest:
         raise InvalidInput(
             f"min_epochs {request.pruner.min_epochs} leaves no epoch to prune at: the longest "
@@ -137,7 +137,7 @@ def cancel(session: Session, sweep_id: int) -> SweepOut:
     sweep = _get(session, sweep_id)
     SweepRepository(session).cancel(sweep_id)
     repo = ExperimentRepository(session)
-    repo.cancel_many([run.id for run in repo.in_sweep(sweep_id) if run.status not in FINAL])
+    repo.cancel_many([run.id for run in repo.members_of(sweep_id) if run.status in LIVE])
     session.flush()
     session.refresh(sweep)
     return get(session, sweep_id)

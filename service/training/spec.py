@@ -49,6 +49,7 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 MAX_EPOCHS = 100_000
+DEFAULT_EPOCHS = 20  # a spec without `epochs`; stored specs name theirs
 METRICS_CLASSIFICATION = ("train_loss", "val_loss", "val_accuracy")
 METRICS_REGRESSION = ("train_loss", "val_loss", "val_mae")
 METRICS_ANY = ("train_loss", "val_loss", "val_accuracy", "val_mae")  # no dataset: either task's
@@ -321,7 +322,7 @@ class ExperimentSpec(Strict):
     divergence: DivergenceSpec | None = Field(
         default=DivergenceSpec(), exclude_if=lambda v: v == DivergenceSpec()
     )
-    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS), WHOLE] = 20
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS), WHOLE] = DEFAULT_EPOCHS
     batch_size: Annotated[int, Field(ge=1, le=1_000_000), WHOLE] = 64
     seed: Annotated[int, Field(ge=-MAX_SEED, le=MAX_SEED), WHOLE] = 0
     device: Annotated[str, Field(json_schema_extra={"pattern": "^(auto|cpu|cuda(:[0-9]+)?)$"})] = (
