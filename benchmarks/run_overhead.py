@@ -39,7 +39,9 @@ loop on the other by ~13 %), so it says how much of a ratio is the machine's siz
 `--stack postgres` uses a fresh database on 127.0.0.1:5432 (GLIDEPATH_TEST_PG) and a private
 redis-server (tests/support/servers.py), both gone at the end. Figures are medians over repeats (7
 by default); the ratios pair each service run with the mean of the bare runs just before and
-just after it (this box drifts ±10 % between runs, more over a minute).
+just after it (this box drifts ±10 % between runs, more over a minute). Single pairs of shape A
+spread 0.93-1.44x here, so seven pairs move its median by ±5 %: `--shapes A --repeats 25` (about a
+minute) resolves a few percent.
 Targets (#15): service / bare ≤ 1.05× for both shapes; start ≤ 30 ms.
 """
 
