@@ -1,11 +1,12 @@
 """What a large sweep's bookkeeping costs a worker (#15: sweeps of up to 1,000 trials), on a
 sweep of `--trials` queued runs, in-process, on a fresh database:
 - at each pause at a synchronous rung: `complete_rungs`, as a run's worker calls it after the run
-  goes `waiting` (none else waiting yet: every pause but a rung's last), for hyperband (which
-  must place every run in its bracket) against successive halving (one count of the runs still
-  going) in the same run;
+  goes `waiting` (none else waiting yet: every pause but a rung's last), for hyperband (a count
+  of the runs of the paused run's bracket still going) against successive halving (one count of
+  the sweep's runs still going) in the same run;
 - after each run ends: `advance` (is every run of the sweep over? then the next stage or the
-  end), which housekeeping also calls for every running sweep;
+  end), given the ended run's group as a worker gives it; and as housekeeping calls it for every
+  running sweep, not knowing a run (hyperband: every run read to place it in its bracket);
 - cancelling the sweep (its runs cancelled).
 
     .venv/bin/python benchmarks/sweep_bookkeeping.py [--database-url URL] [--trials 1000]
@@ -48,6 +49,7 @@ def main() -> None:
 
     from service.app import create_app
     from service.dispatch import service as dispatch
+    from service.experiments.repository import ExperimentRepository
     from service.kit import migrate
     from service.kit.db import session_scope
     from service.sweeps import pruning
@@ -84,18 +86,28 @@ def main() -> None:
         return median
 
     print(f"{args.trials} queued runs a sweep, {url.split(':')[0]}:")
-    medians = {}
+    medians, groups = {}, {}
     for kind, sweep_id in sweeps.items():
         with session_scope() as session:
             sweep = SweepRepository(session).get(sweep_id)
             assert sweep is not None
             rule = pruning.Rule.of(sweep)
-        pause = partial(pruning.complete_rungs, sweep_id=sweep_id, rule=rule)
+            runs = ExperimentRepository(session)
+            first = min(m.id for m in runs.members_of(sweep_id))
+            place = runs.place_in_sweep(first)
+            assert place is not None
+            _, stage, bracket = place
+            groups[kind] = None if bracket is None else (stage, bracket)
+        # As the first run's worker calls it when that run pauses (hyperband: its group).
+        pause = partial(pruning.complete_rungs, sweep_id=sweep_id, rule=rule, group=groups[kind])
         medians[kind] = timed("a pause", kind, pause)
     ratio = medians["hyperband"] / medians["successive_halving"]
     print(f"  a pause: hyperband / successive halving {ratio:.1f}×")
     for kind, sweep_id in sweeps.items():
-        timed("a run's end", kind, partial(sweep_service.advance, sweep_id=sweep_id))
+        ended = partial(sweep_service.advance, sweep_id=sweep_id, group=groups[kind])
+        timed("a run's end", kind, ended)
+    for kind, sweep_id in sweeps.items():
+        timed("housekeeping", kind, partial(sweep_service.advance, sweep_id=sweep_id))
     for kind, sweep_id in sweeps.items():  # last: it ends the sweep
         began = time.perf_counter()
         with session_scope() as session:

@@ -53,6 +53,9 @@ class Experiment(Base):
     # so this domain (and a worker that never loads sweeps) maps its tables on its own.
     sweep_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     sweep_stage: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A hyperband trial's bracket, drawn once as its stage's runs are created (NULL otherwise,
+    # and for sweeps created before it was stored: service/sweeps/pruning.py, brackets_of).
+    sweep_bracket: Mapped[int | None] = mapped_column(Integer, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The name of the token that made it (its sweep's, for a sweep's later stages); null when the

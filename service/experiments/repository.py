@@ -93,6 +93,16 @@ def _fence_and_end_statement(keys: tuple[str, ...]) -> Select[Any]:
     return select(fenced.c.id, fenced.c.announced).add_cte(ended)
 
 
+def _in_group(group: tuple[int, int] | None) -> list[ColumnElement[bool]]:
+    """The conditions for a sweep's runs of one (stage, stored hyperband bracket); stage 1 is
+    also NULL (runs of sweeps made before stages were numbered)."""
+    if group is None:
+        return []
+    stage, bracket = group
+    in_stage = func.coalesce(Experiment.sweep_stage, 1) == stage
+    return [in_stage, Experiment.sweep_bracket == bracket]
+
+
 def _core(
     session: Session, stmt: Executable, params: dict[str, Any] | None = None
 ) -> CursorResult[Any]:
@@ -166,6 +176,7 @@ class Member(NamedTuple):
     epochs_run: int
     sweep_stage: int | None
     epochs: int  # the spec's
+    bracket: int | None  # hyperband's, stored (None: not hyperband, or drawn before it was)
 
 
 class Since(NamedTuple):
@@ -398,17 +409,28 @@ class ExperimentRepository:
         q = select(Experiment).where(Experiment.sweep_id == sweep_id).order_by(Experiment.id)
         return list(self.session.scalars(q))
 
-    def members_of(self, sweep_id: int) -> list[Member]:
+    def members_of(self, sweep_id: int, group: tuple[int, int] | None = None) -> list[Member]:
         """The sweep's runs by id, as small rows: its pruner reads them at every pause, and a
-        sweep may have 1,000 (whole rows, specs parsed, took ~150 ms here)."""
+        sweep may have 1,000 (whole rows, specs parsed, took ~150 ms here). `group`: only
+        those of one (stage, stored bracket)."""
         epochs = func.coalesce(Experiment.spec["epochs"].as_integer(), DEFAULT_EPOCHS)
         q = (
             select(Experiment.id, Experiment.status, Experiment.epochs_run,
-                   Experiment.sweep_stage, epochs)
-            .where(Experiment.sweep_id == sweep_id)
+                   Experiment.sweep_stage, epochs, Experiment.sweep_bracket)
+            .where(Experiment.sweep_id == sweep_id, *_in_group(group))
             .order_by(Experiment.id)
         )  # fmt: skip
         return [Member(*row) for row in self.session.execute(q)]
+
+    def set_brackets(self, brackets: dict[int, int]) -> None:
+        """Store hyperband brackets (run id -> bracket): a statement per bracket."""
+        by_bracket: dict[int, list[int]] = {}
+        for run_id, bracket in brackets.items():
+            by_bracket.setdefault(bracket, []).append(run_id)
+        for bracket, ids in by_bracket.items():
+            self.session.execute(
+                update(Experiment).where(Experiment.id.in_(ids)).values(sweep_bracket=bracket)
+            )
 
     def sweep_status_counts(self, sweep_ids: Sequence[int]) -> dict[int, dict[str, int]]:
         """For each sweep, how many of its runs are in each status."""
@@ -423,11 +445,15 @@ class ExperimentRepository:
                 counts[sweep_id][status] = n
         return counts
 
-    def sweep_of(self, experiment_id: int) -> int | None:
-        sweep_id: int | None = self.session.scalar(
-            select(Experiment.sweep_id).where(Experiment.id == experiment_id)
-        )
-        return sweep_id
+    def place_in_sweep(self, experiment_id: int) -> tuple[int, int, int | None] | None:
+        """(sweep, stage, stored hyperband bracket) of a run of a sweep; None for other runs."""
+        row = self.session.execute(
+            select(Experiment.sweep_id, func.coalesce(Experiment.sweep_stage, 1),
+                   Experiment.sweep_bracket).where(Experiment.id == experiment_id)
+        ).first()  # fmt: skip
+        if row is None or row[0] is None:
+            return None
+        return int(row[0]), int(row[1]), row[2]
 
     def best_values(
         self, experiment_ids: Sequence[int], metric: str, mode: str
@@ -469,12 +495,15 @@ class ExperimentRepository:
         )  # fmt: skip
         return {i: None if v is None else float(v) for i, v in self.session.execute(q)}
 
-    def any_in_sweep(self, sweep_id: int, statuses: Collection[str]) -> bool:
-        """Whether a run of the sweep is in one of `statuses` (a count: one cheap read, where
-        loading a sweep's runs may be 1,000 rows)."""
+    def any_in_sweep(
+        self, sweep_id: int, statuses: Collection[str], group: tuple[int, int] | None = None
+    ) -> bool:
+        """Whether a run of the sweep (of one (stage, stored bracket): `group`) is in one of
+        `statuses` (a count: one cheap read, where loading a sweep's runs may be 1,000 rows)."""
         return bool(self.session.scalar(
             select(func.count()).select_from(Experiment)
-            .where(Experiment.sweep_id == sweep_id, Experiment.status.in_(list(statuses)))
+            .where(Experiment.sweep_id == sweep_id, Experiment.status.in_(list(statuses)),
+                   *_in_group(group))
         ))  # fmt: skip
 
     # -- writes by the API ---------------------------------------------------------------------

@@ -19,12 +19,14 @@ stored one. Decisions depend only on stored values, so a crash changes none of t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from service.dispatch import service as dispatch
+from service.experiments.models import Experiment
 from service.experiments.repository import ExperimentRepository, Member
 from service.kit.logging import get_logger
 from service.kit.notify import announce
@@ -93,9 +95,10 @@ class Rule:
                 f"of its group has reached it or ended, then {keep} continue")  # fmt: skip
         if self.type == "hyperband":
             text = (f"hyperband: brackets b = 0.. of {text}, bracket b's first rung at "
-                    f"{r}·{eta}^b; the trial with index i among its stage's runs (by id) goes to "
-                    f"the bracket drawn by random.Random(f'{self.seed}:{{i}}').choices over the "
-                    "brackets weighted ⌈(s_max+1)/(s+1)·η^s⌉, s = s_max − b")  # fmt: skip
+                    f"{r}·{eta}^b; the trial with index i among its stage's runs (by id, as "
+                    f"created) goes to the bracket drawn by "
+                    f"random.Random(f'{self.seed}:{{i}}').choices over the brackets weighted "
+                    "⌈(s_max+1)/(s+1)·η^s⌉, s = s_max − b")  # fmt: skip
         return text
 
 
@@ -141,16 +144,41 @@ class RunPruner:
 
 
 def brackets_of(rule: Rule, runs: list[Member]) -> dict[int, int]:
-    """Each run's bracket: its index among its stage's runs (by id) drawn into a bracket."""
+    """Each run's bracket: the stored one, else its index among its stage's runs (by id) drawn
+    into a bracket."""
     out: dict[int, int] = {}
     by_stage: dict[int, list[Member]] = {}
     for run in sorted(runs, key=lambda r: r.id):
         by_stage.setdefault(run.sweep_stage or 1, []).append(run)
     for stage_runs in by_stage.values():
         for i, run in enumerate(stage_runs):
+            if run.bracket is not None:
+                out[run.id] = run.bracket
+                continue
             count = rule.brackets(run.epochs)
             out[run.id] = pruning.bracket_of(i, rule.seed, count, rule.eta) if count > 1 else 0
     return out
+
+
+def store_brackets(session: Session, rule: Rule | None, runs: list[Member]) -> dict[int, int]:
+    """Hyperband: each run's bracket (`brackets_of`), stored where it was not. A stage's runs get
+    theirs as they are created (`draw_brackets`), so that deleting an ended run moves no other
+    run's index, hence bracket; runs of sweeps created before brackets were stored get theirs the
+    first time the pruner asks. Other rules: none."""
+    if rule is None or rule.type != "hyperband":
+        return {}
+    brackets = brackets_of(rule, runs)
+    ExperimentRepository(session).set_brackets(
+        {r.id: brackets[r.id] for r in runs if r.bracket is None}
+    )
+    return brackets
+
+
+def draw_brackets(session: Session, sweep: Sweep, rows: Sequence[Experiment]) -> None:
+    """A stage's runs just inserted: a hyperband sweep's get their brackets (`store_brackets`)."""
+    members = [Member(r.id, r.status, 0, r.sweep_stage, int(r.spec.get("epochs", DEFAULT_EPOCHS)),
+                      None) for r in rows]  # fmt: skip
+    store_brackets(session, Rule.of(sweep), members)
 
 
 def for_run(session: Session, experiment_id: int, fresh: bool = False) -> RunPruner | None:
@@ -164,9 +192,9 @@ def for_run(session: Session, experiment_id: int, fresh: bool = False) -> RunPru
     rule = Rule.of(sweep) if sweep is not None else None
     if rule is None:
         return None
-    bracket = 0
-    if rule.type == "hyperband":
-        bracket = brackets_of(rule, runs.members_of(run.sweep_id))[run.id]
+    bracket = run.sweep_bracket or 0
+    if rule.type == "hyperband" and run.sweep_bracket is None:  # a sweep from before they were
+        bracket = store_brackets(session, rule, runs.members_of(run.sweep_id))[run.id]
     taken = {}
     if rule.synchronous and not fresh:
         taken = {d.epoch: Taken.of(d) for d in PruningRepository(session).taken_about(run.id)}
@@ -223,10 +251,13 @@ def wait_at_rung(session: Session, experiment_id: int, attempt: int, epoch: int)
                               epochs_run=epoch)  # fmt: skip
 
 
-def complete_rungs(session: Session, sweep_id: int, rule: Rule | None) -> int:
+def complete_rungs(session: Session, sweep_id: int, rule: Rule | None,
+                   group: tuple[int, int] | None = None) -> int:  # fmt: skip
     """Decide every synchronous rung of the sweep that is complete and not yet decided; how
-    many were. `rule`: the sweep's (`Rule.of`). Safe to call any number of times, from any
-    process."""
+    many were. `rule`: the sweep's (`Rule.of`). `group`: the (stage, stored bracket) of the run
+    that paused or ended, the only group whose rungs that can complete (hyperband: a count of
+    its runs going, then its runs read, where the whole sweep may be 1,000). Safe to call any
+    number of times, from any process."""
     if rule is None or not rule.synchronous:
         return 0
     repo = ExperimentRepository(session)
@@ -235,16 +266,22 @@ def complete_rungs(session: Session, sweep_id: int, rule: Rule | None) -> int:
         # One group per stage, and stages never overlap: a run still queued or training means
         # no rung is complete. Checked with a count, so each of 1,000 pauses is one cheap read.
         return 0
-    runs = repo.members_of(sweep_id)
-    brackets = brackets_of(rule, runs) if rule.type == "hyperband" else {}
+    if rule.type == "hyperband" and group is not None:
+        if repo.any_in_sweep(sweep_id, going, group):
+            return 0
+        runs = repo.members_of(sweep_id, group)
+        brackets = {r.id: group[1] for r in runs}
+    else:
+        runs = repo.members_of(sweep_id)
+        brackets = store_brackets(session, rule, runs)
     groups: dict[tuple[int, int], list[Member]] = {}
     for run in runs:
         groups.setdefault((run.sweep_stage or 1, brackets.get(run.id, 0)), []).append(run)
     decided = 0
-    for (stage, bracket), group in groups.items():
-        waiting = {r.epochs_run for r in group if r.status == ExperimentStatus.WAITING}
+    for (stage, bracket), members in groups.items():
+        waiting = {r.epochs_run for r in members if r.status == ExperimentStatus.WAITING}
         for epoch in sorted(waiting):
-            decided += _complete(session, sweep_id, rule, stage, bracket, epoch, group)
+            decided += _complete(session, sweep_id, rule, stage, bracket, epoch, members)
     return decided
 
 

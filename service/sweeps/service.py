@@ -39,7 +39,9 @@ def _insert(
         if stage_tag:
             tags["sweep_stage"] = stage_tag
         row.spec = {**row.spec, "tags": tags}
-    return experiments.insert_many(session, rows)
+    ids = experiments.insert_many(session, rows)
+    pruning.draw_brackets(session, sweep, rows)
+    return ids
 
 
 def create(session: Session, request: SweepIn, created_by: str | None = None) -> SweepCreated:
@@ -146,14 +148,15 @@ def cancel(session: Session, sweep_id: int) -> SweepOut:
 # -- moving on -----------------------------------------------------------------------------------
 
 
-def advance(session: Session, sweep_id: int) -> bool:
+def advance(session: Session, sweep_id: int, group: tuple[int, int] | None = None) -> bool:
     """If every run of the sweep has ended: launch lr_coarse_to_fine's stage 2, or mark the
-    sweep finished. Safe to call any number of times from any process."""
+    sweep finished. `group`: the (stage, stored bracket) of the run that ended, if known. Safe
+    to call any number of times from any process."""
     sweep = SweepRepository(session).get(sweep_id)
     if sweep is None or sweep.status != SweepStatus.RUNNING:
         return False
-    if sweep.request.get("pruner"):  # a run that ended may complete a rung
-        pruning.complete_rungs(session, sweep.id, pruning.Rule.of(sweep))
+    if sweep.request.get("pruner"):  # a run that ended may complete a rung of its group
+        pruning.complete_rungs(session, sweep.id, pruning.Rule.of(sweep), group)
     repo = ExperimentRepository(session)
     if repo.any_in_sweep(sweep_id, LIVE):  # a count: this runs after every run of the sweep
         return False
@@ -203,8 +206,11 @@ def _id_of(runs: list[Experiment], lr: float) -> int:
 def advance_for(experiment_id: int) -> bool:
     """After a run ended: move its sweep on, if it belongs to one."""
     with session_scope() as session:
-        sweep_id = ExperimentRepository(session).sweep_of(experiment_id)
-        return sweep_id is not None and advance(session, sweep_id)
+        place = ExperimentRepository(session).place_in_sweep(experiment_id)
+        if place is None:
+            return False
+        sweep_id, stage, bracket = place
+        return advance(session, sweep_id, None if bracket is None else (stage, bracket))
 
 
 def advance_running(limit: int = 100) -> int:

@@ -216,6 +216,65 @@ def test_hyperband_runs_successive_halving_in_each_bracket(client: TestClient) -
     assert {d["bracket"] for d in decisions} >= {0, 1}
 
 
+def test_deleting_an_ended_trial_moves_no_other_into_another_bracket(client: TestClient) -> None:
+    """A trial's bracket is drawn from its index among its stage's runs as the sweep is created
+    and kept: deleting an ended run of the running sweep (allowed) shifts the later runs'
+    indices, which must not regroup them. Drawn again from the shifted indices (as before the
+    brackets were stored), this sweep never finished: runs waited at a rung of a group that had
+    changed under them."""
+    from service.training.pruning import bracket_of
+
+    sweep_id = sweep_of(client, {"type": "hyperband", "min_epochs": 1, "seed": 0})
+    ids = queued_in(client, sweep_id)
+    drawn = {i: bracket_of(n, 0, 3, 3) for n, i in enumerate(ids)}  # 3 brackets for 9 epochs
+    for exp_id in ids:  # one worker, each run once: each bracket's first rung is decided
+        if run_experiment(exp_id).ended_run:
+            sweeps.advance_for(exp_id)
+    runs = client.get(f"/v1/sweeps/{sweep_id}").json()["experiments"]
+    live = [e["experiment_id"] for e in runs if e["status"] in ("queued", "waiting")]
+    # A pruned run before a live one whose index, one lower, would draw another bracket.
+    deleted = next(e["experiment_id"] for e in runs if e["status"] == "pruned" and any(
+        i > e["experiment_id"] and bracket_of(ids.index(i) - 1, 0, 3, 3) != drawn[i]
+        for i in live))  # fmt: skip
+    assert client.delete(f"/v1/experiments/{deleted}").status_code == 204
+    drain(client, sweep_id)
+    detail = client.get(f"/v1/sweeps/{sweep_id}").json()
+    assert detail["status"] == "finished"
+    decisions = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+    assert decisions and {d["experiment_id"] for d in decisions} <= set(ids) - {deleted}
+    assert [d["bracket"] for d in decisions] == [drawn[d["experiment_id"]] for d in decisions]
+    for g in detail["pruning"]["rungs"]:  # each rung decided over its own bracket's trials
+        assert g["reached"] <= sum(b == g["bracket"] for b in drawn.values())
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # the rule, not the store
+def test_a_sweep_from_before_brackets_were_stored_is_pruned_by_the_same_draw(
+    client: TestClient,
+) -> None:
+    """Runs of a hyperband sweep created before the bracket was stored with each run (NULL)
+    get the bracket the stated rule draws, stored the first time the pruner asks."""
+    from sqlalchemy import text
+
+    from service.kit.db import session_scope
+    from service.training.pruning import bracket_of
+
+    sweep_id = sweep_of(client, {"type": "hyperband", "min_epochs": 1, "seed": 3})
+    ids = queued_in(client, sweep_id)
+    with session_scope() as session:
+        session.execute(text("UPDATE experiments SET sweep_bracket = NULL WHERE sweep_id = :s"),
+                        {"s": sweep_id})  # fmt: skip
+    drain(client, sweep_id)
+    assert client.get(f"/v1/sweeps/{sweep_id}").json()["status"] == "finished"
+    decisions = client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+    assert {d["bracket"] for d in decisions} >= {0, 1}
+    for d in decisions:
+        assert d["bracket"] == bracket_of(ids.index(d["experiment_id"]), 3, 3, 3)
+    with session_scope() as session:
+        stored = session.execute(text("SELECT id, sweep_bracket FROM experiments "
+                                      "WHERE sweep_id = :s"), {"s": sweep_id}).all()  # fmt: skip
+    assert {i: b for i, b in stored} == {i: bracket_of(n, 3, 3, 3) for n, i in enumerate(ids)}
+
+
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # the rule, not the store
 def test_each_stage_of_coarse_to_fine_is_pruned_on_its_own(client: TestClient) -> None:
     body = {"base": {**BASE, "epochs": 3}, "strategy": "lr_coarse_to_fine", "min_lr": 1e-3,

@@ -49,5 +49,6 @@ def pause(experiment_id: int, attempt: int, p: pruning.RunPruner, epoch: int) ->
             return False
     log.info("waiting", epoch=epoch, rung=p.rung_of(epoch))
     with session_scope() as session:
-        pruning.complete_rungs(session, p.sweep_id, p.rule)  # the rule as the attempt read it
+        # The rule as the attempt read it; only this run's group can have completed a rung.
+        pruning.complete_rungs(session, p.sweep_id, p.rule, (p.stage, p.bracket))
     return True
