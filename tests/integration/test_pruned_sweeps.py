@@ -1,7 +1,9 @@
 """A successive-halving sweep on real API and worker processes (two workers, short leases), with
-the worker holding the last rung's winner SIGKILLed mid-run: the sweep still finishes, every
-decision follows the rule over the stored histories rung by rung, the killed run resumes from
-its checkpoint with a contiguous history, and fewer than half the unpruned epochs are trained."""
+the API and a worker SIGKILLed at once, mid-way through the first stage and again as the last
+rung's winner trains on: the sweep still finishes with the decisions of the same sweep
+undisturbed, every decision follows the rule over
+the stored histories rung by rung, the killed run resumes from its checkpoint with a contiguous
+history, and fewer than half the unpruned epochs are trained."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.test_faults import holder, trace
-from tests.support.stack import Stack
+from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,22 +28,64 @@ def at(c: httpx.Client, exp_id: int, epoch: int) -> float:
     return float(next(r["val_loss"] for r in trace(c, exp_id) if r["epoch"] == epoch))
 
 
+def training_now(stack: Stack, c: httpx.Client, sweep_id: int) -> tuple[int, Any]:
+    """A run of the sweep training now on a live worker: (its id, that worker's process)."""
+    alive = {p.pid: p for p in stack.procs.values() if p.poll() is None}
+    found: list[tuple[int, int]] = []
+
+    def one() -> bool:
+        page = c.get("/v1/experiments", params={"sweep_id": sweep_id, "status": "running"})
+        found[:] = [(e["id"], int(e["worker"].rsplit(":", 1)[1]))
+                    for e in page.json()["items"] if e["worker"]]  # fmt: skip
+        return any(pid in alive for _, pid in found)
+
+    wait_for(one, 60, stack.logs)
+    exp_id, pid = next((i, pid) for i, pid in found if pid in alive)
+    return exp_id, alive[pid]
+
+
+def by_lr(c: httpx.Client, sweep_id: int) -> list[tuple[Any, ...]]:
+    """The sweep's decisions by each run's base_lr, with their inputs: comparable across two
+    sweeps of one grid."""
+    lrs = {e["experiment_id"]: e["params"]["base_lr"]
+           for e in c.get(f"/v1/sweeps/{sweep_id}").json()["experiments"]}  # fmt: skip
+    return sorted((lrs[d["experiment_id"]], d["epoch"], d["decision"], d["value"], d["cutoff"])
+                  for d in c.get(f"/v1/sweeps/{sweep_id}/decisions").json())  # fmt: skip
+
+
 # The production stack (PostgreSQL, Redis, S3): the in-process tests cover the embedded one.
 @pytest.mark.postgres
 @pytest.mark.parametrize("fault_stack", ["postgres"], indirect=True)
-def test_a_killed_worker_changes_no_decision_of_a_synchronous_sweep(stack2: Stack) -> None:
+def test_a_killed_api_and_worker_change_no_decision_of_a_synchronous_sweep(stack2: Stack) -> None:
+    """The sweep once undisturbed, then again with the API and a worker SIGKILLed at once twice:
+    mid-way through the first stage, and as the last rung's winner trains on: the same
+    decisions, with the same values."""
     pruner = {"type": "successive_halving", "min_epochs": 5, "reduction_factor": 3}
     body = {"base": BASE, "strategy": "grid", "parameters": {"base_lr": LRS}, "pruner": pruner}
     with stack2.client() as c:
+        clean_id = c.post("/v1/sweeps", json=body).json()["sweep_id"]
+        stack2.wait_sweep(c, clean_id)
+        clean = by_lr(c, clean_id)
         sweep_id = c.post("/v1/sweeps", json=body).json()["sweep_id"]
+        # Mid-way through the first stage (before its rung is decided, as far as a poll can
+        # tell): the API and the worker of a run training, at once; then a worker in its place.
+        early, first_victim = training_now(stack2, c, sweep_id)
+        first_victim.kill()
+        stack2.restart_api()  # SIGKILL: the relay and the reaper die mid-sweep too
+        first_victim.wait()
+        stack2.start_worker(f"after-crash-{sweep_id}")
+
+    with stack2.client() as c:
         # Until the last rung is decided:
         stack2.wait_sweep(c, sweep_id, until=lambda s: len(s["pruning"]["rungs"]) == 2)
         [winner] = [d["experiment_id"] for d in c.get(f"/v1/sweeps/{sweep_id}/decisions").json()
                     if d["epoch"] == 15 and d["decision"] == "continue"]  # fmt: skip
         victim = holder(stack2, c, winner, min_epochs=17)
         victim.kill()
+        stack2.restart_api()
         victim.wait()
 
+    with stack2.client() as c:
         detail = stack2.wait_sweep(c, sweep_id)
         decisions = c.get(f"/v1/sweeps/{sweep_id}/decisions").json()
         assert [d["epoch"] for d in decisions] == [5] * 9 + [15] * 3
@@ -52,6 +96,8 @@ def test_a_killed_worker_changes_no_decision_of_a_synchronous_sweep(stack2: Stac
                     if d["epoch"] == epoch and d["decision"] == "continue"}  # fmt: skip
             assert kept == {i for _, i in ranked[:keep]}
         final = c.get(f"/v1/experiments/{winner}").json()
-        assert final["status"] == "succeeded" and final["attempt"] == 4  # 2 pauses, a kill
+        assert final["status"] == "succeeded"
+        assert final["attempt"] == 4 + (winner == early)  # 2 pauses, a kill (or two)
         assert [r["epoch"] for r in trace(c, winner)] == list(range(1, 46))
         assert detail["pruning"]["epochs_run"] == 9 * 5 + 3 * 10 + 30 < 9 * 45 / 2
+        assert by_lr(c, sweep_id) == clean

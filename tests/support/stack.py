@@ -61,6 +61,7 @@ class Stack:
     url: str
     log_dir: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    api_args: list[str] = field(default_factory=list)  # `glidepath api …`, its port fixed
 
     def client(self) -> httpx.Client:
         # 30 s: under the full suite on 2 cores a first POST (a dataset loaded, a sweep expanded)
@@ -74,6 +75,20 @@ class Stack:
         )
         self.procs[name] = proc
         return proc
+
+    def restart_api(self, sig: int = signal.SIGKILL, ready_s: float = 60) -> None:
+        """Stop the API with `sig` (SIGKILL: a crash, nothing flushed or handed over) and start
+        it again on the same port; back once /readyz answers 200."""
+        stop(self.procs["api"], sig)
+        log = self.log_dir / f"api-{len(list(self.log_dir.glob('api*.log')))}.log"  # keep the last
+        self.procs["api"] = _spawn(self.api_args, self.backend, log)
+        wait_for(self.ready, ready_s, self.logs)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def logs(self) -> str:
         return "\n".join(
@@ -183,20 +198,13 @@ def start_stack(
     if not backend.migrated:
         migrate.upgrade(backend.database_url)
     port = free_port()
-    stack = Stack(backend, f"http://127.0.0.1:{port}", log_dir)
     api = ["api", "--port", str(port), "--workers", str(api_workers)]
+    stack = Stack(backend, f"http://127.0.0.1:{port}", log_dir, api_args=api)
     stack.procs["api"] = _spawn(api, backend, log_dir / "api.log")
     try:
         for i in range(workers):
             stack.start_worker(f"w{i}")
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{stack.url}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, ready_s, stack.logs)
+        wait_for(stack.ready, ready_s, stack.logs)
         yield stack
     finally:
         stop_all(list(stack.procs.values()))
