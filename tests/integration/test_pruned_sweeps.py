@@ -101,3 +101,35 @@ def test_a_killed_api_and_worker_change_no_decision_of_a_synchronous_sweep(stack
         assert [r["epoch"] for r in trace(c, winner)] == list(range(1, 46))
         assert detail["pruning"]["epochs_run"] == 9 * 5 + 3 * 10 + 30 < 9 * 45 / 2
         assert by_lr(c, sweep_id) == clean
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("fault_stack", ["postgres"], indirect=True)
+def test_asha_on_two_workers_decides_each_run_over_the_values_recorded_before_it(
+    stack2: Stack,
+) -> None:
+    """Two workers reach ASHA's rungs at the same moments: each decision, in the order stored,
+    follows the rule over the values recorded at its rung before it (the sweep's row is the
+    lock that orders them)."""
+    base = {**BASE, "model": {"type": "mlp", "hidden": [64]}, "batch_size": 64, "epochs": 9}
+    pruner = {"type": "asha", "min_epochs": 1, "reduction_factor": 3}
+    body = {"base": base, "strategy": "grid", "parameters": {"base_lr": LRS}, "pruner": pruner}
+    with stack2.client() as c:
+        sweep_id = c.post("/v1/sweeps", json=body).json()["sweep_id"]
+        detail = stack2.wait_sweep(c, sweep_id)
+        decisions = c.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+        workers = {
+            a["worker"]
+            for e in detail["experiments"]
+            for a in c.get(f"/v1/experiments/{e['experiment_id']}").json()["attempts"]
+        }
+    assert len(workers) >= 2  # both took runs
+    assert decisions and {d["epoch"] for d in decisions} == {1, 3}  # rungs r·η^k below 9
+    for i, d in enumerate(decisions):
+        before = [e["value"] for e in decisions[:i] if e["epoch"] == d["epoch"]]
+        values = sorted([*before, d["value"]])
+        keep = max(1, len(values) // 3)
+        assert d["compared"] == len(values), d
+        assert (d["decision"] == "continue") == (d["value"] <= values[keep - 1]), d
+    statuses = {e["status"] for e in detail["experiments"]}
+    assert statuses <= {"succeeded", "pruned"} and "pruned" in statuses
