@@ -327,26 +327,37 @@ class Client:
         joined = ",".join(str(i) for i in ids)
         return cast(Comparison, self._get("/v1/experiments/compare", ids=joined))
 
-    def events(self, experiment_id: int, after_epoch: int = 0) -> Iterator[Event]:
+    def events(
+        self, experiment_id: int, after_epoch: int = 0, *, timeout: float | None = None
+    ) -> Iterator[Event]:
         """Follow the run live over Server-Sent Events (GET /v1/experiments/{id}/events): each
         `epoch` (data: the row as `metrics` gives it; id: its epoch), its `decision`s, `status`
         whenever it changes, until the final status. Epochs a resumed run rewrites come again.
         A stream that drops or ends early is taken up again after the last epoch received
         (Last-Event-ID), up to `retries` times in a row with backoff; a 4xx raises `ApiError`,
-        a service that stays away `ConnectionFailed`."""
+        a service that stays away `ConnectionFailed`. `timeout`: raise TimeoutError once the
+        run has not ended after that many seconds."""
         url = f"/v1/experiments/{experiment_id}/events"
         headers = {"Accept": "text/event-stream"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         last = str(after_epoch)
-        # The server sends a comment every 15 s (GLIDEPATH_EVENTS_KEEPALIVE_S): a minute of
-        # silence is a dead connection.
-        timeout = httpx.Timeout(self._http.timeout.connect, read=60.0)
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def late() -> TimeoutError | None:
+            if deadline is None or time.monotonic() < deadline:
+                return None
+            return TimeoutError(f"experiment {experiment_id} not final after {timeout}s")
+
         attempt = 0
         while True:
+            # The server sends a comment every 15 s (GLIDEPATH_EVENTS_KEEPALIVE_S): a minute of
+            # silence is a dead connection. A deadline sooner cuts the wait for the next line.
+            read = 60.0 if deadline is None else min(60.0, max(0.01, deadline - time.monotonic()))
+            limits = httpx.Timeout(self._http.timeout.connect, read=read)
             try:
                 with self._http.stream(
-                    "GET", url, headers={**headers, "Last-Event-ID": last}, timeout=timeout
+                    "GET", url, headers={**headers, "Last-Event-ID": last}, timeout=limits
                 ) as response:
                     if response.status_code >= 400:
                         response.read()
@@ -356,6 +367,8 @@ class Client:
                         raise _Unavailable(error)
                     for event in sse.parse(response.iter_lines()):
                         if event is None:
+                            if overdue := late():  # a keep-alive comment
+                                raise overdue
                             continue
                         attempt = 0  # it is flowing again
                         if event.id is not None:
@@ -363,7 +376,11 @@ class Client:
                         yield event
                         if event.event == "status" and event.json()["status"] in FINAL_STATUSES:
                             return
+                        if overdue := late():
+                            raise overdue
             except (httpx.TransportError, _Unavailable) as exc:
+                if overdue := late():  # the read timed out at the deadline, or a retry would
+                    raise overdue from None
                 if attempt >= self.retries:
                     if isinstance(exc, _Unavailable):
                         raise exc.error from None
@@ -380,14 +397,29 @@ class Client:
         self,
         ids: Iterable[int],
         *,
-        poll: float = 1.0,
+        poll: float | None = None,
         timeout: float | None = None,
     ) -> list[Experiment]:
-        """Poll until every experiment has a final status; return them in the order given.
+        """Wait until every experiment has a final status; return them in the order given.
+        Follows each run's event stream (`events`), which ends at its final status: the status
+        is seen as it is committed (on the embedded database within GLIDEPATH_EVENTS_POLL_S,
+        0.15 s), not up to a polling interval later, and nothing polls the API meanwhile.
+        `poll`: ask every `poll` seconds instead (e.g. behind a proxy that holds streams back).
         Raises TimeoutError after `timeout` seconds."""
         pending = list(dict.fromkeys(ids))
         done: dict[int, Experiment] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
+        if poll is None:
+            for i in pending:
+                exp = self.get_experiment(i)
+                if exp["status"] not in FINAL_STATUSES:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    # The stream from the epochs read: no replay of the run's history.
+                    for _ in self.events(i, after_epoch=exp["epochs_run"], timeout=left):
+                        pass
+                    exp = self.get_experiment(i)
+                done[i] = exp
+            return [done[i] for i in pending]
         while True:
             for i in pending:
                 if i not in done:

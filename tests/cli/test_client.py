@@ -181,6 +181,41 @@ def test_paths_and_query_of_each_call() -> None:
     ]
 
 
+def test_wait_follows_the_run_s_stream_to_its_final_status() -> None:
+    """No polling: the run read once, its stream from the epochs read (no replay of its history),
+    the final run read once the stream ends."""
+    seen: list[str] = []
+    details = iter([{"id": 3, "status": "running", "epochs_run": 4},
+                    {"id": 3, "status": "succeeded", "epochs_run": 6}])  # fmt: skip
+    stream = (b"event: status\ndata: {\"status\": \"running\"}\n\n"
+              b"event: epoch\nid: 5\ndata: {\"epoch\": 5}\n\n: keep-alive\n\n"
+              b"event: status\nid: 6\ndata: {\"status\": \"succeeded\"}\n\n")  # fmt: skip
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.url.path} {request.headers.get('last-event-id', '')}".strip())
+        if request.url.path.endswith("/events"):
+            return httpx.Response(200, content=stream,
+                                  headers={"content-type": "text/event-stream"})  # fmt: skip
+        return httpx.Response(200, json=next(details))
+
+    client, slept = make(handler)
+    assert client.wait([3])[0]["status"] == "succeeded"
+    assert seen == ["/v1/experiments/3", "/v1/experiments/3/events 4", "/v1/experiments/3"]
+    assert slept == []
+
+
+def test_wait_on_a_stream_gives_up_at_its_timeout() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):  # a stream that ends before the final status
+            return httpx.Response(200, content=b": keep-alive\n\n",
+                                  headers={"content-type": "text/event-stream"})  # fmt: skip
+        return httpx.Response(200, json={"id": 3, "status": "running", "epochs_run": 1})
+
+    client, _ = make(handler)
+    with pytest.raises(TimeoutError, match="experiment 3 not final"):
+        client.wait([3], timeout=0)
+
+
 def test_wait_polls_until_final() -> None:
     statuses = iter(["queued", "running", "succeeded"])
 

@@ -101,3 +101,28 @@ def test_watch_follows_a_live_run_over_its_stream(
     assert [x["status"] for x in lines if x["type"] == "status"][-1] == "succeeded"
     assert lines[-1]["type"] == "final" and lines[-1]["status"] == "succeeded"
     assert listener.stats.replays >= 1  # followed through the stream, not polled
+
+
+def test_wait_sees_a_live_run_end_through_its_stream(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "events_poll_s", 0.02)
+    run = client.post("/v1/experiments", json=SPEC).json()["id"]
+    listener = client.app.state.events  # type: ignore[attr-defined]
+
+    def train() -> None:
+        w = Worker(run)
+        w.claim()
+        w.write(1, 2)
+        deadline = time.monotonic() + 10  # until the wait is following the run
+        while time.monotonic() < deadline and run not in listener.runs:
+            time.sleep(0.01)
+        w.write(3)
+        w.finish()
+
+    writer = threading.Thread(target=train)
+    writer.start()
+    [final] = Client(http=client).wait([run], timeout=60)
+    writer.join()
+    assert final["status"] == "succeeded" and final["epochs_run"] == 3
+    assert listener.stats.replays >= 1  # through the stream, not polled
