@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -69,27 +70,47 @@ def test_events_raise_the_api_error_of_an_unknown_run() -> None:
     assert raised.value.status_code == 404
 
 
-def test_watch_follows_a_live_run_over_its_stream(
-    cli: CliRunner, client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def live_run(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> tuple[int, Any]:
+    """A run queued, and the app's events listener (asking SQLite often)."""
     monkeypatch.setattr(settings, "events_poll_s", 0.02)
     run = client.post("/v1/experiments", json=SPEC).json()["id"]
-    listener = client.app.state.events  # type: ignore[attr-defined]
+    return run, client.app.state.events  # type: ignore[attr-defined]
+
+
+def train_in_background(
+    run: int, followed: Callable[[], bool], then: Callable[[Worker], None]
+) -> threading.Thread:
+    """A fake worker in a thread: epochs 1 and 2; once `followed()` (within 10 s), `then(w)`;
+    then the run's end."""
 
     def train() -> None:
         w = Worker(run)
         w.claim()
         w.write(1, 2)
-        # Wait until the stream has sent epoch 2, so the rewrite below is one it has to send.
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(h.epoch >= 2 for h in listener.runs.values()):
+        while time.monotonic() < deadline and not followed():
             time.sleep(0.01)
-        w.hand_back_and_resume(1)
-        w.write(2, 3)
+        then(w)
         w.finish()
 
     writer = threading.Thread(target=train)
     writer.start()
+    return writer
+
+
+def test_watch_follows_a_live_run_over_its_stream(
+    cli: CliRunner, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, listener = live_run(client, monkeypatch)
+
+    def rewrite(w: Worker) -> None:
+        w.hand_back_and_resume(1)
+        w.write(2, 3)
+
+    # Once the stream has sent epoch 2, so the rewrite is one it has to send.
+    writer = train_in_background(
+        run, lambda: any(h.epoch >= 2 for h in listener.runs.values()), rewrite
+    )
     result = cli.invoke(app, ["watch", str(run), "--json", "--interval", "0.05"])
     writer.join()
     assert result.exit_code == 0, result.output
@@ -106,22 +127,9 @@ def test_watch_follows_a_live_run_over_its_stream(
 def test_wait_sees_a_live_run_end_through_its_stream(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(settings, "events_poll_s", 0.02)
-    run = client.post("/v1/experiments", json=SPEC).json()["id"]
-    listener = client.app.state.events  # type: ignore[attr-defined]
-
-    def train() -> None:
-        w = Worker(run)
-        w.claim()
-        w.write(1, 2)
-        deadline = time.monotonic() + 10  # until the wait is following the run
-        while time.monotonic() < deadline and run not in listener.runs:
-            time.sleep(0.01)
-        w.write(3)
-        w.finish()
-
-    writer = threading.Thread(target=train)
-    writer.start()
+    run, listener = live_run(client, monkeypatch)
+    # Epoch 3 once the wait follows the run.
+    writer = train_in_background(run, lambda: run in listener.runs, lambda w: w.write(3))
     [final] = Client(http=client).wait([run], timeout=60)
     writer.join()
     assert final["status"] == "succeeded" and final["epochs_run"] == 3
