@@ -255,7 +255,7 @@ def complete_rungs(session: Session, sweep_id: int, rule: Rule | None,
                    group: tuple[int, int] | None = None) -> int:  # fmt: skip
     """Decide every synchronous rung of the sweep that is complete and not yet decided; how
     many were. `rule`: the sweep's (`Rule.of`). `group`: the (stage, stored bracket) of the run
-    that paused or ended, the only group whose rungs that can complete (hyperband: a count of
+    that paused or ended, the only group whose rungs can then complete (hyperband: a count of
     its runs going, then its runs read, where the whole sweep may be 1,000). Safe to call any
     number of times, from any process."""
     if rule is None or not rule.synchronous:
