@@ -30,11 +30,14 @@ def queues_for(device_queues: list[str]) -> list[str]:
 
 @worker_ready.connect
 def _register(sender: Any, **_: Any) -> None:
-    # The solo pool runs tasks in this process: its pid is the one runs are held under.
-    registry.start(sorted(sender.app.amqp.queues.consume_from))
     warm()  # this process sends too: a rung's promoted runs, a hand-back
     epoch_writer.prestart()  # its first run does not wait for the writer process to start
     checks.warm()  # nor for torch's lazy imports
+    # Registered last: `alive` in GET /v1/workers means it takes work now. Before the 1-2 s
+    # warm-up above (the consumer waits for this handler), a worker just started showed alive
+    # while a burst of short runs all went to the other one. The solo pool runs tasks in this
+    # process: its pid is the one runs are held under.
+    registry.start(sorted(sender.app.amqp.queues.consume_from))
 
 
 @worker_shutdown.connect

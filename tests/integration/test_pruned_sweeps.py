@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.test_faults import holder, trace
-from tests.support.stack import Stack, wait_for
+from tests.support.stack import Stack, registered, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +115,9 @@ def test_asha_on_two_workers_decides_each_run_over_the_values_recorded_before_it
     pruner = {"type": "asha", "min_epochs": 1, "reduction_factor": 3}
     body = {"base": base, "strategy": "grid", "parameters": {"base_lr": LRS}, "pruner": pruner}
     with stack2.client() as c:
+        for name, proc in stack2.procs.items():  # a worker replaced after a kill may be booting
+            if name != "api" and proc.poll() is None:
+                registered(c, proc.pid)
         sweep_id = c.post("/v1/sweeps", json=body).json()["sweep_id"]
         detail = stack2.wait_sweep(c, sweep_id)
         decisions = c.get(f"/v1/sweeps/{sweep_id}/decisions").json()
