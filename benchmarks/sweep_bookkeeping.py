@@ -6,7 +6,7 @@ sweep of `--trials` queued runs, in-process, on a fresh database:
   the sweep's runs still going) in the same run;
 - after each run ends: `advance` (is every run of the sweep over? then the next stage or the
   end), given the ended run's group as a worker gives it; and as housekeeping calls it for every
-  running sweep, not knowing a run (hyperband: every run read to place it in its bracket);
+  running sweep, not knowing a run (hyperband: one count per (stage, bracket));
 - cancelling the sweep (its runs cancelled).
 
     .venv/bin/python benchmarks/sweep_bookkeeping.py [--database-url URL] [--trials 1000]

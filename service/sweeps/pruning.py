@@ -266,6 +266,14 @@ def complete_rungs(session: Session, sweep_id: int, rule: Rule | None,
         # One group per stage, and stages never overlap: a run still queued or training means
         # no rung is complete. Checked with a count, so each of 1,000 pauses is one cheap read.
         return 0
+    if rule.type == "hyperband" and group is None:
+        counts = repo.group_counts(sweep_id, going)
+        if all(bracket is not None for _, bracket, _, _ in counts):  # else: drawn, stored below
+            # Housekeeping knows no run: the groups with a run waiting and none going, each
+            # then read alone (the whole sweep was read every 2 s for each sweep running).
+            return sum(complete_rungs(session, sweep_id, rule, (stage, bracket))
+                       for stage, bracket, n_going, n_waiting in counts
+                       if bracket is not None and n_waiting and not n_going)  # fmt: skip
     if rule.type == "hyperband" and group is not None:
         if repo.any_in_sweep(sweep_id, going, group):
             return 0

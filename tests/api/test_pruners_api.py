@@ -97,16 +97,20 @@ def test_successive_halving_keeps_the_best_third_at_each_rung(client: TestClient
     assert [r["epoch"] for r in rows] == list(range(1, 10))
 
 
+@pytest.mark.parametrize(
+    "rule", [{"type": "successive_halving"}, {"type": "hyperband", "min_epochs": 1, "seed": 3}]
+)
 def test_a_crash_before_the_rung_is_decided_changes_no_decision(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, rule: dict[str, Any]
 ) -> None:
     """The last run to reach a rung dies after going `waiting`, before deciding it: nothing is
-    decided until housekeeping's sweep check does, and then exactly as without the crash."""
-    clean = sweep_of(client, {"type": "successive_halving"})
+    decided until housekeeping's sweep check does, and then exactly as without the crash
+    (hyperband: each bracket's rungs, the check reading the groups' counts)."""
+    clean = sweep_of(client, rule)
     drain(client, clean)
     from worker.runs import pruner
 
-    crashed = sweep_of(client, {"type": "successive_halving"})
+    crashed = sweep_of(client, rule)
     real = pruner.pruning.complete_rungs
     monkeypatch.setattr(pruner.pruning, "complete_rungs", lambda *a: 0)  # the worker dies here
     drain(client, crashed)
