@@ -41,7 +41,10 @@ TokenOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-IntervalOpt = Annotated[float, typer.Option("--interval", min=0.05, help="Seconds between polls.")]
+IntervalOpt = Annotated[
+    float,
+    typer.Option("--interval", min=0.05, help="Seconds between polls (the first ones sooner)."),
+]
 WaitOpt = Annotated[
     bool, typer.Option("--wait", help="Follow until final (exit code as submit --wait).")
 ]

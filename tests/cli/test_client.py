@@ -225,3 +225,21 @@ def test_wait_polls_until_final() -> None:
     client, slept = make(handler)
     assert client.wait([1], poll=0.5)[0]["status"] == "succeeded"
     assert slept == [0.5, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("interval", "sleeps"),
+    [(1.0, [0.05, 0.1, 0.2, 0.4, 0.8, 1.0]), (0.2, [0.05, 0.1, 0.2, 0.2, 0.2, 0.2])],
+)
+def test_following_polls_soon_at_first_then_at_the_interval(
+    monkeypatch: pytest.MonkeyPatch, interval: float, sleeps: list[float]
+) -> None:
+    """`submit --wait`, `watch` and the `show --wait` commands: a short run is seen ended soon
+    after it ends; a long one is polled every `--interval`."""
+    from service.cli import trackers
+
+    slept: list[float] = []
+    monkeypatch.setattr(trackers.time, "sleep", slept.append)
+    polls = iter([False] * 6 + [True])
+    trackers.poll_until(lambda: next(polls), interval)
+    assert slept == pytest.approx(sleeps)
