@@ -20,7 +20,7 @@ from service.sweeps.schemas import (
     SweepRun,
     SweepSummary,
 )
-from service.training.spec import DEFAULT_EPOCHS
+from service.training.spec import stored_epochs
 from service.training.status import ExperimentStatus
 
 
@@ -135,10 +135,10 @@ def summary(sweep: Sweep, counts: dict[str, int], best: tuple[int, float] | None
 def pruning_summary(rule: Rule, runs: list[Experiment], rungs: list[SweepRung]) -> PruningOut:
     """What the pruner did: its rule, the rungs decided, the runs it stopped and the epochs that
     saved against the same runs trained to their end."""
-    unpruned = sum(int(r.spec.get("epochs", DEFAULT_EPOCHS)) for r in runs)
+    unpruned = sum(stored_epochs(r.spec) for r in runs)
     run = sum(r.epochs_run for r in runs)
     pruned = [r for r in runs if r.status == ExperimentStatus.PRUNED]
-    saved = sum(int(r.spec.get("epochs", DEFAULT_EPOCHS)) - r.epochs_run for r in pruned)
+    saved = sum(stored_epochs(r.spec) - r.epochs_run for r in pruned)
     return PruningOut(
         type=rule.type, metric=rule.metric, mode=rule.mode, rule=rule.describe(),
         rungs=[RungOut(stage=g.stage, bracket=g.bracket, epoch=g.epoch, reached=g.reached,

@@ -34,7 +34,7 @@ from service.kit.time import utcnow
 from service.sweeps.models import Sweep, SweepDecision
 from service.sweeps.repository import PruningRepository, SweepRepository
 from service.training import pruning
-from service.training.spec import DEFAULT_EPOCHS
+from service.training.spec import stored_epochs
 from service.training.status import FINAL, ExperimentStatus
 
 log = get_logger(__name__)
@@ -176,8 +176,7 @@ def store_brackets(session: Session, rule: Rule | None, runs: list[Member]) -> d
 
 def draw_brackets(session: Session, sweep: Sweep, rows: Sequence[Experiment]) -> None:
     """A stage's runs just inserted: a hyperband sweep's get their brackets (`store_brackets`)."""
-    members = [Member(r.id, r.status, 0, r.sweep_stage, int(r.spec.get("epochs", DEFAULT_EPOCHS)),
-                      None) for r in rows]  # fmt: skip
+    members = [Member(r.id, r.status, 0, r.sweep_stage, stored_epochs(r.spec), None) for r in rows]
     store_brackets(session, Rule.of(sweep), members)
 
 
@@ -199,8 +198,7 @@ def for_run(session: Session, experiment_id: int, fresh: bool = False) -> RunPru
     if rule.synchronous and not fresh:
         taken = {d.epoch: Taken.of(d) for d in PruningRepository(session).taken_about(run.id)}
     return RunPruner(rule, run.sweep_id, run.id, run.sweep_stage or 1, bracket,
-                     tuple(rule.rungs(int(run.spec.get("epochs", DEFAULT_EPOCHS)), bracket)),
-                     taken)  # fmt: skip
+                     tuple(rule.rungs(stored_epochs(run.spec), bracket)), taken)  # fmt: skip
 
 
 def _decision_row(p: RunPruner, v: pruning.Verdict) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from service.sweeps import expand, leaderboard, pruning, trials
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import PruningRepository, SweepRepository
 from service.sweeps.schemas import SweepCreated, SweepDecisionOut, SweepIn, SweepOut, SweepPage
-from service.training.spec import DEFAULT_EPOCHS, METRICS_ANY, ExperimentSpec, metrics_for
+from service.training.spec import METRICS_ANY, ExperimentSpec, metrics_for, stored_epochs
 from service.training.status import LIVE
 
 log = get_logger(__name__)
@@ -79,7 +79,7 @@ def _check_pruner(request: SweepIn, rows: list[Experiment], allowed: tuple[str, 
     if metric not in allowed:
         raise InvalidInput(f"{metric!r} is not recorded for {task}; allowed: {', '.join(allowed)}",
                            loc=[*loc, "metric"])  # fmt: skip
-    longest = max(int(r.spec.get("epochs", DEFAULT_EPOCHS)) for r in rows)
+    longest = max(stored_epochs(r.spec) for r in rows)
     if request.pruner.min_epochs >= longest:
         raise InvalidInput(
             f"min_epochs {request.pruner.min_epochs} leaves no epoch to prune at: the longest "

@@ -50,6 +50,13 @@ Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 MAX_EPOCHS = 100_000
 DEFAULT_EPOCHS = 20  # a spec without `epochs`; stored specs name theirs
+
+
+def stored_epochs(spec: dict[str, Any]) -> int:
+    """A stored spec's epochs (DEFAULT_EPOCHS where it names none)."""
+    return int(spec.get("epochs", DEFAULT_EPOCHS))
+
+
 METRICS_CLASSIFICATION = ("train_loss", "val_loss", "val_accuracy")
 METRICS_REGRESSION = ("train_loss", "val_loss", "val_mae")
 METRICS_ANY = ("train_loss", "val_loss", "val_accuracy", "val_mae")  # no dataset: either task's
