@@ -264,25 +264,32 @@ def complete_rungs(session: Session, sweep_id: int, rule: Rule | None,
         # One group per stage, and stages never overlap: a run still queued or training means
         # no rung is complete. Checked with a count, so each of 1,000 pauses is one cheap read.
         return 0
-    if rule.type == "hyperband" and group is None:
-        counts = repo.group_counts(sweep_id, going)
-        if all(bracket is not None for _, bracket, _, _ in counts):  # else: drawn, stored below
-            # Housekeeping knows no run: the groups with a run waiting and none going, each
-            # then read alone (the whole sweep was read every 2 s for each sweep running).
-            return sum(complete_rungs(session, sweep_id, rule, (stage, bracket))
-                       for stage, bracket, n_going, n_waiting in counts
-                       if bracket is not None and n_waiting and not n_going)  # fmt: skip
     if rule.type == "hyperband" and group is not None:
         if repo.any_in_sweep(sweep_id, going, group):
             return 0
-        runs = repo.members_of(sweep_id, group)
-        brackets = {r.id: group[1] for r in runs}
-    else:
-        runs = repo.members_of(sweep_id)
-        brackets = store_brackets(session, rule, runs)
-    groups: dict[tuple[int, int], list[Member]] = {}
+        return _decide(session, sweep_id, rule, {group: repo.members_of(sweep_id, group)})
+    if rule.type == "hyperband":
+        counts = repo.group_counts(sweep_id, going)
+        if all(bracket is not None for _, bracket, _, _ in counts):  # else: drawn, stored below
+            # Housekeeping knows no run: the groups with a run waiting and none going, each
+            # read alone (the whole sweep was read every 2 s for each sweep running).
+            ready = [(stage, bracket) for stage, bracket, n_going, n_waiting in counts
+                     if bracket is not None and n_waiting and not n_going]  # fmt: skip
+            groups: dict[tuple[int, int], list[Member]] = {
+                g: repo.members_of(sweep_id, g) for g in ready
+            }
+            return _decide(session, sweep_id, rule, groups)
+    runs = repo.members_of(sweep_id)
+    brackets = store_brackets(session, rule, runs)
+    groups = {}
     for run in runs:
         groups.setdefault((run.sweep_stage or 1, brackets.get(run.id, 0)), []).append(run)
+    return _decide(session, sweep_id, rule, groups)
+
+
+def _decide(session: Session, sweep_id: int, rule: Rule,
+            groups: dict[tuple[int, int], list[Member]]) -> int:  # fmt: skip
+    """Each rung a run of these groups waits at, decided if complete; how many were."""
     decided = 0
     for (stage, bracket), members in groups.items():
         waiting = {r.epochs_run for r in members if r.status == ExperimentStatus.WAITING}
