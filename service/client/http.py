@@ -366,16 +366,13 @@ class Client:
                             raise error
                         raise _Unavailable(error)
                     for event in sse.parse(response.iter_lines()):
-                        if event is None:
-                            if overdue := late():  # a keep-alive comment
-                                raise overdue
-                            continue
-                        attempt = 0  # it is flowing again
-                        if event.id is not None:
-                            last = event.id
-                        yield event
-                        if event.event == "status" and event.json()["status"] in FINAL_STATUSES:
-                            return
+                        if event is not None:  # None: a keep-alive comment
+                            attempt = 0  # it is flowing again
+                            if event.id is not None:
+                                last = event.id
+                            yield event
+                            if event.event == "status" and event.json()["status"] in FINAL_STATUSES:
+                                return
                         if overdue := late():
                             raise overdue
             except (httpx.TransportError, _Unavailable) as exc:
