@@ -24,7 +24,7 @@ from service.training.spec import ExperimentSpec
 from service.training.split import steps_per_epoch
 from service.training.status import OK, ExperimentStatus
 from worker.engine.data import DeviceData
-from worker.engine.loop import EvalResult, evaluate, grad_scaler, train_epoch
+from worker.engine.loop import EvalResult, evaluate, grad_scaler, seed_all, train_epoch
 from worker.engine.model import build_model
 from worker.engine.plugins import Plugin
 
@@ -90,7 +90,7 @@ def build(
     if spec.precision == "fp16" and spec.solver.hypergradient is not None:
         # Refused at submit (checks._check_hypergradient): a skipped step would still move α.
         raise ValueError("hypergradient descent cannot be combined with precision fp16")
-    torch.manual_seed(spec.seed)  # weight init
+    seed_all(spec.seed)  # weight init
     model = build_model(spec.model, data.info, plugin).to(device)
     optimizer = catalog.solver_class(spec.solver.type)(
         model.parameters(), lr=spec.base_lr, **spec.solver.params

@@ -25,7 +25,15 @@ from service.training import range_suggest as suggest
 from service.training.range_spec import RangeParams
 from service.training.spec import ExperimentSpec
 from worker.engine.data import Batch, DeviceData, Part
-from worker.engine.loop import Cancelled, autocast, epoch_order, grad_scaler, loss_fn, scaled_step
+from worker.engine.loop import (
+    Cancelled,
+    autocast,
+    epoch_order,
+    grad_scaler,
+    loss_fn,
+    scaled_step,
+    seed_all,
+)
 from worker.engine.model import build_model
 from worker.engine.plugins import Plugin
 
@@ -71,7 +79,7 @@ def run(
     write: Write,
     plugin: Plugin | None = None,
 ) -> RangeOutcome:
-    torch.manual_seed(spec.seed)  # weight init, as training's
+    seed_all(spec.seed)  # weight init, as training's
     model = build_model(spec.model, data.info, plugin).to(device)
     # The spec's scheduler, warmup, early stopping and hypergradient are ignored: the ramp
     # drives the LR, one optimizer step per batch.
