@@ -4,6 +4,9 @@ where no collection walks), a fast one changes nothing (service/kit/gc_pauses.py
 from __future__ import annotations
 
 import gc
+from types import SimpleNamespace
+
+import pytest
 
 from service.kit.gc_pauses import FreezeSlowCollections
 
@@ -25,4 +28,29 @@ def test_a_slow_full_collection_freezes_its_survivors_and_a_fast_one_does_not() 
         for cb in (slow, fast):
             if cb in gc.callbacks:
                 gc.callbacks.remove(cb)
+        gc.unfreeze()
+
+
+def test_a_worker_freezes_what_it_warmed_up_once_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's full collection walked ~460k objects (~160 ms, a stall in whatever run it fell
+    in) until its ready handler froze them, as the API does when it starts."""
+    from worker import celery_app as module
+
+    # Its ready handler's other work (the broker, the writer process, the registry) is not
+    # what this checks.
+    monkeypatch.setattr(module, "warm", lambda: None)
+    monkeypatch.setattr(module.epoch_writer, "prestart", lambda: None)
+    monkeypatch.setattr(module.checks, "warm", lambda: None)
+    monkeypatch.setattr(module.registry, "start", lambda queues: None)
+
+    queues = SimpleNamespace(consume_from={})  # what the handler reads of Celery's sender
+    sender = SimpleNamespace(app=SimpleNamespace(amqp=SimpleNamespace(queues=queues)))
+    gc.unfreeze()
+    try:
+        module._register(sender)
+        assert gc.get_freeze_count() > 0
+        assert any(isinstance(cb, FreezeSlowCollections) for cb in gc.callbacks)
+    finally:
+        for cb in [c for c in gc.callbacks if isinstance(c, FreezeSlowCollections)]:
+            gc.callbacks.remove(cb)
         gc.unfreeze()
