@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from service.batches.models import Batch
 from service.experiments.models import Decision, EpochRow, Experiment
 from service.sweeps.models import Sweep
+from service.training.spec import stored_epochs
 from service.training.status import FINAL
 
 STATUS_COLUMNS = (
@@ -43,7 +44,7 @@ class EventsRepository:
         if not experiment_ids:
             return {}
         q = select(Experiment.id, Experiment.spec).where(Experiment.id.in_(experiment_ids))
-        return {i: int((spec or {}).get("epochs", 0)) for i, spec in self.session.execute(q)}
+        return {i: stored_epochs(spec or {}) for i, spec in self.session.execute(q)}
 
     def last_row(self, experiment_id: int) -> tuple[int, int]:
         """(epoch, attempt) of the run's last stored epoch row; (0, 0) when it has none."""

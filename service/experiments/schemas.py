@@ -12,6 +12,7 @@ from service.artifacts.models import Artifact
 from service.experiments.models import Attempt, Decision, EpochRow, Experiment
 from service.kit.time import as_utc
 from service.training.decisions import stored_best_criterion
+from service.training.spec import stored_epochs
 from service.training.status import FINAL, ExperimentStatus
 
 
@@ -169,7 +170,7 @@ class ExperimentOut(BaseModel):
     ) -> ExperimentOut:
         """`model`: the run's model artifact row; shown only once the run has ended (as the
         download serves it)."""
-        epochs = int(e.spec.get("epochs", 0))
+        epochs = stored_epochs(e.spec)
         return cls(
             id=e.id,
             kind=e.kind,

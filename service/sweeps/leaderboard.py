@@ -80,7 +80,7 @@ def detail(sweep: Sweep, runs: list[Experiment], scores: dict[int, float]) -> Sw
             params={p: _get_path(r.spec, p) for p in swept},
             score=scores.get(r.id),
             epochs_run=r.epochs_run,
-            epochs=int(r.spec.get("epochs", 0)),
+            epochs=stored_epochs(r.spec),
         )
         for r in runs
     ]

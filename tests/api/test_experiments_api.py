@@ -217,3 +217,21 @@ def test_malformed_solver_values_are_422_not_500(client: TestClient, betas: Any)
     r = post(client, {**SPEC, "solver": {"type": "Adam", "params": {"betas": betas}}})
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"] == ["body", "solver", "params"]
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # SQLite's json_remove
+def test_a_stored_spec_without_epochs_shows_the_default_epochs(client: TestClient) -> None:
+    """A spec stored without `epochs` (every spec stored now names them) trains
+    DEFAULT_EPOCHS; its progress says so, as the worker and the pruner read it, not 0."""
+    from sqlalchemy import text
+
+    from service.kit.db import session_scope
+    from service.training.spec import DEFAULT_EPOCHS
+
+    run_id = post(client, SPEC).json()["id"]
+    with session_scope() as session:
+        session.execute(text("UPDATE experiments SET spec = json_remove(spec, '$.epochs') "
+                             "WHERE id = :i"), {"i": run_id})  # fmt: skip
+    got = client.get(f"/v1/experiments/{run_id}").json()
+    assert "epochs" not in got["spec"]
+    assert got["progress"]["epochs"] == DEFAULT_EPOCHS
