@@ -12,8 +12,8 @@ machine at the same moment.
 
     .venv/bin/python benchmarks/route_hops.py [--database-url URL] [--requests 3000]
 
-The default database is PostgreSQL at GLIDEPATH_TEST_PG's server (pre-ping on, as the API's
-engine); `sqlite:///…` works too.
+The default database is PostgreSQL at GLIDEPATH_TEST_PG's server (the API's engine,
+`service.kit.db.make_engine`); `sqlite:///…` works too.
 """
 
 from __future__ import annotations
@@ -37,11 +37,13 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-engine = create_engine(os.environ["ROUTE_HOPS_DB"], pool_pre_ping=True)
+from service.kit.db import make_engine
+
+engine = make_engine(os.environ["ROUTE_HOPS_DB"])
 QUERY = text("SELECT 1")
 app = FastAPI()
 

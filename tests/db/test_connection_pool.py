@@ -1,0 +1,78 @@
+"""PostgreSQL's pooled connections (service/kit/db.py): one idle past PING_AFTER_IDLE_S is pinged
+before use and replaced if the server dropped it; one used just before is not pinged (a round
+trip saved on every transaction of a busy process), and if the server dropped that one, the one
+statement that finds out fails and the next goes through on a new connection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from service.kit import db
+
+pytestmark = pytest.mark.postgres
+
+
+def backend_pid(engine: Engine) -> int:
+    with Session(engine) as session:
+        return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def drop_connection(url: str, pid: int) -> None:
+    """What a server restart, a failover or an idle-connection killer does to one connection."""
+    admin = create_engine(url, poolclass=NullPool)
+    with admin.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(pg_url: str) -> Iterator[Engine]:
+    made = db.make_engine(pg_url)
+    yield made
+    made.dispose()
+
+
+def test_a_connection_dropped_while_idle_is_replaced_before_use(
+    engine: Engine, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.05)
+    first = backend_pid(engine)
+    drop_connection(pg_url, first)
+    time.sleep(0.1)
+    assert backend_pid(engine) != first  # no error: the ping found it gone
+
+
+def test_a_connection_used_just_before_is_not_pinged(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings: list[object] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_connection: Any) -> bool:
+        pings.append(dbapi_connection)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    pids = {backend_pid(engine) for _ in range(5)}
+    assert (len(pids), pings) == (1, [])  # one connection, reused, never pinged
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.0)
+    backend_pid(engine)
+    assert len(pings) == 1
+
+
+def test_a_connection_dropped_between_two_uses_fails_one_statement_only(
+    engine: Engine, pg_url: str
+) -> None:
+    first = backend_pid(engine)
+    drop_connection(pg_url, first)
+    with pytest.raises(OperationalError):  # the API answers this 503; the worker retries it
+        backend_pid(engine)
+    assert backend_pid(engine) != first
