@@ -102,6 +102,30 @@ def test_a_run_trains_every_epoch_keeps_its_model_and_drops_its_checkpoint(
     assert detail(client, exp_id)["attempt"] == 1
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_claim_on_a_connection_the_server_dropped_is_retried(client: TestClient) -> None:
+    """The pool pings only connections idle for a second (service/kit/db.py): one the server
+    dropped since its last use fails the claim's first statement, and the claim is tried again
+    on a new connection instead of failing the task (the run would wait ~60 s to be re-sent)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from service.dispatch.service import wait_sent
+    from service.kit.db import get_engine
+
+    exp_id = submit(client, IRIS)
+    assert wait_sent()  # the POST's own background transaction is done with the pool
+    with session_scope() as session:  # the connection the next checkout takes (LIFO)
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    admin = create_engine(get_engine().url, poolclass=NullPool)
+    with admin.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    admin.dispose()
+    outcome = run_experiment(exp_id, owner="test:1")
+    assert (outcome.status, outcome.epochs_run) == (ExperimentStatus.SUCCEEDED, 5)
+    assert detail(client, exp_id)["attempt"] == 1
+
+
 def test_a_run_cancelled_while_queued_is_never_claimed(client: TestClient) -> None:
     exp_id = submit(client, IRIS)
     assert client.post(f"/v1/experiments/{exp_id}/cancel").status_code in (200, 202)

@@ -9,7 +9,7 @@ from typing import Any
 
 from service import housekeeping
 from service.config import settings
-from service.experiments.repository import ExperimentRepository
+from service.experiments.repository import Claimed, ExperimentRepository
 from service.kit.db import session_scope
 from service.kit.logging import bound, get_logger
 from service.training.spec import ExperimentSpec
@@ -19,6 +19,7 @@ from worker.runs import registry
 from worker.runs.finish import HANDED_BACK, LEASE_LOST, NOT_CLAIMED, Outcome, finish_run, hand_back
 from worker.runs.lease import Lease
 from worker.runs.range_test import range_test_run
+from worker.runs.retry import with_db_retry
 from worker.runs.training import train_run
 
 log = get_logger(__name__)
@@ -26,14 +27,23 @@ log = get_logger(__name__)
 
 def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
     owner = owner or registry.worker_id()
-    with session_scope() as session:
-        repo = ExperimentRepository(session)
-        claimed = repo.claim_run(experiment_id, owner, settings.lease_seconds, takeover=False)
-        # Not queued: if its last worker was lost, the reaper's rules first (cancel, fail after
-        # GLIDEPATH_MAX_ATTEMPTS losses, or requeue), not a takeover that skips them; then a
-        # requeued run is claimed. In one transaction, and a queued run pays one statement.
-        if claimed is None and housekeeping.reap_in(session, only=experiment_id):
-            claimed = repo.claim_run(experiment_id, owner, settings.lease_seconds, takeover=False)
+
+    def claim() -> Claimed | None:
+        with session_scope() as session:
+            repo = ExperimentRepository(session)
+            found = repo.claim_run(experiment_id, owner, settings.lease_seconds, takeover=False)
+            # Not queued: if its last worker was lost, the reaper's rules first (cancel, fail
+            # after GLIDEPATH_MAX_ATTEMPTS losses, or requeue), not a takeover that skips them;
+            # then a requeued run is claimed. One transaction; a queued run pays one statement.
+            if found is None and housekeeping.reap_in(session, only=experiment_id):
+                found = repo.claim_run(experiment_id, owner, settings.lease_seconds,
+                                       takeover=False)  # fmt: skip
+            return found
+
+    # Retried as the run's other transactions are: a connection the database dropped since its
+    # last use (the pool pings only idle ones) would otherwise fail the task, and the run would
+    # wait for its message to be sent again.
+    claimed = with_db_retry(claim, f"experiment {experiment_id} claim")
     if claimed is None or claimed.spec is None:
         log.info("not_claimed", experiment_id=experiment_id, reason="held elsewhere or ended")
         return Outcome(experiment_id, NOT_CLAIMED)
