@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from service.artifacts import service as artifacts
@@ -18,6 +19,7 @@ from worker.engine import plugins as engine_plugins
 from worker.engine.plugins import Plugin
 from worker.runs.artifacts import with_store_retry
 from worker.runs.plugins import here
+from worker.runs.retry import with_db_retry
 
 
 class DatasetMissing(LookupError):
@@ -32,11 +34,7 @@ def load_arrays(ref: DatasetRef) -> tuple[Arrays, DatasetInfo, Plugin | None]:
     if not ref.params:
         if name in builtin.NAMES:
             return builtin.load(name), builtin.info(name), None
-        with session_scope() as session:
-            row = DatasetRepository(session).by_name(name)
-            found = None
-            if row is not None:
-                found = (datasets.info_of(row), row.path, artifacts.sha256_of(session, row.path))
+        found = with_db_retry(partial(_uploaded, name), f"dataset {name!r}")
         if found is not None:
             info, key, sha = found
             arrays = storage.read(local_copy(key, sha), info.task)
@@ -52,6 +50,15 @@ def load_arrays(ref: DatasetRef) -> tuple[Arrays, DatasetInfo, Plugin | None]:
                              "installed on this worker offers it")  # fmt: skip
     arrays, info = engine_plugins.load_dataset(plugin, ref.params)
     return arrays, info, plugin
+
+
+def _uploaded(name: str) -> tuple[DatasetInfo, str, str | None] | None:
+    """An uploaded dataset's catalogue entry: its description, file key and checksum."""
+    with session_scope() as session:
+        row = DatasetRepository(session).by_name(name)
+        if row is None:
+            return None
+        return datasets.info_of(row), row.path, artifacts.sha256_of(session, row.path)
 
 
 _verified: set[tuple[str, str, int, float]] = set()

@@ -58,8 +58,15 @@ def finish_run(
 def hand_back(experiment_id: int, attempt: int) -> None:
     """The worker is shutting down: return the run to the queue now instead of letting its
     lease run out. The next worker resumes from the last checkpoint."""
-    with session_scope() as session:
-        queue = ExperimentRepository(session).release(experiment_id, attempt)
-        if queue is not None:
-            dispatch.enqueue(session, experiment_id, queue, dispatch.RUN_TASK)
+
+    def release() -> str | None:
+        with session_scope() as session:
+            queue = ExperimentRepository(session).release(experiment_id, attempt)
+            if queue is not None:
+                dispatch.enqueue(session, experiment_id, queue, dispatch.RUN_TASK)
+            return queue
+
+    # A few seconds at most: a worker stopping waits on this, and a run not handed back is
+    # requeued by the reaper once its lease runs out.
+    queue = with_db_retry(release, f"experiment {experiment_id} hand-back", budget_s=5)
     log.info("handed_back", experiment_id=experiment_id, attempt=attempt, queued=queue is not None)
