@@ -292,6 +292,42 @@ def test_runs_train_on_uploaded_datasets(client: TestClient) -> None:
         assert all(row[metric] is not None and np.isfinite(row[metric]) for row in epochs)
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_connection_dropped_at_an_uploaded_datasets_lookup_is_retried(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker reads an upload's catalogue entry as the run starts; a connection the server
+    dropped just then (pooled connections are pinged only after idling) fails that one read,
+    which is tried again, instead of failing the run."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from service.datasets.repository import DatasetRepository
+    from service.kit.db import get_engine
+    from worker.runs.lifecycle import run_experiment
+
+    x, y = classification_arrays()
+    assert upload(client, "dropped", npz(x=x, y=y)).status_code == 201
+    exp_id = client.post("/v1/experiments", json={**SPEC, "dataset": "dropped"}).json()["id"]
+    read = DatasetRepository.by_name
+    dropped: list[int] = []
+
+    def by_name_on_a_dropped_connection(repo: DatasetRepository, name: str) -> Any:
+        if not dropped:
+            pid = repo.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            admin = create_engine(get_engine().url, poolclass=NullPool)
+            with admin.begin() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            admin.dispose()
+            dropped.append(pid)
+        return read(repo, name)
+
+    monkeypatch.setattr(DatasetRepository, "by_name", by_name_on_a_dropped_connection)
+    outcome = run_experiment(exp_id)
+    got = client.get(f"/v1/experiments/{exp_id}").json()
+    assert dropped and outcome.status == "succeeded", got["error"]
+
+
 # -- bad ------------------------------------------------------------------------------------------
 
 X, Y = classification_arrays(40)
