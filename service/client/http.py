@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 import httpx
 
@@ -57,6 +57,7 @@ USER_AGENT = "glidepath-client/0.1"
 RETRY_STATUSES = frozenset({503})
 # Also retried when the request is safe to repeat (GET, or a POST with an Idempotency-Key).
 RETRY_STATUSES_IF_SAFE = frozenset({502, 503, 504})
+T = TypeVar("T")
 
 
 def _statuses(status: str | Sequence[str] | None) -> str | None:
@@ -337,17 +338,43 @@ class Client:
         (Last-Event-ID), up to `retries` times in a row with backoff; a 4xx raises `ApiError`,
         a service that stays away `ConnectionFailed`. `timeout`: raise TimeoutError once the
         run has not ended after that many seconds."""
-        url = f"/v1/experiments/{experiment_id}/events"
+
+        def final(event: Event) -> bool:
+            return event.event == "status" and event.json()["status"] in FINAL_STATUSES
+
+        return self._follow(f"/v1/experiments/{experiment_id}/events", {}, str(after_epoch),
+                            final, f"experiment {experiment_id}", timeout)  # fmt: skip
+
+    def group_events(
+        self, *, sweep_id: int | None = None, batch_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Event]:  # fmt: skip
+        """Follow many runs' status and progress (GET /v1/events): a sweep's (a later stage's
+        runs as they are created) or a batch's. A `status` event per run, then one at each
+        change of a run's status or progress; the last is `end` (data: {runs, counts}), once
+        every run of the batch, or of the sweep once it has ended, is final. A dropped stream
+        is taken up again and replays every run's current state; errors and `timeout` as
+        `events`."""
+        params = {"sweep_id": sweep_id} if sweep_id is not None else {"batch_id": batch_id}
+        what = f"sweep {sweep_id}" if sweep_id is not None else f"batch {batch_id}"
+        return self._follow("/v1/events", params, None, lambda e: e.event == "end", what,
+                            timeout)  # fmt: skip
+
+    def _follow(
+        self, url: str, params: dict[str, Any], last: str | None,
+        last_one: Callable[[Event], bool], what: str, timeout: float | None,
+    ) -> Iterator[Event]:  # fmt: skip
+        """An event stream until `last_one(event)`, taken up again (from `last`, the last event
+        id received, where the stream has ids) when it drops or ends early."""
         headers = {"Accept": "text/event-stream"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        last = str(after_epoch)
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def late() -> TimeoutError | None:
             if deadline is None or time.monotonic() < deadline:
                 return None
-            return TimeoutError(f"experiment {experiment_id} not final after {timeout}s")
+            return TimeoutError(f"{what} not final after {timeout}s")
 
         attempt = 0
         while True:
@@ -355,10 +382,10 @@ class Client:
             # silence is a dead connection. A deadline sooner cuts the wait for the next line.
             read = 60.0 if deadline is None else min(60.0, max(0.01, deadline - time.monotonic()))
             limits = httpx.Timeout(self._http.timeout.connect, read=read)
+            resume = {} if last is None else {"Last-Event-ID": last}
             try:
-                with self._http.stream(
-                    "GET", url, headers={**headers, "Last-Event-ID": last}, timeout=limits
-                ) as response:
+                with self._http.stream("GET", url, params=params, timeout=limits,
+                                       headers={**headers, **resume}) as response:  # fmt: skip
                     if response.status_code >= 400:
                         response.read()
                         error = ApiError.from_response(response)
@@ -371,7 +398,7 @@ class Client:
                             if event.id is not None:
                                 last = event.id
                             yield event
-                            if event.event == "status" and event.json()["status"] in FINAL_STATUSES:
+                            if last_one(event):
                                 return
                         if overdue := late():
                             raise overdue
@@ -383,7 +410,7 @@ class Client:
                         raise exc.error from None
                     raise ConnectionFailed(self.base_url, exc, method="GET",
                                            url=f"{self.base_url}{url}") from exc  # fmt: skip
-            # Dropped, refused, or ended before the final status (a server stopping): again.
+            # Dropped, refused, or ended before its last event (a server stopping): again.
             if attempt >= self.retries:
                 raise ConnectionFailed(self.base_url, RuntimeError("the stream ended early"),
                                        method="GET", url=f"{self.base_url}{url}")  # fmt: skip
@@ -455,6 +482,19 @@ class Client:
     def get_batch(self, batch_id: str) -> Batch:
         return cast(Batch, self._get(f"/v1/batches/{batch_id}"))
 
+    def wait_batch(
+        self, batch_id: str, *, poll: float | None = None, timeout: float | None = None
+    ) -> Batch:
+        """Wait until every run of the batch is final; return the batch (`counts` by status).
+        Follows the batch's event stream (`group_events`) to its `end`; `poll`: ask every
+        `poll` seconds instead. Raises TimeoutError after `timeout` seconds."""
+        return self._wait_group(
+            lambda left: self.group_events(batch_id=batch_id, timeout=left),
+            lambda: self.get_batch(batch_id),
+            lambda b: b["status"] == "finished",
+            poll, timeout, f"batch {batch_id}",
+        )  # fmt: skip
+
     # -- sweeps ---------------------------------------------------------------------------
 
     def create_sweep(
@@ -474,6 +514,38 @@ class Client:
         run's `continue` or `stop` at an epoch, with its value, the cutoff, how many values were
         compared and the reason in a sentence. [] for a sweep without a pruner."""
         return cast(list[SweepDecision], self._get(f"/v1/sweeps/{sweep_id}/decisions"))
+
+    def wait_sweep(
+        self, sweep_id: int, *, poll: float | None = None, timeout: float | None = None
+    ) -> Sweep:
+        """Wait until the sweep has ended (every stage launched, every run final: succeeded,
+        pruned, …; or cancelled and its runs stopped); return it as `get_sweep` does, its
+        leaderboard, best and pruning final. Follows the sweep's event stream (`group_events`)
+        to its `end`; `poll`: ask every `poll` seconds instead. Raises TimeoutError after
+        `timeout` seconds."""
+        return self._wait_group(
+            lambda left: self.group_events(sweep_id=sweep_id, timeout=left),
+            lambda: self.get_sweep(sweep_id),
+            lambda w: w["status"] != "running" and set(w["counts"]) <= FINAL_STATUSES,
+            poll, timeout, f"sweep {sweep_id}",
+        )  # fmt: skip
+
+    def _wait_group(
+        self, stream: Callable[[float | None], Iterator[Event]], read: Callable[[], T],
+        ended: Callable[[T], bool], poll: float | None, timeout: float | None, what: str,
+    ) -> T:  # fmt: skip
+        """A batch's or a sweep's wait: its stream to `end` (or `read()` every `poll` seconds
+        until `ended`), then `read()`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if poll is None:
+            for _ in stream(timeout):
+                pass
+            return read()
+        while not ended(found := read()):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{what} not final after {timeout}s")
+            self._sleep(poll)
+        return found
 
     def list_sweeps(self) -> list[Sweep]:
         body = self._get("/v1/sweeps")

@@ -227,6 +227,59 @@ def test_wait_polls_until_final() -> None:
     assert slept == [0.5, 0.5]
 
 
+def test_wait_sweep_follows_its_stream_to_the_end_taking_it_up_again_after_a_drop() -> None:
+    """The sweep's stream (GET /v1/events?sweep_id=), dropped once: taken up again without a
+    Last-Event-ID (it replays every run's state), ended by `end`, then the sweep read once."""
+    seen: list[httpx.Request] = []
+    streams = iter([
+        b"event: status\ndata: {\"experiment_id\": 1, \"status\": \"waiting\"}\n\n",
+        b"event: status\ndata: {\"experiment_id\": 1, \"status\": \"pruned\"}\n\n"
+        b": keep-alive\n\nevent: end\ndata: {\"runs\": 1, \"counts\": {\"pruned\": 1}}\n\n",
+    ])  # fmt: skip
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/v1/events":
+            return httpx.Response(200, content=next(streams),
+                                  headers={"content-type": "text/event-stream"})  # fmt: skip
+        return httpx.Response(200, json={"id": 4, "status": "finished", "counts": {"pruned": 1}})
+
+    client, slept = make(handler)
+    assert client.wait_sweep(4)["status"] == "finished"
+    assert [(r.url.path, dict(r.url.params)) for r in seen] == [
+        ("/v1/events", {"sweep_id": "4"}), ("/v1/events", {"sweep_id": "4"}), ("/v1/sweeps/4", {})
+    ]  # fmt: skip
+    assert all("last-event-id" not in r.headers for r in seen)
+    assert len(slept) == 1  # one backoff before taking the stream up again
+
+
+def test_wait_batch_and_wait_sweep_poll_until_ended() -> None:
+    batches = iter(["running", "running", "finished"])
+    sweeps = iter([("running", {"running": 1}), ("cancelled", {"running": 1}),
+                   ("cancelled", {"cancelled": 1})])  # fmt: skip
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/v1/batches/"):
+            return httpx.Response(200, json={"batch_id": "b1", "status": next(batches)})
+        status, counts = next(sweeps)  # a cancelled sweep has ended once its runs stopped
+        return httpx.Response(200, json={"id": 2, "status": status, "counts": counts})
+
+    client, slept = make(handler)
+    assert client.wait_batch("b1", poll=0.5)["status"] == "finished"
+    assert client.wait_sweep(2, poll=0.25)["counts"] == {"cancelled": 1}
+    assert slept == [0.5, 0.5, 0.25, 0.25]
+
+
+def test_wait_sweep_on_a_stream_gives_up_at_its_timeout() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b": keep-alive\n\n",
+                              headers={"content-type": "text/event-stream"})  # fmt: skip
+
+    client, _ = make(handler)
+    with pytest.raises(TimeoutError, match="sweep 9 not final"):
+        client.wait_sweep(9, timeout=0)
+
+
 @pytest.mark.parametrize(
     ("interval", "sleeps"),
     [(1.0, [0.05, 0.1, 0.2, 0.4, 0.8, 1.0]), (0.2, [0.05, 0.1, 0.2, 0.2, 0.2, 0.2])],

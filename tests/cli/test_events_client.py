@@ -134,3 +134,38 @@ def test_wait_sees_a_live_run_end_through_its_stream(
     writer.join()
     assert final["status"] == "succeeded" and final["epochs_run"] == 3
     assert listener.stats.replays >= 1  # through the stream, not polled
+
+
+def test_wait_batch_and_wait_sweep_see_their_runs_end_through_their_streams(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch and a grid sweep, their runs ended by a fake worker in a thread while the waits
+    follow their streams; each wait returns once everything is final, the sweep ended."""
+    from service.sweeps.service import advance_for
+
+    monkeypatch.setattr(settings, "events_poll_s", 0.02)
+    gp = Client(http=client)
+    batch = gp.create_batch([SPEC, {**SPEC, "base_lr": 0.2}])
+    sweep = gp.create_sweep({"base": SPEC, "strategy": "grid",
+                             "parameters": {"base_lr": [0.01, 0.1]}})  # fmt: skip
+    listener = client.app.state.events  # type: ignore[attr-defined]
+
+    def work() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not listener.groups:  # the batch's wait follows
+            time.sleep(0.01)
+        for run in [*batch["ids"], *sweep["ids"]]:
+            w = Worker(run)
+            w.claim()
+            w.write(1, 2)
+            w.finish()
+            advance_for(run)  # as the worker's task does once a run of a sweep ended
+
+    writer = threading.Thread(target=work)
+    writer.start()
+    done = gp.wait_batch(batch["batch_id"], timeout=60)
+    final = gp.wait_sweep(sweep["sweep_id"], timeout=60)
+    writer.join()
+    assert done["status"] == "finished" and done["counts"] == {"succeeded": 2}
+    assert final["status"] == "finished" and final["counts"] == {"succeeded": 2}
+    assert {e["status"] for e in final["experiments"]} == {"succeeded"}
