@@ -70,8 +70,9 @@ def test_a_connection_used_just_before_is_not_pinged(
 
 
 def test_a_connection_dropped_between_two_uses_fails_one_statement_only(
-    engine: Engine, pg_url: str
+    engine: Engine, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 60.0)  # used "just before", however slow the box
     first = backend_pid(engine)
     drop_connection(pg_url, first)
     with pytest.raises(OperationalError):  # the API answers this 503; the worker retries it
