@@ -352,11 +352,12 @@ class Client:
         """Follow many runs' status and progress (GET /v1/events): a sweep's (a later stage's
         runs as they are created) or a batch's. A `status` event per run, then one at each
         change of a run's status or progress; the last is `end` (data: {runs, counts}), once
-        every run of the batch, or of the sweep once it has ended, is final. A dropped stream
-        is taken up again and replays every run's current state; errors and `timeout` as
-        `events`."""
-        params = {"sweep_id": sweep_id} if sweep_id is not None else {"batch_id": batch_id}
-        what = f"sweep {sweep_id}" if sweep_id is not None else f"batch {batch_id}"
+        every run of the batch, or of the sweep once it has ended, is final. Neither: every
+        run not final and each one submitted later, never ending. A dropped stream is taken up
+        again and replays every run's current state; errors and `timeout` as `events`."""
+        given = {"sweep_id": sweep_id, "batch_id": batch_id}
+        params = {k: v for k, v in given.items() if v is not None}
+        what = " ".join(f"{k.removesuffix('_id')} {v}" for k, v in params.items()) or "all runs"
         return self._follow("/v1/events", params, None, lambda e: e.event == "end", what,
                             timeout)  # fmt: skip
 

@@ -253,6 +253,21 @@ def test_wait_sweep_follows_its_stream_to_the_end_taking_it_up_again_after_a_dro
     assert len(slept) == 1  # one backoff before taking the stream up again
 
 
+def test_group_events_of_a_batch_or_of_every_run_ask_for_just_that() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"event: end\ndata: {}\n\n",
+                              headers={"content-type": "text/event-stream"})  # fmt: skip
+
+    client, _ = make(handler)
+    assert [e.event for e in client.group_events(batch_id="b7")] == ["end"]
+    assert [e.event for e in client.group_events()] == ["end"]
+    assert [str(r.url) for r in seen] == ["http://gp.test/v1/events?batch_id=b7",
+                                          "http://gp.test/v1/events"]  # fmt: skip
+
+
 def test_wait_batch_and_wait_sweep_poll_until_ended() -> None:
     batches = iter(["running", "running", "finished"])
     sweeps = iter([("running", {"running": 1}), ("cancelled", {"running": 1}),
