@@ -527,7 +527,8 @@ class Client:
         return self._wait_group(
             lambda left: self.group_events(sweep_id=sweep_id, timeout=left),
             lambda: self.get_sweep(sweep_id),
-            lambda w: w["status"] != "running" and set(w["counts"]) <= FINAL_STATUSES,
+            lambda w: w["status"] != "running"
+            and not any(n for status, n in w["counts"].items() if status not in FINAL_STATUSES),
             poll, timeout, f"sweep {sweep_id}",
         )  # fmt: skip
 
