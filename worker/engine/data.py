@@ -41,9 +41,10 @@ class Part:
         raise NotImplementedError
 
     def batches(self, order: torch.Tensor, batch_size: int) -> Iterator[Batch]:
-        """`order` cut into batches of `batch_size` (the last one possibly smaller)."""
-        for start in range(0, len(self), batch_size):
-            yield self.batch(order[start : start + batch_size])
+        """`order` cut into batches of `batch_size` (the last one possibly smaller): every
+        batch's index view made by one `split`, not a slice per step (~1 % of an epoch of
+        small batches on a CPU, py-spy)."""
+        return map(self.batch, order.split(batch_size))
 
     def chunks(self, size: int) -> Iterator[Batch]:
         for start in range(0, len(self), size):

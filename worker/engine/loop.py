@@ -187,11 +187,12 @@ def train_epoch(
         hypergradient.begin_epoch()
     before_step = hypergradient.before_step if hypergradient is not None else None
     lrs = StepLRs(optimizer)
+    cast = autocast(precision, device)  # entered at every step, made once
     for xb, yb in data.batches(order, batch_size):
         if stop is not None and stop.is_set():
             raise Cancelled
         optimizer.zero_grad(set_to_none=True)
-        with autocast(precision, device):
+        with cast:
             loss = criterion(model(xb), yb)
         taken = scaled_step(loss, optimizer, scaler, before_step)
         lrs.after_step(taken)
