@@ -93,14 +93,16 @@ def _fence_and_end_statement(keys: tuple[str, ...]) -> Select[Any]:
     return select(fenced.c.id, fenced.c.announced).add_cte(ended)
 
 
+# A sweep run's stage: stage 1 is also NULL (runs of sweeps made before stages were numbered).
+_stage = func.coalesce(Experiment.sweep_stage, 1)
+
+
 def _in_group(group: tuple[int, int] | None) -> list[ColumnElement[bool]]:
-    """The conditions for a sweep's runs of one (stage, stored hyperband bracket); stage 1 is
-    also NULL (runs of sweeps made before stages were numbered)."""
+    """The conditions for a sweep's runs of one (stage, stored hyperband bracket)."""
     if group is None:
         return []
     stage, bracket = group
-    in_stage = func.coalesce(Experiment.sweep_stage, 1) == stage
-    return [in_stage, Experiment.sweep_bracket == bracket]
+    return [_stage == stage, Experiment.sweep_bracket == bracket]
 
 
 def _core(
@@ -427,13 +429,12 @@ class ExperimentRepository:
     ) -> list[tuple[int, int | None, int, int]]:
         """Per (stage, stored bracket) of the sweep's runs: how many are in `going` and how many
         are waiting at a rung (one grouped count, where reading a sweep's runs may be 1,000)."""
-        stage = func.coalesce(Experiment.sweep_stage, 1)
         q = (
-            select(stage, Experiment.sweep_bracket,
+            select(_stage, Experiment.sweep_bracket,
                    func.sum(case((Experiment.status.in_(list(going)), 1), else_=0)),
                    func.sum(case((Experiment.status == ExperimentStatus.WAITING, 1), else_=0)))
             .where(Experiment.sweep_id == sweep_id)
-            .group_by(stage, Experiment.sweep_bracket)
+            .group_by(_stage, Experiment.sweep_bracket)
         )  # fmt: skip
         return [(int(s), b, int(g), int(w)) for s, b, g, w in self.session.execute(q)]
 
@@ -463,8 +464,8 @@ class ExperimentRepository:
     def place_in_sweep(self, experiment_id: int) -> tuple[int, int, int | None] | None:
         """(sweep, stage, stored hyperband bracket) of a run of a sweep; None for other runs."""
         row = self.session.execute(
-            select(Experiment.sweep_id, func.coalesce(Experiment.sweep_stage, 1),
-                   Experiment.sweep_bracket).where(Experiment.id == experiment_id)
+            select(Experiment.sweep_id, _stage, Experiment.sweep_bracket)
+            .where(Experiment.id == experiment_id)
         ).first()  # fmt: skip
         if row is None or row[0] is None:
             return None
