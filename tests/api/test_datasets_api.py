@@ -299,11 +299,11 @@ def test_a_connection_dropped_at_an_uploaded_datasets_lookup_is_retried(
     """A worker reads an upload's catalogue entry as the run starts; a connection the server
     dropped just then (pooled connections are pinged only after idling) fails that one read,
     which is tried again, instead of failing the run."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
+    from sqlalchemy import text
 
     from service.datasets.repository import DatasetRepository
     from service.kit.db import get_engine
+    from tests.support.databases import drop_connection
     from worker.runs.lifecycle import run_experiment
 
     x, y = classification_arrays()
@@ -315,10 +315,7 @@ def test_a_connection_dropped_at_an_uploaded_datasets_lookup_is_retried(
     def by_name_on_a_dropped_connection(repo: DatasetRepository, name: str) -> Any:
         if not dropped:
             pid = repo.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-            admin = create_engine(get_engine().url, poolclass=NullPool)
-            with admin.begin() as conn:
-                conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-            admin.dispose()
+            drop_connection(get_engine().url, pid)
             dropped.append(pid)
         return read(repo, name)
 

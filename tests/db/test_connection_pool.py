@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from service.kit import db
+from tests.support.databases import drop_connection
 
 pytestmark = pytest.mark.postgres
 
@@ -23,14 +23,6 @@ pytestmark = pytest.mark.postgres
 def backend_pid(engine: Engine) -> int:
     with Session(engine) as session:
         return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
-
-
-def drop_connection(url: str, pid: int) -> None:
-    """What a server restart, a failover or an idle-connection killer does to one connection."""
-    admin = create_engine(url, poolclass=NullPool)
-    with admin.begin() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-    admin.dispose()
 
 
 @pytest.fixture

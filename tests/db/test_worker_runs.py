@@ -107,20 +107,17 @@ def test_a_claim_on_a_connection_the_server_dropped_is_retried(client: TestClien
     """The pool pings only connections idle for a second (service/kit/db.py): one the server
     dropped since its last use fails the claim's first statement, and the claim is tried again
     on a new connection instead of failing the task (the run would wait ~60 s to be re-sent)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
+    from sqlalchemy import text
 
     from service.dispatch.service import wait_sent
     from service.kit.db import get_engine
+    from tests.support.databases import drop_connection
 
     exp_id = submit(client, IRIS)
     assert wait_sent()  # the POST's own background transaction is done with the pool
     with session_scope() as session:  # the connection the next checkout takes (LIFO)
         pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    admin = create_engine(get_engine().url, poolclass=NullPool)
-    with admin.begin() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-    admin.dispose()
+    drop_connection(get_engine().url, pid)
     outcome = run_experiment(exp_id, owner="test:1")
     assert (outcome.status, outcome.epochs_run) == (ExperimentStatus.SUCCEEDED, 5)
     assert detail(client, exp_id)["attempt"] == 1

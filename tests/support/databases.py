@@ -22,7 +22,8 @@ import uuid
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import NullPool
 
 from service.kit import migrate
 
@@ -149,3 +150,12 @@ class PostgresDatabases:
         if self._admin is not None:
             self._admin.dispose()
             self._admin = None
+
+
+def drop_connection(url: str | URL, pid: int) -> None:
+    """PostgreSQL ends the session of backend `pid` (`pg_terminate_backend`), as a server restart,
+    a failover or an idle-connection killer does to a connection a pool still holds."""
+    admin = create_engine(url, poolclass=NullPool)
+    with admin.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    admin.dispose()
