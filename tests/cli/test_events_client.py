@@ -77,6 +77,13 @@ def live_run(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> tuple[int, 
     return run, client.app.state.events  # type: ignore[attr-defined]
 
 
+def until(followed: Callable[[], bool], within_s: float = 10) -> None:
+    """Wait until `followed()` (a stream is being followed), or `within_s` has passed."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and not followed():
+        time.sleep(0.01)
+
+
 def train_in_background(
     run: int, followed: Callable[[], bool], then: Callable[[Worker], None]
 ) -> threading.Thread:
@@ -87,9 +94,7 @@ def train_in_background(
         w = Worker(run)
         w.claim()
         w.write(1, 2)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not followed():
-            time.sleep(0.01)
+        until(followed)
         then(w)
         w.finish()
 
@@ -151,9 +156,7 @@ def test_wait_batch_and_wait_sweep_see_their_runs_end_through_their_streams(
     listener = client.app.state.events  # type: ignore[attr-defined]
 
     def work() -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not listener.groups:  # the batch's wait follows
-            time.sleep(0.01)
+        until(lambda: bool(listener.groups))  # the batch's wait follows its stream
         for run in [*batch["ids"], *sweep["ids"]]:
             w = Worker(run)
             w.claim()
