@@ -83,3 +83,25 @@ def test_a_read_token_sees_who_made_runs_and_no_actions(
     assert not page.locator("#cancel").is_visible() and not page.locator("#clone").is_visible()
     page.goto(f"{served}/new")
     assert "needs a token with the submit role" in page.locator("#needs-role").inner_text()
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_a_token_being_typed_is_kept_while_the_page_is_refused(
+    served: str, page: Any, console: Console
+) -> None:
+    """The list polls while it is refused (every 2 s, its event stream refused too), and every
+    401 asks for a token: the panel already open keeps what is typed, so a token pasted just
+    before a refused poll is the one submitted."""
+    with session_scope() as session:
+        viewer = tokens.create(session, TokenIn(name="viewer", role="read")).token
+    console.allow(r"status of 401")
+    page.goto(served)
+    page.locator("#token-panel").wait_for(state="visible")
+    page.fill("#token-input", viewer)
+    refused = lambda r: "/v1/experiments" in r.url and r.status == 401  # noqa: E731
+    with page.expect_response(refused, timeout=20_000):
+        pass  # the list's next poll, after the paste
+    page.evaluate("() => new Promise((done) => setTimeout(done, 100))")  # its 401 handled
+    assert page.locator("#token-input").input_value() == viewer
+    page.click("#token-form button[type=submit]")
+    page.wait_for_function("document.getElementById('whoami').textContent === 'viewer · read'")

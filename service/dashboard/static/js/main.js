@@ -77,10 +77,13 @@ function setUpToken() {
   const panel = document.getElementById("token-panel");
   const input = document.getElementById("token-input");
   const note = document.getElementById("token-note");
+  // Every refused call opens the panel (a page left polling refuses one every few seconds): one
+  // already open keeps what is being typed in it.
   const show = (message) => {
+    note.textContent = message || "";
+    if (!panel.hidden) return;
     panel.hidden = false;
     input.value = getToken();
-    note.textContent = message || "";
     input.focus();
   };
   document.getElementById("token-button").addEventListener("click", () => (panel.hidden ? show() : (panel.hidden = true)));
