@@ -3,6 +3,7 @@ task bodies of `worker.tasks`."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
@@ -15,6 +16,19 @@ from worker.runs import epoch_writer, registry
 from worker.runs.lease import request_shutdown
 
 celery_app = make_celery(include=["worker.tasks"])
+
+
+# Celery's own line for each task ("Task ... received", "Task ... succeeded in 0.1s") says what
+# the run's `claimed` and `finished` events say with its id; formatted through structlog the two
+# took ~0.45 ms of the gap between two runs on a worker (py-spy, 200 small runs).
+TASK_LINES = ("celery.worker.strategy", "celery.app.trace")
+
+
+def quiet_task_lines() -> None:
+    """Celery's per-task lines off (a failure still logs); called before the worker starts, as
+    Celery reads the level once. `--log-level debug` keeps them."""
+    for name in TASK_LINES:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @worker_process_init.connect

@@ -157,7 +157,10 @@ def worker(
     if children:
         raise typer.Exit(gpu_workers.supervise(children))
 
-    from worker.celery_app import celery_app, queues_for
+    from worker.celery_app import celery_app, queues_for, quiet_task_lines
+
+    if log_level.lower() != "debug":
+        quiet_task_lines()
 
     argv = [
         "worker",

@@ -4,13 +4,14 @@ on the embedded default and on PostgreSQL + Redis."""
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import pytest
 import torch
 
 from tests.support.artifacts import checkpoint_keys, load_model, store_of
-from tests.support.stack import Stack
+from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +42,12 @@ def test_experiment_runs_to_succeeded_and_pages_by_cursor(stack: Stack) -> None:
         assert final["epochs_run"] == 8
         assert final["progress"] == {"epochs_run": 8, "epochs": 8, "fraction": 1.0, "stopped": None}
         assert final["device"] == EXPECTED_DEVICE and final["attempt"] == 1
+        # The worker's log has the run's own events (written just after the commit the client
+        # saw), not Celery's line per task beside them.
+        log = lambda: "".join(p.read_text() for p in stack.log_dir.glob("w*.log"))  # noqa: E731
+        wait_for(lambda: re.search(rf"finished .*experiment_id={exp_id}\b", log()) is not None,
+                 10, lambda: log()[-2000:])  # fmt: skip
+        assert "glidepath.run_experiment[" not in log(), log()[-2000:]
 
         everything = c.get(f"/v1/experiments/{exp_id}/metrics", params={"after_epoch": 0}).json()
         rows = everything["epochs"]
