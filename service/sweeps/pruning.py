@@ -240,13 +240,18 @@ def decide_async(session: Session, p: RunPruner, epoch: int) -> SweepDecision | 
     return None
 
 
-def wait_at_rung(session: Session, experiment_id: int, attempt: int, epoch: int) -> bool:
-    """The run's worker lets it go at a rung: `waiting`, its lease cleared. False when this
-    attempt no longer holds it."""
+def wait_at_rung(session: Session, experiment_id: int, attempt: int, epoch: int) -> str | None:
+    """The run's worker lets it go at a rung: `waiting`, its lease cleared, or `cancelled` if a
+    cancel (its own, its sweep's) flagged it before the worker saw it. None when this attempt
+    no longer holds it."""
     repo = ExperimentRepository(session)
-    return repo.fence_and_end(experiment_id, attempt, "waiting", status=ExperimentStatus.WAITING,
+    if not repo.fence_and_end(experiment_id, attempt, "waiting", status=ExperimentStatus.WAITING,
                               lease_owner=None, lease_expires_at=None,
-                              epochs_run=epoch)  # fmt: skip
+                              epochs_run=epoch):  # fmt: skip
+        return None
+    if repo.cancel_waiting(experiment_id):
+        return ExperimentStatus.CANCELLED
+    return ExperimentStatus.WAITING
 
 
 def complete_rungs(session: Session, sweep_id: int, rule: Rule | None,

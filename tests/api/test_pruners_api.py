@@ -6,6 +6,8 @@ rules on the embedded one."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from service.artifacts import service as artifact_service
 from service.sweeps import service as sweeps
+from tests.support.artifacts import checkpoint_keys
 from worker.runs import artifacts
 from worker.runs.lifecycle import run_experiment
 
@@ -174,6 +177,71 @@ def test_a_cancelled_sweep_ends_its_waiting_runs_cancelled(client: TestClient) -
     cancelled = client.post(f"/v1/sweeps/{sweep_id}/cancel").json()
     assert cancelled["counts"] == {"cancelled": 9}
     assert client.get(f"/v1/sweeps/{sweep_id}/decisions").json() == []
+
+
+def test_a_run_cancelled_on_its_way_to_a_rung_ends_cancelled_there(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep is cancelled while a run trains towards its first rung (flagged, not yet seen by
+    its worker): its pause ends it `cancelled`, rather than `waiting`, then promoted by a rung
+    it decided alone and queued for ever (a run whose cancel was requested is never claimed)."""
+    sweep_id = sweep_of(client, {"type": "successive_halving"})
+    first = min(e["experiment_id"] for e in client.get(f"/v1/sweeps/{sweep_id}").json()[
+        "experiments"])  # fmt: skip
+    from worker.runs import pruner
+
+    real = pruner.pruning.wait_at_rung
+
+    def cancelled_first(*args: Any) -> Any:
+        assert client.post(f"/v1/sweeps/{sweep_id}/cancel").status_code == 200
+        return real(*args)
+
+    monkeypatch.setattr(pruner.pruning, "wait_at_rung", cancelled_first)
+    assert run_experiment(first).status == "cancelled"
+    got = client.get(f"/v1/experiments/{first}").json()
+    assert (got["status"], got["epochs_run"]) == ("cancelled", 1)
+    assert got["stop_reason"] == "cancelled while running; stopped at its rung"
+    assert checkpoint_keys(artifact_service.store(), first) == []  # an ended run keeps none
+    assert client.get(f"/v1/sweeps/{sweep_id}").json()["counts"] == {"cancelled": 9}
+    assert client.get(f"/v1/sweeps/{sweep_id}/decisions").json() == []
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # row locks
+def test_a_sweep_cancelled_while_its_run_pauses_ends_the_run_cancelled(client: TestClient) -> None:
+    """The run's pause holds its row when the sweep's cancel comes: the cancel waits for it, and
+    then finds the run `waiting`, which it ends, rather than no longer running and left so."""
+    from service.experiments.repository import ExperimentRepository
+    from service.kit.db import get_sessionmaker, session_scope
+
+    sweep_id = sweep_of(client, {"type": "successive_halving"})
+    run = min(e["experiment_id"] for e in client.get(f"/v1/sweeps/{sweep_id}").json()[
+        "experiments"])  # fmt: skip
+    with session_scope() as session:
+        claimed = ExperimentRepository(session).claim_run(run, "w", 60)
+    assert claimed is not None
+    pausing = get_sessionmaker()()
+    assert sweeps.pruning.wait_at_rung(pausing, run, claimed.attempt, 1) == "waiting"
+    cancel = threading.Thread(target=lambda: client.post(f"/v1/sweeps/{sweep_id}/cancel"))
+    cancel.start()
+    deadline = time.monotonic() + 10
+    while not blocked_on_a_lock(pausing):
+        assert time.monotonic() < deadline and cancel.is_alive(), "the cancel did not wait"
+        time.sleep(0.02)
+    pausing.commit()
+    pausing.close()
+    cancel.join(10)
+    got = client.get(f"/v1/experiments/{run}").json()
+    assert got["status"] == "cancelled", got
+    assert client.get(f"/v1/sweeps/{sweep_id}").json()["counts"] == {"cancelled": 9}
+
+
+def blocked_on_a_lock(other: Any) -> bool:
+    """Whether a session of the database (not `other`'s) waits for a row lock."""
+    from sqlalchemy import text
+
+    return bool(other.execute(text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND datname = current_database()")).scalar())  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # the rule, not the store

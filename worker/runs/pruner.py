@@ -41,14 +41,16 @@ def after_epoch(p: pruning.RunPruner, epoch: int, decision: Decision) -> Decisio
     return _ends(decision, ExperimentStatus.PRUNED, p, done.value, done.cutoff, done.reason)
 
 
-def pause(experiment_id: int, attempt: int, p: pruning.RunPruner, epoch: int) -> bool:
+def pause(experiment_id: int, attempt: int, p: pruning.RunPruner, epoch: int) -> str | None:
     """Hand the run back as `waiting` (its checkpoint at `epoch` is uploaded by now), then decide
-    the rung if this run completed it. False when the attempt no longer holds the run."""
+    the rung if this run completed it. Its status then: `waiting`, or `cancelled` when a cancel
+    flagged it on its way to the rung; None when the attempt no longer holds the run."""
     with session_scope() as session:
-        if not pruning.wait_at_rung(session, experiment_id, attempt, epoch):
-            return False
-    log.info("waiting", epoch=epoch, rung=p.rung_of(epoch))
+        status = pruning.wait_at_rung(session, experiment_id, attempt, epoch)
+    if status is None:
+        return None
+    log.info(status, epoch=epoch, rung=p.rung_of(epoch))
     with session_scope() as session:
         # The rule as the attempt read it; only this run's group can have completed a rung.
         pruning.complete_rungs(session, p.sweep_id, p.rule, (p.stage, p.bracket))
-    return True
+    return status

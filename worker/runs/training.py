@@ -29,6 +29,7 @@ from worker.engine.data import to_device
 from worker.engine.model import pick_device
 from worker.engine.plugins import param_count
 from worker.runs import artifacts, epoch_writer, plugins, pruner
+from worker.runs.artifacts import discard_checkpoints
 from worker.runs.budget import data_budget
 from worker.runs.datasets import check_fits, load_arrays
 from worker.runs.epochs import (
@@ -38,7 +39,7 @@ from worker.runs.epochs import (
     start_at,
     stored_state,
 )
-from worker.runs.finish import LEASE_LOST, WAITING, Outcome, finish_run
+from worker.runs.finish import LEASE_LOST, Outcome, finish_run
 from worker.runs.retry import with_db_retry
 
 log = get_logger(__name__)
@@ -219,7 +220,9 @@ def train_run(
     if result.status == ExperimentStatus.WAITING and prune is not None:
         paused = with_db_retry(lambda: pruner.pause(experiment_id, attempt, prune, result.epoch),
                                f"experiment {experiment_id} pause")  # fmt: skip
-        return Outcome(experiment_id, WAITING if paused else LEASE_LOST, result.epoch)
+        if paused == ExperimentStatus.CANCELLED:
+            discard_checkpoints(experiment_id)  # ended: no rung will resume it
+        return Outcome(experiment_id, paused or LEASE_LOST, result.epoch)
     model = None
     if result.status != ExperimentStatus.DIVERGED:
         meta = {"spec": json.dumps(spec.model_dump(mode="json")), "status": str(result.status),
