@@ -13,6 +13,10 @@ and kept in the state: the untrained model's loss (epoch 1's first batch, before
 engine measures it) and epoch 1's train_loss. Both are needed: a run at a wild LR blows up within
 its first epoch (its epoch-1 mean is already a thousand times the untrained loss and later epochs
 stay there), while a run that blows up later rises above its own first epoch.
+
+An optimizer step whose learning rate does not fit the parameters' dtype (1e308 for float32
+weights: torch refuses to convert it) is a divergence too, at the epoch where it happened
+(`Overflow`, measured by the engine: `loop.LROverflow`).
 """
 
 from __future__ import annotations
@@ -84,6 +88,22 @@ class Event:
     old_lr: float | None
     new_lr: float | None
     reason: str
+
+
+@dataclass(frozen=True)
+class Overflow:
+    """An optimizer step of the epoch whose learning rate (or the step size made from it) does
+    not fit the parameters' dtype: torch cannot take it, so the run cannot go on."""
+
+    lr: float  # param group 0's LR at that step
+    step: int  # the step of the epoch, from 1
+    dtype: str  # the parameters', e.g. "float32"
+    largest: float  # that dtype's largest finite value
+
+    def reason(self, epoch: int) -> str:
+        return (f"the learning rate {_fmt(self.lr)} at epoch {epoch} (step {self.step}) "
+                f"overflowed the parameters' {self.dtype} (largest {_fmt(self.largest)}): "
+                "diverged")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -232,15 +252,20 @@ def _guard(g: DivergenceSpec, s: State, epoch: int, loss: float | None) -> Event
 
 def step(
     spec: ExperimentSpec, state: State, epoch: int, metrics: dict[str, float | None], lr: float,
-    start_loss: float | None = None,
+    start_loss: float | None = None, overflow: Overflow | None = None,
 ) -> tuple[Decision, State]:  # fmt: skip
     """Epoch `epoch` finished with `metrics` while the LR was `lr`; what now?
 
     `lr` is what the schedule set for this epoch (warmup included); plateau reductions act on it.
     `start_loss`: at epoch 1, the untrained model's loss (the first batch's, before its step);
     kept in the state, so later epochs and a resumed run read it from there.
+    `overflow`: a step of the epoch could not be taken (its LR overflowed the weights' dtype).
     """
     state = _started(replace(state, lr=lr), epoch, metrics, start_loss)
+    if overflow is not None:
+        reason = overflow.reason(epoch)
+        refused = Event("diverged", "lr", overflow.lr, None, None, None, None, reason)
+        return Decision(epoch, lr, "diverged", [refused]), state
     bad = sorted(k for k, v in metrics.items() if v is not None and not math.isfinite(v))
     if bad:
         diverged = Event(

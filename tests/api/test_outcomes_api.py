@@ -114,3 +114,58 @@ def test_a_non_finite_factor_is_a_422_and_the_guard_is_stored_as_given(
     assert off["spec"]["divergence"] is None
     # The default is left out of the stored spec, so specs store and hash as before.
     assert "divergence" not in client.post("/v1/experiments", json={}).json()["spec"]
+
+
+# A learning rate beyond float32's largest value (~3.4e38) cannot be taken by a step on float32
+# weights: torch refuses it ("value cannot be converted to type float without overflow"). Such a
+# run ends `diverged` at the epoch where it happened, as 2**80 does through the guard.
+OVERFLOWS = {
+    "base_lr": ({"base_lr": 1e308}, 1, 1e308),
+    "ExponentialLR": (
+        {"epochs": 4, "scheduler": {"type": "ExponentialLR", "params": {"gamma": 1e200}}},
+        2, 1e-4 * 1e200,
+    ),
+    "CyclicLR": (
+        {"scheduler": {"type": "CyclicLR", "params": {"max_lr": 1e308, "step_size_up": 2}}},
+        1, None,
+    ),
+    "OneCycleLR": (
+        {"scheduler": {"type": "OneCycleLR", "params": {"max_lr": 0.1, "div_factor": 1e-308}}},
+        1, None,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(OVERFLOWS))
+def test_a_learning_rate_that_overflows_float32_ends_diverged_not_failed(
+    client: TestClient, case: str
+) -> None:
+    extra, epoch, lr = OVERFLOWS[case]
+    got = trained(client, {**IRIS, "epochs": 3, **extra})
+    assert (got["status"], got["epochs_run"], got["error"]) == ("diverged", epoch, None)
+    (decision,) = client.get(f"/v1/experiments/{got['id']}/decisions").json()["decisions"]
+    assert (decision["kind"], decision["monitor"], decision["epoch"]) == ("diverged", "lr", epoch)
+    assert decision["value"] > 3.4e38 and (lr is None or decision["value"] == pytest.approx(lr))
+    assert decision["reason"].startswith(f"the learning rate {decision['value']:.4g} at epoch")
+    assert decision["reason"].endswith(
+        "overflowed the parameters' float32 (largest 3.403e+38): diverged"
+    )
+    assert got["stop_reason"] == decision["reason"] and got["model"] is None
+    rows = client.get(f"/v1/experiments/{got['id']}/metrics").json()["epochs"]
+    assert [r["epoch"] for r in rows] == list(range(1, epoch + 1))
+    assert rows[-1]["decision"] == "diverged" and rows[-1]["train_loss"] is None
+
+
+def test_a_range_test_whose_ramp_overflows_float32_stops_there(client: TestClient) -> None:
+    # Step 1's LR is about 2.7, step 2's about 7e38: above float32's largest.
+    body = {"spec": {**IRIS, "solver": {"type": "SGD"}}, "min_lr": 1e-38, "max_lr": 1e308,
+            "steps": 10}  # fmt: skip
+    created = client.post("/v1/lr-range-tests", json=body)
+    assert created.status_code == 201, created.text
+    run_experiment(created.json()["id"], owner="test:1")
+    got = client.get(f"/v1/lr-range-tests/{created.json()['id']}").json()
+    assert got["status"] == "succeeded", got
+    lr = got["points"][-1]["lr"]
+    assert got["stopped"] == (f"diverged at step 2: the learning rate {lr:.4g} overflowed the "
+                              "parameters' float32 (largest 3.403e+38)")  # fmt: skip
+    assert [p["step"] for p in got["points"]] == [0, 1, 2] and got["steps_run"] == 3

@@ -28,9 +28,12 @@ class ListSink:
     def record(
         self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None],
         lrs: per_step.EpochLRs | None = None, start_loss: float | None = None,
+        overflow: decisions.Overflow | None = None,
     ) -> tuple[decisions.Decision, decisions.State]:  # fmt: skip
         state = self.state or decisions.initial_state(self.spec, lr)
-        decision, self.state = decisions.step(self.spec, state, epoch, metrics, lr, start_loss)
+        decision, self.state = decisions.step(
+            self.spec, state, epoch, metrics, lr, start_loss, overflow
+        )
         self.rows.append((epoch, lr, dict(metrics)))
         self.lrs.append(lrs)
         return decision, self.state

@@ -14,12 +14,13 @@ import contextlib
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 from service.training import catalog
+from service.training.decisions import Overflow
 from service.training.hypergradient import Hypergradient
 from service.training.schedule import Schedule
 from worker.engine.data import Part
@@ -30,6 +31,38 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 class Cancelled(Exception):
     """The run was cancelled or lost its lease; raised at a batch boundary."""
+
+
+# What torch says when a Python scalar (the LR, or a step size made from it: `alpha=-lr`) does
+# not fit the dtype of the tensors it scales (1e308 with float32 weights).
+OVERFLOW_MESSAGE = "without overflow"
+
+
+class LROverflow(Exception):
+    """An optimizer step's learning rate does not fit the parameters' dtype: torch refused the
+    step (the weights are as before it). `overflow.step` is set by `train_epoch`."""
+
+    def __init__(self, overflow: Overflow) -> None:
+        super().__init__(overflow.reason(0))
+        self.overflow = overflow
+
+    @classmethod
+    def of(cls, optimizer: torch.optim.Optimizer, step: int = 0) -> LROverflow:
+        group = optimizer.param_groups[0]
+        dtype = group["params"][0].dtype
+        name = str(dtype).removeprefix("torch.")
+        return cls(Overflow(float(group["lr"]), step, name, float(torch.finfo(dtype).max)))
+
+
+def _optimizer_step(step: Callable[[], object], optimizer: torch.optim.Optimizer) -> None:
+    """`step()`, with torch's refusal of an LR too large for the weights' dtype raised as
+    `LROverflow` (a divergence, not a crash); any other error as it is."""
+    try:
+        step()
+    except RuntimeError as err:
+        if OVERFLOW_MESSAGE not in str(err):
+            raise
+        raise LROverflow.of(optimizer) from err
 
 
 @dataclass
@@ -107,19 +140,20 @@ def scaled_step(
     before_step: Callable[[], None] | None = None,
 ) -> bool:
     """backward() and the optimizer step; with `scaler`, on the scaled loss, and False when the
-    scaler skipped the step (its scale went down: the gradients held inf or NaN)."""
+    scaler skipped the step (its scale went down: the gradients held inf or NaN). `LROverflow`
+    when the step's LR does not fit the weights' dtype."""
     if scaler is None:
         loss.backward()
         if before_step is not None:
             before_step()
-        optimizer.step()
+        _optimizer_step(optimizer.step, optimizer)
         return True
     scaler.scale(loss).backward()
     if before_step is not None:
         scaler.unscale_(optimizer)  # what it sees are the true gradients
         before_step()
     scale = scaler.get_scale()
-    scaler.step(optimizer)
+    _optimizer_step(lambda: scaler.step(optimizer), optimizer)
     scaler.update()
     return scaler.get_scale() >= scale
 
@@ -175,7 +209,8 @@ def train_epoch(
     """One pass over the training part: the mean training loss (one host sync, plus one per step
     with `hypergradient`, which adapts the LR before every step, or with `scaler`), the steps
     the scaler skipped (a skipped step does not advance a per-step schedule) and the LR of every
-    step (`StepLRs`)."""
+    step (`StepLRs`). `LROverflow` (with the step of the epoch) when a step's LR does not fit the
+    weights' dtype."""
     model.train()
     n = len(data)
     device = data.device
@@ -194,7 +229,10 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         with cast:
             loss = criterion(model(xb), yb)
-        taken = scaled_step(loss, optimizer, scaler, before_step)
+        try:
+            taken = scaled_step(loss, optimizer, scaler, before_step)
+        except LROverflow as err:
+            raise LROverflow(replace(err.overflow, step=len(losses) + 1)) from err.__cause__
         lrs.after_step(taken)
         if taken:
             schedule.after_step()

@@ -17,14 +17,22 @@ import torch
 from torch import nn
 
 from service.training import catalog, per_step
-from service.training.decisions import Decision, State
+from service.training.decisions import Decision, Overflow, State
 from service.training.hypergradient import Hypergradient
 from service.training.schedule import Schedule, build_schedule
 from service.training.spec import ExperimentSpec
 from service.training.split import steps_per_epoch
 from service.training.status import OK, ExperimentStatus
 from worker.engine.data import DeviceData
-from worker.engine.loop import EvalResult, evaluate, grad_scaler, seed_all, train_epoch
+from worker.engine.loop import (
+    EpochResult,
+    EvalResult,
+    LROverflow,
+    evaluate,
+    grad_scaler,
+    seed_all,
+    train_epoch,
+)
 from worker.engine.model import build_model
 from worker.engine.plugins import Plugin
 
@@ -129,11 +137,13 @@ class EpochSink(Protocol):
     def record(
         self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None],
         lrs: per_step.EpochLRs | None = None, start_loss: float | None = None,
+        overflow: Overflow | None = None,
     ) -> tuple[Decision, State] | None:  # fmt: skip
         """Decide from the stored history and write the epoch; None once the run is not ours.
         `lrs`: the LR's range over the epoch's steps, and each step's where the run records
         them (`per_step.recorded`); `start_loss`: at epoch 1, the untrained model's loss (the
-        first batch's, before its step), for the divergence guard (`decisions.step`)."""
+        first batch's, before its step), for the divergence guard (`decisions.step`);
+        `overflow`: the epoch stopped at a step whose LR overflowed the weights' dtype."""
 
     def checkpoint(self, state: RunState, now: bool = False) -> None:
         """Called after an epoch that did not end the run: write a checkpoint if one is due
@@ -149,7 +159,7 @@ class Result:
     test_metrics: dict[str, float | None] | None = field(default=None)
 
 
-def metric_row(task: str, train_loss: float, val: EvalResult) -> dict[str, float | None]:
+def metric_row(task: str, train_loss: float | None, val: EvalResult) -> dict[str, float | None]:
     row: dict[str, float | None] = {"train_loss": train_loss, "val_loss": val.loss}
     if task == "classification":
         row["val_accuracy"] = val.accuracy
@@ -174,9 +184,16 @@ def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSi
         catalog.training_mode(optimizer, True)
         if first_lr is not None:
             first_lr.value = None
-        trained = train_epoch(model, optimizer, state.schedule, data.train, spec.batch_size,
-                              task, spec.seed, epoch, sink.stop, hd, precision,
-                              state.scaler)  # fmt: skip
+        overflow: Overflow | None = None
+        try:
+            trained: EpochResult | None = train_epoch(
+                model, optimizer, state.schedule, data.train, spec.batch_size, task, spec.seed,
+                epoch, sink.stop, hd, precision, state.scaler,
+            )  # fmt: skip
+        except LROverflow as err:
+            # A step's LR does not fit the weights' dtype: the epoch ends there (no train_loss:
+            # it did not finish) and the decision ends the run `diverged`, not a crash.
+            trained, overflow = None, err.overflow
         if hd is not None:
             lr = hd.epoch_lr  # what the epoch's first step used: adapted just before it
         if first_lr is not None and first_lr.value is not None:
@@ -186,12 +203,12 @@ def train(spec: ExperimentSpec, data: DeviceData, state: RunState, sink: EpochSi
         val = evaluate(model, data.val, task, precision)
         state.schedule.after_epoch(epoch)
         duration = time.perf_counter() - t0
-        metrics = metric_row(task, trained.loss, val)
+        metrics = metric_row(task, trained.loss if trained else None, val)
         if precision == "fp16":
-            metrics["skipped_steps"] = trained.skipped_steps
-        lrs = per_step.EpochLRs.of(trained.step_lrs, keep_steps)
-        start_loss = trained.first_loss if epoch == 1 else None
-        recorded = sink.record(epoch, lr, duration, metrics, lrs, start_loss)
+            metrics["skipped_steps"] = trained.skipped_steps if trained else None
+        lrs = per_step.EpochLRs.of(trained.step_lrs, keep_steps) if trained else None
+        start_loss = trained.first_loss if trained and epoch == 1 else None
+        recorded = sink.record(epoch, lr, duration, metrics, lrs, start_loss, overflow)
         if recorded is None:
             return Result(None, epoch - 1)
         decision, decided = recorded

@@ -27,6 +27,7 @@ from service.training.spec import ExperimentSpec
 from worker.engine.data import Batch, DeviceData, Part
 from worker.engine.loop import (
     Cancelled,
+    LROverflow,
     autocast,
     epoch_order,
     grad_scaler,
@@ -95,6 +96,7 @@ def run(
     pending: list[torch.Tensor] = []  # on the device, not yet synced
     unsent: list[dict[str, Any]] = []
     written_at = time.monotonic()
+    overflowed: str | None = None  # the step whose LR did not fit the weights' dtype
     model.train()
     catalog.training_mode(optimizer, True)  # a schedule-free optimizer steps in train mode
     for step, lr in enumerate(lrs):
@@ -106,9 +108,16 @@ def run(
         optimizer.zero_grad(set_to_none=True)
         with autocast(spec.precision, device):  # the spec's precision, as training's
             loss = criterion(model(xb), yb)
-        scaled_step(loss, optimizer, scaler)
+        try:
+            scaled_step(loss, optimizer, scaler)
+        except LROverflow as err:
+            # Torch refused the step (the LR does not fit the weights' dtype): the trace ends
+            # here, with this step's loss (taken before its step, as every point's).
+            o = err.overflow
+            overflowed = (f"diverged at step {step}: the learning rate {lr:.4g} overflowed the "
+                          f"parameters' {o.dtype} (largest {o.largest:.4g})")  # fmt: skip
         pending.append(loss.detach())
-        last = step == p.steps - 1
+        last = step == p.steps - 1 or overflowed is not None
         if len(pending) < SYNC_STEPS and not last:
             continue
         first = step + 1 - len(pending)
@@ -125,11 +134,11 @@ def run(
             if not write(unsent):
                 return RangeOutcome(len(losses), None)
             unsent, written_at = [], time.monotonic()
-        if tracker.stopped:
+        if tracker.stopped or overflowed:
             break
 
     found = suggest.suggest(lrs[: len(losses)], losses, p.steps)
-    stopped = tracker.stopped or f"completed all {p.steps} steps"
+    stopped = tracker.stopped or overflowed or f"completed all {p.steps} steps"
     result = {
         "suggested_lr": found.lr,
         "rule": found.rule,

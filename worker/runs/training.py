@@ -76,6 +76,7 @@ class DatabaseSink:
     def record(
         self, epoch: int, lr: float, duration: float, metrics: dict[str, float | None],
         lrs: per_step.EpochLRs | None = None, start_loss: float | None = None,
+        overflow: decisions.Overflow | None = None,
     ) -> tuple[decisions.Decision, decisions.State] | None:  # fmt: skip
         if not self._collect():  # an earlier epoch's write was refused: the run is not ours
             return None
@@ -85,7 +86,7 @@ class DatabaseSink:
             state = with_db_retry(
                 partial(stored_state, self.experiment_id, self.spec, epoch, lr), what
             )
-        decision, state = decisions.step(self.spec, state, epoch, metrics, lr, start_loss)
+        decision, state = decisions.step(self.spec, state, epoch, metrics, lr, start_loss, overflow)
         self.state = state
         self._decided.append(Decided(epoch, lr, duration, metrics, lrs, decision, state))
         if self.prune is None or not self.prune.asks_at(epoch):
