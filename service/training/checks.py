@@ -285,6 +285,15 @@ def check_schedule(spec: ExperimentSpec, steps: int) -> list[ErrorItem]:
     a dataset, for the schedule preview: a monitor may be a metric of either task."""
     errors = _check_warmup(spec) + _check_monitors(spec, "any task", METRICS_ANY)
     errors += _check_schedule_free(spec)
+    if spec.solver.type in catalog.SCHEDULE_FREE:
+        errors.append(
+            item(
+                ["solver", "type"],
+                f"{spec.solver.type} sets the LR itself while it trains (its warmup counts "
+                "optimizer steps); it cannot be previewed",
+                "unsupported",
+            )
+        )
     if spec.solver.hypergradient is not None:
         errors.append(
             item(

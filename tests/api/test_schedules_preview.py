@@ -157,6 +157,22 @@ def test_solver_defaults_to_sgd_with_momentum_and_can_be_set(api: TestClient) ->
     assert ok(api, adam)["epochs_run"] == EPOCHS
 
 
+@pytest.mark.parametrize("solver", sorted(catalog.SCHEDULE_FREE))
+def test_a_schedule_free_solver_is_a_422_at_the_solver_not_the_librarys_words(
+    api: TestClient, solver: str
+) -> None:
+    """A schedule-free optimizer sets the LR itself as it steps (its warmup counts steps): the
+    preview says it cannot show that at `solver.type`, as it does for hypergradient descent,
+    where it answered at ["body"] with the package's "not in train mode" error."""
+    params = {} if solver == "RAdamScheduleFree" else {"warmup_steps": 2}
+    r = post(api, {"base_lr": 0.1, "epochs": 3, "solver": {"type": solver, "params": params}})
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "solver", "type"]
+    assert error["msg"] == (f"{solver} sets the LR itself while it trains (its warmup counts "
+                            "optimizer steps); it cannot be previewed")  # fmt: skip
+
+
 # --- (2) ReduceLROnPlateau over monitor_values == torch ---------------------------------------
 
 VALUE = st.one_of(
