@@ -103,8 +103,10 @@ def _no_model(e: Experiment) -> NoModel:
         why = "it is queued; its model is written when it ends"
     elif e.status not in FINAL:
         why = f"it is {e.status}; its model is written when it ends"
-    elif e.status == ExperimentStatus.CANCELLED:
+    elif e.status == ExperimentStatus.CANCELLED and not e.attempt:
         why = "it was cancelled before it trained, so it never got one"
+    elif e.status == ExperimentStatus.CANCELLED:
+        why = "it was cancelled while running; a cancelled run keeps no model"
     else:
         why = f"it ended {e.status} and a {e.status} run keeps no model"
     return NoModel(f"experiment {e.id} has no model: {why}", loc=PATH_ID)

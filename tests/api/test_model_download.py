@@ -23,6 +23,7 @@ from service.experiments.models import Attempt, EpochRow, ExperimentTag
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.training.spec import ExperimentSpec
+from service.training.status import ExperimentStatus
 from worker.engine.model import build_model
 from worker.runs.lifecycle import run_experiment
 
@@ -139,7 +140,20 @@ def test_unknown_queued_and_running_runs_have_no_model(client: TestClient) -> No
     cancelled = submit(client)
     client.post(f"/v1/experiments/{cancelled}/cancel")
     never = client.get(f"/v1/experiments/{cancelled}/model")
-    assert never.status_code == 409 and "cancelled" in problem(never)
+    assert never.status_code == 409 and "cancelled before it trained" in problem(never)
+
+    # Cancelled while running (it trained): a cancelled run keeps no model, and the 409 says
+    # so rather than "cancelled before it trained".
+    client.post(f"/v1/experiments/{exp_id}/cancel")
+    with session_scope() as session:
+        assert ExperimentRepository(session).finish(
+            exp_id, 1, ExperimentStatus.CANCELLED, stop_reason="cancelled while running"
+        )
+    trained = client.get(f"/v1/experiments/{exp_id}/model")
+    assert trained.status_code == 409
+    assert problem(trained).endswith(
+        "it was cancelled while running; a cancelled run keeps no model"
+    )
 
 
 def test_a_corrupt_stored_model_is_refused_never_sent(client: TestClient) -> None:
