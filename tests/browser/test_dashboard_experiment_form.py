@@ -197,3 +197,75 @@ def test_download_model_with_a_token(
     assert len(data) == model["size"] and hashlib.sha256(data).hexdigest() == model["sha256"]
     (header_len,) = struct.unpack("<Q", data[:8])  # safetensors: a JSON header, then tensors
     assert json.loads(data[8 : 8 + header_len])
+
+
+def preview_response(predicate: Any = lambda body: True) -> Any:
+    """For page.expect_response: a schedule preview whose request body satisfies `predicate`."""
+    return lambda r: (
+        r.url.endswith("/v1/schedules/preview")
+        and predicate(r.request.post_data_json or {})
+    )
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_early_stopping_mode_follows_a_monitor_the_dataset_resets(stack: Stack, page: Any) -> None:
+    """A regression dataset has no val_accuracy: the monitor goes back to val_loss in code (no
+    change event), and the mode must go back to min with it, or the run stops while its loss
+    improves."""
+    page.goto(f"{stack.url}/new")
+    page.locator('input[name="early_stopping.enabled"]').check()
+    monitor = field(page, "early_stopping.monitor", "select")
+    mode = field(page, "early_stopping.mode", "select")
+    monitor.select_option("val_accuracy")
+    assert mode.input_value() == "max"
+    with page.expect_response(preview_response(lambda b: (b.get("early_stopping") or {}).get("mode") == "min")):
+        field(page, "dataset", "select").select_option("diabetes")
+    assert monitor.input_value() == "val_loss" and mode.input_value() == "min"
+    # A mode the person chose stays, whatever the dataset does to the monitor.
+    field(page, "dataset", "select").select_option("digits")
+    monitor.select_option("val_accuracy")
+    mode.select_option("min")
+    field(page, "dataset", "select").select_option("diabetes")
+    assert monitor.input_value() == "val_loss" and mode.input_value() == "min"
+    field(page, "dataset", "select").select_option("digits")
+    monitor.select_option("val_accuracy")
+    assert mode.input_value() == "min"
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_plateau_mode_follows_its_monitor(stack: Stack, page: Any) -> None:
+    """ReduceLROnPlateau watching val_accuracy is sent with mode max (torch's default min would
+    cut the LR while accuracy improves), in a SequentialLR's last element too; a mode the person
+    chose stays."""
+    page.goto(f"{stack.url}/new")
+    field(page, "scheduler.type", "select").select_option("ReduceLROnPlateau")
+    mode = field(page, "scheduler.params.mode", "select")
+    assert mode.input_value() == "min"
+    sends = lambda m: preview_response(  # noqa: E731
+        lambda b: ((b.get("scheduler") or {}).get("params") or {}).get("mode") == m)
+    with page.expect_response(sends("max")):
+        field(page, "scheduler.monitor", "select").select_option("val_accuracy")
+    assert mode.input_value() == "max"
+    # Back to a loss: min again, which is torch's default, so not sent.
+    field(page, "scheduler.monitor", "select").select_option("val_loss")
+    assert mode.input_value() == "min"
+    # The person's own choice stays.
+    mode.select_option("max")
+    field(page, "scheduler.monitor", "select").select_option("train_loss")
+    assert mode.input_value() == "max"
+
+    # Chosen afresh after the monitor: the mode starts from it.
+    field(page, "scheduler.type", "select").select_option("StepLR")
+    field(page, "scheduler.type", "select").select_option("ReduceLROnPlateau")
+    field(page, "scheduler.monitor", "select").select_option("val_accuracy")
+    field(page, "scheduler.type", "select").select_option("StepLR")
+    field(page, "scheduler.type", "select").select_option("ReduceLROnPlateau")
+    assert field(page, "scheduler.params.mode", "select").input_value() == "max"
+
+    # A SequentialLR whose last element is ReduceLROnPlateau: its own monitor and mode.
+    field(page, "scheduler.type", "select").select_option("SequentialLR")
+    last = page.locator(".composite-element").count() - 1
+    element = f"scheduler.schedulers.{last}"
+    field(page, f"{element}.type", "select").select_option("ReduceLROnPlateau")
+    field(page, f"{element}.monitor", "select").select_option("val_accuracy")
+    assert field(page, f"{element}.params.mode", "select").input_value() == "max"

@@ -13,6 +13,8 @@ const METRICS = {
 };
 // Starting values for fields the schema requires without a default, once their section is on.
 const UI_DEFAULTS = { "warmup.epochs": 3 };
+// The direction a monitor improves in, as the API decides a sweep's mode: up for accuracy.
+const modeFor = (metric) => (metric === "val_accuracy" ? "max" : "min");
 const LABELS = { base_lr: "base LR", batch_size: "batch size", checkpoint_every: "checkpoint every" };
 // The built-in models and the ModelSpec fields each one reads (service/training/spec.py); any
 // other model type is a plugin's, which takes its factory's arguments in `params` instead.
@@ -341,7 +343,7 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
       h("optgroup", { label: "composed" }, composed.map((s) => h("option", { value: s.type }, s.type))));
     select.value = init ? init.type : none;
     const props = schema.properties;
-    const monitor = metricSelect(init ? init.monitor : "val_loss");
+    const monitor = metricSelect(init ? init.monitor : "val_loss", [...path, "params", "mode"].join("."));
     const interval = h("select", {}, h("option", { value: "" }, "default"),
       props.interval.anyOf[0].enum.map((v) => h("option", { value: v }, v)));
     interval.value = init && init.interval ? init.interval : "";
@@ -370,6 +372,8 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
       intervalRow.hidden = !info;
       syncInterval();
       refreshMetrics();
+      // ReduceLROnPlateau chosen afresh: its mode starts from the monitor already picked.
+      if (!(start.params && "mode" in start.params)) followMonitor(monitor);
     };
     // Presets fill a SequentialLR over the run after the warmup section's epochs (in steps with
     // interval "step"); the person edits the result like any composition.
@@ -437,7 +441,7 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
       // a ConstantLR that holds the LR.
       if (!choices.some((c) => c.type === value.type)) value = { type: "ConstantLR", params: { factor: 1.0 } };
       sel.value = value.type;
-      const mon = metricSelect(value.monitor || "val_loss");
+      const mon = metricSelect(value.monitor || "val_loss", [...own, "params", "mode"].join("."));
       const monRow = field([...own, "monitor"], "monitor", mon, { hint: "ReduceLROnPlateau: the last element only" });
       const params = h("div");
       const draw = (p) => {
@@ -448,6 +452,7 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
       draw(value.params);
       sel.addEventListener("change", () => {
         draw({});
+        followMonitor(mon);
         onTypes();
       });
       const move = (to) => {
@@ -515,20 +520,38 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
   }
 
   // Metric choices follow the dataset's task; kept in a list so a dataset change updates them.
+  // `modeLoc`: the spec path of the mode that follows this monitor (followMonitor).
   const metricSelects = [];
-  function metricSelect(value) {
+  function metricSelect(value, modeLoc) {
     const select = h("select", {});
     select.dataset.want = value || "val_loss";
+    if (modeLoc) {
+      select.dataset.modeLoc = modeLoc;
+      select.addEventListener("change", () => followMonitor(select));
+    }
     metricSelects.push(select);
     return select;
   }
   function refreshMetrics() {
     const task = currentDataset() ? currentDataset().task : "classification";
     for (const select of metricSelects) {
-      const want = select.value || select.dataset.want;
+      const before = select.value;
+      const want = before || select.dataset.want;
       clear(select, METRICS[task].map((m) => h("option", { value: m }, m)));
       select.value = METRICS[task].includes(want) ? want : "val_loss";
+      // Set in code, the value fires no change event: the mode follows it here.
+      if (before && before !== select.value) followMonitor(select);
     }
+  }
+  // Accuracy improves upwards: a mode (early stopping's, ReduceLROnPlateau's) follows its monitor,
+  // changed by the person or by a dataset of another task, until the person picks the mode
+  // themselves (a "min" mode on val_accuracy would stop a run, or cut its LR, while it gets
+  // better). Only a mode on the form that offers min and max (CyclicLR's `mode` is another thing).
+  function followMonitor(select) {
+    const holder = select.dataset.modeLoc && fields.get(select.dataset.modeLoc);
+    const mode = holder && form.contains(select) && form.contains(holder) ? holder.querySelector(":scope > select") : null;
+    const want = modeFor(select.value);
+    if (mode && !mode.dataset.chosen && [...mode.options].some((o) => o.value === want)) mode.value = want;
   }
 
   let datasetSelect;
@@ -629,13 +652,7 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
   }
 
   function monitorField(path, _schema, live) {
-    const select = metricSelect(initialAt(path));
-    // Accuracy improves upwards: the mode follows the monitor until the person picks a mode
-    // themselves (a "min" mode on val_accuracy would stop a run that is getting better).
-    select.addEventListener("change", () => {
-      const mode = form.elements.namedItem([...path.slice(0, -1), "mode"].join("."));
-      if (mode && !mode.dataset.chosen) mode.value = select.value === "val_accuracy" ? "max" : "min";
-    });
+    const select = metricSelect(initialAt(path), [...path.slice(0, -1), "mode"].join("."));
     readers.push([path, () => (live() ? select.value : undefined)]);
     return field(path, "monitor", select);
   }
@@ -665,7 +682,8 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
   refreshMetrics();
   form.addEventListener("input", () => onChange && onChange());
   form.addEventListener("change", (e) => {
-    if (e.target.name === "early_stopping.mode") e.target.dataset.chosen = "1";  // see monitorField
+    // The person's own mode stays (followMonitor); a mode set in code fires no change event.
+    if (metricSelects.some((s) => s.dataset.modeLoc === e.target.name)) e.target.dataset.chosen = "1";
     if (onChange) onChange();
   });
 
