@@ -269,3 +269,52 @@ def test_plateau_mode_follows_its_monitor(stack: Stack, page: Any) -> None:
     field(page, f"{element}.type", "select").select_option("ReduceLROnPlateau")
     field(page, f"{element}.monitor", "select").select_option("val_accuracy")
     assert field(page, f"{element}.params.mode", "select").input_value() == "max"
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_the_preview_keeps_the_submits_errors_and_the_page_still(
+    stack: Stack, page: Any, console: Console
+) -> None:
+    """Four mistakes after a submit; the live preview, which checks the schedule alone (here
+    base_lr), neither wipes the other three nor scrolls the page to the first error while the
+    person types. Fixing base_lr clears its error alone."""
+    console.allow(r"status of 422")
+    page.goto(f"{stack.url}/new")
+    page.locator("#preview-chart[data-points]").wait_for()
+    field(page, "epochs").fill("0")
+    field(page, "batch_size").fill("-5")
+    field(page, "split.val").fill("1.5")
+    field(page, "base_lr").fill("-1")
+    page.locator("#submit").click()
+    summary = page.locator("#error-summary")
+    summary.wait_for()
+    assert summary.get_attribute("data-count") == "4"
+    marked = lambda: sorted(  # noqa: E731
+        page.locator(".has-error").evaluate_all("els => els.map((el) => el.dataset.loc)"))
+    assert marked() == ["base_lr", "batch_size", "epochs", "split.val"]
+
+    # One character in Name: the preview (350 ms later) answers its own 422 on base_lr.
+    with page.expect_response(preview_response()) as answer:
+        field(page, "name").press_sequentially("x")
+    assert answer.value.status == 422
+    page.evaluate("() => new Promise((done) => setTimeout(done, 100))")  # its errors shown
+    assert summary.get_attribute("data-count") == "4"
+    assert marked() == ["base_lr", "batch_size", "epochs", "split.val"]
+
+    # An edit far from the first error: the preview's 422 leaves the page where it is.
+    page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+    tags = field(page, "tags", "textarea")
+    tags.click()
+    before = page.evaluate("() => window.scrollY")
+    assert before > 0
+    with page.expect_response(preview_response()):
+        tags.press_sequentially("a=b")
+    page.evaluate("() => new Promise((done) => setTimeout(done, 100))")
+    assert page.evaluate("() => window.scrollY") == before
+
+    # base_lr fixed: its error goes (the preview passes); the submit's other three stay.
+    with page.expect_response(preview_response()) as answer:
+        field(page, "base_lr").fill("0.1")
+    assert answer.value.ok
+    page.wait_for_function("document.querySelector('#error-summary').dataset.count === '3'")
+    assert marked() == ["batch_size", "epochs", "split.val"]

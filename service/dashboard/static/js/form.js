@@ -687,56 +687,100 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
     if (onChange) onChange();
   });
 
+  // The errors shown, by where they came from: "submit" (POST /v1/experiments' 422: every
+  // mistake of the spec, kept until the next submit, or until the person edits the field an
+  // error is on) and "preview" (the schedule preview's, which checks only the schedule's fields:
+  // each preview replaces its own). Both show together; an item both give shows once.
+  const errors = { submit: [], preview: [] };
+
+  // The deepest field an item's loc names ("scheduler.params.gamma", else "scheduler.params",
+  // …), skipping fields of a type no longer chosen (detached) or hidden by a toggle; else null.
+  function placeOf(loc) {
+    for (let n = loc.length; n > 0; n--) {
+      const candidate = fields.get(loc.slice(0, n).join("."));
+      if (candidate && form.contains(candidate) && !candidate.closest("[hidden]")) return candidate;
+    }
+    return null;
+  }
+  const locOf = (item) => (item.loc || []).filter((p, i) => !(i === 0 && p === "body"));
+
+  // Each item on its field; above the form, a summary lists them all (one 422 carries every
+  // mistake of a spec), each a link to its field; what matches no field is only there. Returns
+  // the items placed nowhere.
+  function renderErrors() {
+    clear(general);
+    for (const el of fields.values()) {
+      el.classList.remove("has-error");
+      const slot = el.querySelector(":scope > .field-error");
+      if (slot) slot.textContent = "";
+    }
+    const unplaced = new Set();
+    const summary = [];
+    const seen = new Set();
+    for (const item of [...errors.submit, ...errors.preview]) {
+      const loc = locOf(item);
+      const key = JSON.stringify([loc, item.msg]);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const el = placeOf(loc);
+      const where = loc.join(".") || "spec";
+      summary.push(h("li", { "data-error-loc": loc.join(".") }, el
+        ? h("a", { href: `#${el.dataset.loc}`, onclick: (event) => {
+          event.preventDefault();
+          el.scrollIntoView({ block: "center" });
+          el.querySelector("input, select, textarea")?.focus();
+        } }, where)
+        : where, `: ${item.msg}`));
+      if (!el) {
+        unplaced.add(item);
+        continue;
+      }
+      el.classList.add("has-error");
+      const slot = el.querySelector(":scope > .field-error");
+      slot.textContent = slot.textContent ? `${slot.textContent}; ${item.msg}` : item.msg;
+    }
+    if (summary.length) {
+      clear(general, h("div", { class: "error-box", role: "alert", id: "error-summary", "data-count": summary.length },
+        h("div", {}, summary.length === 1 ? "1 problem to fix:" : `${summary.length} problems to fix:`),
+        h("ul", {}, summary)));
+    }
+    return unplaced;
+  }
+
+  // An edit answers the submit's errors on the edited field and the fieldsets around it: they go
+  // (the next submit checks again); the others stay.
+  function editedAt(target) {
+    const kept = errors.submit.filter((item) => {
+      const el = placeOf(locOf(item));
+      return !(el && el.contains(target));
+    });
+    if (kept.length === errors.submit.length) return;
+    errors.submit = kept;
+    renderErrors();
+  }
+  form.addEventListener("input", (e) => editedAt(e.target));
+  form.addEventListener("change", (e) => editedAt(e.target));
+
   return {
     form,
     value: formValue,
     dataset: currentDataset,
-    clearErrors() {
-      clear(general);
-      for (const el of fields.values()) {
-        el.classList.remove("has-error");
-        const slot = el.querySelector(":scope > .field-error");
-        if (slot) slot.textContent = "";
-      }
+    // `source`: "submit" or "preview"; none: both.
+    clearErrors(source) {
+      for (const key of Object.keys(errors)) if (!source || key === source) errors[key] = [];
+      renderErrors();
     },
-    // Each item goes to the deepest field its loc names ("scheduler.params.gamma", else
-    // "scheduler.params", …); above the form, a summary lists them all (one 422 carries every
-    // mistake of a spec), each a link to its field; what matches no field is only there.
-    showErrors(items) {
-      const unplaced = [];
-      const summary = [];
-      for (const item of items) {
-        const loc = (item.loc || []).filter((p, i) => !(i === 0 && p === "body"));
-        let el = null;
-        for (let n = loc.length; n > 0 && !el; n--) {
-          const candidate = fields.get(loc.slice(0, n).join("."));
-          // Skip fields of a type no longer chosen (detached) or hidden by a toggle.
-          if (candidate && form.contains(candidate) && !candidate.closest("[hidden]")) el = candidate;
-        }
-        const where = loc.join(".") || "spec";
-        summary.push(h("li", { "data-error-loc": loc.join(".") }, el
-          ? h("a", { href: `#${el.dataset.loc}`, onclick: (event) => {
-            event.preventDefault();
-            el.scrollIntoView({ block: "center" });
-            el.querySelector("input, select, textarea")?.focus();
-          } }, where)
-          : where, `: ${item.msg}`));
-        if (!el) {
-          unplaced.push(item);
-          continue;
-        }
-        el.classList.add("has-error");
-        const slot = el.querySelector(":scope > .field-error");
-        slot.textContent = slot.textContent ? `${slot.textContent}; ${item.msg}` : item.msg;
+    // Shows `items` (a 422's detail) as `source`'s errors, in place of its last ones. Only a
+    // submit's errors scroll the page to the first one: the preview's come while the person
+    // types, and must not pull the page away from the field being edited.
+    showErrors(items, { source = "submit" } = {}) {
+      errors[source] = items;
+      const unplaced = renderErrors();
+      if (source === "submit") {
+        const first = form.querySelector(".has-error, .error-box");
+        if (first) first.scrollIntoView({ block: "center" });
       }
-      if (summary.length) {
-        clear(general, h("div", { class: "error-box", role: "alert", id: "error-summary", "data-count": summary.length },
-          h("div", {}, summary.length === 1 ? "1 problem to fix:" : `${summary.length} problems to fix:`),
-          h("ul", {}, summary)));
-      }
-      const first = form.querySelector(".has-error, .error-box");
-      if (first) first.scrollIntoView({ block: "center" });
-      return unplaced;
+      return items.filter((item) => unplaced.has(item));
     },
   };
 }

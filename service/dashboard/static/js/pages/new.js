@@ -87,7 +87,8 @@ export async function renderNew(root, query) {
   async function preview() {
     const spec = form.value();
     const mine = ++seq;
-    form.clearErrors();
+    // Only the preview's own errors: a submit's stay until the next submit (form.js).
+    form.clearErrors("preview");
     if (spec.solver && spec.solver.hypergradient) {
       clear(previewInfo, "With hypergradient descent the LR follows training's gradients: no preview.");
       return;
@@ -125,7 +126,7 @@ export async function renderNew(root, query) {
       if (mine !== seq) return;
       // The preview checks the schedule as a submit would: show its complaints on the fields now.
       if (err instanceof ApiError && err.status === 422) {
-        form.showErrors(err.items);
+        form.showErrors(err.items, { source: "preview" });
         clear(previewInfo, h("div", { class: "error-box" }, "The schedule cannot be previewed until the marked fields are fixed."));
       } else {
         clear(previewInfo, errorBox(err));
