@@ -318,3 +318,25 @@ def test_the_preview_keeps_the_submits_errors_and_the_page_still(
     assert answer.value.ok
     page.wait_for_function("document.querySelector('#error-summary').dataset.count === '3'")
     assert marked() == ["batch_size", "epochs", "split.val"]
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_presets_end_where_their_hint_says(stack: Stack, page: Any) -> None:
+    """20 epochs at base_lr 0.01, as the API's own preview walks them: warmup-stable-decay's last
+    epoch at 1% of base_lr, cosine's at 0."""
+    page.goto(f"{stack.url}/new")
+    page.locator("#preview-chart[data-points]").wait_for()
+    field(page, "base_lr").fill("0.01")
+    field(page, "epochs").fill("20")
+    is_seq = lambda b: (b.get("scheduler") or {}).get("type") == "SequentialLR"  # noqa: E731
+    with page.expect_response(preview_response(is_seq)) as wsd:
+        page.click('button[data-preset="wsd"]')
+    lr = wsd.value.json()["lr"]
+    # 1 epoch of warmup, 15 flat, a 4-epoch decay down to 1%.
+    assert len(lr) == 20 and lr[1:17] == [pytest.approx(0.01)] * 16
+    assert lr[-1] == pytest.approx(0.01 * 0.01)
+    with page.expect_response(preview_response(is_seq)) as cosine:
+        page.click('button[data-preset="cosine"]')
+    lr = cosine.value.json()["lr"]
+    assert len(lr) == 20 and lr[1] == pytest.approx(0.01) and lr[-2] > 0
+    assert lr[-1] == pytest.approx(0.0, abs=1e-12)

@@ -132,12 +132,14 @@ const CHAINED_EXAMPLE = [
 // from 1% over ~5% of the run, holds base_lr, and decays linearly to 1% over the last ~20%;
 // "cosine" warms up the same way, then anneals to 0 over the rest. Every phase is at least one
 // epoch, so the milestones stay strictly increasing on short runs.
+// A phase of k epochs takes k - 1 steps from its first epoch (its step 0) to its last: the
+// decay's LinearLR and the cosine reach their end (1%, 0) in the run's last epoch, not one after.
 export function schedulePreset(name, n) {
   const warm = Math.max(1, Math.round(0.05 * n));
   const warmup = { type: "LinearLR", params: { start_factor: 0.01, end_factor: 1.0, total_iters: warm } };
   if (name === "cosine") {
     return { type: "SequentialLR", schedulers: [warmup,
-      { type: "CosineAnnealingLR", params: { T_max: Math.max(1, n - warm) } }], params: { milestones: [warm] } };
+      { type: "CosineAnnealingLR", params: { T_max: Math.max(1, n - warm - 1) } }], params: { milestones: [warm] } };
   }
   const decay = Math.max(1, Math.round(0.2 * n));
   const stable = Math.max(1, n - warm - decay);
@@ -147,7 +149,8 @@ export function schedulePreset(name, n) {
       warmup,
       // factor 1.0: the LR stays at base_lr for as long as the phase lasts
       { type: "ConstantLR", params: { factor: 1.0, total_iters: stable } },
-      { type: "LinearLR", params: { start_factor: 1.0, end_factor: 0.01, total_iters: decay } },
+      // A one-epoch decay (a run under 8 epochs) is that epoch at 1%.
+      { type: "LinearLR", params: { start_factor: decay > 1 ? 1.0 : 0.01, end_factor: 0.01, total_iters: Math.max(1, decay - 1) } },
     ],
     params: { milestones: [warm, warm + stable] },
   };
