@@ -147,3 +147,30 @@ def test_sweeps_list_charts_and_workers(stack: Stack, page: Any, shot: Any) -> N
         assert plugin.inner_text() == "model wide oldpkg@0.9.1"
         assert plugin.get_attribute("title") == "params: width=8"
         shot("workers")
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_sweeps_list_shows_a_sweep_submitted_after_it_opened(stack: Stack, page: Any) -> None:
+    """With no sweep running the list still polls (every 10 s): a sweep submitted later
+    appears without a reload. The list's first answer is emptied, so no sweep another test left
+    running keeps it polling fast."""
+    answered: list[str] = []
+
+    def first_empty(route: Any) -> None:
+        if not answered:
+            answered.append(route.request.url)
+            route.fulfill(json={"items": []})
+        else:
+            route.continue_()
+
+    page.route("**/v1/sweeps", first_empty)
+    page.goto(f"{stack.url}/sweeps")
+    page.locator("#no-sweeps").wait_for()
+    with stack.client() as c:
+        c.timeout = httpx.Timeout(60)
+        r = c.post("/v1/sweeps", json={
+            "name": "late-sweep", "base": {**BASE, "epochs": 1}, "strategy": "grid",
+            "parameters": {"base_lr": [0.01]},
+        })  # fmt: skip
+        assert r.status_code == 201, r.text
+    page.locator(f'#sweeps tr[data-id="{r.json()["sweep_id"]}"]').wait_for(timeout=20_000)

@@ -3,6 +3,8 @@
 
 let active = [];
 
+// `intervalMs`: milliseconds, or a function that gives them after each call (a page that polls
+// faster while something runs).
 export function poll(fn, intervalMs) {
   let stopped = false;
   let timer = null;
@@ -21,7 +23,7 @@ export function poll(fn, intervalMs) {
       // A failed call (service restarting, token missing) is shown by the page; keep polling.
       console.warn("poll failed:", err.message || err);
     }
-    if (!stopped && again) timer = setTimeout(tick, intervalMs);
+    if (!stopped && again) timer = setTimeout(tick, typeof intervalMs === "function" ? intervalMs() : intervalMs);
   }
   active.push(handle);
   tick();

@@ -1,12 +1,13 @@
 // `/sweeps`: every sweep, newest first (GET /v1/sweeps): its strategy and pruner, status, runs
 // per status, best run with the metric that ranks it, the swept fields, when and by whom. Polled
-// while any sweep runs.
+// every 2 s while any sweep runs, else every 10 s (a sweep submitted later appears by itself).
 import { api } from "../api.js";
 import { clear, errorBox, h, link } from "../dom.js";
 import { countsText, num, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
 
 const POLL_MS = 2000;
+const IDLE_POLL_MS = 10000;
 const HEADS = ["id", "name", "strategy", "pruner", "status", "runs", "best", "swept", "created", "by"];
 
 function row(s) {
@@ -46,8 +47,10 @@ export async function renderSweeps(root) {
         h("tbody", {}, page.items.map(row)))
       : h("p", { class: "muted", id: "no-sweeps" },
         "No sweeps yet: submit one with `glidepath submit sweep.yaml` or POST /v1/sweeps (docs/batches-and-sweeps.md)."));
-    return page.items.some((s) => s.status === "running");
+    running = page.items.some((s) => s.status === "running");
+    return true;
   }
 
-  poll(load, POLL_MS);
+  let running = false;
+  poll(load, () => (running ? POLL_MS : IDLE_POLL_MS));
 }
