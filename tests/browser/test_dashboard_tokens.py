@@ -105,3 +105,28 @@ def test_a_token_being_typed_is_kept_while_the_page_is_refused(
     assert page.locator("#token-input").input_value() == viewer
     page.click("#token-form button[type=submit]")
     page.wait_for_function("document.getElementById('whoami').textContent === 'viewer · read'")
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_a_refused_create_hides_the_token_shown_before(
+    served: str, page: Any, console: Console
+) -> None:
+    """The token shown once after a create goes when the next create is refused (409: the name
+    is taken): it is not the answer to that one."""
+    with session_scope() as session:
+        admin = tokens.create(session, TokenIn(name="boss", role="admin")).token
+    console.allow(r"status of 401")  # the page's first call, before the token is stored
+    console.allow(r"status of 409")  # the duplicate, on purpose
+    page.goto(served)
+    page.evaluate("t => localStorage.setItem('glidepath.token', t)", admin)
+    page.goto(f"{served}/tokens")
+    page.locator('#tokens tr[data-name="boss"]').wait_for()
+    page.fill('#token-create input[name="name"]', "ci")
+    page.click("#token-create button[type=submit]")
+    page.locator("#token-value").wait_for()
+    page.fill('#token-create input[name="name"]', "ci")
+    with page.expect_response(lambda r: r.url.endswith("/v1/tokens") and r.status == 409):
+        page.click("#token-create button[type=submit]")
+    page.locator(".error-box").wait_for()
+    assert page.locator("#token-value").count() == 0
+    assert page.locator("#token-made").inner_text() == ""

@@ -47,6 +47,7 @@ export async function renderTokens(root) {
       name.value = "";
       await load();
     } catch (err) {
+      clear(made); // a token shown for an earlier create is not this one
       clear(notice, errorBox(err));
     }
   }
