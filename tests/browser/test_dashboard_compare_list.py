@@ -174,3 +174,25 @@ def test_ten_runs_compared_and_listed(stack: Stack, page: Any, shot: Any, tmp_pa
         cells = page.locator(f'#experiments tr[data-id="{run["experiment_id"]}"] td[data-param]')
         expected = [run["params"]["base_lr"], run["params"]["solver.params.momentum"]]
         assert [float(v) for v in cells.all_inner_texts()] == expected
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_compare_title_follows_the_smoothing_slider(stack: Stack, page: Any) -> None:
+    """The chart's title says "(smoothed)" as soon as the slider leaves 0, and not once it is
+    back, without a reload."""
+    with stack.client() as c:
+        c.timeout = httpx.Timeout(60)
+        r = c.post("/v1/experiments", json={**BASE, "name": "smooth-title", "epochs": 1})
+        assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    page.goto(f"{stack.url}/compare?ids={run_id}&metric=val_loss")
+    title = page.locator("#compare-chart .chart-title")
+    title.wait_for()
+    assert "smoothed" not in title.inner_text()
+    slide = "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', { bubbles: true })); }"
+    page.locator("#smoothing").evaluate(slide, "0.5")
+    assert title.inner_text().endswith("(smoothed)")
+    page.locator("#smoothing").evaluate(slide, "0")
+    assert "smoothed" not in title.inner_text()
+    with stack.client() as c:
+        c.post(f"/v1/experiments/{run_id}/cancel")  # the page is all this test needs

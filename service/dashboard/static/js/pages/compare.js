@@ -68,6 +68,9 @@ export async function renderCompare(root, query) {
   let chart = null;
   let axis = null;
   let latest = null;
+  // Says "(smoothed)" while the slider is above 0: set again as it moves.
+  const chartTitle = () => `${metric === "lr" ? "learning rate (log scale)" : metric} by ${AXES[axis]}`
+    + (smoothing && metric !== "lr" ? " (smoothed)" : "");
   const draw = () => {
     const { xs, ys, xOf } = aligned(latest.series, latest.epochs, metric, axis);
     chart.setData(xs, ys.map((values) => (metric === "lr" ? values : ema(values, smoothing))));
@@ -79,6 +82,7 @@ export async function renderCompare(root, query) {
     smoothing = Number(smoothInput.value);
     smoothValue.textContent = smoothing.toFixed(2);
     history.replaceState(null, "", pageUrl({}));
+    if (chart) chart.setTitle(chartTitle());
     if (chart && latest) draw();
   });
 
@@ -97,8 +101,7 @@ export async function renderCompare(root, query) {
       axisSelect.value = axis;
       for (const option of axisSelect.options) option.disabled = !offered(data.series).includes(option.value);
       chart = lineChart(chartEl, {
-        title: `${metric === "lr" ? "learning rate (log scale)" : metric} by ${AXES[axis]}`
-          + (smoothing && metric !== "lr" ? " (smoothed)" : ""),
+        title: chartTitle(),
         series: data.series.map((s, i) => ({ label: `#${s.experiment_id} ${s.name}`, ...styleFor(i),
           spanGaps: sharedX(data.series, axis) === null })),
         logY: metric === "lr",
