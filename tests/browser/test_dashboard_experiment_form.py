@@ -202,8 +202,7 @@ def test_download_model_with_a_token(
 def preview_response(predicate: Any = lambda body: True) -> Any:
     """For page.expect_response: a schedule preview whose request body satisfies `predicate`."""
     return lambda r: (
-        r.url.endswith("/v1/schedules/preview")
-        and predicate(r.request.post_data_json or {})
+        r.url.endswith("/v1/schedules/preview") and predicate(r.request.post_data_json or {})
     )
 
 
@@ -218,7 +217,9 @@ def test_early_stopping_mode_follows_a_monitor_the_dataset_resets(stack: Stack, 
     mode = field(page, "early_stopping.mode", "select")
     monitor.select_option("val_accuracy")
     assert mode.input_value() == "max"
-    with page.expect_response(preview_response(lambda b: (b.get("early_stopping") or {}).get("mode") == "min")):
+    with page.expect_response(
+        preview_response(lambda b: (b.get("early_stopping") or {}).get("mode") == "min")
+    ):
         field(page, "dataset", "select").select_option("diabetes")
     assert monitor.input_value() == "val_loss" and mode.input_value() == "min"
     # A mode the person chose stays, whatever the dataset does to the monitor.
@@ -242,7 +243,8 @@ def test_plateau_mode_follows_its_monitor(stack: Stack, page: Any) -> None:
     mode = field(page, "scheduler.params.mode", "select")
     assert mode.input_value() == "min"
     sends = lambda m: preview_response(  # noqa: E731
-        lambda b: ((b.get("scheduler") or {}).get("params") or {}).get("mode") == m)
+        lambda b: ((b.get("scheduler") or {}).get("params") or {}).get("mode") == m
+    )
     with page.expect_response(sends("max")):
         field(page, "scheduler.monitor", "select").select_option("val_accuracy")
     assert mode.input_value() == "max"
@@ -290,7 +292,8 @@ def test_the_preview_keeps_the_submits_errors_and_the_page_still(
     summary.wait_for()
     assert summary.get_attribute("data-count") == "4"
     marked = lambda: sorted(  # noqa: E731
-        page.locator(".has-error").evaluate_all("els => els.map((el) => el.dataset.loc)"))
+        page.locator(".has-error").evaluate_all("els => els.map((el) => el.dataset.loc)")
+    )
     assert marked() == ["base_lr", "batch_size", "epochs", "split.val"]
 
     # One character in Name: the preview (350 ms later) answers its own 422 on base_lr.
