@@ -220,16 +220,18 @@ def test_a_sweep_cancelled_while_its_run_pauses_ends_the_run_cancelled(client: T
         claimed = ExperimentRepository(session).claim_run(run, "w", 60)
     assert claimed is not None
     pausing = get_sessionmaker()()
-    assert sweeps.pruning.wait_at_rung(pausing, run, claimed.attempt, 1) == "waiting"
     cancel = threading.Thread(target=lambda: client.post(f"/v1/sweeps/{sweep_id}/cancel"))
-    cancel.start()
-    deadline = time.monotonic() + 10
-    while not blocked_on_a_lock(pausing):
-        assert time.monotonic() < deadline and cancel.is_alive(), "the cancel did not wait"
-        time.sleep(0.02)
-    pausing.commit()
-    pausing.close()
-    cancel.join(10)
+    try:
+        assert sweeps.pruning.wait_at_rung(pausing, run, claimed.attempt, 1) == "waiting"
+        cancel.start()
+        deadline = time.monotonic() + 60  # the in-process API's first request, on a busy box
+        while not blocked_on_a_lock(pausing):
+            assert time.monotonic() < deadline and cancel.is_alive(), "the cancel did not wait"
+            time.sleep(0.02)
+        pausing.commit()
+    finally:
+        pausing.close()  # a failed test's lock released: the cancel ends, the client closes
+    cancel.join(30)
     got = client.get(f"/v1/experiments/{run}").json()
     assert got["status"] == "cancelled", got
     assert client.get(f"/v1/sweeps/{sweep_id}").json()["counts"] == {"cancelled": 9}
@@ -239,6 +241,8 @@ def blocked_on_a_lock(other: Any) -> bool:
     """Whether a session of the database (not `other`'s) waits for a row lock."""
     from sqlalchemy import text
 
+    # Within a transaction the activity view is read once and kept: read it afresh.
+    other.execute(text("SELECT pg_stat_clear_snapshot()"))
     return bool(other.execute(text(
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
         "AND datname = current_database()")).scalar())  # fmt: skip
