@@ -129,7 +129,9 @@ async def compare_experiments(
     parsed: list[int] = []
     for part in (p.strip() for v in ids for p in v.split(",")):
         if not part.isdigit():
-            raise InvalidInput(f"ids must be integers; got {part!r}", loc=["query", "ids"])
+            raise InvalidInput(
+                f"ids are run ids, positive whole numbers; got {part!r}", loc=["query", "ids"]
+            )
         if not fits_db_int(int(part)):
             raise InvalidInput(f"id {part} is out of range (at most {DB_INT_MAX})",
                                loc=["query", "ids"])  # fmt: skip

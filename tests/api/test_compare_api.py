@@ -41,6 +41,8 @@ def test_bad_ids_are_4xx_with_the_field(client: TestClient) -> None:
     a = client.post("/v1/experiments", json=SPEC).json()["id"]
     r = client.get("/v1/experiments/compare", params={"ids": f"{a},x"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "ids"]
+    r = client.get("/v1/experiments/compare", params={"ids": f"{a},-1"})
+    assert r.json()["detail"][0]["msg"] == "ids are run ids, positive whole numbers; got '-1'"
     r = client.get("/v1/experiments/compare", params={"ids": f"{a},999999"})
     assert r.status_code == 404 and "999999" in r.json()["detail"][0]["msg"]
     assert client.get("/v1/experiments/compare").status_code == 422
