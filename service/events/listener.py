@@ -420,21 +420,30 @@ class Listener:
         """Embedded: read whenever another connection has committed since the last look."""
         path = make_url(self.database_url).database or ""
         conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        # The task is cancelled at shutdown while a thread may still be asking: closing the
+        # connection under that thread crashed the process (a segfault in SQLite, seen once in
+        # CI). The lock makes the close wait for the ask, and an ask after the close return.
+        held, closed = threading.Lock(), False
+
+        def data_version() -> int | None:
+            with held:
+                return None if closed else int(conn.execute("PRAGMA data_version").fetchone()[0])
+
         seen: int | None = None
         try:
             while True:
                 if not (self.runs or self.groups):
                     self._wake.clear()
                     await self._wake.wait()
-                version = await to_thread.run_sync(
-                    lambda: conn.execute("PRAGMA data_version").fetchone()[0]
-                )
+                version = await to_thread.run_sync(data_version)
                 if version != seen:
                     seen = version
                     await self._read(None)
                 await asyncio.sleep(settings.events_poll_s)
         finally:
-            conn.close()
+            with held:  # microseconds: a PRAGMA's read of a counter
+                closed = True
+                conn.close()
 
     async def _keep_alive(self) -> None:
         """Hand None to every stream quiet for EVENTS_KEEPALIVE_S (checked four times as often,
