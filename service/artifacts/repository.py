@@ -52,6 +52,15 @@ class ArtifactRepository:
         return {a.experiment_id: a for a in self.session.scalars(q.order_by(Artifact.id))
                 if a.experiment_id is not None}  # fmt: skip
 
+    def forget_checkpoints(self, experiment_ids: Sequence[int]) -> list[str]:
+        """Delete the checkpoint rows of these runs (one statement); their keys."""
+        if not experiment_ids:
+            return []
+        return list(self.session.scalars(
+            delete(Artifact).where(Artifact.experiment_id.in_(list(experiment_ids)),
+                                   Artifact.kind == "checkpoint").returning(Artifact.key)
+        ))  # fmt: skip
+
     def forget_run(self, experiment_id: int) -> None:
         """Every row of a run's artifacts (its model and checkpoints)."""
         self.session.execute(delete(Artifact).where(Artifact.experiment_id == experiment_id))

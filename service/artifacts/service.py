@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from service.artifacts.repository import ArtifactRepository
 from service.artifacts.store import Store, store_for
 from service.config import settings
+from service.kit.logging import get_logger
 from service.kit.time import utcnow
+
+log = get_logger(__name__)
+_DOOMED = "glidepath_doomed_checkpoints"  # Session.info: keys to delete once it commits
 
 
 def store() -> Store:
@@ -40,3 +47,32 @@ def record(
 def sha256_of(session: Session, key: str) -> str | None:
     row = ArtifactRepository(session).by_key(key)
     return row.sha256 if row is not None else None
+
+
+def drop_checkpoints(session: Session, experiment_ids: Sequence[int]) -> None:
+    """The checkpoints of runs ended while paused at a rung (pruned, cancelled): no rung will
+    resume them, and an ended run keeps only its final model (unless KEEP_CHECKPOINTS), as the
+    worker's `discard_checkpoints` does for runs that end training. Their rows go in this
+    transaction; their objects once it commits, so a transaction that rolls back leaves every
+    run its checkpoints. A failed delete is logged and leaves the object behind (no row points
+    at it), as the worker's does."""
+    if settings.keep_checkpoints or not experiment_ids:
+        return
+    keys = ArtifactRepository(session).forget_checkpoints(experiment_ids)
+    if keys:
+        session.info.setdefault(_DOOMED, []).extend(keys)
+
+
+@event.listens_for(Session, "after_commit")
+def _delete_dropped(session: Session) -> None:
+    keys = session.info.pop(_DOOMED, None)
+    if keys:
+        try:
+            store().delete_many(keys)
+        except Exception:  # the commit stands; the objects are only space
+            log.warning("checkpoint_delete_failed", keys=len(keys), exc_info=True)
+
+
+@event.listens_for(Session, "after_rollback")
+def _keep_dropped(session: Session) -> None:
+    session.info.pop(_DOOMED, None)

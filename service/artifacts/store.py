@@ -187,6 +187,16 @@ class Store:
         with contextlib.suppress(ArtifactMissing):
             self._call("deleting", key, lambda: self.fs.rm_file(self._path(key)))
 
+    def delete_many(self, keys: list[str]) -> None:
+        """Delete these keys, missing ones included; on S3 one request per 1,000 keys (a rung
+        that prunes hundreds of runs)."""
+        if self.local:
+            for key in keys:
+                self.delete(key)
+        elif keys:
+            paths = [self._path(k) for k in keys]
+            self._call("deleting", keys[0], lambda: self.fs.rm(paths))
+
     # -- health ----------------------------------------------------------------------------------
 
     def check(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ class Dataset(Base):
     """A user-uploaded dataset (built-ins are code, not rows). The arrays live under DATA_DIR."""
 
     __tablename__ = "datasets"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (see experiments)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)

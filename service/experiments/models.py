@@ -40,6 +40,8 @@ class Experiment(Base):
         Index("ix_experiments_status_id", "status", "id"),
         Index("ix_experiments_batch_id_id", "batch_id", "id"),
         Index("ix_experiments_sweep_id_id", "sweep_id", "id"),
+        # SQLite: never hand a deleted run's id out again (migration 7c41d2e9a0f3 says why).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

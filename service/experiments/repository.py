@@ -126,6 +126,8 @@ class Claimed(NamedTuple):
 
 
 # What a metrics page shows of an epoch row, in the order of `schemas.EpochOut`.
+WAITING_CANCELLED = "cancelled while waiting at a rung"  # the stop reason; `cancel_many` reads it
+
 PAGE_COLUMNS = (
     EpochRow.epoch, EpochRow.lr, EpochRow.lr_min, EpochRow.lr_max, EpochRow.train_loss,
     EpochRow.val_loss, EpochRow.val_accuracy, EpochRow.val_mae, EpochRow.duration_s,
@@ -543,13 +545,14 @@ class ExperimentRepository:
         # The newest id is enough: a listener re-reads a sweep or batch on an id beyond its runs.
         announce(self.session, [max(e.id for e in experiments)] if experiments else [])
 
-    def cancel(self, experiment_id: int) -> None:
-        self.cancel_many([experiment_id])
+    def cancel(self, experiment_id: int) -> list[int]:
+        return self.cancel_many([experiment_id])
 
-    def cancel_many(self, experiment_ids: Sequence[int]) -> None:
+    def cancel_many(self, experiment_ids: Sequence[int]) -> list[int]:
         """Queued runs and runs waiting at a pruner's rung end now; running ones are flagged and
         stop at the next batch boundary. Two statements however many (a sweep's 1,000 runs one
-        by one took 12 s).
+        by one took 12 s). Returns the ids of the runs that were waiting (their checkpoints are
+        no longer needed).
 
         Running ones first: a run whose worker pauses it at a rung meanwhile is then either
         flagged before the pause (its row locked by the flag until this commits; the pause ends
@@ -557,7 +560,7 @@ class ExperimentRepository:
         second statement could find it neither running nor, in its snapshot, waiting: left
         waiting, promoted at its rung, and never claimed (a cancelled run is not)."""
         if not experiment_ids:
-            return
+            return []
         ids = list(experiment_ids)
         self.session.execute(
             update(Experiment)
@@ -565,7 +568,7 @@ class ExperimentRepository:
             .values(cancel_requested=True)
         )
         idle = (ExperimentStatus.QUEUED, ExperimentStatus.WAITING)  # no worker holds these
-        self.session.execute(
+        ended = self.session.execute(
             update(Experiment)
             .where(Experiment.id.in_(ids), Experiment.status.in_(idle))
             .values(
@@ -574,12 +577,14 @@ class ExperimentRepository:
                 cancel_requested=True,
                 stop_reason=case(
                     (Experiment.status == ExperimentStatus.WAITING,
-                     "cancelled while waiting at a rung"),
+                     WAITING_CANCELLED),
                     else_="cancelled before it started",
                 ),
             )
-        )  # fmt: skip
+            .returning(Experiment.id, Experiment.stop_reason)
+        ).all()  # fmt: skip
         announce(self.session, ids)
+        return [int(i) for i, reason in ended if reason == WAITING_CANCELLED]
 
     def cancel_waiting(self, experiment_id: int) -> bool:
         """The run just paused at a rung ends `cancelled` if a cancel flagged it while it

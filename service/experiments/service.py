@@ -297,7 +297,7 @@ def decisions(session: Session, experiment_id: int) -> DecisionList:
 
 def cancel(session: Session, experiment_id: int) -> Experiment:
     experiment = get(session, experiment_id)
-    ExperimentRepository(session).cancel(experiment_id)
+    artifacts.drop_checkpoints(session, ExperimentRepository(session).cancel(experiment_id))
     session.flush()
     session.refresh(experiment)
     return experiment

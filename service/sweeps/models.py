@@ -24,6 +24,7 @@ SWEEP_STATUSES = tuple(SweepStatus)
 
 class Sweep(Base):
     __tablename__ = "sweeps"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (see experiments)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), default="")

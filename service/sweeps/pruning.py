@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.artifacts import service as artifacts
 from service.dispatch import service as dispatch
 from service.experiments.models import Experiment
 from service.experiments.repository import ExperimentRepository, Member
@@ -325,7 +326,9 @@ def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: 
     # Three statements however many runs reached the rung (1,000 at most): the decisions, the
     # pruned runs with their reasons, the promoted ones (a run cancelled meanwhile stays so).
     decided.add_many([_decision_row(p, v) for v in verdicts])
-    runs.prune_waiting({v.experiment_id: v.reason for v in verdicts if v.stop})
+    stopped = {v.experiment_id: v.reason for v in verdicts if v.stop}
+    runs.prune_waiting(stopped)
+    artifacts.drop_checkpoints(session, list(stopped))  # a pruned run keeps no checkpoint
     for exp_id, queue in runs.requeue_waiting([v.experiment_id for v in verdicts if not v.stop]):
         dispatch.enqueue(session, exp_id, queue, dispatch.RUN_TASK)
     announce(session, [v.experiment_id for v in verdicts])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from service.artifacts import service as artifacts
 from service.experiments import service as experiments
 from service.experiments.models import Experiment
 from service.experiments.repository import ExperimentRepository
@@ -139,7 +140,8 @@ def cancel(session: Session, sweep_id: int) -> SweepOut:
     sweep = _get(session, sweep_id)
     SweepRepository(session).cancel(sweep_id)
     repo = ExperimentRepository(session)
-    repo.cancel_many([run.id for run in repo.members_of(sweep_id) if run.status in LIVE])
+    waited = repo.cancel_many([run.id for run in repo.members_of(sweep_id) if run.status in LIVE])
+    artifacts.drop_checkpoints(session, waited)
     session.flush()
     session.refresh(sweep)
     return get(session, sweep_id)

@@ -16,6 +16,7 @@ class Token(Base):
     __tablename__ = "tokens"
     __table_args__ = (
         CheckConstraint("role IN (" + ", ".join(f"'{r}'" for r in ROLES) + ")", name="role_valid"),
+        {"sqlite_autoincrement": True},  # ids never reused (see experiments)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -234,6 +234,19 @@ def test_delete_refuses_live_runs_and_removes_an_ended_one_everywhere(
     assert client.delete("/v1/experiments/999999").status_code == 404
 
 
+def test_a_deleted_runs_id_is_never_given_to_a_new_run(client: TestClient) -> None:
+    """On SQLite too: the newest run deleted, the next one gets a new id, and a script or
+    dashboard that polled the deleted run's metrics sees no rows of it under the new run."""
+    old = finished(client)
+    assert len(client.get(f"/v1/experiments/{old}/metrics").json()["epochs"]) == 3
+    assert client.delete(f"/v1/experiments/{old}").status_code == 204
+    new = submit(client)
+    assert new > old
+    page = client.get(f"/v1/experiments/{new}/metrics")
+    assert page.status_code == 200 and page.json()["epochs"] == []
+    assert client.get(f"/v1/experiments/{old}/metrics").status_code == 404
+
+
 def test_a_run_of_a_sweep_may_be_deleted_and_its_sweep_no_longer_lists_it(
     client: TestClient,
 ) -> None:

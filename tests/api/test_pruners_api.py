@@ -89,6 +89,8 @@ def test_successive_halving_keeps_the_best_third_at_each_rung(client: TestClient
                 assert f"is not among the best {keep} of {n} at this rung" in d["reason"]
                 assert runs[d["experiment_id"]]["status"] == "pruned"
                 assert runs[d["experiment_id"]]["epochs_run"] == epoch
+                # No rung will resume it: its checkpoint went with the decision.
+                assert checkpoint_keys(artifact_service.store(), d["experiment_id"]) == []
     pruning = detail["pruning"]
     assert pruning["pruned"] == 8 and [g["reached"] for g in pruning["rungs"]] == [9, 3]
     assert pruning["epochs_run"] == 9 * 1 + 3 * 2 + 1 * 6 < pruning["epochs_unpruned"] / 2
@@ -174,9 +176,11 @@ def test_a_cancelled_sweep_ends_its_waiting_runs_cancelled(client: TestClient) -
     run_experiment(first["experiment_id"])  # reaches the first rung and waits for the others
     got = client.get(f"/v1/experiments/{first['experiment_id']}").json()
     assert got["status"] == "waiting" and got["epochs_run"] == 1
+    assert checkpoint_keys(artifact_service.store(), first["experiment_id"]) != []
     cancelled = client.post(f"/v1/sweeps/{sweep_id}/cancel").json()
     assert cancelled["counts"] == {"cancelled": 9}
     assert client.get(f"/v1/sweeps/{sweep_id}/decisions").json() == []
+    assert checkpoint_keys(artifact_service.store(), first["experiment_id"]) == []
 
 
 def test_a_run_cancelled_on_its_way_to_a_rung_ends_cancelled_there(
