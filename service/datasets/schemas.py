@@ -52,9 +52,12 @@ class GeneratorIn(BaseModel):
     noise: float = Field(
         default=0.1,
         ge=0,
+        # Regression: far beyond any signal already (the target is standardized afterwards), and
+        # below where the noise itself overflows the float64 target (1e308 did).
+        le=1e6,
         allow_inf_nan=False,
         description="classification: fraction of labels assigned at random (0..1); "
-        "regression: standard deviation of the Gaussian noise on the target",
+        "regression: standard deviation of the Gaussian noise on the target (at most 1e6)",
     )
     seed: Annotated[int, Field(ge=0, le=2**32 - 1), WHOLE] = 0
 

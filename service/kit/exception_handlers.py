@@ -66,9 +66,12 @@ def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str:
 
 
 def _media_type(value: str | None) -> str:
-    """`application/json; charset=utf-8` -> `application/json` ('' when absent)."""
-    if not value:
+    """`application/json; charset=utf-8` -> `application/json` ('' when absent). A value that is
+    no media type (`;;;`, `json`) is named as sent: the email parser would call it text/plain."""
+    if not value or not value.strip():
         return ""
+    if value.split(";", 1)[0].count("/") != 1:
+        return repr(value.strip())
     message = Message()
     message["content-type"] = value
     return message.get_content_type()

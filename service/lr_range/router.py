@@ -10,7 +10,7 @@ from service.kit.deps import in_session
 from service.kit.params import DB_INT_MAX, RowId
 from service.lr_range import service
 from service.lr_range.schemas import RangeTestOut, RangeTestPage, RangeTestRequest
-from service.training.status import ExperimentStatus
+from service.training.status import RangeTestStatus
 
 router = APIRouter(prefix="/v1/lr-range-tests", tags=["lr-range-tests"])
 
@@ -41,7 +41,7 @@ async def create_range_test(body: RangeTestRequest, caller: CallerDep) -> RangeT
 )
 async def list_range_tests(
     status_: Annotated[
-        list[ExperimentStatus] | None,
+        list[RangeTestStatus] | None,
         Query(alias="status", description="Only tests in these statuses; repeat for several"),
     ] = None,
     cursor: Annotated[

@@ -13,7 +13,7 @@ from service.experiments.schemas import dataset_name
 from service.kit.time import as_utc
 from service.training.range_spec import RangeParams
 from service.training.spec import ExperimentSpec
-from service.training.status import ExperimentStatus
+from service.training.status import RangeTestStatus
 
 
 class RangeTestRequest(RangeParams):
@@ -42,7 +42,7 @@ class PointOut(BaseModel):
 
 class RangeTestOut(BaseModel):
     id: int
-    status: ExperimentStatus
+    status: RangeTestStatus
     name: str
     spec: dict[str, Any]
     min_lr: float
@@ -121,7 +121,7 @@ class RangeTestSummary(BaseModel):
 
     id: int
     name: str
-    status: ExperimentStatus
+    status: RangeTestStatus
     dataset: str = Field(description="The spec's dataset: a built-in's or a plugin's name")
     model: str = Field(description="The spec's model type")
     min_lr: float

@@ -20,6 +20,17 @@ class ExperimentStatus(StrEnum):
     PRUNED = "pruned"  # stopped by its sweep's pruner (service/training/pruning.py)
 
 
+class RangeTestStatus(StrEnum):
+    """The statuses an LR range test takes: no sweep waits or prunes it, and a diverging loss
+    is how it ends (`succeeded`), not a verdict."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 # A run in one of these has ended and never changes status again.
 FINAL: frozenset[ExperimentStatus] = frozenset(
     {

@@ -481,6 +481,11 @@ BAD: dict[str, tuple[Request, int, list[Any]]] = {
         422,
         ["body", "noise"],
     ),
+    "generator: regression noise that would overflow the target": (
+        _json({"name": "g", "generator": "regression", "noise": 1e308}),
+        422,
+        ["body", "noise"],
+    ),
     "generator: too many classes for the features": (
         _json({"name": "g", "generator": "classification", "n_features": 2, "n_classes": 5}),
         422,

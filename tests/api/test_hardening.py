@@ -176,6 +176,7 @@ def test_bodies_that_are_not_json_or_not_the_route_s_type(client: TestClient) ->
         ({"content-type": "text/plain"}, "Content-Type text/plain"),
         ({"content-type": "application/x-www-form-urlencoded"}, "x-www-form-urlencoded"),
         ({}, "no Content-Type"),
+        ({"content-type": ";;;"}, "Content-Type ';;;'"),  # not a media type: named as sent
     ]:
         (item,) = error(raw(client, "/v1/schedules/preview", b'{"base_lr": 0.1}', headers), 415)
         assert item["loc"] == ["header", "content-type"] and said in item["msg"], item

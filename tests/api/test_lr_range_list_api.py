@@ -89,6 +89,7 @@ def test_bad_query_is_422_naming_the_parameter(client: TestClient) -> None:
     bad: list[tuple[dict[str, Any], list[Any]]] = [
         ({"status": "finished"}, ["query", "status", 0]),
         ({"status": ["queued", "nope"]}, ["query", "status", 1]),
+        ({"status": "pruned"}, ["query", "status", 0]),  # a run's status no range test takes
         ({"limit": 0}, ["query", "limit"]),
         ({"limit": 501}, ["query", "limit"]),
         ({"limit": "ten"}, ["query", "limit"]),
@@ -111,4 +112,7 @@ def test_bad_query_is_422_naming_the_parameter(client: TestClient) -> None:
     # The schema names the statuses it accepts, so a client (or a fuzzer) knows them.
     items = status_param["schema"]["anyOf"][0]["items"]["$ref"].rsplit("/", 1)[-1]
     assert "succeeded" in openapi["components"]["schemas"][items]["enum"]
+    assert "waiting" not in openapi["components"]["schemas"][items]["enum"]
+    nope = client.get("/v1/lr-range-tests", params={"status": "nope"}).json()["detail"][0]
+    assert "'succeeded', 'failed' or 'cancelled'" in nope["msg"], nope  # only what it can be
     assert "422" in get["responses"]
