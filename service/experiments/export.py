@@ -9,14 +9,14 @@ import io
 from sqlalchemy.orm import Session
 
 from service.experiments import service
-from service.experiments.models import EpochRow
 from service.experiments.repository import ExperimentRepository
 
 MEDIA_TYPE = "text/csv"  # Starlette adds "; charset=utf-8" to a text type
 COLUMNS = ("epoch", "lr", "lr_min", "lr_max", "train_loss", "val_loss", "val_accuracy",
            "val_mae", "duration_s", "decision", "skipped_steps")  # fmt: skip
-# Left out when no row has them: a run measures accuracy or MAE, not both, and counts skipped
-# steps only in fp16.
+# Left out when no row has them: a run counts skipped steps only in fp16, and measures accuracy
+# or MAE, not both (a run with neither, diverged at its first epoch, keeps both columns, as the
+# metrics page keeps both keys: `unset_keys`).
 _ONLY_WHEN_SET = ("val_accuracy", "val_mae", "skipped_steps")
 
 
@@ -29,14 +29,13 @@ def metrics_csv(session: Session, experiment_id: int) -> str:
     float is written as Python spells it: nan, inf)."""
     service.get(session, experiment_id)  # 404 for no such run
     rows = ExperimentRepository(session).epochs(experiment_id)
-    columns = [c for c in COLUMNS if c not in _ONLY_WHEN_SET or _any(rows, c)]
+    some = {c: any(getattr(r, c) is not None for r in rows) for c in _ONLY_WHEN_SET}
+    if rows and not some["val_accuracy"] and not some["val_mae"]:
+        some["val_accuracy"] = some["val_mae"] = True
+    columns = [c for c in COLUMNS if some.get(c, True)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for r in rows:
         writer.writerow(["" if (v := getattr(r, c)) is None else v for c in columns])
     return out.getvalue()
-
-
-def _any(rows: list[EpochRow], column: str) -> bool:
-    return any(getattr(r, column) is not None for r in rows)

@@ -222,6 +222,19 @@ class ExperimentPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
 
 
+def unset_keys(row: Any) -> list[str]:
+    """The keys an epoch row leaves out (`row`: anything with `.get`): skipped_steps where it
+    was not counted (fp16 only), and the other task's validation metric (a row carries
+    val_accuracy for classification, val_mae for regression). A row with neither (a regression
+    epoch that diverged: its NaN MAE is stored as null on SQLite) keeps both, null, so the key
+    a client reads for its task is always there."""
+    out = [] if row.get("skipped_steps") is not None else ["skipped_steps"]
+    no_accuracy, no_mae = row.get("val_accuracy") is None, row.get("val_mae") is None
+    if no_accuracy != no_mae:
+        out.append("val_accuracy" if no_accuracy else "val_mae")
+    return out
+
+
 class EpochOut(BaseModel):
     epoch: int
     lr: float = Field(description="param group 0's LR at the epoch's first optimizer step")
@@ -243,12 +256,9 @@ class EpochOut(BaseModel):
 
     @model_serializer(mode="wrap")
     def _one_val_metric(self, handler: Any) -> dict[str, Any]:
-        # A row carries val_accuracy (classification) or val_mae (regression), not both, and
-        # skipped_steps only where it was counted (fp16).
         data: dict[str, Any] = handler(self)
-        for key in ("val_accuracy", "val_mae", "skipped_steps"):
-            if data.get(key) is None:
-                data.pop(key, None)
+        for key in unset_keys(data):
+            del data[key]
         return data
 
     @classmethod

@@ -29,6 +29,7 @@ from service.experiments.schemas import (
     ExperimentPage,
     MetricsPage,
     SeriesOut,
+    unset_keys,
 )
 from service.kit.conflicts import insert_or_winner
 from service.kit.errors import Conflict, ErrorItem, InvalidInput, NotFound, Unavailable
@@ -253,8 +254,6 @@ def metrics(session: Session, experiment_id: int, after_epoch: int, limit: int) 
     )
 
 
-# Keys of an epoch row left out when null, as `EpochOut` leaves them out.
-_ONLY_WHEN_SET = ("val_accuracy", "val_mae", "skipped_steps")
 _PAGE_KEYS = tuple(column.key for column in PAGE_COLUMNS)
 
 
@@ -273,9 +272,8 @@ def row_json(values: tuple[Any, ...]) -> bytes:
     """One epoch row of a metrics page (`PAGE_COLUMNS` values) as `EpochOut` dumps it: the
     optional keys left out when null, non-finite numbers null."""
     row = dict(zip(_PAGE_KEYS, values, strict=True))
-    for key in _ONLY_WHEN_SET:
-        if row[key] is None:
-            del row[key]
+    for key in unset_keys(row):
+        del row[key]
     for key, value in row.items():
         if type(value) is float and not math.isfinite(value):
             row[key] = None

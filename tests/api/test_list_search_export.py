@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.experiments.listing import ListSort
+from service.experiments.models import EpochRow
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from tests.support.runs import end_run
@@ -208,6 +209,19 @@ def test_metrics_csv_is_an_attachment_with_a_row_per_epoch(client: TestClient) -
     # the same numbers as the JSON export (the metrics page)
     page = client.get(f"/v1/experiments/{i}/metrics").json()
     assert [e["train_loss"] for e in page["epochs"]] == [float(r["train_loss"]) for r in rows]
+
+
+def test_metrics_csv_of_a_run_that_diverged_at_once_has_both_validation_columns(
+    client: TestClient,
+) -> None:
+    """Its only row has neither accuracy nor MAE (a NaN MAE is stored as null on SQLite): the
+    column a regression reader looks for is there, empty, rather than missing."""
+    i = submit(client, "diverged", 0.1)
+    with session_scope() as session:
+        session.add(EpochRow(experiment_id=i, epoch=1, lr=0.1, duration_s=0.01, attempt=1,
+                             decision="diverged"))  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/v1/experiments/{i}/metrics.csv").text)))
+    assert [(r["val_accuracy"], r["val_mae"]) for r in rows] == [("", "")]
 
 
 def test_metrics_csv_of_a_run_without_epochs_and_of_none(client: TestClient) -> None:

@@ -28,6 +28,10 @@ def test_the_poll_answers_what_the_page_model_says(client: TestClient) -> None:
                 experiment_id=exp_id, epoch=epoch, lr=0.1, duration_s=0.01, attempt=1,
                 state={"best": 0.4}, **(odd if epoch == 4 else values),
             ))  # fmt: skip
+        # A regression epoch that diverged: its NaN MAE (SQLite stores NaN as null) beside no
+        # accuracy. The page keeps both keys rather than drop the one the client reads.
+        session.add(EpochRow(experiment_id=exp_id, epoch=8, lr=0.1, duration_s=0.01, attempt=1,
+                             train_loss=None, val_loss=None, decision="diverged"))  # fmt: skip
 
     for after, limit in ((0, 1000), (2, 3), (7, 10), (99, 5)):
         r = client.get(f"/v1/experiments/{exp_id}/metrics?after_epoch={after}&limit={limit}")
@@ -42,6 +46,10 @@ def test_the_poll_answers_what_the_page_model_says(client: TestClient) -> None:
         "val_loss": None, "val_mae": 0.25, "duration_s": 0.01, "decision": "reduce_lr",
         "skipped_steps": 3,
     }]  # fmt: skip
+
+    last = client.get(f"/v1/experiments/{exp_id}/metrics?after_epoch=7").json()["epochs"]
+    assert [(r["val_accuracy"], r["val_mae"]) for r in last] == [(None, None)]
+    assert "skipped_steps" not in last[0]
 
     r = client.get("/v1/experiments/999999/metrics")
     assert r.status_code == 404

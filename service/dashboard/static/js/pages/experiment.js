@@ -208,12 +208,14 @@ export async function renderExperiment(root, id) {
     }
     renderDurations();
     lossChart.setData(xs, [rows.map((r) => r.train_loss), rows.map((r) => r.val_loss)]);
-    const key = rows.some((r) => r.val_accuracy !== undefined) ? "val_accuracy" : rows.some((r) => r.val_mae !== undefined) ? "val_mae" : null;
+    // A row that diverged carries both keys, null: the task's metric is the one with values.
+    const has = (k) => rows.some((r) => r[k] != null);
+    const key = has("val_accuracy") ? "val_accuracy" : has("val_mae") ? "val_mae" : null;
     if (key && !metricChart) {
       metricChart = lineChart(metricEl, { title: key, series: [{ label: key, color: "#23824a" }] });
       metricChart.setDecisions(decisions);
     }
-    if (metricChart) metricChart.setData(xs, [rows.map((r) => (r[key] === undefined ? null : r[key]))]);
+    if (metricChart && key) metricChart.setData(xs, [rows.map((r) => (r[key] === undefined ? null : r[key]))]);
   }
 
   cancel.addEventListener("click", async () => {
