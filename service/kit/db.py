@@ -43,6 +43,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    # SQLite's lower() folds ASCII only, so a case-insensitive search (`icontains`: lower() on
+    # both sides) missed "Élan" for "élan"; PostgreSQL's folds every letter. Python's does too.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 # A pooled connection used less than this long ago is taken to be alive; one idle longer is

@@ -130,6 +130,9 @@ def test_search_by_name_ignores_case_and_takes_wildcards_literally(
     assert listed(client, q="r_1") == [pct]  # `_` is no wildcard: lrx100 does not match
     assert under in listed(client, q="lrx")
     assert listed(client, q="nothing-like-it") == []
+    # Beyond ASCII too, on both backends (SQLite's own lower() folds ASCII only).
+    accented = submit(client, "Élan Ω-run", 0.1)
+    assert listed(client, q="élan") == listed(client, q="ÉLAN ω") == [accented]
     # with the other filters and a sort, paged
     assert paged(client, 1, q="a", status="succeeded", sort="-best") == [
         runs["bravo"], runs["delta"], runs["Alpha"]
