@@ -11,9 +11,10 @@ import json
 from functools import cache
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from service.dashboard.docs import router as docs_router
 from service.training.status import FINAL, OK, ExperimentStatus
@@ -54,7 +55,7 @@ def create_page() -> HTMLResponse:
     return _index()
 
 
-@router.get("/experiments/{experiment_id}")
+@router.get("/experiments/{experiment_id:int}")
 def experiment_page(experiment_id: int) -> HTMLResponse:
     return _index()
 
@@ -69,7 +70,7 @@ def sweeps_page() -> HTMLResponse:
     return _index()
 
 
-@router.get("/sweeps/{sweep_id}")
+@router.get("/sweeps/{sweep_id:int}")
 def sweep_page(sweep_id: int) -> HTMLResponse:
     return _index()
 
@@ -79,7 +80,7 @@ def range_tests_page() -> HTMLResponse:
     return _index()
 
 
-@router.get("/range-tests/{test_id}")
+@router.get("/range-tests/{test_id:int}")
 def range_test_page(test_id: int) -> HTMLResponse:
     return _index()
 
@@ -95,9 +96,32 @@ def tokens_page() -> HTMLResponse:
     return _index()
 
 
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a page (a mistyped or stale link): not the API, not an asset."""
+    path = request.url.path
+    return (
+        request.method in ("GET", "HEAD")
+        and "text/html" in request.headers.get("accept", "")
+        and not path.startswith(("/v1/", "/static/"))
+        and path not in ("/v1", "/metrics", "/healthz", "/readyz", "/openapi.json")
+    )
+
+
 def install(app: FastAPI) -> None:
     """The page routes, `/docs` and `/static` (no prefix clash: the API is under `/v1`, health
-    at `/healthz` and `/readyz`, its schema at `/openapi.json`)."""
+    at `/healthz` and `/readyz`, its schema at `/openapi.json`), and the dashboard's own 404:
+    a browser that follows a link to no page (`/experiment/3`, `/sweeps/abc`) gets the shell,
+    which says "Not found" with a way back, not the API's JSON; everything else gets the API's
+    404 in its error shape, as before."""
     app.include_router(router)
     app.include_router(docs_router)  # /docs from the vendored Swagger UI
     app.mount("/static", StaticFiles(directory=STATIC, follow_symlink=False), name="static")
+    api_error = app.exception_handlers[HTTPException]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if _wants_page(request):
+            return HTMLResponse(_page(), status_code=404, headers=_HEADERS)
+        response: Response = await api_error(request, exc)
+        return response
+
+    app.add_exception_handler(404, not_found)

@@ -30,6 +30,24 @@ def test_pages_static_and_api_side_by_side(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_a_link_to_no_page_gets_the_dashboard_s_not_found_and_scripts_the_api_s(
+    client: TestClient,
+) -> None:
+    """A browser following a mistyped or stale link gets the shell (which says "Not found" and
+    links back) with a 404, not the API's JSON; a script asking the same keeps the JSON."""
+    shell = client.get("/").text
+    browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for path in ("/nope", "/experiment/3", "/experiments/abc", "/sweeps/x", "/range-tests/-1"):
+        r = client.get(path, headers=browser)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
+        assert r.text == shell
+    for path, headers in (("/nope", {}), ("/v1/nope", browser), ("/static/nope.js", browser)):
+        r = client.get(path, headers=headers)
+        assert r.status_code == 404 and r.json()["detail"][0]["type"] == "http_error", path
+    assert client.post("/nope", headers=browser).json()["detail"][0]["type"] == "http_error"
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 def test_pages_stay_open_when_tokens_guard_the_api(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
