@@ -271,6 +271,13 @@ def test_plateau_mode_follows_its_monitor(stack: Stack, page: Any) -> None:
     field(page, f"{element}.type", "select").select_option("ReduceLROnPlateau")
     field(page, f"{element}.monitor", "select").select_option("val_accuracy")
     assert field(page, f"{element}.params.mode", "select").input_value() == "max"
+    # The person's mode survives the list being redrawn (an element added after it).
+    field(page, f"{element}.params.mode", "select").select_option("min")
+    page.click("#add-scheduler")
+    assert page.locator(".composite-element").count() == last + 2
+    field(page, f"{element}.monitor", "select").select_option("train_loss")
+    field(page, f"{element}.monitor", "select").select_option("val_accuracy")
+    assert field(page, f"{element}.params.mode", "select").input_value() == "min"
 
 
 @pytest.mark.parametrize("stack", ["embedded"], indirect=True)

@@ -453,6 +453,12 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
         monRow.hidden = sel.value !== "ReduceLROnPlateau";
       };
       draw(value.params);
+      // The mode a person picked stays theirs when the list is redrawn (a move, an add, a remove).
+      const modeSelect = () => {
+        const holder = fields.get([...own, "params", "mode"].join("."));
+        return holder && holder.querySelector(":scope > select");
+      };
+      if (value.modeChosen && modeSelect()) modeSelect().dataset.chosen = "1";
       sel.addEventListener("change", () => {
         draw({});
         followMonitor(mon);
@@ -486,10 +492,11 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
         if (!monRow.hidden) out.monitor = mon.value;
         return out;
       };
-      return { el, read, type: () => sel.value, title };
+      const chosen = () => Boolean(modeSelect() && modeSelect().dataset.chosen);
+      return { el, read, chosen, type: () => sel.value, title };
     }
 
-    const snapshot = () => (elements = editors.map((e) => e.read()));
+    const snapshot = () => (elements = editors.map((e) => ({ ...e.read(), modeChosen: e.chosen() })));
     function relabel() {
       const starts = [0, ...(sequential ? readMilestones() : [])];
       editors.forEach((e, i) => {
