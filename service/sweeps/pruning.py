@@ -35,7 +35,7 @@ from service.kit.time import utcnow
 from service.sweeps.models import Sweep, SweepDecision
 from service.sweeps.repository import PruningRepository, SweepRepository
 from service.training import pruning
-from service.training.spec import stored_epochs
+from service.training.spec import mode_for, stored_epochs
 from service.training.status import FINAL, ExperimentStatus
 
 log = get_logger(__name__)
@@ -59,8 +59,7 @@ class Rule:
         if not p:
             return None
         metric = p.get("metric") or sweep.metric
-        mode = p.get("mode") or (sweep.mode if metric == sweep.metric else
-                                 "max" if metric == "val_accuracy" else "min")  # fmt: skip
+        mode = p.get("mode") or (sweep.mode if metric == sweep.metric else mode_for(metric))
         return cls(p["type"], metric, mode, int(p.get("min_epochs", 1)),
                    int(p.get("reduction_factor", 3)), int(p.get("min_runs", 5)),
                    int(p.get("seed", 0)))  # fmt: skip

@@ -15,14 +15,14 @@ from service.experiments.models import Experiment
 from service.kit.errors import ErrorItem, InvalidInput, item
 from service.sweeps import expand
 from service.sweeps.schemas import MAX_TRIALS, DistributionIn, SweepIn
-from service.training.spec import ExperimentSpec
+from service.training.spec import ExperimentSpec, mode_for
 
 MAX_ERRORS = 50
 Trial = dict[str, Any]  # dotted path -> value
 
 
 def mode(request: SweepIn) -> str:
-    return request.mode or ("max" if request.metric == "val_accuracy" else "min")
+    return request.mode or mode_for(request.metric)
 
 
 def choices(request: SweepIn) -> dict[str, list[Any] | DistributionIn]:

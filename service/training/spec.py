@@ -250,6 +250,12 @@ MAX_COMPOSED = 10
 Monitor = Annotated[str, Field(json_schema_extra={"enum": list(METRICS_ANY)})]
 
 
+def mode_for(monitor: Any) -> str:
+    """The direction a monitor improves in: up for accuracy, down for a loss or an error (a
+    sweep's metric takes the same default)."""
+    return "max" if monitor == "val_accuracy" else "min"
+
+
 class SchedulerSpec(Strict):
     type: Annotated[str, Field(json_schema_extra={"enum": [catalog.CONSTANT, *catalog.SCHEDULERS]})]
     params: Params = Field(default_factory=dict)
@@ -260,6 +266,19 @@ class SchedulerSpec(Strict):
     schedulers: list[SchedulerSpec] | None = Field(
         default=None, min_length=1, max_length=MAX_COMPOSED, exclude_if=lambda v: v is None
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plateau_mode_follows_monitor(cls, data: Any) -> Any:
+        # ReduceLROnPlateau watching val_accuracy without a mode would take torch's "min" and cut
+        # the LR while accuracy improves. Written into the params, so the stored spec says the
+        # mode it runs with, and torch's semantics apply to it unchanged.
+        if (isinstance(data, dict) and data.get("type") == "ReduceLROnPlateau"
+                and data.get("monitor") == "val_accuracy"):  # fmt: skip
+            params = data.get("params", {})
+            if isinstance(params, dict) and "mode" not in params:
+                return {**data, "params": {**params, "mode": mode_for(data["monitor"])}}
+        return data
 
     @property
     def effective_interval(self) -> str:
@@ -286,11 +305,21 @@ class WarmupSpec(Strict):
 
 class EarlyStoppingSpec(Strict):
     monitor: Monitor = "val_loss"
-    mode: Literal["min", "max"] = "min"
+    mode: Literal["min", "max"] = Field(
+        default="min", description="default: max for val_accuracy, min for the others"
+    )
     patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS), WHOLE] = 10
     min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     baseline: FiniteFloat | None = None
     restore_best: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_follows_monitor(cls, data: Any) -> Any:
+        # "min" on val_accuracy stopped a run while it improved and kept its worst weights.
+        if isinstance(data, dict) and "mode" not in data and "monitor" in data:
+            return {**data, "mode": mode_for(data["monitor"])}
+        return data
 
 
 class DivergenceSpec(Strict):

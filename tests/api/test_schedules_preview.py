@@ -347,6 +347,28 @@ def test_plateau_and_early_stopping_together(
     assert kinds <= {"reduce_lr", "early_stop"}
 
 
+def test_a_monitor_of_accuracy_without_a_mode_improves_upwards(api: TestClient) -> None:
+    """Early stopping and ReduceLROnPlateau watching val_accuracy with no mode take max: with
+    "min" (torch's default) a rising accuracy cut the LR and stopped the run at once, and
+    restore_best kept the worst weights. A mode given stays."""
+    rising = [0.3, 0.4, 0.5, 0.6, 0.7]
+    req = body(None, epochs=5, monitor_values=rising)
+    req["scheduler"] = {"type": "ReduceLROnPlateau", "params": {"patience": 0},
+                        "monitor": "val_accuracy"}  # fmt: skip
+    req["early_stopping"] = {"monitor": "val_accuracy", "patience": 1}
+    out = ok(api, req)
+    assert out["epochs_run"] == 5 and out["decisions"] == [] and len(set(out["lr"])) == 1
+    req["early_stopping"]["mode"] = "min"  # asked for: a rising value is no improvement
+    assert ok(api, req)["epochs_run"] == 2
+    # Submitted, the spec stores the mode each runs with.
+    spec = {"dataset": "digits", "epochs": 2, "scheduler": req["scheduler"],
+            "early_stopping": {"monitor": "val_accuracy"}}  # fmt: skip
+    made = api.post("/v1/experiments", json=spec)
+    assert made.status_code == 201, made.text
+    stored = made.json()["spec"]
+    assert stored["early_stopping"]["mode"] == stored["scheduler"]["params"]["mode"] == "max"
+
+
 @pytest.mark.parametrize(
     ("raw", "diverges_at"),
     [("null", 3), ("NaN", 3), ("Infinity", 2), ("-Infinity", 1)],
