@@ -157,14 +157,23 @@ def _g(v: float) -> str:
     return f"{v:.3g}"
 
 
-def suggest(lrs: Sequence[float], losses: Sequence[float], steps: int | None = None) -> Suggestion:
+def suggest(
+    lrs: Sequence[float], losses: Sequence[float], steps: int | None = None,
+    diverged: bool = False,
+) -> Suggestion:  # fmt: skip
     """The suggested LR of a range test from its LRs and batch losses (step i = index i), cut at
     the divergence or not. `steps`: the planned steps, which size the windows and the skipped
-    start (default: the length of the trace). Non-finite losses end the usable trace."""
+    start (default: the length of the trace). Non-finite losses end the usable trace.
+    `diverged`: the test stopped because its loss diverged (`Tracker.stopped`, or an LR the
+    weights could not hold): the step that stopped it is the divergence's, not the descent's, so
+    it is left out, and the advice no longer asks for a higher max_lr (the loss went past its
+    minimum), but for a ramp that shows the descent before it."""
     n_planned = steps or len(lrs)
     skip = skip_steps(n_planned)
     w_med, w_slope = windows(n_planned)
     usable = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+    if diverged and usable == len(losses):  # a finite last step: the one that stopped it
+        usable -= 1
     n = min(usable, len(lrs))
     details: dict[str, Any] = {
         "skipped_steps": skip,
@@ -199,10 +208,16 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], steps: int | None = N
             details=details,
         )
     if drop <= max(MIN_DROP * abs(start), 2 * noise):
+        advice = (
+            "before it diverged at step {}: the ramp went from too small to too large within a "
+            "few steps; narrow [min_lr, max_lr] or run more steps".format(len(losses) - 1)
+            if diverged
+            else "max_lr is too low, raise it"
+        )
         return Suggestion(
             None,
             f"no suggestion: the loss fell only {_g(drop)} from {_g(start)} (less than 5% or "
-            f"than twice the batch noise {_g(noise)}); max_lr is too low, raise it",
+            f"than twice the batch noise {_g(noise)}); {advice}",
             details=details,
         )
     slopes = _slopes(x, med, w_slope)
@@ -226,7 +241,12 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], steps: int | None = N
         "minimum ignored"
     )
     if i_min >= n - 1 - w_slope // 2:
-        rule += ". The loss was still falling at the end: a higher max_lr may show a larger LR"
+        rule += (
+            f". The loss fell until the test diverged at step {len(losses) - 1}: its minimum is "
+            "where the divergence began"
+            if diverged
+            else ". The loss was still falling at the end: a higher max_lr may show a larger LR"
+        )
     return Suggestion(
         chosen,
         rule,

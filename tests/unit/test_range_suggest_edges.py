@@ -132,6 +132,27 @@ def test_still_falling_is_measured_from_the_end_of_a_cut_trace(
     assert ("still falling at the end" in s.rule) is warned
 
 
+def test_a_test_that_diverged_is_never_told_to_raise_max_lr() -> None:
+    """Falling to the step that diverged (a spike the tracker stopped on): that step is the
+    divergence's, left out, and the note says the loss fell until the divergence, not that a
+    higher max_lr may help (it went past its minimum). A trace that barely fell before it
+    diverged asks for a narrower ramp, not a higher max_lr."""
+    falling = [2.5 - 1.5 * i / 60 for i in range(60)] + [300.0]
+    s = suggest(LRS[:61], falling, N, diverged=True)
+    assert s.lr is not None and s.min_loss_step is not None and s.min_loss_step < 60
+    assert "still falling" not in s.rule and "raise" not in s.rule
+    assert s.rule.endswith(
+        ". The loss fell until the test diverged at step 60: its minimum is where the divergence "
+        "began"
+    )
+    flat = [2.0 - 0.01 * i / 30 for i in range(30)] + [300.0]  # 0.5 %: too little
+    s = suggest(LRS[:31], flat, N, diverged=True)
+    assert s.lr is None and "max_lr is too low" not in s.rule
+    assert "before it diverged at step 30" in s.rule and "narrow [min_lr, max_lr]" in s.rule
+    # The same traces, not diverged (cut by a cancel, say): the advice is as before.
+    assert "max_lr is too low, raise it" in suggest(LRS[:30], flat[:30], N).rule
+
+
 # --- the suggestion and its sentence ---------------------------------------------------------
 
 

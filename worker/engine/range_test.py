@@ -137,7 +137,8 @@ def run(
         if tracker.stopped or overflowed:
             break
 
-    found = suggest.suggest(lrs[: len(losses)], losses, p.steps)
+    found = suggest.suggest(lrs[: len(losses)], losses, p.steps,
+                            diverged=bool(tracker.stopped or overflowed))  # fmt: skip
     stopped = tracker.stopped or overflowed or f"completed all {p.steps} steps"
     result = {
         "suggested_lr": found.lr,
