@@ -209,8 +209,8 @@ def suggest(
         )
     if drop <= max(MIN_DROP * abs(start), 2 * noise):
         advice = (
-            "before it diverged at step {}: the ramp went from too small to too large within a "
-            "few steps; narrow [min_lr, max_lr] or run more steps".format(len(losses) - 1)
+            f"before it diverged at step {len(losses) - 1}: the ramp went from too small to too "
+            "large within a few steps; narrow [min_lr, max_lr] or run more steps"
             if diverged
             else "max_lr is too low, raise it"
         )
