@@ -22,7 +22,7 @@ from service.health.router import router as health_router
 from service.housekeeping import Housekeeping
 from service.kit import exception_handlers
 from service.kit.auth import RESPONSES, Authenticator, require_role
-from service.kit.limits import BodyLimit, RequestTimeout
+from service.kit.limits import BodyLimit, NoNul, RequestTimeout
 from service.kit.logging import get_logger
 from service.kit.request_id import RequestId
 from service.kit.security_headers import SecurityHeaders
@@ -78,6 +78,7 @@ def create_app() -> FastAPI:
     # Added first, so innermost: their 413s and 504s carry a request id and are counted.
     app.add_middleware(RequestTimeout)
     app.add_middleware(BodyLimit, uploads={"/v1/datasets"})
+    app.add_middleware(NoNul)
     app.add_middleware(RequestId)
     app.add_middleware(HttpMetrics)  # outside RequestId: its time is the request's too
     app.add_middleware(SecurityHeaders)  # CSP, nosniff, no framing: every response

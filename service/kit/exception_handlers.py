@@ -26,6 +26,7 @@ from starlette.routing import compile_path
 
 from service.kit import after_schema
 from service.kit.errors import ErrorItem, GlidepathError, item
+from service.kit.limits import NUL
 from service.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -236,7 +237,7 @@ def install(app: FastAPI) -> None:
             reason = str(exc.orig).splitlines()[0][:200]
             log.warning("database_refused_value", error=reason)
             if "NUL" in reason:
-                reason = "text may not contain the NUL character (\\u0000)"
+                reason = NUL
             return _json(422, [item([], f"a value cannot be stored: {reason}", "invalid")])
         log.exception("database_error")
         return _json(500, [item([], "internal database error", "internal")])

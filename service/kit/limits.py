@@ -8,6 +8,9 @@ streamed responses (event streams, model downloads) and uploads pass through as 
 - `over_capacity`: what a request gets when its API process already serves
   GLIDEPATH_API_LIMIT_CONCURRENCY connections, a 503 in the one error shape with `Retry-After`
   (uvicorn's own answer to its `limit_concurrency` is plain text; cli/http_protocol.py sends this).
+- `NoNul`: a NUL character (%00) in the path or a query parameter is a 422 at that parameter:
+  PostgreSQL's text refuses it (a read answered "cannot be stored"), and SQLite's LIKE reads it
+  as the pattern's end (`?q=%00` listed every run).
 - `RequestTimeout`: a request whose response has not begun GLIDEPATH_REQUEST_TIMEOUT_S after
   the last body bytes arrived is a 504 in the one error shape; its handler runs on to its end,
   unseen. A response that has begun is never cut (an event stream lives for hours), and time
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Collection
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,6 +65,34 @@ async def _answer(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+NUL = "text may not contain the NUL character (\\u0000)"
+
+
+def nul_loc(scope: Scope) -> list[str] | None:
+    """Where a NUL character is in the request's path or query, None when nowhere (two byte
+    searches on every request; the query is parsed only when one matched)."""
+    if "\x00" in scope["path"]:
+        return ["path"]
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" in query or b"\x00" in query:
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                return ["query", name.replace("\x00", "")]
+    return None
+
+
+class NoNul:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loc = nul_loc(scope) if scope["type"] == "http" else None
+        if loc is None:
+            await self.app(scope, receive, send)
+        else:
+            await _answer(send, 422, loc, NUL, "invalid")
 
 
 class BodyLimit:

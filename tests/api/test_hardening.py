@@ -126,6 +126,14 @@ NUL: list[tuple[str, str, dict[str, Any]]] = [
 
 def test_a_nul_character_anywhere_is_no_500(client: TestClient, backend: Backend) -> None:
     """PostgreSQL's text refuses NUL (SQLite stores it): a 422 there, in the shape."""
+    # In a path or a query, on either backend: a 422 at that parameter (SQLite's LIKE read
+    # `q=%00` as an empty pattern and listed every run).
+    for path, loc in [("/v1/experiments?limit=5&q=%00", ["query", "q"]),
+                      ("/v1/experiments?tag=a%00b&batch_id=x", ["query", "tag"]),
+                      ("/v1/datasets/a%00b", ["path"]),
+                      ("/v1/batches/a%00b", ["path"])]:  # fmt: skip
+        (item,) = error(client.get(path), 422)
+        assert item["loc"] == loc and "NUL" in item["msg"], (path, item)
     for method, path, kwargs in NUL:
         r = getattr(client, method)(path, **kwargs)
         if backend.name == "postgres":
