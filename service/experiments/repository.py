@@ -125,9 +125,9 @@ class Claimed(NamedTuple):
     sweep_id: int | None
 
 
-# What a metrics page shows of an epoch row, in the order of `schemas.EpochOut`.
 WAITING_CANCELLED = "cancelled while waiting at a rung"  # the stop reason; `cancel_many` reads it
 
+# What a metrics page shows of an epoch row, in the order of `schemas.EpochOut`.
 PAGE_COLUMNS = (
     EpochRow.epoch, EpochRow.lr, EpochRow.lr_min, EpochRow.lr_max, EpochRow.train_loss,
     EpochRow.val_loss, EpochRow.val_accuracy, EpochRow.val_mae, EpochRow.duration_s,
