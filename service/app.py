@@ -22,7 +22,7 @@ from service.health.router import router as health_router
 from service.housekeeping import Housekeeping
 from service.kit import exception_handlers
 from service.kit.auth import RESPONSES, Authenticator, require_role
-from service.kit.limits import BodyLimit, NoNul, RequestTimeout
+from service.kit.limits import BodyLimit, NoNul, RequestTimeout, refuse_nul_body
 from service.kit.logging import get_logger
 from service.kit.request_id import RequestId
 from service.kit.security_headers import SecurityHeaders
@@ -85,7 +85,7 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     # Roles by method (kit/roles.py); open while no token exists (no env token, no table row).
     app.state.auth = Authenticator(DatabaseTokens())
-    guarded = [Depends(require_role)]
+    guarded = [Depends(require_role), Depends(refuse_nul_body)]
     for router in (
         experiments_router,
         batches_router,

@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Collection
+from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import settings
-from service.kit.errors import GlidepathError
+from service.kit.errors import GlidepathError, InvalidInput
 from service.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -93,6 +95,45 @@ class NoNul:
             await self.app(scope, receive, send)
         else:
             await _answer(send, 422, loc, NUL, "invalid")
+
+
+def _nul_path(value: Any, path: list[str | int]) -> list[str | int] | None:
+    """The path of the first key or string holding a NUL character in parsed JSON."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return [*path, key.replace("\x00", "")]
+            found = _nul_path(item, [*path, key])
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_path(item, [*path, i])
+            if found is not None:
+                return found
+    return None
+
+
+async def refuse_nul_body(request: Request) -> None:
+    """A JSON body with a NUL character (`\\u0000`: JSON has no other way to hold one) is a 422
+    at its field on both backends; SQLite stored it, where PostgreSQL's text refused it with no
+    field named. A dependency, run after FastAPI read the body (cached), so a body without one
+    costs a byte search."""
+    if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        return
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        return
+    body = await request.body()
+    if b"\\u0000" not in body:
+        return
+    try:
+        loc = _nul_path(json.loads(body), ["body"])
+    except ValueError:
+        return  # not JSON: FastAPI's own answer says so
+    if loc is not None:
+        raise InvalidInput(NUL, loc=loc)
 
 
 class BodyLimit:

@@ -106,17 +106,20 @@ def test_absurd_numbers_and_nesting_are_a_422_at_their_field(client: TestClient)
     assert client.get("/v1/sweeps").json()["items"] == []
 
 
+# JSON bodies: a 422 at the field on both backends.
+NUL_BODIES: list[tuple[str, dict[str, Any], list[Any]]] = [
+    ("/v1/experiments", {"name": "a\u0000b"}, ["body", "name"]),
+    ("/v1/experiments", {"tags": {"k": "v\u0000"}}, ["body", "tags", "k"]),
+    ("/v1/experiments", {"tags": {"k\u0000": "v"}}, ["body", "tags", "k"]),
+    ("/v1/batches", {"name": "x", "experiments": [{}, {"name": "\u0000"}]},
+     ["body", "experiments", 1, "name"]),
+    ("/v1/sweeps", {"strategy": "grid", "parameters": {"name": ["a\u0000"]}},
+     ["body", "parameters", "name", 0]),
+    ("/v1/lr-range-tests", {"spec": {"name": "\u0000"}, "min_lr": 1e-5, "max_lr": 1, "steps": 10},
+     ["body", "spec", "name"]),
+]  # fmt: skip
 NUL: list[tuple[str, str, dict[str, Any]]] = [
-    ("post", "/v1/experiments", {"json": {"name": "a\u0000b"}}),
-    ("post", "/v1/experiments", {"json": {"tags": {"k": "v\u0000"}}}),
     ("post", "/v1/experiments", {"json": {}, "headers": {"Idempotency-Key": "a\u0000"}}),
-    ("post", "/v1/batches", {"json": {"name": "x\u0000", "experiments": [{}]}}),
-    ("post", "/v1/sweeps", {"json": {"strategy": "grid", "parameters": {"name": ["a\u0000"]}}}),
-    (
-        "post",
-        "/v1/lr-range-tests",
-        {"json": {"spec": {"name": "\u0000"}, "min_lr": 1e-5, "max_lr": 1, "steps": 10}},
-    ),
     ("get", "/v1/batches/a%00b", {}),
     ("get", "/v1/datasets/a%00b", {}),
     ("get", "/v1/experiments?tag=a%00b&batch_id=a%00b", {}),
@@ -125,7 +128,8 @@ NUL: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def test_a_nul_character_anywhere_is_no_500(client: TestClient, backend: Backend) -> None:
-    """PostgreSQL's text refuses NUL (SQLite stores it): a 422 there, in the shape."""
+    """A NUL in a body, a path or a query is a 422 at its field on both backends; elsewhere
+    (a header) PostgreSQL's text refuses it (SQLite stores it): a 422 there, in the shape."""
     # In a path or a query, on either backend: a 422 at that parameter (SQLite's LIKE read
     # `q=%00` as an empty pattern and listed every run).
     for path, loc in [("/v1/experiments?limit=5&q=%00", ["query", "q"]),
@@ -134,6 +138,10 @@ def test_a_nul_character_anywhere_is_no_500(client: TestClient, backend: Backend
                       ("/v1/batches/a%00b", ["path"])]:  # fmt: skip
         (item,) = error(client.get(path), 422)
         assert item["loc"] == loc and "NUL" in item["msg"], (path, item)
+    for path, body, loc in NUL_BODIES:
+        (item,) = error(client.post(path, json=body), 422)
+        assert item["loc"] == loc and "NUL" in item["msg"], (path, item)
+    assert client.get("/v1/experiments").json()["items"] == []  # nothing stored
     for method, path, kwargs in NUL:
         r = getattr(client, method)(path, **kwargs)
         if backend.name == "postgres":
