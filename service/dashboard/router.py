@@ -7,6 +7,7 @@ is set: they hold no data, and the browser sends the token with its `/v1` calls.
 
 from __future__ import annotations
 
+import inspect
 import json
 from functools import cache
 from pathlib import Path
@@ -121,7 +122,7 @@ def install(app: FastAPI) -> None:
     async def not_found(request: Request, exc: Exception) -> Response:
         if _wants_page(request):
             return HTMLResponse(_page(), status_code=404, headers=_HEADERS)
-        response: Response = await api_error(request, exc)
-        return response
+        response = api_error(request, exc)  # the kit's handler: a coroutine function
+        return await response if inspect.isawaitable(response) else response
 
     app.add_exception_handler(404, not_found)
