@@ -130,3 +130,24 @@ def test_a_refused_create_hides_the_token_shown_before(
     page.locator(".error-box").wait_for()
     assert page.locator("#token-value").count() == 0
     assert page.locator("#token-made").inner_text() == ""
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_the_first_token_made_on_an_open_api_stays_shown_and_is_used(
+    served: str, page: Any, console: Console
+) -> None:
+    """The first token closes the open API: the page keeps it shown (it is shown this once),
+    sends it from then on, and the top bar names it, rather than being refused and wiping it."""
+    page.goto(f"{served}/tokens")
+    page.wait_for_function("document.getElementById('whoami').textContent === 'open API'")
+    page.locator("#tokens td").first.wait_for()  # the empty list: "No tokens: …"
+    page.fill('#token-create input[name="name"]', "first")
+    page.select_option('#token-create select[name="role"]', "admin")
+    with page.expect_response(lambda r: r.url.endswith("/v1/tokens") and r.status == 201) as made:
+        page.click("#token-create button[type=submit]")
+    secret = made.value.json()["token"]
+    page.locator('#tokens tr[data-name="first"]').wait_for()
+    assert page.locator("#token-value").inner_text() == secret
+    assert page.evaluate("() => localStorage.getItem('glidepath.token')") == secret
+    page.wait_for_function("document.getElementById('whoami').textContent === 'first · admin'")
+    assert page.locator(".error-box").count() == 0

@@ -25,7 +25,7 @@ let role = "none";
 const ROUTES = [
   [/^\/$/, "list", () => renderList],
   [/^\/new\/?$/, "new", () => renderNew, "submit"],
-  [/^\/tokens\/?$/, "tokens", () => renderTokens, "admin"],
+  [/^\/tokens\/?$/, "tokens", () => (root) => renderTokens(root, identify), "admin"],
   [/^\/experiments\/(\d+)\/?$/, "experiment", (m) => (root, q) => renderExperiment(root, Number(m[1]), q)],
   [/^\/compare\/?$/, "compare", () => renderCompare],
   [/^\/sweeps\/?$/, "sweeps", () => renderSweeps],

@@ -1,12 +1,13 @@
 // `/tokens` (admins): every token with its role, when it was made and last used (to the minute),
 // revoked or not; a form that makes one and shows it this once; revoke. docs/access.md.
-import { api } from "../api.js";
+import { api, getToken, setToken } from "../api.js";
 import { clear, errorBox, h } from "../dom.js";
 import { when } from "../format.js";
 
 const ROLES = ["read", "submit", "admin"];
 
-export async function renderTokens(root) {
+// `identify`: main.js's, which reads the stored token's name and role into the top bar.
+export async function renderTokens(root, identify) {
   const notice = h("div");
   const made = h("div", { id: "token-made" });
   const tbody = h("tbody");
@@ -39,15 +40,29 @@ export async function renderTokens(root) {
 
   async function create(event) {
     event.preventDefault();
+    let t;
     try {
-      const t = await api.createToken(name.value.trim(), role.value);
-      clear(notice);
-      clear(made, h("p", {}, `Token ${t.name} (${t.role}), shown this once: copy it now.`),
-        h("div", { class: "token-once", id: "token-value" }, t.token));
-      name.value = "";
-      await load();
+      t = await api.createToken(name.value.trim(), role.value);
     } catch (err) {
       clear(made); // a token shown for an earlier create is not this one
+      clear(notice, errorBox(err));
+      return;
+    }
+    // The first token closes an open API: from now on this page's own calls need one too, so
+    // the page keeps this one (the person would be refused at once otherwise).
+    const adopted = !getToken();
+    if (adopted) setToken(t.token);
+    clear(notice);
+    clear(made, h("p", {}, `Token ${t.name} (${t.role}), shown this once: copy it now.`),
+      h("div", { class: "token-once", id: "token-value" }, t.token),
+      adopted ? h("p", { class: "muted", id: "token-adopted" },
+        "The API needs a token from now on: this browser uses this one (Token in the top bar to change it).") : null);
+    name.value = "";
+    // What follows is read with the token stored: a refusal is shown, and the token stays shown.
+    try {
+      if (adopted) await identify();
+      await load();
+    } catch (err) {
       clear(notice, errorBox(err));
     }
   }
