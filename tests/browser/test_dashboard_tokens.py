@@ -151,3 +151,24 @@ def test_the_first_token_made_on_an_open_api_stays_shown_and_is_used(
     assert page.evaluate("() => localStorage.getItem('glidepath.token')") == secret
     page.wait_for_function("document.getElementById('whoami').textContent === 'first · admin'")
     assert page.locator(".error-box").count() == 0
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_forget_redraws_the_page_without_the_token(
+    served: str, page: Any, console: Console
+) -> None:
+    """*Forget* in the token panel draws the page again as *Save* does: the admin's token list,
+    read with the forgotten token, goes, and the page says it needs a token."""
+    with session_scope() as session:
+        admin = tokens.create(session, TokenIn(name="boss", role="admin")).token
+    console.allow(r"status of 401")  # the page's first call, then the calls after Forget
+    page.goto(served)
+    page.evaluate("t => localStorage.setItem('glidepath.token', t)", admin)
+    page.goto(f"{served}/tokens")
+    page.locator('#tokens tr[data-name="boss"] button').wait_for()  # its Revoke
+    page.click("#token-button")
+    page.click("#token-clear")
+    page.locator("#needs-role").wait_for()
+    assert "needs a token with the admin role" in page.locator("#needs-role").inner_text()
+    assert page.locator("#tokens").count() == 0
+    assert page.locator("#whoami").inner_text() == "no token"

@@ -97,7 +97,9 @@ function setUpToken() {
     setToken("");
     input.value = "";
     note.textContent = "forgotten";
-    identify();
+    // As Save does: the page shown was read with the forgotten token (a token list, its Revoke
+    // buttons), so it is drawn again without it.
+    identify().then(route);
   });
   onUnauthorized(() => show("The API asks for a token: paste one made by `glidepath token create`."));
 }
