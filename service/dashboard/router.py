@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from service.dashboard.docs import router as docs_router
-from service.training.status import FINAL, OK, ExperimentStatus
+from service.training.status import FINAL, OK, ExperimentStatus, RangeTestStatus
 
 STATIC = Path(__file__).parent / "static"
 INDEX = STATIC / "index.html"
@@ -32,9 +32,11 @@ _HEADERS = {"Cache-Control": "no-cache"}
 @cache
 def _page() -> str:
     """index.html with the service's vocabulary (run statuses, which are final, which ended
-    well) inlined, so the scripts read it instead of keeping their own lists."""
+    well, and the fewer a range test takes) inlined, so the scripts read it instead of keeping
+    their own lists."""
     vocabulary = {
         "statuses": list(ExperimentStatus),
+        "range_test_statuses": list(RangeTestStatus),
         "final": sorted(FINAL),
         "ok": sorted(OK),
     }

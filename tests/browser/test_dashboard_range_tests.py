@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.training.status import RangeTestStatus
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -153,3 +154,18 @@ def test_a_running_range_test_fills_in_live_and_cancels(stack: Stack, page: Any)
     page.wait_for_function(f"() => {points} === {ended['steps_run']}")
     assert f"{ended['steps_run']}/10000" in page.locator("#steps").inner_text()
     assert page.locator("#stopped").inner_text() == ended["stopped"]
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_the_status_filter_offers_only_a_range_tests_statuses(stack: Stack, page: Any) -> None:
+    """No `waiting`, `early_stopped`, `diverged` or `pruned`: the API refuses them for range
+    tests with 422. A status offered filters without an error."""
+    page.goto(f"{stack.url}/range-tests")
+    page.locator("#status-filter").wait_for()
+    options = page.locator("#status-filter option").evaluate_all("os => os.map((o) => o.value)")
+    assert options == ["", *RangeTestStatus]
+    with page.expect_response(lambda r: "/v1/lr-range-tests?status=cancelled" in r.url) as got:
+        page.select_option("#status-filter", "cancelled")
+    assert got.value.status == 200
+    page.locator("#range-tests tbody tr").first.wait_for()
+    assert page.locator(".error-box").count() == 0

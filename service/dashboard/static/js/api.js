@@ -144,5 +144,7 @@ export const api = {
 // The service's run-status vocabulary, inlined into the page by service/dashboard/router.py.
 const VOCABULARY = JSON.parse(document.getElementById("vocabulary")?.textContent ?? "{}");
 export const STATUSES = VOCABULARY.statuses ?? [];
+// An LR range test's: no sweep waits or prunes it, and it never ends early_stopped or diverged.
+export const RANGE_TEST_STATUSES = VOCABULARY.range_test_statuses ?? [];
 export const FINAL_STATUSES = new Set(VOCABULARY.final ?? []);
 export const OK_STATUSES = new Set(VOCABULARY.ok ?? []);

@@ -1,7 +1,7 @@
 // `/range-tests`: the LR range tests, newest first, with what each ran on, how far it got and the
 // LR it suggests (GET /v1/lr-range-tests). The status filter and the page's cursor live in the
 // URL; the table is read again every 2 s and redrawn only when it changed.
-import { api, ApiError, STATUSES } from "../api.js";
+import { api, ApiError, RANGE_TEST_STATUSES } from "../api.js";
 import { clear, errorBox, h, link } from "../dom.js";
 import { num, progressBar, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
@@ -23,7 +23,7 @@ export async function renderRangeTests(root, query) {
   const cursor = query.get("cursor") || "";
 
   const statusSelect = h("select", { name: "status", id: "status-filter" }, h("option", { value: "" }, "any status"),
-    STATUSES.map((s) => h("option", { value: s }, s)));
+    RANGE_TEST_STATUSES.map((s) => h("option", { value: s }, s)));
   statusSelect.value = status;
   statusSelect.addEventListener("change", () => {
     location.href = statusSelect.value ? `/range-tests?status=${encodeURIComponent(statusSelect.value)}` : "/range-tests";
