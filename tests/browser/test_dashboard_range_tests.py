@@ -169,3 +169,26 @@ def test_the_status_filter_offers_only_a_range_tests_statuses(stack: Stack, page
     assert got.value.status == 200
     page.locator("#range-tests tbody tr").first.wait_for()
     assert page.locator(".error-box").count() == 0
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_a_cancelled_range_test_says_why_it_has_no_suggestion(stack: Stack, page: Any) -> None:
+    """A test cancelled before it could suggest an LR says so on its page: it has no rule to
+    point to."""
+    with client(stack) as c:
+        test_id = c.post("/v1/lr-range-tests", json={**BODY, "steps": 10_000}).json()["id"]
+        ended = c.post(f"/v1/lr-range-tests/{test_id}/cancel").json()
+        deadline = time.monotonic() + 60
+        while ended["status"] != "cancelled":  # cancelled at once while queued, else soon
+            assert time.monotonic() < deadline, stack.logs()
+            time.sleep(0.2)
+            ended = c.get(f"/v1/lr-range-tests/{test_id}").json()
+    assert ended["suggested_lr"] is None and ended["rule"] is None
+
+    page.goto(f"{stack.url}/range-tests/{test_id}")
+    page.locator('#status [data-status="cancelled"]').wait_for()
+    said = page.locator("#suggested-lr").inner_text()
+    assert said.startswith("none: it was cancelled before suggesting one"), said
+    if ended["stopped"]:
+        assert ended["stopped"] in said
+    assert page.locator("#rule").count() == 0

@@ -45,6 +45,15 @@ function markersOf(t) {
   ].filter(Boolean);
 }
 
+// Why there is no suggested LR. A test that ran to its end has a rule saying why it suggests
+// none; one cancelled or failed has no rule at all, so its status and stop reason say it.
+function noSuggestion(t, final) {
+  if (!final) return "once it ends";
+  if (t.rule) return "none (the rule says why)";
+  const why = t.stopped ? ` (${t.stopped})` : t.error ? " (the error is below)" : "";
+  return `none: it ${t.status === "failed" ? "failed" : `was ${t.status}`} before suggesting one${why}`;
+}
+
 export async function renderRangeTest(root, id, query) {
   const facts = h("div", { id: "summary" });
   const notice = h("div");
@@ -105,7 +114,7 @@ export async function renderRangeTest(root, id, query) {
       h("dt", {}, "LR span"), h("dd", { id: "lr-span" }, `${lrSpan(t)}, exponential over ${t.steps} steps`),
       h("dt", {}, "steps"), h("dd", { id: "steps" }, stepsProgress(t)),
       h("dt", {}, "suggested LR"), h("dd", { id: "suggested-lr", "data-value": t.suggested_lr ?? "" },
-        t.suggested_lr === null ? h("span", { class: "muted" }, final ? "none (the rule says why)" : "once it ends")
+        t.suggested_lr === null ? h("span", { class: "muted" }, noSuggestion(t, final))
           : h("strong", {}, num(t.suggested_lr, 3))),
       t.rule ? [h("dt", {}, "rule"), h("dd", { id: "rule" }, t.rule)] : null,
       t.min_loss_lr !== null ? [h("dt", {}, "minimum loss"), h("dd", {}, `at LR ${num(t.min_loss_lr, 3)}`)] : null,
