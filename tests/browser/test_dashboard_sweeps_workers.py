@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from service.kit.time import utcnow
 from service.workers.models import WorkerRow
 from service.workers.repository import WorkerRepository
+from tests.browser.conftest import Console
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -177,3 +178,28 @@ def test_sweeps_list_shows_a_sweep_submitted_after_it_opened(stack: Stack, page:
         })  # fmt: skip
         assert r.status_code == 201, r.text
     page.locator(f'#sweeps tr[data-id="{r.json()["sweep_id"]}"]').wait_for(timeout=20_000)
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_a_page_whose_id_the_api_refuses_stops_asking(
+    stack: Stack, page: Any, console: Console
+) -> None:
+    """An id past the database's integers is a 422 that asking again will not change: the page
+    shows it once and stops, as it does for an unknown id's 404 (a sweep's page kept reading
+    the sweep every 2 s). The experiment's and the range test's pages likewise."""
+    console.allow(r"status of 422")  # each page's one refused call, on purpose
+    big = 99_999_999_999
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(urlsplit(r.url).path))
+    for shown, read in [
+        (f"/sweeps/{big}", f"/v1/sweeps/{big}"),
+        (f"/experiments/{big}", f"/v1/experiments/{big}"),
+        (f"/range-tests/{big}", f"/v1/lr-range-tests/{big}"),
+    ]:
+        asked.clear()
+        page.goto(f"{stack.url}{shown}")
+        page.locator(".error-box").wait_for()
+        page.wait_for_timeout(4_500)  # past two of the pages' 2 s polls
+        # Once, and nothing after (no event stream, no poll); the top bar's identity aside.
+        api = [p for p in asked if p.startswith("/v1/") and p != "/v1/tokens/me"]
+        assert api == [read], shown

@@ -127,7 +127,9 @@ export async function renderSweep(root, id) {
       if (s.pruning) decisions = await api.sweepDecisions(id);
     } catch (err) {
       clear(body, errorBox(err));
-      return err.status !== 404; // a missing sweep will not appear by waiting
+      // An unknown id (404) or one the API refuses (422: past the database's integers) will not
+      // change by waiting: stop. A network error, a 5xx or a 429 may: keep polling.
+      return err.status !== 404 && err.status !== 422;
     }
     last = { s, decisions };
     render();
