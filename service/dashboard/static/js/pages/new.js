@@ -119,8 +119,11 @@ export async function renderNew(root, query) {
         chart.setData(out.lr.map((_, i) => i + 1), [out.lr]);
       }
       chartEl.dataset.resolution = out.steps ? "step" : "epoch";
+      // From the first step to the last, as the chart draws it: per epoch, `lr` is each epoch's
+      // first step, so a per-batch schedule (OneCycleLR) would seem to end far above its last LR.
+      const lrs = out.steps && out.steps.length ? out.steps.map((p) => p.lr) : out.lr;
       clear(previewInfo,
-        h("div", {}, `${out.epochs_run} epochs, ${body.steps_per_epoch} steps each; LR ${num(out.lr[0])} → ${num(out.lr[out.lr.length - 1])}`),
+        h("div", { id: "preview-summary" }, `${out.epochs_run} epochs, ${body.steps_per_epoch} steps each; LR ${num(lrs[0])} → ${num(lrs[lrs.length - 1])}`),
         out.notes.map((n) => h("div", {}, n)));
     } catch (err) {
       if (mine !== seq) return;

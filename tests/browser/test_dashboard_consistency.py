@@ -1,0 +1,90 @@
+"""What a page shows agrees with itself, with the API and with what it is about to send: the
+form's preview text with its chart and an emptied base LR with the submit, the compare page's
+spec differences, a running run's summary with its charts, a live row of the runs table with a
+reloaded one, the list's filters with the URL, tag chips from the keyboard, and two layouts (a
+sweep's colour legend at 1280 px, a run's title at 390 px), each in a real browser against the
+embedded stack's API and worker."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser.conftest import Console
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+TINY: dict[str, Any] = {"dataset": "iris", "model": {"type": "mlp", "hidden": [4]},
+                        "epochs": 2, "batch_size": 32, "seed": 0}  # fmt: skip
+FINAL = ("succeeded", "early_stopped", "diverged", "failed", "cancelled")
+
+
+def finished(stack: Stack, *specs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each spec created and trained to its end by the stack's worker."""
+    with httpx.Client(base_url=stack.url, timeout=60) as c:
+        ids = []
+        for spec in specs:
+            r = c.post("/v1/experiments", json=spec)
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+        deadline = time.monotonic() + 120
+        while True:
+            runs = [c.get(f"/v1/experiments/{i}").json() for i in ids]
+            if all(run["status"] in FINAL for run in runs):
+                return runs
+            assert time.monotonic() < deadline, stack.logs()
+            time.sleep(0.1)
+
+
+def field(page: Any, loc: str, control: str = "input") -> Any:
+    return page.locator(f'[data-loc="{loc}"] > {control}')
+
+
+def is_preview(predicate: Any = lambda body: True) -> Any:
+    return lambda r: (
+        r.url.endswith("/v1/schedules/preview") and predicate(r.request.post_data_json or {})
+    )
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_preview_text_ends_where_the_per_step_chart_does(
+    stack: Stack, page: Any, console: Console
+) -> None:
+    """OneCycleLR (iris, 10 epochs in batches of 16, max_lr 0.1) is previewed per step; the text
+    under the chart goes from its first step to its last (4e-7), not to the last epoch's first."""
+    console.allow(r"status of 422")  # OneCycleLR before its max_lr is filled in
+    page.goto(f"{stack.url}/new")
+    page.locator("#preview-chart[data-points]").wait_for()
+    field(page, "dataset", "select").select_option("iris")
+    field(page, "epochs").fill("10")
+    field(page, "batch_size").fill("16")
+    field(page, "scheduler.type", "select").select_option("OneCycleLR")
+    # The preview of this max_lr (not the 422 of OneCycleLR without one, debounced until now).
+    max_lr = lambda b: ((b.get("scheduler") or {}).get("params") or {}).get("max_lr") == 0.1  # noqa: E731
+    with page.expect_response(is_preview(max_lr)) as answer:
+        field(page, "scheduler.params.max_lr").fill("0.1")
+    out = answer.value.json()
+    page.locator('#preview-chart[data-resolution="step"]').wait_for()
+    text = page.locator("#preview-notes > div").first.inner_text()
+    start, end = (float(v) for v in re.findall(r"LR (\S+) → (\S+)$", text)[0])
+    assert start == pytest.approx(out["steps"][0]["lr"], rel=0.01)  # max_lr / 25
+    assert end == pytest.approx(out["steps"][-1]["lr"], rel=0.01)  # max_lr / 25 / 1e4
+    assert end < 1e-6 < out["lr"][-1]
+
+
+def outside(inner: dict[str, float], outer: dict[str, float]) -> bool:
+    # Half a pixel of slack for subpixel layout.
+    return (
+        inner["left"] < outer["left"] - 0.5
+        or inner["right"] > outer["right"] + 0.5
+        or inner["top"] < outer["top"] - 0.5
+        or inner["bottom"] > outer["bottom"] + 0.5
+    )
+
+
+BOX = "el => { const b = el.getBoundingClientRect(); return {left: b.left, right: b.right, top: b.top, bottom: b.bottom}; }"  # noqa: E501
