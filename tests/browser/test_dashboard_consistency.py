@@ -77,6 +77,26 @@ def test_preview_text_ends_where_the_per_step_chart_does(
     assert end < 1e-6 < out["lr"][-1]
 
 
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_spec_differences_leave_out_empty_objects(stack: Stack, page: Any) -> None:
+    """One run with no solver params and no tags, one with momentum and a tag: the differences
+    are the keys inside (the first run reads "—"), not rows for the empty objects."""
+    bare, full = finished(
+        stack,
+        {**TINY, "name": "diff-bare"},
+        {**TINY, "name": "diff-full", "solver": {"type": "SGD", "params": {"momentum": 0.9}},
+         "tags": {"kind": "full"}},
+    )  # fmt: skip
+    assert bare["spec"]["solver"]["params"] == {} and bare["spec"]["tags"] == {}
+    page.goto(f"{stack.url}/compare?ids={bare['id']},{full['id']}&metric=val_loss")
+    rows = page.locator("#spec-diff tbody tr")
+    rows.first.wait_for()
+    keys = rows.evaluate_all("rows => rows.map((r) => r.dataset.key)")
+    assert sorted(keys) == ["solver.params.momentum", "tags.kind"]
+    cells = page.locator('#spec-diff tr[data-key="tags.kind"] td').all_inner_texts()
+    assert cells[1:] == ["—", "full"]
+
+
 def outside(inner: dict[str, float], outer: dict[str, float]) -> bool:
     # Half a pixel of slack for subpixel layout.
     return (

@@ -13,11 +13,12 @@ export function valueAt(spec, path) {
 }
 
 // {dotted path: leaf value}. Arrays are leaves (a layer list like hidden: [64, 32] reads as one
-// value), as are empty objects.
+// value). An empty object adds nothing: `solver.params: {}` says no more than a spec without
+// params, and beside `{momentum: 0.9}` the run already reads "—" under solver.params.momentum.
 export function flatten(spec, prefix = "", out = {}) {
   for (const [key, value] of Object.entries(spec || {})) {
     const path = prefix ? `${prefix}.${key}` : key;
-    if (value !== null && typeof value === "object" && !Array.isArray(value) && Object.keys(value).length) {
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) {
       flatten(value, path, out);
     } else {
       out[path] = value;
