@@ -97,6 +97,40 @@ def test_spec_differences_leave_out_empty_objects(stack: Stack, page: Any) -> No
     assert cells[1:] == ["—", "full"]
 
 
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_a_running_runs_summary_keeps_up_with_its_charts(stack: Stack, page: Any) -> None:
+    """Progress and best are redrawn with each epoch, in the frame that draws the charts: never
+    the "3/300" of the last read of the run while the charts and the mean duration show more."""
+    with stack.client() as c:
+        r = c.post("/v1/experiments", json={**TINY, "name": "live-summary", "epochs": 3000,
+                                            "batch_size": 16})  # fmt: skip
+        assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    try:
+        page.goto(f"{stack.url}/experiments/{run_id}")
+        page.wait_for_function("Number(document.querySelector('#loss-chart').dataset.points) >= 3")
+        samples = []
+        for _ in range(10):
+            samples.append(
+                page.evaluate("""() => ({
+                points: Number(document.querySelector('#loss-chart').dataset.points),
+                progress: document.querySelector('#summary .progress-cell').textContent.trim(),
+                best: document.querySelector('#best').textContent,
+                mean: document.querySelector('#durations').textContent,
+            })""")
+            )
+            page.wait_for_timeout(250)
+        assert samples[-1]["points"] > samples[0]["points"], "no epochs arrived while sampling"
+        for s in samples:
+            assert s["progress"] == f"{s['points']}/3000", s
+            assert f"(mean of {s['points']})" in s["mean"], s
+            best = re.fullmatch(r"val_loss \S+ at epoch (\d+)", s["best"])
+            assert best and int(best[1]) <= s["points"], s
+    finally:
+        with stack.client() as c:
+            c.post(f"/v1/experiments/{run_id}/cancel")
+
+
 def outside(inner: dict[str, float], outer: dict[str, float]) -> bool:
     # Half a pixel of slack for subpixel layout.
     return (

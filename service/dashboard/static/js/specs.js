@@ -27,6 +27,24 @@ export function flatten(spec, prefix = "", out = {}) {
   return out;
 }
 
+// What a run's best epoch is the best of, read from its stored spec as the worker reads it
+// (service/training/decisions.py, stored_best_criterion and stop_improved): early stopping's
+// monitor, mode, min_delta and baseline when it is on, else the ReduceLROnPlateau monitor and
+// mode (a SequentialLR's last element), else the lowest val_loss.
+export function bestCriterion(spec) {
+  const stop = spec.early_stopping;
+  if (stop) {
+    return { metric: stop.monitor || "val_loss", mode: stop.mode || "min", minDelta: stop.min_delta || 0,
+      baseline: stop.baseline ?? null };
+  }
+  let sched = spec.scheduler;
+  if (sched && sched.type === "SequentialLR") sched = (sched.schedulers || []).at(-1);
+  if (sched && sched.type === "ReduceLROnPlateau") {
+    return { metric: sched.monitor || "val_loss", mode: (sched.params || {}).mode || "min", minDelta: 0, baseline: null };
+  }
+  return { metric: "val_loss", mode: "min", minDelta: 0, baseline: null };
+}
+
 // A leaf for a table cell: numbers rounded as everywhere (3 significant digits), the rest as JSON.
 export function leafText(value) {
   if (value === undefined) return "—";

@@ -10,6 +10,7 @@ import { clear, errorBox, h, link, saveBlob } from "../dom.js";
 import { bytes, count, duration, num, progressBar, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
 import { follow } from "../sse.js";
+import { bestCriterion } from "../specs.js";
 
 const POLL_MS = 1000;
 const SUMMARY_MS = 5000; // while epochs stream in, the summary is read again at most this often
@@ -23,6 +24,23 @@ const changesWithinEpochs = (rows) => rows.some((r) => r.lr_min != null && r.lr_
 function bestText(e) {
   if (e.best) return `${e.best.metric} ${num(e.best.value)} at epoch ${e.best.epoch}`;
   return e.best_value === null ? "—" : `${num(e.best_value)} at epoch ${e.best_epoch}`;
+}
+
+// The best epoch of `rows` by the run's own rule (specs.js bestCriterion), for the summary to
+// keep up with the epochs between its reads of the run; null before any value.
+export function bestOfRows(spec, rows) {
+  const { metric, mode, minDelta, baseline } = bestCriterion(spec);
+  let best = null;
+  let bar = baseline; // a best to beat that no epoch has reached yet, or null
+  for (const r of rows) {
+    const v = r[metric];
+    if (v === null || v === undefined) continue;
+    if (bar === null || (mode === "max" ? v > bar + minDelta : v < bar - minDelta)) {
+      best = { metric, mode, value: v, epoch: r.epoch };
+      bar = v;
+    }
+  }
+  return best;
 }
 
 // Wall time from the first claim to the end (or now, while it runs), and the mean epoch from
@@ -115,10 +133,28 @@ export async function renderExperiment(root, id) {
 
   const durationsEl = h("dd", { id: "durations" });
   const renderDurations = () => (durationsEl.textContent = durationsText(experiment, rows));
+  // Progress and best move with every epoch; redrawn alone (renderCharts, once a frame) so the
+  // card keeps up with the charts between the summary's reads of the run.
+  const progressEl = h("dd", { id: "progress" });
+  const bestEl = h("dd", { id: "best" });
+  function renderProgress() {
+    const e = experiment;
+    clear(progressEl, progressBar(e.progress),
+      // A run that ended early says why: "stopped early at epoch 12 of 50: val_loss has not…".
+      e.progress.stopped ? h("div", { id: "stopped" }, e.progress.stopped) : null);
+    const best = bestOfRows(e.spec, rows) || e.best;
+    if (best) Object.assign(e, { best, best_value: best.value, best_epoch: best.epoch });
+    bestEl.textContent = bestText(e);
+    if (e.best) {
+      bestEl.dataset.metric = e.best.metric;
+      bestEl.title = `the ${e.best.mode === "max" ? "highest" : "lowest"} ${e.best.metric} of the run`;
+    }
+  }
 
   function renderSummary() {
     const e = experiment;
     renderDurations();
+    renderProgress();
     document.title = `#${e.id} ${e.name || ""} · Glidepath`;
     clear(document.getElementById("title"), `#${e.id} ${e.name || "(unnamed)"} `, statusBadge(e.status));
     cancel.hidden = FINAL_STATUSES.has(e.status);
@@ -127,12 +163,9 @@ export async function renderExperiment(root, id) {
     downloadModel.hidden = !e.model;
     if (e.model) downloadModel.title = `${bytes(e.model.size)}, sha256 ${e.model.sha256}`;
     clear(head, h("div", { class: "card" }, h("dl", { class: "facts" },
-      // A run that ended early says why: "stopped early at epoch 12 of 50: val_loss has not…".
-      h("dt", {}, "progress"), h("dd", {}, progressBar(e.progress),
-        e.progress.stopped ? h("div", { id: "stopped" }, e.progress.stopped) : null),
+      h("dt", {}, "progress"), progressEl,
       h("dt", {}, "dataset"), h("dd", {}, `${e.dataset} (${Object.entries(e.split_sizes || {}).map(([k, v]) => `${k} ${v}`).join(", ")}), ${e.steps_per_epoch ?? "?"} steps/epoch`),
-      h("dt", {}, "best"), h("dd", { id: "best", "data-metric": e.best ? e.best.metric : undefined,
-        title: e.best ? `the ${e.best.mode === "max" ? "highest" : "lowest"} ${e.best.metric} of the run` : undefined }, bestText(e)),
+      h("dt", {}, "best"), bestEl,
       h("dt", {}, "time"), durationsEl,
       e.stop_reason && !e.progress.stopped ? [h("dt", {}, "stopped"), h("dd", {}, e.stop_reason)] : null,
       e.error ? [h("dt", {}, "error"), h("dd", { class: "error-box" }, e.error)] : null,
@@ -207,6 +240,7 @@ export async function renderExperiment(root, id) {
       lrChart.setData(xs, [rows.map((r) => r.lr)]);
     }
     renderDurations();
+    renderProgress();
     lossChart.setData(xs, [rows.map((r) => r.train_loss), rows.map((r) => r.val_loss)]);
     // A row that diverged carries both keys, null: the task's metric is the one with values.
     const has = (k) => rows.some((r) => r[k] != null);
