@@ -7,6 +7,7 @@ embedded stack's API and worker."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -129,6 +130,30 @@ def test_a_running_runs_summary_keeps_up_with_its_charts(stack: Stack, page: Any
     finally:
         with stack.client() as c:
             c.post(f"/v1/experiments/{run_id}/cancel")
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_a_live_row_names_its_best_metric(stack: Stack, page: Any) -> None:
+    """A row the list loaded without a best (early stopping's baseline never beaten), then given
+    one by a status event, reads as a reload would: the metric (the spec's monitor) named."""
+    (run,) = finished(stack, {**TINY, "name": "live-best-row", "early_stopping": {
+        "monitor": "val_accuracy", "mode": "max", "baseline": 1.0, "patience": 5}})  # fmt: skip
+    assert run["best"] is None and run["best_value"] is None
+    # The stream as the API sends it (docs/events.md), with a best this run never had: the event
+    # that updates a shown row in place.
+    event = {"experiment_id": run["id"], "status": run["status"], "epochs_run": 2, "epochs": 2,
+             "attempt": 1, "best_epoch": 1, "best_value": 0.9, "stop_reason": None,
+             "error": None, "cancel_requested": False}  # fmt: skip
+    page.route("**/v1/events", lambda route: route.fulfill(
+        status=200, headers={"Content-Type": "text/event-stream"},
+        body=f"event: status\ndata: {json.dumps(event)}\n\n"))  # fmt: skip
+    page.goto(f"{stack.url}/?q=live-best-row")
+    best = page.locator(f'#experiments tr[data-id="{run["id"]}"] td.best')
+    page.wait_for_function(
+        f"document.querySelector('#experiments tr[data-id=\"{run['id']}\"] td.best')"
+        ".textContent.includes('@')"
+    )
+    assert best.inner_text() == "val_accuracy 0.9 @1"
 
 
 def outside(inner: dict[str, float], outer: dict[str, float]) -> bool:

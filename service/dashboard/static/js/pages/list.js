@@ -7,7 +7,7 @@ import { clear, errorBox, h, link, saveBlob } from "../dom.js";
 import { num, progressBar, statusBadge, when } from "../format.js";
 import { poll } from "../poll.js";
 import { follow } from "../sse.js";
-import { leafText, schedulerText, valueAt } from "../specs.js";
+import { bestCriterion, leafText, schedulerText, valueAt } from "../specs.js";
 
 const POLL_MS = 2000;
 const RELOAD_MS = 1000; // events that change the list (a new run, a status) reload it at most this often
@@ -241,8 +241,12 @@ export async function renderList(root, query) {
       }
       // A new status, or a new best under a sort by best, can move the row: reload.
       if (s.status !== e.status || (sort.endsWith("best") && s.best_value !== e.best_value)) reloadSoon();
+      // The event carries the best's value and epoch; its metric (named in the row, as a reload
+      // names it) comes from the spec.
+      const { metric, mode } = bestCriterion(e.spec);
       Object.assign(e, { status: s.status, epochs_run: s.epochs_run, best_epoch: s.best_epoch,
-        best_value: s.best_value });
+        best_value: s.best_value,
+        best: s.best_value === null ? null : { metric, mode, value: s.best_value, epoch: s.best_epoch } });
       e.progress = { ...e.progress, epochs_run: s.epochs_run, fraction: s.epochs ? s.epochs_run / s.epochs : 0 };
       const old = tbody.querySelector(`tr[data-id="${e.id}"]`);
       if (old) old.replaceWith(row(e));
