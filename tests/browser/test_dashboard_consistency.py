@@ -79,6 +79,32 @@ def test_preview_text_ends_where_the_per_step_chart_does(
 
 
 @pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_an_emptied_base_lr_is_the_default_for_preview_and_submit(stack: Stack, page: Any) -> None:
+    """An emptied base LR is left out, as every emptied number is, and the API takes its default:
+    the placeholder names it, the preview uses it (no "Field required") and says so, and the
+    submit sends the spec the preview checked."""
+    page.goto(f"{stack.url}/new")
+    page.locator("#preview-chart[data-points]").wait_for()
+    base_lr = field(page, "base_lr")
+    with page.expect_response(is_preview()) as answer:
+        base_lr.fill("")
+    assert answer.value.ok and answer.value.request.post_data_json["base_lr"] == 0.01
+    assert base_lr.get_attribute("placeholder") == "default 0.01"
+    page.locator("#preview-default-lr").wait_for()
+    assert "the default 0.01" in page.locator("#preview-default-lr").inner_text()
+    assert page.locator('[data-loc="base_lr"].has-error').count() == 0
+    creates = lambda r: r.url.endswith("/v1/experiments") and r.method == "POST"  # noqa: E731
+    with page.expect_request(creates) as sent:
+        page.locator("#submit").click()
+    assert "base_lr" not in sent.value.post_data_json
+    page.wait_for_url(re.compile(r"/experiments/\d+$"))
+    run_id = int(page.url.rsplit("/", 1)[1])
+    with stack.client() as c:
+        assert c.get(f"/v1/experiments/{run_id}").json()["spec"]["base_lr"] == 0.01
+        c.post(f"/v1/experiments/{run_id}/cancel")  # the page is all this test needs
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
 def test_spec_differences_leave_out_empty_objects(stack: Stack, page: Any) -> None:
     """One run with no solver params and no tags, one with momentum and a tag: the differences
     are the keys inside (the first run reads "—"), not rows for the empty objects."""

@@ -203,7 +203,11 @@ export function buildSpecForm(container, { schemas, catalog, datasets, plugins =
       control = h("input", { type: "checkbox", checked: Boolean(start) });
       read = () => control.checked;
     } else if (schema.type === "integer" || schema.type === "number") {
-      control = h("input", { type: "number", step: schema.type === "integer" ? "1" : "any", value: start ?? "" });
+      // Emptied, it is left out (null where the schema allows it) and the API takes its default:
+      // the placeholder says which, and the preview (pages/new.js) takes the same.
+      const fallback = schema.nullable || schema.default == null ? undefined : `default ${schema.default}`;
+      control = h("input", { type: "number", step: schema.type === "integer" ? "1" : "any", value: start ?? "",
+        placeholder: fallback });
       read = () => (control.value === "" ? (schema.nullable ? null : undefined) : Number(control.value));
     } else if (schema.type === "array") {
       control = h("input", { type: "text", value: showLoose(start), placeholder: "comma-separated" });

@@ -69,6 +69,11 @@ export async function renderNew(root, query) {
         h("div", { class: "card" }, h("h2", {}, "LR schedule preview"), chartEl, previewInfo))),
   );
 
+  // An emptied number field is left out of the spec and the API takes the schema's default (the
+  // input's placeholder names it): the preview takes the same one, so it shows what a submit gets.
+  const specDefaults = openapi.components.schemas.ExperimentSpec.properties;
+  const orDefault = (spec, key) => spec[key] ?? specDefaults[key].default;
+
   const chart = lineChart(chartEl, { title: "learning rate per epoch (log)", series: [{ label: "lr" }], logY: true, stepped: true, height: 220 });
   let timer = null;
   let seq = 0;
@@ -95,7 +100,7 @@ export async function renderNew(root, query) {
     }
     const epochs = Math.min(spec.epochs || 20, PREVIEW_MAX_EPOCHS);
     const body = {
-      base_lr: spec.base_lr,
+      base_lr: orDefault(spec, "base_lr"),
       epochs,
       steps_per_epoch: stepsPerEpoch(form.dataset(), spec),
       solver: spec.solver,
@@ -124,6 +129,7 @@ export async function renderNew(root, query) {
       const lrs = out.steps && out.steps.length ? out.steps.map((p) => p.lr) : out.lr;
       clear(previewInfo,
         h("div", { id: "preview-summary" }, `${out.epochs_run} epochs, ${body.steps_per_epoch} steps each; LR ${num(lrs[0])} → ${num(lrs[lrs.length - 1])}`),
+        spec.base_lr === undefined ? h("div", { id: "preview-default-lr" }, `base LR empty: the default ${body.base_lr}`) : null,
         out.notes.map((n) => h("div", {}, n)));
     } catch (err) {
       if (mine !== seq) return;
