@@ -11,6 +11,7 @@ import json
 import re
 import time
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -180,6 +181,32 @@ def test_a_live_row_names_its_best_metric(stack: Stack, page: Any) -> None:
         ".textContent.includes('@')"
     )
     assert best.inner_text() == "val_accuracy 0.9 @1"
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_list_filters_from_the_url_stay(stack: Stack, page: Any, console: Console) -> None:
+    """Several statuses (a comma list, as the API takes) show in the status select and stay in
+    the URL a name search makes; a sweep that does not exist is named as such and stays too."""
+    page.goto(f"{stack.url}/?status=succeeded,cancelled")
+    status = page.locator('select[name="status"]')
+    status.wait_for()
+    assert status.evaluate("s => s.selectedOptions[0].textContent") == "succeeded or cancelled"
+    page.fill("#search", "zz-no-run-has-this-name")
+    page.press("#search", "Enter")
+    page.wait_for_url("**q=zz-no-run-has-this-name**")
+    query = parse_qs(urlsplit(page.url).query)
+    assert query["status"] == ["succeeded,cancelled"] and query["q"] == ["zz-no-run-has-this-name"]
+
+    console.allow(r"status of 404")  # GET /v1/sweeps/999999
+    page.goto(f"{stack.url}/?sweep=999999")
+    page.locator("#sweep-note .error-box").wait_for()
+    assert page.locator("#sweep-note").inner_text() == "There is no sweep #999999."
+    sweep = page.locator('select[name="sweep"]')
+    assert sweep.evaluate("s => s.selectedOptions[0].textContent") == "#999999"
+    page.fill("#search", "anything")
+    page.press("#search", "Enter")
+    page.wait_for_url("**q=anything**")
+    assert parse_qs(urlsplit(page.url).query)["sweep"] == ["999999"]
 
 
 def outside(inner: dict[str, float], outer: dict[str, float]) -> bool:

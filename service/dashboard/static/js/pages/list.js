@@ -30,11 +30,20 @@ export async function renderList(root, query) {
 
   const statusSelect = h("select", { name: "status" }, h("option", { value: "" }, "any status"),
     STATUSES.map((s) => h("option", { value: s }, s)));
-  statusSelect.value = filters.status;
+  // Every filter the URL carries shows in its control, and so stays in the URL the next search
+  // or sort makes, also one its options do not list: several statuses (`succeeded,cancelled`,
+  // which the API takes), a sweep not among the newest the select offers, or not loaded yet.
+  const keepOption = (select, value, text) => {
+    if (value && ![...select.options].some((o) => o.value === value)) select.append(h("option", { value }, text));
+    select.value = value;
+  };
+  keepOption(statusSelect, filters.status, filters.status.split(",").join(" or "));
   const searchInput = h("input", { name: "q", id: "search", type: "search", placeholder: "name contains…",
     value: filters.q, maxlength: 200 });
   const tagInput = h("input", { name: "tag", placeholder: "key or key:value", value: filters.tag });
   const sweepSelect = h("select", { name: "sweep" }, h("option", { value: "" }, "any sweep"));
+  keepOption(sweepSelect, filters.sweep_id, `#${filters.sweep_id}`);
+  const sweepNote = h("div", { id: "sweep-note" });
   const compareButton = h("button", { type: "button", disabled: true, onclick: () => {
     location.href = `/compare?ids=${[...selected].join(",")}`;
   } }, "Compare selected");
@@ -72,14 +81,19 @@ export async function renderList(root, query) {
       h("span", { class: "grow" }),
       compareButton),
     notice,
+    sweepNote,
     h("div", { class: "table-scroll" }, h("table", { id: "experiments" }, h("thead", {}, theadRow), tbody)),
     h("div", { class: "toolbar" }, countNote, loadMore),
   );
 
   // The sweep filter offers the sweeps that exist; a failure here only leaves the list short.
   api.sweeps().then((page) => {
-    for (const s of page.items) sweepSelect.append(h("option", { value: s.id }, `#${s.id} ${s.name || s.strategy}`));
-    sweepSelect.value = filters.sweep_id;
+    for (const s of page.items) {
+      const text = `#${s.id} ${s.name || s.strategy}`;
+      const known = [...sweepSelect.options].find((o) => o.value === String(s.id));
+      if (known) known.textContent = text;
+      else sweepSelect.append(h("option", { value: s.id }, text));
+    }
   }).catch(() => {});
 
   // Filtered by a sweep: a column per swept field (its dotted spec path).
@@ -88,8 +102,11 @@ export async function renderList(root, query) {
     try {
       const sweep = await api.sweep(filters.sweep_id);
       swept = [...new Set(sweep.experiments.flatMap((r) => Object.keys(r.params || {})))];
-    } catch {
-      // no such sweep: the list says so (an empty page), no columns to add
+    } catch (err) {
+      // No such sweep: no columns to add, and the page says why the list is empty.
+      if (err instanceof ApiError && err.status === 404) {
+        clear(sweepNote, h("p", { class: "error-box" }, `There is no sweep #${filters.sweep_id}.`));
+      }
     }
   }
 
