@@ -209,6 +209,25 @@ def test_list_filters_from_the_url_stay(stack: Stack, page: Any, console: Consol
     assert parse_qs(urlsplit(page.url).query)["sweep"] == ["999999"]
 
 
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_tag_chips_from_the_keyboard(stack: Stack, page: Any) -> None:
+    """Tab reaches a row's tag right after its name; Enter filters by it, Space too."""
+    (run,) = finished(stack, {**TINY, "name": "kbd-tags", "tags": {"kbd": "one"}})
+    page.goto(f"{stack.url}/?q=kbd-tags")
+    row = page.locator(f'#experiments tr[data-id="{run["id"]}"]')
+    row.locator("td.name a").focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "kbd=one"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**tag=kbd%3Aone**")
+    page.goto(f"{stack.url}/?q=kbd-tags")
+    row.locator("td.name a").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")
+    page.wait_for_url("**tag=kbd%3Aone**")
+    assert page.locator(f'#experiments tr[data-id="{run["id"]}"]').count() == 1
+
+
 def outside(inner: dict[str, float], outer: dict[str, float]) -> bool:
     # Half a pixel of slack for subpixel layout.
     return (

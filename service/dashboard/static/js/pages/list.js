@@ -146,8 +146,9 @@ export async function renderList(root, query) {
     h("td", { class: "num" }, e.spec.batch_size ?? "—"),
     swept.map((p) => h("td", { class: "num", "data-param": p }, leafText(valueAt(e.spec, p)))),
     h("td", {}, e.dataset),
-    h("td", {}, Object.entries(e.tags).map(([k, v]) => h("span", {
-      class: "tag", title: "filter by this tag",
+    // Buttons, so Tab reaches them and Enter or Space filters as a click does.
+    h("td", {}, Object.entries(e.tags).map(([k, v]) => h("button", {
+      type: "button", class: "tag", title: "filter by this tag",
       onclick: () => { location.href = `/?tag=${encodeURIComponent(`${k}:${v}`)}`; },
     }, `${k}=${v}`))),
     h("td", { class: "muted created" }, when(e.created_at)),
