@@ -239,3 +239,23 @@ def outside(inner: dict[str, float], outer: dict[str, float]) -> bool:
 
 
 BOX = "el => { const b = el.getBoundingClientRect(); return {left: b.left, right: b.right, top: b.top, bottom: b.bottom}; }"  # noqa: E501
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_sweep_colour_legend_fits_at_1280(stack: Stack, page: Any) -> None:
+    """The parallel coordinates' colour legend, "colour: val_accuracy" included, lies inside
+    its chart at 1280 px."""
+    with stack.client() as c:
+        c.timeout = httpx.Timeout(60)
+        r = c.post("/v1/sweeps", json={"name": "legend-fit", "base": {**TINY, "epochs": 1},
+                                       "strategy": "grid", "metric": "val_accuracy",
+                                       "parameters": {"base_lr": [0.01, 0.1]}})  # fmt: skip
+        assert r.status_code == 201, r.text
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{stack.url}/sweeps/{r.json()['sweep_id']}")
+    legend = page.locator("#pc-legend")
+    legend.wait_for()
+    assert "colour: val_accuracy" in (legend.text_content() or "")
+    chart = page.locator("#parallel-coords svg").evaluate(BOX)
+    texts = legend.locator("text").evaluate_all(f"els => els.map({BOX})")
+    assert texts and not [t for t in texts if outside(t, chart)], (chart, texts)

@@ -199,7 +199,9 @@ function parallel(sweep, paths, axes, yAxis, W) {
       svg("rect", { x: legendX - 8, y: T, width: 16, height: ph, fill: "url(#pc-scale)" }),
       svg("text", { class: "tick", x: legendX + 14, y: T + 10 }, `best ${num(best)}`),
       svg("text", { class: "tick", x: legendX + 14, y: T + ph }, `worst ${num(worst)}`),
-      svg("text", { class: "axis-label", x: legendX - 8, y: T + ph + 18 }, `colour: ${sweep.metric}`)),
+      // Along the scale, not under it: the right margin is too narrow for "colour: val_accuracy".
+      svg("text", { class: "axis-label", id: "pc-legend-caption", transform: `translate(${legendX - 14} ${T + ph / 2}) rotate(-90)`,
+        "text-anchor": "middle" }, `colour: ${sweep.metric}`)),
     runs.length ? null : svg("text", { class: "tick", x: L + pw / 2, y: T + ph / 2, "text-anchor": "middle" }, "no scores yet")));
   return card;
 }
