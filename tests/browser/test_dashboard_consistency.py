@@ -259,3 +259,27 @@ def test_sweep_colour_legend_fits_at_1280(stack: Stack, page: Any) -> None:
     chart = page.locator("#parallel-coords svg").evaluate(BOX)
     texts = legend.locator("text").evaluate_all(f"els => els.map({BOX})")
     assert texts and not [t for t in texts if outside(t, chart)], (chart, texts)
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_run_title_wraps_beside_its_buttons_at_390(stack: Stack, page: Any) -> None:
+    """On a phone the title of a finished run (with *Download model* and *Clone*) stays clear of
+    the buttons: they wrap below it and a long name breaks inside its own box."""
+    (run,) = finished(stack, {**TINY, "name": "a-rather-long-experiment-name-seen-on-a-phone"})
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{stack.url}/experiments/{run['id']}")
+    page.locator("#download-model").wait_for(state="visible")
+    title = page.locator("#title")
+    # Every line of the title's text, as laid out (a Range: text that overflows its box counts).
+    lines = title.evaluate(
+        "el => { const r = document.createRange(); r.selectNodeContents(el);"
+        " return [...r.getClientRects()].map((b) => ({left: b.left, right: b.right,"
+        " top: b.top, bottom: b.bottom})); }"
+    )
+    box = title.evaluate(BOX)
+    assert not [line for line in lines if outside(line, box)], (box, lines)
+    for button in ("#download-model", "#clone"):
+        b = page.locator(button).evaluate(BOX)
+        overlapping = [ln for ln in lines if ln["left"] < b["right"] and b["left"] < ln["right"]
+                       and ln["top"] < b["bottom"] and b["top"] < ln["bottom"]]  # fmt: skip
+        assert not overlapping, (button, b, overlapping)
