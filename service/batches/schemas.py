@@ -27,10 +27,10 @@ class BatchCreated(BaseModel):
 class BatchOut(BaseModel):
     batch_id: str
     name: str
-    size: int
-    ids: list[int]
-    counts: dict[str, int] = Field(description="experiments per status")
+    size: int = Field(description="the specs submitted; runs deleted since still count here")
+    ids: list[int] = Field(description="its runs that remain (a deleted run is left out)")
+    counts: dict[str, int] = Field(description="its remaining runs per status")
     status: Literal["running", "finished"] = Field(
-        description="finished once every experiment has a final status"
+        description="finished once every remaining run has a final status (or none is left)"
     )
     created_at: datetime

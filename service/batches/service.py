@@ -78,13 +78,15 @@ def get(session: Session, batch_id: str) -> BatchOut:
         raise NotFound(f"batch {batch_id} not found", loc=["path", "batch_id"])
     runs = ExperimentRepository(session)
     counts = runs.status_counts(batch_id)
-    done = sum(n for status, n in counts.items() if status in FINAL)
+    # Over the runs that remain: a deleted run (DELETE /v1/experiments/{id}, only once ended)
+    # leaves `size`, the specs submitted, but must not hold the batch open; none left: finished.
+    live = sum(n for status, n in counts.items() if status not in FINAL)
     return BatchOut(
         batch_id=batch.id,
         name=batch.name,
         size=batch.size,
         ids=runs.ids_in_batch(batch_id),
         counts=counts,
-        status="finished" if done == batch.size else "running",
+        status="running" if live else "finished",
         created_at=as_utc(batch.created_at),
     )

@@ -6,6 +6,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from tests.support.fake_worker import Worker
+
 SPEC: dict[str, Any] = {
     "dataset": "digits",
     "model": {"type": "mlp", "hidden": [16]},
@@ -89,3 +91,30 @@ def test_idempotency_key_replays_the_first_batch(client: TestClient) -> None:
 def test_unknown_batch_is_404(client: TestClient) -> None:
     r = client.get("/v1/batches/nope")
     assert r.status_code == 404 and r.json()["detail"][0]["loc"] == ["path", "batch_id"]
+
+
+def test_a_batch_whose_remaining_runs_have_ended_is_finished_after_deletes(
+    client: TestClient,
+) -> None:
+    created = client.post("/v1/batches", json={"experiments": specs(3)}).json()
+    batch, ids = created["batch_id"], created["ids"]
+    for i, status in zip(ids, ("succeeded", "failed"), strict=False):
+        w = Worker(i)
+        w.claim()
+        w.finish(status)
+    assert client.delete(f"/v1/experiments/{ids[0]}").status_code == 204
+    got = client.get(f"/v1/batches/{batch}").json()
+    # `size` stays what was submitted; the rest is about the runs that remain.
+    assert got["size"] == 3 and got["ids"] == ids[1:]
+    assert got["counts"] == {"failed": 1, "queued": 1} and got["status"] == "running"
+    w = Worker(ids[2])
+    w.claim()
+    w.finish()
+    assert client.delete(f"/v1/experiments/{ids[1]}").status_code == 204
+    got = client.get(f"/v1/batches/{batch}").json()
+    assert got["ids"] == [ids[2]] and got["counts"] == {"succeeded": 1}
+    assert got["status"] == "finished"
+    assert client.delete(f"/v1/experiments/{ids[2]}").status_code == 204
+    got = client.get(f"/v1/batches/{batch}").json()  # every run deleted: nothing left to wait for
+    assert got["size"] == 3 and got["ids"] == [] and got["counts"] == {}
+    assert got["status"] == "finished"
