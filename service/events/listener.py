@@ -158,6 +158,9 @@ class GroupHub(_Hub):
         self.ready = True
 
     def _keep(self, read: GroupRead) -> None:
+        for i in read.gone:
+            self.states.pop(i, None)
+            self.epochs.pop(i, None)
         self.epochs.update(read.epochs)
         for item in read.changed:
             self.states[item.experiment_id] = item

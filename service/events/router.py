@@ -88,7 +88,8 @@ async def experiment_events(
     responses=_stream(
         "A `status` event per run (data as a run's stream gives it), then one each time a "
         "run's status or progress (epochs_run, best) changes; `end` (data: {runs, counts}) once "
-        "every run of the batch, or of the sweep once it has ended, is final. Without a filter: "
+        "every run of the batch, or of the sweep once it has ended, is final (a group whose runs "
+        "were all deleted ends too). Without a filter: "
         "the training runs not final, and each one submitted later; it never ends."
     ),
 )

@@ -43,7 +43,8 @@ class RunStatus(BaseModel):
 
 class GroupEnd(BaseModel):
     """The `end` event of GET /v1/events: every run of the batch (or the sweep, once it has
-    ended) is final; the stream closes after it."""
+    ended) is final, or none is left (deleted runs leave the group); the stream closes after
+    it."""
 
     runs: int
     counts: dict[str, int] = Field(description="runs per status")

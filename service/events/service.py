@@ -169,12 +169,13 @@ class GroupRead:
     epochs: dict[int, int] = field(default_factory=dict)  # read for runs new to the group
     ended: bool = False
     max_id: int = 0  # the newest run of the group ("all": of any)
+    gone: list[int] = field(default_factory=list)  # runs known to the plan, deleted since
 
 
 def read_group(repo: EventsRepository, plan: GroupPlan) -> GroupRead:
     """Every run of the group whose status or progress changed, and whether the group is over:
-    a batch when all its runs are final; a sweep when it has ended too (a later stage may add
-    runs); "all" never."""
+    a batch when all its runs are final (none left counts: they were deleted); a sweep when it
+    has ended too (a running sweep may have no run yet: a later stage adds them); "all" never."""
     out = GroupRead()
     if plan.kind == "all":
         # Read first: a run inserted after it is newer, so the next read sees it.
@@ -186,14 +187,21 @@ def read_group(repo: EventsRepository, plan: GroupPlan) -> GroupRead:
     new = [r.id for r in rows if r.id not in plan.epochs]
     out.epochs = repo.epochs_of(new)
     states = dict(plan.states)
+    if plan.kind != "all":
+        # A batch's or sweep's read returns every run it has: a known one missing was deleted,
+        # and must neither hold the group open nor count in its `end`.
+        present = {r.id for r in rows}
+        out.gone = [i for i in states if i not in present]
+        for i in out.gone:
+            del states[i]
     for r in rows:
         item = status_item(r, plan.epochs.get(r.id, out.epochs.get(r.id, 0)), progress=True)
         old = states.get(r.id)
         if old is None or old.key != item.key:
             out.changed.append(item)
             states[r.id] = item
-    if plan.kind != "all" and states and all(s.final for s in states.values()):
-        if plan.kind == "batch":
+    if plan.kind != "all" and all(s.final for s in states.values()):
+        if plan.kind == "batch":  # its runs are inserted with it: none is still to come
             out.ended = True
         else:
             assert isinstance(plan.key, int)

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from service.client import Client
 from service.client.sse import Event, parse
 from service.config import settings
+from service.sweeps.service import advance_running
 from tests.support.fake_worker import Worker
 
 SPEC: dict[str, Any] = {
@@ -239,3 +241,74 @@ def test_unknown_runs_groups_and_bad_ids_are_errors_in_the_one_shape(client: Tes
         assert r.status_code == 422 and set(r.json()["detail"][0]) >= {"loc", "msg", "type"}
     r = client.get("/v1/events?sweep_id=1&batch_id=x")
     assert r.status_code == 422
+
+
+def finish(*ids: int, status: str = "succeeded") -> None:
+    for i in ids:
+        w = Worker(i)
+        w.claim()
+        w.finish(status)
+
+
+def quiet(s: Stream, keepalives: int = 3) -> None:
+    """Only keep-alive comments come, `keepalives` of them: the stream is open and says nothing."""
+    start = s.keepalives
+    for event in s.events:
+        assert event is None, f"{event} came on a stream that should stay quiet"
+        s.keepalives += 1
+        if s.keepalives - start >= keepalives:
+            return
+    raise AssertionError("the stream ended")
+
+
+def test_a_batch_whose_runs_were_all_deleted_ends_its_stream(client: TestClient) -> None:
+    created = client.post("/v1/batches", json={"experiments": [SPEC, SPEC]}).json()
+    batch, ids = created["batch_id"], created["ids"]
+    finish(*ids)
+    for i in ids:
+        assert client.delete(f"/v1/experiments/{i}").status_code == 204
+    with client.stream("GET", "/v1/events", params={"batch_id": batch}) as resp:
+        s = Stream(resp.iter_lines())
+        end = s.next()
+        assert end.event == "end" and end.json() == {"runs": 0, "counts": {}}
+        assert s.ended()
+    # The client's wait follows that stream to its end, then reads the batch.
+    got = Client(http=client).wait_batch(batch, timeout=10)
+    assert got["status"] == "finished" and got["ids"] == [] and got["size"] == 2
+
+
+def test_a_run_deleted_while_its_batch_is_followed_neither_holds_it_open_nor_counts(
+    client: TestClient,
+) -> None:
+    created = client.post("/v1/batches", json={"experiments": [SPEC, SPEC, SPEC]}).json()
+    batch, ids = created["batch_id"], created["ids"]
+    finish(ids[0], ids[1])
+    with client.stream("GET", "/v1/events", params={"batch_id": batch}) as resp:
+        s = Stream(resp.iter_lines())
+        assert sorted(s.next().json()["experiment_id"] for _ in ids) == ids
+        assert client.delete(f"/v1/experiments/{ids[0]}").status_code == 204
+        finish(ids[2], status="failed")
+        e = s.next()
+        while e.event != "end":
+            e = s.next()
+        assert e.json() == {"runs": 2, "counts": {"succeeded": 1, "failed": 1}}
+
+
+def test_an_ended_sweep_whose_runs_were_all_deleted_ends_its_stream(client: TestClient) -> None:
+    body = {"base": SPEC, "strategy": "grid", "parameters": {"base_lr": [0.1, 0.01]}}
+    created = client.post("/v1/sweeps", json=body).json()
+    sweep, ids = created["sweep_id"], created["ids"]
+    finish(*ids)  # as the worker's calls, without moving the sweep on: it is still running
+    for i in ids:
+        assert client.delete(f"/v1/experiments/{i}").status_code == 204
+    assert client.get(f"/v1/sweeps/{sweep}").json()["status"] == "running"
+    with client.stream("GET", "/v1/events", params={"sweep_id": sweep}) as resp:
+        s = Stream(resp.iter_lines())
+        # A running sweep with no run may be about to create its next stage: not over yet.
+        quiet(s)
+        assert advance_running() == 1  # what the worker does after a run ends: it finishes
+        end = s.next()
+        assert end.event == "end" and end.json() == {"runs": 0, "counts": {}}
+        assert s.ended()
+    got = Client(http=client).wait_sweep(sweep, timeout=10)
+    assert got["status"] == "finished" and got["experiments"] == []
