@@ -6,6 +6,8 @@ from fastapi import APIRouter, Header, Response, status
 
 from service.batches import service
 from service.batches.schemas import BatchCreated, BatchIn, BatchOut
+from service.experiments.spec_errors import batch_errors_beyond_schema
+from service.kit.after_schema import after_schema
 from service.kit.auth import CallerDep
 from service.kit.deps import in_session
 
@@ -21,6 +23,7 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
         422: {"description": "Some spec is invalid; `loc` names its index and field"},
     },
 )
+@after_schema(batch_errors_beyond_schema)
 async def create_batch(
     request: BatchIn,
     response: Response,
@@ -28,7 +31,8 @@ async def create_batch(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> BatchCreated:
     """Queue many experiments at once: all valid or none. Every error of every spec is
-    reported, each `loc` naming the spec's index (`["body", "experiments", 3, "base_lr"]`)."""
+    reported (the schema's and torch's, the dataset's, the plugins' together; at most 50),
+    each `loc` naming the spec's index (`["body", "experiments", 3, "base_lr"]`)."""
     created, new = await in_session(
         lambda s: service.create(s, request, idempotency_key, caller.name)
     )

@@ -32,7 +32,14 @@ from service.experiments.schemas import (
     unset_keys,
 )
 from service.kit.conflicts import insert_or_winner
-from service.kit.errors import Conflict, ErrorItem, InvalidInput, NotFound, Unavailable
+from service.kit.errors import (
+    MAX_ERRORS,
+    Conflict,
+    ErrorItem,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
 from service.kit.params import fits_db_int
 from service.training.checks import check_spec, derived_sizes
 from service.training.datasets import DatasetInfo
@@ -95,7 +102,7 @@ def validate_many(
     session: Session, specs: list[ExperimentSpec], loc: list[str | int]
 ) -> list[Experiment]:
     """`validate` for many specs at once: every error of every spec is reported (its `loc`
-    names the index), and nothing is returned unless all are valid."""
+    names the index) up to MAX_ERRORS, and nothing is returned unless all are valid."""
     rows: list[Experiment] = []
     errors = []
     for i, spec in enumerate(specs):
@@ -103,8 +110,10 @@ def validate_many(
             rows.append(validate(session, spec, [*loc, i]))
         except InvalidInput as exc:
             errors.extend(exc.items)
+            if len(errors) >= MAX_ERRORS:
+                break  # the batch is refused either way: the rest need not be checked
     if errors:
-        raise InvalidInput.of(errors)
+        raise InvalidInput.of(errors[:MAX_ERRORS])
     return rows
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from service.experiments import service
 from service.kit.db import session_scope
-from service.kit.errors import ErrorItem, item
+from service.kit.errors import MAX_ERRORS, ErrorItem, item
 from service.training.checks import check_spec
 from service.training.datasets import DatasetInfo
 from service.training.spec import ExperimentSpec
@@ -36,6 +37,15 @@ def errors_beyond_schema(body: Any, schema_errors: list[ErrorItem]) -> list[Erro
     left out, at their full loc (after "body")."""
     if not isinstance(body, dict):
         return []
+    with session_scope() as session:
+        return spec_errors(session, body, schema_errors)
+
+
+def spec_errors(
+    session: Session, body: dict[str, Any], schema_errors: list[ErrorItem]
+) -> list[ErrorItem]:
+    """`errors_beyond_schema` of one spec, on the caller's session (a batch reads its specs on
+    one). `schema_errors` and the result are at locs under ["body"]."""
     refused: set[str] = set()
     for e in schema_errors:
         loc = e["loc"]
@@ -46,15 +56,42 @@ def errors_beyond_schema(body: Any, schema_errors: list[ErrorItem]) -> list[Erro
         spec = ExperimentSpec.model_validate({k: v for k, v in body.items() if k not in refused})
     except ValidationError:
         return []
-    with session_scope() as session:
-        info: DatasetInfo | None = None  # a refused dataset: checks of its size and task wait
-        errors: list[ErrorItem] = []
-        if "dataset" not in refused:
-            info, errors = service.dataset_info(session, spec.dataset, ["dataset"])
-        errors += check_spec(spec, info) + workers.check_model(session, spec.model, ["model"])
+    info: DatasetInfo | None = None  # a refused dataset: checks of its size and task wait
+    errors: list[ErrorItem] = []
+    if "dataset" not in refused:
+        info, errors = service.dataset_info(session, spec.dataset, ["dataset"])
+    errors += check_spec(spec, info) + workers.check_model(session, spec.model, ["model"])
     found = []
     for e in errors:
         field = str(e["loc"][0]) if e["loc"] else ""
         if field and field not in refused and not READS.get(field, set()) & refused:
             found.append(item(["body", *e["loc"]], e["msg"], e["type"]))
     return found
+
+
+def batch_errors_beyond_schema(body: Any, schema_errors: list[ErrorItem]) -> list[ErrorItem]:
+    """POST /v1/batches: `errors_beyond_schema` of each spec of `{experiments: [...]}`, its own
+    schema errors left out, at `["body", "experiments", i, ...]`; nothing when the list itself
+    was refused (not a list, empty, too long). Checking stops once the answer holds MAX_ERRORS:
+    a batch with a thousand broken specs is fixed from the first fifty as well."""
+    specs = body.get("experiments") if isinstance(body, dict) else None
+    if not isinstance(specs, list) or len(schema_errors) >= MAX_ERRORS:
+        return []
+    own: dict[int, list[ErrorItem]] = {}
+    for e in schema_errors:
+        loc = e["loc"]
+        if len(loc) >= 3 and loc[:2] == ["body", "experiments"] and isinstance(loc[2], int):
+            own.setdefault(loc[2], []).append(item(["body", *loc[3:]], e["msg"], e["type"]))
+        elif len(loc) < 2 or loc[:2] == ["body", "experiments"]:
+            return []  # the body or the list is wrong, not a spec of it
+    room = MAX_ERRORS - len(schema_errors)
+    found: list[ErrorItem] = []
+    with session_scope() as session:
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, dict):
+                continue  # the schema said so
+            for e in spec_errors(session, spec, own.get(i, [])):
+                found.append(item(["body", "experiments", i, *e["loc"][1:]], e["msg"], e["type"]))
+            if len(found) >= room:
+                break
+    return found[:room]

@@ -11,6 +11,10 @@ from typing import Any
 
 from service.training.errors import ErrorItem, item
 
+# The most errors one answer lists where a request can hold thousands of them (a batch's or a
+# sweep's specs): enough to fix in one round, without reading every spec past them.
+MAX_ERRORS = 50
+
 
 class GlidepathError(Exception):
     status_code = 400

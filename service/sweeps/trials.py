@@ -12,12 +12,11 @@ from sqlalchemy.orm import Session
 
 from service.experiments import service as experiments
 from service.experiments.models import Experiment
-from service.kit.errors import ErrorItem, InvalidInput, item
+from service.kit.errors import MAX_ERRORS, ErrorItem, InvalidInput, item
 from service.sweeps import expand
 from service.sweeps.schemas import MAX_TRIALS, DistributionIn, SweepIn
 from service.training.spec import ExperimentSpec, mode_for
 
-MAX_ERRORS = 50
 Trial = dict[str, Any]  # dotted path -> value
 
 

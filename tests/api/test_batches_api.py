@@ -49,14 +49,16 @@ def test_one_invalid_spec_rejects_the_whole_batch_and_names_index_and_field(
     before = count(client)
     r = client.post("/v1/batches", json={"experiments": bad})
     assert r.status_code == 422
-    locs = [e["loc"] for e in r.json()["detail"]]
-    assert ["body", "experiments", 3, "base_lr"] in locs
-    # Shape errors are reported first (Pydantic), then a fixed batch reports the torch ones.
+    # The shape's error (Pydantic) and torch's in the same answer.
+    assert [e["loc"] for e in r.json()["detail"]] == [
+        ["body", "experiments", 3, "base_lr"],
+        ["body", "experiments", 2, "solver", "params", "momentom"],
+    ]
     bad[3]["base_lr"] = 0.1
     r = client.post("/v1/batches", json={"experiments": bad})
     assert r.status_code == 422
     loc = ["body", "experiments", 2, "solver", "params", "momentom"]
-    assert r.json()["detail"][0]["loc"] == loc
+    assert [e["loc"] for e in r.json()["detail"]] == [loc]
     assert count(client) == before  # nothing half-written
 
 
@@ -68,6 +70,47 @@ def test_every_invalid_spec_is_reported(client: TestClient) -> None:
     locs = [e["loc"] for e in detail]
     assert ["body", "experiments", 0, "dataset"] in locs
     assert ["body", "experiments", 2, "scheduler", "params", "step_size"] in locs
+
+
+def test_one_422_lists_every_spec_s_mistakes_schema_and_beyond(client: TestClient) -> None:
+    bad = [
+        {"name": "x", "dataset": "iris", "base_lr": -1, "epochs": 1},  # schema
+        {"name": "y", "dataset": "iris", "base_lr": 0.1, "epochs": 1,
+         "solver": {"type": "SGD", "params": {"momentum": -1}}},  # torch refuses it
+        {"name": "z", "dataset": "nope", "base_lr": 0.1, "epochs": 1},  # no such dataset
+    ]  # fmt: skip
+    r = client.post("/v1/batches", json={"experiments": bad})
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert [e["loc"] for e in detail] == [
+        ["body", "experiments", 0, "base_lr"],
+        ["body", "experiments", 1, "solver", "params"],
+        ["body", "experiments", 2, "dataset"],
+    ]
+    assert "momentum" in detail[1]["msg"] and "nope" in detail[2]["msg"]
+    assert count(client) == 0
+
+
+def test_a_batch_with_many_mistakes_lists_the_first_fifty(client: TestClient) -> None:
+    bad = [{**s, "dataset": "nope"} for s in specs(80)]
+    detail = client.post("/v1/batches", json={"experiments": bad}).json()["detail"]
+    assert [e["loc"] for e in detail] == [["body", "experiments", i, "dataset"] for i in range(50)]
+    bad[70]["base_lr"] = -1  # the schema's error first, then the first 49 beyond it
+    detail = client.post("/v1/batches", json={"experiments": bad}).json()["detail"]
+    assert [e["loc"] for e in detail] == [
+        ["body", "experiments", 70, "base_lr"],
+        *(["body", "experiments", i, "dataset"] for i in range(49)),
+    ]
+
+
+def test_a_refused_list_is_not_read_spec_by_spec(client: TestClient) -> None:
+    r = client.post("/v1/batches", json={"experiments": {"0": SPEC}})
+    assert [e["loc"] for e in r.json()["detail"]] == [["body", "experiments"]]
+    r = client.post("/v1/batches", json={"experiments": [{**SPEC, "dataset": "nope"}, 5]})
+    assert [e["loc"] for e in r.json()["detail"]] == [
+        ["body", "experiments", 1],
+        ["body", "experiments", 0, "dataset"],
+    ]
 
 
 def test_empty_and_malformed_batches_are_422(client: TestClient) -> None:
