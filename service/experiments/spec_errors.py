@@ -18,6 +18,7 @@ from service.kit.db import session_scope
 from service.kit.errors import MAX_ERRORS, ErrorItem, item
 from service.training.checks import check_spec
 from service.training.datasets import DatasetInfo
+from service.training.scheduler_checks import check_lambda_grammar
 from service.training.spec import ExperimentSpec
 from service.workers import service as workers
 
@@ -65,6 +66,11 @@ def spec_errors(
     for e in errors:
         field = str(e["loc"][0]) if e["loc"] else ""
         if field and field not in refused and not READS.get(field, set()) & refused:
+            found.append(item(["body", *e["loc"]], e["msg"], e["type"]))
+    if "scheduler" not in refused and READS["scheduler"] & refused:
+        # The scheduler's findings above were about stand-ins; whether its lr_lambda is an
+        # expression within the grammar reads nothing else, so that one is about what was sent.
+        for e in check_lambda_grammar(spec.scheduler):
             found.append(item(["body", *e["loc"]], e["msg"], e["type"]))
     return found
 

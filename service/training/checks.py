@@ -16,7 +16,7 @@ from service.training.datasets import DatasetInfo
 from service.training.errors import ErrorItem, allowed, item, kwargs_errors
 from service.training.hypergradient import SOLVERS as HYPERGRADIENT_SOLVERS
 from service.training.hypergradient import Hypergradient
-from service.training.scheduler_checks import check_scheduler
+from service.training.scheduler_checks import check_lambda_grammar, check_scheduler
 from service.training.spec import METRICS_ANY, ExperimentSpec, SolverSpec, metrics_for
 from service.training.split import split_sizes, steps_per_epoch
 
@@ -275,8 +275,8 @@ def check_spec(spec: ExperimentSpec, info: DatasetInfo | None) -> list[ErrorItem
     if not split_errors and not errors:
         walked = spec.model_copy(update={"solver": STAND_IN_SOLVER}) if solver_errors else spec
         errors += solver_errors + check_scheduler(walked, task, metrics, steps)
-    else:
-        errors += solver_errors
+    else:  # the walk cannot run; what the scheduler says of itself alone still counts
+        errors += solver_errors + check_lambda_grammar(spec.scheduler)
     return split_errors + model_errors + errors
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from service.training import catalog
 from service.training.errors import ErrorItem, allowed, item, kwargs_errors
-from service.training.lr_lambda import LambdaError, check_factors
+from service.training.lr_lambda import LambdaError, check_factors, compile_lambda
 from service.training.schedule import LAMBDA_SCHEDULERS, ScheduleError, check_walk
 from service.training.spec import ExperimentSpec, SchedulerSpec
 
@@ -200,6 +200,31 @@ def _check_milestones(milestones: Any, n: int, total: int, unit: str) -> list[Er
             )
         ]
     return []
+
+
+def check_lambda_grammar(sched: SchedulerSpec | None) -> list[ErrorItem]:
+    """Whether each `lr_lambda` of the scheduler (its elements' too) is an expression within the
+    grammar. That is the scheduler's question alone, so it is answered where `check_scheduler`
+    cannot run, its other checks reading fields that are wrong (epochs, the split, the warmup):
+    every mistake of a spec in one 422."""
+    if sched is None:
+        return []
+    variable = "step" if sched.effective_interval == "step" else "epoch"
+    parts: list[tuple[Loc, SchedulerSpec]] = [(["scheduler"], sched)]
+    parts += [(["scheduler", "schedulers", i], e) for i, e in enumerate(sched.schedulers or [])]
+    errors: list[ErrorItem] = []
+    for loc, part in parts:
+        if part.type not in LAMBDA_SCHEDULERS:
+            continue
+        expression = part.params.get("lr_lambda")
+        if not isinstance(expression, str):
+            continue  # missing or not a string: `check_scheduler` says so with the rest
+        try:
+            compile_lambda(expression, variable)
+        except LambdaError as exc:
+            errors.append(item([*loc, "params", "lr_lambda"], f"lr_lambda: {exc}",
+                               "invalid_expression"))  # fmt: skip
+    return errors
 
 
 def _check_lambda(sched: SchedulerSpec, loc: Loc, interval: str, span: int) -> list[ErrorItem]:

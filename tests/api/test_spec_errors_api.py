@@ -70,3 +70,51 @@ def test_a_body_that_is_no_object_gets_the_schema_error_alone(client: TestClient
 def test_a_valid_spec_is_still_created(client: TestClient) -> None:
     r = client.post("/v1/experiments", json={"dataset": "iris", "epochs": 2})
     assert r.status_code == 201, r.text
+
+
+LAMBDA = ["body", "scheduler", "params", "lr_lambda"]
+
+
+def test_a_lambda_outside_the_grammar_beside_a_refused_field_or_split(client: TestClient) -> None:
+    hostile = {"type": "LambdaLR", "params": {"lr_lambda": "import os"}}
+    # base_lr refused (schema): the lambda reads nothing of it, so it is judged too.
+    assert locs(client, {"dataset": "iris", "base_lr": -1, "scheduler": hostile}) == [
+        ["body", "base_lr"], LAMBDA,
+    ]  # fmt: skip
+    split = {"train": 0.8, "val": 0.5}  # train + val > 1
+    found = locs(client, {"dataset": "iris", "split": split, "scheduler": hostile})
+    assert found == [["body", "split"], LAMBDA]
+    # An element of a composition, and a per-step lambda in `epoch` (the wrong variable).
+    composed = {"type": "SequentialLR", "params": {"milestones": [2]}, "schedulers": [
+        {"type": "StepLR", "params": {"step_size": 1}},
+        {"type": "MultiplicativeLR", "params": {"lr_lambda": "open('x')"}},
+    ]}  # fmt: skip
+    assert locs(client, {"dataset": "iris", "epochs": 0, "scheduler": composed}) == [
+        ["body", "epochs"], ["body", "scheduler", "schedulers", 1, "params", "lr_lambda"],
+    ]  # fmt: skip
+    per_step = {"type": "LambdaLR", "interval": "step", "params": {"lr_lambda": "0.9 ** epoch"}}
+    r = client.post("/v1/experiments", json={"base_lr": 0, "scheduler": per_step})
+    assert [e["loc"] for e in r.json()["detail"]] == [["body", "base_lr"], LAMBDA]
+    assert "interval `epoch`" in r.json()["detail"][1]["msg"]
+
+
+def test_a_lambda_outside_the_grammar_beside_a_warmup_the_run_cannot_take(
+    client: TestClient,
+) -> None:
+    # The warmup (a check beyond the schema: longer than the run) stops the schedule's walk;
+    # the lambda's own mistake is still in the same answer.
+    found = locs(client, {
+        "dataset": "iris", "epochs": 5, "warmup": {"epochs": 10},
+        "scheduler": {"type": "LambdaLR", "params": {"lr_lambda": "epoch.__class__"}},
+    })  # fmt: skip
+    assert found == [["body", "warmup", "epochs"], LAMBDA]
+
+
+def test_a_batch_spec_s_lambda_is_judged_beside_its_refused_base_lr(client: TestClient) -> None:
+    bad = {"dataset": "iris", "base_lr": -1,
+           "scheduler": {"type": "LambdaLR", "params": {"lr_lambda": "import os"}}}  # fmt: skip
+    r = client.post("/v1/batches", json={"experiments": [{"dataset": "iris"}, bad]})
+    assert [e["loc"] for e in r.json()["detail"]] == [
+        ["body", "experiments", 1, "base_lr"],
+        ["body", "experiments", 1, "scheduler", "params", "lr_lambda"],
+    ]
