@@ -225,7 +225,9 @@ def test_tag_chips_from_the_keyboard(stack: Stack, page: Any) -> None:
     page.keyboard.press("Tab")
     page.keyboard.press("Space")
     page.wait_for_url("**tag=kbd%3Aone**")
-    assert page.locator(f'#experiments tr[data-id="{run["id"]}"]').count() == 1
+    filtered = page.locator(f'#experiments tr[data-id="{run["id"]}"]')
+    filtered.wait_for()  # the list filtered by the tag is read after the URL changes
+    assert filtered.count() == 1
 
 
 def outside(inner: dict[str, float], outer: dict[str, float]) -> bool:
