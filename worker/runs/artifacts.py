@@ -230,10 +230,7 @@ def discard_checkpoints(experiment_id: int) -> None:
 
     def keys() -> list[str]:
         with session_scope() as session:
-            repo = ArtifactRepository(session)
-            found = [a.key for a in repo.checkpoints(experiment_id)]
-            repo.forget(found)
-            return found
+            return ArtifactRepository(session).forget_checkpoints([experiment_id])
 
     for key in with_db_retry(keys, f"experiment {experiment_id} checkpoints"):
         written.drop(key)
