@@ -12,7 +12,6 @@ route that matched it)."""
 from __future__ import annotations
 
 import re
-from email.message import Message
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,6 +27,7 @@ from service.kit import after_schema
 from service.kit.errors import ErrorItem, GlidepathError, item
 from service.kit.limits import NUL
 from service.kit.logging import get_logger
+from service.kit.media_types import media_type, reads_json
 
 log = get_logger(__name__)
 
@@ -66,24 +66,6 @@ def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str:
     return ", ".join(sorted(methods, key=lambda m: (*_METHODS, m).index(m)))
 
 
-def _media_type(value: str | None) -> str:
-    """`application/json; charset=utf-8` -> `application/json` ('' when absent). A value that is
-    no media type (`;;;`, `json`) is named as sent: the email parser would call it text/plain."""
-    if not value or not value.strip():
-        return ""
-    if value.split(";", 1)[0].count("/") != 1:
-        return repr(value.strip())
-    message = Message()
-    message["content-type"] = value
-    return message.get_content_type()
-
-
-def _reads_json(media_type: str) -> bool:
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
-
-
 def _unsupported_media_type(request: Request, errors: list[dict[str, Any]]) -> JSONResponse | None:
     """A 415 when the body failed because the route does not read its media type: FastAPI reads
     a JSON body only when it is declared JSON, else it validates the raw bytes (a body without a
@@ -97,9 +79,9 @@ def _unsupported_media_type(request: Request, errors: list[dict[str, Any]]) -> J
     if body_field is None or not sent_body:
         return None
     expected = str(getattr(body_field.field_info, "media_type", "application/json"))
-    sent = _media_type(request.headers.get("content-type"))
+    sent = media_type(request.headers.get("content-type"))
     if expected == "application/json":
-        if _reads_json(sent):
+        if reads_json(sent):
             return None
     elif sent in (expected, "application/x-www-form-urlencoded", "multipart/form-data"):
         return None  # a form route parses either form encoding
@@ -196,7 +178,7 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 400:
             # Starlette's answer to a form it cannot parse (a bad multipart body, too many
             # fields or files): bad input at the body, as every other.
-            kind = _media_type(request.headers.get("content-type")) or "the route's type"
+            kind = media_type(request.headers.get("content-type")) or "the route's type"
             return _json(
                 422,
                 [item(["body"], f"the body is not valid {kind}: {exc.detail}", "body_invalid")],

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.config import settings
 from service.kit.errors import GlidepathError, InvalidInput
 from service.kit.logging import get_logger
+from service.kit.media_types import media_type, reads_json
 
 log = get_logger(__name__)
 
@@ -123,7 +124,7 @@ async def refuse_nul_body(request: Request) -> None:
     costs a byte search."""
     if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
         return
-    if not request.headers.get("content-type", "").startswith("application/json"):
+    if not reads_json(media_type(request.headers.get("content-type"))):
         return
     if getattr(request.scope.get("route"), "body_field", None) is None:
         return  # a route that reads its own body (a dataset's): reading it here would take it

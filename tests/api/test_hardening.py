@@ -141,6 +141,11 @@ def test_a_nul_character_anywhere_is_no_500(client: TestClient, backend: Backend
     for path, body, loc in NUL_BODIES:
         (item,) = error(client.post(path, json=body), 422)
         assert item["loc"] == loc and "NUL" in item["msg"], (path, item)
+    # Any type FastAPI reads as JSON (application/…+json) is checked alike.
+    for media in ("application/merge-patch+json", "Application/JSON; charset=utf-8"):
+        r = raw(client, "/v1/experiments", b'{"name": "a\\u0000b"}', {"content-type": media})
+        (item,) = error(r, 422)
+        assert item["loc"] == ["body", "name"] and "NUL" in item["msg"], (media, item)
     assert client.get("/v1/experiments").json()["items"] == []  # nothing stored
     for method, path, kwargs in NUL:
         r = getattr(client, method)(path, **kwargs)
