@@ -222,9 +222,12 @@ def check_lambda_grammar(sched: SchedulerSpec | None) -> list[ErrorItem]:
         try:
             compile_lambda(expression, variable)
         except LambdaError as exc:
-            errors.append(item([*loc, "params", "lr_lambda"], f"lr_lambda: {exc}",
-                               "invalid_expression"))  # fmt: skip
+            errors.append(_grammar_error([*loc, "params", "lr_lambda"], exc))
     return errors
+
+
+def _grammar_error(loc: Loc, exc: LambdaError) -> ErrorItem:
+    return item(loc, f"lr_lambda: {exc}", "invalid_expression")
 
 
 def _check_lambda(sched: SchedulerSpec, loc: Loc, interval: str, span: int) -> list[ErrorItem]:
@@ -237,7 +240,7 @@ def _check_lambda(sched: SchedulerSpec, loc: Loc, interval: str, span: int) -> l
     try:
         bad = check_factors(expression, variable, span, sched.type == "MultiplicativeLR")
     except LambdaError as exc:
-        return [item(loc, f"lr_lambda: {exc}", "invalid_expression")]
+        return [_grammar_error(loc, exc)]
     if bad is not None:
         at, why = bad
         return [item(loc, f"lr_lambda at {variable} {at}: {why}", "invalid_factor")]
