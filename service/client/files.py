@@ -8,7 +8,8 @@
 | `{lr_range_test: {spec, min_lr, max_lr, ...}}` | `range_test` | POST /v1/lr-range-tests |
 
 YAML is read with YAML 1.2 numbers: `1e-5` is a float (PyYAML's YAML 1.1 default reads it as a
-string).
+string), and, as in YAML 1.2, `2024-01-01` is the string written, not a date. What JSON cannot
+carry (NaN, Infinity, `!!binary`) is a `FileError` naming where it is (plain_json.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import yaml
+
+from service.client.plain_json import NotJson, plain_json
 
 Kind = Literal["experiment", "batch", "sweep", "range_test"]
 RANGE_TEST_KEY = "lr_range_test"
@@ -38,8 +41,17 @@ class FileError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-5`, `5e3` and `-2E+4` as floats (YAML 1.2 core schema)."""
+    """SafeLoader that reads `1e-5`, `5e3` and `-2E+4` as floats, and `2024-01-01` as a string
+    (YAML 1.2 core schema)."""
 
+
+# A date-like scalar (`name: 2024-01-01`, a tag's value) stays the text the user wrote: YAML 1.1
+# made it a date, which JSON has no form for and whose ISO text can differ from what was written.
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
@@ -97,15 +109,35 @@ def parse_text(text: str, fmt: Literal["json", "yaml", "auto"], source: str) -> 
 
 
 def read_document(path: str | Path, stdin: TextIO | None = None) -> Any:
-    """The parsed file: by extension (.json, .yaml/.yml), else JSON or YAML; `-` is stdin."""
+    """The parsed file, as plain JSON data: by extension (.json, .yaml/.yml), else JSON or YAML;
+    `-` is stdin."""
+    source = "<stdin>" if str(path) == "-" else str(path)
+    try:
+        return plain_json(_parse(path, stdin))
+    except NotJson as exc:
+        raise FileError(f"{source}: {exc}") from None
+    except RecursionError:  # `[[[[…]]]]` thousands deep: both parsers recurse
+        raise FileError(f"{source}: nested too deeply to read") from None
+
+
+def _parse(path: str | Path, stdin: TextIO | None) -> Any:
     if str(path) == "-":
-        return parse_text((stdin or sys.stdin).read(), "auto", "<stdin>")
+        try:
+            text = (stdin or sys.stdin).read()
+            # Bytes that are not UTF-8 raise, or (surrogateescape, as in the C locale) become
+            # lone surrogates that the parsers would report as a strange character.
+            text.encode("utf-8")
+        except UnicodeError:
+            raise FileError("<stdin>: cannot read: not UTF-8 text") from None
+        return parse_text(text, "auto", "<stdin>")
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise FileError(f"{p}: cannot read: {reason}") from None
+    except UnicodeDecodeError as exc:
+        at = f"byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+        raise FileError(f"{p}: cannot read: not UTF-8 text ({at})") from None
+    except OSError as exc:
+        raise FileError(f"{p}: cannot read: {exc.strerror or exc}") from None
     suffix = p.suffix.lower()
     fmt: Literal["json", "yaml", "auto"] = (
         "json" if suffix == ".json" else "yaml" if suffix in (".yaml", ".yml") else "auto"
@@ -113,12 +145,15 @@ def read_document(path: str | Path, stdin: TextIO | None = None) -> Any:
     return parse_text(text, fmt, str(p))
 
 
+_SCALARS = {str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
 def classify(doc: Any, source: str = "<input>") -> Submission:
     """Tell a single spec, a batch, a sweep and a range test apart (see the module doc)."""
     if isinstance(doc, list):
         return Submission("batch", {"experiments": _spec_list(doc, source, "")}, source)
     if not isinstance(doc, dict):
-        got = "an empty document" if doc is None else f"a {type(doc).__name__}"
+        got = "an empty document" if doc is None else _SCALARS.get(type(doc), "a scalar")
         raise FileError(
             f"{source}: expected a spec (a mapping), a list of specs, a sweep or an "
             f"{RANGE_TEST_KEY}; got {got}"

@@ -85,6 +85,84 @@ def test_bad_files_exit_2(cli: CliRunner, tmp_path: Path) -> None:
     assert unknown.exit_code == 2 and "body.lr: unknown field" in unknown.stderr
 
 
+def refused(result: Any, message: str) -> None:
+    """Exit 2 with `message`, and no traceback (CliRunner keeps an escaped exception)."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("nan.json", '{"dataset": "digits", "base_lr": NaN}', "nan.json: base_lr: NaN is not"),
+        ("big.json", '[{"base_lr": 0.1}, {"base_lr": 1e999}]', "1.base_lr: Infinity is not"),
+        ("inf.yaml", "experiments:\n  - {base_lr: 0.1}\n  - {base_lr: -.inf}\n",
+         "experiments.1.base_lr: -Infinity is not a number the API accepts"),
+        ("sweep.yaml", "base: {dataset: digits}\nstrategy: grid\nparameters: {base_lr: [.NaN]}\n",
+         "parameters.base_lr.0: NaN is not"),
+        ("rt.yaml", "lr_range_test: {spec: {dataset: digits}, min_lr: .nan, max_lr: 1}\n",
+         "lr_range_test.min_lr: NaN is not"),
+    ],
+)  # fmt: skip
+def test_non_finite_numbers_in_a_file_exit_2_naming_the_field(
+    cli: CliRunner, tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    """JSON has no NaN or Infinity (httpx refused to send them: a traceback), and no spec field
+    takes one; what the user wrote is named by its path in the file."""
+    (tmp_path / name).write_text(text)
+    refused(cli.invoke(app, ["submit", str(tmp_path / name)]), message)
+    if name == "nan.json":
+        refused(cli.invoke(app, ["preview", str(tmp_path / name)]), "base_lr: NaN is not")
+        refused(cli.invoke(app, ["submit", "-"], input=text), "<stdin>: base_lr: NaN is not")
+
+
+def test_yaml_dates_are_sent_as_the_text_written(cli: CliRunner, tmp_path: Path) -> None:
+    """YAML 1.1 made `2024-01-01` a date, which JSON cannot carry (a traceback): it is the
+    string written, as in YAML 1.2; an explicit `!!timestamp` is sent in ISO form."""
+    f = tmp_path / "dated.yaml"
+    f.write_text(
+        "name: 2024-01-01\ndataset: digits\nepochs: 1\n"
+        "tags: {day: 2024-01-01 10:00:00, at: !!timestamp 2024-01-02 03:04:05}\n"
+    )
+    result = cli.invoke(app, ["submit", str(f), "--json"])
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)["spec"]
+    assert spec["name"] == "2024-01-01"
+    assert spec["tags"] == {"day": "2024-01-01 10:00:00", "at": "2024-01-02T03:04:05"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1, 2]", "x.yaml: 0: expected a spec (a mapping)"),
+        ("3", "got a number"),
+        ("'just text'", "got a string"),
+        ("a: !!binary aGVsbG8=", "x.yaml: a: binary data (!!binary) is not a JSON value"),
+        ("a: !!set {b, c}", "a: a set (!!set) is not a JSON value; write a list"),
+        ("a: &x [1, *x]", "a.1: refers to itself"),
+        ("[" * 50_000 + "]" * 50_000, "x.yaml: nested too deeply to read"),
+    ],
+)
+def test_files_that_are_not_a_spec_exit_2(
+    cli: CliRunner, tmp_path: Path, text: str, message: str
+) -> None:
+    (tmp_path / "x.yaml").write_text(text)
+    refused(cli.invoke(app, ["submit", str(tmp_path / "x.yaml")]), message)
+
+
+def test_unreadable_files_exit_2(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    refused(
+        cli.invoke(app, ["submit", str(tmp_path / "latin1.yaml")]),
+        "latin1.yaml: cannot read: not UTF-8 text (byte 0xe9 at offset 9)",
+    )
+    (tmp_path / "dir.yaml").mkdir()
+    refused(cli.invoke(app, ["preview", str(tmp_path / "dir.yaml")]), "cannot read: Is a directory")
+    refused(cli.invoke(app, ["preview", str(tmp_path / "no.yaml")]), "cannot read: No such file")
+    refused(cli.invoke(app, ["submit", "-"], input=b"name: caf\xe9\n"), "<stdin>: cannot read")
+
+
 def test_unknown_ids_exit_4(cli: CliRunner) -> None:
     for args in (["show", "987654"], ["watch", "987654"], ["cancel", "987654"]):
         result = cli.invoke(app, args)

@@ -46,7 +46,8 @@ def test_a_list_becomes_the_batch_body() -> None:
     ("doc", "message"),
     [
         (None, "got an empty document"),
-        ("base_lr: 0.1", "got a str"),
+        ("base_lr: 0.1", "got a string"),
+        (3, "got a number"),
         ([], "expected a non-empty list of specs"),
         ([SPEC, 3], "1: expected a spec"),
         ({"experiments": {"a": 1}}, "experiments: expected a non-empty list"),
@@ -88,3 +89,32 @@ def test_unreadable_and_unparseable_files(tmp_path: Path) -> None:
     bad.write_text("base_lr: [0.1\nepochs: 3\n")
     with pytest.raises(FileError, match=r"invalid YAML at line \d+, column \d+"):
         load_submission(bad)
+
+
+def test_the_document_is_plain_json(tmp_path: Path) -> None:
+    """What a body can carry: a YAML date is the text written, keys are the strings JSON
+    writes, an explicit timestamp its ISO text; NaN, a NaN key, two keys that are one in
+    JSON are refused with where they are."""
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "name: 2024-01-01\nat: !!timestamp 2024-01-02\n"
+        "params: {7: a, 2.50: b, true: c, null: d, 2024-01-03: e}\n"
+    )
+    assert load_submission(f).body == {
+        "name": "2024-01-01",
+        "at": "2024-01-02",
+        "params": {"7": "a", "2.5": "b", "true": "c", "null": "d", "2024-01-03": "e"},
+    }
+    for text, message in [
+        ("base_lr: .nan", r"s.yaml: base_lr: NaN is not a number the API accepts"),
+        ("scheduler: {params: {.inf: 1}}", r"scheduler.params: a mapping key Infinity"),
+        ("tags: {1: a, '1': b}", r"tags.1: the key is given twice"),
+    ]:
+        f.write_text(text)
+        with pytest.raises(FileError, match=message):
+            load_submission(f)
+
+
+def test_stdin_that_is_not_utf8() -> None:
+    with pytest.raises(FileError, match="<stdin>: cannot read: not UTF-8 text"):
+        load_submission("-", io.StringIO("name: caf\udce9"))  # surrogateescape's
