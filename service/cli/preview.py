@@ -4,12 +4,13 @@ lambdas and plateau decisions over given metric values included."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from service.cli.options import JsonOpt, TokenOpt, UrlOpt
+from service.cli.options import EXIT_BAD_INPUT, JsonOpt, TokenOpt, UrlOpt
 from service.cli.render import new_console, num, print_json
 from service.cli.session import connected, err, handled
 from service.client import FileError, load_submission
@@ -20,7 +21,7 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 
 def preview_body(spec: dict[str, Any], steps_per_epoch: int,
-                 monitor_values: list[float] | None) -> dict[str, Any]:  # fmt: skip
+                 monitor_values: list[float | None] | None) -> dict[str, Any]:  # fmt: skip
     body = {k: spec[k] for k in SCHEDULE_FIELDS if spec.get(k) is not None}
     body.setdefault("epochs", 20)  # the spec's default
     body.setdefault("base_lr", 0.01)
@@ -28,6 +29,26 @@ def preview_body(spec: dict[str, Any], steps_per_epoch: int,
     if monitor_values is not None:
         body["monitor_values"] = monitor_values
     return body
+
+
+def parse_monitor(text: str) -> list[float | None]:
+    """--monitor's comma-separated values. `nan`, `inf`, `-inf` (or past float's range) and
+    `null` are null: what the API takes for a non-finite metric, a diverged epoch (JSON has no
+    NaN to send). Raises ValueError naming the value that is not a number."""
+    values: list[float | None] = []
+    for i, part in enumerate(text.split(","), start=1):
+        word = part.strip()
+        if not word:
+            continue
+        if word.lower() == "null":
+            values.append(None)
+            continue
+        try:
+            x = float(word)
+        except ValueError:
+            raise ValueError(f"value {i}, {word!r}, is not a number") from None
+        values.append(x if math.isfinite(x) else None)
+    return values
 
 
 def sparkline(values: list[float]) -> str:
@@ -45,7 +66,8 @@ def preview(
              "ceil(train rows / batch_size); `glidepath show ID` prints it).")] = 1,
     monitor: Annotated[str | None, typer.Option(
         "--monitor", help="Comma-separated values of the monitored metric, one per epoch: the "
-                          "plateau and early-stopping decisions taken over them.")] = None,
+                          "plateau and early-stopping decisions taken over them (nan, inf or "
+                          "null: a non-finite value, where the run diverges).")] = None,
     json_out: JsonOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -58,10 +80,10 @@ def preview(
     values = None
     if monitor is not None:
         try:
-            values = [float(v) for v in monitor.split(",") if v.strip()]
-        except ValueError:
-            err(f"--monitor: {monitor!r} is not a comma-separated list of numbers")
-            raise typer.Exit(2) from None
+            values = parse_monitor(monitor)
+        except ValueError as exc:
+            err(f"error: --monitor: {exc} (comma-separated numbers; nan, inf or null: diverged)")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
     with connected(url, token) as client:
         out = client.preview_schedule(preview_body(sub.body, steps_per_epoch, values))
     if json_out:

@@ -243,3 +243,22 @@ def test_preview_draws_a_composed_schedule_and_its_plateau_decisions(cli: CliRun
     assert [d["epoch"] for d in body["decisions"]] == [9, 11, 13]  # patience 1 after epoch 6
     sweep = cli.invoke(app, ["preview", str(EXAMPLES / "sweep-grid.yaml")])
     assert sweep.exit_code == 2 and "one experiment spec" in sweep.output
+
+
+def test_preview_monitor_non_finite_values_are_null(cli: CliRunner) -> None:
+    """--monitor's nan, inf, -inf, 1e999 and null go as null, the API's non-finite metric (JSON
+    has no NaN: httpx refused to send it, a traceback); a word that is no number is exit 2."""
+    from tests.cli.test_examples import EXAMPLES
+
+    plateau = str(EXAMPLES / "step-then-plateau.yaml")
+    for word in ("nan", "inf", "-Infinity", "1e999", "null"):
+        out = cli.invoke(app, ["preview", plateau, "--monitor", f"1.0,0.9,{word}", "--json"])
+        assert out.exit_code == 0, (word, out.output)
+        assert json.loads(out.stdout)["decisions"][-1]["kind"] == "diverged"
+        assert json.loads(out.stdout)["decisions"][-1]["epoch"] == 3
+    first = cli.invoke(app, ["preview", plateau, "--monitor", "nan"])  # the table and sparkline
+    assert first.exit_code == 0, first.output
+    refused(
+        cli.invoke(app, ["preview", plateau, "--monitor", "1.0,abc"]),
+        "--monitor: value 2, 'abc', is not a number",
+    )
