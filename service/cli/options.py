@@ -43,7 +43,10 @@ TokenOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 IntervalOpt = Annotated[
     float,
-    typer.Option("--interval", min=0.05, help="Seconds between polls (the first ones sooner)."),
+    # A bound above too: inf or 1e300 seconds overflowed the waits' clock (a traceback).
+    typer.Option(
+        "--interval", min=0.05, max=3600, help="Seconds between polls (the first ones sooner)."
+    ),
 ]
 WaitOpt = Annotated[
     bool, typer.Option("--wait", help="Follow until final (exit code as submit --wait).")

@@ -262,3 +262,10 @@ def test_preview_monitor_non_finite_values_are_null(cli: CliRunner) -> None:
         cli.invoke(app, ["preview", plateau, "--monitor", "1.0,abc"]),
         "--monitor: value 2, 'abc', is not a number",
     )
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e300", "0"])
+def test_an_interval_out_of_range_is_a_usage_error(cli: CliRunner, value: str) -> None:
+    """inf or 1e300 s overflowed the waits' clock (a traceback) once the run was followed."""
+    result = cli.invoke(app, ["watch", "1", "--interval", value])
+    assert result.exit_code == 2 and "--interval" in result.output
