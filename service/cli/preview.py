@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from service.cli.options import EXIT_BAD_INPUT, JsonOpt, TokenOpt, UrlOpt
-from service.cli.render import new_console, num, print_json
+from service.cli.render import new_console, num, plain, print_json
 from service.cli.session import connected, err, handled
 from service.client import FileError, load_submission
 
@@ -91,7 +91,8 @@ def preview(
         return
     console = new_console()
     decided = {d["epoch"]: d["reason"] for d in out["decisions"]}
-    table = Table("epoch", "lr", "decision", title=f"{sub.body.get('name') or file}")
+    # plain(): a name such as "[/x]" is text, not Rich markup (that raised MarkupError).
+    table = Table("epoch", "lr", "decision", title=plain(sub.body.get("name") or file))
     for epoch, lr in enumerate(out["lr"], start=1):
         table.add_row(str(epoch), num(lr, 6), decided.get(epoch, ""))
     console.print(table)

@@ -264,6 +264,14 @@ def test_preview_monitor_non_finite_values_are_null(cli: CliRunner) -> None:
     )
 
 
+def test_preview_prints_a_name_that_looks_like_rich_markup(cli: CliRunner, tmp_path: Path) -> None:
+    """The table's title is the spec's name as text (`[/x]` raised Rich's MarkupError)."""
+    f = write(tmp_path, "odd.json", {"name": "[/x] [bold]odd", "epochs": 2})
+    result = cli.invoke(app, ["preview", f])
+    assert result.exit_code == 0, result.output
+    assert "[/x] [bold]odd" in result.stdout
+
+
 @pytest.mark.parametrize("value", ["inf", "nan", "1e300", "0"])
 def test_an_interval_out_of_range_is_a_usage_error(cli: CliRunner, value: str) -> None:
     """inf or 1e300 s overflowed the waits' clock (a traceback) once the run was followed."""
