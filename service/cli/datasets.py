@@ -117,7 +117,7 @@ def datasets_upload(
     """Upload a dataset from a file (checked by the service: never unpickled); print what it
     holds and the name a spec uses."""
     if not file.is_file():
-        err(f"error: cannot read {file}: no such file")
+        err(f"error: cannot read {file}: {'not a file' if file.exists() else 'no such file'}")
         raise typer.Exit(EXIT_BAD_INPUT)
     if file.suffix.lower() == ".csv" and label_column is None:
         columns = csv_columns(file)

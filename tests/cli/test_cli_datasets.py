@@ -100,7 +100,10 @@ def test_a_missing_file_or_a_task_out_of_the_choices_exits_2(
     cli: CliRunner, tmp_path: Path
 ) -> None:
     missing = cli.invoke(app, ["datasets", "upload", str(tmp_path / "nope.csv")])
-    assert missing.exit_code == 2 and "cannot read" in missing.stderr
+    assert missing.exit_code == 2 and "nope.csv: no such file" in missing.stderr
+    (tmp_path / "dir.csv").mkdir()
+    directory = cli.invoke(app, ["datasets", "upload", str(tmp_path / "dir.csv")])
+    assert directory.exit_code == 2 and "dir.csv: not a file" in directory.stderr
     path = houses_csv(tmp_path)
     bad = cli.invoke(app, ["datasets", "upload", str(path), "-l", "price", "--task", "ranking"])
     assert bad.exit_code == 2 and "ranking" in bad.output
