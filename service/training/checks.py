@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+from typing import Any
 
 import torch
 
@@ -57,22 +59,47 @@ def _check_solver(spec: ExperimentSpec) -> list[ErrorItem]:
         spec.solver.type, json.dumps(spec.solver.params, sort_keys=True), hyper_lr
     )
     if failure:
-        return [item([*loc, "params"], failure, "invalid_params")]
+        message, key = failure
+        return [item([*loc, "params", *key], message, "invalid_params")]
     return []
 
 
+# How torch's (and schedulefree's) value checks name the kwarg they refuse: "Invalid momentum
+# value: -1", "Invalid beta parameter at index 0: 1.5", "Momentum must be between 0 and 1
+# exclusive: 1", "... should be >= 0"; and their words for kwargs named otherwise. ("Invalid
+# learning rate" never comes from `params`: lr is base_lr's, a reserved kwarg.)
+_NAMED = re.compile(r"(?:Invalid (\w+) (?:value|parameter)|(\w+) (?:must|should) be)\b")
+_TORCH_WORDS = {"beta": "betas", "epsilon": "eps", "eta": "etas"}
+
+
+def _offending_kwarg(message: str, params: dict[str, Any]) -> str | None:
+    """The kwarg of `params` that torch's `message` names as the one it refuses, or None where it
+    names none of them (a combination: "Nesterov momentum requires a momentum and zero
+    dampening"; a malformed value: `betas: {}` raises KeyError 0): the error is then at `params`."""
+    found = _NAMED.match(message)
+    if found is None:
+        return None
+    word = next(g for g in found.groups() if g is not None).lower()
+    key = _TORCH_WORDS.get(word, word)
+    return key if key in params else None
+
+
 @functools.lru_cache(maxsize=4096)
-def _solver_failure(type_: str, params_json: str, hyper_lr: float | None) -> str | None:
+def _solver_failure(
+    type_: str, params_json: str, hyper_lr: float | None
+) -> tuple[str, tuple[str, ...]] | None:
     """A dry run of the solver on a dummy parameter, remembered per (type, params): a batch or
     sweep of 1,000 specs varying base_lr or seeds builds each distinct optimizer once. base_lr is
     not part of the key: any positive LR (all Pydantic lets through) passes torch's checks alike.
 
     torch checks values in __init__ and some only on the first step: do both. Whatever it raises
     on the user's kwargs is their input error, never ours: asserts (capturable=True on CPU),
-    overflows (10**400 as a float), KeyError/IndexError (`betas: {}` or `[]`)."""
+    overflows (10**400 as a float), KeyError/IndexError (`betas: {}` or `[]`). Returns the
+    message and the kwarg it names (`_offending_kwarg`; empty when none)."""
+    params = json.loads(params_json)
     try:
         p = torch.zeros(2, requires_grad=True)
-        opt = catalog.solver_class(type_)([p], lr=1e-3, **json.loads(params_json))
+        opt = catalog.solver_class(type_)([p], lr=1e-3, **params)
         catalog.training_mode(opt, True)
         hd = None
         if hyper_lr is not None and type_ in HYPERGRADIENT_SOLVERS:
@@ -83,7 +110,8 @@ def _solver_failure(type_: str, params_json: str, hyper_lr: float | None) -> str
                 hd.before_step()
             opt.step()
     except Exception as exc:
-        return f"{type_} rejects these params: {exc}"
+        key = _offending_kwarg(str(exc), params)
+        return f"{type_} rejects these params: {exc}", (key,) if key else ()
     return None
 
 

@@ -84,7 +84,7 @@ def test_one_422_lists_every_spec_s_mistakes_schema_and_beyond(client: TestClien
     detail = r.json()["detail"]
     assert [e["loc"] for e in detail] == [
         ["body", "experiments", 0, "base_lr"],
-        ["body", "experiments", 1, "solver", "params"],
+        ["body", "experiments", 1, "solver", "params", "momentum"],
         ["body", "experiments", 2, "dataset"],
     ]
     assert "momentum" in detail[1]["msg"] and "nope" in detail[2]["msg"]

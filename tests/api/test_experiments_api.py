@@ -67,7 +67,7 @@ def test_task_is_recorded_in_outbox_and_sent_after_commit(client: TestClient) ->
         ),
         (
             {"solver": {"type": "SGD", "params": {"momentum": -1}}},
-            ["body", "solver", "params"],
+            ["body", "solver", "params", "momentum"],
             "invalid_params",
         ),
         ({"scheduler": {"type": "CosineLR"}}, ["body", "scheduler", "type"], "unknown_scheduler"),
@@ -88,6 +88,34 @@ def test_bad_spec_is_422_naming_the_field(
     assert {"loc": loc, "type": type_} in [{"loc": d["loc"], "type": d["type"]} for d in detail]
     assert all(set(d) == {"loc", "msg", "type"} for d in detail)
     assert client.get("/v1/experiments").json()["items"] == []  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("solver", "loc", "msg"),
+    [
+        (
+            {"type": "SGD", "params": {"momentum": -1}},
+            ["body", "solver", "params", "momentum"],
+            "SGD rejects these params: Invalid momentum value: -1",
+        ),
+        (
+            {"type": "Adam", "params": {"betas": [-1, 0.9], "eps": 1e-8}},
+            ["body", "solver", "params", "betas"],
+            "Adam rejects these params: Invalid beta parameter at index 0: -1",
+        ),
+        (  # torch names no one kwarg: the error stays at params
+            {"type": "SGD", "params": {"nesterov": True}},
+            ["body", "solver", "params"],
+            "SGD rejects these params: Nesterov momentum requires a momentum and zero dampening",
+        ),
+    ],
+)
+def test_a_value_torch_refuses_is_at_the_kwarg_it_names(
+    client: TestClient, solver: dict[str, Any], loc: list[Any], msg: str
+) -> None:
+    r = post(client, {**SPEC, "solver": solver})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == [{"loc": loc, "msg": msg, "type": "invalid_params"}]
 
 
 def test_unknown_names_list_what_is_allowed(client: TestClient) -> None:

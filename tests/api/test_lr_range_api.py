@@ -91,7 +91,7 @@ BAD: list[tuple[dict[str, Any], list[Any], str | None]] = [
     ),
     (
         {"spec": {**SPEC, "solver": {"type": "SGD", "params": {"momentum": -1}}}},
-        ["body", "spec", "solver", "params"],
+        ["body", "spec", "solver", "params", "momentum"],
         "invalid_params",
     ),
     (

@@ -29,7 +29,7 @@ def test_five_mistakes_in_one_422(client: TestClient) -> None:
         ["body", "base_lr"],
         ["body", "epochs"],
         ["body", "early_stopping", "mode"],
-        ["body", "solver", "params"],
+        ["body", "solver", "params", "momentum"],
         ["body", "model", "type"],
     ]))  # fmt: skip
     # Nothing was created by the refused spec.

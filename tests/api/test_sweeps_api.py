@@ -161,6 +161,24 @@ def test_error_in_the_base_spec_points_at_base(client: TestClient) -> None:
     assert "trial 1: solver.type='Adam'" in detail[0]["msg"]
 
 
+def test_a_solver_value_torch_refuses_is_at_its_kwarg_in_base_or_parameters(
+    client: TestClient,
+) -> None:
+    bad = {**BASE, "solver": {"type": "SGD", "params": {"momentum": -1}}}
+    body = {"base": bad, "strategy": "grid", "parameters": {"base_lr": [0.1, 1]}}
+    detail = client.post("/v1/sweeps", json=body).json()["detail"]
+    assert [e["loc"] for e in detail] == [["body", "base", "solver", "params", "momentum"]]
+    assert detail[0]["msg"].startswith("SGD rejects these params: Invalid momentum value: -1")
+    swept = {"solver.params.momentum": [0.5, -1]}
+    body = {"base": BASE, "strategy": "grid", "parameters": swept}
+    detail = client.post("/v1/sweeps", json=body).json()["detail"]
+    assert [e["loc"] for e in detail] == [["body", "parameters", "solver.params.momentum"]]
+    assert detail[0]["msg"] == (
+        "trial 1 with solver.params.momentum=-1: SGD rejects these params: "
+        "Invalid momentum value: -1"
+    )
+
+
 def test_coarse_to_fine_launches_the_fine_stage_inside_the_best_decade(
     client: TestClient,
 ) -> None:

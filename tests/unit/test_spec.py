@@ -215,20 +215,27 @@ def test_reserved_solver_kwarg(key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "solver",
+    ("solver", "key", "msg"),
     [
-        {"type": "SGD", "params": {"momentum": -1}},
-        {"type": "SGD", "params": {"weight_decay": -1}},
-        {"type": "SGD", "params": {"nesterov": True}},  # nesterov needs momentum > 0
-        {"type": "Adam", "params": {"betas": [0.9, 1.5]}},
-        {"type": "Adam", "params": {"eps": -1e-8}},
-        {"type": "RMSprop", "params": {"alpha": -0.5}},
+        ({"type": "SGD", "params": {"momentum": -1}}, "momentum", "Invalid momentum value: -1"),
+        ({"type": "SGD", "params": {"weight_decay": -1}}, "weight_decay", "Invalid weight_decay"),
+        # nesterov needs momentum > 0: torch names a combination, not one kwarg
+        ({"type": "SGD", "params": {"nesterov": True}}, None, "Nesterov momentum requires"),
+        ({"type": "Adam", "params": {"betas": [0.9, 1.5]}}, "betas", "beta parameter at index 1"),
+        ({"type": "Adam", "params": {"eps": -1e-8}}, "eps", "Invalid epsilon value"),
+        ({"type": "RMSprop", "params": {"alpha": -0.5}}, "alpha", "Invalid alpha value"),
+        ({"type": "SGDScheduleFree", "params": {"momentum": 1}}, "momentum", "Momentum must be"),
+        ({"type": "Adam", "params": {"betas": {}}}, None, "Adam rejects these params: 0"),
     ],
 )
-def test_solver_values_torch_refuses(solver: dict[str, Any]) -> None:
-    err = only_error(example(solver=solver))
-    assert err["loc"] == ["solver", "params"]
-    assert solver["type"] in err["msg"]
+def test_solver_values_torch_refuses(solver: dict[str, Any], key: str | None, msg: str) -> None:
+    """At the kwarg torch's message names; at `params` where it names none of them. (No
+    scheduler nor warmup: a schedule-free solver refuses them.)"""
+    err = only_error(example(solver=solver, scheduler=None, warmup=None))
+    assert err["loc"] == ["solver", "params", *([key] if key else [])]
+    assert err["msg"].startswith(f"{solver['type']} rejects these params: ")
+    assert msg in err["msg"]
+    assert err["type"] == "invalid_params"
 
 
 def test_unknown_scheduler_type_lists_allowed() -> None:
