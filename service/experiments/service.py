@@ -39,6 +39,7 @@ from service.kit.errors import (
     InvalidInput,
     NotFound,
     Unavailable,
+    item,
 )
 from service.kit.params import fits_db_int
 from service.training.checks import check_spec, derived_sizes
@@ -65,10 +66,22 @@ def dataset_info(
     """What the checks know of the spec's dataset: a built-in's or an upload's description, or
     None for a plugin dataset a worker offers (its size and task are known only once a worker
     has built it); and what is wrong with the reference. Names resolve in that order: built-in,
-    upload, plugin."""
-    info = datasets.describe(session, ref.type) if not ref.params else None
-    if info is not None:
+    upload, plugin; with params, a name means a plugin (as the worker loads it)."""
+    info = datasets.describe(session, ref.type)
+    if info is not None and not ref.params:
         return info, []
+    # Built-ins and uploads take no params. A plugin may share an upload's name (never a
+    # built-in's: workers leave such a plugin out), and then params pick the plugin.
+    if info is not None and (
+        ref.type in builtin.NAMES or ref.type not in workers.offer(session).datasets
+    ):
+        kind = "built-in" if ref.type in builtin.NAMES else "uploaded"
+        msg = (
+            f"{kind} dataset {ref.type!r} takes no params; give its name alone "
+            "(params are for datasets that workers' plugins offer)"
+        )
+        # Its description still serves the checks of the rest of the spec (split, model).
+        return info, [item([*loc, "params"], msg, "unexpected_params")]
     known = [*builtin.NAMES, *(d.name for d in datasets.uploaded(session))]
     return None, workers.check_dataset(session, ref.type, ref.params, loc, known)
 

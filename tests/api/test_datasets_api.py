@@ -140,6 +140,42 @@ def test_npz_upload_is_listed_and_usable(client: TestClient, backend: Backend) -
     assert info.task == "classification" and info.n_classes == 3
 
 
+def test_built_in_and_uploaded_datasets_take_no_params(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.workers import service as workers
+
+    def submit(name: str) -> Any:
+        return client.post("/v1/experiments", json={**SPEC, "dataset": {"type": name, "params":
+                                                                        {"n": 3}}})  # fmt: skip
+
+    def refused(name: str) -> Any:
+        r = submit(name)
+        assert r.status_code == 422, r.text
+        return r.json()["detail"]
+
+    assert refused("digits") == [{
+        "loc": ["body", "dataset", "params"],
+        "msg": "built-in dataset 'digits' takes no params; give its name alone (params are for "
+        "datasets that workers' plugins offer)",
+        "type": "unexpected_params",
+    }]  # fmt: skip
+    x, y = classification_arrays()
+    assert upload(client, "blobs", npz(x=x, y=y)).status_code == 201
+    [error] = refused("blobs")
+    assert error["loc"] == ["body", "dataset", "params"]
+    assert error["msg"].startswith("uploaded dataset 'blobs' takes no params")
+    # With params the name means a plugin, as the worker loads it: one that shares the upload's
+    # name is checked as a plugin.
+    offer = workers.Offer(datasets={"blobs": {"package": "p", "version": "1", "params": [
+        {"name": "n", "required": False, "default": 600, "kind": "integer"}]}})  # fmt: skip
+    monkeypatch.setattr(workers, "offer", lambda session: offer)
+    r = submit("blobs")
+    assert r.status_code == 201, r.text
+    assert r.json()["split_sizes"] is None  # a plugin dataset's: the worker's to write
+    assert refused("digits")[0]["loc"] == ["body", "dataset", "params"]  # a built-in's, always
+
+
 def test_missing_dataset_is_404(client: TestClient) -> None:
     r = client.get("/v1/datasets/nope")
     assert r.status_code == 404

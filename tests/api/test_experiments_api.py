@@ -77,6 +77,11 @@ def test_task_is_recorded_in_outbox_and_sent_after_commit(client: TestClient) ->
             "unknown_param",
         ),
         ({"dataset": "mnist"}, ["body", "dataset"], "unknown_dataset"),
+        (
+            {"dataset": {"type": "digits", "params": {"n": 3}}},
+            ["body", "dataset", "params"],
+            "unexpected_params",
+        ),
     ],
 )
 def test_bad_spec_is_422_naming_the_field(
