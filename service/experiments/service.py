@@ -91,10 +91,36 @@ def spec_hash(spec: ExperimentSpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def validate(session: Session, spec: ExperimentSpec, loc: list[str | int]) -> Experiment:
-    """Check a parsed spec against torch and its dataset; return the unsaved row."""
+TAG_SEPARATOR = ":"  # of `GET /v1/experiments?tag=key:value` (list_page)
+
+
+def tag_errors(tags: dict[str, str]) -> list[ErrorItem]:
+    """A tag key with the filter's separator could never be filtered by value (the filter splits
+    at the first one). Checked when a spec is submitted, not by the spec's schema: a spec stored
+    or queued with such a key still validates when a worker or a sweep's next stage reads it."""
+    return [
+        item(
+            ["tags", key],
+            f"tag key {key!r} contains {TAG_SEPARATOR!r}: the list filter "
+            f"tag=key{TAG_SEPARATOR}value splits at the first {TAG_SEPARATOR!r}, so runs could "
+            "never be filtered by this tag's value; use another character in the key",
+            "invalid_tag",
+        )
+        for key in tags
+        if TAG_SEPARATOR in key
+    ]
+
+
+def validate(
+    session: Session, spec: ExperimentSpec, loc: list[str | int], *, submitted: bool = True
+) -> Experiment:
+    """Check a parsed spec against torch and its dataset; return the unsaved row. `submitted`:
+    False for a spec accepted before (a sweep's stage 2, built from its stored request), which
+    the rules for new submissions alone (`tag_errors`) do not refuse now."""
     info, errors = dataset_info(session, spec.dataset, ["dataset"])
     errors += check_spec(spec, info) + workers.check_model(session, spec.model, ["model"])
+    if submitted:
+        errors += tag_errors(spec.tags)
     if errors:
         for e in errors:
             e["loc"] = [*loc, *e["loc"]]
@@ -240,7 +266,7 @@ def list_page(
     repo = ExperimentRepository(session)
     tag_filter: tuple[str, str | None] | None = None
     if tag:
-        key, sep, value = tag.partition(":")
+        key, sep, value = tag.partition(TAG_SEPARATOR)
         tag_filter = (key, value if sep else None)
     keyed = repo.search_sorted(
         statuses=statuses,

@@ -62,6 +62,7 @@ def spec_errors(
     if "dataset" not in refused:
         info, errors = service.dataset_info(session, spec.dataset, ["dataset"])
     errors += check_spec(spec, info) + workers.check_model(session, spec.model, ["model"])
+    errors += service.tag_errors(spec.tags)
     found = []
     for e in errors:
         field = str(e["loc"][0]) if e["loc"] else ""

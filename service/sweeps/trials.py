@@ -144,7 +144,9 @@ def run_name(prefix: str, trial: Trial) -> str:
 
 
 def build(session: Session, request: SweepIn, trials: list[Trial], stage: int) -> list[Experiment]:
-    """Validate every trial's spec; all or none, with every error pointed at its cause."""
+    """Validate every trial's spec; all or none, with every error pointed at its cause. Stage 2
+    is built from the request stored with stage 1: it is not checked as a new submission
+    (`experiments.validate`'s `submitted`)."""
     prefix = request.name or str(request.base.get("name") or "sweep")
     rows: list[Experiment] = []
     errors: list[ErrorItem] = []
@@ -158,7 +160,7 @@ def build(session: Session, request: SweepIn, trials: list[Trial], stage: int) -
         raw["name"] = run_name(prefix, trial)
         try:
             spec = ExperimentSpec.model_validate(raw)
-            rows.append(experiments.validate(session, spec, []))
+            rows.append(experiments.validate(session, spec, [], submitted=stage == 1))
         except ValidationError as exc:
             found = [item(list(e["loc"]), e["msg"], e["type"]) for e in exc.errors()]
             errors += remap(found, trial, i, request.strategy)

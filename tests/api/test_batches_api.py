@@ -91,6 +91,16 @@ def test_one_422_lists_every_spec_s_mistakes_schema_and_beyond(client: TestClien
     assert count(client) == 0
 
 
+def test_a_tag_key_with_a_colon_is_refused_with_its_spec_s_index(client: TestClient) -> None:
+    bad = [SPEC, {**SPEC, "tags": {"a:b": "c"}}]
+    r = client.post("/v1/batches", json={"experiments": bad})
+    assert r.status_code == 422
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["body", "experiments", 1, "tags", "a:b"]
+    assert error["msg"].startswith("tag key 'a:b' contains ':'")
+    assert count(client) == 0
+
+
 def test_a_batch_with_many_mistakes_lists_the_first_fifty(client: TestClient) -> None:
     bad = [{**s, "dataset": "nope"} for s in specs(80)]
     detail = client.post("/v1/batches", json={"experiments": bad}).json()["detail"]

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from service.kit.db import session_scope
+from service.sweeps.models import Sweep
 from service.sweeps.service import advance_running
 from tests.support.runs import end_run
 
@@ -230,6 +232,28 @@ def test_coarse_to_fine_launches_the_fine_stage_inside_the_best_decade(
     s = sweep(client, sweep_id)
     assert s["status"] == "finished" and s["finished_at"] is not None
     assert s["best"]["stage"] == 2 and s["best"]["score"] == pytest.approx(0.08)
+
+
+def test_a_tag_key_with_a_colon_is_refused_at_submit_not_in_stage_two(
+    client: TestClient,
+) -> None:
+    base = {**BASE, "tags": {"a:b": "c"}}
+    body = {"base": base, "strategy": "lr_coarse_to_fine", "min_lr": 0.01, "max_lr": 1.0}
+    r = client.post("/v1/sweeps", json=body)
+    assert r.status_code == 422
+    assert [e["loc"] for e in r.json()["detail"]] == [["body", "base", "tags", "a:b"]]
+    # A sweep accepted before the rule, its request stored with such a key: stage 2 starts.
+    r = client.post("/v1/sweeps", json={**body, "base": BASE})
+    sweep_id, ids = r.json()["sweep_id"], r.json()["ids"]
+    with session_scope() as session:
+        row = session.get(Sweep, sweep_id)
+        assert row is not None
+        row.request = {**row.request, "base": base}
+    for i in ids:
+        end_run(i, [0.5, 0.4])
+    assert advance_running() == 1
+    s = sweep(client, sweep_id)
+    assert s["stage"] == 2 and s["status"] == "running", s["note"]
 
 
 def test_cancel_stops_runs_and_no_stage_follows(client: TestClient) -> None:
