@@ -5,10 +5,10 @@ sha256 recorded when the worker wrote it before its first byte is sent.
 that same open file (a rewrite or a delete meanwhile cannot change what is sent); an S3 object is
 downloaded to a temporary file first (the sha256 cannot be checked while streaming once the
 headers are out) and streamed from there. A run has a model only once it has ended: succeeded,
-early stopped, or cancelled after it started; diverged and failed runs, and runs cancelled while
-queued, never get one. Statuses: 404 no such experiment; 409 no model (yet, or ever), or the
-stored one is missing or corrupt (the bytes are never sent); 503 with Retry-After when the store
-does not answer."""
+early stopped, or cancelled after it started; diverged and failed runs, runs cancelled while
+queued and LR range tests never get one. Statuses: 404 no such experiment; 409 no model (yet, or
+ever), or the stored one is missing or corrupt (the bytes are never sent); 503 with Retry-After
+when the store does not answer."""
 
 from __future__ import annotations
 
@@ -99,6 +99,12 @@ def _matches(if_none_match: str, sha256: str) -> bool:
 
 
 def _no_model(e: Experiment) -> NoModel:
+    if e.kind != "train":  # whatever its status: "not ended yet" would promise one
+        return NoModel(
+            f"experiment {e.id} is an LR range test, which keeps no model (it trains only to "
+            f"measure the loss at each LR); its result is at GET /v1/lr-range-tests/{e.id}",
+            loc=PATH_ID,
+        )
     if e.status == ExperimentStatus.QUEUED:
         why = "it is queued; its model is written when it ends"
     elif e.status not in FINAL:

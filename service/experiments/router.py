@@ -261,7 +261,8 @@ async def cancel_experiment(experiment_id: RowId) -> ExperimentOut:
         304: {"description": "`If-None-Match` names this model's sha256"},
         404: {"description": "No such experiment"},
         409: {"description": "No model: not ended yet, ended without one (diverged, failed, "
-              "cancelled while queued), or the stored one is missing or corrupt"},
+              "cancelled while queued), an LR range test (which keeps none), or the stored one "
+              "is missing or corrupt"},
         503: {"description": "The artifact store is unavailable; see Retry-After"},
     },
 )  # fmt: skip

@@ -156,6 +156,28 @@ def test_unknown_queued_and_running_runs_have_no_model(client: TestClient) -> No
     )
 
 
+def test_an_lr_range_test_keeps_no_model_and_the_409_says_so(client: TestClient) -> None:
+    """Queued or ended, a range test never gets a model: not "written when it ends" nor "a
+    succeeded run keeps no model" (both false for a training run)."""
+    body = {"spec": IRIS, "min_lr": 1e-4, "max_lr": 1.0, "steps": 20}
+    created = client.post("/v1/lr-range-tests", json=body)
+    assert created.status_code == 201, created.text
+    test_id = created.json()["id"]
+    why = (
+        f"experiment {test_id} is an LR range test, which keeps no model (it trains only to "
+        f"measure the loss at each LR); its result is at GET /v1/lr-range-tests/{test_id}"
+    )
+    queued = client.get(f"/v1/experiments/{test_id}/model")
+    assert (queued.status_code, problem(queued)) == (409, why)
+    claim(test_id)
+    with session_scope() as session:
+        assert ExperimentRepository(session).finish(test_id, 1, ExperimentStatus.SUCCEEDED)
+    ended = client.get(f"/v1/experiments/{test_id}/model")
+    assert (ended.status_code, problem(ended)) == (409, why)
+    assert ended.json()["detail"][0] == {"loc": ["path", "experiment_id"], "msg": why,
+                                         "type": "no_model"}  # fmt: skip
+
+
 def test_a_corrupt_stored_model_is_refused_never_sent(client: TestClient) -> None:
     exp_id = finished(client)
     key = artifacts.model_key(exp_id)
