@@ -63,10 +63,16 @@ def configure(fmt: str | None = None, level: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or settings.log_level).upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery"):
+    for name in ("uvicorn", "uvicorn.error", "celery"):
         # Let their records reach the root handler instead of their own.
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # The API's `request` events (monitoring/access_log.py) say what uvicorn's access line says,
+    # with the route and at DEBUG for a successful read: uvicorn's own is off (no handler, not
+    # propagated, so its protocol skips formatting it).
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
 
 
 def _keep(_: Any, __: str, event: Any) -> Any:

@@ -4,7 +4,7 @@ client sent: one series per route, not per run).
 A plain ASGI middleware (no BaseHTTPMiddleware): it wraps `send` and nothing else, so streamed
 responses (downloads, Server-Sent Events) pass through unbuffered. A request is counted, and its
 duration taken, when its response starts: the time to the first byte, so a stream held open for
-an hour is not an hour-long request.
+an hour is not an hour-long request. The same moment logs the request (access_log.py).
 
 These figures are the process's own. With PROMETHEUS_MULTIPROC_DIR set in the environment of
 every API process (an empty folder per start, shared by the processes of one machine),
@@ -24,6 +24,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.monitoring import access_log
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"  # no route: one series for every unknown path, however many are tried
@@ -107,9 +109,10 @@ class HttpMetrics:
         answered = False
 
         def record(status: int) -> None:
-            route = route_of(scope, root_path)
+            route, seconds = route_of(scope, root_path), time.perf_counter() - start
             REQUESTS.labels(method, route, str(status)).inc()
-            DURATION.labels(method, route).observe(time.perf_counter() - start)
+            DURATION.labels(method, route).observe(seconds)
+            access_log.request_answered(method, route, status, seconds, scope)
 
         async def send_counted(message: Message) -> None:
             nonlocal answered

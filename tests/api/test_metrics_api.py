@@ -5,9 +5,11 @@ counted by route template."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -18,7 +20,8 @@ from service.dispatch import broker
 from service.dispatch.service import RUN_TASK
 from service.experiments.models import Decision, EpochRow, Experiment
 from service.kit.db import get_engine, session_scope
-from service.monitoring import collector, http_metrics, queues
+from service.kit.logging import configure
+from service.monitoring import access_log, collector, http_metrics, queues
 from service.monitoring.collector import EPOCH_BUCKETS
 from service.monitoring.repository import MonitoringRepository
 from service.monitoring.tail import GAP_WINDOW
@@ -162,6 +165,45 @@ def test_http_requests_are_counted_by_route_template(client: TestClient) -> None
     durations = [s for s in after["glidepath_http_request_duration_seconds_count"]
                  if s.labels == {"method": "GET", "route": template}]  # fmt: skip
     assert durations and durations[0].value >= 4
+
+
+def test_each_request_is_one_request_event_reads_at_debug(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What uvicorn's access line said, as a structured event with the route: a successful read
+    at DEBUG (a poller's every answer), a write and anything refused at INFO."""
+    caplog.set_level(logging.DEBUG, logger=access_log.NAME)  # the level the event is asked at
+    made = create(client, STOPS_EARLY)
+    with structlog.testing.capture_logs() as logged:
+        assert client.post("/v1/experiments", json=STOPS_EARLY).status_code == 201
+        poll = client.get(f"/v1/experiments/{made}", headers={"X-Request-ID": "poll-1"})
+        assert poll.status_code == 200
+        assert client.get("/v1/experiments/987654").status_code == 404
+    events = [e for e in logged if e["event"] == "request"]
+    assert [(e["log_level"], e["method"], e["route"], e["status"]) for e in events] == [
+        ("info", "POST", "/v1/experiments", 201),
+        ("debug", "GET", "/v1/experiments/{experiment_id}", 200),
+        ("info", "GET", "/v1/experiments/{experiment_id}", 404),
+    ]
+    assert events[1]["path"] == f"/v1/experiments/{made}" and events[1]["ms"] >= 0
+    caplog.set_level(logging.INFO, logger=access_log.NAME)  # the default: reads not logged
+    with structlog.testing.capture_logs() as logged:
+        assert client.get(f"/v1/experiments/{made}").status_code == 200
+        assert client.delete("/v1/experiments/987654").status_code == 404
+    assert [(e["method"], e["status"]) for e in logged if e["event"] == "request"] == [
+        ("DELETE", 404)
+    ]
+    # uvicorn's own line is off as a process configures its logs: no handler and not propagated,
+    # so its protocol never formats it.
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure()
+        assert not logging.getLogger("uvicorn.access").hasHandlers()
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        structlog.reset_defaults()
 
 
 def test_a_request_answered_before_routing_is_labelled_with_its_route(client: TestClient) -> None:
