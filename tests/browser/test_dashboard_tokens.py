@@ -154,6 +154,30 @@ def test_the_first_token_made_on_an_open_api_stays_shown_and_is_used(
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_the_first_token_is_an_admin_unless_the_person_confirms(
+    served: str, page: Any, console: Console
+) -> None:
+    """On an open API the first token, which this browser then keeps, is offered as admin; a
+    read one asks first, since it would close the tokens page to the person making it."""
+    page.goto(f"{served}/tokens")
+    page.locator("#tokens td").first.wait_for()  # the empty list: "No tokens: …"
+    assert page.input_value('#token-create select[name="role"]') == "admin"
+    page.fill('#token-create input[name="name"]', "viewer")
+    page.select_option('#token-create select[name="role"]', "read")
+    asked: list[str] = []
+
+    def dismiss(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    page.click("#token-create button[type=submit]")
+    assert asked and "closes the API" in asked[0] and "read token cannot make tokens" in asked[0]
+    assert httpx.get(f"{served}/v1/tokens").json()["items"] == []  # nothing made: still open
+    assert page.evaluate("() => localStorage.getItem('glidepath.token')") is None
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 def test_forget_redraws_the_page_without_the_token(
     served: str, page: Any, console: Console
 ) -> None:

@@ -15,8 +15,14 @@ export async function renderTokens(root, identify) {
     pattern: "[A-Za-z0-9][A-Za-z0-9._@\\-]*", title: "letters, digits and . _ - @" });
   const role = h("select", { name: "role" }, ROLES.map((r) => h("option", { value: r }, r)));
 
+  // An open API (no token at all, none stored here): the token made now closes it, and this
+  // browser keeps it, so a first token below admin would shut this page to the person making it.
+  let open = false;
+
   async function load() {
     const page = await api.tokens();
+    open = page.items.length === 0 && !getToken();
+    if (open) role.value = "admin";
     clear(tbody, page.items.length ? page.items.map((t) => h("tr", { "data-name": t.name },
       h("td", {}, t.name),
       h("td", {}, t.role),
@@ -40,6 +46,9 @@ export async function renderTokens(root, identify) {
 
   async function create(event) {
     event.preventDefault();
+    if (open && role.value !== "admin" && !confirm(`The first token closes the API, and this browser keeps it: ` +
+        `a ${role.value} token cannot make tokens, so this page would be closed to you ` +
+        "(glidepath token create on the server can still make one). Make it anyway?")) return;
     let t;
     try {
       t = await api.createToken(name.value.trim(), role.value);
