@@ -285,3 +285,27 @@ def test_run_title_wraps_beside_its_buttons_at_390(stack: Stack, page: Any) -> N
         overlapping = [ln for ln in lines if ln["left"] < b["right"] and b["left"] < ln["right"]
                        and ln["top"] < b["bottom"] and b["top"] < ln["bottom"]]  # fmt: skip
         assert not overlapping, (button, b, overlapping)
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_no_page_scrolls_sideways_at_390(stack: Stack, page: Any) -> None:
+    """On a phone the top bar wraps (its links ran past the screen's edge, unseen, white on the
+    page's background, and every page scrolled sideways), a run's right-hand column takes the
+    screen's width, and a wide table scrolls inside its own box."""
+    (run,) = finished(stack, {**TINY, "name": "a-rather-long-experiment-name-seen-on-a-phone"})
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path, ready in [
+        (f"/experiments/{run['id']}", "#attempt-list td"),
+        ("/", "#experiments td"),
+        (f"/compare?ids={run['id']}", "#compare-runs td"),
+        ("/sweeps", "h1"),
+        ("/range-tests", "h1"),
+        ("/workers", "h1"),
+        ("/new", "h1"),
+    ]:
+        page.goto(f"{stack.url}{path}")
+        page.locator(ready).first.wait_for()
+        width = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+        assert width[0] <= width[1], (path, width)
+        links = page.locator(".topbar nav a").evaluate_all(f"els => els.map({BOX})")
+        assert links and all(link["right"] <= width[1] for link in links), (path, links)

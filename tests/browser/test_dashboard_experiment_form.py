@@ -148,8 +148,11 @@ def test_every_mistake_after_one_submit(
     assert summary.get_attribute("data-count") == "4"
     wrong = page.locator(".field.has-error, fieldset.has-error")
     places = sorted(wrong.evaluate_all("els => els.map((el) => el.dataset.loc)"))
-    assert places == ["base_lr", "epochs", "model.type", "solver.params"]
+    assert places == ["base_lr", "epochs", "model.type", "solver.params.momentum"]
     assert "greater than 0" in page.locator('[data-loc="base_lr"] > .field-error').inner_text()
+    # torch's refusal is at the kwarg it names, beside its field
+    momentum = page.locator('[data-loc="solver.params.momentum"] > .field-error').inner_text()
+    assert "Invalid momentum value: -0.5" in momentum, momentum
     shot("form-errors")
     assert page.url.endswith("/new")
 

@@ -111,7 +111,7 @@ export async function renderExperiment(root, id) {
     h("div", { class: "row" },
       h("div", { class: "grow" }, lrEl, lossEl, metricEl,
         h("div", { class: "card" }, h("h2", {}, "Attempts"), attemptsEl)),
-      h("div", { style: "width:380px" },
+      h("div", { class: "side", style: "width:380px" },
         h("div", { class: "card" }, h("h2", {}, "Decisions"), decisionsEl),
         h("div", { class: "card" }, h("h2", {}, "Spec"), specEl))),
   );

@@ -77,7 +77,7 @@ export async function renderRangeTest(root, id, query) {
     notice,
     h("div", { class: "row" },
       h("div", { class: "grow" }, chartEl, key),
-      h("div", { style: "width:400px" },
+      h("div", { class: "side", style: "width:400px" },
         h("div", { class: "card" }, h("h2", {}, "Test"), facts),
         h("div", { class: "card" }, h("h2", {}, "Spec"), specEl))),
   );
