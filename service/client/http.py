@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
+from urllib.parse import quote
 
 import httpx
 
@@ -58,6 +59,13 @@ RETRY_STATUSES = frozenset({503})
 # Also retried when the request is safe to repeat (GET, or a POST with an Idempotency-Key).
 RETRY_STATUSES_IF_SAFE = frozenset({502, 503, 504})
 T = TypeVar("T")
+
+
+def _segment(value: str | int) -> str:
+    """`value` as one path segment: escaped, so that `/`, `?` or `..` in a user's id cannot
+    address another resource (httpx resolves a literal `..`)."""
+    escaped = quote(str(value), safe="")
+    return escaped.replace(".", "%2E") if escaped in (".", "..") else escaped
 
 
 def _statuses(status: str | Sequence[str] | None) -> str | None:
@@ -481,7 +489,7 @@ class Client:
         return cast(BatchCreated, self._post("/v1/batches", body, key))
 
     def get_batch(self, batch_id: str) -> Batch:
-        return cast(Batch, self._get(f"/v1/batches/{batch_id}"))
+        return cast(Batch, self._get(f"/v1/batches/{_segment(batch_id)}"))
 
     def wait_batch(
         self, batch_id: str, *, poll: float | None = None, timeout: float | None = None

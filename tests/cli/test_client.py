@@ -311,3 +311,25 @@ def test_following_polls_soon_at_first_then_at_the_interval(
     polls = iter([False] * 6 + [True])
     trackers.poll_until(lambda: next(polls), interval)
     assert slept == pytest.approx(sleeps)
+
+
+def test_a_batch_id_is_one_path_segment() -> None:
+    """A batch id is the user's text: it is sent escaped, as one segment, so `..`, `/` or `?`
+    in it cannot make the client read another resource (`../experiments/1` read experiment 1
+    as if it were a batch: a KeyError in `batch show`)."""
+    seen: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path)
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    client, _ = make(handler)
+    for batch_id in ("../experiments/1", "x?y=1", "..", "a b"):
+        with pytest.raises(ApiError):
+            client.get_batch(batch_id)
+    assert seen == [
+        b"/v1/batches/..%2Fexperiments%2F1",
+        b"/v1/batches/x%3Fy%3D1",
+        b"/v1/batches/%2E%2E",
+        b"/v1/batches/a%20b",
+    ]
