@@ -68,6 +68,27 @@ def _segment(value: str | int) -> str:
     return escaped.replace(".", "%2E") if escaped in (".", "..") else escaped
 
 
+def _not_json(response: httpx.Response, base_url: str) -> ApiError:
+    """An answer that is not the API's: a redirect (an empty id: `GET /v1/batches/`), or a body
+    that is no JSON (a proxy's sign-in page, a URL that is not the API)."""
+    code = response.status_code
+    if response.is_redirect:
+        what = f"{code}, a redirect to {response.headers.get('Location', '?')}"
+    else:
+        what = f"{code} with {response.headers.get('Content-Type') or 'a body of no type'}"
+    msg = (f"the service answered {what}, not the API's JSON: is {base_url} the Glidepath API, "
+           "and every id given right?")  # fmt: skip
+    return ApiError(code, [{"loc": [], "msg": msg, "type": "not_json"}],
+                    method=response.request.method, url=str(response.request.url))  # fmt: skip
+
+
+def _json(response: httpx.Response, base_url: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise _not_json(response, base_url) from None
+
+
 def _statuses(status: str | Sequence[str] | None) -> str | None:
     if status is None or isinstance(status, str):
         return status or None
@@ -188,14 +209,16 @@ class Client:
                 continue
             if response.status_code >= 400:
                 raise ApiError.from_response(response)
+            if response.is_redirect:  # the API never redirects its clients: not its answer
+                raise _not_json(response, self.base_url)
             return response
 
     def _get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params=params).json()
+        return _json(self.request("GET", path, params=params), self.base_url)
 
     def _post(self, path: str, body: Any = None, idempotency_key: str | None = None) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return self.request("POST", path, json=body, headers=headers).json()
+        return _json(self.request("POST", path, json=body, headers=headers), self.base_url)
 
     # -- experiments ----------------------------------------------------------------------
 
@@ -621,7 +644,7 @@ class Client:
             response = self.request(
                 "POST", "/v1/datasets", data=fields, files={"file": (path.name, fp)}
             )
-        return cast(Dataset, response.json())
+        return cast(Dataset, _json(response, self.base_url))
 
     # -- workers --------------------------------------------------------------------------
 
@@ -647,7 +670,7 @@ class Client:
             raise ConnectionFailed(self.base_url, exc, method="GET", url="/readyz") from exc
         if response.status_code not in (200, 503):
             raise ApiError.from_response(response)
-        return cast(Readiness, response.json())
+        return cast(Readiness, _json(response, self.base_url))
 
 
 class _Unavailable(Exception):

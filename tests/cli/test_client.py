@@ -333,3 +333,22 @@ def test_a_batch_id_is_one_path_segment() -> None:
         b"/v1/batches/%2E%2E",
         b"/v1/batches/a%20b",
     ]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(307, headers={"Location": "http://gp.test/v1/batches"}),
+        httpx.Response(200, text="<html>Sign in</html>", headers={"content-type": "text/html"}),
+    ],
+)
+def test_an_answer_that_is_not_the_api_s_json_is_an_api_error(answer: httpx.Response) -> None:
+    """A redirect (`GET /v1/batches/` for an empty id) or a page that is not JSON (a proxy's
+    sign-in page, a URL that is not the API) raised json's JSONDecodeError: a traceback in the
+    CLI. It is an ApiError that says what came back."""
+    client, _ = make(lambda _: answer)
+    with pytest.raises(ApiError) as info:
+        client.get_batch("")
+    assert info.value.status_code == answer.status_code
+    assert "not the API's JSON" in str(info.value)
+    assert not info.value.is_unavailable and not info.value.is_not_found
