@@ -465,14 +465,23 @@ class Client:
         pending = list(dict.fromkeys(ids))
         done: dict[int, Experiment] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def late() -> TimeoutError:
+            left = [str(i) for i in pending if i not in done]
+            runs = f"experiment{'s' if len(left) > 1 else ''} {', '.join(left)}"
+            return TimeoutError(f"{runs} not final after {timeout}s")
+
         if poll is None:
             for i in pending:
                 exp = self.get_experiment(i)
                 if exp["status"] not in FINAL_STATUSES:
                     left = None if deadline is None else deadline - time.monotonic()
                     # The stream from the epochs read: no replay of the run's history.
-                    for _ in self.events(i, after_epoch=exp["epochs_run"], timeout=left):
-                        pass
+                    try:
+                        for _ in self.events(i, after_epoch=exp["epochs_run"], timeout=left):
+                            pass
+                    except TimeoutError:
+                        raise late() from None
                     exp = self.get_experiment(i)
                 done[i] = exp
             return [done[i] for i in pending]
@@ -485,9 +494,7 @@ class Client:
             if len(done) == len(pending):
                 return [done[i] for i in pending]
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"not final after {timeout}s: {sorted(set(pending) - set(done))}"
-                )
+                raise late()
             self._sleep(poll)
 
     # -- batches --------------------------------------------------------------------------

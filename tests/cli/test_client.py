@@ -352,3 +352,21 @@ def test_an_answer_that_is_not_the_api_s_json_is_an_api_error(answer: httpx.Resp
     assert info.value.status_code == answer.status_code
     assert "not the API's JSON" in str(info.value)
     assert not info.value.is_unavailable and not info.value.is_not_found
+
+
+def test_wait_s_timeout_names_the_runs_left_and_the_timeout_given() -> None:
+    """On a stream as when polling: the timeout the caller gave, not the seconds left of it
+    when the run was reached (`experiment 3 not final after 1.4938103900003625s`), and every
+    run not final yet."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            return httpx.Response(200, content=b": keep-alive\n\n",
+                                  headers={"content-type": "text/event-stream"})  # fmt: skip
+        return httpx.Response(200, json={"id": 3, "status": "running", "epochs_run": 1})
+
+    client, _ = make(handler)
+    for poll in (None, 0.01):
+        with pytest.raises(TimeoutError) as info:
+            client.wait([3, 4], poll=poll, timeout=0)
+        assert str(info.value) == "experiments 3, 4 not final after 0s"
