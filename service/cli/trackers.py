@@ -150,20 +150,23 @@ class ExperimentsTracker:
         self.seen_live: set[int] = set()  # runs seen queued, running or waiting
 
     def poll(self) -> View:
-        listed: set[int] = set()
-        if self.batch_id is not None:  # a page of 500 per request, not a request per run
-            for e in self.client.iter_experiments(batch_id=self.batch_id, page_size=500):
-                self.exps[e["id"]] = e
-                listed.add(e["id"])
-        for i in self.ids:
-            if i in listed:
-                continue
-            if i not in self.exps or self.exps[i]["status"] not in FINAL_STATUSES:
-                self.exps[i] = self.client.get_experiment(i)
+        if self.batch_id is not None:
+            # A page of 500 per request, not a request per run. The batch is what it lists: a
+            # run deleted (once ended) has left it, as its event stream and GET /v1/batches
+            # say, and a batch with none left has ended.
+            self.exps = {
+                e["id"]: e
+                for e in self.client.iter_experiments(batch_id=self.batch_id, page_size=500)
+            }
+        else:
+            for i in self.ids:
+                if i not in self.exps or self.exps[i]["status"] not in FINAL_STATUSES:
+                    self.exps[i] = self.client.get_experiment(i)
         exps = self.ordered()
         for e in exps:
             self._read_latest(e)
-        final = bool(exps) and all(e["status"] in FINAL_STATUSES for e in exps)
+        ended = all(e["status"] in FINAL_STATUSES for e in exps)
+        final = ended and (bool(exps) or self.batch_id is not None)
         return View(self.title, [_exp_row(e, self.latest.get(e["id"])) for e in exps], final)
 
     def _read_latest(self, e: Experiment) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from service.cli import app
@@ -277,3 +278,33 @@ def test_an_interval_out_of_range_is_a_usage_error(cli: CliRunner, value: str) -
     """inf or 1e300 s overflowed the waits' clock (a traceback) once the run was followed."""
     result = cli.invoke(app, ["watch", "1", "--interval", value])
     assert result.exit_code == 2 and "--interval" in result.output
+
+
+def test_following_a_batch_whose_run_is_deleted_meanwhile(client: TestClient) -> None:
+    """`submit --wait` and `batch show --wait` of a batch: a run that ends and is deleted
+    between two polls has left the batch (as its event stream and `GET /v1/batches/{id}` say);
+    it was read again by id, a 404 that ended the command with exit 4 while the batch ran on.
+    A batch whose runs are all deleted has ended."""
+    from service.cli.trackers import ExperimentsTracker
+    from service.client import Client
+
+    gp = Client(http=client, retries=0)
+    created = gp.create_batch([SPEC, SPEC, SPEC])
+    gone, kept, last = created["ids"]
+    tracker = ExperimentsTracker(gp, created["ids"], batch_id=created["batch_id"])
+    assert [r.status for r in tracker.poll().rows] == ["queued"] * 3
+
+    gp.cancel(gone)
+    gp.delete_experiment(gone)
+    view = tracker.poll()
+    assert [r.id for r in view.rows] == [kept, last] and not view.final
+
+    gp.cancel(kept)
+    gp.cancel(last)
+    gp.delete_experiment(last)
+    view = tracker.poll()
+    assert [(r.id, r.status) for r in view.rows] == [(kept, "cancelled")] and view.final
+    assert tracker.result()["experiments"][0]["id"] == kept
+
+    gp.delete_experiment(kept)
+    assert tracker.poll().final and tracker.result()["experiments"] == []
