@@ -48,6 +48,10 @@ EPOCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 
 # What the training core decides (decisions.Event.kind) and what a sweep's pruner stops with:
 # shown at 0 before the first one, so a rate() has a series to start from.
 DECISION_KINDS = ("reduce_lr", "early_stop", "diverged", "pruned")
+# A pruner's stop is no row of the runs' `decisions` (it is the sweep's, in sweep_decisions,
+# and a synchronous rung prunes runs no worker holds): it is counted as a run entering
+# `pruned` in the status ledger, a final status only the pruner sets, so each counts once.
+PRUNED = ExperimentStatus.PRUNED.value
 DEFAULT_QUEUE = "cpu"  # Celery's task_default_queue (dispatch/broker.py)
 
 
@@ -144,6 +148,8 @@ def collect(session: Session) -> list[Metric]:
             repo.status_changes_after, repo.status_changes_by_ids, now, probe.top_status_change
         ):
             figures.by_status[str(row[1])] += int(row[2])
+            if row[1] == PRUNED and int(row[2]) > 0:  # a deleted pruned run un-decides nothing
+                figures.decision_kinds[PRUNED] += int(row[2])
         worker_rows = repo.workers()
         for row in worker_rows:
             figures.queue_names.update(row[3] or [])
@@ -180,6 +186,7 @@ def _catch_up(repo: MonitoringRepository, figures: Figures, probe: Probe) -> Non
     upto = probe.top_status_change - GAP_WINDOW
     if upto > 0:
         figures.by_status.update(repo.status_totals(upto))
+        figures.decision_kinds[PRUNED] += repo.entered(PRUNED, upto)
         figures.status_changes.mark = upto
     figures.caught_up = True
 

@@ -158,6 +158,16 @@ class MonitoringRepository:
         stmt = stmt.where(RunStatusChange.id <= upto).group_by(RunStatusChange.status)
         return {str(status): int(n) for status, n in self._rows(stmt)}
 
+    def entered(self, status: str, upto: int) -> int:
+        """How many runs came to hold `status` in the ledger's rows with id <= upto: its
+        positive deltas (a first scrape's history of a final status, such as `pruned`)."""
+        stmt = select(func.coalesce(func.sum(RunStatusChange.delta), 0)).where(
+            RunStatusChange.id <= upto,
+            RunStatusChange.status == status,
+            RunStatusChange.delta > 0,
+        )
+        return int(self._rows(stmt)[0][0])
+
     def workers(self) -> list[Row]:
         """(stopped_at, last_seen, current_run, queues) of every registered worker."""
         return self._rows(_WORKERS)

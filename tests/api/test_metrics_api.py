@@ -25,6 +25,7 @@ from service.monitoring import access_log, collector, http_metrics, queues
 from service.monitoring.collector import EPOCH_BUCKETS
 from service.monitoring.repository import MonitoringRepository
 from service.monitoring.tail import GAP_WINDOW
+from tests.api.test_pruners_api import drain
 from tests.support.runs import end_run
 from worker.runs.lifecycle import run_experiment
 
@@ -267,6 +268,49 @@ def test_a_long_history_is_summed_by_the_database_at_the_first_scrape(client: Te
     assert value(got, "glidepath_decisions_total", kind="early_stop") == n // 2
     end_run(4, [0.5, 0.4])  # two more epochs, a scrape later
     assert value(scrape(client), "glidepath_epochs_total") == n + 2
+
+
+def test_runs_a_sweeps_pruner_stops_are_counted_as_pruned_decisions(client: TestClient) -> None:
+    """`glidepath_decisions_total{kind="pruned"}`: one per run a sweep's pruner stopped, at a
+    synchronous rung (no worker holds those runs) as by ASHA; a late process agrees, and
+    deleting a pruned run un-counts nothing (a counter). It stayed at 0: a pruner's stop is no
+    row of the runs' decisions."""
+    base = {"dataset": "iris", "model": {"type": "mlp", "hidden": [8]}, "epochs": 4,
+            "batch_size": 64, "device": "cpu"}  # fmt: skip
+    pruned = 0
+    for rule in ("successive_halving", "asha"):
+        body = {"base": base, "strategy": "grid", "pruner": {"type": rule},
+                "parameters": {"base_lr": [0.003, 0.03, 0.3, 0.001, 0.01, 0.1]}}  # fmt: skip
+        r = client.post("/v1/sweeps", json=body)
+        assert r.status_code == 201, r.text
+        drain(client, r.json()["sweep_id"])
+        counts = client.get(f"/v1/sweeps/{r.json()['sweep_id']}").json()["counts"]
+        assert counts.get("pruned", 0) > 0  # each rule stops some of the six
+        pruned += counts["pruned"]
+    got = scrape(client)
+    assert value(got, "glidepath_runs", status="pruned") == pruned
+    assert value(got, "glidepath_decisions_total", kind="pruned") == pruned
+    collector._figures.clear()  # a process that starts now reads the same
+    assert value(scrape(client), "glidepath_decisions_total", kind="pruned") == pruned
+    victim = client.get("/v1/experiments", params={"status": "pruned"}).json()["items"][0]["id"]
+    assert client.delete(f"/v1/experiments/{victim}").status_code == 204
+    after = scrape(client)
+    assert value(after, "glidepath_runs", status="pruned") == pruned - 1
+    assert value(after, "glidepath_decisions_total", kind="pruned") == pruned
+
+
+def test_a_long_history_of_pruned_runs_is_summed_at_the_first_scrape(client: TestClient) -> None:
+    """Past GAP_WINDOW ledger rows, a first scrape sums the runs that entered `pruned` in SQL
+    (runs deleted since still counted) and reads the newest rows one by one."""
+    n = GAP_WINDOW + 300
+    with get_engine().begin() as conn:
+        conn.execute(insert(Experiment), [{"spec": {}, "name": f"r{i}"} for i in range(n)])
+        conn.execute(update(Experiment).where(Experiment.id % 3 == 0).values(status="pruned"))
+        conn.execute(delete(Experiment).where(Experiment.id % 6 == 0))
+        conn.execute(update(Experiment).where(Experiment.id == n - 2).values(status="pruned"))
+    got = scrape(client)
+    assert value(got, "glidepath_runs", status="pruned") == n // 3 - n // 6 + 1
+    assert value(got, "glidepath_decisions_total", kind="pruned") == n // 3 + 1
 
 
 def runs_by_status() -> dict[str, int]:
