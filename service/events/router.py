@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from service.events import service, sse
 from service.events.listener import GroupKey, Listener
 from service.events.stream import group_events, run_events
+from service.kit.auth import revocation_check
 from service.kit.errors import InvalidInput, NotFound
 from service.kit.params import DB_INT_MAX, RowId, RowIdQuery, fits_db_int
 
@@ -78,7 +79,7 @@ async def experiment_events(
         service.run_exists, experiment_id
     ):
         raise NotFound(f"experiment {experiment_id} not found", loc=["path", "experiment_id"])
-    body = run_events(listener, experiment_id, cursor)
+    body = run_events(listener, experiment_id, cursor, revocation_check(request))
     return StreamingResponse(body, media_type=sse.MEDIA_TYPE, headers=HEADERS)
 
 
@@ -110,5 +111,5 @@ async def events(
         key, loc = ("all", None), ""
     if not await to_thread.run_sync(service.group_exists, *key):
         raise NotFound(f"{key[0]} {key[1]} not found", loc=["query", loc])
-    body = group_events(_listener(request), key)
+    body = group_events(_listener(request), key, revocation_check(request))
     return StreamingResponse(body, media_type=sse.MEDIA_TYPE, headers=HEADERS)

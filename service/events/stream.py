@@ -3,12 +3,18 @@ keep-alive comment whenever it has been quiet for EVENTS_KEEPALIVE_S."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 
 from service.events import sse
 from service.events.listener import GroupKey, Listener, Subscriber
 from service.events.service import EndItem, EpochItem, Item, StatusItem, end_item
+from service.kit.auth import TTL, Revoked
+
+# How often an open stream asks whether its token was revoked: the token cache's own TTL, so a
+# revoked token's streams end about as soon as its requests are refused.
+CHECK_S = TTL
 
 
 class RunCursor:
@@ -37,12 +43,30 @@ class RunCursor:
 Admit = Callable[[Item], tuple[bytes | None, bool]]
 
 
-async def _follow(sub: Subscriber, admit: Admit) -> AsyncGenerator[bytes, None]:
+async def _follow(
+    sub: Subscriber, admit: Admit, revoked: Revoked | None
+) -> AsyncGenerator[bytes, None]:
     """The follow part of every stream: what the hub hands `sub`, as `admit` lets it through,
     one chunk per hand-off (nothing after the event that ends it), and a keep-alive comment
-    whenever the hub says the stream has been quiet."""
+    whenever the hub says the stream has been quiet. A stream whose token can be revoked asks at
+    least every CHECK_S, quiet or not, and ends once it is: a reconnect is refused (401)."""
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
     while True:
-        items = await sub.next()
+        items: list[Item] | None
+        if revoked is None:
+            items = await sub.next()
+        else:
+            try:
+                items = await asyncio.wait_for(sub.next(), CHECK_S)
+            except TimeoutError:
+                items = []  # quiet: nothing to send, only the check
+            if loop.time() - checked >= CHECK_S:
+                checked = loop.time()
+                if await revoked():
+                    return
+            if items == []:
+                continue
         if items is None:
             yield sse.KEEP_ALIVE
             continue
@@ -60,7 +84,9 @@ async def _follow(sub: Subscriber, admit: Admit) -> AsyncGenerator[bytes, None]:
             return
 
 
-async def run_events(listener: Listener, experiment_id: int, cursor: int) -> AsyncIterator[bytes]:
+async def run_events(
+    listener: Listener, experiment_id: int, cursor: int, revoked: Revoked | None = None
+) -> AsyncIterator[bytes]:
     """`epoch` (and its `decision`s) for each row after `cursor`, `status` on each change; ends
     after the final status."""
     sub = Subscriber()
@@ -87,14 +113,16 @@ async def run_events(listener: Listener, experiment_id: int, cursor: int) -> Asy
                 return item.data, item.final
             return item.data, True  # EndItem
 
-        async with aclosing(_follow(sub, admit)) as chunks:
+        async with aclosing(_follow(sub, admit, revoked)) as chunks:
             async for chunk in chunks:
                 yield chunk
     finally:
         listener.leave_run(experiment_id, sub)
 
 
-async def group_events(listener: Listener, key: GroupKey) -> AsyncIterator[bytes]:
+async def group_events(
+    listener: Listener, key: GroupKey, revoked: Revoked | None = None
+) -> AsyncIterator[bytes]:
     """A `status` event per run of the group, then one whenever its status or progress changes;
     `end` once the group is over (not for "all")."""
     sub = Subscriber()
@@ -118,7 +146,7 @@ async def group_events(listener: Listener, key: GroupKey) -> AsyncIterator[bytes
                 return item.data, True
             return None, False  # a group follows statuses, not epochs
 
-        async with aclosing(_follow(sub, admit)) as chunks:
+        async with aclosing(_follow(sub, admit, revoked)) as chunks:
             async for chunk in chunks:
                 yield chunk
     finally:

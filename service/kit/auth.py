@@ -12,7 +12,8 @@ made something take `CallerDep` (the same dependency: FastAPI calls it once per 
 
 Table lookups are cached in-process for `TTL` seconds (one read per token per second per API
 process, whatever the request rate), so a token revoked in another process is refused within
-that time; a revoke or create in this process drops the cache at once.
+that time; a revoke or create in this process drops the cache at once. An event stream asks
+again as it goes (`revocation_check`): a revoked token's open streams end within about as long.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import functools
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypeVar
 
@@ -32,7 +33,10 @@ from starlette.concurrency import run_in_threadpool
 
 from service.config import settings
 from service.kit.errors import GlidepathError
+from service.kit.logging import get_logger
 from service.kit.roles import Role, needed_role
+
+log = get_logger(__name__)
 
 TTL = 1.0
 MAX_CACHED = 10_000  # distinct tokens remembered (a client spraying random ones cannot grow it)
@@ -199,6 +203,7 @@ async def _caller(request: Request, credentials: HTTPAuthorizationCredentials | 
             return caller
         found = await auth.find(token_digest)
         if found is not None and not found.revoked:
+            request.state.token_digest = token_digest  # revocable (`revocation_check`)
             return Caller(found.name, found.role)
         if found is not None:  # its row exists, so the API is not open
             raise _unauthorized(f"token {found.name!r} was revoked")
@@ -232,6 +237,30 @@ async def require_role(
 
 
 CallerDep = Annotated[Caller, Depends(require_role)]
+
+Revoked = Callable[[], Awaitable[bool]]
+
+
+def revocation_check(request: Request) -> Revoked | None:
+    """For an answer that outlives its request (an event stream, open for hours): whether the
+    token it was authorised with has been revoked since (read through the cache, so at most once
+    a TTL per token and process), or None where nothing can revoke it (an open API, a
+    GLIDEPATH_API_TOKENS token). A failed read is not a revocation: the stream goes on."""
+    token_digest = getattr(request.state, "token_digest", None)
+    if token_digest is None:
+        return None
+    auth = authenticator(request)
+
+    async def revoked() -> bool:
+        try:
+            found = await auth.find(token_digest)
+        except Exception:  # the database is away: the next check asks again
+            log.warning("token_check_failed", exc_info=True)
+            return False
+        return found is None or found.revoked
+
+    return revoked
+
 
 # What every guarded route may also answer, for its OpenAPI entry.
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -312,3 +312,31 @@ def test_an_ended_sweep_whose_runs_were_all_deleted_ends_its_stream(client: Test
         assert s.ended()
     got = Client(http=client).wait_sweep(sweep, timeout=10)
     assert got["status"] == "finished" and got["experiments"] == []
+
+
+def test_an_open_stream_ends_once_its_token_is_revoked(client: TestClient) -> None:
+    """A revoked token is refused within about a second (docs/access.md), its streams already
+    open too, quiet or not: each ends, and the reconnect is a 401 saying why. Another token's
+    stream goes on."""
+
+    def token(name: str, role: str, headers: dict[str, str] | None = None) -> dict[str, str]:
+        r = client.post("/v1/tokens", json={"name": name, "role": role}, headers=headers or {})
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['token']}"}
+
+    run = submit(client)
+    admin = token("root", "admin")  # the first token: the API is closed from now on
+    Worker(run).claim()
+    for path, name in [(f"/v1/experiments/{run}/events", "viewer"), ("/v1/events", "lister")]:
+        reader = token(name, "read", admin)
+        with client.stream("GET", path, headers=reader) as resp, \
+             client.stream("GET", path, headers=admin) as other:  # fmt: skip
+            s, kept = Stream(resp.iter_lines()), Stream(other.iter_lines())
+            assert s.next().event == "status" and kept.next().event == "status"
+            assert client.delete(f"/v1/tokens/{name}", headers=admin).status_code == 200
+            revoked = time.monotonic()
+            assert all(e is None for e in s.events), "only keep-alives until the stream ended"
+            assert time.monotonic() - revoked < 5, "the revoked token's stream ran on"
+            quiet(kept, 2)  # the admin's stream is still open
+        r = client.get(path, headers=reader)
+        assert r.status_code == 401 and "revoked" in r.json()["detail"][0]["msg"], r.text
