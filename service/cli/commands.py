@@ -295,7 +295,10 @@ def download(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Where to write it; default experiment-<id>.safetensors here."
+            "--output",
+            "-o",
+            help="Where to write it (a file, or a folder to write experiment-<id>.safetensors "
+            "in); default experiment-<id>.safetensors here.",
         ),
     ] = None,
     url: UrlOpt = None,

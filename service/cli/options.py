@@ -45,7 +45,11 @@ IntervalOpt = Annotated[
     float,
     # A bound above too: inf or 1e300 seconds overflowed the waits' clock (a traceback).
     typer.Option(
-        "--interval", min=0.05, max=3600, help="Seconds between polls (the first ones sooner)."
+        "--interval",
+        min=0.05,
+        max=3600,
+        help="Seconds between polls (the first ones sooner); `watch` follows live "
+        "events and polls only a run whose event stream failed.",
     ),
 ]
 WaitOpt = Annotated[

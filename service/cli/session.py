@@ -37,8 +37,12 @@ def report(exc: ApiError) -> None:
     err(f"error: HTTP {exc.status_code}{where}:")
     for line in exc.messages():
         err(f"  {line}")
-    if exc.status_code in (401, 403):
-        err("  (pass --token or set GLIDEPATH_TOKEN)")
+    # Whether or not a token was sent: the API's message says which (none, unknown, revoked,
+    # or the role it lacks).
+    if exc.status_code == 401:
+        err("  (pass a valid token: --token or GLIDEPATH_TOKEN)")
+    elif exc.status_code == 403:
+        err("  (use a token with that role: --token or GLIDEPATH_TOKEN)")
 
 
 def _path(url: str) -> str:

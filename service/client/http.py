@@ -323,11 +323,15 @@ class Client:
         self, experiment_id: int, path: str | os.PathLike[str] | None = None
     ) -> Path:
         """Stream an ended run's final model (safetensors) to `path` (default
-        `experiment-<id>.safetensors` in the current folder) and return the path. The file is
+        `experiment-<id>.safetensors` in the current folder, or in `path` when it is a folder)
+        and return the path. The file is
         written beside it and renamed once complete and its sha256 matches the server's ETag:
         an interrupted or corrupted transfer (retried, as connection errors and 503s are)
         leaves no file. A 409 `ApiError` while the run has no model."""
-        dest = Path(path) if path is not None else Path(f"experiment-{experiment_id}.safetensors")
+        name = f"experiment-{experiment_id}.safetensors"
+        dest = Path(path) if path is not None else Path(name)
+        if dest.is_dir():  # checked before the transfer: a folder is where, not what
+            dest = dest / name
         url = f"/v1/experiments/{experiment_id}/model"
         headers = {"Accept": "application/octet-stream"}
         if self.token:

@@ -69,6 +69,13 @@ def test_download_writes_the_model_and_prints_its_path_and_size(
     assert cli.invoke(app, ["download", str(exp_id)]).exit_code == 0
     assert (out / f"experiment-{exp_id}.safetensors").read_bytes() == data
 
+    # -o a folder: the default name in it (it downloaded, then failed to rename onto the folder)
+    folder = out / "models"
+    folder.mkdir()
+    got = cli.invoke(app, ["download", str(exp_id), "-o", str(folder)])
+    assert got.exit_code == 0, got.output
+    assert (folder / f"experiment-{exp_id}.safetensors").read_bytes() == data
+
     shown = cli.invoke(app, ["show", str(exp_id)])
     assert shown.exit_code == 0
     assert "attempts" in shown.stdout and "cli-host:7" in shown.stdout
