@@ -204,7 +204,8 @@ def test_token_from_option_or_environment(cli: CliRunner, monkeypatch: pytest.Mo
     monkeypatch.setattr(settings, "api_tokens", "alpha, beta")
     denied = cli.invoke(app, ["ls"])
     assert denied.exit_code == 2
-    assert "HTTP 401" in denied.stderr and "a valid token: --token or GLIDEPATH_TOKEN" in denied.stderr
+    assert "HTTP 401" in denied.stderr
+    assert "a valid token: --token or GLIDEPATH_TOKEN" in denied.stderr
     assert cli.invoke(app, ["ls", "--token", "alpha"]).exit_code == 0
     assert cli.invoke(app, ["ls"], env={"GLIDEPATH_TOKEN": "beta"}).exit_code == 0
 
