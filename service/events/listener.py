@@ -135,10 +135,18 @@ class RunHub(_Hub):
             self.epoch = read.epochs[-1].epoch
             self.attempt = max(self.attempt, *(e.attempt for e in read.epochs))
         items: list[Item] = list(read.epochs)
-        if read.status is not None:
-            self.status_key = read.status.key
-            # A final status goes after the rows written before it; any other before them.
-            items = [*items, read.status] if read.status.final else [read.status, *items]
+        status = read.status
+        if status is not None:
+            # A status goes after the rows written before it (a pause at a rung, a requeue, the
+            # end: their epochs_run counts them); a claim, an attempt starting, before the rows
+            # that attempt writes (a resume rewrites epochs), after the older attempts' rows.
+            previous, self.status_key = self.status_key, status.key
+            status_, attempt = status.key[0], status.key[1]
+            if status_ == "running" and (previous is None or previous[1] != attempt):
+                older = [e for e in read.epochs if e.attempt < attempt]
+                items = [*older, status, *(e for e in read.epochs if e.attempt >= attempt)]
+            else:
+                items = [*items, status]
         if items:
             self.send(items)
 
