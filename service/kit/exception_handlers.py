@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from service.kit import after_schema
-from service.kit.errors import ErrorItem, GlidepathError, item
+from service.kit.errors import MAX_ERRORS, ErrorItem, GlidepathError, item
 from service.kit.limits import NUL
 from service.kit.logging import get_logger
 from service.kit.media_types import media_type, reads_json
@@ -145,7 +145,9 @@ def install(app: FastAPI) -> None:
                 loc = ["body"]
             items.append(item(loc, msg, str(e.get("type", "invalid"))))
         items += await _beyond_schema(request, exc, items)
-        return _json(422, items)
+        # A batch or sweep of a thousand broken specs: the first MAX_ERRORS, as the checks
+        # beyond the schema stop at (Pydantic lists every one).
+        return _json(422, items[:MAX_ERRORS])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

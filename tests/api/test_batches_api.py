@@ -113,6 +113,12 @@ def test_a_batch_with_many_mistakes_lists_the_first_fifty(client: TestClient) ->
     ]
 
 
+def test_a_batch_with_many_schema_mistakes_lists_the_first_fifty_too(client: TestClient) -> None:
+    bad = [{**s, "epochs": 0} for s in specs(80)]  # the schema's own errors, one a spec
+    detail = client.post("/v1/batches", json={"experiments": bad}).json()["detail"]
+    assert [e["loc"] for e in detail] == [["body", "experiments", i, "epochs"] for i in range(50)]
+
+
 def test_a_refused_list_is_not_read_spec_by_spec(client: TestClient) -> None:
     r = client.post("/v1/batches", json={"experiments": {"0": SPEC}})
     assert [e["loc"] for e in r.json()["detail"]] == [["body", "experiments"]]
