@@ -44,7 +44,7 @@ Admit = Callable[[Item], tuple[bytes | None, bool]]
 
 
 async def _follow(
-    sub: Subscriber, admit: Admit, revoked: Revoked | None
+    sub: Subscriber, admit: Admit, revoked: Revoked | None = None
 ) -> AsyncGenerator[bytes, None]:
     """The follow part of every stream: what the hub hands `sub`, as `admit` lets it through,
     one chunk per hand-off (nothing after the event that ends it), and a keep-alive comment
