@@ -123,6 +123,15 @@ def page(browser: Any, console: Console) -> Iterator[Any]:
     )
 
 
+# True once the scroll position has not moved for 10 animation frames (polled each frame).
+SETTLED = """() => {
+  const at = `${scrollX},${scrollY},${document.documentElement.scrollHeight}`;
+  window.__settled = window.__settled && window.__settled.at === at
+    ? { at, frames: window.__settled.frames + 1 } : { at, frames: 0 };
+  return window.__settled.frames >= 10;
+}"""
+
+
 @pytest.fixture
 def shot(request: pytest.FixtureRequest, page: Any) -> Any:
     """shot(name): a full-page screenshot named after the test (and its backend)."""
@@ -131,7 +140,14 @@ def shot(request: pytest.FixtureRequest, page: Any) -> Any:
     def take(name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{test}-{name}.png"
+        scrolled = page.evaluate("() => [scrollX, scrollY]")
         page.screenshot(path=str(path), full_page=True)
+        # A full-page capture lays the page out at another size for a moment (narrow enough for
+        # the <=900 px layout here), and the browser moves the scroll position back some frames
+        # later: wait for it to settle and put it back, or the test's next click lands where
+        # the button was (a submit that never fired).
+        page.wait_for_function(SETTLED, polling="raf")
+        page.evaluate("([x, y]) => scrollTo(x, y)", scrolled)
         SHOTS.append(path)
         return path
 
