@@ -51,6 +51,7 @@ from service.experiments.polls import PollCache
 from service.kit.db import session_scope
 from service.kit.logging import get_logger
 from service.kit.notify import CHANNEL
+from service.training.status import ExperimentStatus
 
 log = get_logger(__name__)
 
@@ -141,8 +142,8 @@ class RunHub(_Hub):
             # end: their epochs_run counts them); a claim, an attempt starting, before the rows
             # that attempt writes (a resume rewrites epochs), after the older attempts' rows.
             previous, self.status_key = self.status_key, status.key
-            status_, attempt = status.key[0], status.key[1]
-            if status_ == "running" and (previous is None or previous[1] != attempt):
+            name, attempt = status.key[0], status.key[1]  # status_item's key
+            if name == ExperimentStatus.RUNNING and (previous is None or previous[1] != attempt):
                 older = [e for e in read.epochs if e.attempt < attempt]
                 items = [*older, status, *(e for e in read.epochs if e.attempt >= attempt)]
             else:
