@@ -146,7 +146,7 @@ class LRTrace(TypedDict):
 
 class Decision(TypedDict):
     epoch: int
-    kind: str  # reduce_lr | early_stop | diverged
+    kind: str  # reduce_lr | early_stop | diverged | pruned
     monitor: str | None
     value: float | None
     best: float | None

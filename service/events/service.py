@@ -4,7 +4,7 @@ events already framed (bytes), so N subscribers share one serialization."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from service.experiments.models import Decision, EpochRow
 from service.experiments.schemas import DecisionOut, EpochOut
 from service.kit.db import session_scope
 from service.sweeps.models import SweepStatus
-from service.training.status import FINAL
+from service.training.status import FINAL, ExperimentStatus
 
 # -- events, framed ---------------------------------------------------------------------------
 
@@ -74,6 +74,22 @@ def status_item(row: Any, epochs: int, progress: bool = False) -> StatusItem:
     return StatusItem(row.id, key, row.status in FINAL, data)
 
 
+def _with_stop(repo: EventsRepository, row: Any, status: StatusItem,
+               epochs: list[EpochItem]) -> StatusItem:  # fmt: skip
+    """A run's `status` event, preceded by the pruner's stop when the run ended `pruned` and
+    the stop's epoch is not among `epochs` (which carry their decisions). The stop is stored
+    after the epoch it judged, so a follower had that epoch without it."""
+    if row.status != ExperimentStatus.PRUNED or any(e.epoch == row.epochs_run for e in epochs):
+        return status
+    stops = [d for d in repo.decisions_in(row.id, row.epochs_run, row.epochs_run)
+             if d.kind == ExperimentStatus.PRUNED]  # fmt: skip
+    frames = b"".join(
+        sse.frame("decision", DecisionOut.model_validate(d).model_dump_json(), d.epoch)
+        for d in stops
+    )
+    return replace(status, data=frames + status.data)
+
+
 def end_item(states: dict[int, StatusItem]) -> EndItem:
     counts: dict[str, int] = {}
     for s in states.values():
@@ -110,7 +126,9 @@ def replay_run(experiment_id: int, cursor: int, session: Session | None = None) 
     at_cursor = repo.attempt_at(experiment_id, cursor) if cursor else 0
     rows = repo.rows_after(experiment_id, cursor)
     decisions = repo.decisions_in(experiment_id, rows[0].epoch, rows[-1].epoch) if rows else []
-    return RunReplay(status_item(row, total), epoch_items(rows, decisions), at_cursor, total, last)
+    epochs = epoch_items(rows, decisions)
+    status = _with_stop(repo, row, status_item(row, total), epochs)
+    return RunReplay(status, epochs, at_cursor, total, last)
 
 
 @dataclass
@@ -148,6 +166,8 @@ def read_run(repo: EventsRepository, plan: RunPlan) -> RunRead:
         if rows:
             decisions = repo.decisions_in(i, rows[0].epoch, rows[-1].epoch)
             out.epochs = epoch_items(rows, decisions)
+    if out.status is not None:
+        out.status = _with_stop(repo, row, out.status, out.epochs)
     return out
 
 

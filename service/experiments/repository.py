@@ -784,11 +784,11 @@ class ExperimentRepository:
                 delete(model).where(model.experiment_id == experiment_id, model.epoch > after_epoch)
             )
 
-    def prune_waiting(self, reasons: dict[int, str]) -> None:
+    def prune_waiting(self, reasons: dict[int, str]) -> set[int]:
         """End the runs still `waiting` at a rung as `pruned`, each with its reason (one
-        statement however many; a run cancelled meanwhile stays cancelled)."""
+        statement however many; a run cancelled meanwhile stays cancelled): the ids pruned."""
         if not reasons:
-            return
+            return set()
         runs, now = cast(Table, Experiment.__table__), utcnow()
         self.session.execute(
             update(runs).where(runs.c.id == bindparam("eid"),
@@ -797,6 +797,9 @@ class ExperimentRepository:
                     stop_reason=bindparam("reason")),
             [{"eid": i, "reason": r} for i, r in reasons.items()],
         )  # fmt: skip
+        pruned = select(runs.c.id).where(runs.c.id.in_(list(reasons)),
+                                         runs.c.status == ExperimentStatus.PRUNED)  # fmt: skip
+        return set(self.session.scalars(pruned))
 
     def requeue_waiting(self, experiment_ids: Sequence[int]) -> list[tuple[int, str]]:
         """Queue again the runs still `waiting` among `experiment_ids` (promoted at a rung):
@@ -811,6 +814,11 @@ class ExperimentRepository:
             .returning(runs.c.id, runs.c.queue)
         ).all()  # fmt: skip
         return [(int(i), str(q)) for i, q in rows]
+
+    def record_decisions(self, decisions: list[dict[str, Any]]) -> None:
+        """Decisions taken outside the run's own epoch write (a sweep pruner's stop), upserted
+        on (run, epoch, kind) like the ones written with an epoch."""
+        upsert(self.session, Decision.__table__, decisions, ["experiment_id", "epoch", "kind"])  # type: ignore[arg-type]
 
     def write_epoch(self, row: dict[str, Any], decisions: list[dict[str, Any]]) -> None:
         self.write_epochs([row], decisions)

@@ -323,7 +323,10 @@ class DecisionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     epoch: int
-    kind: str = Field(description="reduce_lr | early_stop | diverged")
+    kind: str = Field(
+        description="reduce_lr | early_stop | diverged | pruned (a sweep's pruner "
+        "stopped the run: `monitor` its metric, `value` at `epoch`)"
+    )
     monitor: str | None
     value: float | None
     best: float | None

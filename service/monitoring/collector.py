@@ -48,9 +48,10 @@ EPOCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 
 # What the training core decides (decisions.Event.kind) and what a sweep's pruner stops with:
 # shown at 0 before the first one, so a rate() has a series to start from.
 DECISION_KINDS = ("reduce_lr", "early_stop", "diverged", "pruned")
-# A pruner's stop is no row of the runs' `decisions` (it is the sweep's, in sweep_decisions,
-# and a synchronous rung prunes runs no worker holds): it is counted as a run entering
-# `pruned` in the status ledger, a final status only the pruner sets, so each counts once.
+# A pruner's stop is counted as a run entering `pruned` in the status ledger, a final status
+# only the pruner sets, so each counts once, a deleted run's too; the run's own `pruned`
+# decision row (service/sweeps/pruning.py) is passed over, and a resumed run told its stop
+# again (the row written again) does not count twice.
 PRUNED = ExperimentStatus.PRUNED.value
 DEFAULT_QUEUE = "cpu"  # Celery's task_default_queue (dispatch/broker.py)
 
@@ -143,7 +144,8 @@ def collect(session: Session) -> list[Metric]:
         for row in figures.decisions.read(
             repo.decisions_after, repo.decisions_by_ids, now, probe.top_decision
         ):
-            figures.decision_kinds[str(row[1])] += 1
+            if row[1] != PRUNED:
+                figures.decision_kinds[str(row[1])] += 1
         for row in figures.status_changes.read(
             repo.status_changes_after, repo.status_changes_by_ids, now, probe.top_status_change
         ):
@@ -181,7 +183,9 @@ def _catch_up(repo: MonitoringRepository, figures: Figures, probe: Probe) -> Non
         figures.epochs.mark = upto
     upto = probe.top_decision - GAP_WINDOW
     if upto > 0:
-        figures.decision_kinds.update(repo.decision_kinds(upto))
+        figures.decision_kinds.update(
+            {k: n for k, n in repo.decision_kinds(upto).items() if k != PRUNED}
+        )
         figures.decisions.mark = upto
     upto = probe.top_status_change - GAP_WINDOW
     if upto > 0:

@@ -14,7 +14,9 @@ values), and the synchronous rung that is decided exactly once, by whoever sees 
   re-queues the best runs (they resume from their checkpoints) and prunes the rest.
 
 A decision is stored once per (run, epoch): a resumed run that reaches the epoch again gets the
-stored one. Decisions depend only on stored values, so a crash changes none of them.
+stored one. Decisions depend only on stored values, so a crash changes none of them. A stop is
+also stored as the run's own decision (kind `pruned`, `_record_stops`), so the run's
+/decisions, compare and events list it beside its plateau and early-stopping decisions.
 """
 
 from __future__ import annotations
@@ -208,6 +210,27 @@ def _decision_row(p: RunPruner, v: pruning.Verdict) -> dict[str, Any]:
             "reason": v.reason, "created_at": utcnow()}  # fmt: skip
 
 
+def _record_stops(session: Session, metric: str,
+                  stops: Sequence[tuple[int, int, float | None, str]]) -> None:  # fmt: skip
+    """The pruner's stops (run, epoch, value, reason) as the runs' own decisions. Upserted: a
+    run that lost its lease after its stop was stored resumes from a checkpoint (its decisions
+    after it cut) and is told the same stop again."""
+    now = utcnow()
+    ExperimentRepository(session).record_decisions([
+        {"experiment_id": i, "epoch": epoch, "kind": ExperimentStatus.PRUNED.value,
+         "monitor": metric, "value": value, "best": None, "best_epoch": None, "old_lr": None,
+         "new_lr": None, "reason": reason, "created_at": now}
+        for i, epoch, value, reason in stops
+    ])  # fmt: skip
+
+
+def _told(session: Session, p: RunPruner, stored: SweepDecision) -> SweepDecision:
+    if stored.decision == "stop":
+        stop = (stored.experiment_id, stored.epoch, stored.value, stored.reason)
+        _record_stops(session, p.rule.metric, [stop])
+    return stored
+
+
 def decide_async(session: Session, p: RunPruner, epoch: int) -> SweepDecision | None:
     """ASHA at a rung, median after each epoch from min_epochs: the decision about the epoch
     just written (the stored one if it was taken before). Median's `continue` is not stored:
@@ -219,15 +242,15 @@ def decide_async(session: Session, p: RunPruner, epoch: int) -> SweepDecision | 
             return None
         decided.lock_sweep(p.sweep_id)
         if (done := decided.decision(p.experiment_id, epoch)) is not None:
-            return done
+            return _told(session, p, done)
         before = decided.recorded_at(p.sweep_id, p.stage, epoch, rung)
         values = ExperimentRepository(session).values_at([p.experiment_id], epoch, rule.metric)
         verdict = pruning.asha(p.experiment_id, values.get(p.experiment_id), before, rule.eta,
                                rule.mode, rule.metric, epoch, rung)  # fmt: skip
-        return decided.add(_decision_row(p, verdict))
+        return _told(session, p, decided.add(_decision_row(p, verdict)))
     if rule.type == "median" and epoch >= rule.min_epochs:
         if (done := decided.decision(p.experiment_id, epoch)) is not None:
-            return done
+            return _told(session, p, done)
         bests = ExperimentRepository(session).bests_up_to(
             p.sweep_id, p.stage, epoch, rule.metric, rule.mode
         )
@@ -236,7 +259,7 @@ def decide_async(session: Session, p: RunPruner, epoch: int) -> SweepDecision | 
         found = pruning.median(p.experiment_id, own, others, rule.min_runs, rule.mode,
                                rule.metric, epoch)  # fmt: skip
         if found is not None and found.stop:
-            return decided.add(_decision_row(p, found))
+            return _told(session, p, decided.add(_decision_row(p, found)))
     return None
 
 
@@ -326,7 +349,10 @@ def _complete(session: Session, sweep_id: int, rule: Rule, stage: int, bracket: 
     # pruned runs with their reasons, the promoted ones (a run cancelled meanwhile stays so).
     decided.add_many([_decision_row(p, v) for v in verdicts])
     stopped = {v.experiment_id: v.reason for v in verdicts if v.stop}
-    runs.prune_waiting(stopped)
+    pruned = runs.prune_waiting(stopped)
+    stops = [(v.experiment_id, epoch, v.value, v.reason) for v in verdicts
+             if v.experiment_id in pruned]  # fmt: skip
+    _record_stops(session, rule.metric, stops)
     artifacts.drop_checkpoints(session, list(stopped))  # a pruned run keeps no checkpoint
     for exp_id, queue in runs.requeue_waiting([v.experiment_id for v in verdicts if not v.stop]):
         dispatch.enqueue(session, exp_id, queue, dispatch.RUN_TASK)

@@ -14,6 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.artifacts import service as artifact_service
+from service.client.sse import parse
+from service.config import settings
 from service.sweeps import service as sweeps
 from tests.support.artifacts import checkpoint_keys
 from worker.runs import artifacts
@@ -65,6 +67,33 @@ def val_loss_at(client: TestClient, exp_id: int, epoch: int) -> float:
     return float(next(r["val_loss"] for r in rows if r["epoch"] == epoch))
 
 
+def assert_stops_are_the_runs_decisions(client: TestClient, sweep_id: int) -> None:
+    """Each run the pruner stopped lists that stop as its own last decision (kind `pruned`,
+    the sweep decision's epoch, value and sentence), in /decisions and in compare; a run it
+    did not stop lists none."""
+    stops = {d["experiment_id"]: d for d in client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+             if d["decision"] == "stop"}  # fmt: skip
+    assert stops
+    runs = client.get(f"/v1/sweeps/{sweep_id}").json()["experiments"]
+    ids = [e["experiment_id"] for e in runs]
+    series = client.get("/v1/experiments/compare", params={"ids": ",".join(map(str, ids))})
+    compared = {s["experiment_id"]: s["decisions"] for s in series.json()["series"]}
+    for e in runs:
+        got = client.get(f"/v1/experiments/{e['experiment_id']}/decisions").json()
+        pruned = [d for d in got["decisions"] if d["kind"] == "pruned"]
+        assert compared[e["experiment_id"]] == got["decisions"]
+        if e["status"] != "pruned":
+            assert pruned == []
+            continue
+        stop = stops[e["experiment_id"]]
+        assert got["decisions"][-1] == pruned[0]
+        assert pruned == [{"epoch": stop["epoch"], "kind": "pruned", "monitor": "val_loss",
+                           "value": stop["value"], "best": None, "best_epoch": None,
+                           "old_lr": None, "new_lr": None, "reason": stop["reason"]}]  # fmt: skip
+        detail = client.get(f"/v1/experiments/{e['experiment_id']}").json()
+        assert detail["stop_reason"] == stop["reason"]
+
+
 def test_successive_halving_keeps_the_best_third_at_each_rung(client: TestClient) -> None:
     sweep_id = sweep_of(client, {"type": "successive_halving"})  # r 1, η 3: rungs at 1 and 3
     drain(client, sweep_id)
@@ -100,6 +129,7 @@ def test_successive_halving_keeps_the_best_third_at_each_rung(client: TestClient
     # The winner resumed from its checkpoints: its history is whole and contiguous.
     rows = client.get(f"/v1/experiments/{winner['experiment_id']}/metrics").json()["epochs"]
     assert [r["epoch"] for r in rows] == list(range(1, 10))
+    assert_stops_are_the_runs_decisions(client, sweep_id)
 
 
 @pytest.mark.parametrize(
@@ -167,6 +197,7 @@ def test_asha_decides_each_run_over_the_values_recorded_before_it(client: TestCl
         assert (d["decision"] == "continue") == (d["value"] <= values[keep - 1]), d
     statuses = {e["status"] for e in client.get(f"/v1/sweeps/{sweep_id}").json()["experiments"]}
     assert statuses <= {"succeeded", "pruned"} and "pruned" in statuses
+    assert_stops_are_the_runs_decisions(client, sweep_id)
 
 
 def test_a_cancelled_sweep_ends_its_waiting_runs_cancelled(client: TestClient) -> None:
@@ -278,6 +309,36 @@ def test_median_stops_a_run_worse_than_the_others_median(client: TestClient) -> 
         run = client.get(f"/v1/experiments/{d['experiment_id']}").json()
         assert run["status"] == "pruned" and run["epochs_run"] == d["epoch"]
         assert run["stop_reason"] == d["reason"]
+    assert_stops_are_the_runs_decisions(client, sweep_id)
+
+
+def test_a_followed_run_is_sent_its_pruners_stop_then_its_status(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run waiting at a rung, followed live, is pruned when the last run reaches the rung:
+    its stream sends the stop as a `decision` (its epoch was sent before the stop existed),
+    then the `pruned` status, then ends. A reconnect from that epoch is sent the same."""
+    monkeypatch.setattr(settings, "events_poll_s", 0.02)
+    sweep_id = sweep_of(client, {"type": "successive_halving"})
+    *first, last = queued_in(client, sweep_id)
+    for exp_id in first:
+        run_experiment(exp_id)  # each waits at the rung, epoch 1
+    slowest = first[0]  # base_lr 0.001: one epoch leaves it far behind, so it is pruned
+    path = f"/v1/experiments/{slowest}/events"
+    with client.stream("GET", path) as r:
+        events = (e for e in parse(r.iter_lines()) if e is not None)
+        assert [next(events).event for _ in range(2)] == ["epoch", "status"]
+        run_experiment(last)  # reaches the rung last and decides it
+        decision, status = next(events), next(events)
+        assert next(events, None) is None  # the stream ended
+    stop = client.get(f"/v1/experiments/{slowest}/decisions").json()["decisions"][-1]
+    assert (decision.event, decision.id, decision.json()) == ("decision", "1", stop)
+    assert stop["kind"] == "pruned" and "at this rung" in stop["reason"]
+    assert (status.event, status.json()["status"]) == ("status", "pruned")
+    again = client.get(path, headers={"Last-Event-ID": "1"}).text.splitlines()
+    assert [(e.event, e.id) for e in parse(again) if e is not None] == [
+        ("decision", "1"), ("status", "1")
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # the rule, not the store
