@@ -93,6 +93,20 @@ def response(session: Session, experiment_id: int, if_none_match: str | None) ->
     return StreamingResponse(model.chunks(), media_type=MEDIA_TYPE, headers=headers)
 
 
+def head(session: Session, experiment_id: int, if_none_match: str | None) -> Response:
+    """HEAD: GET's headers (size, ETag, file name) from the model's record, without reading
+    the store, so a script can check for a model or a change cheaply (404, 409 as GET)."""
+    row = record(session, experiment_id)
+    if if_none_match is not None and _matches(if_none_match, row.sha256):
+        return Response(status_code=304, headers={"ETag": etag(row.sha256)})
+    headers = {
+        "Content-Length": str(row.size),
+        "Content-Disposition": f'attachment; filename="{filename(experiment_id)}"',
+        "ETag": etag(row.sha256),
+    }
+    return Response(media_type=MEDIA_TYPE, headers=headers)
+
+
 def _matches(if_none_match: str, sha256: str) -> bool:
     tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
     return "*" in tags or etag(sha256) in tags

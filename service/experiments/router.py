@@ -248,10 +248,7 @@ async def cancel_experiment(experiment_id: RowId) -> ExperimentOut:
     return await in_session(lambda s: service.out(s, service.cancel(s, experiment_id)))
 
 
-@router.get(
-    "/{experiment_id}/model",
-    response_class=Response,
-    responses={
+MODEL_ANSWERS: dict[int | str, dict[str, Any]] = {
         200: {
             "description": "The final model (safetensors: tensors only, with the spec, status, "
             "epochs_run and test_metrics in its metadata); `ETag` is its sha256, verified "
@@ -264,14 +261,22 @@ async def cancel_experiment(experiment_id: RowId) -> ExperimentOut:
               "cancelled while queued), an LR range test (which keeps none), or the stored one "
               "is missing or corrupt"},
         503: {"description": "The artifact store is unavailable; see Retry-After"},
-    },
-)  # fmt: skip
-async def download_model(
-    experiment_id: RowId,
-    if_none_match: Annotated[str | None, Header(max_length=1000)] = None,
-) -> Response:
+}  # fmt: skip
+IfNoneMatch = Annotated[str | None, Header(max_length=1000)]
+
+
+@router.get("/{experiment_id}/model", response_class=Response, responses=MODEL_ANSWERS)
+async def download_model(experiment_id: RowId, if_none_match: IfNoneMatch = None) -> Response:
     """Download the run's final model as `experiment-<id>.safetensors`."""
     return await in_session(lambda s: downloads.response(s, experiment_id, if_none_match))
+
+
+@router.head("/{experiment_id}/model", response_class=Response,
+             responses={k: v for k, v in MODEL_ANSWERS.items() if k != 503})  # fmt: skip
+async def model_headers(experiment_id: RowId, if_none_match: IfNoneMatch = None) -> Response:
+    """The model download's headers without its bytes: `Content-Length`, `ETag` (its
+    sha256) and the file name, from the model's record (the store is not read)."""
+    return await in_session(lambda s: downloads.head(s, experiment_id, if_none_match))
 
 
 @router.delete(

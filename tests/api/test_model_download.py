@@ -123,6 +123,22 @@ def test_the_model_downloads_verified_and_loads_into_the_model_its_spec_builds(
     assert again.status_code == 304 and again.headers["etag"] == f'"{sha}"'
 
 
+def test_head_gives_the_downloads_headers_without_its_bytes(client: TestClient) -> None:
+    """`curl -I` or a script checking for a model (or a change) before fetching it: GET's
+    headers, no body; 304 for a sha256 it has; 404 and 409 as GET gives them."""
+    exp_id = finished(client)
+    url = f"/v1/experiments/{exp_id}/model"
+    got, head = client.get(url), client.head(url)
+    assert head.status_code == 200 and head.content == b""
+    for name in ("content-type", "content-length", "content-disposition", "etag"):
+        assert head.headers[name] == got.headers[name], name
+    assert client.head(url, headers={"If-None-Match": got.headers["etag"]}).status_code == 304
+    assert client.head(url, headers={"If-None-Match": '"other"'}).status_code == 200
+    assert client.head("/v1/experiments/999999/model").status_code == 404
+    queued = submit(client)
+    assert client.head(f"/v1/experiments/{queued}/model").status_code == 409
+
+
 def test_unknown_queued_and_running_runs_have_no_model(client: TestClient) -> None:
     unknown = client.get("/v1/experiments/999999/model")
     assert unknown.status_code == 404 and "not found" in problem(unknown)
