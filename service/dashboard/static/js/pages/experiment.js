@@ -151,6 +151,12 @@ export async function renderExperiment(root, id) {
     }
   }
 
+  function setProgress(epoch) {
+    experiment.epochs_run = epoch;
+    const total = experiment.progress.epochs;
+    experiment.progress = { ...experiment.progress, epochs_run: epoch, fraction: total ? epoch / total : 0 };
+  }
+
   function renderSummary() {
     const e = experiment;
     renderDurations();
@@ -300,6 +306,10 @@ export async function renderExperiment(root, id) {
     summaryAt = Date.now();
     try {
       experiment = await api.experiment(id);
+      // The run was read as it was when asked: epochs the stream sent while the answer was on
+      // its way are newer, and the progress shows them as the charts do (never 33 beside 34).
+      const last = rows.length ? rows[rows.length - 1].epoch : 0;
+      if (last > (experiment.progress.epochs_run ?? 0)) setProgress(last);
       renderSummary();
       renderDecisions(); // "None yet" becomes "No decisions" once the run has ended
     } catch (err) {
@@ -317,10 +327,7 @@ export async function renderExperiment(root, id) {
       rows.push(row);
       cursor = row.epoch;
       redraw();
-      experiment.epochs_run = row.epoch;
-      const total = experiment.progress.epochs;
-      experiment.progress = { ...experiment.progress, epochs_run: row.epoch,
-        fraction: total ? row.epoch / total : 0 };
+      setProgress(row.epoch);
       if (!summaryTimer) summaryTimer = setTimeout(refreshSummary, Math.max(0, summaryAt + SUMMARY_MS - Date.now()));
     },
     decision: (d) => {
