@@ -11,11 +11,17 @@ alone: p50 56 ms with 2 processes against 14 ms with one).
 
 The limit: uvicorn answers a request past `limit_concurrency` with a plain-text 503 of its own
 (`flow_control.service_unavailable`), outside `{"detail": [...]}`. Here uvicorn's check is off
-and the same check, on the same counts, picks `kit.limits.over_capacity` instead of the app."""
+and the same check, on the same counts, picks `kit.limits.over_capacity` instead of the app.
+
+A request uvicorn cannot parse got its plain-text 400 "Invalid HTTP request received.", a long
+query string (past GLIDEPATH_API_MAX_HEADER_BYTES) included: here it is a 400 in the one error
+shape, `type` request_too_large or bad_request, and the connection closes as uvicorn's does.
+(400 rather than 431 or 414: clients and fuzzers read those as the request accepted.)"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any, ClassVar
 
@@ -40,6 +46,7 @@ class ApiProtocol:
     connections: set[Any]
     app: Any
     logger: Any
+    transport: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,6 +78,29 @@ class ApiProtocol:
                 cls.admitted -= 1
 
         return limited
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_too_large():
+            status, reason, kind = 400, b"Bad Request", "request_too_large"
+            text = (f"the request line and headers are over {settings.api_max_header_bytes} "
+                    "bytes (GLIDEPATH_API_MAX_HEADER_BYTES): a query string that long is not a "
+                    "request the API takes")  # fmt: skip
+        else:
+            status, reason, kind = 400, b"Bad Request", "bad_request"
+            text = "the request is not valid HTTP/1.1, so it was not read"
+        self.logger.warning(text)
+        body = json.dumps({"detail": [{"loc": [], "msg": text, "type": kind}]}).encode()
+        head = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n\r\n") % (status, reason, len(body))  # fmt: skip
+        self.transport.write(head + body)
+        self.transport.close()
+
+    def _head_too_large(self) -> bool:
+        """h11 refuses a receive buffer past its limit; httptools, our count (below)."""
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            return len(getattr(conn, "_receive_buffer", b"")) > settings.api_max_header_bytes
+        return getattr(self, "_header_bytes", 0) > settings.api_max_header_bytes
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         sock = transport.get_extra_info("socket")

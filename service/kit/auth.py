@@ -262,8 +262,13 @@ def revocation_check(request: Request) -> Revoked | None:
     return revoked
 
 
-# What every guarded route may also answer, for its OpenAPI entry.
+# What every guarded route may also answer, for its OpenAPI entry (400: `glidepath api`'s
+# protocol refuses the request before any route sees it, service/cli/http_protocol.py).
 RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "Not read: the request line and headers are over "
+        "GLIDEPATH_API_MAX_HEADER_BYTES (16 KiB; a query string that long), or not HTTP"
+    },
     401: {"description": "No, unknown or revoked token (while any token exists)"},
     403: {"description": "The token's role is short of what this needs; `msg` names the role"},
 }

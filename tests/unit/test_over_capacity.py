@@ -7,9 +7,12 @@ open, as an event stream does."""
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -42,9 +45,15 @@ class App:
 
 @pytest.fixture
 def served() -> Iterator[tuple[str, App]]:
+    with serving(HTTP_PROTOCOL) as running:
+        yield running
+
+
+@contextmanager
+def serving(protocol: str) -> Iterator[tuple[str, App]]:
     app = App()
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=HTTP_PROTOCOL,
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol,
                             limit_concurrency=LIMIT, lifespan="off", log_config=None)  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -104,3 +113,33 @@ def test_a_held_request_counts_until_it_is_answered(served: tuple[str, App]) -> 
         app.release.set()
         waiting.join(timeout=10)
         assert answers[0].text == "ok"
+
+
+@pytest.mark.parametrize("protocol", ["ApiHttpToolsProtocol", "ApiH11Protocol"])
+def test_a_request_too_long_or_not_http_is_refused_in_the_error_shape(protocol: str) -> None:
+    """A query string past GLIDEPATH_API_MAX_HEADER_BYTES, or anything that is not HTTP, is a 400
+    in the one error shape `{"detail": [...]}` (uvicorn's was plain text); the app never
+    sees either, and the server goes on. With httptools (installed) and h11 (where it is not;
+    h11 counts only a head still incomplete, so one sent in a single write may pass)."""
+    with serving(f"service.cli.http_protocol:{protocol}") as (url, app):
+        if protocol == "ApiHttpToolsProtocol":
+            long = httpx.get(f"{url}/v1/experiments", params={"cursor": "A" * 20_000})
+            assert long.status_code == 400 and long.headers["connection"] == "close"
+            [error] = long.json()["detail"]
+            assert error["type"] == "request_too_large"
+            assert "GLIDEPATH_API_MAX_HEADER_BYTES" in error["msg"]
+        not_http(url)
+        assert app.seen == []
+        assert httpx.get(f"{url}/", params={"cursor": "A" * 1000}).status_code == 200
+
+
+def not_http(url: str) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(4096):
+            answer += chunk
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body)["detail"][0]["type"] == "bad_request"
