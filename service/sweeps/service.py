@@ -72,10 +72,25 @@ def create(session: Session, request: SweepIn, created_by: str | None = None) ->
     return SweepCreated(sweep_id=sweep.id, ids=_insert(session, sweep, rows, stage_tag))
 
 
+# The parameters each rule takes (CONTRACT.md), besides type, metric and mode: a parameter its
+# rule has no use for is refused at submit rather than silently ignored (`min_runs` on ASHA
+# reads as a guard that is not there). Stored requests carry every default and are not checked.
+PRUNER_PARAMS: dict[str, tuple[str, ...]] = {
+    "successive_halving": ("min_epochs", "reduction_factor"),
+    "asha": ("min_epochs", "reduction_factor"),
+    "median": ("min_epochs", "min_runs"),
+    "hyperband": ("min_epochs", "reduction_factor", "seed"),
+}
+
+
 def _check_pruner(request: SweepIn, rows: list[Experiment], allowed: tuple[str, ...], task: str
                   ) -> None:  # fmt: skip
     assert request.pruner is not None
     loc: list[str | int] = ["body", "pruner"]
+    takes = PRUNER_PARAMS[request.pruner.type]
+    for name in sorted(request.pruner.model_fields_set - {"type", "metric", "mode", *takes}):
+        raise InvalidInput(f"{name} does not apply to the {request.pruner.type} pruner, which "
+                           f"takes {' and '.join(takes)}", loc=[*loc, name])  # fmt: skip
     metric = request.pruner.metric or request.metric
     if metric not in allowed:
         raise InvalidInput(f"{metric!r} is not recorded for {task}; allowed: {', '.join(allowed)}",

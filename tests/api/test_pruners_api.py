@@ -291,10 +291,23 @@ def test_a_pruner_is_checked_at_submit(client: TestClient) -> None:
         ({"type": "asha", "metric": "val_mae"}, ["body", "pruner", "metric"]),
         ({"type": "asha", "reduction_factor": 1}, ["body", "pruner", "reduction_factor"]),
         ({"type": "bohb"}, ["body", "pruner", "type"]),
+        # A parameter the rule has no use for, refused rather than silently ignored.
+        ({"type": "asha", "min_runs": 3}, ["body", "pruner", "min_runs"]),
+        ({"type": "median", "reduction_factor": 2}, ["body", "pruner", "reduction_factor"]),
+        ({"type": "successive_halving", "seed": 1}, ["body", "pruner", "seed"]),
     ):
         r = client.post("/v1/sweeps", json={**body, "pruner": pruner})
         assert r.status_code == 422, r.text
         assert r.json()["detail"][0]["loc"] == loc, r.json()
+    r = client.post("/v1/sweeps", json={**body, "pruner": {"type": "asha", "seed": 3}})
+    assert r.status_code == 422 and r.json()["detail"][0]["msg"] == (
+        "seed does not apply to the asha pruner, which takes min_epochs and reduction_factor"
+    ), r.text
+    # Each rule's own parameters are taken.
+    for pruner in ({"type": "median", "min_epochs": 2, "min_runs": 3},
+                   {"type": "hyperband", "reduction_factor": 2, "seed": 7}):  # fmt: skip
+        r = client.post("/v1/sweeps", json={**body, "pruner": pruner})
+        assert r.status_code == 201, r.text
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # the rule, not the store
