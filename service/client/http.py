@@ -305,8 +305,14 @@ class Client:
             ),
         )
 
+    def metrics_csv(self, experiment_id: int) -> str:
+        """Every epoch as CSV (GET /v1/experiments/{id}/metrics.csv): a header row, then a
+        row per epoch; `pandas.read_csv(io.StringIO(text))` reads it."""
+        return self.request("GET", f"/v1/experiments/{experiment_id}/metrics.csv").text
+
     def decisions(self, experiment_id: int) -> DecisionList:
-        """Every LR reduction and the stop, with the numbers and a sentence."""
+        """Every LR reduction and the stop (a sweep pruner's too, kind `pruned`), with the
+        numbers and a sentence."""
         return cast(DecisionList, self._get(f"/v1/experiments/{experiment_id}/decisions"))
 
     def cancel(self, experiment_id: int) -> Experiment:

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +82,17 @@ def test_download_writes_the_model_and_prints_its_path_and_size(
     assert shown.exit_code == 0
     assert "attempts" in shown.stdout and "cli-host:7" in shown.stdout
     assert "succeeded" in shown.stdout and f"glidepath download {exp_id}" in shown.stdout
+
+
+def test_the_client_reads_a_runs_metrics_as_csv(client: TestClient) -> None:
+    """`Client.metrics_csv`: the export's text, a header then a row per epoch, the numbers
+    the metrics page gives."""
+    exp_id = finished(client)
+    text = Client(http=client, retries=0).metrics_csv(exp_id)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    page = client.get(f"/v1/experiments/{exp_id}/metrics").json()["epochs"]
+    assert [int(r["epoch"]) for r in rows] == [p["epoch"] for p in page] == [1, 2]
+    assert [float(r["val_loss"]) for r in rows] == [p["val_loss"] for p in page]
 
 
 def test_download_of_a_run_without_a_model_says_why_and_writes_nothing(

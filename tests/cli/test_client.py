@@ -159,6 +159,7 @@ def test_paths_and_query_of_each_call() -> None:
     client, _ = make(handler)
     client.metrics(4, after_epoch=7)
     client.decisions(4)
+    client.metrics_csv(4)
     client.cancel(4)
     client.compare([1, 2, 3])
     client.get_sweep(2)
@@ -170,6 +171,7 @@ def test_paths_and_query_of_each_call() -> None:
     assert seen == [
         "GET /v1/experiments/4/metrics?after_epoch=7",
         "GET /v1/experiments/4/decisions?",
+        "GET /v1/experiments/4/metrics.csv?",
         "POST /v1/experiments/4/cancel?",
         "GET /v1/experiments/compare?ids=1%2C2%2C3",
         "GET /v1/sweeps/2?",
