@@ -100,23 +100,47 @@ def decades(min_lr: float, max_lr: float) -> list[float]:
     return [float(f"{min_lr * 10**k:.6g}") for k in range(decade_count(min_lr, max_lr))]
 
 
-def fine_range(scores: Mapping[float, float | None], mode: str) -> tuple[float, float, float]:
-    """(best coarse LR, low, high): the decade between the best coarse LR and its better-scoring
+def fine_range(
+    scores: Mapping[float, float | None],
+    mode: str,
+    pruned: Mapping[float, tuple[int, float | None]] | None = None,
+    pruner_mode: str = "min",
+) -> tuple[float, float, float]:
+    """(best coarse LR, low, high): the decade between the best coarse LR and its better
     neighbour (a missing or unusable neighbour loses); with no usable neighbour, the half decade
-    on each side. `scores` maps each coarse LR to its score, None when it did not finish well."""
+    on each side. `scores` maps each coarse LR to its score, None when it did not finish well.
+    `pruned`: the coarse runs a pruner stopped, (the epoch, the pruner's value there), by LR.
+    With a pruner most neighbours of the best run are pruned, and they are still told apart as
+    the pruner told them: one that finished well beats one pruned, one pruned later beats one
+    pruned earlier, and at the same epoch the better value (`pruner_mode`) wins."""
     usable = {lr: s for lr, s in scores.items() if s is not None}
     if not usable:
         raise ValueError("no coarse run finished well")
     best = min(usable, key=lambda lr: usable[lr] if mode == "min" else -usable[lr])
     lrs = sorted(scores)
     i = lrs.index(best)
-    below = usable.get(lrs[i - 1]) if i > 0 else None
-    above = usable.get(lrs[i + 1]) if i + 1 < len(lrs) else None
+    ranked = {lr: _neighbour_rank(lr, usable, pruned or {}, mode, pruner_mode) for lr in lrs}
+    below = ranked[lrs[i - 1]] if i > 0 else None
+    above = ranked[lrs[i + 1]] if i + 1 < len(lrs) else None
     if below is None and above is None:
         return best, best / math.sqrt(10), best * math.sqrt(10)
-    if below is None or (above is not None and better(above, below, mode)):
+    if below is None or (above is not None and above > below):
         return best, best, lrs[i + 1]
     return best, lrs[i - 1], best
+
+
+def _neighbour_rank(lr: float, usable: Mapping[float, float],
+                    pruned: Mapping[float, tuple[int, float | None]], mode: str,
+                    pruner_mode: str) -> tuple[int, float, float] | None:  # fmt: skip
+    """Larger is better; None: no use as a neighbour (failed, diverged, cancelled)."""
+    if lr in usable:
+        return 2, 0.0, -usable[lr] if mode == "min" else usable[lr]
+    if lr in pruned:
+        epoch, value = pruned[lr]
+        if value is None or not math.isfinite(value):
+            return 1, float(epoch), -math.inf
+        return 1, float(epoch), -value if pruner_mode == "min" else value
+    return None
 
 
 def log_interior(low: float, high: float, points: int) -> list[float]:

@@ -56,7 +56,9 @@ def rule(sweep: Sweep) -> str:
         text += (
             f" Stage 1 runs one base_lr per decade; when all have ended, stage 2 runs {points} "
             "base_lr values log-spaced inside the decade between the best coarse LR and its "
-            "better-ranked neighbour (half a decade each side if neither neighbour finished well)."
+            "better-ranked neighbour (with a pruner, a neighbour pruned later ranks above one "
+            "pruned earlier, and at the same epoch the better value there; half a decade each "
+            "side if neither neighbour finished well or was pruned)."
         )
     return text
 

@@ -25,7 +25,7 @@ from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import PruningRepository, SweepRepository
 from service.sweeps.schemas import SweepCreated, SweepDecisionOut, SweepIn, SweepOut, SweepPage
 from service.training.spec import METRICS_ANY, ExperimentSpec, metrics_for, stored_epochs
-from service.training.status import LIVE
+from service.training.status import LIVE, ExperimentStatus
 
 log = get_logger(__name__)
 
@@ -193,8 +193,17 @@ def _launch_fine(session: Session, sweep: Sweep, coarse: list[Experiment]) -> No
         for r in coarse
     }
     request = SweepIn.model_validate(sweep.request)
+    rule = pruning.Rule.of(sweep)
+    stops = {} if rule is None else {
+        d.experiment_id: (d.epoch, d.value)
+        for d in PruningRepository(session).decisions(sweep.id)
+        if d.decision == "stop" and d.stage == 1
+    }  # fmt: skip
+    pruned = {float(r.spec["base_lr"]): stops[r.id] for r in coarse
+              if r.status == ExperimentStatus.PRUNED and r.id in stops}  # fmt: skip
     try:
-        best, low, high = expand.fine_range(by_lr, sweep.mode)
+        best, low, high = expand.fine_range(by_lr, sweep.mode, pruned,
+                                            rule.mode if rule else sweep.mode)  # fmt: skip
     except ValueError:
         repo.finish(
             sweep.id, "no coarse run finished well, so there is no decade to refine; sweep ends"

@@ -444,6 +444,21 @@ def test_each_stage_of_coarse_to_fine_is_pruned_on_its_own(client: TestClient) -
     assert rungs == [(1, 1, 4, 1), (2, 1, 3, 1)]  # 4 decades, then 3 fine LRs: one each goes on
     finished = [e for e in detail["experiments"] if e["status"] == "succeeded"]
     assert sorted(e["stage"] for e in finished) == [1, 2]
+    # Stage 2 scans the decade towards the better of the best coarse LR's neighbours, told apart
+    # by the pruner's values at the rung where it stopped them (not half a decade each side).
+    coarse = {e["experiment_id"]: e["params"]["base_lr"] for e in detail["experiments"]
+              if e["stage"] == 1}  # fmt: skip
+    at_rung = {coarse[d["experiment_id"]]: d["value"]
+               for d in client.get(f"/v1/sweeps/{sweep_id}/decisions").json()
+               if d["experiment_id"] in coarse}  # fmt: skip
+    [best] = [e["params"]["base_lr"] for e in finished if e["stage"] == 1]
+    lrs = sorted(coarse.values())
+    i = lrs.index(best)
+    neighbours = [lr for lr in (lrs[i - 1] if i else None, lrs[i + 1] if i + 1 < len(lrs) else None)
+                  if lr is not None]  # fmt: skip
+    towards = min(neighbours, key=lambda lr: at_rung[lr])
+    low, high = sorted((best, towards))
+    assert detail["note"].endswith(f"between {low:g} and {high:g}"), detail["note"]
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # SQLite's naive times

@@ -99,3 +99,23 @@ def test_rank_key_orders_finished_then_running_then_the_rest() -> None:
     ordered = sorted(rows, key=lambda r: expand.rank_key(r[0], r[1], "min"))
     assert [r[0] for r in ordered] == ["early_stopped", "succeeded", "running", "diverged",
                                        "failed"]  # fmt: skip
+
+
+def test_pruned_neighbours_are_told_apart_as_the_pruner_told_them() -> None:
+    """With a pruner, the best coarse run's neighbours were mostly pruned: the one pruned at a
+    later rung is the better (it was kept longer), at the same rung the better value, and one
+    that finished well beats any pruned one. Without that, stage 2 fell back to half a decade
+    each side however clearly one neighbour led."""
+    scores = {0.01: None, 0.1: 0.2, 1.0: None}
+    assert expand.fine_range(scores, "min") == (0.1, 0.1 / math.sqrt(10), 0.1 * math.sqrt(10))
+    later_above = {0.01: (1, 0.9), 1.0: (3, 0.5)}
+    assert expand.fine_range(scores, "min", later_above) == (0.1, 0.1, 1.0)
+    later_below = {0.01: (9, 0.9), 1.0: (3, 0.5)}
+    assert expand.fine_range(scores, "min", later_below) == (0.1, 0.01, 0.1)
+    same_rung = {0.01: (3, 0.4), 1.0: (3, 0.5)}
+    assert expand.fine_range(scores, "min", same_rung) == (0.1, 0.01, 0.1)
+    assert expand.fine_range(scores, "min", same_rung, "max") == (0.1, 0.1, 1.0)
+    # A neighbour that finished well beats one pruned; one that failed (absent) loses to both.
+    assert expand.fine_range({0.01: 0.9, 0.1: 0.2, 1.0: None}, "min", {1.0: (9, 0.1)}) == (
+        0.1, 0.01, 0.1)  # fmt: skip
+    assert expand.fine_range(scores, "min", {1.0: (1, float("nan"))}) == (0.1, 0.1, 1.0)
