@@ -76,6 +76,17 @@ def _fence_statement(keys: tuple[str, ...], notifying: bool) -> Update:
 
 
 @functools.cache
+def _epoch_fence_statement(keys: tuple[str, ...], notifying: bool) -> Update:
+    """The fence of an epoch write, returning the run's cancel flag: the run learns of a cancel
+    from its writes, in the statement it makes anyway (a SELECT after it cost ~1 ms a write
+    on PostgreSQL here)."""
+    fenced = _fenced(keys)
+    if notifying:
+        return fenced.returning(Experiment.cancel_requested, notify.notifying(Experiment.id))
+    return fenced.returning(Experiment.cancel_requested)
+
+
+@functools.cache
 def _fence_and_end_statement(keys: tuple[str, ...]) -> Select[Any]:
     """`fence_and_end` on PostgreSQL: the attempt's UPDATE a CTE over the fenced row."""
     fenced = (
@@ -710,6 +721,14 @@ class ExperimentRepository:
         )
         cancel = result.scalar_one_or_none()
         return cancel is not None, bool(cancel)
+
+    def fence_epochs(self, experiment_id: int, attempt: int, **values: Any) -> bool | None:
+        """`fence` for an epoch write: None when `attempt` no longer holds the run, else
+        whether a cancel of it is requested."""
+        notify.touched(self.session, [str(experiment_id)])
+        stmt = _epoch_fence_statement(tuple(values), notify.notifies(self.session))
+        rows = _core(self.session, stmt, _fence_params(experiment_id, attempt, values)).all()
+        return bool(rows[0][0]) if len(rows) == 1 else None
 
     def fence(self, experiment_id: int, attempt: int, **values: Any) -> bool:
         """Update the run only while `attempt` is current and it is running; False otherwise.

@@ -23,7 +23,7 @@ from tests.db.test_fences import claimed, run_row, tx
 from tests.support.backends import in_process
 from tests.support.stack import Backend
 from worker.runs import epoch_writer
-from worker.runs.epoch_rows import EpochRows
+from worker.runs.epoch_rows import EpochRows, Written
 from worker.runs.epochs import Decided, rows_of
 
 SPEC = ExperimentSpec.model_validate({"dataset": "digits", "epochs": 50, "base_lr": 0.1})
@@ -88,17 +88,29 @@ def test_the_writer_stores_epochs_and_the_runs_progress(
     database: str, writer: epoch_writer.Writer
 ) -> None:
     experiment_id, attempt = claimed()
-    assert send(writer, database, experiment_id, attempt, 1, 3).result() is True
-    assert send(writer, database, experiment_id, attempt, 4, 2).result() is True
+    assert send(writer, database, experiment_id, attempt, 1, 3).result() is Written.STORED
+    assert send(writer, database, experiment_id, attempt, 4, 2).result() is Written.STORED
     assert stored(experiment_id) == [(e, 2 / e) for e in range(1, 6)]
     assert run_row(experiment_id).epochs_run == 5
+
+
+def test_a_write_tells_the_run_its_cancel_was_requested(
+    database: str, writer: epoch_writer.Writer
+) -> None:
+    """The run learns of a cancel from the write behind its training (its rows still stored),
+    not only from its lease's heartbeat up to 2 s later."""
+    experiment_id, attempt = claimed()
+    assert send(writer, database, experiment_id, attempt, 1, 1).result() is Written.STORED
+    tx(lambda r: r.cancel(experiment_id))
+    assert send(writer, database, experiment_id, attempt, 2, 1).result() is Written.CANCEL
+    assert stored(experiment_id) == [(1, 2.0), (2, 1.0)]
 
 
 def test_a_write_of_an_attempt_that_lost_the_run_is_refused(
     database: str, writer: epoch_writer.Writer
 ) -> None:
     experiment_id, attempt = claimed()
-    assert send(writer, database, experiment_id, attempt + 1, 1, 2).result() is False
+    assert send(writer, database, experiment_id, attempt + 1, 1, 2).result() is Written.LOST
     assert stored(experiment_id) == []
     assert run_row(experiment_id).epochs_run == 0
 
@@ -112,7 +124,7 @@ def test_a_write_that_fails_raises_the_writers_error_in_the_run(
         pending.result()
     assert stored(experiment_id) == [] and run_row(experiment_id).epochs_run == 0
     # The writer goes on with the next write.
-    assert send(writer, database, experiment_id, attempt, 1, 1).result() is True
+    assert send(writer, database, experiment_id, attempt, 1, 1).result() is Written.STORED
 
 
 @pytest.mark.parametrize("when", ["idle", "while writing"])
@@ -137,7 +149,7 @@ def test_a_writer_killed_at_any_moment_loses_no_epoch(database: str, when: str) 
                 time.sleep(0.2)  # mostly: taken, and waiting for the row
                 os.kill(first.pid, signal.SIGKILL)
                 first.wait()
-        assert pending.result() is True
+        assert pending.result() is Written.STORED
         assert w._proc is not None and w._proc.pid != first.pid  # a new writer took it
         assert stored(experiment_id) == [(e, 2 / e) for e in range(1, 5)]
         assert run_row(experiment_id).epochs_run == 4
@@ -163,7 +175,7 @@ def test_a_writer_with_an_answer_due_is_not_kept_for_the_next_run(
     fresh = epoch_writer.take()
     try:
         assert fresh is not w
-        assert send(fresh, database, experiment_id, attempt, 2, 1).result() is True
+        assert send(fresh, database, experiment_id, attempt, 2, 1).result() is Written.STORED
     finally:
         epoch_writer.give_back(fresh)
 

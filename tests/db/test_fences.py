@@ -29,6 +29,7 @@ from service.training.spec import ExperimentSpec
 from tests.support.backends import in_process
 from tests.support.stack import Backend
 from worker.runs import epoch_rows
+from worker.runs.epoch_rows import Written
 from worker.runs.epochs import Decided, HistoryGap, decide_and_write, rows_of
 
 T = TypeVar("T")
@@ -499,7 +500,7 @@ def test_decide_and_write_by_a_stale_attempt_writes_nothing(database: str) -> No
     assert (row.epochs_run, row.best_epoch, row.best_value) == (1, 1, 0.8)
 
 
-def write_many(experiment_id: int, attempt: int, epochs: list[Decided]) -> bool:
+def write_many(experiment_id: int, attempt: int, epochs: list[Decided]) -> Written:
     """Decided epochs stored in one transaction, as the worker's epoch writer stores them."""
     return epoch_rows.write(experiment_id, attempt, rows_of(experiment_id, attempt, epochs))
 
@@ -519,7 +520,7 @@ def test_epochs_written_together_store_what_one_by_one_writes_store(database: st
     expire(experiment_id)
     assert tx(lambda r: r.claim(experiment_id, "w2", LEASE)) == attempt + 1
     later = [replace(d, epoch=d.epoch + 4) for d in decided]
-    assert write_many(experiment_id, attempt, later) is False
+    assert write_many(experiment_id, attempt, later) is Written.LOST
     assert len(epochs_written(experiment_id)) == 4
     assert run_row(experiment_id).epochs_run == 4
 

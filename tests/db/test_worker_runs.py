@@ -238,6 +238,34 @@ def test_a_run_cancelled_while_running_stops_at_a_batch_boundary(
     assert not has_model(store(), exp_id)
 
 
+def test_a_cancel_reaches_a_running_run_through_its_epoch_writes(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With its lease's heartbeat 2 s apart, a run still stops within a few epochs of the
+    cancel: the write behind its training reports it (here the heartbeat never does)."""
+    monkeypatch.setattr(settings, "lease_seconds", 600.0)  # beats 2 s apart
+    monkeypatch.setattr(leases.Lease, "beat", lambda self: None)  # and they see nothing
+    spec = {**IRIS, "dataset": "digits", "epochs": 400, "batch_size": 32}
+    exp_id = submit(client, spec)
+
+    def cancel_after_epoch_2() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and detail(client, exp_id)["epochs_run"] < 2:
+            time.sleep(0.005)
+        client.post(f"/v1/experiments/{exp_id}/cancel")
+
+    watcher = threading.Thread(target=cancel_after_epoch_2)
+    watcher.start()
+    started = time.monotonic()
+    outcome = run_experiment(exp_id, owner="test:1")
+    watcher.join()
+    assert outcome.status == "cancelled", outcome
+    got = detail(client, exp_id)
+    assert got["status"] == "cancelled" and got["stop_reason"] == "cancelled while running"
+    assert got["epochs_run"] < 400 and time.monotonic() - started < 60
+    assert [r["epoch"] for r in rows(client, exp_id)] == list(range(1, got["epochs_run"] + 1))
+
+
 def test_one_heartbeat_thread_renews_each_lease_and_sees_each_cancel(client: TestClient) -> None:
     """Every lease of the process is renewed by the same thread, each on its own schedule, and a
     cancel stops only the run it names."""

@@ -6,6 +6,7 @@ a fraction of the time and memory a worker does."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -28,17 +29,28 @@ class EpochRows:
         return int(self.rows[0]["epoch"])
 
 
+class Written(IntEnum):
+    """What a write found: false when the attempt no longer held the run (nothing written)."""
+
+    LOST = 0
+    STORED = 1
+    CANCEL = 2  # stored, and a cancel of the run is requested: it stops at its next batch
+
+
 def write(experiment_id: int, attempt: int, batch: EpochRows,
-          conn: Connection | None = None) -> bool:  # fmt: skip
-    """Store `batch` in one transaction fenced by the attempt; False when the attempt is no
-    longer current (nothing is written)."""
+          conn: Connection | None = None) -> Written:  # fmt: skip
+    """Store `batch` in one transaction fenced by the attempt."""
     with session_scope(conn) as session:
         return store(ExperimentRepository(session), experiment_id, attempt, batch)
 
 
-def store(repo: ExperimentRepository, experiment_id: int, attempt: int, batch: EpochRows) -> bool:
-    """The fence (the run's progress: the last epoch's), then the rows and their decisions."""
-    if not repo.fence(experiment_id, attempt, epochs_run=batch.epochs_run, **batch.best):
-        return False
+def store(repo: ExperimentRepository, experiment_id: int, attempt: int,
+          batch: EpochRows) -> Written:  # fmt: skip
+    """The fence (the run's progress: the last epoch's), then the rows and their decisions,
+    then whether a cancel is requested: the run learns it from the write behind its training,
+    within one write (tens of milliseconds), not at its lease's next heartbeat (up to 2 s)."""
+    cancel = repo.fence_epochs(experiment_id, attempt, epochs_run=batch.epochs_run, **batch.best)
+    if cancel is None:
+        return Written.LOST
     repo.write_epochs(batch.rows, batch.events)
-    return True
+    return Written.CANCEL if cancel else Written.STORED

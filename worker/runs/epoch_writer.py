@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from service.kit.db import make_engine
 from service.kit.logging import configure, get_logger
 from worker.runs import epoch_rows
-from worker.runs.epoch_rows import EpochRows
+from worker.runs.epoch_rows import EpochRows, Written
 from worker.runs.retry import with_db_retry
 
 log = get_logger(__name__)
@@ -125,9 +125,10 @@ class Pending:
         except (EOFError, OSError):
             return True
 
-    def result(self) -> bool:
-        """Whether the attempt still held the run (the rows are stored); waits for the answer.
-        A writer that died meanwhile is started again and the write sent once more."""
+    def result(self) -> Written:
+        """Whether the attempt still held the run (the rows are stored: true) and whether a
+        cancel is requested; waits for the answer. A writer that died meanwhile is started
+        again and the write sent once more."""
         for resend in (False, True):
             try:
                 if resend:
@@ -142,7 +143,7 @@ class Pending:
                 continue
             if not ok:
                 raise WriterFailed(answer)
-            return bool(answer)
+            return Written(answer)
         raise WriterFailed(f"the epoch writer died twice on experiment "
                            f"{self.request.experiment_id}'s write")  # fmt: skip
 
@@ -200,7 +201,7 @@ def serve(fd: int) -> None:
         what = f"experiment {request.experiment_id} epochs {batch.first}-{batch.epochs_run}"
         try:
             write = partial(database.write, request)
-            answer: tuple[bool, object] = (True, with_db_retry(write, what))
+            answer: tuple[bool, object] = (True, int(with_db_retry(write, what)))
         except Exception as exc:
             log.exception("epoch_write_failed", experiment_id=request.experiment_id)
             answer = (False, f"{type(exc).__name__}: {exc}")
@@ -219,7 +220,7 @@ class _Database:
         self.engine: Engine | None = None
         self.conn: Connection | None = None
 
-    def write(self, request: _Request) -> bool:
+    def write(self, request: _Request) -> Written:
         if request.database_url != self.url or self.conn is None:
             if self.engine is not None:
                 self.engine.dispose()

@@ -32,6 +32,7 @@ from worker.runs import artifacts, epoch_writer, plugins, pruner
 from worker.runs.artifacts import discard_checkpoints
 from worker.runs.budget import data_budget
 from worker.runs.datasets import check_fits, load_arrays
+from worker.runs.epoch_rows import Written
 from worker.runs.epochs import (
     Decided,
     resume_point,
@@ -111,8 +112,11 @@ class DatabaseSink:
         pending = self._pending
         if pending is not None and (wait or pending.done()):
             self._pending = None
-            if not pending.result():
+            written = pending.result()
+            if not written:
                 self.lost = True
+            elif written == Written.CANCEL:
+                self.stop.set()  # the loop stops at its next batch and the run ends cancelled
         return not self.lost
 
     def _send(self, due: bool = False) -> None:
