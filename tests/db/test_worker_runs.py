@@ -213,10 +213,8 @@ def test_a_run_handed_back_at_shutdown_resumes_with_the_identical_trace(
     assert detail(client, exp_id)["test_metrics"] == detail(client, straight)["test_metrics"]
 
 
-def test_a_run_cancelled_while_running_stops_at_a_batch_boundary(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(settings, "lease_seconds", 1.0)  # the lease thread looks every 0.33 s
+def run_cancelled_after_epoch_2(client: TestClient) -> tuple[int, Outcome]:
+    """A 400-epoch run trained here while another thread cancels it once epoch 2 is stored."""
     spec = {**IRIS, "dataset": "digits", "epochs": 400, "batch_size": 32}
     exp_id = submit(client, spec)
 
@@ -230,6 +228,14 @@ def test_a_run_cancelled_while_running_stops_at_a_batch_boundary(
     watcher.start()
     outcome = run_experiment(exp_id, owner="test:1")
     watcher.join()
+    return exp_id, outcome
+
+
+def test_a_run_cancelled_while_running_stops_at_a_batch_boundary(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "lease_seconds", 1.0)  # the lease thread looks every 0.33 s
+    exp_id, outcome = run_cancelled_after_epoch_2(client)
     assert outcome.status == "cancelled"
     got = detail(client, exp_id)
     assert got["status"] == "cancelled" and got["stop_reason"] == "cancelled while running"
@@ -245,20 +251,8 @@ def test_a_cancel_reaches_a_running_run_through_its_epoch_writes(
     cancel: the write behind its training reports it (here the heartbeat never does)."""
     monkeypatch.setattr(settings, "lease_seconds", 600.0)  # beats 2 s apart
     monkeypatch.setattr(leases.Lease, "beat", lambda self: None)  # and they see nothing
-    spec = {**IRIS, "dataset": "digits", "epochs": 400, "batch_size": 32}
-    exp_id = submit(client, spec)
-
-    def cancel_after_epoch_2() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and detail(client, exp_id)["epochs_run"] < 2:
-            time.sleep(0.005)
-        client.post(f"/v1/experiments/{exp_id}/cancel")
-
-    watcher = threading.Thread(target=cancel_after_epoch_2)
-    watcher.start()
     started = time.monotonic()
-    outcome = run_experiment(exp_id, owner="test:1")
-    watcher.join()
+    exp_id, outcome = run_cancelled_after_epoch_2(client)
     assert outcome.status == "cancelled", outcome
     got = detail(client, exp_id)
     assert got["status"] == "cancelled" and got["stop_reason"] == "cancelled while running"
