@@ -16,12 +16,14 @@ from service.kit.db import get_engine
 def statements() -> Iterator[list[str]]:
     """The SQL statements run while it is open, for tests that a page costs a fixed number of
     queries. The token check's read of the tokens table comes and goes with its 1 s cache, so it
-    is left out, as is the outbox thread's marking of a POST's messages, just after it."""
+    is left out, as is the outbox thread's marking of a POST's messages, just after it, and the
+    in-process API's housekeeping pass (the outbox relay, the reaper, the sweeps check), which
+    comes every few seconds whatever the requests."""
     seen: list[str] = []
+    background = {"outbox-sender", "housekeeping"}
 
     def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        # Nor the outbox thread's marking of sent messages, which follows a POST's response.
-        if "tokens" not in statement and threading.current_thread().name != "outbox-sender":
+        if "tokens" not in statement and threading.current_thread().name not in background:
             seen.append(statement)
 
     event.listen(get_engine(), "before_cursor_execute", count)
