@@ -333,7 +333,9 @@ class Client:
         and return the path. The file is
         written beside it and renamed once complete and its sha256 matches the server's ETag:
         an interrupted or corrupted transfer (retried, as connection errors and 503s are)
-        leaves no file. A 409 `ApiError` while the run has no model."""
+        leaves no file. A file already there with the model's bytes is kept, not fetched again
+        (its sha256 goes as If-None-Match; the server answers 304). A 409 `ApiError` while the
+        run has no model."""
         name = f"experiment-{experiment_id}.safetensors"
         dest = Path(path) if path is not None else Path(name)
         if dest.is_dir():  # checked before the transfer: a folder is where, not what
@@ -342,6 +344,9 @@ class Client:
         headers = {"Accept": "application/octet-stream"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        if dest.is_file():
+            headers["If-None-Match"] = f'"{_sha256_of(dest)}"'
+
         attempt = 0
         while True:
             try:
@@ -351,6 +356,8 @@ class Client:
                     elif response.status_code >= 400:
                         response.read()
                         raise ApiError.from_response(response)
+                    elif response.status_code == 304:
+                        return dest  # the file there is the model
                     else:
                         return _save(response, dest)
             except (httpx.TransportError, _CorruptDownload) as exc:
@@ -710,6 +717,14 @@ class _CorruptDownload(Exception):
                f"{self.got}): the transfer was corrupted; nothing was written")  # fmt: skip
         return ApiError(502, [{"loc": [], "msg": msg, "type": "corrupt_download"}],
                         method="GET", url=url)  # fmt: skip
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _save(response: httpx.Response, dest: Path) -> Path:

@@ -95,6 +95,20 @@ def test_the_client_reads_a_runs_metrics_as_csv(client: TestClient) -> None:
     assert [float(r["val_loss"]) for r in rows] == [p["val_loss"] for p in page]
 
 
+def test_a_model_already_downloaded_is_not_fetched_again(client: TestClient, out: Path) -> None:
+    """The file there is sent as If-None-Match: the same bytes are kept as they are (a 304), a
+    file that differs is replaced by the model."""
+    exp_id = finished(client)
+    gp = Client(http=client, retries=0)
+    target = gp.download_model(exp_id, out)
+    model, first = target.read_bytes(), target.stat()
+    assert gp.download_model(exp_id, out) == target
+    again = target.stat()
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)  # untouched
+    target.write_bytes(b"an older model")
+    assert gp.download_model(exp_id, target).read_bytes() == model
+
+
 def test_download_of_a_run_without_a_model_says_why_and_writes_nothing(
     cli: CliRunner,
     client: TestClient,
