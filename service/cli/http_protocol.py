@@ -81,17 +81,16 @@ class ApiProtocol:
 
     def send_400_response(self, msg: str) -> None:
         if self._head_too_large():
-            status, reason, kind = 400, b"Bad Request", "request_too_large"
+            kind = "request_too_large"
             text = (f"the request line and headers are over {settings.api_max_header_bytes} "
                     "bytes (GLIDEPATH_API_MAX_HEADER_BYTES): a query string that long is not a "
                     "request the API takes")  # fmt: skip
         else:
-            status, reason, kind = 400, b"Bad Request", "bad_request"
-            text = "the request is not valid HTTP/1.1, so it was not read"
+            kind, text = "bad_request", "the request is not valid HTTP/1.1, so it was not read"
         self.logger.warning(text)
         body = json.dumps({"detail": [{"loc": [], "msg": text, "type": kind}]}).encode()
-        head = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                b"connection: close\r\n\r\n") % (status, reason, len(body))  # fmt: skip
+        head = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n") % len(body)  # fmt: skip
         self.transport.write(head + body)
         self.transport.close()
 
