@@ -17,7 +17,7 @@ from service.experiments import service as experiments
 from service.experiments.models import Experiment
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
-from service.kit.errors import InvalidInput, NotFound
+from service.kit.errors import InvalidInput, NotFound, item
 from service.kit.logging import get_logger
 from service.kit.time import as_utc
 from service.sweeps import expand, leaderboard, pruning, trials
@@ -88,9 +88,13 @@ def _check_pruner(request: SweepIn, rows: list[Experiment], allowed: tuple[str, 
     assert request.pruner is not None
     loc: list[str | int] = ["body", "pruner"]
     takes = PRUNER_PARAMS[request.pruner.type]
-    for name in sorted(request.pruner.model_fields_set - {"type", "metric", "mode", *takes}):
-        raise InvalidInput(f"{name} does not apply to the {request.pruner.type} pruner, which "
-                           f"takes {' and '.join(takes)}", loc=[*loc, name])  # fmt: skip
+    extra = sorted(request.pruner.model_fields_set - {"type", "metric", "mode", *takes})
+    if extra:  # each one at its field, in one 422
+        raise InvalidInput.of([
+            item([*loc, name], f"{name} does not apply to the {request.pruner.type} pruner, "
+                 f"which takes {' and '.join(takes)}", InvalidInput.type_)
+            for name in extra
+        ])  # fmt: skip
     metric = request.pruner.metric or request.metric
     if metric not in allowed:
         raise InvalidInput(f"{metric!r} is not recorded for {task}; allowed: {', '.join(allowed)}",

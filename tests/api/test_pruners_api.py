@@ -299,10 +299,15 @@ def test_a_pruner_is_checked_at_submit(client: TestClient) -> None:
         r = client.post("/v1/sweeps", json={**body, "pruner": pruner})
         assert r.status_code == 422, r.text
         assert r.json()["detail"][0]["loc"] == loc, r.json()
-    r = client.post("/v1/sweeps", json={**body, "pruner": {"type": "asha", "seed": 3}})
-    assert r.status_code == 422 and r.json()["detail"][0]["msg"] == (
-        "seed does not apply to the asha pruner, which takes min_epochs and reduction_factor"
-    ), r.text
+    r = client.post("/v1/sweeps", json={**body, "pruner": {"type": "asha", "seed": 3,
+                                                           "min_runs": 2}})  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert [(e["loc"][-1], e["msg"]) for e in r.json()["detail"]] == [
+        ("min_runs", "min_runs does not apply to the asha pruner, which takes min_epochs and "
+                     "reduction_factor"),
+        ("seed", "seed does not apply to the asha pruner, which takes min_epochs and "
+                 "reduction_factor"),
+    ]  # fmt: skip
     # Each rule's own parameters are taken.
     for pruner in ({"type": "median", "min_epochs": 2, "min_runs": 3},
                    {"type": "hyperband", "reduction_factor": 2, "seed": 7}):  # fmt: skip
