@@ -70,16 +70,9 @@ def _fence_params(experiment_id: int, attempt: int, values: dict[str, Any]) -> d
 
 @functools.cache
 def _fence_statement(keys: tuple[str, ...], notifying: bool) -> Update:
-    """With `notifying` (PostgreSQL), the announcement rides in its RETURNING."""
-    fenced = _fenced(keys)
-    return fenced.returning(notify.notifying(Experiment.id)) if notifying else fenced
-
-
-@functools.cache
-def _epoch_fence_statement(keys: tuple[str, ...], notifying: bool) -> Update:
-    """The fence of an epoch write, returning the run's cancel flag: the run learns of a cancel
-    from its writes, in the statement it makes anyway (a SELECT after it cost ~1 ms a write
-    on PostgreSQL here)."""
+    """Returning the run's cancel flag (an epoch write tells its run of a cancel from it, in the
+    statement it makes anyway: a SELECT after it cost ~1 ms a write on PostgreSQL here) and,
+    with `notifying` (PostgreSQL), the announcement."""
     fenced = _fenced(keys)
     if notifying:
         return fenced.returning(Experiment.cancel_requested, notify.notifying(Experiment.id))
@@ -722,24 +715,21 @@ class ExperimentRepository:
         cancel = result.scalar_one_or_none()
         return cancel is not None, bool(cancel)
 
-    def fence_epochs(self, experiment_id: int, attempt: int, **values: Any) -> bool | None:
-        """`fence` for an epoch write: None when `attempt` no longer holds the run, else
-        whether a cancel of it is requested."""
-        notify.touched(self.session, [str(experiment_id)])
-        stmt = _epoch_fence_statement(tuple(values), notify.notifies(self.session))
-        rows = _core(self.session, stmt, _fence_params(experiment_id, attempt, values)).all()
-        return bool(rows[0][0]) if len(rows) == 1 else None
-
     def fence(self, experiment_id: int, attempt: int, **values: Any) -> bool:
         """Update the run only while `attempt` is current and it is running; False otherwise.
         Taken first in every worker transaction, it also locks the row on PostgreSQL."""
+        return self.fence_reading_cancel(experiment_id, attempt, **values) is not None
+
+    def fence_reading_cancel(self, experiment_id: int, attempt: int,
+                             **values: Any) -> bool | None:  # fmt: skip
+        """`fence`, telling more: None when `attempt` no longer holds the run, else whether a
+        cancel of it is requested (an epoch write's answer to its run)."""
         # Every worker write (epochs, resume, pause, final status) begins here, so it also
         # announces the change to live events: in this statement, no extra round trip.
         notify.touched(self.session, [str(experiment_id)])
-        notifying = notify.notifies(self.session)
-        stmt = _fence_statement(tuple(values), notifying)
-        result = _core(self.session, stmt, _fence_params(experiment_id, attempt, values))
-        return (len(result.all()) if notifying else result.rowcount) == 1
+        stmt = _fence_statement(tuple(values), notify.notifies(self.session))
+        rows = _core(self.session, stmt, _fence_params(experiment_id, attempt, values)).all()
+        return bool(rows[0][0]) if len(rows) == 1 else None
 
     def last_epoch(self, experiment_id: int) -> int:
         last = self.session.scalar(

@@ -49,7 +49,8 @@ def store(repo: ExperimentRepository, experiment_id: int, attempt: int,
     """The fence (the run's progress: the last epoch's), then the rows and their decisions,
     then whether a cancel is requested: the run learns it from the write behind its training,
     within one write (tens of milliseconds), not at its lease's next heartbeat (up to 2 s)."""
-    cancel = repo.fence_epochs(experiment_id, attempt, epochs_run=batch.epochs_run, **batch.best)
+    cancel = repo.fence_reading_cancel(experiment_id, attempt, epochs_run=batch.epochs_run,
+                                       **batch.best)  # fmt: skip
     if cancel is None:
         return Written.LOST
     repo.write_epochs(batch.rows, batch.events)
