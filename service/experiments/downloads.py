@@ -56,7 +56,6 @@ class ModelFile:
     file: IO[bytes]
     size: int
     sha256: str
-    filename: str
 
     def chunks(self) -> Iterator[bytes]:
         try:
@@ -64,10 +63,6 @@ class ModelFile:
                 yield chunk
         finally:
             self.file.close()
-
-    @property
-    def etag(self) -> str:
-        return etag(self.sha256)
 
 
 def etag(sha256: str) -> str:
@@ -82,14 +77,10 @@ def response(session: Session, experiment_id: int, if_none_match: str | None) ->
     """The route's answer: the verified bytes (200), or 304 when `If-None-Match` names the
     recorded sha256 (the store is not read)."""
     row = record(session, experiment_id)
-    if if_none_match is not None and _matches(if_none_match, row.sha256):
-        return Response(status_code=304, headers={"ETag": etag(row.sha256)})
+    if (unchanged := _not_modified(row, if_none_match)) is not None:
+        return unchanged
     model = open_verified(experiment_id, row.key, row.sha256)
-    headers = {
-        "Content-Length": str(model.size),
-        "Content-Disposition": f'attachment; filename="{model.filename}"',
-        "ETag": model.etag,
-    }
+    headers = _headers(experiment_id, model.size, model.sha256)
     return StreamingResponse(model.chunks(), media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -97,14 +88,24 @@ def head(session: Session, experiment_id: int, if_none_match: str | None) -> Res
     """HEAD: GET's headers (size, ETag, file name) from the model's record, without reading
     the store, so a script can check for a model or a change cheaply (404, 409 as GET)."""
     row = record(session, experiment_id)
+    if (unchanged := _not_modified(row, if_none_match)) is not None:
+        return unchanged
+    return Response(media_type=MEDIA_TYPE, headers=_headers(experiment_id, row.size, row.sha256))
+
+
+def _not_modified(row: Artifact, if_none_match: str | None) -> Response | None:
+    """304 when `If-None-Match` names the recorded sha256 (the store is not read)."""
     if if_none_match is not None and _matches(if_none_match, row.sha256):
         return Response(status_code=304, headers={"ETag": etag(row.sha256)})
-    headers = {
-        "Content-Length": str(row.size),
+    return None
+
+
+def _headers(experiment_id: int, size: int, sha256: str) -> dict[str, str]:
+    return {
+        "Content-Length": str(size),
         "Content-Disposition": f'attachment; filename="{filename(experiment_id)}"',
-        "ETag": etag(row.sha256),
+        "ETag": etag(sha256),
     }
-    return Response(media_type=MEDIA_TYPE, headers=headers)
 
 
 def _matches(if_none_match: str, sha256: str) -> bool:
@@ -159,4 +160,4 @@ def open_verified(experiment_id: int, key: str, sha256: str) -> ModelFile:
                        f"not the one recorded when it was written, so it is not served ({key})",
                        loc=PATH_ID) from exc  # fmt: skip
     size = os.fstat(f.fileno()).st_size
-    return ModelFile(file=f, size=size, sha256=sha256, filename=filename(experiment_id))
+    return ModelFile(file=f, size=size, sha256=sha256)
