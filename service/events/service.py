@@ -57,10 +57,17 @@ def epoch_items(rows: list[EpochRow], decisions: list[Decision]) -> list[EpochIt
     items = []
     for r in rows:
         data = sse.frame("epoch", EpochOut.of(r).model_dump_json(), r.epoch)
-        for d in by_epoch.get(r.epoch, []):
-            data += sse.frame("decision", DecisionOut.model_validate(d).model_dump_json(), r.epoch)
+        data += _decision_frames(by_epoch.get(r.epoch, []))
         items.append(EpochItem(r.epoch, r.attempt, data))
     return items
+
+
+def _decision_frames(decisions: list[Decision]) -> bytes:
+    """`decision` events, each with its epoch as the id (the rows /decisions gives)."""
+    return b"".join(
+        sse.frame("decision", DecisionOut.model_validate(d).model_dump_json(), d.epoch)
+        for d in decisions
+    )
 
 
 def status_item(row: Any, epochs: int, progress: bool = False) -> StatusItem:
@@ -83,11 +90,7 @@ def _with_stop(repo: EventsRepository, row: Any, status: StatusItem,
         return status
     stops = [d for d in repo.decisions_in(row.id, row.epochs_run, row.epochs_run)
              if d.kind == ExperimentStatus.PRUNED]  # fmt: skip
-    frames = b"".join(
-        sse.frame("decision", DecisionOut.model_validate(d).model_dump_json(), d.epoch)
-        for d in stops
-    )
-    return replace(status, data=frames + status.data)
+    return replace(status, data=_decision_frames(stops) + status.data)
 
 
 def end_item(states: dict[int, StatusItem]) -> EndItem:
