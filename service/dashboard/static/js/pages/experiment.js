@@ -157,6 +157,14 @@ export async function renderExperiment(root, id) {
     experiment.progress = { ...experiment.progress, epochs_run: epoch, fraction: total ? epoch / total : 0 };
   }
 
+  // Takes a new read of the run. Its progress counts the epochs the charts show, whichever side is
+  // ahead: epochs sent while the answer was on its way are newer (never 33 beside 34), and on a
+  // busy machine the read may count epochs not delivered yet (never 61 beside 35).
+  function adopt(read) {
+    experiment = read;
+    if (rows.length) setProgress(rows[rows.length - 1].epoch);
+  }
+
   function renderSummary() {
     const e = experiment;
     renderDurations();
@@ -261,7 +269,7 @@ export async function renderExperiment(root, id) {
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
     try {
-      experiment = await api.cancel(id);
+      adopt(await api.cancel(id));
       renderSummary();
     } catch (err) {
       clear(notice, errorBox(err));
@@ -305,11 +313,7 @@ export async function renderExperiment(root, id) {
     summaryTimer = null;
     summaryAt = Date.now();
     try {
-      experiment = await api.experiment(id);
-      // The run was read as it was when asked: epochs the stream sent while the answer was on
-      // its way are newer, and the progress shows them as the charts do (never 33 beside 34).
-      const last = rows.length ? rows[rows.length - 1].epoch : 0;
-      if (last > (experiment.progress.epochs_run ?? 0)) setProgress(last);
+      adopt(await api.experiment(id));
       renderSummary();
       renderDecisions(); // "None yet" becomes "No decisions" once the run has ended
     } catch (err) {
@@ -352,7 +356,7 @@ export async function renderExperiment(root, id) {
     const changed = page.status !== experiment.status || page.epochs.length > 0;
     if (page.epochs.length) renderCharts();
     if (changed || final) {
-      experiment = await api.experiment(id);
+      adopt(await api.experiment(id));
       renderSummary();
     }
     if (page.epochs.some((r) => r.decision) || final) {
