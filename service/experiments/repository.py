@@ -13,6 +13,7 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Executable,
+    Insert,
     Row,
     Select,
     Table,
@@ -95,6 +96,45 @@ def _fence_and_end_statement(keys: tuple[str, ...]) -> Select[Any]:
         .cte("ended")
     )  # fmt: skip
     return select(fenced.c.id, fenced.c.announced).add_cte(ended)
+
+
+@functools.cache
+def _claim_statement(takeover: bool, notifying: bool) -> Update:
+    """`claim_run`'s UPDATE, built once per shape and run as Core (`_fence_statement` says why):
+    the ORM's bulk UPDATE took ~0.7 ms more of each claim, between every two runs a worker takes.
+    `takeover`: a run whose lease expired is claimable too."""
+    claimable = Experiment.status == ExperimentStatus.QUEUED
+    if takeover:
+        expired = (Experiment.status == ExperimentStatus.RUNNING) & (
+            Experiment.lease_expires_at < bindparam("p_now")
+        )
+        claimable = claimable | expired
+    returning = [Experiment.attempt, Experiment.spec, Experiment.kind, Experiment.range_test,
+                 Experiment.sweep_id]  # fmt: skip  # Claimed's fields, in order
+    return (
+        update(Experiment)
+        .where(Experiment.id == bindparam("p_id"), claimable,
+               Experiment.cancel_requested.is_(False))
+        .values(
+            status=ExperimentStatus.RUNNING,
+            lease_owner=bindparam("p_owner"),
+            lease_expires_at=bindparam("p_expires"),
+            attempt=Experiment.attempt + 1,
+            started_at=func.coalesce(Experiment.started_at,
+                                     bindparam("p_now", type_=Experiment.started_at.type)),
+        )
+        .returning(*returning, *([notify.notifying(Experiment.id)] if notifying else []))
+    )  # fmt: skip
+
+
+@functools.cache
+def _new_attempt_statement() -> Insert:
+    return insert(Attempt).values(
+        experiment_id=bindparam("p_id"),
+        attempt=bindparam("p_attempt"),
+        worker=bindparam("p_owner"),
+        started_at=bindparam("p_now"),
+    )
 
 
 # A sweep run's stage: stage 1 is also NULL (runs of sweeps made before stages were numbered).
@@ -629,38 +669,21 @@ class ExperimentRepository:
         `takeover=False`: a queued run only, not one whose lease expired (the worker applies
         the reaper's rules to such a run first)."""
         now = utcnow()
-        claimable = Experiment.status == ExperimentStatus.QUEUED
-        if takeover:
-            expired = (Experiment.status == ExperimentStatus.RUNNING) & (
-                Experiment.lease_expires_at < now
-            )
-            claimable = claimable | expired
         # The announcement rides in the UPDATE's RETURNING (PostgreSQL): no round trip of its own.
         notify.touched(self.session, [str(experiment_id)])
-        announcing = notify.column(self.session, Experiment.id)
-        returning = [Experiment.attempt, Experiment.spec, Experiment.kind, Experiment.range_test,
-                     Experiment.sweep_id]  # fmt: skip
-        result = self.session.execute(
-            update(Experiment)
-            .where(Experiment.id == experiment_id)
-            .where(claimable)
-            .where(Experiment.cancel_requested.is_(False))
-            .values(
-                status=ExperimentStatus.RUNNING,
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_s),
-                attempt=Experiment.attempt + 1,
-                started_at=func.coalesce(Experiment.started_at, now),
-            )
-            .returning(*returning, *([announcing] if announcing is not None else []))
-        )
-        row = result.one_or_none()
+        stmt = _claim_statement(takeover, notify.notifies(self.session))
+        row = _core(self.session, stmt, {
+            "p_id": experiment_id, "p_owner": owner, "p_now": now,
+            "p_expires": now + timedelta(seconds=lease_s),
+        }).one_or_none()  # fmt: skip
         if row is None:
             return None
-        _core(self.session, insert(Attempt).values(experiment_id=experiment_id,
-                                                   attempt=row.attempt, worker=owner,
-                                                   started_at=now))  # fmt: skip
-        return Claimed._make(tuple(row)[: len(returning)])
+        _core(
+            self.session,
+            _new_attempt_statement(),
+            {"p_id": experiment_id, "p_attempt": row.attempt, "p_owner": owner, "p_now": now},
+        )
+        return Claimed._make(tuple(row)[: len(Claimed._fields)])
 
     def lost_attempts(self, experiment_id: int, before: int) -> int:
         """Attempts before `before` whose worker was lost: reaped ("lost"), or taken over by a
