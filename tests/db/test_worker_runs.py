@@ -92,6 +92,10 @@ def test_a_run_trains_every_epoch_keeps_its_model_and_drops_its_checkpoint(
     got = detail(client, exp_id)
     assert got["status"] == "succeeded" and got["attempt"] == 1 and got["epochs_run"] == 5
     assert got["device"] == "cpu" and got["finished_at"] is not None
+    # What the run learnt at its start, written behind its first epoch (`DatabaseSink.begin`).
+    assert (got["steps_per_epoch"], got["param_count"]) == (6, 4 * 16 + 16 + 16 * 3 + 3)
+    assert got["split_sizes"] == {"train": 90, "val": 30, "test": 30}
+    assert got["attempts"][0]["resumed_from_epoch"] == 0
     assert set(got["test_metrics"]) == {"test_loss", "test_accuracy"}
     assert [r["epoch"] for r in rows(client, exp_id)] == [1, 2, 3, 4, 5]
     assert all(r["lr"] == 0.05 for r in rows(client, exp_id))
@@ -258,6 +262,34 @@ def test_a_cancel_reaches_a_running_run_through_its_epoch_writes(
     assert got["status"] == "cancelled" and got["stop_reason"] == "cancelled while running"
     assert got["epochs_run"] < 400 and time.monotonic() - started < 60
     assert [r["epoch"] for r in rows(client, exp_id)] == list(range(1, got["epochs_run"] + 1))
+
+
+def test_a_first_attempt_that_lost_its_run_before_it_started_writes_nothing(
+    client: TestClient,
+) -> None:
+    """A first attempt's start is written behind its training: when another attempt took the
+    run in between (its lease expired), that write is refused, the attempt stops once told
+    (after a few epochs at most), and nothing of it is stored: no rows, no facts, no progress."""
+    from sqlalchemy import update
+
+    from service.experiments.models import Experiment
+    from worker.runs.training import train_run
+
+    exp_id = submit(client, IRIS)
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        assert repo.claim(exp_id, "lost:1", 60) == 1
+        session.execute(update(Experiment).where(Experiment.id == exp_id)
+                        .values(lease_expires_at=Experiment.created_at))  # fmt: skip
+    with session_scope() as session:
+        assert ExperimentRepository(session).claim(exp_id, "taker:1", 60) == 2
+    spec = ExperimentSpec.model_validate(IRIS)
+    outcome = train_run(exp_id, 1, spec, threading.Event(), in_sweep=False)
+    assert outcome.status == "lease_lost", outcome
+    got = detail(client, exp_id)
+    assert (got["status"], got["attempt"], got["epochs_run"]) == ("running", 2, 0)
+    assert got["device"] is None and got["param_count"] is None
+    assert rows(client, exp_id) == []
 
 
 def test_one_heartbeat_thread_renews_each_lease_and_sees_each_cancel(client: TestClient) -> None:

@@ -17,16 +17,20 @@ from service.kit.db import session_scope
 
 @dataclass(frozen=True)
 class EpochRows:
-    """Consecutive epochs of one run, ready to store in one transaction."""
+    """Consecutive epochs of one run, ready to store in one transaction; or, with `start` and no
+    rows, a first attempt's start."""
 
     epochs_run: int  # the last one's epoch: the run's progress once they are stored
     best: dict[str, Any]  # best_epoch and best_value of the decision state after the last one
     rows: list[dict[str, Any]]  # epoch_metrics rows
     events: list[dict[str, Any]]  # decisions rows
+    # What an attempt starting from scratch learnt at its start (device, steps_per_epoch, ...),
+    # written with its progress and the attempt's start epoch (runs/training.py: `begin`).
+    start: dict[str, Any] | None = None
 
     @property
     def first(self) -> int:
-        return int(self.rows[0]["epoch"])
+        return int(self.rows[0]["epoch"]) if self.rows else self.epochs_run
 
 
 class Written(IntEnum):
@@ -50,8 +54,11 @@ def store(repo: ExperimentRepository, experiment_id: int, attempt: int,
     then whether a cancel is requested: the run learns it from the write behind its training,
     within one write (tens of milliseconds), not at its lease's next heartbeat (up to 2 s)."""
     cancel = repo.fence_reading_cancel(experiment_id, attempt, epochs_run=batch.epochs_run,
-                                       **batch.best)  # fmt: skip
+                                       **batch.best, **(batch.start or {}))  # fmt: skip
     if cancel is None:
         return Written.LOST
-    repo.write_epochs(batch.rows, batch.events)
+    if batch.start is not None:
+        repo.resumed_from(experiment_id, attempt, batch.epochs_run)
+    if batch.rows:
+        repo.write_epochs(batch.rows, batch.events)
     return Written.CANCEL if cancel else Written.STORED

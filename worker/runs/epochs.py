@@ -114,14 +114,13 @@ def resume_point(
 
 
 def start_at(repo: ExperimentRepository, experiment_id: int, attempt: int, epoch: int,
-             facts: dict[str, Any], cut: bool = True) -> bool:  # fmt: skip
-    """The attempt starts after `epoch` (0: from scratch): its facts and progress written, the
-    rows after `epoch` cut (`cut` False: there are none, the run's first attempt), the epoch
-    recorded on the attempt; False when the attempt is no longer current (nothing is
-    written)."""
+             facts: dict[str, Any]) -> bool:  # fmt: skip
+    """A later attempt starts after `epoch` (0: from scratch): its facts and progress written,
+    the rows after `epoch` cut, the epoch recorded on the attempt; False when the attempt is no
+    longer current (nothing is written). A first attempt's start has nothing to cut and is
+    written behind its training (`EpochRows.start`)."""
     ok = repo.fence(experiment_id, attempt, epochs_run=epoch, **facts)
     if ok:
-        if cut:
-            repo.truncate_history(experiment_id, epoch)
+        repo.truncate_history(experiment_id, epoch)
         repo.resumed_from(experiment_id, attempt, epoch)
     return ok
