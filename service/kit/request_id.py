@@ -4,14 +4,34 @@ Plain ASGI (no BaseHTTPMiddleware): it costs a header lookup, and streams pass t
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = b"x-request-id"
 _SANE = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+
+
+# A made-up id is 32 hex digits: this process's random half, then a counter. Unique as uuid4s
+# are, without a random read per request (a uuid4 was ~4 % of a cached poll's CPU in the API).
+_prefix = os.urandom(8).hex()
+_serial = itertools.count()
+
+
+def _new_prefix() -> None:
+    """A forked child's own random half."""
+    global _prefix, _serial
+    _prefix, _serial = os.urandom(8).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_prefix)
+
+
+def new_id() -> bytes:
+    return f"{_prefix}{next(_serial):016x}".encode()
 
 
 class RequestId:
@@ -23,7 +43,7 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(HEADER, b"")
-        rid = given if _SANE.match(given) else uuid.uuid4().hex.encode()
+        rid = given if _SANE.match(given) else new_id()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
