@@ -25,7 +25,8 @@ started_at/finished_at, each epoch row's created_at and duration_s) and the clie
   per epoch   Σ (created_at[e] − created_at[e−1] − duration_s[e]) / (epochs − 1): decision,
               fenced epoch write, checkpoint bytes, lease thread and loop bookkeeping
   finish      the last epoch row → finished_at (test part, final model upload, final status)
-  seen        finished_at → the client's poll saw it final
+  seen        finished_at → the client's poll saw it final (with that poll's round trip, and
+              the median of the others': the one that sees the end reads the ended run anew)
 and the CPU each process spent from the POST to the final status seen (/proc, 10 ms ticks): the
 worker (the training), and beside it the API, the epoch writer, the database (PostgreSQL's
 processes, Redis; SQLite is inside the others) and this client. On a small machine the others'
@@ -171,6 +172,8 @@ class ServiceRun:
     per_epoch_s: float  # the time between epochs that is not an epoch's own
     finish_s: float  # last epoch row → finished_at
     seen_s: float  # finished_at → seen by the client
+    poll_s: float  # a poll's round trip while the run trained (median)
+    last_poll_s: float  # the round trip of the poll that saw the final status
     status: str
     cpu: dict[str, float]  # CPU seconds by role from the POST to the final status seen
 
@@ -191,8 +194,11 @@ def through_service(stack: Stack, client: httpx.Client, body: dict[str, Any],
     returned = time.perf_counter()
     r.raise_for_status()
     exp_id = int(r.json()["id"])
+    polls = []
     while True:
+        asked = time.perf_counter()
         status = client.get(f"/v1/experiments/{exp_id}").json()["status"]
+        polls.append(time.perf_counter() - asked)
         if status in FINAL:
             break
         time.sleep(poll_s)
@@ -228,6 +234,8 @@ def through_service(stack: Stack, client: httpx.Client, body: dict[str, Any],
         per_epoch_s=per_epoch,
         finish_s=(_utc(finished) - created[-1]).total_seconds(),
         seen_s=(seen_wall - _utc(finished)).total_seconds(),
+        poll_s=statistics.median(polls[:-1] or polls),
+        last_poll_s=polls[-1],
         status=status,
         cpu={**{role: cpu1[role] - cpu0[role] for role in cpu1}, "client": client},
     )
@@ -316,7 +324,9 @@ def run_stack(kind: str, args: argparse.Namespace) -> list[tuple[str, str, float
                     f"(× {n - 1} = {med['per_epoch_s'] * (n - 1) * 1000:.0f} ms)"
                 )
                 print(f"    finish         {ms(med['finish_s'])}   last epoch row → finished_at")
-                print(f"    seen           {ms(med['seen_s'])}   finished_at → poll saw it")
+                print(f"    seen           {ms(med['seen_s'])}   finished_at → poll saw it (its "
+                      f"round trip {med['last_poll_s'] * 1000:.1f} ms; the others' "
+                      f"{med['poll_s'] * 1000:.1f} ms)")  # fmt: skip
                 # The servers' roles only on their stack (this machine's own Redis idles beside).
                 roles = ["api", "writer", "client"] + ["postgres", "redis"] * (kind != "embedded")
                 beside = sum(cpu[r] for r in roles)
