@@ -857,7 +857,7 @@ class ExperimentRepository:
 
     def write_epochs(self, rows: list[dict[str, Any]], decisions: list[dict[str, Any]]) -> None:
         upsert(self.session, EpochRow.__table__, rows, ["experiment_id", "epoch"])  # type: ignore[arg-type]
-        upsert(self.session, Decision.__table__, decisions, ["experiment_id", "epoch", "kind"])  # type: ignore[arg-type]
+        self.record_decisions(decisions)
 
     def finish(self, experiment_id: int, attempt: int, status: str, **values: Any) -> bool:
         assert status in FINAL

@@ -5,7 +5,8 @@ the tables, which stay the source of truth. Embedded (SQLite) it does nothing: t
 notices any commit on its own (`PRAGMA data_version`).
 
 Payload: comma-separated tokens, `<experiment id>` or `s<sweep id>`. `announce` is the helper;
-`column` folds it into an UPDATE's RETURNING where a write is hot (the worker's fence).
+`notifying` folds it into an UPDATE's RETURNING where a write is hot (the worker's fence, claim
+and finish).
 
 In this process, on every backend, the same tokens also go to the hooks `on_commit` registers,
 once the transaction has committed: what this process changed is known here at once, without
@@ -74,17 +75,12 @@ def announce(
         session.execute(select(func.pg_notify(CHANNEL, payload)))
 
 
-def column(session: Session, experiment_id: Any) -> ColumnElement[Any] | None:
-    """On PostgreSQL, `pg_notify` of each updated row's id, to put in an UPDATE's RETURNING (the
-    notification without a statement of its own); None elsewhere."""
-    return notifying(experiment_id) if notifies(session) else None
-
-
 def notifies(session: Session) -> bool:
     """Whether this session's database takes notifications (PostgreSQL)."""
     return session.get_bind().dialect.name == "postgresql"
 
 
 def notifying(experiment_id: Any) -> ColumnElement[Any]:
-    """`column`'s expression, for a statement built once for PostgreSQL."""
+    """On PostgreSQL, `pg_notify` of each updated row's id, to put in the RETURNING of a
+    statement built once (the notification without a statement of its own)."""
     return func.pg_notify(CHANNEL, cast(experiment_id, String))

@@ -112,9 +112,7 @@ class DatabaseSink:
         ms on PostgreSQL, between every two runs a worker takes). A refused write stops the run
         once its answer is in, as a refused epoch write does, and nothing of the attempt is
         stored: every later write is refused too."""
-        start = EpochRows(0, {}, [], [], start=facts)
-        self._pending = self.writer.send(settings.effective_database_url, self.experiment_id,
-                                         self.attempt, start)  # fmt: skip
+        self._write(EpochRows(0, {}, [], [], start=facts))
 
     def _collect(self, wait: bool = False) -> bool:
         """Take the result of the write in flight once it is done (or, with `wait`, when it
@@ -138,9 +136,12 @@ class DatabaseSink:
         if due and now - self._sent_at < settings.epoch_write_seconds:
             return
         epochs, self._decided, self._sent_at = self._decided, [], now
-        url = settings.effective_database_url
-        batch = rows_of(self.experiment_id, self.attempt, epochs)
-        self._pending = self.writer.send(url, self.experiment_id, self.attempt, batch)
+        self._write(rows_of(self.experiment_id, self.attempt, epochs))
+
+    def _write(self, batch: EpochRows) -> None:
+        """One transaction to the writer; its answer is taken by `_collect`."""
+        self._pending = self.writer.send(settings.effective_database_url, self.experiment_id,
+                                         self.attempt, batch)  # fmt: skip
 
     def flush(self) -> bool:
         """Wait until every epoch decided is stored (a write's error is raised here); False
@@ -178,13 +179,15 @@ def _start(
     if fresh and not in_sweep:
         return [], None, True
     with session_scope() as session:
-        repo = ExperimentRepository(session)
-        last = 0 if fresh else repo.last_epoch(experiment_id)
-        found = artifacts.recorded(session, experiment_id, last) if last > 0 else []
         prune = sweep_pruning.for_run(session, experiment_id, fresh) if in_sweep else None
-        if fresh or found:
-            return found, prune, True if fresh else None
-        return found, prune, start_at(repo, experiment_id, attempt, 0, facts)
+        if fresh:
+            return [], prune, True
+        repo = ExperimentRepository(session)
+        last = repo.last_epoch(experiment_id)
+        found = artifacts.recorded(session, experiment_id, last) if last > 0 else []
+        if found:
+            return found, prune, None
+        return [], prune, start_at(repo, experiment_id, attempt, 0, facts)
 
 
 def train_run(
