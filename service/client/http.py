@@ -720,11 +720,10 @@ class _CorruptDownload(Exception):
 
 
 def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    # As service/artifacts/store.py's sha256_file, which the client may not import (no
+    # server-side code in the client: the import-linter contract).
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _save(response: httpx.Response, dest: Path) -> Path:
