@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, Select, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from service.artifacts.models import Artifact
 from service.kit.upsert import upsert
+
+
+@functools.cache
+def _model_statement() -> Select[Any]:
+    a = Artifact.__table__
+    return (
+        select(a.c.size, a.c.sha256)
+        .where(a.c.experiment_id == bindparam("p_id"), a.c.kind == "model")
+        .order_by(a.c.id.desc())
+        .limit(1)
+    )
 
 
 class ArtifactRepository:
@@ -51,6 +63,12 @@ class ArtifactRepository:
                                    Artifact.kind == "model")  # fmt: skip
         return {a.experiment_id: a for a in self.session.scalars(q.order_by(Artifact.id))
                 if a.experiment_id is not None}  # fmt: skip
+
+    def model_of(self, experiment_id: int) -> Row[Any] | None:
+        """The run's model row (size, sha256) as plain Core: a polled run's detail reads it
+        once the run has ended (`models_of`' rule: the newest row)."""
+        params = {"p_id": experiment_id}
+        return self.session.connection().execute(_model_statement(), params).first()
 
     def forget_checkpoints(self, experiment_ids: Sequence[int]) -> list[str]:
         """Delete the checkpoint rows of these runs (one statement); their keys."""

@@ -153,9 +153,7 @@ async def get_experiment(request: Request, experiment_id: RowId) -> Response:
 
     def read() -> bytes:
         with session_scope() as session:
-            return (
-                service.out(session, service.get(session, experiment_id)).model_dump_json().encode()
-            )
+            return service.detail_json(session, experiment_id)
 
     polls: PollCache = request.app.state.polls
     return Response(await polls.detail(experiment_id, read), media_type="application/json")

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_serializer
+from sqlalchemy import Row
 
 from service.artifacts.models import Artifact
 from service.experiments.models import Attempt, Decision, EpochRow, Experiment
@@ -88,7 +89,7 @@ class AttemptOut(BaseModel):
         return as_utc(dt)
 
     @classmethod
-    def of(cls, a: Attempt) -> AttemptOut:
+    def of(cls, a: Attempt | Row[Any]) -> AttemptOut:
         return cls(
             attempt=a.attempt,
             worker=a.worker,
@@ -107,7 +108,7 @@ class ModelOut(BaseModel):
     url: str = Field(description="GET it for the file: /v1/experiments/{id}/model")
 
     @classmethod
-    def of(cls, experiment_id: int, a: Artifact) -> ModelOut:
+    def of(cls, experiment_id: int, a: Artifact | Row[Any]) -> ModelOut:
         return cls(size=a.size, sha256=a.sha256, url=f"/v1/experiments/{experiment_id}/model")
 
 
@@ -163,13 +164,13 @@ class ExperimentOut(BaseModel):
     @classmethod
     def of(
         cls,
-        e: Experiment,
+        e: Experiment | Row[Any],
         tags: dict[str, str],
-        attempts: Sequence[Attempt] = (),
-        model: Artifact | None = None,
+        attempts: Sequence[Attempt | Row[Any]] = (),
+        model: Artifact | Row[Any] | None = None,
     ) -> ExperimentOut:
         """`model`: the run's model artifact row; shown only once the run has ended (as the
-        download serves it)."""
+        download serves it). Rows are ORM objects or Core rows of the same columns."""
         epochs = stored_epochs(e.spec)
         return cls(
             id=e.id,

@@ -8,6 +8,7 @@ import json
 import math
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from service.artifacts import service as artifacts
@@ -221,16 +222,24 @@ def out_created(experiment: Experiment, tags: dict[str, str]) -> ExperimentOut:
     return ExperimentOut.of(experiment, dict(tags), [], None)
 
 
-def out(session: Session, experiment: Experiment) -> ExperimentOut:
+def out(session: Session, experiment: Experiment | Row[Any]) -> ExperimentOut:
     """The run as the API shows it. A run never claimed has no attempts, and one not ended has
     no model (its row is written with the final status): those reads are skipped, one or two of
     four queries in the read that a poll of a live run makes after each of its writes."""
     repo = ExperimentRepository(session)
     i = experiment.id
-    ended = experiment.status in FINAL
-    model = ArtifactRepository(session).models_of([i]).get(i) if ended else None
-    attempts = repo.attempts_of([i])[i] if experiment.attempt > 0 else []
-    return ExperimentOut.of(experiment, repo.tags_of([i])[i], attempts, model)
+    model = ArtifactRepository(session).model_of(i) if experiment.status in FINAL else None
+    attempts = repo.attempt_rows(i) if experiment.attempt > 0 else []
+    return ExperimentOut.of(experiment, repo.tags(i), attempts, model)
+
+
+def detail_json(session: Session, experiment_id: int) -> bytes:
+    """`GET /v1/experiments/{id}` as sent: what scripts poll to wait for a run, read anew after
+    each of its changes. The row is read as plain Core, not loaded as an ORM object (`out`)."""
+    row = ExperimentRepository(session).row(experiment_id)
+    if row is None:
+        raise NotFound(f"experiment {experiment_id} not found", loc=PATH_ID)
+    return out(session, row).model_dump_json().encode()
 
 
 def encode_cursor(last_id: int) -> str:
