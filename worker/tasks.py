@@ -13,7 +13,9 @@ log = get_logger(__name__)
 
 @celery_app.task(name=RUN_TASK)
 def run_experiment(experiment_id: int) -> str:
-    outcome = run(experiment_id)
+    # A run that needs nothing once it has ended is finished by the epoch writer while this
+    # worker takes its next task (runs/finish.py `finish_run_behind`).
+    outcome = run(experiment_id, finish_behind=True)
     if outcome.ended_run and outcome.in_sweep:
         try:  # the run ended: its sweep may have a next stage to launch
             advance_for(experiment_id)

@@ -127,6 +127,27 @@ def test_a_write_that_fails_raises_the_writers_error_in_the_run(
     assert send(writer, database, experiment_id, attempt, 1, 1).result() is Written.STORED
 
 
+def test_a_finish_handed_to_a_writer_whose_worker_died_is_stored(database: str) -> None:
+    """A run finished behind its worker (runs/finish.py `finish_run_behind`): the worker hands
+    the writer its last epochs with the final status and moves on. Killed right after, its end
+    of the pipe closes; the writer still stores what it was handed (after the epoch rows, in
+    the same transaction), then exits."""
+    from dataclasses import replace
+
+    experiment_id, attempt = claimed()
+    w = epoch_writer.Writer().start()
+    finish = {"status": "succeeded", "stop_reason": None, "test_metrics": {"test_loss": 0.5}}
+    batch = replace(decided(experiment_id, attempt, 1, 3), finish=finish)
+    w.send(database, experiment_id, attempt, batch)
+    assert w._pipe is not None and w._proc is not None
+    w._pipe.close()  # the worker is gone: no answer will be read
+    w._proc.wait(120)  # it exits once its pipe is closed (its interpreter may still be starting)
+    row = run_row(experiment_id)
+    assert (row.status, row.epochs_run, row.test_metrics) == ("succeeded", 3, {"test_loss": 0.5})
+    assert row.finished_at is not None and row.lease_owner is None
+    assert stored(experiment_id) == [(e, 2 / e) for e in range(1, 4)]
+
+
 @pytest.mark.parametrize("when", ["idle", "while writing"])
 def test_a_writer_killed_at_any_moment_loses_no_epoch(database: str, when: str) -> None:
     """SIGKILL the writer between writes, or after a write was handed over and before it could

@@ -292,6 +292,69 @@ def test_a_first_attempt_that_lost_its_run_before_it_started_writes_nothing(
     assert rows(client, exp_id) == []
 
 
+def test_a_run_finished_behind_its_worker_reads_as_one_finished_in_place(
+    client: TestClient,
+) -> None:
+    """What the Celery task asks (`finish_behind=True`): a run with no checkpoint and no sweep is
+    finished by the worker's epoch writer while the worker takes its next run. Once the writer
+    has answered (the next run's `take` waits for it, and gets the same writer process), it
+    reads exactly as the same run finished in place: final status, progress, test metrics, the
+    model, its attempt ended, no lease."""
+    from worker.runs import epoch_writer
+
+    in_place, behind = submit(client, IRIS), submit(client, IRIS)
+    assert run_experiment(in_place, owner="test:1").status == "succeeded"
+    writer = epoch_writer.take()
+    pid = writer.pid
+    epoch_writer.give_back(writer)
+    outcome = run_experiment(behind, owner="test:1", finish_behind=True)
+    assert (outcome.status, outcome.epochs_run) == (ExperimentStatus.SUCCEEDED, 5)
+    writer = epoch_writer.take()
+    try:
+        assert writer.pid == pid
+        got, same = detail(client, behind), detail(client, in_place)
+        assert (got["status"], got["epochs_run"], got["worker"]) == ("succeeded", 5, None)
+        assert got["finished_at"] is not None and got["test_metrics"] == same["test_metrics"]
+        assert [(a["outcome"], a["ended_at"] is not None) for a in got["attempts"]] == [
+            ("succeeded", True)
+        ]
+        assert got["model"] is not None and got["model"]["size"] == same["model"]["size"]
+        assert has_model(store(), behind)
+        assert trace(client, behind) == trace(client, in_place)
+    finally:
+        epoch_writer.give_back(writer)
+
+
+def test_a_finish_behind_a_worker_that_lost_its_run_stores_nothing(client: TestClient) -> None:
+    """The final write behind a worker is fenced by its attempt as every write of it: when
+    another attempt took the run meanwhile, neither the status nor the model row is stored."""
+    from sqlalchemy import update
+
+    from service.artifacts.repository import ArtifactRepository
+    from service.experiments.models import Experiment
+    from worker.runs import epoch_writer
+    from worker.runs.artifacts import SavedModel
+    from worker.runs.finish import finish_run_behind
+
+    exp_id = submit(client, IRIS)
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        assert repo.claim(exp_id, "lost:1", 60) == 1
+        session.execute(update(Experiment).where(Experiment.id == exp_id)
+                        .values(lease_expires_at=Experiment.created_at))  # fmt: skip
+    with session_scope() as session:
+        assert ExperimentRepository(session).claim(exp_id, "taker:1", 60) == 2
+    model = SavedModel(f"models/{exp_id}-lost.safetensors", "0" * 64, 10, exp_id, 1)
+    finish_run_behind(exp_id, 1, ExperimentStatus.SUCCEEDED, 5, model,
+                      stop_reason=None, test_metrics={"test_loss": 0.1})  # fmt: skip
+    epoch_writer.give_back(epoch_writer.take())  # the writer has answered
+    got = detail(client, exp_id)
+    assert (got["status"], got["attempt"], got["worker"]) == ("running", 2, "taker:1")
+    assert got["finished_at"] is None and got["test_metrics"] is None
+    with session_scope() as session:
+        assert ArtifactRepository(session).model_of(exp_id) is None
+
+
 def test_one_heartbeat_thread_renews_each_lease_and_sees_each_cancel(client: TestClient) -> None:
     """Every lease of the process is renewed by the same thread, each on its own schedule, and a
     cancel stops only the run it names."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from service.artifacts.repository import ArtifactRepository
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 
@@ -18,7 +19,7 @@ from service.kit.db import session_scope
 @dataclass(frozen=True)
 class EpochRows:
     """Consecutive epochs of one run, ready to store in one transaction; or, with `start` and no
-    rows, a first attempt's start."""
+    rows, a first attempt's start; or, with `finish`, its end."""
 
     epochs_run: int  # the last one's epoch: the run's progress once they are stored
     best: dict[str, Any]  # best_epoch and best_value of the decision state after the last one
@@ -27,6 +28,10 @@ class EpochRows:
     # What an attempt starting from scratch learnt at its start (device, steps_per_epoch, ...),
     # written with its progress and the attempt's start epoch (runs/training.py: `begin`).
     start: dict[str, Any] | None = None
+    # The run's final status and its values (stop_reason, test_metrics), and its model's
+    # artifacts row: a run finished behind its worker (runs/finish.py: `finish_run_behind`).
+    finish: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
 
     @property
     def first(self) -> int:
@@ -50,9 +55,10 @@ def write(experiment_id: int, attempt: int, batch: EpochRows,
 
 def store(repo: ExperimentRepository, experiment_id: int, attempt: int,
           batch: EpochRows) -> Written:  # fmt: skip
-    """The fence (the run's progress: the last epoch's), then the rows and their decisions,
-    then whether a cancel is requested: the run learns it from the write behind its training,
-    within one write (tens of milliseconds), not at its lease's next heartbeat (up to 2 s)."""
+    """The fence (the run's progress: the last epoch's), then the rows and their decisions, and
+    the final status and model row of a run this write ends; then whether a cancel is requested:
+    the run learns it from the write behind its training, within one write (tens of
+    milliseconds), not at its lease's next heartbeat (up to 2 s)."""
     cancel = repo.fence_reading_cancel(experiment_id, attempt, epochs_run=batch.epochs_run,
                                        **batch.best, **(batch.start or {}))  # fmt: skip
     if cancel is None:
@@ -61,4 +67,8 @@ def store(repo: ExperimentRepository, experiment_id: int, attempt: int,
         repo.resumed_from(experiment_id, attempt, batch.epochs_run)
     if batch.rows:
         repo.write_epochs(batch.rows, batch.events)
+    if batch.finish is not None:
+        repo.finish(experiment_id, attempt, **batch.finish)  # fenced above, in this transaction
+        if batch.model is not None:
+            ArtifactRepository(repo.session).record(batch.model)
     return Written.CANCEL if cancel else Written.STORED

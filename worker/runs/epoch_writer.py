@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection as Pipe
@@ -71,6 +72,10 @@ class Writer:
         theirs.close()  # held only by the child now: its exit closes our end's peer
         self._pipe, self._proc = Pipe(ours.detach()), proc
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -152,8 +157,43 @@ _idle: list[Writer] = []
 _lock = threading.Lock()
 
 
+_answering: list[threading.Thread] = []  # writers whose last write's answer is awaited
+
+
+def keep_when_answered(writer: Writer, pending: Pending,
+                       answered: Callable[[Written | None], None]) -> None:  # fmt: skip
+    """Give `writer` back once `pending` is answered, handing the answer to `answered` (None:
+    the write failed, logged here), on a thread: a run's final write (runs/finish.py
+    `finish_run_behind`) commits while its worker takes its next run. `take` waits for it first."""
+
+    def settle() -> None:
+        written: Written | None = None
+        try:
+            written = pending.result()
+        except WriterFailed:
+            log.exception("epoch_write_failed", experiment_id=pending.request.experiment_id)
+        try:
+            answered(written)
+        finally:
+            give_back(writer)
+
+    thread = threading.Thread(target=settle, name="epoch-writer-answer", daemon=True)
+    with _lock:
+        _answering.append(thread)
+    thread.start()
+
+
+def _await_answers() -> None:
+    with _lock:
+        threads, _answering[:] = list(_answering), []
+    for thread in threads:
+        thread.join()
+
+
 def take() -> Writer:
-    """A writer for one run: an idle one of this process's, or a new one."""
+    """A writer for one run: an idle one of this process's, or a new one; a writer still
+    awaiting a finished run's answer is waited for (milliseconds), not replaced."""
+    _await_answers()
     with _lock:
         while _idle:
             writer = _idle.pop()
@@ -174,6 +214,7 @@ def give_back(writer: Writer) -> None:
 
 @atexit.register
 def _stop_all() -> None:
+    _await_answers()
     with _lock:
         writers, _idle[:] = list(_idle), []
     for writer in writers:

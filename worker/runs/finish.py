@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.config import settings
 from service.dispatch import service as dispatch
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.kit.logging import get_logger
 from service.training.status import ExperimentStatus
+from worker.runs import epoch_writer
 from worker.runs.artifacts import SavedModel, discard_checkpoints
+from worker.runs.epoch_rows import EpochRows, Written
 from worker.runs.retry import with_db_retry
 
 log = get_logger(__name__)
@@ -47,12 +50,42 @@ def finish_run(
             return ended
 
     ended = with_db_retry(finish, f"experiment {experiment_id} finish")
-    fields = {k: v for k, v in values.items() if k in ("stop_reason", "error")}
-    log.info("finished" if ended else "finish_refused", experiment_id=experiment_id,
-             attempt=attempt, status=str(status), **fields)  # fmt: skip
+    _log_end(ended, experiment_id, attempt, status, values)
     if ended and checkpoints:
         discard_checkpoints(experiment_id)  # an ended run keeps its final model only
     return ended
+
+
+def finish_run_behind(
+    experiment_id: int, attempt: int, status: ExperimentStatus, epochs_run: int,
+    model: SavedModel | None = None, **values: object,
+) -> None:  # fmt: skip
+    """`finish_run` for a run with nothing to do once it has ended (no checkpoint to discard, no
+    sweep to move on), written by the worker's epoch writer, fenced by the attempt as every
+    write of it: the worker does not wait for the transaction (2-3 ms on PostgreSQL between
+    every two runs it takes) but takes its next run, and `take`s the writer again only once it
+    has answered. The final status is still stored only after every epoch row (the run's writes
+    go one at a time, and its epochs were flushed first); a worker killed meanwhile leaves the
+    write to its writer, which stores what its pipe holds before it exits, and a machine lost
+    leaves the run to the reaper, as a crash just before a `finish_run` would."""
+    finish = {"status": status, **values}
+    batch = EpochRows(epochs_run, {}, [], [], finish=finish,
+                      model=model.row() if model is not None else None)  # fmt: skip
+    writer = epoch_writer.take()
+    pending = writer.send(settings.effective_database_url, experiment_id, attempt, batch)
+
+    def answered(written: Written | None) -> None:
+        if written is not None:  # None: the write failed (logged); the reaper ends the run
+            _log_end(bool(written), experiment_id, attempt, status, values)
+
+    epoch_writer.keep_when_answered(writer, pending, answered)
+
+
+def _log_end(ended: bool, experiment_id: int, attempt: int, status: str,
+             values: dict[str, object]) -> None:  # fmt: skip
+    fields = {k: v for k, v in values.items() if k in ("stop_reason", "error")}
+    log.info("finished" if ended else "finish_refused", experiment_id=experiment_id,
+             attempt=attempt, status=str(status), **fields)  # fmt: skip
 
 
 def hand_back(experiment_id: int, attempt: int) -> None:

@@ -25,7 +25,11 @@ from worker.runs.training import train_run
 log = get_logger(__name__)
 
 
-def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
+def run_experiment(experiment_id: int, owner: str | None = None,
+                   finish_behind: bool = False) -> Outcome:  # fmt: skip
+    """`finish_behind`: a run that needs nothing once it has ended may be finished by the epoch
+    writer while this returns (runs/finish.py `finish_run_behind`; the Celery task's choice: its
+    worker takes its next run meanwhile). False: it returns once the final status is stored."""
     owner = owner or registry.worker_id()
 
     def claim() -> Claimed | None:
@@ -54,7 +58,8 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
         log.info("claimed", kind=kind)
         registry.holding(experiment_id)
         try:
-            outcome = _run_claimed(experiment_id, attempt, kind, spec_json, range_params, in_sweep)
+            outcome = _run_claimed(experiment_id, attempt, kind, spec_json, range_params,
+                                   in_sweep, finish_behind)  # fmt: skip
         finally:
             registry.holding(None)
         outcome.in_sweep = in_sweep
@@ -65,7 +70,7 @@ def run_experiment(experiment_id: int, owner: str | None = None) -> Outcome:
 
 def _run_claimed(
     experiment_id: int, attempt: int, kind: str | None, spec_json: dict[str, Any],
-    range_params: dict[str, Any] | None, in_sweep: bool = True,
+    range_params: dict[str, Any] | None, in_sweep: bool = True, finish_behind: bool = False,
 ) -> Outcome:  # fmt: skip
     lease = Lease(experiment_id, attempt, settings.lease_seconds)
     lease.start()
@@ -74,7 +79,7 @@ def _run_claimed(
         if kind == "lr_range_test":
             # Same claim, lease, cancel and failure handling as training; a different loop.
             return range_test_run(experiment_id, attempt, spec, range_params or {}, lease.stop)
-        return train_run(experiment_id, attempt, spec, lease.stop, in_sweep)
+        return train_run(experiment_id, attempt, spec, lease.stop, in_sweep, finish_behind)
     except Cancelled:
         if lease.lost:
             return Outcome(experiment_id, LEASE_LOST)

@@ -40,7 +40,7 @@ from worker.runs.epochs import (
     start_at,
     stored_state,
 )
-from worker.runs.finish import LEASE_LOST, Outcome, finish_run
+from worker.runs.finish import LEASE_LOST, Outcome, finish_run, finish_run_behind
 from worker.runs.retry import with_db_retry
 
 log = get_logger(__name__)
@@ -192,9 +192,10 @@ def _start(
 
 def train_run(
     experiment_id: int, attempt: int, spec: ExperimentSpec, stop: threading.Event,
-    in_sweep: bool = True,
+    in_sweep: bool = True, finish_behind: bool = False,
 ) -> Outcome:  # fmt: skip
-    """`in_sweep`: the run belongs to a sweep, which may prune it (False: no pruner to read)."""
+    """`in_sweep`: the run belongs to a sweep, which may prune it (False: no pruner to read).
+    `finish_behind`: lifecycle.run_experiment's."""
     device = pick_device(spec.device)
     arrays, info, dataset_plugin = load_arrays(spec.dataset)
     sizes = check_fits(spec, info, dataset_plugin)
@@ -253,9 +254,13 @@ def train_run(
                 "test_metrics": json.dumps(result.test_metrics)}  # fmt: skip
         weights = checkpoint.model_bytes(state.model.state_dict(), meta)
         model = artifacts.save_model(experiment_id, attempt, weights)
-    ended = finish_run(experiment_id, attempt, result.status, stop_reason=result.reason,
-                       test_metrics=result.test_metrics, model=model,
-                       checkpoints=attempt > 1 or uploads.taken)  # fmt: skip
+    values = {"stop_reason": result.reason, "test_metrics": result.test_metrics}
+    checkpoints = attempt > 1 or uploads.taken
+    if finish_behind and not in_sweep and not checkpoints:  # nothing to do once it has ended
+        finish_run_behind(experiment_id, attempt, result.status, result.epoch, model, **values)
+        return Outcome(experiment_id, result.status, result.epoch)
+    ended = finish_run(experiment_id, attempt, result.status, model=model,
+                       checkpoints=checkpoints, **values)  # fmt: skip
     if not ended:
         return Outcome(experiment_id, LEASE_LOST, result.epoch)
     return Outcome(experiment_id, result.status, result.epoch)
