@@ -55,20 +55,25 @@ def write(experiment_id: int, attempt: int, batch: EpochRows,
 
 def store(repo: ExperimentRepository, experiment_id: int, attempt: int,
           batch: EpochRows) -> Written:  # fmt: skip
-    """The fence (the run's progress: the last epoch's), then the rows and their decisions, and
-    the final status and model row of a run this write ends; then whether a cancel is requested:
-    the run learns it from the write behind its training, within one write (tens of
-    milliseconds), not at its lease's next heartbeat (up to 2 s)."""
-    cancel = repo.fence_reading_cancel(experiment_id, attempt, epochs_run=batch.epochs_run,
-                                       **batch.best, **(batch.start or {}))  # fmt: skip
-    if cancel is None:
-        return Written.LOST
-    if batch.start is not None:
-        repo.resumed_from(experiment_id, attempt, batch.epochs_run)
-    if batch.rows:
-        repo.write_epochs(batch.rows, batch.events)
+    """The fence (the run's progress: the last epoch's), then the rows and their decisions,
+    then whether a cancel is requested: the run learns it from the write behind its training,
+    within one write (tens of milliseconds), not at its lease's next heartbeat (up to 2 s).
+    A run's end (`finish`) is fenced by its own statement (on PostgreSQL one, with its
+    attempt's end), which alone makes a finish that follows the stored epochs."""
+    cancel = False
+    if batch.finish is None or batch.rows or batch.start is not None:
+        found = repo.fence_reading_cancel(experiment_id, attempt, epochs_run=batch.epochs_run,
+                                          **batch.best, **(batch.start or {}))  # fmt: skip
+        if found is None:
+            return Written.LOST
+        cancel = found
+        if batch.start is not None:
+            repo.resumed_from(experiment_id, attempt, batch.epochs_run)
+        if batch.rows:
+            repo.write_epochs(batch.rows, batch.events)
     if batch.finish is not None:
-        repo.finish(experiment_id, attempt, **batch.finish)  # fenced above, in this transaction
+        if not repo.finish(experiment_id, attempt, **batch.finish):
+            return Written.LOST
         if batch.model is not None:
             ArtifactRepository(repo.session).record(batch.model)
     return Written.CANCEL if cancel else Written.STORED

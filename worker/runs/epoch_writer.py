@@ -157,7 +157,7 @@ _idle: list[Writer] = []
 _lock = threading.Lock()
 
 
-_answering: list[threading.Thread] = []  # writers whose last write's answer is awaited
+_answering: list[threading.Thread] = []  # each awaits a writer's answer to a run's final write
 
 
 def keep_when_answered(writer: Writer, pending: Pending,
