@@ -65,6 +65,24 @@ def trace(client: TestClient, exp_id: int) -> list[tuple[Any, ...]]:
     return [tuple(r[k] for k in keys) for r in rows(client, exp_id)]
 
 
+def taken_over(client: TestClient) -> int:
+    """A run whose first attempt ("lost:1") lost it: its lease expired and attempt 2
+    ("taker:1") claimed it."""
+    from sqlalchemy import update
+
+    from service.experiments.models import Experiment
+
+    exp_id = submit(client, IRIS)
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        assert repo.claim(exp_id, "lost:1", 60) == 1
+        session.execute(update(Experiment).where(Experiment.id == exp_id)
+                        .values(lease_expires_at=Experiment.created_at))  # fmt: skip
+    with session_scope() as session:
+        assert ExperimentRepository(session).claim(exp_id, "taker:1", 60) == 2
+    return exp_id
+
+
 def run_handed_back_after(client: TestClient, exp_id: int, epochs: int) -> Outcome:
     """Run it in-process and shut the worker down once `epochs` epochs are recorded (what
     Celery's warm shutdown does, worker/celery_app.py): the run is handed back."""
@@ -270,19 +288,9 @@ def test_a_first_attempt_that_lost_its_run_before_it_started_writes_nothing(
     """A first attempt's start is written behind its training: when another attempt took the
     run in between (its lease expired), that write is refused, the attempt stops once told
     (after a few epochs at most), and nothing of it is stored: no rows, no facts, no progress."""
-    from sqlalchemy import update
-
-    from service.experiments.models import Experiment
     from worker.runs.training import train_run
 
-    exp_id = submit(client, IRIS)
-    with session_scope() as session:
-        repo = ExperimentRepository(session)
-        assert repo.claim(exp_id, "lost:1", 60) == 1
-        session.execute(update(Experiment).where(Experiment.id == exp_id)
-                        .values(lease_expires_at=Experiment.created_at))  # fmt: skip
-    with session_scope() as session:
-        assert ExperimentRepository(session).claim(exp_id, "taker:1", 60) == 2
+    exp_id = taken_over(client)
     spec = ExperimentSpec.model_validate(IRIS)
     outcome = train_run(exp_id, 1, spec, threading.Event(), in_sweep=False)
     assert outcome.status == "lease_lost", outcome
@@ -328,22 +336,12 @@ def test_a_run_finished_behind_its_worker_reads_as_one_finished_in_place(
 def test_a_finish_behind_a_worker_that_lost_its_run_stores_nothing(client: TestClient) -> None:
     """The final write behind a worker is fenced by its attempt as every write of it: when
     another attempt took the run meanwhile, neither the status nor the model row is stored."""
-    from sqlalchemy import update
-
     from service.artifacts.repository import ArtifactRepository
-    from service.experiments.models import Experiment
     from worker.runs import epoch_writer
     from worker.runs.artifacts import SavedModel
     from worker.runs.finish import finish_run_behind
 
-    exp_id = submit(client, IRIS)
-    with session_scope() as session:
-        repo = ExperimentRepository(session)
-        assert repo.claim(exp_id, "lost:1", 60) == 1
-        session.execute(update(Experiment).where(Experiment.id == exp_id)
-                        .values(lease_expires_at=Experiment.created_at))  # fmt: skip
-    with session_scope() as session:
-        assert ExperimentRepository(session).claim(exp_id, "taker:1", 60) == 2
+    exp_id = taken_over(client)
     model = SavedModel(f"models/{exp_id}-lost.safetensors", "0" * 64, 10, exp_id, 1)
     finish_run_behind(exp_id, 1, ExperimentStatus.SUCCEEDED, 5, model,
                       stop_reason=None, test_metrics={"test_loss": 0.1})  # fmt: skip
