@@ -301,7 +301,7 @@ def test_a_first_attempt_that_lost_its_run_before_it_started_writes_nothing(
 
 
 def test_a_run_finished_behind_its_worker_reads_as_one_finished_in_place(
-    client: TestClient,
+    client: TestClient, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """What the Celery task asks (`finish_behind=True`): a run with no checkpoint and no sweep is
     finished by the worker's epoch writer while the worker takes its next run. Once the writer
@@ -329,6 +329,10 @@ def test_a_run_finished_behind_its_worker_reads_as_one_finished_in_place(
         assert got["model"] is not None and got["model"]["size"] == same["model"]["size"]
         assert has_model(store(), behind)
         assert trace(client, behind) == trace(client, in_place)
+        # Its `finished` event, logged once the writer answered, carries the run's fields.
+        ends = [line for line in capfd.readouterr().out.splitlines()
+                if " finished " in line and f"experiment_id={behind} " in line]  # fmt: skip
+        assert len(ends) == 1 and "worker=test:1" in ends[0], ends
     finally:
         epoch_writer.give_back(writer)
 

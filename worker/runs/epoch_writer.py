@@ -20,6 +20,7 @@ bytes), pickled by multiprocessing."""
 from __future__ import annotations
 
 import atexit
+import contextvars
 import signal
 import socket
 import subprocess
@@ -177,7 +178,10 @@ def keep_when_answered(writer: Writer, pending: Pending,
         finally:
             give_back(writer)
 
-    thread = threading.Thread(target=settle, name="epoch-writer-answer", daemon=True)
+    # In the caller's context: its log events carry the run's bound fields (worker, attempt).
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(settle,), name="epoch-writer-answer",
+                              daemon=True)  # fmt: skip
     with _lock:
         _answering.append(thread)
     thread.start()
