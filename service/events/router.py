@@ -12,8 +12,9 @@ from service.events import service, sse
 from service.events.listener import GroupKey, Listener
 from service.events.stream import group_events, run_events
 from service.kit.auth import revocation_check
+from service.kit.dbint import DB_INT_MAX, fits_db_int
 from service.kit.errors import InvalidInput, NotFound
-from service.kit.params import DB_INT_MAX, RowId, RowIdQuery, fits_db_int
+from service.kit.params import RowId, RowIdQuery
 
 router = APIRouter(tags=["events"])
 

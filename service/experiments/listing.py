@@ -9,8 +9,8 @@ import json
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from service.kit.dbint import fits_db_int
 from service.kit.errors import InvalidInput
-from service.kit.params import fits_db_int
 
 CURSOR_LOC: list[str | int] = ["query", "cursor"]
 MAX_NAME_KEY = 1000  # a name is at most 200 characters; its lowered form a little more at worst

@@ -36,7 +36,7 @@ from service.kit import notify
 from service.kit.notify import announce
 from service.kit.time import utcnow
 from service.kit.upsert import upsert
-from service.training.spec import DEFAULT_EPOCHS
+from service.training.defaults import DEFAULT_EPOCHS
 from service.training.status import FINAL, ExperimentStatus
 
 

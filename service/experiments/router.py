@@ -21,9 +21,10 @@ from service.experiments.spec_errors import errors_beyond_schema
 from service.kit.after_schema import after_schema
 from service.kit.auth import CallerDep
 from service.kit.db import session_scope
+from service.kit.dbint import DB_INT_MAX, fits_db_int
 from service.kit.deps import in_session
 from service.kit.errors import InvalidInput
-from service.kit.params import DB_INT_MAX, RowId, RowIdQuery, fits_db_int, segment_beside
+from service.kit.params import RowId, RowIdQuery, segment_beside
 from service.training.spec import ExperimentSpec
 from service.training.status import ExperimentStatus
 

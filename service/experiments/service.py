@@ -33,6 +33,7 @@ from service.experiments.schemas import (
     unset_keys,
 )
 from service.kit.conflicts import insert_or_winner
+from service.kit.dbint import fits_db_int
 from service.kit.errors import (
     MAX_ERRORS,
     Conflict,
@@ -42,7 +43,6 @@ from service.kit.errors import (
     Unavailable,
     item,
 )
-from service.kit.params import fits_db_int
 from service.training.checks import check_spec, derived_sizes
 from service.training.datasets import DatasetInfo
 from service.training.spec import DatasetRef, ExperimentSpec

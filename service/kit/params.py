@@ -11,14 +11,10 @@ from typing import Annotated
 from fastapi import Path, Query
 from starlette.convertors import Convertor, register_url_convertor
 
-DB_INT_MIN, DB_INT_MAX = -(2**31), 2**31 - 1
+from service.kit.dbint import DB_INT_MAX, DB_INT_MIN
 
 RowId = Annotated[int, Path(ge=DB_INT_MIN, le=DB_INT_MAX)]
 RowIdQuery = Annotated[int | None, Query(ge=DB_INT_MIN, le=DB_INT_MAX)]
-
-
-def fits_db_int(value: int) -> bool:
-    return DB_INT_MIN <= value <= DB_INT_MAX
 
 
 class SegmentBeside(Convertor[str]):

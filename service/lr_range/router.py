@@ -6,8 +6,9 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
 from service.kit.auth import CallerDep
+from service.kit.dbint import DB_INT_MAX
 from service.kit.deps import in_session
-from service.kit.params import DB_INT_MAX, RowId
+from service.kit.params import RowId
 from service.lr_range import service
 from service.lr_range.schemas import RangeTestOut, RangeTestPage, RangeTestRequest
 from service.training.status import RangeTestStatus

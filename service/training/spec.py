@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from service.training import catalog
+from service.training.defaults import DEFAULT_EPOCHS
 
 
 def _whole(v: Any) -> Any:
@@ -49,7 +50,6 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 MAX_EPOCHS = 100_000
-DEFAULT_EPOCHS = 20  # a spec without `epochs`; stored specs name theirs
 
 
 def stored_epochs(spec: dict[str, Any]) -> int:
