@@ -41,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from service.experiments import service
 from service.experiments.repository import ExperimentRepository
 from service.kit import notify
-from service.kit.db import session_scope
+from service.kit.db import read_scope
 from service.kit.errors import NotFound
 
 # Rows a tail keeps behind its newest one: a dashboard that opens a run reads its history from
@@ -81,7 +81,7 @@ class Tail:
 
 
 def read_page(experiment_id: int, after_epoch: int, limit: int) -> bytes:
-    with session_scope() as session:
+    with read_scope() as session:
         return service.metrics_json(session, experiment_id, after_epoch, limit)
 
 
@@ -91,7 +91,7 @@ def read_tail(experiment_id: int, base: int, kept: Tail | None) -> Tail | None:
     resumed run's first transaction deletes the rows after its checkpoint; rows come in epoch
     order, so the newest stored epoch is below `kept`'s until every cut row is written again).
     None when there were more than READ."""
-    with session_scope() as session:
+    with read_scope() as session:
         repo = ExperimentRepository(session)
         since = None
         if kept is not None:

@@ -20,7 +20,7 @@ from service.experiments.schemas import (
 from service.experiments.spec_errors import errors_beyond_schema
 from service.kit.after_schema import after_schema
 from service.kit.auth import CallerDep
-from service.kit.db import session_scope
+from service.kit.db import read_scope
 from service.kit.dbint import DB_INT_MAX, fits_db_int
 from service.kit.deps import in_session
 from service.kit.errors import InvalidInput
@@ -153,7 +153,7 @@ async def get_experiment(request: Request, experiment_id: RowId) -> Response:
     from the training it watches on a small machine."""
 
     def read() -> bytes:
-        with session_scope() as session:
+        with read_scope() as session:
             return service.detail_json(session, experiment_id)
 
     polls: PollCache = request.app.state.polls

@@ -136,3 +136,21 @@ def session_scope(bind: Connection | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def read_scope() -> Iterator[Session]:
+    """A session for reads that change nothing: on PostgreSQL its connection runs in autocommit
+    (reset when it returns to the pool), so the reads pay no BEGIN and COMMIT round trips, two
+    of the six of a polled run's detail (~0.3-0.8 ms of its 2.3-3.5 ms in-process). They see
+    what they would in a transaction: PostgreSQL's READ COMMITTED takes a snapshot per statement
+    either way. On SQLite, `session_scope` (one snapshot for the reads, and no BEGIN to save)."""
+    engine = get_engine()
+    if engine.dialect.name != "postgresql":
+        with session_scope() as session:
+            yield session
+        return
+    with engine.connect() as conn:
+        autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
+        with Session(bind=autocommit, expire_on_commit=False) as session:
+            yield session

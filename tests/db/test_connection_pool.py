@@ -70,3 +70,28 @@ def test_a_connection_dropped_between_two_uses_fails_one_statement_only(
     with pytest.raises(OperationalError):  # the API answers this 503; the worker retries it
         backend_pid(engine)
     assert backend_pid(engine) != first
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_reads_run_in_autocommit_and_leave_the_pool_transactional(backend: Any) -> None:
+    """`db.read_scope` (a polled run's reads) runs its statements in autocommit: no BEGIN and
+    COMMIT round trips. The connection goes back to the pool transactional again: a write that
+    fails after it, on that same connection (the pool is LIFO), rolls back whole."""
+    from tests.support.backends import in_process
+
+    with in_process(backend):
+        with db.session_scope() as session:
+            session.execute(text("CREATE TABLE probe (x INTEGER)"))
+        with db.read_scope() as session:
+            session.execute(text("SELECT pg_sleep(0.01)"))
+            # Each statement its own transaction: it starts when the statement does.
+            assert session.execute(text("SELECT now() = statement_timestamp()")).scalar_one()
+            reader = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with pytest.raises(RuntimeError), db.session_scope() as session:
+            assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() == reader
+            session.execute(text("INSERT INTO probe VALUES (1)"))
+            raise RuntimeError("after the insert")
+        with db.session_scope() as session:
+            session.execute(text("SELECT pg_sleep(0.01)"))
+            assert not session.execute(text("SELECT now() = statement_timestamp()")).scalar_one()
+            assert session.execute(text("SELECT count(*) FROM probe")).scalar_one() == 0
