@@ -14,13 +14,14 @@ from service.kit.upsert import upsert
 
 
 @functools.cache
-def _model_statement() -> Select[Any]:
+def _models_statement() -> Select[Any]:
+    """`models_of`' read, built once and run as Core (a polled run's detail makes it once the
+    run has ended): oldest first, so that the newest row of a run is the one kept."""
     a = Artifact.__table__
     return (
-        select(a.c.size, a.c.sha256)
-        .where(a.c.experiment_id == bindparam("p_id"), a.c.kind == "model")
-        .order_by(a.c.id.desc())
-        .limit(1)
+        select(a.c.experiment_id, a.c.size, a.c.sha256)
+        .where(a.c.experiment_id.in_(bindparam("p_ids", expanding=True)), a.c.kind == "model")
+        .order_by(a.c.id)
     )
 
 
@@ -55,20 +56,14 @@ class ArtifactRepository:
         if keys:
             self.session.execute(delete(Artifact).where(Artifact.key.in_(keys)))
 
-    def models_of(self, experiment_ids: Sequence[int]) -> dict[int, Artifact]:
-        """The model row of each run that has one: one query for a whole page of runs."""
+    def models_of(self, experiment_ids: Sequence[int]) -> dict[int, Row[Any]]:
+        """The model row (size, sha256) of each run that has one, as plain Core: one query for
+        a whole page of runs, or for one."""
         if not experiment_ids:
             return {}
-        q = select(Artifact).where(Artifact.experiment_id.in_(list(experiment_ids)),
-                                   Artifact.kind == "model")  # fmt: skip
-        return {a.experiment_id: a for a in self.session.scalars(q.order_by(Artifact.id))
-                if a.experiment_id is not None}  # fmt: skip
-
-    def model_of(self, experiment_id: int) -> Row[Any] | None:
-        """The run's model row (size, sha256) as plain Core: a polled run's detail reads it
-        once the run has ended (`models_of`' rule: the newest row)."""
-        params = {"p_id": experiment_id}
-        return self.session.connection().execute(_model_statement(), params).first()
+        params = {"p_ids": list(experiment_ids)}
+        rows = self.session.connection().execute(_models_statement(), params)
+        return {row.experiment_id: row for row in rows}
 
     def forget_checkpoints(self, experiment_ids: Sequence[int]) -> list[str]:
         """Delete the checkpoint rows of these runs (one statement); their keys."""

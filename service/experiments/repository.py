@@ -139,14 +139,16 @@ def _new_attempt_statement() -> Insert:
 
 @functools.cache
 def _detail_statements() -> tuple[Select[Any], Select[Any], Select[Any]]:
-    """`detail`'s reads (the run's row, its tags, its attempts), built once and run as Core:
-    through the ORM (identity map, statement built per call, objects loaded) the read that a
-    polled run makes after each of its changes cost ~3× the CPU, the API's most frequent read."""
+    """The reads of what the API shows of runs (a run's row; the tags and the attempts of one
+    run or of a page of runs), built once and run as Core: through the ORM (identity map,
+    statement built per call, objects loaded) the read that a polled run makes after each of
+    its changes cost ~3× the CPU, the API's most frequent read."""
     e, t, a = Experiment.__table__, ExperimentTag.__table__, Attempt.__table__
+    ids: BindParameter[list[int]] = bindparam("p_ids", expanding=True)
     return (
         select(e).where(e.c.id == bindparam("p_id")),
-        select(t.c.key, t.c.value).where(t.c.experiment_id == bindparam("p_id")),
-        select(a).where(a.c.experiment_id == bindparam("p_id")).order_by(a.c.attempt),
+        select(t.c.experiment_id, t.c.key, t.c.value).where(t.c.experiment_id.in_(ids)),
+        select(a).where(a.c.experiment_id.in_(ids)).order_by(a.c.experiment_id, a.c.attempt),
     )
 
 
@@ -286,26 +288,17 @@ class ExperimentRepository:
         read that only shows it (`service.detail_json`)."""
         return _core(self.session, _detail_statements()[0], {"p_id": experiment_id}).first()
 
-    def tags(self, experiment_id: int) -> dict[str, str]:
-        rows = _core(self.session, _detail_statements()[1], {"p_id": experiment_id})
-        return {row.key: row.value for row in rows}
-
-    def attempt_rows(self, experiment_id: int) -> list[Row[Any]]:
-        """The run's attempts, oldest first, as plain Core rows (`attempts`' fields)."""
-        return list(_core(self.session, _detail_statements()[2], {"p_id": experiment_id}))
-
     def by_idempotency_key(self, key: str) -> Experiment | None:
         return self.session.scalars(
             select(Experiment).where(Experiment.idempotency_key == key)
         ).first()
 
     def tags_of(self, experiment_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+        """Each run's tags: one query for a whole page of runs, or for one."""
         out: dict[int, dict[str, str]] = {i: {} for i in experiment_ids}
         if experiment_ids:
-            rows = self.session.execute(
-                select(ExperimentTag).where(ExperimentTag.experiment_id.in_(experiment_ids))
-            ).scalars()
-            for tag in rows:
+            params = {"p_ids": list(out)}
+            for tag in _core(self.session, _detail_statements()[1], params):
                 out[tag.experiment_id][tag.key] = tag.value
         return out
 
@@ -736,12 +729,13 @@ class ExperimentRepository:
         return list(self.session.scalars(select(Attempt).where(
             Attempt.experiment_id == experiment_id).order_by(Attempt.attempt)))  # fmt: skip
 
-    def attempts_of(self, experiment_ids: Sequence[int]) -> dict[int, list[Attempt]]:
-        """Each run's attempts, oldest first: one query for a whole page of runs."""
-        out: dict[int, list[Attempt]] = {i: [] for i in experiment_ids}
+    def attempts_of(self, experiment_ids: Sequence[int]) -> dict[int, list[Row[Any]]]:
+        """Each run's attempts, oldest first, as plain Core rows (`Attempt`'s columns): one
+        query for a whole page of runs, or for one."""
+        out: dict[int, list[Row[Any]]] = {i: [] for i in experiment_ids}
         if experiment_ids:
-            q = select(Attempt).where(Attempt.experiment_id.in_(list(out)))
-            for a in self.session.scalars(q.order_by(Attempt.experiment_id, Attempt.attempt)):
+            params = {"p_ids": list(out)}
+            for a in _core(self.session, _detail_statements()[2], params):
                 out[a.experiment_id].append(a)
         return out
 

@@ -228,9 +228,10 @@ def out(session: Session, experiment: Experiment | Row[Any]) -> ExperimentOut:
     four queries in the read that a poll of a live run makes after each of its writes."""
     repo = ExperimentRepository(session)
     i = experiment.id
-    model = ArtifactRepository(session).model_of(i) if experiment.status in FINAL else None
-    attempts = repo.attempt_rows(i) if experiment.attempt > 0 else []
-    return ExperimentOut.of(experiment, repo.tags(i), attempts, model)
+    ended = experiment.status in FINAL
+    model = ArtifactRepository(session).models_of([i]).get(i) if ended else None
+    attempts = repo.attempts_of([i])[i] if experiment.attempt > 0 else []
+    return ExperimentOut.of(experiment, repo.tags_of([i])[i], attempts, model)
 
 
 def detail_json(session: Session, experiment_id: int) -> bytes:

@@ -354,7 +354,7 @@ def test_a_finish_behind_a_worker_that_lost_its_run_stores_nothing(client: TestC
     assert (got["status"], got["attempt"], got["worker"]) == ("running", 2, "taker:1")
     assert got["finished_at"] is None and got["test_metrics"] is None
     with session_scope() as session:
-        assert ArtifactRepository(session).model_of(exp_id) is None
+        assert ArtifactRepository(session).models_of([exp_id]) == {}
 
 
 def test_one_heartbeat_thread_renews_each_lease_and_sees_each_cancel(client: TestClient) -> None:
