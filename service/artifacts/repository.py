@@ -10,7 +10,18 @@ from sqlalchemy import Row, Select, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from service.artifacts.models import Artifact
+from service.kit.time import utcnow
 from service.kit.upsert import upsert
+
+
+def artifact_row(
+    kind: str, key: str, sha256: str, size: int, experiment_id: int | None = None,
+    epoch: int | None = None, attempt: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """An artifacts row as `ArtifactRepository.record` takes it, made now."""
+    return {"key": key, "kind": kind, "sha256": sha256, "size": size,
+            "experiment_id": experiment_id, "epoch": epoch, "attempt": attempt,
+            "created_at": utcnow()}  # fmt: skip
 
 
 @functools.cache

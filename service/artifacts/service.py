@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from service.artifacts.repository import ArtifactRepository
+from service.artifacts.repository import ArtifactRepository, artifact_row
 from service.artifacts.store import Store, store_for
 from service.config import settings
 from service.kit.logging import get_logger
-from service.kit.time import utcnow
 
 log = get_logger(__name__)
 _DOOMED = "glidepath_doomed_checkpoints"  # Session.info: keys to delete once it commits
@@ -38,10 +37,8 @@ def record(
     session: Session, kind: str, key: str, sha256: str, size: int,
     experiment_id: int | None = None, epoch: int | None = None, attempt: int | None = None,
 ) -> None:  # fmt: skip
-    ArtifactRepository(session).record({
-        "key": key, "kind": kind, "sha256": sha256, "size": size, "experiment_id": experiment_id,
-        "epoch": epoch, "attempt": attempt, "created_at": utcnow(),
-    })  # fmt: skip
+    row = artifact_row(kind, key, sha256, size, experiment_id, epoch, attempt)
+    ArtifactRepository(session).record(row)
 
 
 def sha256_of(session: Session, key: str) -> str | None:

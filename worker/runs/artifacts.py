@@ -16,13 +16,12 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from service.artifacts import service as artifacts
-from service.artifacts.repository import ArtifactRepository
+from service.artifacts.repository import ArtifactRepository, artifact_row
 from service.artifacts.store import ArtifactError, StoreUnavailable
 from service.config import settings
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
 from service.kit.logging import get_logger
-from service.kit.time import utcnow
 from worker.engine import checkpoint
 from worker.runs.retry import with_db_retry, with_retry
 
@@ -214,9 +213,8 @@ class SavedModel:
     def row(self) -> dict[str, Any]:
         """Its artifacts row, as `record` writes it (and the epoch writer, for a run finished
         behind its worker: runs/finish.py `finish_run_behind`)."""
-        return {"key": self.key, "kind": "model", "sha256": self.sha256, "size": self.size,
-                "experiment_id": self.experiment_id, "epoch": None, "attempt": self.attempt,
-                "created_at": utcnow()}  # fmt: skip
+        return artifact_row("model", self.key, self.sha256, self.size, self.experiment_id,
+                            attempt=self.attempt)  # fmt: skip
 
     def record(self, session: Session) -> None:
         ArtifactRepository(session).record(self.row())
