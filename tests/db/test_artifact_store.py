@@ -58,6 +58,25 @@ def test_writes_are_verified_on_read(any_store: Store, tmp_path: Path) -> None:
     assert any_store.check()["ok"] is True
 
 
+@pytest.mark.postgres
+def test_each_s3_store_signs_with_the_credentials_set_when_it_was_made(
+    s3_server: S3Server, s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stores share botocore's parsed data files (a fresh client costs ~30 ms, not ~200), not
+    their credentials."""
+    for k, v in s3_server.env.items():
+        monkeypatch.setenv(k, v)
+    good = Store(s3_url)
+    good.put_bytes(b"kept", "models/1.safetensors")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    wrong = Store(s3_url)
+    with pytest.raises(StoreUnavailable):
+        wrong.get_bytes("models/1.safetensors")
+    assert good.get_bytes("models/1.safetensors") == b"kept"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.env["AWS_SECRET_ACCESS_KEY"])
+    assert Store(s3_url).get_bytes("models/1.safetensors") == b"kept"
+
+
 def test_keys_cannot_leave_the_store(any_store: Store) -> None:
     for key in ("../x", "/etc/passwd", "a/../../b", ""):
         with pytest.raises(ValueError):
