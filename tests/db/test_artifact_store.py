@@ -62,7 +62,7 @@ def test_writes_are_verified_on_read(any_store: Store, tmp_path: Path) -> None:
 def test_each_s3_store_signs_with_the_credentials_set_when_it_was_made(
     s3_server: S3Server, s3_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Stores share botocore's parsed data files (a fresh client costs ~30 ms, not ~200), not
+    """Stores share botocore's parsed data files (a fresh client costs ~35 ms, not 100–250), not
     their credentials."""
     for k, v in s3_server.env.items():
         monkeypatch.setenv(k, v)
