@@ -12,7 +12,7 @@ from service.batches.router import router as batches_router
 from service.config import settings
 from service.dashboard.router import install as install_dashboard
 from service.datasets.router import router as datasets_router
-from service.dispatch import broker
+from service.dispatch import service as dispatch
 from service.events.listener import Listener
 from service.events.router import router as events_router
 from service.experiments.catalog_router import router as catalog_router
@@ -41,10 +41,10 @@ log = get_logger(__name__)
 
 def _warm_up() -> None:
     """What the first request would pay once: torch's first optimizer (a spec's check, ~1 s)
-    and the broker's first send (its connection and queues, ~25 ms)."""
+    and the broker's first send (its connection and queues, ~25 ms; the background sender)."""
     checks.warm()
     try:
-        broker.warm()
+        dispatch.warm()
     except Exception:  # the broker is away: the first send connects (or the outbox retries)
         log.warning("broker_warm_up_failed", exc_info=True)
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
-from service.dispatch.broker import make_celery, warm
+from service.dispatch import service as dispatch
+from service.dispatch.broker import make_celery
 from service.kit import gc_pauses
 from service.kit.db import dispose_engine
 from service.training import checks
@@ -45,7 +46,7 @@ def queues_for(device_queues: list[str]) -> list[str]:
 
 @worker_ready.connect
 def _register(sender: Any, **_: Any) -> None:
-    warm()  # this process sends too: a rung's promoted runs, a hand-back
+    dispatch.warm()  # this process sends too: a rung's promoted runs, a hand-back
     epoch_writer.prestart()  # its first run does not wait for the writer process to start
     checks.warm()  # nor for torch's lazy imports
     # Registered last: `alive` in GET /v1/workers means it takes work now. Before the 1-2 s

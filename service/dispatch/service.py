@@ -4,9 +4,6 @@ between commit and send, the broker was down) is sent again by `relay_pending`."
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable
 from datetime import UTC, timedelta
 from functools import partial
 
@@ -16,6 +13,7 @@ from sqlalchemy.orm import Session
 from service.dispatch import broker
 from service.dispatch.models import OutboxMessage
 from service.dispatch.repository import OutboxRepository
+from service.kit import behind
 from service.kit.db import session_scope
 from service.kit.logging import get_logger
 from service.kit.time import utcnow
@@ -39,32 +37,20 @@ def enqueue(session: Session, experiment_id: int, queue: str, task: str) -> Outb
 # a background thread, so accepting 1,000 specs does not wait on 1,000 broker round trips. Either
 # way the rows are committed first: if the process dies before sending, the relay sends them.
 INLINE_SEND_MAX = 20
-_background: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
-_sender_lock = threading.Lock()
-_sender: threading.Thread | None = None
-
-
-def _in_background(job: Callable[[], object]) -> None:
-    global _sender
-    _background.put(job)
-    with _sender_lock:
-        if _sender is None or not _sender.is_alive():
-            _sender = threading.Thread(target=_drain, name="outbox-sender", daemon=True)
-            _sender.start()
-
-
-def _drain() -> None:
-    while True:
-        _background.get()()
+_sender = behind.Lane("outbox-sender")
 
 
 def wait_sent(timeout_s: float = 10.0) -> bool:
-    """Wait until what this process queued for its background sender so far is done (the jobs
-    run in order, one at a time); False on timeout. For whoever is about to point the process
-    elsewhere: tests switching databases between cases."""
-    done = threading.Event()
-    _in_background(done.set)
-    return done.wait(timeout_s)
+    """Wait until what this process queued for its background sender so far is done; False on
+    timeout. For whoever is about to point the process elsewhere: tests switching databases."""
+    return _sender.wait(timeout_s)
+
+
+def warm() -> None:
+    """A process that sends (the API; a worker: a rung's promoted runs, a hand-back) pays the
+    broker's one-time costs and starts its background sender now, not in its first send."""
+    _sender.start()
+    broker.warm()
 
 
 @event.listens_for(Session, "after_commit")
@@ -72,7 +58,7 @@ def _send_after_commit(session: Session) -> None:
     # Every session that enqueued sends on its own commit: no caller has to remember to.
     pending: list[OutboxMessage] = session.info.pop(_PENDING_KEY, [])
     if len(pending) > INLINE_SEND_MAX:
-        _in_background(partial(send, pending))
+        _sender.put(partial(send, pending))
     elif pending:
         # The messages reach the broker before the response (a worker can start at once); marking
         # them sent is a transaction of its own (~4 ms of a POST's ~25 on PostgreSQL), done
@@ -80,7 +66,7 @@ def _send_after_commit(session: Session) -> None:
         # which the claim makes harmless.
         sent = publish(pending)
         if sent:
-            _in_background(partial(mark_sent, sent))
+            _sender.put(partial(mark_sent, sent))
 
 
 @event.listens_for(Session, "after_rollback")

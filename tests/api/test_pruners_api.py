@@ -118,7 +118,9 @@ def test_successive_halving_keeps_the_best_third_at_each_rung(client: TestClient
                 assert f"is not among the best {keep} of {n} at this rung" in d["reason"]
                 assert runs[d["experiment_id"]]["status"] == "pruned"
                 assert runs[d["experiment_id"]]["epochs_run"] == epoch
-                # No rung will resume it: its checkpoint went with the decision.
+                # No rung will resume it: its checkpoint went with the decision (deleted
+                # behind its commit).
+                assert artifact_service.wait_deleted()
                 assert checkpoint_keys(artifact_service.store(), d["experiment_id"]) == []
     pruning = detail["pruning"]
     assert pruning["pruned"] == 8 and [g["reached"] for g in pruning["rungs"]] == [9, 3]
@@ -211,6 +213,7 @@ def test_a_cancelled_sweep_ends_its_waiting_runs_cancelled(client: TestClient) -
     cancelled = client.post(f"/v1/sweeps/{sweep_id}/cancel").json()
     assert cancelled["counts"] == {"cancelled": 9}
     assert client.get(f"/v1/sweeps/{sweep_id}/decisions").json() == []
+    assert artifact_service.wait_deleted()
     assert checkpoint_keys(artifact_service.store(), first["experiment_id"]) == []
 
 

@@ -159,6 +159,7 @@ class Backends:
 def in_process(backend: Backend) -> Iterator[None]:
     """Point this process's settings and database engine at `backend` (for code called
     in-process: the API's TestClient, the worker's runs, the reaper), and back afterwards."""
+    from service.artifacts import service as artifacts
     from service.config import settings
     from service.dispatch import service as dispatch
     from service.kit import db
@@ -172,9 +173,11 @@ def in_process(backend: Backend) -> Iterator[None]:
     try:
         yield
     finally:
-        # A POST's messages are marked sent by the outbox's thread after the response: done
-        # here, on this database, not in the next test's (a failed mark logs in its output).
+        # A POST's messages are marked sent by the outbox's thread after the response, and
+        # dropped checkpoints deleted behind their commit: done here, on this backend, not in
+        # the next test's (a failed mark logs in its output).
         dispatch.wait_sent()
+        artifacts.wait_deleted()
         db.get_engine().dispose()
         db.get_engine.cache_clear()
         db.get_sessionmaker.cache_clear()
