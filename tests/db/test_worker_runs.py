@@ -300,6 +300,69 @@ def test_a_first_attempt_that_lost_its_run_before_it_started_writes_nothing(
     assert rows(client, exp_id) == []
 
 
+def handed_back_with_history(client: TestClient) -> tuple[int, list[dict[str, Any]]]:
+    """A run whose first attempt stored epochs 1-4 (a reduce_lr at 3) and no checkpoint, then
+    was handed back; its rows as they read then."""
+    from tests.support.fake_worker import Worker
+
+    exp_id = submit(client, IRIS)
+    first = Worker(exp_id)
+    first.claim()
+    first.write(1, 2, 3, 4, decision_at=3)
+    with session_scope() as session:
+        assert ExperimentRepository(session).release(exp_id, first.attempt)
+    return exp_id, rows(client, exp_id)
+
+
+def test_a_resumed_attempt_cuts_the_history_after_its_checkpoint_and_redoes_it(
+    client: TestClient,
+) -> None:
+    """A later attempt's start, written behind its first epoch, cuts the rows and decisions
+    after the checkpoint it resumed from (none here: all of them). What the first attempt
+    decided that this one does not (its reduce_lr at epoch 3) is gone, not left beside the
+    rows redone."""
+    exp_id, _ = handed_back_with_history(client)
+    straight = submit(client, IRIS)
+    assert run_experiment(straight, owner="test:0").status == "succeeded"
+    assert run_experiment(exp_id, owner="test:2").status == "succeeded"
+    assert trace(client, exp_id) == trace(client, straight)
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        assert [r.attempt for r in repo.epochs(exp_id)] == [2] * 5
+        assert [(d.epoch, d.kind) for d in repo.decisions(exp_id)] == [
+            (d.epoch, d.kind) for d in repo.decisions(straight)
+        ]
+    assert detail(client, exp_id)["attempts"][1]["resumed_from_epoch"] == 0
+
+
+def test_a_resumed_attempt_that_lost_its_run_before_it_started_cuts_nothing(
+    client: TestClient,
+) -> None:
+    """When another attempt took the run before the resumed one's start was written, that
+    write is refused with its cut: the history stays as it was, rows and decisions."""
+    from sqlalchemy import update
+
+    from service.experiments.models import Experiment
+    from worker.runs.training import train_run
+
+    exp_id, before = handed_back_with_history(client)
+    with session_scope() as session:
+        repo = ExperimentRepository(session)
+        assert repo.claim(exp_id, "lost:2", 60) == 2
+        session.execute(update(Experiment).where(Experiment.id == exp_id)
+                        .values(lease_expires_at=Experiment.created_at))  # fmt: skip
+    with session_scope() as session:
+        assert ExperimentRepository(session).claim(exp_id, "taker:3", 60) == 3
+    spec = ExperimentSpec.model_validate(IRIS)
+    outcome = train_run(exp_id, 2, spec, threading.Event(), in_sweep=False)
+    assert outcome.status == "lease_lost", outcome
+    got = detail(client, exp_id)
+    assert (got["attempt"], got["epochs_run"]) == (3, 4)
+    assert rows(client, exp_id) == before and [r["epoch"] for r in before] == [1, 2, 3, 4]
+    assert [r["decision"] for r in before] == [None, None, "reduce_lr", None]
+    assert got["attempts"][1]["resumed_from_epoch"] is None
+
+
 def test_a_run_finished_behind_its_worker_reads_as_one_finished_in_place(
     client: TestClient, capfd: pytest.CaptureFixture[str]
 ) -> None:

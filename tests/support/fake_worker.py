@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from service.experiments.repository import ExperimentRepository
 from service.kit.db import session_scope
-from worker.runs.epochs import resume_point
+from worker.runs import epoch_rows
+from worker.runs.epoch_rows import EpochRows
 
 
 class Worker:
@@ -45,8 +46,9 @@ class Worker:
         with session_scope() as s:
             assert ExperimentRepository(s).release(self.id, self.attempt)
         self.claim()
-        ok, _ = resume_point(self.id, self.attempt, {"epoch": checkpoint_epoch})
-        assert ok
+        # The resumed attempt's start, as its worker hands it to its writer.
+        start = EpochRows(checkpoint_epoch, {}, [], [], start={})
+        assert epoch_rows.write(self.id, self.attempt, start)
 
     def finish(self, status: str = "succeeded") -> None:
         with session_scope() as s:

@@ -19,14 +19,15 @@ from service.kit.db import session_scope
 @dataclass(frozen=True)
 class EpochRows:
     """Consecutive epochs of one run, ready to store in one transaction; or, with `start` and no
-    rows, a first attempt's start; or, with `finish`, its end."""
+    rows, an attempt's start (from `epochs_run`: the checkpoint it resumed from, or 0); or, with
+    `finish`, its end."""
 
     epochs_run: int  # the last one's epoch: the run's progress once they are stored
     best: dict[str, Any]  # best_epoch and best_value of the decision state after the last one
     rows: list[dict[str, Any]]  # epoch_metrics rows
     events: list[dict[str, Any]]  # decisions rows
-    # What an attempt starting from scratch learnt at its start (device, steps_per_epoch, ...),
-    # written with its progress and the attempt's start epoch (runs/training.py: `begin`).
+    # What an attempt learnt at its start (device, steps_per_epoch, ...), written with its
+    # progress, the attempt's start epoch and a later attempt's cut (runs/training.py: `begin`).
     start: dict[str, Any] | None = None
     # The run's final status and its values (stop_reason, test_metrics), and its model's
     # artifacts row: a run finished behind its worker (runs/finish.py: `finish_run_behind`).
@@ -68,6 +69,8 @@ def store(repo: ExperimentRepository, experiment_id: int, attempt: int,
             return Written.LOST
         cancel = found
         if batch.start is not None:
+            if attempt > 1:  # a later attempt redoes the epochs after its checkpoint
+                repo.truncate_history(experiment_id, batch.epochs_run)
             repo.resumed_from(experiment_id, attempt, batch.epochs_run)
         if batch.rows:
             repo.write_epochs(batch.rows, batch.events)

@@ -1,5 +1,5 @@
-"""A training run's history in the database: the per-epoch decide-and-write, and the cut back to
-the checkpoint a resumed run starts from."""
+"""A training run's history in the database: the per-epoch decide-and-write, the decision state
+an attempt starts from, and the rows that store decided epochs."""
 
 from __future__ import annotations
 
@@ -96,31 +96,3 @@ def lr_columns(lrs: per_step.EpochLRs | None) -> dict[str, Any]:
         return {"lr_min": None, "lr_max": None, "step_lrs": None}
     steps = per_step.pack(lrs.steps) if lrs.steps is not None else None
     return {"lr_min": lrs.lr_min, "lr_max": lrs.lr_max, "step_lrs": steps}
-
-
-def resume_point(
-    experiment_id: int, attempt: int, ckpt: dict[str, Any] | None, **facts: Any
-) -> tuple[bool, dict[str, Any] | None]:
-    """Cut the stored history back to the checkpoint (or to nothing) and return the checkpoint
-    to resume from; write what the run learnt at its start (`facts`: device, steps_per_epoch,
-    param_count, ...). (False, _) when the attempt is no longer current."""
-    with session_scope() as session:
-        repo = ExperimentRepository(session)
-        last = repo.last_epoch(experiment_id)
-        if ckpt is not None and ckpt["epoch"] > last:
-            ckpt = None  # rows the checkpoint builds on are gone: start over
-        ok = start_at(repo, experiment_id, attempt, ckpt["epoch"] if ckpt else 0, facts)
-    return ok, ckpt
-
-
-def start_at(repo: ExperimentRepository, experiment_id: int, attempt: int, epoch: int,
-             facts: dict[str, Any]) -> bool:  # fmt: skip
-    """A later attempt starts after `epoch` (0: from scratch): its facts and progress written,
-    the rows after `epoch` cut, the epoch recorded on the attempt; False when the attempt is no
-    longer current (nothing is written). A first attempt's start has nothing to cut and is
-    written behind its training (`EpochRows.start`)."""
-    ok = repo.fence(experiment_id, attempt, epochs_run=epoch, **facts)
-    if ok:
-        repo.truncate_history(experiment_id, epoch)
-        repo.resumed_from(experiment_id, attempt, epoch)
-    return ok

@@ -5,8 +5,8 @@ written in fenced transactions behind the training, by the worker's writer proce
 (runs/epoch_writer.py): the next epochs train while the previous ones' rows commit (short epochs
 share a transaction), and nothing (a checkpoint, a pause, the final model or status) happens
 before every decided epoch is stored. Checkpoints upload to the
-artifact store in the background (runs/artifacts.py); a resume loads the newest good one and
-cuts the history back to it."""
+artifact store in the background (runs/artifacts.py); a resume loads the newest good one, and
+its first write cuts the history back to it."""
 
 from __future__ import annotations
 
@@ -33,13 +33,7 @@ from worker.runs.artifacts import discard_checkpoints
 from worker.runs.budget import data_budget
 from worker.runs.datasets import check_fits, load_arrays
 from worker.runs.epoch_rows import EpochRows, Written
-from worker.runs.epochs import (
-    Decided,
-    resume_point,
-    rows_of,
-    start_at,
-    stored_state,
-)
+from worker.runs.epochs import Decided, rows_of, stored_state
 from worker.runs.finish import LEASE_LOST, Outcome, finish_run, finish_run_behind
 from worker.runs.retry import with_db_retry
 
@@ -106,13 +100,16 @@ class DatabaseSink:
                      old_lr=event.old_lr, new_lr=event.new_lr)  # fmt: skip
         return decision, state
 
-    def begin(self, facts: dict[str, Any]) -> None:
-        """A first attempt's start (its facts, its progress 0, the attempt's start epoch) goes
-        to the writer while the first epoch trains: a transaction fewer before the training (2
-        ms on PostgreSQL, between every two runs a worker takes). A refused write stops the run
-        once its answer is in, as a refused epoch write does, and nothing of the attempt is
-        stored: every later write is refused too."""
-        self._write(EpochRows(0, {}, [], [], start=facts))
+    def begin(self, facts: dict[str, Any], epoch: int) -> None:
+        """The attempt's start goes to the writer while its first epoch trains: its facts, its
+        progress (`epoch`: the checkpoint it resumed from, 0 from scratch), the attempt's start
+        epoch and, for a later attempt, the cut of the rows and decisions after `epoch`, which
+        it redoes. A transaction fewer before the training: 2 ms on PostgreSQL between every
+        two runs a worker takes, 5-13 ms in every resume (a rung's promoted runs included). A
+        refused write stops the run once its answer is in, as a refused epoch write does, and
+        nothing of the attempt is stored: every later write is refused too. The decision state
+        the first epoch starts from is stored with the row at `epoch`, which the cut keeps."""
+        self._write(EpochRows(epoch, {}, [], [], start=facts))
 
     def _collect(self, wait: bool = False) -> bool:
         """Take the result of the write in flight once it is done (or, with `wait`, when it
@@ -166,28 +163,22 @@ class DatabaseSink:
 
 
 def _start(
-    experiment_id: int, attempt: int, in_sweep: bool, facts: dict[str, Any]
-) -> tuple[list[tuple[str, str]], sweep_pruning.RunPruner | None, bool | None]:
-    """What a run starts from, in one transaction: its checkpoints up to its last stored epoch
-    and its sweep's pruner (None outside a sweep). A run's first attempt has no history and no
-    checkpoint (every write is fenced by its attempt), and its start is written behind its
-    training (`DatabaseSink.begin`): outside a sweep, nothing to read before it trains. Another
-    attempt with no checkpoint starts from scratch in this transaction (`epochs.start_at`). The
-    third value says whether it still holds the run (True for a first attempt: its first write
-    tells); None when there are checkpoints to look at first (`resume_point`)."""
+    experiment_id: int, attempt: int, in_sweep: bool
+) -> tuple[list[tuple[str, str]], sweep_pruning.RunPruner | None]:
+    """What a run starts from, read in one transaction: its sweep's pruner (None outside a
+    sweep) and, for a later attempt, its recorded checkpoints up to its last stored epoch,
+    newest first. Nothing is written here: an attempt's start (its facts, its progress, the cut
+    of its history back to the checkpoint it resumes from) goes to the writer while its first
+    epoch trains (`DatabaseSink.begin`). A first attempt outside a sweep reads nothing."""
     fresh = attempt == 1
     if fresh and not in_sweep:
-        return [], None, True
+        return [], None
     with session_scope() as session:
         prune = sweep_pruning.for_run(session, experiment_id, fresh) if in_sweep else None
         if fresh:
-            return [], prune, True
-        repo = ExperimentRepository(session)
-        last = repo.last_epoch(experiment_id)
-        found = artifacts.recorded(session, experiment_id, last) if last > 0 else []
-        if found:
-            return found, prune, None
-        return [], prune, start_at(repo, experiment_id, attempt, 0, facts)
+            return [], prune
+        last = ExperimentRepository(session).last_epoch(experiment_id)
+        return (artifacts.recorded(session, experiment_id, last) if last > 0 else []), prune
 
 
 def train_run(
@@ -208,20 +199,10 @@ def train_run(
         "param_count": param_count(state.model),
         "plugins": plugins.pinned(spec, dataset_plugin),
     }
-    candidates, prune, started = with_db_retry(
-        partial(_start, experiment_id, attempt, in_sweep, facts),
-        f"experiment {experiment_id} start",
-    )
-    ok, ckpt = bool(started), None
-    if started is None:  # checkpoints recorded: the newest good one, and the history cut to it
-        loaded = artifacts.latest_good(experiment_id, candidates)
-        ok, ckpt = with_db_retry(
-            lambda: resume_point(experiment_id, attempt, loaded, **facts),
-            f"experiment {experiment_id} resume",
-        )
-    if not ok:
-        return Outcome(experiment_id, LEASE_LOST)
-    if ckpt is not None:
+    candidates, prune = with_db_retry(partial(_start, experiment_id, attempt, in_sweep),
+                                      f"experiment {experiment_id} start")  # fmt: skip
+    ckpt = artifacts.latest_good(experiment_id, candidates) if candidates else None
+    if ckpt is not None:  # the newest good checkpoint; the rows after it are cut by `begin`
         state.load_state_dict(ckpt)
         log.info("resumed", from_epoch=state.epoch)
 
@@ -229,8 +210,7 @@ def train_run(
     writer = epoch_writer.take()
     try:
         sink = DatabaseSink(experiment_id, attempt, spec, stop, writer, uploads, prune)
-        if attempt == 1:
-            sink.begin(facts)
+        sink.begin(facts, state.epoch)
         try:
             result = program.train(spec, data, state, sink)
         finally:
