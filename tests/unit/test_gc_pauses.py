@@ -38,7 +38,7 @@ def test_a_worker_freezes_what_it_warmed_up_once_ready(monkeypatch: pytest.Monke
 
     # Its ready handler's other work (the broker, the writer process, the registry) is not
     # what this checks.
-    monkeypatch.setattr(module, "warm", lambda: None)
+    monkeypatch.setattr(module.dispatch, "warm", lambda: None)
     monkeypatch.setattr(module.epoch_writer, "prestart", lambda: None)
     monkeypatch.setattr(module.checks, "warm", lambda: None)
     monkeypatch.setattr(module.registry, "start", lambda queues: None)
